@@ -1,0 +1,192 @@
+"""Native API, part one: health, node, users (``/api/v1``)."""
+from __future__ import annotations
+
+import secrets
+import time
+
+import falcon
+
+from control import validation as v
+from control.errors import bad_request, conflict, not_found
+from control.openapi import path_param
+from fastpath import __version__
+from fastpath.store import Conflict, NotFound, User
+
+USER_FIELDS = {"id", "auth_secret", "enabled", "traffic_limit", "expiry", "inbounds"}
+
+
+def user_view(user: User, totals: dict, live: dict) -> dict:
+    tx, rx = totals.get(user.id, (0, 0))
+    rec = live.get(user.id)
+    return {
+        "id": user.id,
+        "auth_secret": user.auth_secret,
+        "enabled": user.enabled,
+        "traffic_limit": user.traffic_limit,
+        "expiry": v.iso(user.expiry),
+        "inbounds": user.inbounds,
+        "source": user.source,
+        "created": v.iso(user.created),
+        "tx": tx,
+        "rx": rx,
+        "used": tx + rx,
+        "online": rec[2] if rec else 0,
+        "refused": user.refused_reason(tx + rx),
+    }
+
+
+def parse_user_fields(body: dict) -> dict:
+    """Validate every given field first; nothing is applied if one is wrong."""
+    out = {}
+    if "auth_secret" in body:
+        out["auth_secret"] = v.string(body, "auth_secret", max_len=512)
+    if "enabled" in body:
+        out["enabled"] = v.boolean(body, "enabled")
+    if "traffic_limit" in body:
+        out["traffic_limit"] = v.integer(body, "traffic_limit")
+    if "expiry" in body:
+        out["expiry"] = v.timestamp(body, "expiry")
+    if "inbounds" in body:
+        out["inbounds"] = v.string_list(body, "inbounds")
+    return out
+
+
+class Health:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp):
+        status = self.node.status()
+        workers = [c for c in (status or {}).get("children", []) if c["shard"] is not None]
+        alive = sum(1 for c in workers if c["alive"])
+        healthy = status is not None and alive == len(workers) and workers
+        resp.status = falcon.HTTP_200 if healthy else falcon.HTTP_503
+        resp.media = {
+            "status": "healthy" if healthy else "degraded",
+            "version": __version__,
+            "uptime": round(status["uptime"], 3) if status else None,
+            "workers": len(workers),
+            "workers_alive": alive,
+        }
+
+
+class Node:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp):
+        cfg = self.node.config
+        status = self.node.status() or {}
+        table = self.node.table
+        resp.media = {
+            "name": cfg.name,
+            "version": __version__,
+            "uptime": status.get("uptime"),
+            "data_dir": str(cfg.data_dir),
+            "control": {"listen": f"{cfg.control.host}:{cfg.control.port}"},
+            "traffic_stats": {"listen": "%s:%d" % cfg.traffic_stats.listen
+                              if cfg.traffic_stats.listen else None},
+            "counters": {"segment_id": f"{table.segment_id:016x}", "shards": table.nshards,
+                         "slots_per_shard": table.slots_per_shard,
+                         "shards_info": [table.shard_info(i) for i in range(table.nshards)]},
+            "children": status.get("children", []),
+        }
+
+
+class Users:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp):
+        live = self.node.live_users()
+        totals = self.node.user_totals(live)
+        users = self.node.store.list_users()
+        resp.media = {"users": [user_view(u, totals, live) for u in users], "total": len(users)}
+
+    def on_post(self, req, resp):
+        body = v.json_object(req, allowed=USER_FIELDS, required={"id"})
+        user_id = v.string(body, "id", pattern=v.USER_ID, max_len=63)
+        fields = parse_user_fields(body)
+        user = User(id=user_id, auth_secret=fields.pop("auth_secret", None) or secrets.token_urlsafe(18),
+                    created=time.time(), **fields)
+        try:
+            self.node.store.create_user(user)
+        except Conflict as exc:
+            raise conflict(str(exc)) from None
+        self.node.notify_users_changed()
+        resp.status = falcon.HTTP_201
+        resp.media = user_view(user, {}, {})
+
+
+class UserItem:
+    def __init__(self, node):
+        self.node = node
+
+    def _get(self, user_id):
+        try:
+            return self.node.store.get_user(user_id)
+        except NotFound as exc:
+            raise not_found(str(exc)) from None
+
+    def on_get(self, req, resp, user_id):
+        user = self._get(user_id)
+        live = self.node.live_users()
+        resp.media = user_view(user, self.node.user_totals(live), live)
+
+    def on_patch(self, req, resp, user_id):
+        body = v.json_object(req, allowed=USER_FIELDS - {"id"})
+        fields = parse_user_fields(body)
+        if not fields:
+            raise bad_request("nothing to change")
+        try:
+            user = self.node.store.update_user(user_id, **fields)
+        except NotFound as exc:
+            raise not_found(str(exc)) from None
+        except Conflict as exc:
+            raise conflict(str(exc)) from None
+        self.node.notify_users_changed()
+        live = self.node.live_users()
+        resp.media = user_view(user, self.node.user_totals(live), live)
+
+    on_put = on_patch
+
+    def on_delete(self, req, resp, user_id):
+        try:
+            self.node.store.delete_user(user_id)
+        except NotFound as exc:
+            raise not_found(str(exc)) from None
+        self.node.notify_users_changed()
+        resp.status = falcon.HTTP_204
+
+
+USER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": v.USER_ID.pattern},
+        "auth_secret": {"type": "string", "description": "Hysteria 2 auth string; generated if omitted"},
+        "enabled": {"type": "boolean"},
+        "traffic_limit": {"type": "integer", "minimum": 0, "description": "bytes (tx+rx), 0 = unlimited"},
+        "expiry": {"type": ["string", "null"], "format": "date-time"},
+        "inbounds": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def register(app: falcon.App, node) -> None:
+    app.add_route("/api/v1/health", Health(node))
+    app.add_route("/api/v1/node", Node(node))
+    app.add_route("/api/v1/users", Users(node))
+    app.add_route("/api/v1/users/{user_id}", UserItem(node))
+    api = node.openapi
+    user_ref = api.schema("User", USER_SCHEMA)
+    api.add("GET", "/api/v1/health", "Liveness: status, uptime, version, workers alive", tag="native",
+            secured=False, errors={503: "a worker or the supervisor is down"})
+    api.add("GET", "/api/v1/node", "Node identity, listeners, counter segment, children", tag="native")
+    api.add("GET", "/api/v1/users", "List users with traffic used and online connections", tag="native")
+    api.add("POST", "/api/v1/users", "Create a user", tag="native", body=user_ref, response=user_ref,
+            errors={400: "invalid body", 409: "id or auth secret taken"})
+    for method, summary in (("GET", "Get one user"), ("PATCH", "Change some fields of a user"),
+                            ("PUT", "Same as PATCH"), ("DELETE", "Delete a user")):
+        api.add(method, "/api/v1/users/{user_id}", summary, tag="native",
+                params=[path_param("user_id")], body=user_ref if method in ("PATCH", "PUT") else None,
+                errors={404: "unknown user", 400: "invalid body"})

@@ -1,0 +1,92 @@
+"""The one narrow object every control-API resource reads and acts through.
+
+It joins the state store (users, settings, carried traffic) with the shared-memory counters
+(read-only mapping, Cython scan) and the supervisor's command socket.  Resources never touch
+globals or call into a data-plane worker directly.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import falcon
+
+from fastpath.config import NodeConfig
+from fastpath.shm import CounterTable, scan_slots, scan_users
+from fastpath.store import StateStore
+from fastpath.supervisor.command_channel import CommandClient, CommandError
+from control.openapi import OpenApiBuilder
+
+
+class NodeModel:
+    def __init__(self, config: NodeConfig):
+        self.config = config
+        self.store = StateStore(config.store_path)
+        self.commands = CommandClient(str(config.command_socket))
+        self.openapi = OpenApiBuilder(title="fastpath node API", version=_version())
+        self.started = time.time()
+        self._table: CounterTable | None = None
+        self._table_inode = None
+        secrets_path = config.data_dir / "secrets.json"
+        self.secrets = {}
+        if secrets_path.exists():
+            import json
+            self.secrets = json.loads(secrets_path.read_text())
+
+    # -- counters ---------------------------------------------------------------------------
+    @property
+    def table(self) -> CounterTable:
+        """The live segment, re-mapped when the supervisor replaced it."""
+        path = self.config.counter_segment_path
+        try:
+            inode = os.stat(path).st_ino
+        except FileNotFoundError:
+            raise falcon.HTTPServiceUnavailable(title="starting",
+                                                description="the counter segment is not there yet") from None
+        if self._table is None or inode != self._table_inode:
+            self._table = CounterTable.attach(path, readonly=True)
+            self._table_inode = inode
+        return self._table
+
+    def live_users(self) -> dict[str, list]:
+        """``{id: [tx, rx, connections, streams, last_active_ns]}`` of the live segment."""
+        return scan_users(self.table)
+
+    def slots(self, kinds=None) -> list[dict]:
+        return scan_slots(self.table, kinds)
+
+    def user_totals(self, live: dict | None = None) -> dict[str, tuple[int, int]]:
+        """All traffic per id, across restarts: carried in the store + the live segment."""
+        live = self.live_users() if live is None else live
+        totals = {uid: (tx, rx) for uid, (tx, rx) in self.store.carried().items()}
+        for uid, rec in live.items():
+            ctx, crx = totals.get(uid, (0, 0))
+            totals[uid] = (ctx + rec[0], crx + rec[1])
+        return totals
+
+    # -- commands ---------------------------------------------------------------------------
+    def command(self, cmd: str, args: dict | None = None, timeout: float = 5.0):
+        try:
+            return self.commands.call(cmd, args, timeout)
+        except CommandError as exc:
+            raise falcon.HTTPServiceUnavailable(title="supervisor unavailable",
+                                                description=str(exc)) from None
+
+    def notify_users_changed(self) -> None:
+        """Tell workers to reload users; the store already holds the change, so a failure
+        here only delays it until a worker restarts."""
+        try:
+            self.commands.call("users_changed", {}, 5.0)
+        except CommandError:
+            pass
+
+    def status(self) -> dict | None:
+        try:
+            return self.commands.call("status", {}, 2.0)
+        except CommandError:
+            return None
+
+
+def _version() -> str:
+    from fastpath import __version__
+    return __version__

@@ -1,0 +1,85 @@
+"""The control API process: gunicorn, started from Python, serving the Falcon app.
+
+Threaded workers (``gthread``) so long-lived responses (SSE, log streams) do not block other
+requests.  Binds the control listener, plus ``trafficStats.listen`` when configured (the same
+app; the Traffic Stats face tells the listeners apart by the local address of the socket).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from fastpath.config import ConfigError, load_config
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ControlApiServer(BaseApplication):
+    def __init__(self, config_path: str | None, data_dir: str | None):
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self.node_config = load_config(config_path, data_dir)
+        super().__init__()
+
+    def load_config(self):
+        cfg = self.node_config
+        binds = [_bind(cfg.control.host, cfg.control.port)]
+        if cfg.traffic_stats.listen:
+            binds.append(_bind(*cfg.traffic_stats.listen))
+        settings = {
+            "bind": binds,
+            "workers": cfg.control.workers,
+            "threads": cfg.control.threads,
+            "worker_class": "gthread",
+            "graceful_timeout": 2,
+            "timeout": 60,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": os.environ.get("FASTPATH_LOG_LEVEL", "info").lower(),
+            "proc_name": "fastpath-control",
+        }
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
+            settings["control_socket_disable"] = True
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from control.app import create_app
+        from control.node_model import NodeModel
+        return create_app(NodeModel(load_config(self.config_path, self.data_dir)))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fastpath-control")
+    parser.add_argument("--config")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"))
+    try:
+        server = ControlApiServer(args.config, args.data_dir)
+    except ConfigError as exc:
+        print(f"fastpath control API: config error: {exc}", file=sys.stderr)
+        return 2
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

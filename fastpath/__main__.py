@@ -1,0 +1,5 @@
+import sys
+
+from fastpath.cli import main
+
+sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared-memory counters: the compiled counter table and the segment's life cycle."""
+from fastpath._native import load as _load
+
+_ct = _load("fastpath.shm.counter_table")
+
+CounterTable = _ct.CounterTable
+ShardWriter = _ct.ShardWriter
+scan_users = _ct.scan_users
+scan_slots = _ct.scan_slots
+scan_totals = _ct.scan_totals
+count_kinds = _ct.count_kinds
+segment_size = _ct.segment_size
+SLOT_SIZE = _ct.SLOT_SIZE
+KIND_NAMES = _ct.KIND_NAMES
+STATE_NAMES = _ct.STATE_NAMES
+
+KIND_FREE = int(_ct.SlotKind.KIND_FREE)
+KIND_USER = int(_ct.SlotKind.KIND_USER)
+KIND_CONNECTION = int(_ct.SlotKind.KIND_CONNECTION)
+KIND_TCP_STREAM = int(_ct.SlotKind.KIND_TCP_STREAM)
+KIND_UDP_SESSION = int(_ct.SlotKind.KIND_UDP_SESSION)
+KIND_MEDIA_STREAM = int(_ct.SlotKind.KIND_MEDIA_STREAM)
+KIND_MEDIA_CLIENT = int(_ct.SlotKind.KIND_MEDIA_CLIENT)
+
+STATE_INIT = _ct.STATE_INIT
+STATE_HOOK = _ct.STATE_HOOK
+STATE_CONNECT = _ct.STATE_CONNECT
+STATE_ESTAB = _ct.STATE_ESTAB
+STATE_CLOSED = _ct.STATE_CLOSED

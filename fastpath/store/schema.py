@@ -1,0 +1,50 @@
+"""Numbered migrations of the state store.  Append only: a migration, once released, is never
+edited; the store applies every migration above its recorded ``user_version`` in order."""
+
+MIGRATIONS: list[str] = [
+    # 1: users and settings, which every face uses.
+    """
+    CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        auth_secret   TEXT UNIQUE,
+        enabled       INTEGER NOT NULL DEFAULT 1,
+        traffic_limit INTEGER NOT NULL DEFAULT 0,
+        expiry        REAL,
+        inbounds      TEXT NOT NULL DEFAULT '[]',
+        source        TEXT NOT NULL DEFAULT 'native',
+        meta          TEXT NOT NULL DEFAULT '{}',
+        created       REAL NOT NULL
+    );
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+    # 2: traffic accounting across segment lifetimes (keyed by the auth id, which need not be a
+    # user of the table: the YAML auth backends name their own ids) and reader-side baselines.
+    """
+    CREATE TABLE carried (
+        user_id TEXT PRIMARY KEY,
+        tx      INTEGER NOT NULL,
+        rx      INTEGER NOT NULL
+    );
+    CREATE TABLE segment_snapshots (
+        segment_id INTEGER NOT NULL,
+        user_id    TEXT NOT NULL,
+        tx         INTEGER NOT NULL,
+        rx         INTEGER NOT NULL,
+        PRIMARY KEY (segment_id, user_id)
+    );
+    CREATE TABLE retired_segments (
+        segment_id INTEGER PRIMARY KEY,
+        retired_at REAL NOT NULL
+    );
+    CREATE TABLE baselines (
+        scope   TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        tx      INTEGER NOT NULL,
+        rx      INTEGER NOT NULL,
+        PRIMARY KEY (scope, user_id)
+    );
+    """,
+]

@@ -1,0 +1,1 @@
+"""The supervisor (``fastpath serve``) and the command channel between processes."""

@@ -1,0 +1,306 @@
+"""``fastpath serve``: owns the counter segment and the state store, runs the children.
+
+Children: one data-plane worker per shard (restarted on the same shard when it dies, so its
+counters carry on), the control API (gunicorn), and the PasarGuard node API when configured.
+The supervisor also answers the command socket, fans commands out to workers, snapshots the
+counters into the store and cuts off users who cross their traffic limit.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from fastpath import __version__
+from fastpath.config import ConfigError, NodeConfig, load_config
+from fastpath.store import StateStore, User
+from fastpath.supervisor import bootstrap, segment
+from fastpath.supervisor.command_channel import CommandError, FrameLink, serve_requests
+
+log = logging.getLogger("fastpath.supervisor")
+
+SNAPSHOT_SECONDS = 2.0
+ENFORCE_SECONDS = 0.25
+STOP_GRACE_SECONDS = 3.0
+RESTART_BACKOFF_MAX = 5.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    shard: int | None = None
+    proc: asyncio.subprocess.Process | None = None
+    link: FrameLink | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    task: asyncio.Task | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+
+class Supervisor:
+    def __init__(self, config_path: str | None, data_dir: str | None, *, use_uvloop: bool = True):
+        self.config_path = config_path
+        self.data_dir_arg = data_dir
+        self.use_uvloop = use_uvloop
+        self.config: NodeConfig = load_config(config_path, data_dir)
+        self.started = time.time()
+        self.children: list[Child] = []
+        self.stopping = False
+        self.stop_event: asyncio.Event | None = None
+        self.over_limit: set[str] = set()
+
+    # -- set-up -----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.data_dir, 0o700)
+        self.secrets, created = bootstrap.load_or_create_secrets(cfg.data_dir)
+        bootstrap.ensure_certificate(cfg.data_dir)
+        self.store = StateStore(cfg.store_path)
+        if created:
+            self._first_start()
+        self.table = segment.open_segment(cfg.counter_segment_path, self.store, cfg.workers,
+                                          cfg.slots_per_shard)
+
+    def _first_start(self) -> None:
+        uses_table_auth = not (self.config.raw.get("auth") or self.config.raw.get("pasarguard"))
+        lines = ["fastpath: first start in " + str(self.config.data_dir.resolve()),
+                 f"  control API token: {self.secrets['control_token']}"]
+        if uses_table_auth and not self.store.list_users():
+            self.store.create_user(User(id="default", auth_secret=self.secrets["default_user_secret"]))
+            lines.append(f"  Hysteria 2 user 'default', auth: {self.secrets['default_user_secret']}")
+        lines.append("  (shown once; also kept in secrets.json, mode 0600)")
+        print("\n".join(lines), flush=True)
+
+    # -- children ---------------------------------------------------------------------------
+    def _base_args(self) -> list[str]:
+        args = ["--data-dir", str(self.config.data_dir)]
+        if self.config_path:
+            args += ["--config", str(self.config_path)]
+        return args
+
+    async def _spawn(self, child: Child) -> None:
+        pass_fds: tuple = ()
+        theirs = None
+        argv = list(child.argv)
+        if child.shard is not None:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            argv += ["--link-fd", str(theirs.fileno())]
+            pass_fds = (theirs.fileno(),)
+        child.proc = await asyncio.create_subprocess_exec(*argv, pass_fds=pass_fds)
+        child.started_at = time.time()
+        if theirs is not None:
+            theirs.close()
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+            child.link = FrameLink(reader, writer)
+        log.info("started %s (pid %d)", child.name, child.proc.pid)
+
+    async def _keep_running(self, child: Child) -> None:
+        backoff = 0.2
+        while not self.stopping:
+            await self._spawn(child)
+            child.ready.set()
+            code = await child.proc.wait()
+            if child.link:
+                child.link.close()
+                child.link = None
+            if self.stopping:
+                break
+            lived = time.time() - child.started_at
+            log.warning("%s exited with %s after %.1fs; restarting", child.name, code, lived)
+            child.restarts += 1
+            backoff = 0.2 if lived > 10 else min(backoff * 2, RESTART_BACKOFF_MAX)
+            await asyncio.sleep(backoff)
+
+    def _make_children(self) -> None:
+        py = sys.executable
+        for shard in range(self.config.workers):
+            argv = [py, "-m", "fastpath.worker", "--shard", str(shard), *self._base_args()]
+            if not self.use_uvloop:
+                argv.append("--no-uvloop")
+            self.children.append(Child(name=f"worker[{shard}]", argv=argv, shard=shard))
+        self.children.append(Child(name="control-api",
+                                   argv=[py, "-m", "control.server", *self._base_args()]))
+        if self.config.sections.get("pasarguard"):
+            self.children.append(Child(name="pasarguard-api",
+                                       argv=[py, "-m", "control.pasarguard.server", *self._base_args()]))
+
+    @property
+    def workers(self) -> list[Child]:
+        return [c for c in self.children if c.shard is not None]
+
+    async def broadcast(self, cmd: str, args: dict | None = None, timeout: float = 5.0) -> list:
+        """Send a command to every live worker; results in shard order (errors as strings)."""
+        async def one(child: Child):
+            if child.link is None:
+                return {"error": f"{child.name} is not running"}
+            try:
+                return await child.link.call(cmd, args, timeout)
+            except CommandError as exc:
+                return {"error": str(exc)}
+        return list(await asyncio.gather(*(one(c) for c in self.workers)))
+
+    # -- commands from the control API ------------------------------------------------------
+    async def handle_command(self, cmd: str, args: dict):
+        if cmd == "status":
+            return self.status()
+        if cmd == "kick":
+            ids = args.get("ids")
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise CommandError("kick needs 'ids', a list of strings")
+            results = await self.broadcast("kick", {"ids": ids})
+            return {"closed": sum(r for r in results if isinstance(r, int))}
+        if cmd == "users_changed":
+            results = await self.broadcast("users_changed", args)
+            self._users_cache_at = 0.0
+            return results
+        if cmd == "broadcast":
+            name = args.get("cmd")
+            if not isinstance(name, str):
+                raise CommandError("broadcast needs 'cmd'")
+            return await self.broadcast(name, args.get("args") or {},
+                                        float(args.get("timeout", 5.0)))
+        if cmd == "reload":
+            return await self.reload()
+        raise CommandError(f"unknown command {cmd!r}")
+
+    def status(self) -> dict:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": time.time() - self.started,
+            "started": self.started,
+            "segment_id": self.table.segment_id,
+            "children": [{"name": c.name, "shard": c.shard, "pid": c.proc.pid if c.proc else None,
+                          "alive": c.alive, "restarts": c.restarts} for c in self.children],
+        }
+
+    async def reload(self) -> dict:
+        try:
+            new = load_config(self.config_path, self.data_dir_arg)
+        except ConfigError as exc:
+            log.error("reload refused: %s", exc)
+            return {"reloaded": False, "error": str(exc)}
+        if new.workers != self.config.workers or new.slots_per_shard != self.config.slots_per_shard:
+            log.warning("reload: workers/counters shape changes need a restart; kept the old one")
+        self.config = new
+        for child in self.children:
+            if child.shard is None and child.alive and child.name == "control-api":
+                child.proc.send_signal(signal.SIGHUP)
+        results = await self.broadcast("reload", {})
+        log.info("config reloaded")
+        return {"reloaded": True, "workers": results}
+
+    # -- background loops -------------------------------------------------------------------
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_SECONDS)
+            try:
+                totals = segment.segment_totals(self.table)
+                await asyncio.to_thread(self.store.snapshot_segment, self.table.segment_id, totals)
+            except Exception:
+                log.exception("counter snapshot failed")
+
+    async def _enforce_loop(self) -> None:
+        """Cut off users whose carried + live traffic reaches their limit, within a second."""
+        users: dict[str, User] = {}
+        self._users_cache_at = 0.0
+        carried: dict = {}
+        while True:
+            await asyncio.sleep(ENFORCE_SECONDS)
+            try:
+                if time.time() - self._users_cache_at > 5.0:
+                    users = {u.id: u for u in self.store.list_users() if u.traffic_limit}
+                    carried = self.store.carried()
+                    self._users_cache_at = time.time()
+                if not users and not self.over_limit:
+                    continue
+                live = segment.segment_totals(self.table)
+                over = set()
+                for uid, user in users.items():
+                    ctx, crx = carried.get(uid, (0, 0))
+                    ltx, lrx = live.get(uid, (0, 0))
+                    if ctx + crx + ltx + lrx >= user.traffic_limit:
+                        over.add(uid)
+                if over != self.over_limit:
+                    self.over_limit = over
+                    await self.broadcast("over_limit", {"ids": sorted(over)})
+            except Exception:
+                log.exception("limit enforcement failed")
+
+    # -- run --------------------------------------------------------------------------------
+    async def run(self) -> int:
+        self.stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        sock_path = self.config.command_socket
+        if sock_path.exists():
+            sock_path.unlink()
+        server = await asyncio.start_unix_server(
+            lambda r, w: serve_requests(r, w, self.handle_command), path=str(sock_path))
+        os.chmod(sock_path, 0o600)
+        self._make_children()
+        for child in self.children:
+            child.task = asyncio.ensure_future(self._keep_running(child))
+        loops = [asyncio.ensure_future(self._snapshot_loop()),
+                 asyncio.ensure_future(self._enforce_loop())]
+        c = self.config.control
+        log.info("fastpath %s serving: control API http://%s:%d, %d worker(s)",
+                 __version__, c.host, c.port, self.config.workers)
+        await self.stop_event.wait()
+        log.info("stopping")
+        self.stopping = True
+        for task in loops:
+            task.cancel()
+        server.close()
+        await self._stop_children()
+        segment.retire(self.table, self.store)
+        try:
+            sock_path.unlink()
+        except FileNotFoundError:
+            pass
+        log.info("stopped")
+        return 0
+
+    async def _stop_children(self) -> None:
+        live = [c for c in self.children if c.alive]
+        for child in live:
+            child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in live:
+            try:
+                await asyncio.wait_for(child.proc.wait(), max(0.05, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                log.warning("%s did not stop in time; killing it", child.name)
+                child.proc.kill()
+                await child.proc.wait()
+        for child in self.children:
+            if child.task:
+                child.task.cancel()
+            if child.link:
+                child.link.close()
+
+
+def serve(config_path: str | None, data_dir: str | None, use_uvloop: bool = True) -> int:
+    from fastpath.worker.event_loop import run
+    logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s supervisor %(levelname)s %(name)s: %(message)s")
+    try:
+        sup = Supervisor(config_path, data_dir, use_uvloop=use_uvloop)
+    except ConfigError as exc:
+        print(f"fastpath: config error: {exc}", file=sys.stderr)
+        return 2
+    sup.prepare()
+    return run(sup.run(), use_uvloop=use_uvloop)

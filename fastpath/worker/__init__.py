@@ -1,0 +1,1 @@
+"""Data-plane worker processes: an event loop, one counter shard, the services."""

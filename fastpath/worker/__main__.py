@@ -1,0 +1,5 @@
+import sys
+
+from fastpath.worker.main import main
+
+sys.exit(main())

@@ -1,0 +1,127 @@
+"""A data-plane worker process: one counter shard, the services, commands from the supervisor.
+
+Started by the supervisor with one end of a socket pair; when that link closes (the supervisor
+is gone) the worker exits, so no orphan keeps serving with nobody counting.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+
+from fastpath.config import ConfigError, load_config
+from fastpath.shm import CounterTable
+from fastpath.store import StateStore
+from fastpath.supervisor.command_channel import CommandError, serve_requests
+from fastpath.worker.context import WorkerContext
+from fastpath.worker.event_loop import run
+from fastpath.worker.user_directory import UserDirectory
+
+log = logging.getLogger("fastpath.worker")
+
+# Services every worker runs, each a module with ``async def start(ctx) -> service | None``
+# (None when its config section turns it off).  A service object has ``async close()``.
+SERVICES = ("fastpath.hy2.service", "fastpath.media.service")
+
+HEARTBEAT_SECONDS = 1.0
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM us when the supervisor dies (Linux only)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+async def worker_main(args) -> int:
+    config = load_config(args.config, data_dir=args.data_dir)
+    table = CounterTable.attach(config.counter_segment_path)
+    writer = table.writer(args.shard)
+    store = StateStore(config.store_path)
+    ctx = WorkerContext(shard=args.shard, config=config, table=table, counters=writer,
+                        store=store, users=UserDirectory(store))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def ping(_args):
+        return {"shard": args.shard, "pid": os.getpid()}
+
+    async def users_changed(_args):
+        return {"cut": sorted(ctx.users.reload())}
+
+    async def over_limit(a):
+        ctx.users.set_over_limit(a.get("ids") or [])
+        return True
+
+    ctx.on_command("ping", ping)
+    ctx.on_command("users_changed", users_changed)
+    ctx.on_command("over_limit", over_limit)
+
+    services = []
+    for name in SERVICES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        service = await module.start(ctx)
+        if service is not None:
+            services.append(service)
+
+    async def handle(cmd: str, cmd_args: dict):
+        handler = ctx.commands.get(cmd)
+        if handler is None:
+            raise CommandError(f"unknown command {cmd!r}")
+        return await handler(cmd_args)
+
+    link = socket.socket(fileno=args.link_fd)
+    reader, link_writer = await asyncio.open_unix_connection(sock=link)
+    link_task = asyncio.ensure_future(serve_requests(reader, link_writer, handle))
+    link_task.add_done_callback(lambda _t: stop.set())
+
+    async def heartbeat():
+        while True:
+            writer.heartbeat()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    beat = asyncio.ensure_future(heartbeat())
+    log.info("worker %d ready (pid %d)", args.shard, os.getpid())
+    await stop.wait()
+    beat.cancel()
+    for service in services:
+        try:
+            await asyncio.wait_for(service.close(), 3)
+        except Exception:
+            log.exception("service did not close cleanly")
+    link_task.cancel()
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fastpath-worker")
+    parser.add_argument("--shard", type=int, required=True)
+    parser.add_argument("--link-fd", type=int, required=True)
+    parser.add_argument("--config")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"),
+                        format=f"%(asctime)s worker[{args.shard}] %(levelname)s %(name)s: %(message)s")
+    try:
+        return run(worker_main(args), use_uvloop=not args.no_uvloop)
+    except ConfigError as exc:
+        print(f"fastpath worker: config error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,63 @@
+"""The worker's view of who may use the node: the store's users, cached, plus the set of users
+the supervisor found over their traffic limit.  Services ask it at auth time and are told when
+users must be cut off."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+from fastpath.store import StateStore, User
+
+
+class UserDirectory:
+    def __init__(self, store: StateStore):
+        self.store = store
+        self.by_id: dict[str, User] = {}
+        self.by_secret: dict[str, User] = {}
+        self.over_limit: set[str] = set()
+        self._cutoff_listeners: list[Callable[[set[str]], None]] = []
+        self.reload()
+
+    def on_cutoff(self, listener: Callable[[set[str]], None]) -> None:
+        """``listener(ids)`` is called with users whose live connections must close now."""
+        self._cutoff_listeners.append(listener)
+
+    def reload(self) -> set[str]:
+        """Reread the store; cut off users that were removed or are no longer allowed."""
+        before = self.by_id
+        users = self.store.list_users()
+        self.by_id = {u.id: u for u in users}
+        self.by_secret = {u.auth_secret: u for u in users if u.auth_secret}
+        now = time.time()
+        gone = {uid for uid in before if uid not in self.by_id}
+        gone |= {u.id for u in users if u.refused_reason(0, now)}
+        self._cut(gone)
+        return gone
+
+    def set_over_limit(self, ids: Iterable[str]) -> None:
+        ids = set(ids)
+        fresh = ids - self.over_limit
+        self.over_limit = ids
+        self._cut(fresh)
+
+    def _cut(self, ids: set[str]) -> None:
+        if ids:
+            for listener in self._cutoff_listeners:
+                listener(set(ids))
+
+    def refused_reason(self, user_id: str) -> str | None:
+        """Why a user of the table may not connect now (None for ids the table does not know:
+        those come from the configured auth backend, which decided already)."""
+        user = self.by_id.get(user_id)
+        if user is None:
+            return None
+        if user_id in self.over_limit:
+            return "traffic limit reached"
+        return user.refused_reason(0)
+
+    def authenticate(self, secret: str) -> tuple[User | None, str | None]:
+        """The table user owning ``secret`` and why it is refused (None if allowed)."""
+        user = self.by_secret.get(secret)
+        if user is None:
+            return None, "unknown credentials"
+        return user, self.refused_reason(user.id)
