@@ -13,8 +13,15 @@ from setuptools.extension import Extension
 ROOT = Path(__file__).parent
 
 
+def header_dirs():
+    """Every folder of fastpath/ that holds a C header, so one module's .pxd (and the header it
+    names) can be cimported from another folder."""
+    return sorted({str(h.parent.relative_to(ROOT)) for h in (ROOT / "fastpath").rglob("*.h")})
+
+
 def extensions():
     exts = []
+    includes = header_dirs()
     for pyx in sorted((ROOT / "fastpath").rglob("*.pyx")):
         rel = pyx.relative_to(ROOT)
         name = ".".join(rel.with_suffix("").parts)
@@ -22,7 +29,7 @@ def extensions():
             Extension(
                 name,
                 [str(rel)],
-                include_dirs=[str(pyx.parent)],
+                include_dirs=[str(rel.parent), *includes],
                 extra_compile_args=["-O3", "-fno-strict-aliasing"],
             )
         )
