@@ -201,8 +201,12 @@ class StateStore:
                     else:
                         user.created = user.created or now
                     changed.append(user.id)
-                    db.execute(f"INSERT OR REPLACE INTO users ({', '.join(USER_COLUMNS)}) VALUES "
-                               f"({', '.join('?' * len(USER_COLUMNS))})", user.to_row())
+                    # An upsert on id only: a clash on auth_secret must fail, not delete the
+                    # other user as INSERT OR REPLACE would.
+                    db.execute(f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
+                               f"({', '.join('?' * len(USER_COLUMNS))}) ON CONFLICT(id) DO UPDATE SET "
+                               + ", ".join(f"{c} = excluded.{c}" for c in USER_COLUMNS[1:]),
+                               user.to_row())
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"user set refused: {exc}") from None
         return changed, removed
