@@ -9,15 +9,17 @@ import falcon
 from control import validation as v
 from control.errors import bad_request, conflict, not_found
 from control.openapi import path_param
+from control.traffic_accounting import usage
 from fastpath import __version__
 from fastpath.store import Conflict, NotFound, User
 
 USER_FIELDS = {"id", "auth_secret", "enabled", "traffic_limit", "expiry", "inbounds"}
 
 
-def user_view(user: User, totals: dict, live: dict) -> dict:
+def user_view(user: User, totals: dict, live: dict, used: dict | None = None) -> dict:
     tx, rx = totals.get(user.id, (0, 0))
     rec = live.get(user.id)
+    spent = (used or {}).get(user.id, tx + rx)
     return {
         "id": user.id,
         "auth_secret": user.auth_secret,
@@ -29,9 +31,9 @@ def user_view(user: User, totals: dict, live: dict) -> dict:
         "created": v.iso(user.created),
         "tx": tx,
         "rx": rx,
-        "used": tx + rx,
+        "used": spent,
         "online": rec[2] if rec else 0,
-        "refused": user.refused_reason(tx + rx),
+        "refused": user.refused_reason(spent),
     }
 
 
@@ -100,8 +102,9 @@ class Users:
     def on_get(self, req, resp):
         live = self.node.live_users()
         totals = self.node.user_totals(live)
+        used = usage(self.node, live)
         users = self.node.store.list_users()
-        resp.media = {"users": [user_view(u, totals, live) for u in users], "total": len(users)}
+        resp.media = {"users": [user_view(u, totals, live, used) for u in users], "total": len(users)}
 
     def on_post(self, req, resp):
         body = v.json_object(req, allowed=USER_FIELDS, required={"id"})
@@ -131,7 +134,7 @@ class UserItem:
     def on_get(self, req, resp, user_id):
         user = self._get(user_id)
         live = self.node.live_users()
-        resp.media = user_view(user, self.node.user_totals(live), live)
+        resp.media = user_view(user, self.node.user_totals(live), live, usage(self.node, live))
 
     def on_patch(self, req, resp, user_id):
         body = v.json_object(req, allowed=USER_FIELDS - {"id"})
@@ -146,7 +149,7 @@ class UserItem:
             raise conflict(str(exc)) from None
         self.node.notify_users_changed()
         live = self.node.live_users()
-        resp.media = user_view(user, self.node.user_totals(live), live)
+        resp.media = user_view(user, self.node.user_totals(live), live, usage(self.node, live))
 
     on_put = on_patch
 

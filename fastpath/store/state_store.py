@@ -275,3 +275,14 @@ def _conflict_message(exc: sqlite3.IntegrityError, user: User) -> str:
     if "users.id" in text:
         return f"user {user.id!r} already exists"
     return f"conflict: {text}"
+
+
+def read_baselines(db, scope: str) -> dict[str, tuple[int, int]]:
+    """Reader-side "cleared at" marks of one scope (call inside ``transaction()``)."""
+    return {r[0]: (r[1], r[2]) for r in db.execute(
+        "SELECT user_id, tx, rx FROM baselines WHERE scope = ?", (scope,))}
+
+
+def write_baselines(db, scope: str, marks: dict[str, tuple[int, int]]) -> None:
+    db.executemany("INSERT OR REPLACE INTO baselines (scope, user_id, tx, rx) VALUES (?, ?, ?, ?)",
+                   [(scope, uid, tx, rx) for uid, (tx, rx) in marks.items()])

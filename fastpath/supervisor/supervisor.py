@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from fastpath import __version__
 from fastpath.config import ConfigError, NodeConfig, load_config
 from fastpath.store import StateStore, User
+from fastpath.store.state_store import read_baselines
 from fastpath.supervisor import bootstrap, segment
 from fastpath.supervisor.command_channel import CommandError, FrameLink, serve_requests
 
@@ -216,12 +217,15 @@ class Supervisor:
         users: dict[str, User] = {}
         self._users_cache_at = 0.0
         carried: dict = {}
+        reset_marks: dict = {}
         while True:
             await asyncio.sleep(ENFORCE_SECONDS)
             try:
                 if time.time() - self._users_cache_at > 5.0:
                     users = {u.id: u for u in self.store.list_users() if u.traffic_limit}
                     carried = self.store.carried()
+                    with self.store.transaction(immediate=False) as db:
+                        reset_marks = read_baselines(db, "usage")
                     self._users_cache_at = time.time()
                 if not users and not self.over_limit:
                     continue
@@ -230,7 +234,8 @@ class Supervisor:
                 for uid, user in users.items():
                     ctx, crx = carried.get(uid, (0, 0))
                     ltx, lrx = live.get(uid, (0, 0))
-                    if ctx + crx + ltx + lrx >= user.traffic_limit:
+                    mtx, mrx = reset_marks.get(uid, (0, 0))
+                    if ctx + crx + ltx + lrx - mtx - mrx >= user.traffic_limit:
                         over.add(uid)
                 if over != self.over_limit:
                     self.over_limit = over

@@ -1,0 +1,187 @@
+"""The Hysteria 2 Traffic Stats API, byte-compatible: ``/traffic``, ``/kick``, ``/online``,
+``/dump/streams`` and ``/``.
+
+Served on the control port and, when ``trafficStats.listen`` is set, on that listener too (the
+same gunicorn app; requests are told apart by the local port of their socket).  On the
+dedicated listener the secret is checked before routing and routing is exact, as in the
+reference; on the control port only these routes carry the secret check.
+
+Differences on purpose: ``/kick`` closes every connection of each id at once (the reference
+drops one connection lazily, at its next byte); ``trafficStats.listAllUsers: true`` lists every
+user of the table in ``/traffic``, with zeros.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import time
+
+import falcon
+
+from control.traffic_accounting import read_traffic
+from control.traffic_format import go_bool, rfc3339_nano, stream_table
+from fastpath.shm import KIND_CONNECTION, KIND_TCP_STREAM, STATE_NAMES
+
+SCOPE = "traffic_stats"
+ROUTES = {("GET", "/traffic"), ("POST", "/kick"), ("GET", "/online"), ("GET", "/dump/streams"),
+          ("GET", "/")}
+PATHS = {path for _m, path in ROUTES}
+JSON_TYPE = "application/json; charset=utf-8"
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+def _plain(resp: falcon.Response, status, text: str) -> None:
+    """Go's ``http.Error``: text body, nosniff."""
+    resp.status = status
+    resp.content_type = TEXT_TYPE
+    resp.set_header("X-Content-Type-Options", "nosniff")
+    resp.text = text
+
+
+def _compact(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def _local_port(req: falcon.Request) -> int | None:
+    sock = req.env.get("gunicorn.socket")
+    try:
+        return sock.getsockname()[1] if sock is not None else None
+    except OSError:
+        return None
+
+
+class TrafficStatsGate:
+    """Secret check and exact routing, ahead of Falcon's router."""
+
+    def __init__(self, node):
+        ts = node.config.traffic_stats
+        self.secret = ts.secret.encode() if ts.secret else None
+        self.port = ts.listen[1] if ts.listen else None
+        if self.port is not None and self.port == node.config.control.port:
+            self.port = None  # same listener as the control API: behave as the control port
+
+    def _authorized(self, req) -> bool:
+        if self.secret is None:
+            return True
+        given = (req.get_header("Authorization") or "").encode()
+        return hmac.compare_digest(given, self.secret)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        path = req.env.get("PATH_INFO", req.path)
+        dedicated = self.port is not None and _local_port(req) == self.port
+        if dedicated:
+            if not self._authorized(req):
+                _plain(resp, falcon.HTTP_401, "unauthorized\n")
+                resp.complete = True
+            elif (req.method, path) not in ROUTES:
+                _plain(resp, falcon.HTTP_404, "404 page not found\n")
+                resp.complete = True
+        elif path in PATHS and path != "/" and not self._authorized(req):
+            _plain(resp, falcon.HTTP_401, "unauthorized\n")
+            resp.complete = True
+
+
+class Traffic:
+    def __init__(self, node):
+        self.node = node
+        self.list_all = node.config.traffic_stats.list_all_users
+
+    def on_get(self, req, resp):
+        clear = go_bool(req.get_param("clear"))
+        counted = read_traffic(self.node, SCOPE, clear=clear)
+        out = {uid: {"tx": tx, "rx": rx} for uid, (tx, rx) in counted.items() if tx or rx}
+        if self.list_all:
+            for user in self.node.store.list_users():
+                out.setdefault(user.id, {"tx": 0, "rx": 0})
+        resp.content_type = JSON_TYPE
+        resp.text = _compact(out)
+
+
+class Kick:
+    def __init__(self, node):
+        self.node = node
+
+    def on_post(self, req, resp):
+        try:
+            ids = json.loads(req.bounded_stream.read(1 << 20) or b"null")
+        except ValueError:
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            _plain(resp, falcon.HTTP_400, "request body must be a JSON array of client ids\n")
+            return
+        if ids:
+            self.node.command("kick", {"ids": ids})
+        resp.status = falcon.HTTP_200
+        resp.content_type = None
+        resp.text = ""
+
+
+class Online:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp):
+        online = {uid: rec[2] for uid, rec in self.node.live_users().items() if rec[2] > 0}
+        resp.content_type = JSON_TYPE
+        resp.text = _compact(online)
+
+
+def stream_records(node) -> list[dict]:
+    """TCP streams in the reference's field order, sorted by auth, connection, stream."""
+    rows = []
+    for s in node.slots([KIND_TCP_STREAM]):
+        state = STATE_NAMES[s["state"]] if s["state"] < len(STATE_NAMES) else "closed"
+        rows.append({
+            "state": state, "auth": s["key"], "connection": s["conn_id"] & 0xFFFFFFFF,
+            "stream": s["stream_id"], "req_addr": s["text_b"], "hooked_req_addr": "",
+            "tx": s["tx"], "rx": s["rx"],
+            "initial_at": rfc3339_nano(s["created_ns"]),
+            "last_active_at": rfc3339_nano(s["last_active_ns"]),
+            "_initial_ns": s["created_ns"], "_last_ns": s["last_active_ns"],
+        })
+    rows.sort(key=lambda r: (r["auth"], r["connection"], r["stream"]))
+    return rows
+
+
+class DumpStreams:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp):
+        rows = stream_records(self.node)
+        if "text/plain" in (req.get_header("Accept") or ""):
+            resp.content_type = TEXT_TYPE
+            resp.text = stream_table(rows, time.time_ns())
+            return
+        for r in rows:
+            del r["_initial_ns"], r["_last_ns"]
+        resp.content_type = JSON_TYPE
+        resp.text = json.dumps({"streams": rows}, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+class Index:
+    def on_get(self, req, resp):
+        resp.content_type = "text/html; charset=utf-8"
+        resp.text = ("<!DOCTYPE html><html><head><title>Traffic Stats</title></head><body>"
+                     "<h1>Traffic Stats API</h1><ul>"
+                     "<li><a href=\"/traffic\">GET /traffic</a></li><li>POST /kick</li>"
+                     "<li><a href=\"/online\">GET /online</a></li>"
+                     "<li><a href=\"/dump/streams\">GET /dump/streams</a></li></ul></body></html>\n")
+
+
+def register(app: falcon.App, node) -> None:
+    app.add_middleware(TrafficStatsGate(node))
+    app.add_route("/traffic", Traffic(node))
+    app.add_route("/kick", Kick(node))
+    app.add_route("/online", Online(node))
+    app.add_route("/dump/streams", DumpStreams(node))
+    app.add_route("/", Index())
+    api = node.openapi
+    tag = "traffic-stats"
+    api.add("GET", "/traffic", "Traffic per auth id since the last clear (?clear=1 clears)", tag=tag,
+            secured=False)
+    api.add("POST", "/kick", "Close every connection of the listed ids (JSON array)", tag=tag,
+            secured=False, errors={400: "body is not a JSON array of strings"})
+    api.add("GET", "/online", "Authenticated connections per id", tag=tag, secured=False)
+    api.add("GET", "/dump/streams", "TCP streams (JSON, or a text table with Accept: text/plain)",
+            tag=tag, secured=False)
