@@ -47,4 +47,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (scope, user_id)
     );
     """,
+    # 3: the stream relay: registered streams (m3u-proxy style) and their webhooks.
+    """
+    CREATE TABLE media_streams (
+        id                TEXT PRIMARY KEY,
+        dedup_key         TEXT NOT NULL UNIQUE,
+        url               TEXT NOT NULL,
+        kind              TEXT NOT NULL,
+        failover_urls     TEXT NOT NULL DEFAULT '[]',
+        user_agent        TEXT,
+        headers           TEXT NOT NULL DEFAULT '{}',
+        strict_live_ts    INTEGER NOT NULL DEFAULT 0,
+        sticky            INTEGER NOT NULL DEFAULT 0,
+        metadata          TEXT NOT NULL DEFAULT '{}',
+        profile           TEXT,
+        profile_variables TEXT NOT NULL DEFAULT '{}',
+        failover_index    INTEGER NOT NULL DEFAULT 0,
+        failover_attempts INTEGER NOT NULL DEFAULT 0,
+        last_failover     REAL,
+        error_count       INTEGER NOT NULL DEFAULT 0,
+        bytes_in          INTEGER NOT NULL DEFAULT 0,
+        bytes_served      INTEGER NOT NULL DEFAULT 0,
+        segments_served   INTEGER NOT NULL DEFAULT 0,
+        created           REAL NOT NULL,
+        last_access       REAL
+    );
+    CREATE TABLE media_webhooks (
+        url            TEXT PRIMARY KEY,
+        events         TEXT NOT NULL,
+        headers        TEXT NOT NULL DEFAULT '{}',
+        timeout        REAL NOT NULL DEFAULT 10,
+        retry_attempts INTEGER NOT NULL DEFAULT 3,
+        created        REAL NOT NULL
+    );
+    """,
 ]
