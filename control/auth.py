@@ -11,7 +11,7 @@ import hmac
 import falcon
 
 PROTECTED_PREFIXES = ("/api/v1", "/metrics")
-PUBLIC_PATHS = ("/api/v1/health",)
+PUBLIC_PATHS = ("/api/v1/health", "/api/v1/ping")
 
 
 def required_token(node) -> str | None:

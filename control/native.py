@@ -72,6 +72,13 @@ class Health:
         }
 
 
+class Ping:
+    """Cheapest possible answer of the control API (probes; the benchmark's baseline)."""
+
+    def on_get(self, req, resp):
+        resp.media = {"pong": True}
+
+
 class Node:
     def __init__(self, node):
         self.node = node
@@ -177,6 +184,7 @@ USER_SCHEMA = {
 
 def register(app: falcon.App, node) -> None:
     app.add_route("/api/v1/health", Health(node))
+    app.add_route("/api/v1/ping", Ping())
     app.add_route("/api/v1/node", Node(node))
     app.add_route("/api/v1/users", Users(node))
     app.add_route("/api/v1/users/{user_id}", UserItem(node))
@@ -184,6 +192,8 @@ def register(app: falcon.App, node) -> None:
     user_ref = api.schema("User", USER_SCHEMA)
     api.add("GET", "/api/v1/health", "Liveness: status, uptime, version, workers alive", tag="native",
             secured=False, errors={503: "a worker or the supervisor is down"})
+    api.add("GET", "/api/v1/ping", "Answer at once (no supervisor call): cheap probe", tag="native",
+            secured=False)
     api.add("GET", "/api/v1/node", "Node identity, listeners, counter segment, children", tag="native")
     api.add("GET", "/api/v1/users", "List users with traffic used and online connections", tag="native")
     api.add("POST", "/api/v1/users", "Create a user", tag="native", body=user_ref, response=user_ref,

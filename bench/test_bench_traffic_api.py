@@ -1,0 +1,105 @@
+"""Traffic Stats API read latency with 10k users and 50k live stream slots, against the
+control API's cheapest endpoint served by the same gunicorn in the same run.
+
+The control API runs as in production (``python -m control.server``, gunicorn, gthread) over a
+counter segment and a store this benchmark fills; requests come from keep-alive HTTP clients in
+threads.  Goal (issue): ``/traffic`` at 10k users within 5x of the trivial endpoint's latency.
+"""
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+import fastpath.shm as shm
+from fastpath.config import load_config
+from fastpath.store import StateStore, User
+from tests.support.node import free_tcp_port
+
+USERS, STREAMS = 10_000, 50_000
+
+
+@pytest.fixture(scope="module")
+def control_api(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("traffic-bench")
+    port = free_tcp_port()
+    cfg_path = tmp / "node.yaml"
+    cfg_path.write_text(yaml.safe_dump({"control": {"listen": f"127.0.0.1:{port}", "threads": 4},
+                                        "counters": {"slotsPerShard": 131072}}))
+    cfg = load_config(cfg_path, tmp / "data")
+    cfg.data_dir.mkdir()
+    store = StateStore(cfg.store_path)
+    store.replace_users("bench", [User(f"user{i}", f"secret{i}") for i in range(USERS)])
+    table = shm.CounterTable.create(cfg.counter_segment_path, 1, 131072, 42)
+    w = table.writer(0)
+    slots = [w.user_slot(f"user{i}") for i in range(USERS)]
+    conns = [w.open(shm.KIND_CONNECTION, f"user{i}", user_slot=slots[i], text_a="198.51.100.1:4000",
+                    conn_id=i) for i in range(USERS)]
+    for n in range(STREAMS):
+        i = n % USERS
+        s = w.open(shm.KIND_TCP_STREAM, f"user{i}", user_slot=slots[i], conn_slot=conns[i],
+                   conn_id=i, stream_id=4 * n, text_b="example.com:443", state=shm.STATE_ESTAB)
+        w.count(s, 1000 + n, 2000 + n)
+    env = dict(os.environ, FASTPATH_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([sys.executable, "-m", "control.server", "--config", str(cfg_path),
+                             "--data-dir", str(cfg.data_dir)], env=env)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/api/v1/ping")
+            if c.getresponse().status == 200:
+                break
+        except OSError:
+            assert time.monotonic() < deadline, "control API did not start"
+            time.sleep(0.2)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+    os.unlink(cfg.counter_segment_path)
+
+
+def measure(port: int, path: str, seconds: float = 3.0, clients: int = 2, headers=None):
+    """(latencies in ms, requests/s) of ``clients`` keep-alive clients for ``seconds``."""
+    lat: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            conn.request("GET", path, headers=headers or {})
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200
+            mine.append((time.perf_counter() - t0) * 1e3)
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return lat, len(lat) / (time.monotonic() - t0)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/ping", "/traffic", "/online", "/dump/streams", "/api/v1/traffic"])
+def test_read_latency(control_api, path, compare):
+    lat, rps = measure(control_api, path)
+    median = statistics.median(lat)
+    p99 = sorted(lat)[int(len(lat) * 0.99) - 1]
+    print(f"\n{path}: median {median:.2f} ms, p99 {p99:.2f} ms, {rps:.0f} req/s")
+    base = "GET /api/v1/ping median latency (ms)"
+    compare.record(f"GET {path} median latency (ms)", median, "ms",
+                   baseline=None if path == "/api/v1/ping" else base)
+    compare.record(f"GET {path} requests/s", rps, "req/s", better="higher",
+                   baseline=None if path == "/api/v1/ping" else "GET /api/v1/ping requests/s")
