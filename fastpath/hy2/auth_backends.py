@@ -1,0 +1,156 @@
+"""Who may use the server: the node's user table first, then the configured ``auth`` backend.
+
+Each backend returns the id that keys every traffic statistic, or None to refuse, following the
+reference server's rules (``password``: id ``user``; ``userpass``: the lower-cased user name;
+``http``: the ``id`` of a 200 ``{"ok": true}`` answer; ``command``: the program's trimmed stdout
+when it exits 0).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import ssl
+from typing import Protocol
+
+from fastpath.hy2.config import AuthSettings
+
+log = logging.getLogger("fastpath.hy2.auth")
+
+HTTP_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 10.0
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, addr: str, auth: str, client_rx: int) -> str | None: ...
+
+
+class PasswordAuth:
+    def __init__(self, password: str):
+        self.password = password.encode()
+
+    async def authenticate(self, addr, auth, client_rx):
+        return "user" if hmac.compare_digest(auth.encode(), self.password) else None
+
+
+class UserpassAuth:
+    def __init__(self, table: dict[str, str]):
+        self.table = {user.lower(): password.encode() for user, password in table.items()}
+
+    async def authenticate(self, addr, auth, client_rx):
+        user, sep, password = auth.partition(":")
+        if not sep:
+            return None
+        user = user.lower()
+        expected = self.table.get(user)
+        if expected is None or not hmac.compare_digest(password.encode(), expected):
+            return None
+        return user
+
+
+class HttpAuth:
+    def __init__(self, url: str, insecure: bool = False):
+        self.url = url
+        self.insecure = insecure
+        self._session = None
+
+    async def authenticate(self, addr, auth, client_rx):
+        import aiohttp
+        if self._session is None or self._session.closed:
+            ssl_ctx = None
+            if self.insecure:
+                ssl_ctx = ssl.create_default_context()
+                ssl_ctx.check_hostname = False
+                ssl_ctx.verify_mode = ssl.CERT_NONE
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT),
+                connector=aiohttp.TCPConnector(ssl=ssl_ctx) if ssl_ctx else None)
+        body = {"addr": addr, "auth": auth, "tx": client_rx}
+        try:
+            async with self._session.post(self.url, json=body) as resp:
+                if resp.status != 200:
+                    return None
+                answer = json.loads(await resp.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            log.warning("http auth backend %s failed: %s", self.url, exc)
+            return None
+        if not isinstance(answer, dict) or answer.get("ok") is not True:
+            return None
+        user_id = answer.get("id")
+        return str(user_id) if user_id is not None else ""
+
+    async def close(self):
+        if self._session is not None:
+            await self._session.close()
+
+
+class CommandAuth:
+    def __init__(self, command: str):
+        self.command = command
+
+    async def authenticate(self, addr, auth, client_rx):
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.command, addr, auth, str(client_rx),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL)
+        except OSError as exc:
+            log.warning("auth command %s cannot run: %s", self.command, exc)
+            return None
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return None
+        if proc.returncode != 0:
+            return None
+        return out.decode("utf-8", "replace").strip()
+
+
+def make_backend(settings: AuthSettings) -> Authenticator | None:
+    if settings.type == "password":
+        return PasswordAuth(settings.password or "")
+    if settings.type == "userpass":
+        return UserpassAuth(settings.userpass)
+    if settings.type == "http":
+        return HttpAuth(settings.http_url, settings.http_insecure)
+    if settings.type == "command":
+        return CommandAuth(settings.command)
+    return None
+
+
+class NodeAuthenticator:
+    """The node's user table (``UserDirectory``), then the backend.
+
+    A secret the table knows decides alone: a disabled, expired or over-limit user is refused
+    even if the backend would accept.  An id a backend returns is still refused while the table
+    says that user may not connect.
+    """
+
+    def __init__(self, users=None, backend: Authenticator | None = None):
+        self.users = users
+        self.backend = backend
+
+    async def authenticate(self, addr: str, auth: str, client_rx: int) -> str | None:
+        if self.users is not None:
+            user, reason = self.users.authenticate(auth)
+            if user is not None:
+                if reason:
+                    log.info("auth refused for %s from %s: %s", user.id, addr, reason)
+                    return None
+                return user.id
+        if self.backend is None:
+            return None
+        user_id = await self.backend.authenticate(addr, auth, client_rx)
+        if user_id is None:
+            return None
+        if self.users is not None and self.users.refused_reason(user_id):
+            return None
+        return user_id
+
+    async def close(self):
+        closer = getattr(self.backend, "close", None)
+        if closer is not None:
+            await closer()

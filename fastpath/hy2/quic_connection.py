@@ -1,0 +1,97 @@
+"""aioquic's QuicConnection with the three guards Hysteria 2 needs on top of it.
+
+- DATAGRAM frames: aioquic queues any size and a frame larger than one packet blocks the queue
+  for good; ``queue_datagram`` checks the size against the room one packet has and bounds the
+  queue.  (Receiving works whatever the peer advertised, as long as our own
+  ``max_datagram_frame_size`` is set, which ``quic_configuration`` does.)
+- Send side back-pressure: ``send_stream_data`` buffers without limit, so callers watch
+  ``unsent_bytes`` and pause their source.
+- Receive side back-pressure: aioquic doubles a stream's credit whenever half is used, so a
+  slow consumer could be sent unbounded data.  Here the credit is a sliding window over what was
+  delivered, and ``hold_credit`` freezes it while the consumer (a TCP socket) is full.
+"""
+from __future__ import annotations
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
+from aioquic.quic.packet import QuicFrameType
+
+# 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
+# AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).
+DATAGRAM_OVERHEAD = 1 + 2 + 16 + 1 + 2
+MAX_QUEUED_DATAGRAMS = 512
+RECEIVE_DATAGRAM_LIMIT = 65536
+
+
+def quic_configuration(*, is_client: bool, quic_settings, **kwargs) -> QuicConfiguration:
+    """A QuicConfiguration with Hysteria 2's transport: ALPN h3, datagrams accepted, the
+    configured windows and idle timeout."""
+    return QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=["h3"],
+        max_datagram_frame_size=RECEIVE_DATAGRAM_LIMIT,
+        idle_timeout=quic_settings.max_idle_timeout,
+        max_stream_data=quic_settings.init_stream_window,
+        max_data=quic_settings.init_conn_window,
+        **kwargs,
+    )
+
+
+class Hy2QuicConnection(QuicConnection):
+    def __init__(self, *, configuration: QuicConfiguration, stream_window: int | None = None,
+                 max_incoming_streams: int | None = None, **kwargs) -> None:
+        super().__init__(configuration=configuration, **kwargs)
+        self._stream_window = stream_window or configuration.max_stream_data
+        self._held: set[int] = set()
+        if max_incoming_streams:
+            limit = self._local_max_streams_bidi
+            limit.value = limit.sent = max_incoming_streams
+
+    def _replenish_connection_ids(self) -> None:
+        # A zero-length connection ID (what recent reference clients use) cannot have
+        # alternatives: announcing more would be a protocol violation.
+        if self._configuration.connection_id_length:
+            super()._replenish_connection_ids()
+
+    # -- datagrams --------------------------------------------------------------------------
+    def datagram_room(self) -> int:
+        """Largest DATAGRAM payload that fits in one packet to the peer now."""
+        return self._max_datagram_size - DATAGRAM_OVERHEAD - len(self._peer_cid.cid)
+
+    def queue_datagram(self, data: bytes) -> bool:
+        """Queue one DATAGRAM frame; False (dropped) if it would not fit in a packet or the
+        queue is full, as an unreliable datagram may be."""
+        if len(data) > self.datagram_room() or len(self._datagrams_pending) >= MAX_QUEUED_DATAGRAMS:
+            return False
+        self._datagrams_pending.append(data)
+        return True
+
+    # -- streams ----------------------------------------------------------------------------
+    def unsent_bytes(self, stream_id: int) -> int:
+        """Bytes written to a stream and not yet acknowledged by the peer."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return sender._buffer_stop - sender._buffer_start
+
+    def hold_credit(self, stream_id: int, hold: bool) -> None:
+        """Stop (or resume) granting the peer more credit on a stream."""
+        if hold:
+            self._held.add(stream_id)
+        else:
+            self._held.discard(stream_id)
+
+    def _write_stream_limits(self, builder, space, stream) -> None:
+        if stream.max_stream_data_local and stream.stream_id not in self._held:
+            delivered = stream.receiver.highest_offset
+            if delivered + self._stream_window // 2 > stream.max_stream_data_local:
+                stream.max_stream_data_local = delivered + self._stream_window
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(QuicFrameType.MAX_STREAM_DATA,
+                                      capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                                      handler=self._on_max_stream_data_delivery,
+                                      handler_args=(stream,))
+            buf.push_uint_var(stream.stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local

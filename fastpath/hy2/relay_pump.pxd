@@ -1,0 +1,29 @@
+# The relay between one QUIC stream and one TCP socket, C level.
+from fastpath.shm.counter_table cimport ShardWriter
+
+
+cdef class RelayPump:
+    cdef object owner            # the glue: want_transmit(), pump_paused(p), pump_finished(p, why)
+    cdef object quic             # Hy2QuicConnection
+    cdef object transport        # the TCP transport once connected
+    cdef readonly long long stream_id
+    cdef ShardWriter writer
+    cdef readonly int slot       # counter slot, -1 when not counting
+    cdef bint quic_is_tx         # bytes from QUIC are tx (server side: toward the target)
+    cdef readonly bint reading_paused
+    cdef readonly bint finished
+    cdef bint credit_held
+    cdef readonly bint send_stopped
+    cdef list pending            # QUIC bytes that arrived before the TCP side connected
+    cdef bint pending_end
+    cdef readonly unsigned long long from_quic_bytes
+    cdef readonly unsigned long long from_tcp_bytes
+    cdef public Py_ssize_t high_water
+    cdef public Py_ssize_t low_water
+
+    cpdef from_quic(self, bytes data, bint end)
+    cpdef check_resume(self)
+    cpdef abort(self)
+    cpdef stop_sending(self)
+    cdef void _count(self, Py_ssize_t from_quic, Py_ssize_t from_tcp) noexcept
+    cdef _finish(self, str reason)

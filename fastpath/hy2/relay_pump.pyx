@@ -1,0 +1,149 @@
+# cython: language_level=3
+"""The relay pump: bytes between one QUIC stream and one TCP socket, counted in shared memory.
+
+It is the asyncio protocol of the TCP socket and the sink of the QUIC stream's data.  Each
+chunk is counted on the stream's slot (and, in the same C call, on its connection's and user's
+slots) with ``ShardWriter.add``: no Python call per chunk for counting.
+
+Back-pressure both ways: when the QUIC stream holds more than ``high_water`` unacknowledged
+bytes the TCP socket stops being read until it drains below ``low_water``; when the TCP socket's
+write buffer is full the stream's flow-control credit is held, so the peer stops sending.
+
+When either side ends the pump ends both, as the reference does (no half-close).
+"""
+from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
+
+DEF_HIGH_WATER = 4 * 1024 * 1024
+DEF_LOW_WATER = 1024 * 1024
+TCP_WRITE_HIGH_WATER = 1024 * 1024
+
+
+cdef class RelayPump:
+    def __init__(self, owner, quic, long long stream_id, ShardWriter writer=None, int slot=-1,
+                 bint quic_is_tx=True):
+        self.owner = owner
+        self.quic = quic
+        self.stream_id = stream_id
+        self.writer = writer
+        self.slot = slot if writer is not None else -1
+        self.quic_is_tx = quic_is_tx
+        self.pending = []
+        self.high_water = DEF_HIGH_WATER
+        self.low_water = DEF_LOW_WATER
+
+    # -- counting ---------------------------------------------------------------------------
+    cdef void _count(self, Py_ssize_t from_quic, Py_ssize_t from_tcp) noexcept:
+        if self.slot < 0:
+            return
+        if self.quic_is_tx:
+            self.writer.add(<unsigned int>self.slot, <unsigned long long>from_quic,
+                            <unsigned long long>from_tcp, fp_now_ns())
+        else:
+            self.writer.add(<unsigned int>self.slot, <unsigned long long>from_tcp,
+                            <unsigned long long>from_quic, fp_now_ns())
+
+    # -- QUIC -> TCP ------------------------------------------------------------------------
+    cpdef from_quic(self, bytes data, bint end):
+        """Payload the peer sent on the stream (``end``: it finished)."""
+        cdef Py_ssize_t n = len(data)
+        if self.finished:
+            return
+        if self.transport is None:
+            if n:
+                self.pending.append(data)
+            self.pending_end = self.pending_end or end
+            return
+        if n:
+            self.from_quic_bytes += n
+            self._count(n, 0)
+            self.transport.write(data)
+        if end:
+            self._finish("peer finished")
+
+    # -- TCP side: asyncio.Protocol -----------------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.set_write_buffer_limits(high=TCP_WRITE_HIGH_WATER)
+        if self.finished:
+            transport.abort()
+            return
+        if self.send_stopped:
+            self.reading_paused = True
+            transport.pause_reading()
+        pending, self.pending = self.pending, []
+        for data in pending:
+            self.from_quic_bytes += len(data)
+            self._count(len(data), 0)
+            transport.write(data)
+        if self.pending_end:
+            self._finish("peer finished")
+
+    def data_received(self, bytes data):
+        cdef Py_ssize_t n = len(data)
+        if self.finished or self.send_stopped:
+            return
+        self.from_tcp_bytes += n
+        self._count(0, n)
+        quic = self.quic
+        try:
+            quic.send_stream_data(self.stream_id, data)
+        except RuntimeError:            # the peer stopped the stream meanwhile
+            self.stop_sending()
+            return
+        self.owner.want_transmit()
+        if not self.reading_paused and quic.unsent_bytes(self.stream_id) > self.high_water:
+            self.reading_paused = True
+            self.transport.pause_reading()
+            self.owner.pump_paused(self)
+
+    def eof_received(self):
+        self._finish("tcp side finished")
+        return False
+
+    def connection_lost(self, exc):
+        self._finish("tcp side closed" if exc is None else f"tcp side error: {exc}")
+
+    def pause_writing(self):
+        self.credit_held = True
+        self.quic.hold_credit(self.stream_id, True)
+
+    def resume_writing(self):
+        self.credit_held = False
+        self.quic.hold_credit(self.stream_id, False)
+        self.owner.want_transmit()
+
+    # -- control ----------------------------------------------------------------------------
+    cpdef check_resume(self):
+        """Resume reading the TCP side once the stream drained (called after ACKs arrive);
+        True when the pump is no longer paused."""
+        if not self.reading_paused or self.finished or self.send_stopped:
+            return True
+        if self.quic.unsent_bytes(self.stream_id) <= self.low_water:
+            self.reading_paused = False
+            self.transport.resume_reading()
+            return True
+        return False
+
+    cpdef stop_sending(self):
+        """The peer stopped reading the stream: stop reading the TCP side; what the peer
+        still sends is delivered until its FIN ends the pump."""
+        self.send_stopped = True
+        if self.transport is not None and not self.finished and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    cpdef abort(self):
+        """The stream was reset: drop the TCP side at once."""
+        if self.transport is not None:
+            self.transport.abort()
+        self._finish("stream reset")
+
+    cdef _finish(self, str reason):
+        if self.finished:
+            return
+        self.finished = True
+        if self.credit_held:
+            self.quic.hold_credit(self.stream_id, False)
+        if self.transport is not None:
+            self.transport.close()          # flushes what was written, then closes
+        self.owner.pump_finished(self, reason)

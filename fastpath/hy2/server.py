@@ -1,0 +1,514 @@
+"""The Hysteria 2 server's I/O: one UDP socket, QUIC connections, dialing, counting.
+
+The protocol decisions live in ``ServerSession`` (sans I/O); this module reads the socket,
+finds each packet's connection by its destination connection ID, runs the authenticator and
+the masquerade, dials targets for proxy streams (a ``RelayPump`` each), relays UDP sessions and
+counts everything into the worker's counter shard.  Packets are handled in batches and each
+connection transmits once per batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+
+from aioquic.buffer import Buffer
+from aioquic.quic import events as qe
+from aioquic.quic.packet import (QuicPacketType, encode_quic_version_negotiation,
+                                 pull_quic_header)
+
+from fastpath.hy2.brutal import install_brutal
+from fastpath.hy2.config import ServerSettings
+from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
+                                 Terminated, UdpReceived)
+from fastpath.hy2.masquerade import decode_headers
+from fastpath.hy2.quic_connection import Hy2QuicConnection, quic_configuration
+from fastpath.hy2.relay_pump import RelayPump
+from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
+from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
+from fastpath.hy2.udp_relay import UdpRelay, split_address
+
+log = logging.getLogger("fastpath.hy2.server")
+
+HOST_CID_LENGTH = 8
+DIAL_TIMEOUT = 10.0
+HOUSEKEEPING_SECONDS = 1.0
+SPEEDTEST_HOST = "@SpeedTest"
+
+# Counter-table constants (fastpath.shm), imported lazily so the client needs no segment.
+KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION = 2, 3, 4
+STATE_INIT, STATE_CONNECT, STATE_ESTAB = 0, 2, 3
+
+
+def _peer_text(addr) -> str:
+    host, port = addr[0], addr[1]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ServerConnection:
+    """Glue for one QUIC connection: events in, actions out, timer, pumps and UDP relays."""
+
+    def __init__(self, server: "Hy2Server", quic: Hy2QuicConnection, addr) -> None:
+        self.server = server
+        self.quic = quic
+        self.addr = addr
+        self.peer = _peer_text(addr)
+        s = server.settings
+        self.session = ServerSession(quic, udp_enabled=not s.disable_udp,
+                                     udp_idle_timeout=s.udp_idle_timeout)
+        self.pumps: dict[int, RelayPump] = {}
+        self.paused: set = set()
+        self.timer = None
+        self.timer_at = None
+        self.closed = False
+        self.conn_slot = -1
+        self.user_slot = -1
+        self.conn_id = random.getrandbits(32)
+        self.cids: set[bytes] = set()
+        self.tasks: set = set()
+        self.brutal = None
+
+    @property
+    def auth_id(self):
+        return self.session.auth_id
+
+    # -- input ------------------------------------------------------------------------------
+    def receive(self, data: bytes, addr, now: float) -> None:
+        self.quic.receive_datagram(data, addr, now)
+        self.process_events(now)
+
+    def process_events(self, now: float) -> None:
+        quic = self.quic
+        session = self.session
+        event = quic.next_event()
+        while event is not None:
+            t = type(event)
+            if t is qe.StreamDataReceived:
+                pump = self.pumps.get(event.stream_id)
+                if pump is not None:
+                    pump.from_quic(event.data, event.end_stream)
+                else:
+                    self._dispatch(session.handle(event, now))
+            elif t is qe.ConnectionIdIssued:
+                self.server.add_cid(event.connection_id, self)
+            elif t is qe.ConnectionIdRetired:
+                self.server.remove_cid(event.connection_id)
+            else:
+                self._dispatch(session.handle(event, now))
+            event = quic.next_event()
+        if self.paused:
+            self.paused = {p for p in self.paused if not p.check_resume()}
+        self.server.mark_dirty(self)
+
+    def _dispatch(self, app_events: list) -> None:
+        for e in app_events:
+            t = type(e)
+            if t is TcpData:
+                pump = self.pumps.get(e.stream_id)
+                if pump is not None:
+                    pump.from_quic(e.data, e.end)
+            elif t is TcpRequested:
+                self._open_tcp(e)
+            elif t is UdpReceived:
+                self._udp_out(e)
+            elif t is SendStopped:
+                pump = self.pumps.get(e.stream_id)
+                if pump is not None:
+                    pump.stop_sending()
+            elif t is StreamClosed:
+                pump = self.pumps.get(e.stream_id)
+                if pump is not None:
+                    pump.abort()
+            elif t is AuthRequested:
+                self._spawn(self._authenticate(e))
+            elif t is HttpRequest:
+                self._spawn(self._masquerade(e.stream_id, e.headers, e.body))
+            elif t is Terminated:
+                self._terminated(e)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- auth and masquerade ----------------------------------------------------------------
+    async def _authenticate(self, e: AuthRequested) -> None:
+        server = self.server
+        try:
+            user_id = await server.authenticator.authenticate(self.peer, e.auth, e.client_rx)
+        except Exception:
+            log.exception("authenticator failed")
+            user_id = None
+        if self.closed:
+            return
+        if user_id is None:
+            for req in self.session.reject_auth(e.stream_id):
+                await self._masquerade(req.stream_id, req.headers, req.body)
+            return
+        s = server.settings
+        answer_rx = None if s.ignore_client_bandwidth else s.bandwidth_down
+        self.session.accept_auth(e.stream_id, user_id, answer_rx)
+        self._count_connection(user_id)
+        if not s.ignore_client_bandwidth and e.client_rx > 0:
+            rate = e.client_rx if not s.bandwidth_up else min(e.client_rx, s.bandwidth_up)
+            self.brutal = install_brutal(self.quic, rate, server.loop.time())
+        server.register_user(self)
+        log.debug("%s authenticated as %s", self.peer, user_id)
+        self.want_transmit()
+
+    async def _masquerade(self, stream_id: int, raw_headers, body: bytes) -> None:
+        try:
+            status, headers, content = await self.server.masquerade.respond(
+                decode_headers(raw_headers), body)
+        except Exception:
+            log.exception("masquerade failed")
+            status, headers, content = 404, [], b""
+        if not self.closed:
+            self.session.send_http_response(stream_id, status, headers, content)
+            self.want_transmit()
+
+    # -- counting ---------------------------------------------------------------------------
+    def _count_connection(self, user_id: str) -> None:
+        w = self.server.counters
+        if w is None:
+            return
+        try:
+            self.user_slot = w.user_slot(user_id)
+            self.conn_slot = w.open(KIND_CONNECTION, user_id, user_slot=self.user_slot,
+                                    conn_id=self.conn_id, text_a=self.peer, state=STATE_ESTAB)
+        except Exception:
+            log.warning("counter shard full: connection of %s not counted", user_id)
+            self.conn_slot = -1
+
+    def _open_slot(self, kind: int, stream_id: int, address: str, state: int) -> int:
+        w = self.server.counters
+        if w is None or self.conn_slot < 0:
+            return -1
+        try:
+            return w.open(kind, self.session.auth_id, user_slot=self.user_slot,
+                          conn_slot=self.conn_slot, conn_id=self.conn_id, stream_id=stream_id,
+                          text_a=self.peer, text_b=address, state=state)
+        except Exception:
+            return -1
+
+    def _close_slot(self, slot: int) -> None:
+        if slot >= 0 and self.server.counters is not None:
+            try:
+                self.server.counters.close(slot)
+            except Exception:
+                pass
+
+    # -- TCP proxy streams ------------------------------------------------------------------
+    def _open_tcp(self, e: TcpRequested) -> None:
+        slot = self._open_slot(KIND_TCP_STREAM, e.stream_id, e.address, STATE_INIT)
+        pump = RelayPump(self, self.quic, e.stream_id, self.server.counters, slot, True)
+        self.pumps[e.stream_id] = pump
+        if e.early or e.end:
+            pump.from_quic(e.early, e.end)
+        self._spawn(self._dial(pump, e.address, slot))
+
+    async def _dial(self, pump: RelayPump, address: str, slot: int) -> None:
+        server = self.server
+        w = server.counters
+        if slot >= 0:
+            w.set_state(slot, STATE_CONNECT)
+        try:
+            host, port = split_address(address)
+            if host == SPEEDTEST_HOST and server.speedtest is not None:
+                host, port = server.speedtest.address
+            elif host == SPEEDTEST_HOST:
+                raise OSError("speed test is not enabled")
+            await asyncio.wait_for(server.loop.create_connection(lambda: pump, host, port),
+                                   DIAL_TIMEOUT)
+        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+            if self.closed or pump.finished and pump.stream_id not in self.pumps:
+                return
+            message = str(exc) or type(exc).__name__
+            if isinstance(exc, asyncio.TimeoutError):
+                message = f"dial {address}: timeout"
+            self.session.tcp_response(pump.stream_id, False, message)
+            pump.abort()
+            self.want_transmit()
+            return
+        if self.closed or pump.finished:
+            return
+        if slot >= 0:
+            w.set_state(slot, STATE_ESTAB)
+        self.session.tcp_response(pump.stream_id, True, "Connected")
+        self.want_transmit()
+
+    # RelayPump owner interface
+    def want_transmit(self) -> None:
+        self.server.mark_dirty(self)
+
+    def pump_paused(self, pump) -> None:
+        self.paused.add(pump)
+
+    def pump_finished(self, pump, reason: str) -> None:
+        sid = pump.stream_id
+        if self.pumps.pop(sid, None) is None:
+            return
+        self.paused.discard(pump)
+        self._close_slot(pump.slot)
+        if not self.closed:
+            self.session.end_proxy_stream(sid)
+            self.want_transmit()
+
+    # -- UDP --------------------------------------------------------------------------------
+    def _udp_out(self, e: UdpReceived) -> None:
+        session = e.session
+        relay = session.handle
+        if relay is None:
+            if e.created:
+                for victim in self.session.udp.over_capacity():
+                    self._close_udp(victim)
+            sid = session.session_id
+            slot = self._open_slot(KIND_UDP_SESSION, sid, e.address, STATE_ESTAB)
+            relay = UdpRelay(self.server.loop, lambda addr, data, _s=session: self._udp_back(_s, addr, data))
+            relay.slot = slot
+            session.handle = relay
+        if relay.slot >= 0:
+            self.server.counters.count(relay.slot, len(e.payload), 0)
+        relay.send(e.address, e.payload)
+
+    def _udp_back(self, session, address: str, payload: bytes) -> None:
+        if self.closed or session.handle is None:
+            return
+        session.last_active = self.server.loop.time()
+        if self.session.send_udp(session.session_id, address, payload):
+            relay = session.handle
+            if relay.slot >= 0:
+                self.server.counters.count(relay.slot, 0, len(payload))
+            self.want_transmit()
+
+    def _close_udp(self, session) -> None:
+        relay = session.handle
+        session.handle = None
+        if relay is not None:
+            relay.close()
+            self._close_slot(relay.slot)
+
+    # -- timers, transmit, end --------------------------------------------------------------
+    def transmit(self) -> None:
+        if self.closed:
+            return
+        server = self.server
+        now = server.loop.time()
+        datagrams = self.quic.datagrams_to_send(now)
+        if datagrams:
+            server.endpoint.send(datagrams)
+        timer_at = self.quic.get_timer()
+        if timer_at != self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if timer_at is not None:
+                self.timer = server.loop.call_at(timer_at, self._on_timer)
+            self.timer_at = timer_at
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.timer_at = None
+        now = self.server.loop.time()
+        self.quic.handle_timer(now)
+        self.process_events(now)
+
+    def housekeeping(self, now: float) -> None:
+        for session in self.session.housekeeping(now):
+            self._close_udp(session)
+
+    def close(self, error_code: int, reason: str = "") -> None:
+        if not self.closed:
+            self.quic.close(error_code=error_code, reason_phrase=reason)
+            self.server.mark_dirty(self)
+
+    def _terminated(self, e: Terminated) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for pump in list(self.pumps.values()):
+            pump.abort()
+        self.pumps.clear()
+        for session in self.session.udp.clear():
+            self._close_udp(session)
+        for task in self.tasks:
+            task.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+        self._close_slot(self.conn_slot)
+        self.conn_slot = -1
+        self.server.forget(self)
+
+
+class Hy2Server:
+    def __init__(self, settings: ServerSettings, *, cert: str, key: str, authenticator,
+                 masquerade, counters=None, obfs=None, speedtest=None) -> None:
+        self.settings = settings
+        self.cert, self.key = cert, key
+        self.authenticator = authenticator
+        self.masquerade = masquerade
+        self.counters = counters
+        self.obfs = obfs
+        self.speedtest = speedtest
+        self.loop = None
+        self.endpoint: UdpEndpoint | None = None
+        self.by_cid: dict[bytes, ServerConnection] = {}
+        self.connections: set[ServerConnection] = set()
+        self.by_user: dict[str, set[ServerConnection]] = {}
+        self._dirty: set[ServerConnection] = set()
+        self._flush_handle = None
+        self._housekeeping = None
+        self.configuration = quic_configuration(
+            is_client=False, quic_settings=settings.quic, connection_id_length=HOST_CID_LENGTH)
+        self.configuration.load_cert_chain(cert, key)
+
+    async def start(self, sock=None) -> "Hy2Server":
+        self.loop = asyncio.get_running_loop()
+        if sock is None:
+            host, port = self.settings.listen
+            sock = make_udp_socket(host, port, reuse_port=True)
+        self.endpoint = UdpEndpoint(sock, self._on_batch, obfs=self.obfs)
+        self.endpoint.start(self.loop)
+        self._housekeeping = asyncio.ensure_future(self._housekeeping_loop())
+        return self
+
+    @property
+    def address(self):
+        return self.endpoint.local_address
+
+    # -- packets in -------------------------------------------------------------------------
+    def _on_batch(self, batch: list) -> None:
+        now = self.loop.time()
+        by_cid = self.by_cid
+        for data, addr in batch:
+            first = data[0] if data else 0
+            if first & 0x80:
+                if len(data) < 7:
+                    continue
+                dcid = data[6:6 + data[5]]
+            else:
+                dcid = data[1:1 + HOST_CID_LENGTH]
+            conn = by_cid.get(dcid)
+            if conn is None:
+                conn = self._new_connection(data, addr, now)
+                if conn is None:
+                    continue
+            try:
+                conn.receive(data, addr, now)
+            except Exception:
+                log.exception("error handling a packet from %s", addr)
+        self._flush()
+
+    def _new_connection(self, data: bytes, addr, now: float):
+        buf = Buffer(data=data)
+        try:
+            header = pull_quic_header(buf, host_cid_length=HOST_CID_LENGTH)
+        except ValueError:
+            return None
+        cfg = self.configuration
+        if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION and header.version is not None
+                and header.version not in cfg.supported_versions):
+            self.endpoint.send([(encode_quic_version_negotiation(
+                source_cid=header.destination_cid, destination_cid=header.source_cid,
+                supported_versions=cfg.supported_versions), addr)])
+            return None
+        if header.packet_type != QuicPacketType.INITIAL or len(data) < 1200:
+            return None
+        quic = Hy2QuicConnection(configuration=cfg,
+                                 original_destination_connection_id=header.destination_cid,
+                                 stream_window=self.settings.quic.max_stream_window,
+                                 max_incoming_streams=self.settings.quic.max_incoming_streams)
+        conn = ServerConnection(self, quic, addr)
+        self.connections.add(conn)
+        self.add_cid(header.destination_cid, conn)
+        self.add_cid(quic.host_cid, conn)
+        return conn
+
+    def add_cid(self, cid: bytes, conn: ServerConnection) -> None:
+        self.by_cid[cid] = conn
+        conn.cids.add(cid)
+
+    def remove_cid(self, cid: bytes) -> None:
+        conn = self.by_cid.pop(cid, None)
+        if conn is not None:
+            conn.cids.discard(cid)
+
+    def forget(self, conn: ServerConnection) -> None:
+        """A connection terminated: drop its routes (late packets will be ignored)."""
+        for cid in conn.cids:
+            if self.by_cid.get(cid) is conn:
+                del self.by_cid[cid]
+        conn.cids.clear()
+        self.connections.discard(conn)
+        self._dirty.discard(conn)
+        if conn.auth_id is not None:
+            peers = self.by_user.get(conn.auth_id)
+            if peers is not None:
+                peers.discard(conn)
+                if not peers:
+                    del self.by_user[conn.auth_id]
+
+    def register_user(self, conn: ServerConnection) -> None:
+        self.by_user.setdefault(conn.auth_id, set()).add(conn)
+
+    # -- packets out ------------------------------------------------------------------------
+    def mark_dirty(self, conn: ServerConnection) -> None:
+        self._dirty.add(conn)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        dirty, self._dirty = self._dirty, set()
+        for conn in dirty:
+            try:
+                conn.transmit()
+            except Exception:
+                log.exception("transmit failed")
+
+    # -- management -------------------------------------------------------------------------
+    def kick(self, ids) -> int:
+        """Close every connection of these auth ids at once (close code 0x107)."""
+        closed = 0
+        for user_id in set(ids):
+            for conn in list(self.by_user.get(user_id, ())):
+                conn.close(CLOSE_KICKED, "kicked")
+                closed += 1
+        if closed:
+            self._flush()
+        return closed
+
+    def online(self) -> dict[str, int]:
+        return {uid: len(conns) for uid, conns in self.by_user.items()}
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                try:
+                    conn.housekeeping(now)
+                except Exception:
+                    log.exception("housekeeping failed")
+            # Connections that ended without a ConnectionTerminated event reaching us.
+            for conn in list(self.connections):
+                if conn.quic._state.name in ("TERMINATED",) and not conn.closed:
+                    conn._terminated(Terminated(0, "terminated"))
+
+    async def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close(0x100, "server shutting down")
+        self._flush()
+        await asyncio.sleep(0.05)
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        for conn in list(self.connections):
+            conn._terminated(Terminated(0x100, "server shutting down"))
+        if self.endpoint is not None:
+            self.endpoint.close()

@@ -1,0 +1,77 @@
+"""The Hysteria 2 service of a data-plane worker: ``start(ctx)`` wires the server to the node.
+
+It reads the parsed settings from the node config, uses the node's certificate when the config
+names none, authenticates against the user table then the configured backend, counts into the
+worker's shard, and closes connections on ``kick`` commands and on the user directory's
+cut-offs (disabled, expired, over limit).
+"""
+from __future__ import annotations
+
+import logging
+
+from fastpath.hy2.auth_backends import NodeAuthenticator, make_backend
+from fastpath.hy2.config import ServerSettings, parse_server_config
+from fastpath.hy2.masquerade import make_masquerade
+from fastpath.hy2.server import Hy2Server
+
+log = logging.getLogger("fastpath.hy2.service")
+
+
+class Hy2Service:
+    def __init__(self, server: Hy2Server, authenticator, speedtest=None):
+        self.server = server
+        self.authenticator = authenticator
+        self.speedtest = speedtest
+
+    def kick(self, ids) -> int:
+        return self.server.kick(ids)
+
+    async def close(self) -> None:
+        await self.server.close()
+        await self.authenticator.close()
+        closer = getattr(self.server.masquerade, "close", None)
+        if closer is not None:
+            await closer()
+        if self.speedtest is not None:
+            await self.speedtest.close()
+
+
+async def start(ctx):
+    settings = ctx.config.sections.get("hysteria")
+    if settings is None:
+        settings = parse_server_config(None)
+    assert isinstance(settings, ServerSettings)
+    cert, key = settings.tls_files(ctx.config.data_dir)
+    obfs = None
+    if settings.obfs_password:
+        from fastpath.hy2.salamander import Salamander
+        obfs = Salamander(settings.obfs_password.encode())
+    speedtest = None
+    if settings.speed_test:
+        from fastpath.hy2.speedtest import SpeedTestTarget
+        speedtest = await SpeedTestTarget().start()
+    authenticator = NodeAuthenticator(ctx.users, make_backend(settings.auth))
+    server = Hy2Server(settings, cert=cert, key=key, authenticator=authenticator,
+                       masquerade=make_masquerade(settings.masquerade), counters=ctx.counters,
+                       obfs=obfs, speedtest=speedtest)
+    await server.start()
+    service = Hy2Service(server, authenticator, speedtest)
+
+    def cutoff(ids):
+        closed = server.kick(ids)
+        if closed:
+            log.info("cut off %d connection(s) of %s", closed, ", ".join(sorted(ids)))
+
+    async def kick(args):
+        ids = args.get("ids") or []
+        return server.kick([str(i) for i in ids])
+
+    async def online(_args):
+        return server.online()
+
+    ctx.users.on_cutoff(cutoff)
+    ctx.on_command("kick", kick)
+    ctx.on_command("hy2_online", online)
+    host, port = server.address[:2]
+    log.info("Hysteria 2 listening on udp %s:%d%s", host, port, " (salamander)" if obfs else "")
+    return service
