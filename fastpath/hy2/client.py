@@ -487,14 +487,23 @@ class Hy2Client:
         """Splice an accepted local TCP connection to ``address`` through the server: its
         protocol becomes a relay pump.  ``buffered``: bytes already read from it."""
         conn, sid, resp = await self._open(address)
+        return self.splice(conn, sid, resp, transport, buffered)
+
+    def splice(self, conn: ClientConnection, sid: int, resp: TcpResponse,
+               transport: asyncio.Transport, buffered: bytes = b"") -> RelayPump:
+        """Hand an accepted local socket over to a relay pump on an opened proxy stream."""
         pump = RelayPump(conn, conn.quic, sid, None, -1, False)
         conn.pumps[sid] = pump
+        if conn.closed or transport.is_closing():
+            pump.abort()
+            return pump
         transport.set_protocol(pump)
         pump.connection_made(transport)
         if buffered:
             pump.data_received(bytes(buffered))
         if resp.early or resp.end:
             pump.from_quic(resp.early, resp.end)
+        conn.want_transmit()
         return pump
 
     async def udp_session(self) -> UdpSession:

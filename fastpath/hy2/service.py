@@ -15,6 +15,7 @@ from fastpath.hy2.masquerade import make_masquerade
 from fastpath.hy2.server import Hy2Server
 
 log = logging.getLogger("fastpath.hy2.service")
+logging.getLogger("quic").setLevel(logging.WARNING)
 
 
 class Hy2Service:

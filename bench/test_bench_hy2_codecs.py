@@ -1,0 +1,138 @@
+"""Compiled Hysteria 2 codecs against the pure-Python reference, in the same run.
+
+    python setup.py build_ext --inplace
+    python -m pytest bench/test_bench_hy2_codecs.py --benchmark-enable
+
+Each codec is one benchmark group with a ``compiled`` and a ``reference`` row.  Both per-call
+figures go to the bench harness (``compare``, bench/conftest.py), which prints the compiled
+codec's speedup over the reference at the end of the session (goal >= 10x) and keeps it in
+bench/.last-run.json.  Without ``--benchmark-enable`` (the project default) every case runs
+once, as a smoke test.
+"""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the in-place build and tests/, with the `pytest` entry point
+
+from fastpath._native import load  # noqa: E402
+from tests.hy2 import reference_codecs as ref  # noqa: E402
+
+frames = load("fastpath.hy2.frames")
+salamander = load("fastpath.hy2.salamander")
+
+IMPLS = ["compiled", "reference"]
+ADDRESS = "93.184.216.34:443"
+PAYLOAD_1200 = os.urandom(1200)
+# A full-size datagram's payload, and a small one (a DNS query): large payloads are bound by the
+# allocation and copy that both implementations make.
+UDP_PAYLOADS = {1100: PAYLOAD_1200[:1100], 64: PAYLOAD_1200[:64]}
+UDP_WIRES = {n: frames.encode_udp_message(7, 0, 0, 1, ADDRESS, p) for n, p in UDP_PAYLOADS.items()}
+TCP_REQUEST = frames.encode_tcp_request("example.com:443", padding_len=256) + b"GET / HTTP/1.1\r\n"
+PAYLOAD_3000 = os.urandom(3000)
+PASSWORD = b"average_password"
+OBFUSCATED_1200 = salamander.Salamander(PASSWORD).obfuscate(PAYLOAD_1200)
+
+
+def bench(group):
+    """A benchmark group.  Rounds of at least 0.2 ms: with pytest-benchmark's default (5 us) a
+    sub-microsecond call gets one iteration per round and the timer reads dominate."""
+    return pytest.mark.benchmark(group=group, min_time=0.0002, max_time=0.5, warmup=True,
+                                 warmup_iterations=1000)
+
+
+def _impl(name):
+    return frames if name == "compiled" else ref
+
+
+@pytest.fixture
+def run(benchmark, compare):
+    """Benchmark one call and record its time per call (minimum over rounds) as
+    "hy2 <what>, <impl> (ns/call)", the compiled figure against the reference one."""
+
+    def run(what, impl, fn, *args):
+        result = benchmark(fn, *args)
+        if getattr(benchmark, "stats", None) is not None:
+            name = f"hy2 {what}, {{}} (ns/call)"
+            compare.record(name.format(impl), compare.per_op_ns(benchmark, 1), "ns",
+                           baseline=name.format("reference") if impl == "compiled" else None)
+        return result
+
+    return run
+
+
+@bench("hy2 tcp request parse (one-shot)")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_tcp_request_parse(run, impl):
+    address, consumed = run("tcp request parse (one-shot)", impl,
+                             _impl(impl).parse_tcp_request, TCP_REQUEST)
+    assert address == "example.com:443"
+
+
+@bench("hy2 tcp request parse (incremental)")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_tcp_request_parser_feed(run, impl):
+    parser_class = _impl(impl).TcpRequestParser
+
+    def parse(data):
+        parser = parser_class()
+        parser.feed(data)
+        return parser.address, parser.leftover
+
+    address, leftover = run("tcp request parse (incremental)", impl, parse,
+                             TCP_REQUEST)
+    assert address == "example.com:443" and leftover == b"GET / HTTP/1.1\r\n"
+
+
+@bench("hy2 udp message encode")
+@pytest.mark.parametrize("size", sorted(UDP_PAYLOADS))
+@pytest.mark.parametrize("impl", IMPLS)
+def test_udp_encode(run, impl, size):
+    wire = run(f"udp message encode ({size} B)", impl,
+                _impl(impl).encode_udp_message, 7, 0, 0, 1, ADDRESS, UDP_PAYLOADS[size])
+    assert wire == UDP_WIRES[size]
+
+
+@bench("hy2 udp message parse")
+@pytest.mark.parametrize("size", sorted(UDP_PAYLOADS))
+@pytest.mark.parametrize("impl", IMPLS)
+def test_udp_parse(run, impl, size):
+    msg = run(f"udp message parse ({size} B)", impl, _impl(impl).parse_udp_message,
+               UDP_WIRES[size])
+    assert msg.payload == UDP_PAYLOADS[size] and msg.address == ADDRESS
+
+
+@bench("hy2 udp fragment + reassemble")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_fragment_reassemble(run, impl):
+    codec = _impl(impl)
+
+    def roundtrip(payload):
+        defrag = codec.Defragmenter()
+        whole = None
+        for wire in codec.fragment_udp_message(7, ADDRESS, payload, 1200):
+            whole = defrag.feed(codec.parse_udp_message(wire))
+        return whole
+
+    assert run("fragment + reassemble (3000 B)", impl, roundtrip,
+                PAYLOAD_3000) == PAYLOAD_3000
+
+
+@bench("hy2 salamander obfuscate")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_salamander_obfuscate(run, impl):
+    s = (salamander.Salamander if impl == "compiled" else ref.Salamander)(PASSWORD)
+    packet = run("salamander obfuscate (1200 B)", impl, s.obfuscate, PAYLOAD_1200)
+    assert len(packet) == 1208
+
+
+@bench("hy2 salamander deobfuscate")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_salamander_deobfuscate(run, impl):
+    s = (salamander.Salamander if impl == "compiled" else ref.Salamander)(PASSWORD)
+    payload = run("salamander deobfuscate (1200 B)", impl, s.deobfuscate,
+                   OBFUSCATED_1200)
+    assert payload == PAYLOAD_1200
