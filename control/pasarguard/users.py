@@ -1,0 +1,194 @@
+"""Panel users → rows of the node's user table, and the checks that run before any is written.
+
+A panel user (``service.User``) becomes a table user of source ``pasarguard``: ``email`` is its
+id (and its name in every statistic), ``proxies.hysteria.auth`` its Hysteria 2 secret (a user
+without one stays in the table and the statistics but cannot use the Hysteria 2 listener), and
+``inbounds`` where it may connect.  Inbound tags are translated to the node's own names: the
+panel's tags of Hysteria inbounds (read from the backend config it sends with Start, when that
+is an Xray-style JSON config) and the configured ``inboundTag`` all name the node's Hysteria 2
+listener.  The panel's own list is kept in ``meta["panel_inbounds"]``.
+
+A user whose inbound list is empty (after ``exclude_inbounds``) is a removal: the panel removes
+disabled, expired and over-limit users that way.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from control.pasarguard.errors import bad_request, refused
+from fastpath.store import User
+
+SOURCE = "pasarguard"
+HYSTERIA_PROTOCOLS = ("hysteria", "hysteria2")
+KEY_MAX_BYTES = 63   # a counter-table key holds 63 bytes; a longer id would be cut in statistics
+
+
+@dataclass
+class InboundMap:
+    """How the panel's inbound tags map to the node's own."""
+    node_tag: str
+    aliases: set[str] = field(default_factory=set)
+    excluded: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_backend(cls, node_tag: str, config_text: str, exclude: Iterable[str]) -> "InboundMap":
+        return cls(node_tag=node_tag, aliases=hysteria_tags(config_text), excluded=set(exclude))
+
+    def translate(self, tags: Iterable[str]) -> list[str]:
+        out: list[str] = []
+        for tag in tags:
+            if tag in self.excluded:
+                continue
+            name = self.node_tag if tag == self.node_tag or tag in self.aliases else tag
+            if name not in out:
+                out.append(name)
+        return out
+
+    def to_json(self) -> dict:
+        return {"aliases": sorted(self.aliases), "excluded": sorted(self.excluded)}
+
+    @classmethod
+    def from_json(cls, node_tag: str, data: dict) -> "InboundMap":
+        return cls(node_tag=node_tag, aliases=set(data.get("aliases") or ()),
+                   excluded=set(data.get("excluded") or ()))
+
+
+def hysteria_tags(config_text: str) -> set[str]:
+    """Tags of the Hysteria inbounds of an Xray-style JSON config; empty for anything else (the
+    node runs its own data plane, so the rest of that config is not used)."""
+    try:
+        config = json.loads(config_text) if config_text and config_text.strip() else {}
+    except ValueError:
+        return set()
+    inbounds = config.get("inbounds") if isinstance(config, dict) else None
+    tags: set[str] = set()
+    for inbound in inbounds if isinstance(inbounds, list) else ():
+        if isinstance(inbound, dict) and str(inbound.get("protocol", "")).lower() in HYSTERIA_PROTOCOLS:
+            tag = inbound.get("tag")
+            if isinstance(tag, str) and tag:
+                tags.add(tag)
+    return tags
+
+
+@dataclass
+class Change:
+    """One panel user, converted: ``user`` is None for a removal of ``user_id``."""
+    user_id: str
+    user: User | None
+
+
+def convert(messages, inbound_map: InboundMap) -> list[Change]:
+    """Check every message (all or nothing) and convert it; raises a 400 naming the first bad one."""
+    out: list[Change] = []
+    for number, msg in enumerate(messages, 1):
+        email = msg.email
+        if not email:
+            raise bad_request(f"user #{number} has no email")
+        if len(email.encode("utf-8")) > KEY_MAX_BYTES:
+            raise bad_request(f"user #{number}: email longer than {KEY_MAX_BYTES} bytes: {email[:80]!r}")
+        inbounds = inbound_map.translate(msg.inbounds)
+        if not inbounds:
+            out.append(Change(email, None))
+            continue
+        secret = msg.proxies.hysteria.auth or None
+        out.append(Change(email, User(id=email, auth_secret=secret, inbounds=inbounds, source=SOURCE,
+                                      meta={"panel_inbounds": list(msg.inbounds)})))
+    return out
+
+
+def last_wins(changes: list[Change]) -> list[Change]:
+    """A delta naming one user twice keeps the later change (a stream of updates)."""
+    latest = {c.user_id: c for c in changes}
+    return list(latest.values())
+
+
+def check_full_set(changes: list[Change], existing: list[User]) -> list[User]:
+    """The users of a full replacement; refuses ids or secrets that clash with users the panel
+    does not own, and secrets used twice."""
+    ids: set[str] = set()
+    for change in changes:
+        if change.user_id in ids:
+            raise bad_request(f"user {change.user_id!r} appears twice in the user set")
+        ids.add(change.user_id)
+    users = [c.user for c in changes if c.user is not None]
+    foreign_ids = {u.id: u.source for u in existing if u.source != SOURCE}
+    foreign_secrets = {u.auth_secret: u.id for u in existing if u.source != SOURCE and u.auth_secret}
+    seen: dict[str, str] = {}
+    for user in users:
+        if user.id in foreign_ids:
+            raise refused(f"user id {user.id!r} belongs to a {foreign_ids[user.id]} user of this node")
+        secret = user.auth_secret
+        if secret:
+            if secret in foreign_secrets:
+                raise refused(f"user {user.id!r}: its Hysteria auth is already used by another user of this node")
+            if secret in seen:
+                raise refused(f"users {seen[secret]!r} and {user.id!r} have the same Hysteria auth")
+            seen[secret] = user.id
+    return users
+
+
+def check_delta(changes: list[Change], store) -> None:
+    """Refuse a delta that would clash with users outside it (looked up by index, so a delta of a
+    few users stays cheap at any table size)."""
+    touched = {c.user_id for c in changes}
+    seen: dict[str, str] = {}
+    for change in changes:
+        current = _get(store, change.user_id)
+        if current is not None and current.source != SOURCE:
+            raise refused(f"user id {change.user_id!r} belongs to a {current.source} user of this node")
+        user = change.user
+        if user is None or not user.auth_secret:
+            continue
+        secret = user.auth_secret
+        if secret in seen:
+            raise refused(f"users {seen[secret]!r} and {user.id!r} have the same Hysteria auth")
+        seen[secret] = user.id
+        owner = store.user_by_secret(secret)
+        if owner is not None and owner.id != user.id and owner.id not in touched:
+            raise refused(f"user {user.id!r}: its Hysteria auth is already used by another user of this node")
+
+
+def _get(store, user_id: str) -> User | None:
+    from fastpath.store.state_store import NotFound
+    try:
+        return store.get_user(user_id)
+    except NotFound:
+        return None
+
+
+class ChunkAssembler:
+    """Users of a chunked sync, put together by chunk ``index`` once the ``last`` chunk came.
+
+    Chunks may arrive in any order before the last one; a user named in two chunks keeps the
+    change of the higher index.  Missing indexes, an index past the last one, or no users at
+    all refuse the whole sync (400) before anything is applied.
+    """
+
+    def __init__(self):
+        self.chunks: dict[int, list] = {}
+        self.last_index: int | None = None
+
+    def add(self, chunk) -> bool:
+        """Take one ``UsersChunk``; True once the last one was seen (stop reading)."""
+        self.chunks.setdefault(chunk.index, []).extend(chunk.users)
+        if chunk.last:
+            self.last_index = chunk.index
+        return chunk.last
+
+    def users(self) -> list:
+        if self.last_index is None:
+            raise bad_request("missing final chunk indicator")
+        beyond = sorted(i for i in self.chunks if i > self.last_index)
+        if beyond:
+            raise bad_request(f"chunk index {beyond[0]} comes after the last index {self.last_index}")
+        if len(self.chunks) != self.last_index + 1:   # every index is <= last: one is missing
+            missing = next(i for i in range(len(self.chunks) + 1) if i not in self.chunks)
+            raise bad_request(f"missing chunk index {missing}")
+        out: list = []
+        for index in range(self.last_index + 1):
+            out.extend(self.chunks[index])
+        if not out:
+            raise bad_request("no users received")
+        return out
