@@ -26,7 +26,8 @@ class ClientSession:
         self.quic = quic
         self.auth = auth
         self.rx_rate = rx_rate
-        self.h3 = None
+        # Made now: the server's control and QPACK streams may arrive before our request.
+        self.h3 = LenientH3Connection(quic)
         self.auth_stream: int | None = None
         self.authenticated = False
         self.udp_enabled = False
@@ -37,8 +38,6 @@ class ClientSession:
 
     # -- output -----------------------------------------------------------------------------
     def start_auth(self) -> int:
-        if self.h3 is None:
-            self.h3 = LenientH3Connection(self.quic)
         sid = self.quic.get_next_available_stream_id()
         self.auth_stream = sid
         self.h3.send_headers(sid, ap.auth_request_headers(self.auth, self.rx_rate), end_stream=True)
@@ -137,8 +136,6 @@ class ClientSession:
         return [TcpResponse(sid, parser.ok, parser.message, parser.leftover, end)]
 
     def _to_h3(self, event) -> list:
-        if self.h3 is None:
-            return []
         out = []
         for e in self.h3.handle_event(event):
             if isinstance(e, HeadersReceived) and e.stream_id == self.auth_stream:

@@ -13,7 +13,7 @@ MAX_SESSIONS_PER_CONNECTION = 1024
 
 
 class UdpSession:
-    __slots__ = ("session_id", "defrag", "last_active", "handle", "remote")
+    __slots__ = ("session_id", "defrag", "last_active", "handle", "remote", "packets")
 
     def __init__(self, session_id: int, now: float) -> None:
         self.session_id = session_id
@@ -21,6 +21,7 @@ class UdpSession:
         self.last_active = now
         self.handle = None          # the I/O layer's object (socket, counter slot)
         self.remote = None
+        self.packets = 0            # complete packets delivered
 
 
 class UdpSessionTable:
@@ -30,14 +31,18 @@ class UdpSessionTable:
         self.sessions: dict[int, UdpSession] = {}
 
     def feed(self, msg: UdpMessage, now: float) -> tuple[UdpSession, bool, bytes | None]:
-        """(session, created now, complete payload or None while fragments are missing)."""
+        """(session, first packet of the session, complete payload or None while fragments
+        are missing)."""
         session = self.sessions.get(msg.session_id)
-        created = session is None
-        if created:
+        if session is None:
             session = UdpSession(msg.session_id, now)
             self.sessions[msg.session_id] = session
         session.last_active = now
-        return session, created, session.defrag.feed(msg)
+        payload = session.defrag.feed(msg)
+        if payload is None:
+            return session, False, None
+        session.packets += 1
+        return session, session.packets == 1, payload
 
     def touch(self, session_id: int, now: float) -> None:
         session = self.sessions.get(session_id)
