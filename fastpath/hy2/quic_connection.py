@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import os
+
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import QuicFrameType
@@ -41,6 +43,11 @@ class Hy2QuicConnection(QuicConnection):
     def __init__(self, *, configuration: QuicConfiguration, stream_window: int | None = None,
                  max_incoming_streams: int | None = None, **kwargs) -> None:
         super().__init__(configuration=configuration, **kwargs)
+        if configuration.is_client and len(self._peer_cid.cid) < 8:
+            # aioquic sizes the first destination ID like our own; with a zero-length own ID
+            # that would be empty, and a server must drop an Initial whose ID is under 8 bytes.
+            self._peer_cid.cid = os.urandom(8)
+            self._original_destination_connection_id = self._peer_cid.cid
         self._stream_window = stream_window or configuration.max_stream_data
         self._held: set[int] = set()
         if max_incoming_streams:

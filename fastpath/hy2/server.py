@@ -416,7 +416,8 @@ class Hy2Server:
                 source_cid=header.destination_cid, destination_cid=header.source_cid,
                 supported_versions=cfg.supported_versions), addr)])
             return None
-        if header.packet_type != QuicPacketType.INITIAL or len(data) < 1200:
+        if (header.packet_type != QuicPacketType.INITIAL or len(data) < 1200
+                or len(header.destination_cid) < 8):
             return None
         quic = Hy2QuicConnection(configuration=cfg,
                                  original_destination_connection_id=header.destination_cid,
