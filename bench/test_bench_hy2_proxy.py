@@ -1,0 +1,229 @@
+"""Hysteria 2 data plane, against baselines measured in the same run:
+
+- bulk download through our client + server vs. a bare aioquic transfer of the same bytes
+  (goal: the proxy keeps >= 80 % of bare aioquic's throughput);
+- short connections per second through the proxy vs. direct TCP connections to the target;
+- UDP packets per second through the proxy vs. direct UDP to the echo target;
+- one worker vs. two workers of a real node, with 4 client processes downloading at once.
+
+Every server, target and client runs in its own process.  Run with
+``python -m pytest bench/test_bench_hy2_proxy.py --benchmark-enable -q -s``.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fastpath.hy2.client import simple_client
+from fastpath.worker.event_loop import run
+
+HERE = Path(__file__).resolve().parent
+PROCS = [sys.executable, str(HERE / "hy2_procs.py")]
+BULK = int(os.environ.get("HY2_BENCH_BYTES", 64 * 1024 * 1024))
+PASSWORD = "bench-password"
+
+
+class Proc:
+    def __init__(self, *args):
+        self.p = subprocess.Popen([*PROCS, *args], stdout=subprocess.PIPE, text=True)
+        self.ports = [int(x) for x in self.p.stdout.readline().split()]
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
+@pytest.fixture(scope="module")
+def procs():
+    started = {"bare": Proc("bare-server"), "hy2": Proc("hy2-server", PASSWORD),
+               "source": Proc("source"), "echo": Proc("echo")}
+    time.sleep(0.5)
+    yield started
+    for p in started.values():
+        p.close()
+
+
+def _report(name: str, figures: dict) -> None:
+    print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def test_bulk_download_vs_bare_aioquic(benchmark, procs, compare):
+    sys.path.insert(0, str(HERE))
+    import hy2_procs
+
+    def bare():
+        return run(hy2_procs.bare_download(procs["bare"].ports[0], BULK))
+
+    def proxied():
+        return run(hy2_procs.proxy_download(f"127.0.0.1:{procs['hy2'].ports[0]}", PASSWORD,
+                                            f"127.0.0.1:{procs['source'].ports[0]}", BULK))
+
+    bare_times = [bare() for _ in range(3)]
+    proxy_times = []
+    benchmark.pedantic(lambda: proxy_times.append(proxied()), rounds=3, iterations=1)
+    bare_mbs = BULK / min(bare_times) / 1e6
+    proxy_mbs = BULK / min(proxy_times) / 1e6
+    ratio = proxy_mbs / bare_mbs
+    figures = {"bytes": BULK, "bare_aioquic_MBps": round(bare_mbs, 1),
+               "proxy_MBps": round(proxy_mbs, 1), "ratio": round(ratio, 3)}
+    benchmark.extra_info.update(figures)
+    _report("bulk_download", figures)
+    compare.record("hy2 bulk download: bare aioquic", bare_mbs, "MB/s", better="higher")
+    compare.record("hy2 bulk download: client+server proxy", proxy_mbs, "MB/s",
+                   baseline="hy2 bulk download: bare aioquic", better="higher")
+
+
+def test_short_connections_per_second(benchmark, procs, compare):
+    echo_port = procs["echo"].ports[0]
+    n, concurrency = 600, 50
+
+    async def through_proxy():
+        client = simple_client(f"127.0.0.1:{procs['hy2'].ports[0]}", PASSWORD)
+        await client.ensure_connected()
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one():
+            async with sem:
+                reader, writer = await client.open_tcp(f"127.0.0.1:{echo_port}")
+                writer.write(b"x" * 32)
+                await reader.readexactly(32)
+                writer.close()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        elapsed = time.perf_counter() - start
+        await client.close()
+        return n / elapsed
+
+    async def direct():
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one():
+            async with sem:
+                reader, writer = await asyncio.open_connection("127.0.0.1", echo_port)
+                writer.write(b"x" * 32)
+                await reader.readexactly(32)
+                writer.close()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        return n / (time.perf_counter() - start)
+
+    base = max(run(direct()) for _ in range(2))
+    rates = []
+    benchmark.pedantic(lambda: rates.append(run(through_proxy())), rounds=2, iterations=1)
+    best = max(rates)
+    figures = {"connections": n, "concurrency": concurrency, "direct_tcp_per_s": round(base),
+               "proxy_per_s": round(best), "ratio": round(best / base, 3)}
+    benchmark.extra_info.update(figures)
+    _report("short_connections", figures)
+    compare.record("hy2 short connections: direct TCP", base, "conn/s", better="higher")
+    compare.record("hy2 short connections: through proxy", best, "conn/s",
+                   baseline="hy2 short connections: direct TCP", better="higher")
+
+
+def test_udp_packets_per_second(benchmark, procs, compare):
+    udp_port = procs["echo"].ports[1]
+    n, window, size = 5000, 32, 100
+    payload = b"u" * size
+
+    async def through_proxy():
+        client = simple_client(f"127.0.0.1:{procs['hy2'].ports[0]}", PASSWORD)
+        await client.ensure_connected()
+        udp = await client.udp_session()
+        target = f"127.0.0.1:{udp_port}"
+        received = 0
+        start = time.perf_counter()
+        sent = 0
+        while sent < n:
+            burst = min(window, n - sent)
+            for _ in range(burst):
+                udp.send(target, payload)
+            sent += burst
+            for _ in range(burst):
+                try:
+                    await asyncio.wait_for(udp.recv(), 0.5)
+                    received += 1
+                except asyncio.TimeoutError:
+                    break
+        elapsed = time.perf_counter() - start
+        await client.close()
+        return received / elapsed, received
+
+    async def direct():
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect(("127.0.0.1", udp_port))
+        received = 0
+        start = time.perf_counter()
+        sent = 0
+        while sent < n:
+            burst = min(window, n - sent)
+            for _ in range(burst):
+                sock.send(payload)
+            sent += burst
+            for _ in range(burst):
+                try:
+                    await asyncio.wait_for(loop.sock_recv(sock, 2048), 0.5)
+                    received += 1
+                except asyncio.TimeoutError:
+                    break
+        sock.close()
+        return received / (time.perf_counter() - start), received
+
+    base, _ = run(direct())
+    out = []
+    benchmark.pedantic(lambda: out.append(run(through_proxy())), rounds=2, iterations=1)
+    pps, received = max(out)
+    figures = {"packets": n, "payload": size, "window": window, "direct_pps": round(base),
+               "proxy_pps": round(pps), "delivered": received, "ratio": round(pps / base, 3)}
+    benchmark.extra_info.update(figures)
+    _report("udp_packets", figures)
+    compare.record("hy2 UDP echo: direct", base, "packets/s", better="higher")
+    compare.record("hy2 UDP echo: through proxy", pps, "packets/s",
+                   baseline="hy2 UDP echo: direct", better="higher")
+
+
+def _node_aggregate(tmp_path, workers: int, clients: int, each: int, source_port: int) -> float:
+    from tests.hy2.conftest import default_secret
+    from tests.support.node import NodeProcess
+    base = tmp_path / f"w{workers}"
+    base.mkdir(parents=True, exist_ok=True)
+    with NodeProcess(base, {}, workers=workers) as node:
+        secret = default_secret(node.data_dir)
+        server = node.config["listen"]
+        run(asyncio.wait_for(simple_client(server, secret).ensure_connected(), 20))
+        start = time.perf_counter()
+        ps = [subprocess.Popen([*PROCS, "download", server, secret, f"127.0.0.1:{source_port}",
+                                str(each)], stdout=subprocess.PIPE, text=True)
+              for _ in range(clients)]
+        for p in ps:
+            out, _ = p.communicate(timeout=300)
+            assert p.returncode == 0, out
+        return clients * each / (time.perf_counter() - start) / 1e6
+
+
+def test_one_vs_two_workers_four_clients(benchmark, procs, tmp_path, compare):
+    each = BULK // 4
+    one = _node_aggregate(tmp_path, 1, 4, each, procs["source"].ports[0])
+    out = []
+    benchmark.pedantic(lambda: out.append(_node_aggregate(tmp_path, 2, 4, each,
+                                                         procs["source"].ports[0])),
+                       rounds=1, iterations=1)
+    two = out[0]
+    figures = {"clients": 4, "bytes_each": each, "one_worker_MBps": round(one, 1),
+               "two_workers_MBps": round(two, 1), "ratio": round(two / one, 3),
+               "cores": os.cpu_count()}
+    benchmark.extra_info.update(figures)
+    _report("workers", figures)
+    compare.record("hy2 4 clients: 1 worker", one, "MB/s", better="higher")
+    compare.record("hy2 4 clients: 2 workers", two, "MB/s", baseline="hy2 4 clients: 1 worker",
+                   better="higher")
