@@ -25,6 +25,8 @@ SCOPE_INBOUND = "pasarguard:inbound"
 SCOPE_OUTBOUND = "pasarguard:outbound"
 OUTBOUND_TAG = "direct"
 USER_SOURCE = "pasarguard"
+_MARKS = "SELECT user_id, tx, rx FROM baselines WHERE scope = ?"
+_ZERO = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -58,31 +60,31 @@ class Accounting:
         """Every panel id with traffic since the last reset (ids without any are left out)."""
         if not reset:
             with self.store.transaction(immediate=False) as db:
-                marks = read_baselines(db, SCOPE_USERS)
+                marks = db.execute(_MARKS, (SCOPE_USERS,)).fetchall()
             totals = self.node.user_totals()
             out = []
-            for uid, mark in marks.items():
-                up, down = _delta(totals.get(uid, (0, 0)), mark)
-                if up or down:
-                    out.append(Traffic(uid, up, down))
+            for uid, btx, brx in marks:
+                tx, rx = totals.get(uid, _ZERO)
+                up, down = tx - btx, rx - brx
+                if up > 0 or down > 0:
+                    out.append(Traffic(uid, up if up > 0 else 0, down if down > 0 else 0))
             return out
         with self.store.transaction() as db:
-            marks = read_baselines(db, SCOPE_USERS)
+            marks = db.execute(_MARKS, (SCOPE_USERS,)).fetchall()
             totals = self.node.user_totals()
             current = {r[0] for r in db.execute("SELECT id FROM users WHERE source = ?", (USER_SOURCE,))}
-            out, moved, gone = [], {}, []
-            for uid, mark in marks.items():
-                total = totals.get(uid, (0, 0))
-                up, down = _delta(total, mark)
-                if up or down:
-                    out.append(Traffic(uid, up, down))
-                if total != mark:
-                    moved[uid] = total
+            out, moved, gone = [], [], []
+            for uid, btx, brx in marks:
+                tx, rx = totals.get(uid, _ZERO)
+                if tx != btx or rx != brx:
+                    up, down = tx - btx, rx - brx
+                    if up > 0 or down > 0:
+                        out.append(Traffic(uid, up if up > 0 else 0, down if down > 0 else 0))
+                    moved.append((tx, rx, SCOPE_USERS, uid))
                 elif uid not in current:
-                    gone.append(uid)   # removed, and its last bytes were reported already
-            write_baselines(db, SCOPE_USERS, moved)
-            db.executemany("DELETE FROM baselines WHERE scope = ? AND user_id = ?",
-                           [(SCOPE_USERS, uid) for uid in gone])
+                    gone.append((SCOPE_USERS, uid))   # removed, and its last bytes were reported
+            db.executemany("UPDATE baselines SET tx = ?, rx = ? WHERE scope = ? AND user_id = ?", moved)
+            db.executemany("DELETE FROM baselines WHERE scope = ? AND user_id = ?", gone)
         return out
 
     def user(self, user_id: str, reset: bool) -> Traffic | None:

@@ -201,8 +201,14 @@ class PasarGuardFace:
         log.info("backend stopped by the panel: %d user(s) removed", len(removed))
 
     # -- users ------------------------------------------------------------------------------
+    def _foreign_users(self) -> list[User]:
+        """Users of the table the panel does not own (their ids and secrets are off limits)."""
+        with self.store.transaction(immediate=False) as db:
+            return [User(id=r[0], auth_secret=r[1], source=r[2]) for r in db.execute(
+                "SELECT id, auth_secret, source FROM users WHERE source != ?", (SOURCE,))]
+
     def _replace(self, changes) -> tuple[list[str], list[str]]:
-        users = check_full_set(changes, self.store.list_users())
+        users = check_full_set(changes, self._foreign_users())
         with self.store.transaction() as db:
             self.accounting.adopt(db, [u.id for u in users])
         try:
@@ -212,7 +218,12 @@ class PasarGuardFace:
 
     def _apply_delta(self, changes) -> int:
         changes = last_wins(changes)
-        check_delta(changes, self.store)
+        with self.store.transaction(immediate=False) as db:
+            source_of = dict(_select_in(db, "SELECT id, source FROM users WHERE id IN ({})",
+                                        [c.user_id for c in changes]))
+            owner_of = dict(_select_in(db, "SELECT auth_secret, id FROM users WHERE auth_secret IN ({})",
+                                       [c.user.auth_secret for c in changes if c.user and c.user.auth_secret]))
+        check_delta(changes, source_of, owner_of)
         upserts = [c.user for c in changes if c.user is not None]
         removals = [c.user_id for c in changes if c.user is None]
         now = time.time()
@@ -284,11 +295,12 @@ class PasarGuardFace:
             if kind == pb.Outbound and name != OUTBOUND_TAG:
                 raise not_found(f"outbound {name!r} not found")
             rows = [acc.tag(SCOPE_OUTBOUND, OUTBOUND_TAG, reset)]
-        stats = []
+        out = pb.StatResponse()
+        add = out.stats.add
         for row in rows:
-            stats.append(pb.Stat(name=row.name, type="uplink", link="traffic", value=row.uplink))
-            stats.append(pb.Stat(name=row.name, type="downlink", link="traffic", value=row.downlink))
-        return pb.StatResponse(stats=stats)
+            add(name=row.name, type="uplink", link="traffic", value=row.uplink)
+            add(name=row.name, type="downlink", link="traffic", value=row.downlink)
+        return out
 
     def _panel_user(self, name: str) -> User:
         if not name:
@@ -353,6 +365,13 @@ class PasarGuardFace:
         self.require_started()
         return await asyncio.to_thread(backend_stats, pb.BackendStatsResponse, self.gc_clock,
                                        self.supervisor_pid)
+
+
+def _select_in(db, sql: str, values: list, batch: int = 500):
+    """Rows of ``sql`` (one ``IN ({})``) for all ``values``, a batch of parameters at a time."""
+    for i in range(0, len(values), batch):
+        part = values[i:i + batch]
+        yield from db.execute(sql.format(", ".join("?" * len(part))), part)
 
 
 def host_of(address: str) -> str:

@@ -52,12 +52,16 @@ class HostSampler:
 
 
 class GcClock:
-    """Time this process spends in garbage collection (``gc.callbacks``)."""
+    """Time this process spends in garbage collection (``gc.callbacks``); one per process."""
+    _instance: "GcClock | None" = None
 
-    def __init__(self):
-        self.pause_ns = 0
-        self._started = 0
-        gc.callbacks.append(self._on_gc)
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+            cls._instance.pause_ns = 0
+            cls._instance._started = 0
+            gc.callbacks.append(cls._instance._on_gc)
+        return cls._instance
 
     def _on_gc(self, phase, info):
         if phase == "start":

@@ -82,19 +82,23 @@ class Change:
 def convert(messages, inbound_map: InboundMap) -> list[Change]:
     """Check every message (all or nothing) and convert it; raises a 400 naming the first bad one."""
     out: list[Change] = []
+    translated: dict[tuple, list[str]] = {}     # users share a few inbound lists: translate each once
     for number, msg in enumerate(messages, 1):
         email = msg.email
         if not email:
             raise bad_request(f"user #{number} has no email")
-        if len(email.encode("utf-8")) > KEY_MAX_BYTES:
+        if len(email) * 4 > KEY_MAX_BYTES and len(email.encode("utf-8")) > KEY_MAX_BYTES:
             raise bad_request(f"user #{number}: email longer than {KEY_MAX_BYTES} bytes: {email[:80]!r}")
-        inbounds = inbound_map.translate(msg.inbounds)
+        tags = tuple(msg.inbounds)
+        inbounds = translated.get(tags)
+        if inbounds is None:
+            inbounds = translated[tags] = inbound_map.translate(tags)
         if not inbounds:
             out.append(Change(email, None))
             continue
         secret = msg.proxies.hysteria.auth or None
-        out.append(Change(email, User(id=email, auth_secret=secret, inbounds=inbounds, source=SOURCE,
-                                      meta={"panel_inbounds": list(msg.inbounds)})))
+        out.append(Change(email, User(id=email, auth_secret=secret, inbounds=list(inbounds), source=SOURCE,
+                                      meta={"panel_inbounds": list(tags)})))
     return out
 
 
@@ -106,7 +110,7 @@ def last_wins(changes: list[Change]) -> list[Change]:
 
 def check_full_set(changes: list[Change], existing: list[User]) -> list[User]:
     """The users of a full replacement; refuses ids or secrets that clash with users the panel
-    does not own, and secrets used twice."""
+    does not own (``existing`` needs to hold at least those), and secrets used twice."""
     ids: set[str] = set()
     for change in changes:
         if change.user_id in ids:
@@ -129,15 +133,16 @@ def check_full_set(changes: list[Change], existing: list[User]) -> list[User]:
     return users
 
 
-def check_delta(changes: list[Change], store) -> None:
-    """Refuse a delta that would clash with users outside it (looked up by index, so a delta of a
-    few users stays cheap at any table size)."""
+def check_delta(changes: list[Change], source_of: dict[str, str], owner_of: dict[str, str]) -> None:
+    """Refuse a delta that would clash with users outside it.  ``source_of``: id → source of
+    the table's users named in the delta; ``owner_of``: secret → id of the table's users holding
+    a secret the delta gives out."""
     touched = {c.user_id for c in changes}
     seen: dict[str, str] = {}
     for change in changes:
-        current = _get(store, change.user_id)
-        if current is not None and current.source != SOURCE:
-            raise refused(f"user id {change.user_id!r} belongs to a {current.source} user of this node")
+        source = source_of.get(change.user_id)
+        if source is not None and source != SOURCE:
+            raise refused(f"user id {change.user_id!r} belongs to a {source} user of this node")
         user = change.user
         if user is None or not user.auth_secret:
             continue
@@ -145,17 +150,9 @@ def check_delta(changes: list[Change], store) -> None:
         if secret in seen:
             raise refused(f"users {seen[secret]!r} and {user.id!r} have the same Hysteria auth")
         seen[secret] = user.id
-        owner = store.user_by_secret(secret)
-        if owner is not None and owner.id != user.id and owner.id not in touched:
+        owner = owner_of.get(secret)
+        if owner is not None and owner != user.id and owner not in touched:
             raise refused(f"user {user.id!r}: its Hysteria auth is already used by another user of this node")
-
-
-def _get(store, user_id: str) -> User | None:
-    from fastpath.store.state_store import NotFound
-    try:
-        return store.get_user(user_id)
-    except NotFound:
-        return None
 
 
 class ChunkAssembler:

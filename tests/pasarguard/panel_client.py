@@ -47,8 +47,8 @@ def panel_python() -> str:
     if base is None:
         raise PanelClientUnavailable("no Python 3.12 found (set FASTPATH_PY312); the PasarGuard panel's "
                                      "client needs it")
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(VENV) + ".lock", "w") as lock:
+    VENV.mkdir(parents=True, exist_ok=True)
+    with open(VENV / ".lock", "w") as lock:      # two test sessions never build it at once
         fcntl.flock(lock, fcntl.LOCK_EX)
         if python.exists() and marker.exists() and marker.read_text().strip() == BRIDGE:
             return str(python)

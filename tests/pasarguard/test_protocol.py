@@ -233,3 +233,25 @@ def test_clash_with_a_user_of_another_face_applies_nothing(face_node, rest):
         assert store.get_user("operator").auth_secret == "operator-secret"
     finally:
         store.delete_user("operator")
+
+
+def test_keep_alive_keeps_users_when_the_panel_goes_away(face_node, rest):
+    """The reference stops its core after keep_alive seconds of silence; here users keep their
+    service, the silence is logged, and Info says so."""
+    import time
+    status, _ = rest.request("POST", "/start", pb.Backend(users=[user("k1", "sk1")], keep_alive=1).SerializeToString())
+    assert status == 200
+    log = face_node.node.data_dir / "node.log"
+    deadline = time.monotonic() + 10
+    while "no request from the panel" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "users keep their service" in log.read_text()
+    assert pasarguard_users(face_node) == {"k1": "sk1"}
+    status, body = rest.request("GET", "/info")
+    info = pb.BaseInfoResponse.FromString(body)
+    assert info.started and "keep_alive 1s: users stay served while the panel is away" in info.core_version
+    deadline = time.monotonic() + 5
+    while "the panel is back" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "the panel is back" in log.read_text()
+    started(rest, [user("a1", "sa1")])     # keep_alive off again for the other tests

@@ -256,3 +256,43 @@ def test_every_subscriber_gets_every_line(tmp_path):
     assert got_b[0].startswith("[fastpath: 1 log line(s) dropped")
     assert got_b[1:] == ["new 1", "new 2", "partial"]
     assert (a_next, a_rot) == ("partial", "after rotation")
+
+
+def test_delta_clashes():
+    from control.pasarguard.users import check_delta, last_wins
+    imap = InboundMap("hysteria2")
+    source_of = {"operator": "native", "a": "pasarguard"}
+    owner_of = {"op-secret": "operator", "sa": "a"}
+    check_delta(convert([panel_user("a", "sa"), panel_user("b", "sb")], imap), source_of, owner_of)
+    for msgs in ([panel_user("operator", "x")], [panel_user("b", "op-secret")], [panel_user("b", "sa")],
+                 [panel_user("b", "s"), panel_user("c", "s")]):
+        assert failure(check_delta, convert(msgs, imap), source_of, owner_of).failure is Failure.REFUSED
+    # "a" gives its secret up in the same delta: "b" may take it.
+    check_delta(convert([panel_user("a", "", []), panel_user("b", "sa")], imap), source_of, owner_of)
+    changes = last_wins(convert([panel_user("b", "s1"), panel_user("b", "s2")], imap))
+    assert [c.user.auth_secret for c in changes] == ["s2"]
+
+
+def test_started_backend_survives_a_restart_of_the_face(counters):
+    from control.pasarguard.config import parse_pasarguard_config
+    from control.pasarguard.face import PasarGuardFace
+
+    class Notifier:
+        calls = 0
+
+        async def notify(self):
+            Notifier.calls += 1
+
+    node, _w = counters
+    settings = parse_pasarguard_config({"apiKey": str(KEY)})
+    face = PasarGuardFace(node, settings, notifier=Notifier())
+    assert not face.started and face.info().started is False
+    config = '{"inbounds": [{"tag": "HY", "protocol": "hysteria2"}]}'
+    info = asyncio.run(face.start(pb.Backend(config=config, keep_alive=30, users=[panel_user("a", "sa", ["HY"])])))
+    assert info.started and "keep_alive 30s" in info.core_version and Notifier.calls == 1
+    assert node.store.get_user("a").inbounds == ["hysteria2"]
+    again = PasarGuardFace(node, settings, notifier=Notifier())
+    assert again.started and again.keep_alive == 30 and again.inbounds.aliases == {"HY"}
+    asyncio.run(again.stop())
+    assert node.store.list_users(source="pasarguard") == []
+    assert not PasarGuardFace(node, settings, notifier=Notifier()).started
