@@ -91,8 +91,7 @@ class GrpcApi:
             await context.abort(exc.failure.grpc_code, exc.message)
         self.face.touch()
         with self.logs.subscribe() as sub:
-            while True:
-                line = await sub.next_line()
+            while (line := await sub.next_line()) is not None:
                 yield pb.Log(detail=line).SerializeToString()
 
     async def sync_user(self, request_iterator, context) -> bytes:

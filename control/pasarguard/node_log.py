@@ -43,6 +43,8 @@ class Subscription:
         self.fanout = fanout
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self.dropped = 0
+        self.ended = False
+        self._ender: asyncio.Future | None = None
 
     def offer(self, line: str) -> None:
         if self.queue.full():
@@ -53,11 +55,26 @@ class Subscription:
             self.dropped += 1
         self.queue.put_nowait(line)
 
-    async def next_line(self) -> str:
+    async def next_line(self) -> str | None:
+        """The next line; None once the node shuts down (end the stream)."""
+        if self.ended:
+            return None
         if self.dropped:
             dropped, self.dropped = self.dropped, 0
             return f"[fastpath: {dropped} log line(s) dropped: the reader fell behind]"
-        return await self.queue.get()
+        if self._ender is None:
+            self._ender = asyncio.get_running_loop().create_future()
+        getter = asyncio.ensure_future(self.queue.get())
+        await asyncio.wait((getter, self._ender), return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        return None
+
+    def end(self) -> None:
+        self.ended = True
+        if self._ender is not None and not self._ender.done():
+            self._ender.set_result(None)
 
     def close(self) -> None:
         self.fanout.subscribers.discard(self)
@@ -156,7 +173,13 @@ class LogFanout:
                 pass
             await asyncio.sleep(self.poll_seconds)
 
+    def end_streams(self) -> None:
+        """Shutting down: every subscriber's stream ends after the lines it already has."""
+        for sub in list(self.subscribers):
+            sub.end()
+
     def close(self) -> None:
+        self.end_streams()
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -162,8 +162,7 @@ class RestApi:
         await response.prepare(request)
         with self.logs.subscribe() as sub:
             try:
-                while True:
-                    line = await sub.next_line()
+                while (line := await sub.next_line()) is not None:
                     await response.write(line.encode("utf-8") + b"\n")
             except ConnectionError:
                 pass

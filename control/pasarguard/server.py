@@ -79,6 +79,7 @@ async def serve(config, settings, *, ready=None) -> int:
         ready(face)
     await stop.wait()
     log.info("PasarGuard node API stopping")
+    logs.end_streams()
     if grpc_server is not None:
         await grpc_server.stop(0.5)
     await runner.cleanup()
