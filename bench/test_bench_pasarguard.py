@@ -135,9 +135,10 @@ def test_sync_users_10k_until_enforced(real_node, mode, compare, tmp_path):
     assert chunked["failed"] == []
 
     floor = _replace_users_floor(tmp_path)
+    returned = statistics.median(r[2] for r in rounds)
     print(f"\n{mode}: removed user's connection closed {cut * 1e3:.0f} ms after sync_users(10k) began; "
-          f"call {call * 1e3:.0f} ms (returned to the test after {statistics.median(r[2] for r in rounds) * 1e3:.0f} ms); chunked delta {chunked['seconds'] * 1e3:.0f} ms; "
-          f"store floor {floor * 1e3:.0f} ms")
+          f"call {call * 1e3:.0f} ms (returned to the test after {returned * 1e3:.0f} ms); "
+          f"chunked delta {chunked['seconds'] * 1e3:.0f} ms; store floor {floor * 1e3:.0f} ms")
     compare.record("store replace_users 10k users, in-process (ms)", floor * 1e3, "ms")
     compare.record(f"{mode} sync_users 10k: removed user cut off after (ms)", cut * 1e3, "ms",
                    baseline="store replace_users 10k users, in-process (ms)")

@@ -66,7 +66,7 @@ def parse_pasarguard_config(raw) -> PasarGuardSettings | None:
     key_text = section.str("apiKey")
     if key_text is None:
         raise ConfigError("pasarguard.apiKey", "is required: the PasarGuard face needs a UUID API key "
-                                               "(generate one with: python -c 'import uuid; print(uuid.uuid4())')")
+                          "(make one with: python -c 'import uuid; print(uuid.uuid4())')")
     try:
         api_key = parse_api_key(key_text)
     except ValueError as exc:

@@ -177,7 +177,7 @@ class PasarGuardFace:
             raise bad_request(f"unknown backend type {backend.type}")
         inbounds = InboundMap.from_backend(self.settings.inbound_tag, backend.config,
                                            backend.exclude_inbounds)
-        changes = convert(backend.users, inbounds)
+        changes = await self.run(convert, backend.users, inbounds)
         changed, removed = await self.run(self._replace, changes)
         self.inbounds = inbounds
         self.keep_alive = int(backend.keep_alive)
@@ -244,7 +244,7 @@ class PasarGuardFace:
     async def sync_users(self, users) -> None:
         """SyncUsers: the panel's full user set."""
         self.require_started()
-        changes = convert(users, self.inbounds)
+        changes = await self.run(convert, users, self.inbounds)
         changed, removed = await self.run(self._replace, changes)
         if changed or removed:
             await self.notifier.notify()
@@ -255,7 +255,7 @@ class PasarGuardFace:
         """Add, update or (empty inbounds) remove these users in the store, all or none;
         returns (updated, removed).  The workers are not told: see ``sync_delta``."""
         self.require_started()
-        changes = convert(users, self.inbounds)
+        changes = await self.run(convert, users, self.inbounds)
         await self.run(self._apply_delta, changes)
         removed = sum(1 for c in changes if c.user is None)
         return len(changes) - removed, removed

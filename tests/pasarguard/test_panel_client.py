@@ -93,7 +93,8 @@ def test_panel_drives_the_node(face_node, panel, mode):
                                    (alice["email"], "uplink", "traffic", UP)]
             assert await call(panel, "stats", node=mode, type="UsersStat", reset=True) == []
             one = await call(panel, "stats", node=mode, type="UserStat", name=alice["email"], reset=False)
-            assert rows(one) == [(alice["email"], "downlink", "traffic", 0), (alice["email"], "uplink", "traffic", 0)]
+            assert rows(one) == [(alice["email"], "downlink", "traffic", 0),
+                                 (alice["email"], "uplink", "traffic", 0)]
             outbound = await call(panel, "stats", node=mode, type="Outbounds", reset=True)
             assert rows(outbound) == [("direct", "downlink", "traffic", DOWN), ("direct", "uplink", "traffic", UP)]
 

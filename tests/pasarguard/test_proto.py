@@ -38,8 +38,8 @@ def test_wire_compatible_with_the_panel_client(tmp_path):
         python = panel_python()
     except PanelClientUnavailable as exc:
         pytest.skip(str(exc))
-    site = subprocess.run([python, "-c", "import PasarGuardNodeBridge as p, os; print(os.path.join(os.path.dirname(p.__file__), 'common'))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    where = "import PasarGuardNodeBridge as p, os; print(os.path.join(os.path.dirname(p.__file__), 'common'))"
+    site = subprocess.run([python, "-c", where], capture_output=True, text=True, check=True).stdout.strip()
     theirs = _descriptor(Path(site), "service.proto", tmp_path / "theirs.pb")
     ours = _descriptor(REPO / "control" / "pasarguard", "service.proto", tmp_path / "ours.pb")
     assert ours.package == theirs.package == "service"

@@ -239,7 +239,8 @@ def test_keep_alive_keeps_users_when_the_panel_goes_away(face_node, rest):
     """The reference stops its core after keep_alive seconds of silence; here users keep their
     service, the silence is logged, and Info says so."""
     import time
-    status, _ = rest.request("POST", "/start", pb.Backend(users=[user("k1", "sk1")], keep_alive=1).SerializeToString())
+    backend = pb.Backend(users=[user("k1", "sk1")], keep_alive=1)
+    status, _ = rest.request("POST", "/start", backend.SerializeToString())
     assert status == 200
     log = face_node.node.data_dir / "node.log"
     deadline = time.monotonic() + 10

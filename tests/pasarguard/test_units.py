@@ -64,7 +64,8 @@ def test_panel_user_becomes_table_user():
     assert changes[2].user is None and changes[3].user is None   # no inbound left: removal
 
 
-@pytest.mark.parametrize("config", ["", "not json", "[1]", '{"inbounds": 3}', '{"inbounds": [{"protocol": "hysteria"}]}'])
+@pytest.mark.parametrize("config", ["", "not json", "[1]", '{"inbounds": 3}',
+                                    '{"inbounds": [{"protocol": "hysteria"}]}'])
 def test_backend_config_that_is_not_xray_json_is_ignored(config):
     assert hysteria_tags(config) == set()
 
