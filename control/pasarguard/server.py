@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 
 import grpc
@@ -44,49 +45,50 @@ async def serve(config, settings, *, ready=None) -> int:
     from control.node_model import NodeModel
 
     cert, key = resolve_certificate(settings, config.data_dir)
+    tls = server_context(cert, key)
     node = NodeModel(config)
     face = PasarGuardFace(node, settings)
     logs = LogFanout(node_log_path(config.data_dir))
-    background = [asyncio.ensure_future(logs.run()), asyncio.ensure_future(face.watch_panel()),
-                  asyncio.ensure_future(face.sample_host())]
-
     runner = web.AppRunner(RestApi(face, logs).app(), access_log=None, shutdown_timeout=1.0,
                            handle_signals=False)
-    await runner.setup()
-    host, port = settings.listen
-    site = web.TCPSite(runner, host, port, ssl_context=server_context(cert, key), reuse_address=True)
-    await site.start()
-    bound = [f"REST https://{_hostport(host, _site_port(site) or port)}"]
-
     grpc_server = None
-    if settings.grpc_listen:
-        grpc_server = grpc.aio.server(options=server_options())
-        grpc_server.add_generic_rpc_handlers((GrpcApi(face, logs).handler(),))
-        creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
-        ghost, gport = settings.grpc_listen
-        got = grpc_server.add_secure_port(_hostport(ghost, gport), creds)
-        if not got:
-            raise OSError(f"cannot listen on {_hostport(ghost, gport)} for gRPC")
-        await grpc_server.start()
-        bound.append(f"gRPC {_hostport(ghost, got)}")
-
-    log.info("PasarGuard node API on %s; the panel pins the certificate %s", ", ".join(bound), cert)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready(face)
-    await stop.wait()
-    log.info("PasarGuard node API stopping")
-    logs.end_streams()
-    if grpc_server is not None:
-        await grpc_server.stop(0.5)
-    await runner.cleanup()
-    for task in background:
-        task.cancel()
-    logs.close()
-    face.executor.shutdown(wait=False)
+    background: list[asyncio.Future] = []
+    try:
+        await runner.setup()
+        host, port = settings.listen
+        site = web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True)
+        await site.start()
+        bound = [f"REST https://{_hostport(host, _site_port(site) or port)}"]
+        if settings.grpc_listen:
+            grpc_server = grpc.aio.server(options=server_options())
+            grpc_server.add_generic_rpc_handlers((GrpcApi(face, logs).handler(),))
+            creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+            ghost, gport = settings.grpc_listen
+            got = grpc_server.add_secure_port(_hostport(ghost, gport), creds)
+            if not got:
+                raise OSError(f"cannot listen on {_hostport(ghost, gport)} for gRPC")
+            await grpc_server.start()
+            bound.append(f"gRPC {_hostport(ghost, got)}")
+        background = [asyncio.ensure_future(logs.run()), asyncio.ensure_future(face.watch_panel()),
+                      asyncio.ensure_future(face.sample_host())]
+        log.info("PasarGuard node API on %s; the panel pins the certificate %s", ", ".join(bound), cert)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready(face)
+        await stop.wait()
+        log.info("PasarGuard node API stopping")
+    finally:
+        logs.end_streams()
+        if grpc_server is not None:
+            await grpc_server.stop(0.5)
+        await runner.cleanup()
+        for task in background:
+            task.cancel()
+        logs.close()
+        face.executor.shutdown(wait=False)
     return 0
 
 
@@ -117,9 +119,15 @@ def main(argv=None) -> int:
     if not settings:
         print("fastpath PasarGuard API: the config has no pasarguard section", file=sys.stderr)
         return 2
+    config.data_dir.mkdir(parents=True, exist_ok=True)
     log_to_node_file(config.data_dir, "pasarguard")
     from fastpath.worker.event_loop import run
-    return run(serve(config, settings), use_uvloop=not args.no_uvloop)
+    try:
+        return run(serve(config, settings), use_uvloop=not args.no_uvloop)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        # A port in use, an unreadable certificate: one line, and the supervisor retries later.
+        log.error("PasarGuard node API cannot start: %s", exc)
+        return 1
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ def _host_addresses() -> list[str]:
 def resolve_certificate(settings: PasarGuardSettings, data_dir: Path) -> tuple[Path, Path]:
     """(cert path, key path) the face serves with, generating one when needed."""
     if settings.tls_cert:
+        for what, path in (("tls.cert", settings.tls_cert), ("tls.key", settings.tls_key)):
+            if not Path(path).is_file():
+                raise OSError(f"pasarguard.{what}: {path} is not a readable file")
         return Path(settings.tls_cert), Path(settings.tls_key)
     needed = required_names(settings)
     default_cert, default_key = ensure_certificate(data_dir)

@@ -85,4 +85,8 @@ def test_wildcard_bind_certificate_names_this_host(tmp_path):
 def test_configured_certificate_is_used_as_is(tmp_path):
     s = parse_pasarguard_config({"apiKey": KEY, "tls": {"cert": str(tmp_path / "a.crt"),
                                                         "key": str(tmp_path / "a.key")}})
+    with pytest.raises(OSError, match="pasarguard.tls.cert: .*a.crt is not a readable file"):
+        resolve_certificate(s, tmp_path)
+    (tmp_path / "a.crt").write_text("x")
+    (tmp_path / "a.key").write_text("x")
     assert resolve_certificate(s, tmp_path) == (tmp_path / "a.crt", tmp_path / "a.key")
