@@ -7,6 +7,7 @@ equal-sized packets to one address go out in one ``sendmsg`` with ``UDP_SEGMENT`
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import sys
 from typing import Callable
@@ -42,7 +43,10 @@ class UdpEndpoint:
         self.sock = sock
         self.on_batch = on_batch
         self.obfs = obfs
-        self.gso = sys.platform.startswith("linux") if gso is None else gso
+        if gso is None:
+            # FASTPATH_HY2_GSO=0 turns segmentation offload off (a NIC or tunnel that breaks it).
+            gso = sys.platform.startswith("linux") and os.environ.get("FASTPATH_HY2_GSO", "1") != "0"
+        self.gso = gso
         self._loop = None
         self.dropped = 0
 
