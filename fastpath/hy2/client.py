@@ -455,8 +455,16 @@ class Hy2Client:
                 conn.want_transmit()
 
     # -- API --------------------------------------------------------------------------------
+    async def _connected_soon(self) -> ClientConnection:
+        """The connection, reconnecting with backoff, but not longer than a caller can wait."""
+        try:
+            return await asyncio.wait_for(self.ensure_connected(), 3 * CONNECT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise Hy2Error(f"server {self.settings.server_host}:{self.settings.server_port} "
+                           f"is unreachable") from None
+
     async def _open(self, address: str, early: bytes = b""):
-        conn = await self.ensure_connected()
+        conn = await self._connected_soon()
         sid = conn.session.open_tcp(address, early)
         fut = conn.loop.create_future()
         conn.pending_opens[sid] = fut
@@ -507,7 +515,7 @@ class Hy2Client:
         return pump
 
     async def udp_session(self) -> UdpSession:
-        conn = await self.ensure_connected()
+        conn = await self._connected_soon()
         if not conn.session.udp_enabled:
             raise Hy2Error("the server does not relay UDP")
         sid = next(self._session_ids) & 0xFFFFFFFF

@@ -351,6 +351,20 @@ def test_over_limit_user_is_cut_off_within_a_second(node, targets):
     run(main())
 
 
+def test_disabled_user_is_cut_off(node, targets):
+    secret = _create_user(node, "soon-disabled")
+
+    async def main():
+        client = client_for(node, auth=secret)
+        await connected(client)
+        r = await asyncio.to_thread(node.request, "PATCH", "/api/v1/users/soon-disabled",
+                                    {"enabled": False})
+        assert r.status == 200, r.text
+        await asyncio.wait_for(client.conn.terminated.wait(), 1.5)
+        assert client.conn.close_reason.error_code == 0x107
+    run(main())
+
+
 def test_salamander_on_both_ends(tmp_path, targets):
     with NodeProcess(tmp_path, {"obfs": {"type": "salamander",
                                          "salamander": {"password": "cry me a river"}}}) as node:
