@@ -64,6 +64,17 @@ class Target:
         self.server.close()
 
 
+async def closed_by_node(target: Target, reader, client) -> None:
+    """The node closed the user's proxied connection (the target sees it end) and its whole
+    Hysteria 2 connection (the client sees it end)."""
+    await asyncio.wait_for(target.closed.wait(), 5)
+    try:
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    except ConnectionError:
+        pass                             # the QUIC connection was closed under the stream
+    assert not client.connected
+
+
 @pytest.mark.parametrize("mode", ["rest", "grpc"])
 def test_panel_drives_the_node(face_node, panel, mode):
     if Hy2Client is None:
@@ -106,12 +117,7 @@ def test_panel_drives_the_node(face_node, panel, mode):
 
             # A user set without alice: her connection closes before the call returns ...
             await call(panel, "sync_users", node=mode, users=[bob])
-            await asyncio.wait_for(target.closed.wait(), 5)
-            try:
-                assert await asyncio.wait_for(reader.read(), 5) == b""
-            except ConnectionError:
-                pass                     # the whole QUIC connection was closed: also closed
-            assert not client.connected
+            await closed_by_node(target, reader, client)
             # ... and she is refused.
             again = Hy2Client(server_host="127.0.0.1", server_port=face_node.hy2_port, auth=alice["auth"],
                               ca=str(face_node.ca_path), sni="localhost")
@@ -120,6 +126,24 @@ def test_panel_drives_the_node(face_node, panel, mode):
             await again.close()
             err = await asyncio.to_thread(panel.error, "online", node=mode, email=alice["email"])
             assert err.code == 404
+
+            # SyncUser: back as a delta, connected again, then removed by an empty inbound list.
+            assert await call(panel, "sync_user_each", node=mode, users=[alice]) == []
+            await client.close()
+            client = Hy2Client(server_host="127.0.0.1", server_port=face_node.hy2_port, auth=alice["auth"],
+                               ca=str(face_node.ca_path), sni="localhost")
+            target.closed.clear()
+            reader, writer = await client.open_tcp(f"127.0.0.1:{port}")
+            writer.write(b"u" * UP)
+            await writer.drain()
+            await reader.readexactly(DOWN)
+            assert await call(panel, "online", node=mode, email=alice["email"]) == [alice["email"], 1]
+            assert await call(panel, "sync_user_each", node=mode, users=[dict(alice, inbounds=[])]) == []
+            await closed_by_node(target, reader, client)
+            stats = await call(panel, "stats", node=mode, type="UsersStat", reset=True)
+            assert rows(stats) == [(alice["email"], "downlink", "traffic", DOWN),
+                                   (alice["email"], "uplink", "traffic", UP)]   # her last bytes, once
+            assert await call(panel, "stats", node=mode, type="UsersStat", reset=True) == []
         finally:
             await client.close()
             target.close()
