@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
-import os
 import ssl
 import urllib.parse
 from pathlib import Path

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import time
 
 from aioquic.buffer import Buffer
 from aioquic.quic import events as qe

@@ -2,10 +2,7 @@
 server, and a node process with its default user's secret."""
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 

@@ -7,7 +7,6 @@ import asyncio
 import os
 import struct
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fastpath.hy2.auth_backends import NodeAuthenticator, PasswordAuth

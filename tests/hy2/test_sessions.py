@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ssl
 
-import pytest
-from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events as qe
 
 from fastpath.hy2 import auth_protocol as ap
@@ -14,7 +12,6 @@ from fastpath.hy2.config import QuicSettings
 from fastpath.hy2.events import (AuthRequested, AuthResult, HttpRequest, StreamClosed, TcpData,
                                  TcpRequested, TcpResponse, UdpReceived)
 from fastpath.hy2.frames import encode_tcp_request, encode_udp_message
-from fastpath.hy2.h3_compat import LenientH3Connection
 from fastpath.hy2.quic_connection import Hy2QuicConnection, quic_configuration
 from fastpath.hy2.server_session import ServerSession
 
@@ -164,7 +161,7 @@ def test_ordinary_request_is_an_http_request_event(tls_files):
 
 def test_tcp_request_before_auth_is_not_a_proxy_request(tls_files):
     h = Harness(tls_files)
-    sid = h.client.open_tcp("127.0.0.1:80")
+    h.client.open_tcp("127.0.0.1:80")
     h.step()
     assert h.take(TcpRequested) == []
     assert h.take(TcpResponse, "client") == []
