@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 import yaml
@@ -32,7 +30,7 @@ from fastpath.store import StateStore, User
 from fastpath.worker.event_loop import run
 from tests.pasarguard.panel_client import (PanelClientUnavailable, PanelDriver, pasarguard_section,
                                            wait_tls_port)
-from tests.support.node import NodeProcess, free_tcp_port
+from tests.support.node import NodeProcess
 
 USERS = 10_000
 MODES = ("grpc", "rest")
