@@ -7,7 +7,8 @@ the node's user table), ``accounting`` (traffic since the panel's last reset), `
 
 ``service.proto`` is written from spec/pasarguard-node.md.  Its Python modules are generated
 and committed next to it, so an install needs neither protoc nor grpcio-tools (those stay in
-the ``test`` extra); ``tests/pasarguard/test_proto.py`` regenerates them and fails on drift.
+the ``test`` extra); ``tests/pasarguard/test_proto.py`` compiles the .proto again and fails when
+the committed descriptor differs, and checks it against the panel client's own .proto.
 Regenerate from the repository root with::
 
     python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \\
