@@ -9,20 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 
 from gunicorn.app.base import BaseApplication
 
 from fastpath.config import ConfigError, load_config
+from fastpath.supervisor.child_process import die_with_parent
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _bind(host: str, port: int) -> str:
@@ -70,7 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config")
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"))
     try:
         server = ControlApiServer(args.config, args.data_dir)

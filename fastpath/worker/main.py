@@ -17,6 +17,7 @@ import sys
 from fastpath.config import ConfigError, load_config
 from fastpath.shm import CounterTable
 from fastpath.store import StateStore
+from fastpath.supervisor.child_process import die_with_parent
 from fastpath.supervisor.command_channel import CommandError, serve_requests
 from fastpath.worker.context import WorkerContext
 from fastpath.worker.event_loop import run
@@ -29,17 +30,6 @@ log = logging.getLogger("fastpath.worker")
 SERVICES = ("fastpath.hy2.service", "fastpath.media.service")
 
 HEARTBEAT_SECONDS = 1.0
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGTERM us when the supervisor dies (Linux only)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 async def worker_main(args) -> int:
@@ -117,7 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir")
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"),
                         format=f"%(asctime)s worker[{args.shard}] %(levelname)s %(name)s: %(message)s")
     try:
