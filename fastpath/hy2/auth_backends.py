@@ -18,6 +18,9 @@ from fastpath.hy2.config import AuthSettings
 
 log = logging.getLogger("fastpath.hy2.auth")
 
+# The default tag of the Hysteria 2 listener in a user's ``inbounds`` (the name panels use for it).
+INBOUND_TAG = "hysteria2"
+
 HTTP_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 10.0
 
@@ -129,13 +132,15 @@ class NodeAuthenticator:
     says that user may not connect.
     """
 
-    def __init__(self, users=None, backend: Authenticator | None = None):
+    def __init__(self, users=None, backend: Authenticator | None = None,
+                 inbound_tag: str = INBOUND_TAG):
         self.users = users
         self.backend = backend
+        self.inbound_tag = inbound_tag
 
     async def authenticate(self, addr: str, auth: str, client_rx: int) -> str | None:
         if self.users is not None:
-            user, reason = self.users.authenticate(auth)
+            user, reason = self.users.authenticate(auth, self.inbound_tag)
             if user is not None:
                 if reason:
                     log.info("auth refused for %s from %s: %s", user.id, addr, reason)

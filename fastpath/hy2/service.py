@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from fastpath.hy2.auth_backends import NodeAuthenticator, make_backend
+from fastpath.hy2.auth_backends import INBOUND_TAG, NodeAuthenticator, make_backend
 from fastpath.hy2.config import ServerSettings, parse_server_config
 from fastpath.hy2.masquerade import make_masquerade
 from fastpath.hy2.server import Hy2Server
@@ -37,6 +37,13 @@ class Hy2Service:
             await self.speedtest.close()
 
 
+def inbound_tag(config) -> str:
+    """The name this listener goes by in users' ``inbounds``: the PasarGuard face's
+    ``inboundTag`` when that face is configured, so both sides agree."""
+    panel = config.sections.get("pasarguard")
+    return getattr(panel, "inbound_tag", None) or INBOUND_TAG
+
+
 async def start(ctx):
     settings = ctx.config.sections.get("hysteria")
     if settings is None:
@@ -51,7 +58,7 @@ async def start(ctx):
     if settings.speed_test:
         from fastpath.hy2.speedtest import SpeedTestTarget
         speedtest = await SpeedTestTarget().start()
-    authenticator = NodeAuthenticator(ctx.users, make_backend(settings.auth))
+    authenticator = NodeAuthenticator(ctx.users, make_backend(settings.auth), inbound_tag(ctx.config))
     server = Hy2Server(settings, cert=cert, key=key, authenticator=authenticator,
                        masquerade=make_masquerade(settings.masquerade), counters=ctx.counters,
                        obfs=obfs, speedtest=speedtest)

@@ -55,9 +55,14 @@ class UserDirectory:
             return "traffic limit reached"
         return user.refused_reason(0)
 
-    def authenticate(self, secret: str) -> tuple[User | None, str | None]:
-        """The table user owning ``secret`` and why it is refused (None if allowed)."""
+    def authenticate(self, secret: str, inbound: str | None = None) -> tuple[User | None, str | None]:
+        """The table user owning ``secret`` and why it is refused (None if allowed).
+
+        A user whose ``inbounds`` list is not empty may use only the inbounds it names (how a
+        panel scopes a user to some listeners); an empty list allows every inbound."""
         user = self.by_secret.get(secret)
         if user is None:
             return None, "unknown credentials"
+        if inbound is not None and user.inbounds and inbound not in user.inbounds:
+            return user, f"not allowed on inbound {inbound}"
         return user, self.refused_reason(user.id)

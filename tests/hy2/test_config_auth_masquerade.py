@@ -157,7 +157,7 @@ class FakeUsers:
     def __init__(self, users):
         self.users = users
 
-    def authenticate(self, secret):
+    def authenticate(self, secret, inbound=None):
         for uid, (sec, reason) in self.users.items():
             if sec == secret:
                 return type("U", (), {"id": uid})(), reason
@@ -175,6 +175,21 @@ def test_user_table_decides_first_then_the_backend():
     assert run(auth.authenticate("a", "pw", 0)) is None          # backend id "user" is expired
     assert run(NodeAuthenticator(FakeUsers({}), PasswordAuth("pw")).authenticate("a", "pw", 0)) == "user"
     assert run(NodeAuthenticator(users, None).authenticate("a", "pw", 0)) is None
+
+
+def test_user_inbounds_scope_the_listener(tmp_path):
+    from fastpath.store import StateStore, User
+    from fastpath.worker.user_directory import UserDirectory
+    store = StateStore(tmp_path / "state.db")
+    store.replace_users("test", [User(id="any", auth_secret="s-any"),
+                         User(id="here", auth_secret="s-here", inbounds=["edge-hy2"]),
+                         User(id="elsewhere", auth_secret="s-else", inbounds=["vless-in"])])
+    users = UserDirectory(store)
+    default, tagged = NodeAuthenticator(users), NodeAuthenticator(users, inbound_tag="edge-hy2")
+    assert [run(default.authenticate("a", s, 0)) for s in ("s-any", "s-here", "s-else")] == \
+        ["any", None, None]
+    assert [run(tagged.authenticate("a", s, 0)) for s in ("s-any", "s-here", "s-else")] == \
+        ["any", "here", None]
 
 
 def test_masquerade_modes(tmp_path):
