@@ -7,13 +7,13 @@ app; the Traffic Stats face tells the listeners apart by the local address of th
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from gunicorn.app.base import BaseApplication
 
 from fastpath.config import ConfigError, load_config
+from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.supervisor.child_process import die_with_parent
 
 
@@ -65,12 +65,13 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
     die_with_parent()
-    logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"))
+    setup_process_logging(None, "control")
     try:
         server = ControlApiServer(args.config, args.data_dir)
     except ConfigError as exc:
         print(f"fastpath control API: config error: {exc}", file=sys.stderr)
         return 2
+    log_to_node_file(server.node_config.data_dir, "control")
     server.run()
     return 0
 

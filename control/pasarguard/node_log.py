@@ -1,7 +1,7 @@
 """The node's own log lines for the panel's log stream.
 
-Every process of the node appends its log lines to ``<dataDir>/node.log`` (one line per record;
-appends of a line are atomic between processes).  The face tails that file once and fans each
+Every process of the node appends its log lines to ``<dataDir>/node.log`` (fastpath.node_log).
+The face tails that file once and fans each
 line out to every subscriber: each gets the recent history first, then every new line, in
 order.  A subscriber that falls more than ``queue_size`` lines behind loses its oldest lines
 and is told how many, so one stuck panel never holds up the others or the node.
@@ -10,33 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
-import logging.handlers
 import os
 from pathlib import Path
 
-NODE_LOG_NAME = "node.log"
-LOG_FORMAT = "%(asctime)s {label} %(levelname)s %(name)s: %(message)s"
-
-
-def node_log_path(data_dir: Path) -> Path:
-    return Path(data_dir) / NODE_LOG_NAME
-
-
-def log_to_node_file(data_dir: Path, label: str, level: int | str | None = None) -> logging.Handler:
-    """Add the node log to the root logger of this process (once); returns the handler."""
-    path = str(node_log_path(data_dir).resolve())
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if isinstance(handler, logging.FileHandler) and handler.baseFilename == path:
-            return handler
-    handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT.format(label=label)))
-    if level is not None:
-        handler.setLevel(level)
-    root.addHandler(handler)
-    return handler
-
+from fastpath.node_log import log_to_node_file, node_log_path  # noqa: F401  (re-exported)
 
 class Subscription:
     def __init__(self, fanout: "LogFanout", queue_size: int):

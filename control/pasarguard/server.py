@@ -21,10 +21,11 @@ from aiohttp import web
 
 from control.pasarguard.face import PasarGuardFace
 from control.pasarguard.grpc_service import GrpcApi, server_options
-from control.pasarguard.node_log import LogFanout, log_to_node_file, node_log_path
+from control.pasarguard.node_log import LogFanout
 from control.pasarguard.rest import RestApi
 from control.pasarguard.tls import resolve_certificate, server_context
 from fastpath.config import ConfigError, load_config
+from fastpath.node_log import log_to_node_file, node_log_path
 
 log = logging.getLogger("fastpath.pasarguard")
 

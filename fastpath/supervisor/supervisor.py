@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from fastpath import __version__
 from fastpath.config import ConfigError, NodeConfig, load_config
+from fastpath.node_log import log_to_node_file, rotate_if_large, setup_process_logging
 from fastpath.store import StateStore, User
 from fastpath.store.state_store import read_baselines
 from fastpath.supervisor import bootstrap, segment
@@ -211,6 +212,10 @@ class Supervisor:
                 await asyncio.to_thread(self.store.snapshot_segment, self.table.segment_id, totals)
             except Exception:
                 log.exception("counter snapshot failed")
+            try:
+                rotate_if_large(self.config.data_dir)
+            except OSError as exc:
+                log.warning("node log rotation failed: %s", exc)
 
     async def _enforce_loop(self) -> None:
         """Cut off users whose carried + live traffic reaches their limit, within a second."""
@@ -300,12 +305,12 @@ class Supervisor:
 
 def serve(config_path: str | None, data_dir: str | None, use_uvloop: bool = True) -> int:
     from fastpath.worker.event_loop import run
-    logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s supervisor %(levelname)s %(name)s: %(message)s")
+    setup_process_logging(None, "supervisor")
     try:
         sup = Supervisor(config_path, data_dir, use_uvloop=use_uvloop)
     except ConfigError as exc:
         print(f"fastpath: config error: {exc}", file=sys.stderr)
         return 2
     sup.prepare()
+    log_to_node_file(sup.config.data_dir, "supervisor")
     return run(sup.run(), use_uvloop=use_uvloop)

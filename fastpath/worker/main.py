@@ -15,6 +15,7 @@ import socket
 import sys
 
 from fastpath.config import ConfigError, load_config
+from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.shm import CounterTable
 from fastpath.store import StateStore
 from fastpath.supervisor.child_process import die_with_parent
@@ -34,6 +35,7 @@ HEARTBEAT_SECONDS = 1.0
 
 async def worker_main(args) -> int:
     config = load_config(args.config, data_dir=args.data_dir)
+    log_to_node_file(config.data_dir, f"worker[{args.shard}]")
     table = CounterTable.attach(config.counter_segment_path)
     writer = table.writer(args.shard)
     store = StateStore(config.store_path)
@@ -108,8 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
     die_with_parent()
-    logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"),
-                        format=f"%(asctime)s worker[{args.shard}] %(levelname)s %(name)s: %(message)s")
+    setup_process_logging(None, f"worker[{args.shard}]")
     try:
         return run(worker_main(args), use_uvloop=not args.no_uvloop)
     except ConfigError as exc:

@@ -1,0 +1,63 @@
+"""The node's own log file, ``<dataDir>/node.log``, written by every process of the node.
+
+One file for all processes gives operators (and the PasarGuard panel's log stream) every line in
+order, each tagged with the process it came from (``supervisor``, ``worker[0]``, ``control``...).
+Appends of one line are atomic between processes.  The supervisor rotates the file when it
+grows past a bound; ``WatchedFileHandler`` in every process notices the new file by its inode
+and reopens it, so no process keeps writing into the rotated one.
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from pathlib import Path
+
+NODE_LOG_NAME = "node.log"
+LOG_FORMAT = "%(asctime)s {label} %(levelname)s %(name)s: %(message)s"
+ROTATE_BYTES = 16 * 1024 * 1024
+KEEP_ROTATED = 3
+
+
+def node_log_path(data_dir: Path) -> Path:
+    return Path(data_dir) / NODE_LOG_NAME
+
+
+def setup_process_logging(data_dir: Path | None, label: str) -> None:
+    """Log to stderr and to the node log, each line tagged with ``label``."""
+    logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"),
+                        format=LOG_FORMAT.format(label=label))
+    if data_dir is not None and Path(data_dir).is_dir():
+        log_to_node_file(data_dir, label)
+
+
+def log_to_node_file(data_dir: Path, label: str, level: int | str | None = None) -> logging.Handler:
+    """Add the node log to the root logger of this process (once); returns the handler."""
+    path = str(node_log_path(data_dir).resolve())
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == path:
+            return handler
+    handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT.format(label=label)))
+    if level is not None:
+        handler.setLevel(level)
+    root.addHandler(handler)
+    return handler
+
+
+def rotate_if_large(data_dir: Path, max_bytes: int = ROTATE_BYTES, keep: int = KEEP_ROTATED) -> bool:
+    """Move ``node.log`` to ``node.log.1`` (older ones shift up, the oldest is dropped) once it
+    is larger than ``max_bytes``.  Returns True when it rotated."""
+    path = node_log_path(data_dir)
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for n in range(keep - 1, 0, -1):
+        older = path.with_name(f"{NODE_LOG_NAME}.{n}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{NODE_LOG_NAME}.{n + 1}"))
+    os.replace(path, path.with_name(f"{NODE_LOG_NAME}.1"))
+    return True
