@@ -114,6 +114,8 @@ async def op_logs(node, r):
             if isinstance(item, NodeAPIError):
                 raise item
             lines.append(item)
+            if r.get("until") and r["until"] in item:
+                break
     return lines
 
 
