@@ -1,0 +1,190 @@
+"""Checks of the stream proxy's request bodies.
+
+A body is checked completely before anything is stored, so a bad request changes nothing.
+Fields m3u-proxy does not know are ignored, as its pydantic models do (tools written for it
+send extra fields); every known field is checked strictly.
+"""
+from __future__ import annotations
+
+import math
+import re
+from urllib.parse import urlsplit
+
+import falcon
+
+from control import validation
+from control.stream_proxy.errors import bad_request
+
+MAX_URL = 4096
+MAX_FAILOVER_URLS = 32
+MAX_METADATA = 64
+MAX_HEADERS = 64
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z\-]{1,128}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+EVENTS = ("stream_started", "stream_stopped", "stream_failed", "stream_error",
+          "client_connected", "client_disconnected", "failover_triggered")
+
+
+def json_body(req: falcon.Request) -> dict:
+    try:
+        body = validation.request_body(req)
+    except falcon.HTTPError as exc:
+        raise bad_request(exc.description or "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object")
+    return body
+
+
+def http_url(value, name: str) -> str:
+    """An absolute http(s) URL with a host; the node fetches nothing else."""
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request(f"{name} must be a non-empty string")
+    value = value.strip()
+    if len(value) > MAX_URL:
+        raise bad_request(f"{name} is longer than {MAX_URL} characters")
+    if _CONTROL.search(value) or " " in value:
+        raise bad_request(f"{name} has spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise bad_request(f"{name} is not a valid URL") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise bad_request(f"{name} must use the http or https scheme")
+    if not parts.hostname:
+        raise bad_request(f"{name} must name a host")
+    del port
+    return value
+
+
+def url_list(body: dict, name: str) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad_request(f"{name} must be a list of URLs")
+    if len(value) > MAX_FAILOVER_URLS:
+        raise bad_request(f"{name} has more than {MAX_FAILOVER_URLS} URLs")
+    return [http_url(u, f"{name}[{i}]") for i, u in enumerate(value)]
+
+
+def optional_text(body: dict, name: str, max_len: int = 512) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string")
+    if len(value) > max_len:
+        raise bad_request(f"{name} is longer than {max_len} characters")
+    if _CONTROL.search(value):
+        raise bad_request(f"{name} has control characters")
+    return value or None
+
+
+def flag(body: dict, name: str, default: bool = False) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise bad_request(f"{name} must be true or false")
+    return value
+
+
+def metadata(body: dict, name: str = "metadata") -> dict[str, str]:
+    """Key/value pairs, values stored as strings (m3u-proxy's rule: str, number or bool)."""
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request(f"{name} must be an object")
+    if len(value) > MAX_METADATA:
+        raise bad_request(f"{name} has more than {MAX_METADATA} keys")
+    out = {}
+    for key, item in value.items():
+        if not key or len(key) > 128:
+            raise bad_request(f"{name} keys must be 1 to 128 characters")
+        if isinstance(item, bool):
+            text = "True" if item else "False"  # Python's str(), as the reference stores it
+        elif isinstance(item, (str, int)) or isinstance(item, float) and math.isfinite(item):
+            text = str(item)
+        else:
+            raise bad_request(f"{name} value for {key!r} must be a string, number or boolean")
+        if len(text) > 1024:
+            raise bad_request(f"{name} value for {key!r} is longer than 1024 characters")
+        out[key] = text
+    return out
+
+
+def headers(body: dict, name: str = "headers") -> dict[str, str]:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request(f"{name} must be an object of header names to values")
+    if len(value) > MAX_HEADERS:
+        raise bad_request(f"{name} has more than {MAX_HEADERS} entries")
+    out = {}
+    for key, item in value.items():
+        if not _HEADER_NAME.match(key):
+            raise bad_request(f"{name}: {key!r} is not a valid header name")
+        if not isinstance(item, str) or _CONTROL.search(item) or len(item) > 4096:
+            raise bad_request(f"{name}: the value of {key} must be a string without control characters")
+        out[key] = item
+    return out
+
+
+def events(body: dict) -> list[str]:
+    value = body.get("events")
+    if value is None:
+        return list(EVENTS)
+    if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+        raise bad_request("events must be a list of event names")
+    unknown = [e for e in value if e not in EVENTS]
+    if unknown:
+        raise bad_request(f"unknown event {unknown[0]!r}; known events: {', '.join(EVENTS)}")
+    out = []
+    for e in value:
+        if e not in out:
+            out.append(e)
+    return out or list(EVENTS)
+
+
+def number(body: dict, name: str, default: float, minimum: float, maximum: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not minimum <= value <= maximum:
+        raise bad_request(f"{name} must be a number from {minimum:g} to {maximum:g}")
+    return float(value)
+
+
+def integer(body: dict, name: str, default: int, minimum: int, maximum: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise bad_request(f"{name} must be an integer from {minimum} to {maximum}")
+    return value
+
+
+def query_bool(req: falcon.Request, name: str, default: bool) -> bool:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return default
+    low = raw.lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off"):
+        return False
+    raise bad_request(f"{name} must be true or false")
+
+
+def query_required(req: falcon.Request, name: str) -> str:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        raise bad_request(f"query parameter {name} is required")
+    return raw

@@ -1,0 +1,70 @@
+"""The face's shared state: the node model, the media settings, the token, and how workers
+are told about changes."""
+from __future__ import annotations
+
+import logging
+import time
+
+import falcon
+
+from control.stream_proxy.figures import Rates
+from control.stream_proxy.live import LiveView, read_live
+from fastpath.supervisor.command_channel import CommandError
+
+log = logging.getLogger("fastpath.control.stream_proxy")
+
+
+class Face:
+    def __init__(self, node):
+        self.node = node
+        self.media = node.config.sections.get("media")
+        self.api_token = getattr(self.media, "api_token", None)
+        self.default_user_agent = getattr(self.media, "user_agent", None)
+        self.rates = Rates()
+        self._node_started: float | None = None
+
+    @property
+    def store(self):
+        return self.node.store
+
+    def live(self) -> LiveView:
+        try:
+            return read_live(self.node.table)
+        except falcon.HTTPServiceUnavailable:
+            return LiveView()  # no segment yet: nothing is relayed
+
+    def uptime(self) -> float:
+        """Seconds since the node (supervisor) started; asked once, then counted here, so it
+        costs nothing per request and never wraps."""
+        if self._node_started is None:
+            status = self.node.status()
+            if status is None:
+                return time.time() - self.node.started
+            self._node_started = time.time() - float(status["uptime"])
+        return time.time() - self._node_started
+
+    def tell_workers(self, cmd: str, args: dict | None = None) -> list | None:
+        """Broadcast a media command.  The store already holds the change and workers reread
+        it when they restart, so a failure only delays it: logged, never an error answer."""
+        try:
+            results = self.node.commands.call("broadcast", {"cmd": cmd, "args": args or {}, "timeout": 5},
+                                              8.0)
+        except CommandError as exc:
+            log.warning("stream proxy: %s not delivered to the workers: %s", cmd, exc)
+            return None
+        failed = [r for r in results or [] if isinstance(r, str) or (isinstance(r, dict) and "error" in r)]
+        if failed:
+            log.warning("stream proxy: %s failed on %d worker(s): %s", cmd, len(failed), failed[0])
+        return results
+
+
+def result_sum(results: list | None, key: str) -> int:
+    """Sum ``key`` over the workers' answers (a worker where several services handle one
+    command answers with a list)."""
+    total = 0
+    for r in results or ():
+        if isinstance(r, list):
+            total += result_sum(r, key)
+        elif isinstance(r, dict) and isinstance(r.get(key), int) and not isinstance(r.get(key), bool):
+            total += r[key]
+    return total

@@ -1,0 +1,141 @@
+"""What the workers publish in shared memory, gathered per stream and per viewer.
+
+One ``scan_slots`` per request (the contract's slots: one ``KIND_MEDIA_STREAM`` per worker and
+active stream, one ``KIND_MEDIA_CLIENT`` per viewer per worker).  Figures are never asked of a
+worker.  An HLS viewer's requests can land on several workers, so client slots are merged by
+client id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastpath.shm import (
+    KIND_MEDIA_CLIENT,
+    KIND_MEDIA_STREAM,
+    STATE_CLOSED,
+    STATE_CONNECT,
+    STATE_ESTAB,
+    scan_slots,
+)
+
+KINDS = (KIND_MEDIA_STREAM, KIND_MEDIA_CLIENT)
+_STATE_RANK = {STATE_ESTAB: 3, STATE_CONNECT: 2, STATE_CLOSED: 1}
+STATE_WORDS = {STATE_ESTAB: "reading", STATE_CONNECT: "connecting", STATE_CLOSED: "idle"}
+NO_EXTRA = (0, 0, 0, 0)
+
+
+@dataclass
+class LiveStream:
+    stream_id: str
+    kind: str = ""
+    url: str = ""
+    url_index: int | None = None
+    state: int = STATE_CLOSED
+    workers: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    segments: int = 0
+    errors: int = 0
+    failovers: int = 0
+    last_failover_ns: int = 0
+    cache_hits: int = 0
+    created_ns: int = 0
+    last_active_ns: int = 0
+
+    @property
+    def upstream_state(self) -> str:
+        return STATE_WORDS.get(self.state, "idle")
+
+    @property
+    def reading(self) -> bool:
+        return self.state in (STATE_ESTAB, STATE_CONNECT)
+
+
+@dataclass
+class LiveClient:
+    client_id: str
+    stream_id: str
+    ip: str = ""
+    username: str | None = None
+    user_agent: str = ""
+    bytes_out: int = 0
+    segments: int = 0
+    created_ns: int = 0
+    last_active_ns: int = 0
+    connected: bool = False
+    workers: int = 0
+
+
+@dataclass
+class LiveView:
+    streams: dict[str, LiveStream] = field(default_factory=dict)
+    clients: dict[str, LiveClient] = field(default_factory=dict)
+    by_stream: dict[str, list[LiveClient]] = field(default_factory=dict)
+
+    def stream_clients(self, stream_id: str) -> list[LiveClient]:
+        return self.by_stream.get(stream_id, [])
+
+    def connected_count(self, stream_id: str) -> int:
+        return sum(1 for c in self.by_stream.get(stream_id, ()) if c.connected)
+
+
+def split_client_text(text: str) -> tuple[str, str | None, str]:
+    """``"<ip>\\t<username>\\t<user agent>"`` -> (ip, username or None, user agent)."""
+    parts = text.split("\t", 2)
+    while len(parts) < 3:
+        parts.append("")
+    ip, user, agent = parts
+    return ip, (user or None), agent
+
+
+def gather(records: list[dict]) -> LiveView:
+    """Fold slot records (``scan_slots`` dicts) into per-stream and per-client figures."""
+    view = LiveView()
+    clients = view.clients
+    streams = view.streams
+    for rec in records:
+        kind = rec["kind"]
+        if kind == KIND_MEDIA_STREAM:
+            sid = rec["key"]
+            s = streams.get(sid)
+            if s is None:
+                s = streams[sid] = LiveStream(sid, kind=rec["text_a"], created_ns=rec["created_ns"])
+            extra = rec.get("extra") or NO_EXTRA
+            s.workers += 1
+            s.bytes_in += rec["rx"]
+            s.bytes_out += rec["tx"]
+            s.segments += rec["tx_packets"]
+            s.errors += rec["rx_packets"]
+            s.failovers += extra[1]
+            s.cache_hits += extra[3]
+            s.last_failover_ns = max(s.last_failover_ns, extra[2])
+            rank = _STATE_RANK.get(rec["state"], 0)
+            if rank >= _STATE_RANK.get(s.state, 0):
+                # The most active worker tells the current URL.
+                s.state = rec["state"]
+                s.url = rec["text_b"]
+                s.url_index = extra[0] if rec.get("extra") is not None else None
+            if rec["created_ns"] and (not s.created_ns or rec["created_ns"] < s.created_ns):
+                s.created_ns = rec["created_ns"]
+            s.last_active_ns = max(s.last_active_ns, rec["last_active_ns"])
+        elif kind == KIND_MEDIA_CLIENT:
+            cid = rec["key"]
+            c = clients.get(cid)
+            connected = rec["state"] == STATE_ESTAB
+            if c is None:
+                ip, user, agent = split_client_text(rec["text_b"])
+                c = clients[cid] = LiveClient(cid, rec["text_a"], ip, user, agent,
+                                              created_ns=rec["created_ns"])
+                view.by_stream.setdefault(c.stream_id, []).append(c)
+            c.workers += 1
+            c.bytes_out += rec["tx"]
+            c.segments += rec["tx_packets"]
+            c.connected = c.connected or connected
+            if rec["created_ns"] and rec["created_ns"] < c.created_ns:
+                c.created_ns = rec["created_ns"]
+            c.last_active_ns = max(c.last_active_ns, rec["last_active_ns"])
+    return view
+
+
+def read_live(table) -> LiveView:
+    return gather(scan_slots(table, KINDS))

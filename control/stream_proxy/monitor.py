@@ -1,0 +1,113 @@
+"""``/stats*``, ``/clients*``, ``DELETE /hls/{id}/clients/{client}`` and ``/health``: figures
+from one shared-memory scan, and the one action on a viewer (disconnect)."""
+from __future__ import annotations
+
+import time
+
+import falcon
+
+from control.stream_proxy import figures
+from control.stream_proxy.auth import protected
+from control.stream_proxy.errors import not_found
+from control.stream_proxy.face import Face, result_sum
+from control.stream_proxy.views import client_view
+from fastpath import __version__
+from fastpath.store.media_store import get_stream, list_streams
+
+
+class _Base:
+    def __init__(self, face: Face):
+        self.face = face
+
+    def overview(self) -> dict:
+        return figures.overview(list_streams(self.face.store), self.face.live(), self.face.uptime())
+
+
+@protected()
+class Stats(_Base):
+    def on_get(self, req, resp):
+        resp.media = self.overview()
+
+
+@protected()
+class StatsStreams(_Base):
+    def on_get(self, req, resp):
+        stats = self.overview()
+        resp.media = {"total_streams": stats["total_streams"], "streams": stats["streams"]}
+
+
+@protected()
+class StatsClients(_Base):
+    """``/stats/clients`` and ``/clients``: every viewer the workers track."""
+
+    def on_get(self, req, resp):
+        clients = [client_view(c) for c in self.face.live().clients.values()]
+        resp.media = {"total_clients": len(clients), "clients": clients}
+
+
+@protected()
+class StatsPerformance(_Base):
+    def on_get(self, req, resp):
+        view = self.face.live()
+        resp.media = figures.performance(list_streams(self.face.store), view, self.face.rates)
+
+
+@protected()
+class StatsDetailed(_Base):
+    def on_get(self, req, resp):
+        streams = list_streams(self.face.store)
+        view = self.face.live()
+        stats = figures.overview(streams, view, self.face.uptime())
+        perf = figures.performance(streams, view, self.face.rates)
+        proxy_stats = {k: v for k, v in stats.items() if k not in ("streams", "clients")}
+        resp.media = {
+            "proxy_stats": proxy_stats,
+            "connection_pool_stats": perf["connection_pool"],
+            "failover_stats": perf["failover_stats"],
+            "performance_metrics": perf["performance_metrics"],
+            "error_stats": perf["error_stats"],
+            "stream_count": stats["total_streams"],
+            "client_count": stats["total_clients"],
+            "streams": stats["streams"],
+            "clients": stats["clients"],
+            "timestamp": perf["timestamp"],
+        }
+
+
+@protected()
+class ClientItem(_Base):
+    def on_get(self, req, resp, client_id):
+        c = self.face.live().clients.get(client_id)
+        if c is None:
+            raise not_found("Client not found")
+        resp.media = client_view(c)
+
+
+@protected()
+class HlsClient(_Base):
+    def on_delete(self, req, resp, stream_id, client_id):
+        if get_stream(self.face.store, stream_id) is None:
+            raise not_found("Stream not found")
+        c = self.face.live().clients.get(client_id)
+        if c is None or c.stream_id != stream_id:
+            raise not_found("Client not found")
+        results = self.face.tell_workers("media_disconnect", {"stream_id": stream_id, "client_id": client_id})
+        resp.media = {"message": f"Client {client_id} disconnected",
+                      "closed": result_sum(results, "closed")}
+
+
+class Health(_Base):
+    """Public (container probes), so it tells only counts, never URLs or ids."""
+
+    def on_get(self, req, resp):
+        stats = self.overview()
+        resp.media = {
+            "status": "healthy",
+            "version": __version__,
+            "uptime_seconds": stats["uptime_seconds"],
+            "active_streams": stats["active_streams"],
+            "active_clients": stats["active_clients"],
+            "total_bytes_served": stats["total_bytes_served"],
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        resp.status = falcon.HTTP_200

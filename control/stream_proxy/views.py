@@ -1,0 +1,90 @@
+"""The JSON objects of m3u-proxy's API, built from the store (what lasts) and the live view
+(what the workers publish now)."""
+from __future__ import annotations
+
+from control.stream_proxy.kinds import TYPE_NAMES
+from control.stream_proxy.live import LiveClient, LiveStream, LiveView
+from control.validation import iso
+from fastpath.store.media_store import MediaStream
+
+
+def ns_iso(ns: int) -> str | None:
+    return iso(ns / 1e9) if ns else None
+
+
+def current_index(stream: MediaStream, live: LiveStream | None) -> int:
+    """The URL the relay uses now: the worker's published index when it has one, else the
+    stored one (which every failover also writes)."""
+    urls = len(stream.failover_urls) + 1
+    if live is not None and live.url_index is not None and 0 <= live.url_index < urls:
+        return live.url_index
+    return stream.failover_index if 0 <= stream.failover_index < urls else 0
+
+
+def stream_figures(stream: MediaStream, live: LiveStream | None) -> dict:
+    """Totals across restarts: folded totals in the store plus the live relays' counters.
+    Errors and failovers are written to the store as they happen, and also counted per
+    worker; the larger of the two is the total (adding them would count twice)."""
+    bytes_out = stream.bytes_served + (live.bytes_out if live else 0)
+    bytes_in = stream.bytes_in + (live.bytes_in if live else 0)
+    segments = stream.segments_served + (live.segments if live else 0)
+    errors = max(stream.error_count, live.errors if live else 0)
+    failovers = max(stream.failover_attempts, live.failovers if live else 0)
+    last_failover = stream.last_failover
+    if live and live.last_failover_ns and (last_failover is None or live.last_failover_ns / 1e9 > last_failover):
+        last_failover = live.last_failover_ns / 1e9
+    last_access = stream.last_access
+    return {"bytes_out": bytes_out, "bytes_in": bytes_in, "segments": segments, "errors": errors,
+            "failovers": failovers, "last_failover": last_failover, "last_access": last_access}
+
+
+def stream_view(stream: MediaStream, view: LiveView) -> dict:
+    live = view.streams.get(stream.id)
+    clients = view.stream_clients(stream.id)
+    fig = stream_figures(stream, live)
+    idx = current_index(stream, live)
+    last = fig["last_access"]
+    for ns in [live.last_active_ns if live else 0] + [c.last_active_ns for c in clients]:
+        if ns and (last is None or ns / 1e9 > last):
+            last = ns / 1e9
+    connected = sum(1 for c in clients if c.connected)
+    return {
+        "stream_id": stream.id,
+        "original_url": stream.url,
+        "current_url": stream.urls[idx],
+        "user_agent": stream.user_agent,
+        "client_count": connected,
+        "total_bytes_served": fig["bytes_out"],
+        "total_segments_served": fig["segments"],
+        "error_count": fig["errors"],
+        "is_active": bool(connected or (live is not None and live.reading)),
+        "has_failover": bool(stream.failover_urls),
+        "failover_urls": list(stream.failover_urls),
+        "current_failover_index": idx,
+        "failover_attempts": fig["failovers"],
+        "last_failover_time": iso(fig["last_failover"]),
+        "stream_type": TYPE_NAMES.get(stream.kind, stream.kind),
+        "created_at": iso(stream.created),
+        "last_access": iso(last if last is not None else stream.created),
+        "metadata": dict(stream.metadata),
+        "strict_live_ts": stream.strict_live_ts,
+        "use_sticky_session": stream.sticky,
+        "upstream_state": live.upstream_state if live else "idle",
+        **({"profile": stream.profile, "profile_variables": dict(stream.profile_variables)}
+           if stream.kind == "transcode" else {}),
+    }
+
+
+def client_view(c: LiveClient) -> dict:
+    return {
+        "client_id": c.client_id,
+        "stream_id": c.stream_id,
+        "user_agent": c.user_agent,
+        "ip_address": c.ip,
+        "username": c.username,
+        "bytes_served": c.bytes_out,
+        "segments_served": c.segments,
+        "created_at": ns_iso(c.created_ns),
+        "last_access": ns_iso(c.last_active_ns or c.created_ns),
+        "is_connected": c.connected,
+    }
