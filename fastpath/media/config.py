@@ -6,6 +6,7 @@ take integers (bytes) or ``16MiB``-style strings.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -51,6 +52,7 @@ class MediaSettings:
     max_segment_bytes: int = 64 * 1024 * 1024
     hls_prefetch: bool = True
     trust_forwarded_for: bool = False
+    trusted_proxies: list = field(default_factory=list)   # ip_network objects
     ffmpeg: str = "ffmpeg"
     transcode_profiles: dict[str, str] = field(default_factory=dict)
     webhook_queue: int = 1000
@@ -137,6 +139,17 @@ def parse_media_config(raw) -> MediaSettings:
     out.max_segment_bytes = _size(s, "maxSegmentBytes", 64 * 1024 * 1024, 1024, 4 * 1024 ** 3)
     out.hls_prefetch = s.bool("hlsPrefetch", True)
     out.trust_forwarded_for = s.bool("trustForwardedFor", False)
+    proxies = s._get("trustedProxies")
+    if proxies is not None:
+        if isinstance(proxies, str):
+            proxies = [proxies]
+        if not isinstance(proxies, list):
+            raise ConfigError(s.key("trustedProxies"), "expected a list of addresses or networks")
+        for item in proxies:
+            try:
+                out.trusted_proxies.append(ipaddress.ip_network(str(item), strict=False))
+            except ValueError:
+                raise ConfigError(s.key("trustedProxies"), f"not an address or network: {item!r}") from None
     out.ffmpeg = s.str("ffmpeg", "ffmpeg")
     profiles = s.mapping("transcodeProfiles")
     for name, template in profiles.items():

@@ -294,6 +294,10 @@ cdef class ShardWriter:
         s.user_slot = <uint32_t>(user_slot + 1)
         s.conn_slot = <uint32_t>(conn_slot + 1)
         s.flags = 0
+        s.extra[0] = 0
+        s.extra[1] = 0
+        s.extra[2] = 0
+        s.extra[3] = 0
         _put_text(&s.key_len, s.key, FP_KEY_MAX, bkey)
         _put_text(&s.text_a_len, s.text_a, FP_TEXT_A_MAX, ba)
         _put_text(&s.text_b_len, s.text_b, FP_TEXT_B_MAX, bb)
@@ -332,6 +336,44 @@ cdef class ShardWriter:
         with nogil:
             for i in range(n):
                 self.add(slot, tx, rx, now)
+
+    def add_counts(self, uint32_t slot, uint64_t tx, uint64_t rx, uint64_t tx_packets,
+                   uint64_t rx_packets):
+        """Add bytes and packet counts as given (not one packet per call) to a slot and to its
+        connection slot: a media client's HLS segment (tx, 1 segment) lands on its stream too;
+        a stream's upstream bytes (rx, no packets) and errors (rx_packets) on the stream alone."""
+        self._check(slot)
+        cdef fp_slot *s = &self.slots[slot]
+        cdef uint64_t now = fp_now_ns()
+        cdef uint32_t owner = s.conn_slot
+        if tx:
+            fp_add_u64(&s.tx, tx)
+        if rx:
+            fp_add_u64(&s.rx, rx)
+        if tx_packets:
+            fp_add_u64(&s.tx_packets, tx_packets)
+        if rx_packets:
+            fp_add_u64(&s.rx_packets, rx_packets)
+        fp_store_u64(&s.last_active_ns, now)
+        if owner and owner - 1 < self.nslots:
+            s = &self.slots[owner - 1]
+            if tx:
+                fp_add_u64(&s.tx, tx)
+            if rx:
+                fp_add_u64(&s.rx, rx)
+            if tx_packets:
+                fp_add_u64(&s.tx_packets, tx_packets)
+            if rx_packets:
+                fp_add_u64(&s.rx_packets, rx_packets)
+            fp_store_u64(&s.last_active_ns, now)
+
+    def set_extra(self, uint32_t slot, uint32_t i, uint64_t value):
+        """Publish ``extra[i]`` (0..3) of a slot: kind-specific figures (for media streams:
+        URL index, failovers, last failover time, cache hits)."""
+        self._check(slot)
+        if i >= 4:
+            raise IndexError("extra index must be 0..3")
+        fp_store_u64(&self.slots[slot].extra[i], value)
 
     def close(self, uint32_t slot):
         """Free a connection/stream slot.  Its bytes are already in its user's total."""
@@ -376,6 +418,7 @@ cdef dict _slot_record(fp_slot *slots, uint32_t idx, uint32_t shard):
         "created_ns": copy.created_ns, "last_active_ns": copy.last_active_ns,
         "conn_id": copy.conn_id, "stream_id": copy.stream_id,
         "user_slot": <int>copy.user_slot - 1, "conn_slot": <int>copy.conn_slot - 1,
+        "extra": [copy.extra[0], copy.extra[1], copy.extra[2], copy.extra[3]],
     }
 
 

@@ -1,0 +1,438 @@
+"""A continuous stream in one worker: one upstream read fanned out to every viewer.
+
+The reader task pulls bytes from the current source (an upstream HTTP response, or an FFmpeg
+process for transcoded streams), cuts them into TS-aligned chunks (``TsChunker``) and pushes
+them into the ``FanoutRing``, which writes them to every caught-up viewer's socket in C.  This
+module only reacts to what the ring reports: a viewer whose socket filled up is watched for
+writability, a dead one is closed.
+
+Failover lives here too: a connect error, an HTTP error, the end of the stream or a stall (no
+bytes for ``stallTimeout``) moves to the next of ``[url, *failover_urls]`` at once, without
+closing any viewer; the ring simply continues with the new source's bytes (after a clean packet
+boundary, and with ``strict_live_ts`` after a PAT).  While on a backup, the primary is probed
+every ``primaryRecheck`` seconds and taken back when it answers (``returnToPrimary``).
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from fastpath.media import transcode
+from fastpath.media.fanout_ring import BLOCKED, DEAD, LIVE, FanoutRing
+from fastpath.media.http_io import DETACHED, response_head
+from fastpath.media.tracking import ClientSlot, StreamSlot
+from fastpath.media.ts_packets import TsChunker
+from fastpath.media.upstream import UpstreamError
+from fastpath.store import media_store
+
+log = logging.getLogger("fastpath.media.live")
+
+READ_SIZE = 256 * 1024
+
+
+@dataclass(slots=True)
+class Viewer:
+    sock: socket.socket
+    fd: int
+    cid: int
+    client: ClientSlot
+    watching: bool = False     # waiting for its socket to become writable
+
+
+class HttpSource:
+    """An upstream HTTP response read with a stall timeout."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, stall: float):
+        self.resp = resp
+        self.stall = stall
+        self.final_url = str(resp.url)
+        self.content_type = resp.headers.get("Content-Type", "")
+
+    async def read(self) -> bytes:
+        try:
+            return await asyncio.wait_for(self.resp.content.readany(), self.stall)
+        except TimeoutError:
+            raise UpstreamError(f"no bytes for {self.stall:g}s", "stall") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"read failed: {exc or type(exc).__name__}", "connect") from None
+
+    def close(self) -> None:
+        self.resp.close()
+
+
+class FfmpegSource:
+    """The stdout of an FFmpeg process transcoding the upstream (one per stream per worker)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, first: float, stall: float):
+        self.proc = proc
+        self.first = first
+        self.stall = stall
+        self.got = False
+        self.final_url = ""
+
+    async def read(self) -> bytes:
+        try:
+            data = await asyncio.wait_for(self.proc.stdout.read(READ_SIZE),
+                                          self.stall if self.got else self.first)
+        except TimeoutError:
+            raise UpstreamError("ffmpeg produced no output in time", "stall") from None
+        self.got = self.got or bool(data)
+        return data
+
+    def close(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+
+
+class LiveRelay:
+    kind = "direct"
+
+    def __init__(self, svc, stream: media_store.MediaStream):
+        self.svc = svc
+        self.stream = stream
+        self.settings = s = svc.settings
+        self.loop = asyncio.get_running_loop()
+        self.ring = FanoutRing(s.ring_chunks, s.ring_bytes, svc.writer, s.slow_clients, s.join_backlog)
+        self.chunker = TsChunker(s.chunk_bytes)
+        self.viewers: dict[int, Viewer] = {}
+        self.index = stream.failover_index if 0 <= stream.failover_index < len(stream.urls) else 0
+        self.slot = StreamSlot(svc.writer, stream.id, stream.kind, stream.urls[self.index], self.index)
+        self.source = None
+        self.sticky_url: str | None = None
+        self.switch_to: int | None = None
+        self.switch_reason = ""
+        self.stopping = False
+        self.started = False
+        self.idle_since = time.monotonic()
+        self.last_push = time.monotonic()
+        self.failures = 0
+        self.errors = 0
+        self.task: asyncio.Task | None = None
+        self.probe_task: asyncio.Task | None = None
+        self.content_type = "video/mp2t"
+        if stream.kind == "transcode":
+            self.profile_args = transcode.render(
+                transcode.profile_template(stream.profile or "default", s.transcode_profiles) or "",
+                transcode.check_variables(stream.profile_variables))
+            self.content_type = transcode.content_type(self.profile_args)
+
+    # -- viewers --------------------------------------------------------------------------------
+    @property
+    def client_count(self) -> int:
+        return len(self.viewers)
+
+    async def attach(self, sock: socket.socket, ident: tuple[str, str, str], client_id: str,
+                     head_only: bool) -> object:
+        """Answer ``GET /stream/{id}`` and hand the socket to the ring."""
+        head = response_head(200, [("Content-Type", self.content_type),
+                                   ("Cache-Control", "no-cache, no-store"),
+                                   ("Accept-Ranges", "none"),
+                                   ("Access-Control-Allow-Origin", "*")], keep_alive=False)
+        await self.loop.sock_sendall(sock, head)
+        if head_only:
+            return False
+        if self.stopping:
+            return False
+        ip, username, agent = ident
+        client = ClientSlot(self.svc.writer, self.slot, self.stream.id, client_id, ip, username, agent)
+        fd = sock.fileno()
+        cid, state = self.ring.add_client(fd, client.slot, True)
+        viewer = Viewer(sock, fd, cid, client)
+        self.viewers[cid] = viewer
+        self.loop.add_reader(fd, self._on_readable, cid)
+        self.svc.hooks.emit("client_connected", self.stream.id, {
+            "client_id": client_id, "ip_address": ip, "user_agent": agent, "username": username})
+        self._apply(cid, state)
+        self.ensure_running()
+        return DETACHED
+
+    def _apply(self, cid: int, state: int) -> None:
+        viewer = self.viewers.get(cid)
+        if viewer is None:
+            return
+        if state == BLOCKED:
+            if not viewer.watching:
+                viewer.watching = True
+                self.loop.add_writer(viewer.fd, self._on_writable, cid)
+        elif state == LIVE:
+            if viewer.watching:
+                viewer.watching = False
+                self.loop.remove_writer(viewer.fd)
+        elif state == DEAD:
+            self.drop(cid, "write failed or fell behind")
+
+    def _on_writable(self, cid: int) -> None:
+        if cid in self.viewers:
+            self._apply(cid, self.ring.resume(cid))
+
+    def _on_readable(self, cid: int) -> None:
+        viewer = self.viewers.get(cid)
+        if viewer is None:
+            return
+        try:
+            data = viewer.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(cid, "viewer closed the connection")
+
+    def drop(self, cid: int, reason: str) -> None:
+        viewer = self.viewers.pop(cid, None)
+        if viewer is None:
+            return
+        self.loop.remove_reader(viewer.fd)
+        if viewer.watching:
+            self.loop.remove_writer(viewer.fd)
+        self.ring.remove_client(cid)
+        try:
+            viewer.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        viewer.sock.close()
+        sent = viewer.client.close()
+        self.svc.hooks.emit("client_disconnected", self.stream.id, {
+            "client_id": viewer.client.client_id, "bytes_served": sent, "reason": reason})
+        if not self.viewers:
+            self.idle_since = time.monotonic()
+
+    def disconnect(self, client_id: str) -> int:
+        cids = [cid for cid, v in self.viewers.items() if v.client.client_id == client_id]
+        for cid in cids:
+            self.drop(cid, "disconnected by the operator")
+        return len(cids)
+
+    def tick(self, now: float) -> None:
+        """Once a second: drop viewers stuck on a full socket for longer than the read timeout."""
+        for cid in self.ring.blocked_longer_than(self.settings.read_timeout):
+            self.drop(cid, "not reading")
+
+    # -- the stream's settings changed, or the operator switched it --------------------------
+    def update(self, stream: media_store.MediaStream) -> None:
+        old = self.stream
+        self.stream = stream
+        if stream.urls != old.urls:
+            self.request_switch(min(self.index, len(stream.urls) - 1), "settings changed")
+
+    def request_switch(self, index: int, reason: str) -> None:
+        if not 0 <= index < len(self.stream.urls):
+            return
+        self.switch_to = index
+        self.switch_reason = reason
+        if self.source is not None:
+            self.source.close()
+
+    # -- the reader -----------------------------------------------------------------------------
+    def ensure_running(self) -> None:
+        if self.task is None or self.task.done():
+            self.stopping = False
+            self.task = self.loop.create_task(self._run())
+
+    def current_url(self) -> str:
+        return self.sticky_url or self.stream.urls[self.index]
+
+    async def _open(self, url: str):
+        s = self.settings
+        if self.stream.kind == "transcode":
+            cmd = transcode.ffmpeg_command(s.ffmpeg, url, self.profile_args,
+                                           user_agent=self.stream.user_agent or s.user_agent,
+                                           headers=self.stream.headers or None)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.DEVNULL)
+            except OSError as exc:
+                raise UpstreamError(f"cannot start ffmpeg: {exc.strerror}", "connect") from None
+            return FfmpegSource(proc, max(s.connect_timeout, 15.0), max(s.stall_timeout, 5.0))
+        headers = self.svc.upstream.headers(self.stream.user_agent, self.stream.headers)
+        resp = await self.svc.upstream.open(url, headers, read_timeout=s.stall_timeout)
+        return HttpSource(resp, s.stall_timeout)
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("stream %s: relay failed", self.stream.id)
+        finally:
+            await self._end()
+
+    async def _loop(self) -> None:
+        s = self.settings
+        while not self.stopping:
+            if not self.viewers and time.monotonic() - self.idle_since > s.linger:
+                return
+            url = self.current_url()
+            self.slot.connecting()
+            got = 0
+            reason = ""
+            try:
+                self.source = await self._open(url)
+                if self.switch_to is None:
+                    if self.stream.sticky and self.source.final_url and self.source.final_url != url:
+                        self.sticky_url = self.source.final_url
+                    while not self.stopping and self.switch_to is None:
+                        data = await self.source.read()
+                        if not data:
+                            raise UpstreamError("upstream ended the stream", "eof")
+                        if not got:
+                            self._on_first_bytes()
+                        got += len(data)
+                        self.slot.upstream_bytes(len(data))
+                        self._feed(data)
+                        if self.chunker.mode == "playlist":
+                            await self._became_hls()
+                            return
+                        if not self.viewers and time.monotonic() - self.idle_since > s.linger:
+                            return
+            except UpstreamError as exc:
+                reason = f"{exc.kind}: {exc}"
+            finally:
+                if self.source is not None:
+                    self.source.close()
+                    self.source = None
+            if self.stopping:
+                return
+            if self.switch_to is not None:
+                new, self.switch_to = self.switch_to, None
+                self._switched(new, self.switch_reason, record=False)
+                continue
+            if not reason:
+                continue
+            await self._failed(url, reason, got)
+
+    def _on_first_bytes(self) -> None:
+        self.slot.reading()
+        self.failures = 0
+        if not self.started:
+            self.started = True
+            self.svc.hooks.emit("stream_started", self.stream.id, {
+                "url": self.current_url(), "stream_type": self.stream.kind})
+        if (self.index != 0 and self.settings.return_to_primary
+                and (self.probe_task is None or self.probe_task.done())):
+            self.probe_task = self.loop.create_task(self._probe_primary())
+
+    def _feed(self, data: bytes) -> None:
+        ring = self.ring
+        for chunk, flags in self.chunker.feed(data):
+            self._push(chunk, flags)
+        if self.chunker.pending and time.monotonic() - self.last_push >= self.settings.chunk_delay:
+            for chunk, flags in self.chunker.flush():
+                self._push(chunk, flags)
+        if not ring.aligned and self.chunker.mode == "ts":
+            ring.set_aligned(True)
+
+    def _push(self, chunk: bytes, flags: int) -> None:
+        self.last_push = time.monotonic()
+        events = self.ring.push(chunk, flags)
+        if events:
+            for cid, state in events:
+                self._apply(cid, state)
+
+    async def _failed(self, url: str, reason: str, got: int) -> None:
+        self.errors += 1
+        self.failures += 1
+        self.slot.error()
+        self.svc.background(media_store.add_errors, self.svc.store, self.stream.id, 1)
+        log.info("stream %s: upstream %d failed (%s)", self.stream.id, self.index, reason)
+        if self.sticky_url is not None:
+            # Sticky: the redirect target failed; go back to the URL we were given.
+            self.sticky_url = None
+            return
+        urls = self.stream.urls
+        if len(urls) > 1:
+            new = (self.index + 1) % len(urls)
+            self._switched(new, reason, record=True)
+        if self.failures >= max(len(urls), 1):
+            if self.failures == max(len(urls), 1):
+                self.svc.hooks.emit("stream_failed", self.stream.id, {
+                    "url": url, "error": reason, "failover_index": self.index})
+            rounds = self.failures // max(len(urls), 1)
+            await asyncio.sleep(min(0.25 * (2 ** min(rounds, 10)), self.settings.retry_backoff_max))
+
+    def _switched(self, new: int, reason: str, *, record: bool) -> None:
+        old = self.index
+        if new == old and not record:
+            return
+        self.index = new
+        self.sticky_url = None
+        self.chunker.reset(self.stream.strict_live_ts)
+        self.slot.set_url(self.stream.urls[new], new)
+        self.slot.failover()
+        if record:
+            self.svc.background(media_store.record_failover, self.svc.store, self.stream.id, new)
+        elif new == 0:
+            self.svc.background(media_store.set_current_index, self.svc.store, self.stream.id, 0)
+        self.svc.hooks.emit("failover_triggered", self.stream.id, {
+            "from_url": self.stream.urls[old] if old < len(self.stream.urls) else "",
+            "to_url": self.stream.urls[new], "from_index": old, "failover_index": new,
+            "reason": reason, "active_clients": len(self.viewers)})
+
+    async def _probe_primary(self) -> None:
+        """While on a backup, try the primary now and then; switch back when it serves bytes."""
+        s = self.settings
+        while not self.stopping and self.index != 0:
+            await asyncio.sleep(s.primary_recheck)
+            if self.stopping or self.index == 0:
+                return
+            try:
+                source = await self._open(self.stream.urls[0])
+                try:
+                    data = await source.read()
+                finally:
+                    source.close()
+            except UpstreamError:
+                continue
+            if data:
+                self.request_switch(0, "primary recovered")
+                return
+
+    async def _became_hls(self) -> None:
+        """The URL serves a playlist: it is an HLS stream; viewers reconnect to it as such."""
+        log.info("stream %s: upstream is an HLS playlist; switching its type", self.stream.id)
+        await asyncio.to_thread(media_store.set_kind, self.svc.store, self.stream.id, "hls")
+        self.stream.kind = "hls"
+        self.svc.stream_kind_changed(self.stream)
+        self.stopping = True
+
+    # -- the end --------------------------------------------------------------------------------
+    async def stop(self, reason: str) -> None:
+        self.stopping = True
+        for cid in list(self.viewers):
+            self.drop(cid, reason)
+        if self.source is not None:
+            self.source.close()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _end(self) -> None:
+        self.stopping = True
+        for cid in list(self.viewers):
+            self.drop(cid, "stream ended")
+        if self.probe_task is not None:
+            self.probe_task.cancel()
+        self.ring.clear()
+        record = self.slot.close()
+        self.svc.background(media_store.fold_counts, self.svc.store, self.stream.id,
+                            bytes_in=record["rx"], bytes_served=record["tx"],
+                            last_access=time.time())
+        if self.started:
+            self.svc.hooks.emit("stream_stopped", self.stream.id, {
+                "bytes_in": record["rx"], "bytes_served": record["tx"], "errors": self.errors})
+        self.svc.relay_done(self)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET)
