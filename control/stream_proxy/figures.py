@@ -97,13 +97,11 @@ def performance(streams, view: LiveView, rates: Rates, now: float | None = None)
             age = max(now - live.created_ns / 1e9, 1e-3)
             avg_in, avg_out = live.bytes_in * 8 / age, live.bytes_out * 8 / age
         if live is not None:
+            # One relay per worker: each reading one is one upstream connection.
             pool["relays"] += live.workers
-            if live.upstream_state == "reading":
-                pool["upstream_connections"] += 1
-            elif live.upstream_state == "connecting":
-                pool["connecting"] += 1
-            else:
-                pool["idle"] += 1
+            pool["upstream_connections"] += live.slot_states.get("reading", 0)
+            pool["connecting"] += live.slot_states.get("connecting", 0)
+            pool["idle"] += live.slot_states.get("idle", 0)
         hits = live.cache_hits if live else 0
         seg_live = live.segments if live else 0
         per_stream.append({
@@ -111,7 +109,8 @@ def performance(streams, view: LiveView, rates: Rates, now: float | None = None)
             "stream_type": TYPE_NAMES.get(s.kind, s.kind),
             "upstream_state": live.upstream_state if live else "idle",
             "current_url": s.urls[current_index(s, live)],
-            "upstream_connections": live.workers if live else 0,
+            "upstream_connections": live.slot_states.get("reading", 0) if live else 0,
+            "relays": live.workers if live else 0,
             "active_clients": connected,
             "bytes_in": f["bytes_in"],
             "bytes_out": f["bytes_out"],

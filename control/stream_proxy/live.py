@@ -32,6 +32,7 @@ class LiveStream:
     url_index: int | None = None
     state: int = STATE_CLOSED
     workers: int = 0
+    slot_states: dict[str, int] = field(default_factory=dict)
     bytes_in: int = 0
     bytes_out: int = 0
     segments: int = 0
@@ -102,6 +103,8 @@ def gather(records: list[dict]) -> LiveView:
                 s = streams[sid] = LiveStream(sid, kind=rec["text_a"], created_ns=rec["created_ns"])
             extra = rec.get("extra") or NO_EXTRA
             s.workers += 1
+            word = STATE_WORDS.get(rec["state"], "idle")
+            s.slot_states[word] = s.slot_states.get(word, 0) + 1
             s.bytes_in += rec["rx"]
             s.bytes_out += rec["tx"]
             s.segments += rec["tx_packets"]

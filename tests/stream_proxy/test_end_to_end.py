@@ -1,0 +1,191 @@
+"""The control face with the data plane: real viewers through the node's media port raise the
+figures the API reports, and the API's actions (disconnect, delete, failover) reach them."""
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import threading
+import time
+import urllib.request
+from urllib.parse import urljoin
+
+import pytest
+
+from tests.stream_proxy.conftest import media_node
+from tests.stream_proxy.origin import Origin, make_media
+
+pytestmark = pytest.mark.integration
+
+if importlib.util.find_spec("fastpath.media.service") is None:
+    pytest.skip("the media data plane (fastpath.media.service) is not in this build",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    o = Origin(make_media(tmp_path_factory.mktemp("media")))
+    yield o
+    o.close()
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory):
+    with media_node(tmp_path_factory.mktemp("e2e"), media={"clientTimeout": "2s",
+                                                           "stallTimeout": "2s"}) as n:
+        yield n
+
+
+class Viewer(threading.Thread):
+    """Reads a continuous stream until it ends; counts bytes."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        super().__init__(daemon=True)
+        self.url, self.headers = url, headers or {}
+        self.bytes = 0
+        self.status = None
+        self.ended = threading.Event()
+        self.stop = False
+        self.start()
+
+    def run(self):
+        host, _, rest = self.url.removeprefix("http://").partition("/")
+        conn = http.client.HTTPConnection(host, timeout=20)
+        try:
+            conn.request("GET", "/" + rest, headers=self.headers)
+            resp = conn.getresponse()
+            self.status = resp.status
+            while not self.stop:
+                data = resp.read1(65536)
+                if not data:
+                    break
+                self.bytes += len(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            self.ended.set()
+
+
+def wait_until(check, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+def test_a_viewer_shows_in_the_figures_and_can_be_disconnected(relay, origin):
+    created = relay.post("/streams", {"url": origin.base + "/chan1.ts",
+                                      "metadata": {"group": "e2e"}}).json()
+    sid = created["stream_id"]
+    viewer = Viewer(created["direct_url"], {"User-Agent": "e2e-player/1", "X-Username": "carol"})
+
+    def one_client():
+        s = relay.get(f"/streams/{sid}").json()
+        return s if s["client_count"] == 1 and s["stream"]["total_bytes_served"] > 0 else None
+
+    s = wait_until(one_client, what="client_count 1 with bytes")
+    assert s["stream"]["is_active"] and s["stream"]["upstream_state"] in ("reading", "connecting")
+    client = s["clients"][0]
+    assert client["ip_address"] == "127.0.0.1" and client["username"] == "carol"
+    assert client["user_agent"] == "e2e-player/1" and client["is_connected"] is True
+    cid = client["client_id"]
+    assert relay.get(f"/clients/{cid}").json()["stream_id"] == sid
+    # The client's bytes are the viewer's bytes (as far as both have got).
+    wait_until(lambda: relay.get(f"/clients/{cid}").json()["bytes_served"] >= 100_000,
+               what="100 kB served")
+    assert viewer.bytes > 0
+    stats = relay.get("/stats").json()
+    assert stats["active_clients"] >= 1 and stats["active_streams"] >= 1
+    assert any(c["client_id"] == cid for c in stats["clients"])
+    match = relay.get("/streams/by-metadata?field=group&value=e2e").json()
+    assert match["total_matching"] == 1 and match["total_clients"] == 1
+    health = relay.get("/health").json()
+    assert health["active_clients"] >= 1 and health["total_bytes_served"] > 0
+    perf = next(p for p in relay.get("/stats/performance").json()["performance_metrics"]["streams"]
+                if p["stream_id"] == sid)
+    assert perf["upstream_connections"] == 1 and perf["bytes_in"] > 0
+    assert perf["throughput_out_bps"] and perf["throughput_out_bps"] > 0
+    assert origin.requests["/chan1.ts"] == 1  # one upstream fetch
+
+    r = relay.request("DELETE", f"/hls/{sid}/clients/{cid}")
+    assert r.status == 200 and r.json()["message"] == f"Client {cid} disconnected"
+    assert r.json()["closed"] == 1
+    assert viewer.ended.wait(10), "the disconnected viewer's response did not end"
+    wait_until(lambda: relay.get(f"/clients/{cid}").status == 404, what="client gone")
+    relay.request("DELETE", f"/streams/{sid}")
+
+
+def test_deleting_a_stream_ends_its_viewers(relay, origin):
+    sid = relay.post("/streams", {"url": origin.base + "/chan2.ts"}).json()["stream_id"]
+    viewers = [Viewer(f"{relay.media_url}/stream/{sid}", {"User-Agent": f"v{i}"}) for i in range(3)]
+    wait_until(lambda: relay.get(f"/streams/{sid}").json()["client_count"] == 3, what="3 clients")
+    assert relay.request("DELETE", f"/streams/{sid}").status == 200
+    for v in viewers:
+        assert v.ended.wait(10), "a viewer of the deleted stream is still served"
+    r = urllib.request.Request(f"{relay.media_url}/stream/{sid}")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(r, timeout=5)
+    assert err.value.code == 404
+
+
+def test_manual_failover_moves_connected_viewers(relay, origin):
+    primary, backup = origin.base + "/fo-primary.ts", origin.base + "/fo-backup.ts"
+    sid = relay.post("/streams", {"url": primary, "failover_urls": [backup]}).json()["stream_id"]
+    viewer = Viewer(f"{relay.media_url}/stream/{sid}")
+    wait_until(lambda: relay.get(f"/streams/{sid}").json()["stream"]["total_bytes_served"] > 0,
+               what="bytes before failover")
+    r = relay.post(f"/streams/{sid}/failover").json()
+    assert r["new_url"] == backup and r["failover_index"] == 1 and r["active_clients"] == 1
+    wait_until(lambda: origin.requests["/fo-backup.ts"] >= 1, what="backup fetched")
+    before = viewer.bytes
+    wait_until(lambda: viewer.bytes > before + 50_000, what="bytes after failover")
+    assert not viewer.ended.is_set()
+    s = relay.get(f"/streams/{sid}").json()["stream"]
+    assert s["current_url"] == backup and s["failover_attempts"] >= 1
+    perf = relay.get("/stats/detailed").json()
+    assert perf["failover_stats"]["total_failovers"] >= 1
+    viewer.stop = True
+    relay.request("DELETE", f"/streams/{sid}")
+
+
+def test_hls_viewers_segments_and_cache_hits(relay, origin):
+    created = relay.post("/streams", {"url": origin.base + "/hls/index.m3u8"}).json()
+    sid = created["stream_id"]
+    playlist_url = created["playlist_url"]
+
+    def fetch(url, agent):
+        req = urllib.request.Request(url, headers={"User-Agent": agent})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.read()
+
+    segments = 0
+    for agent in ("hls-a", "hls-b"):
+        text = fetch(playlist_url, agent).decode()
+        uris = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert uris
+        for uri in uris[:3]:
+            full = urljoin(playlist_url, uri)
+            assert full.startswith(f"{relay.media_url}/hls/{sid}/")
+            assert fetch(full, agent)[:1] == b"\x47"
+            segments += 1
+    clients = wait_until(lambda: [c for c in relay.get("/clients").json()["clients"]
+                                  if c["stream_id"] == sid and c["segments_served"] >= 3] or None,
+                         what="two HLS clients with 3 segments each")
+    assert {c["user_agent"] for c in relay.get(f"/streams/{sid}").json()["clients"]} == {"hls-a", "hls-b"}
+    assert all(c["segments_served"] == 3 for c in clients)
+    s = relay.get(f"/streams/{sid}").json()["stream"]
+    assert s["total_segments_served"] == segments and s["stream_type"] == "HLS"
+    perf = next(p for p in relay.get("/stats/performance").json()["performance_metrics"]["streams"]
+                if p["stream_id"] == sid)
+    # The second viewer's three segments came from the cache.
+    assert perf["cache_hits"] >= 3 and perf["cache_hit_rate"] >= 0.5
+    assert origin.requests["/hls/seg000.ts"] == 1
+    # Idle HLS viewers expire (clientTimeout 2 s here).
+    wait_until(lambda: not [c for c in relay.get("/clients").json()["clients"]
+                            if c["stream_id"] == sid and c["is_connected"]], timeout=15,
+               what="idle HLS clients expired")
+    relay.request("DELETE", f"/streams/{sid}")
