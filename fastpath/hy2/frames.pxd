@@ -62,16 +62,15 @@ cdef size_t udp_header_put(unsigned char *out, uint32_t session_id, uint16_t pac
 
 cdef class _TcpFrameParser:
     cdef unsigned char *_buf      # NULL unless a header is split across feeds
+    cdef bytearray _hold          # the memory ``_buf`` points into
     cdef size_t _buf_len
-    cdef bint _response
     cdef int _state
     cdef uint64_t _padding_left
     cdef uint64_t _kind
     cdef str _text
-    cdef object _leftover
+    cdef bytes _leftover          # None until bytes follow the frame
     cdef str _error
 
-    cpdef feed(self, data)
     cdef int _feed_ptr(self, const unsigned char *data, size_t n) except -1
     cdef int _header_done(self, const unsigned char *hdr, TcpHeader *h) except -1
     cdef int _skip_padding(self, const unsigned char *data, size_t n) except -1

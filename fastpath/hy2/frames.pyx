@@ -1,4 +1,9 @@
-# cython: language_level=3
+# cython: language_level=3, binding=False
+# distutils: extra_compile_args = -mmemset-strategy=unrolled_loop:256:noalign,libcall:-1:noalign
+#
+# binding=False: the functions are plain builtins, called a few ns faster than cyfunctions.
+# -mmemset-strategy: gcc otherwise clears a recycled parser or message (freelist) with
+# ``rep stosq``, which costs more here than creating the whole object.
 """Hysteria 2 frames: the TCP request and response that open a proxy stream, and the UDP message
 carried in QUIC datagrams, with its fragmentation and reassembly.
 
@@ -12,9 +17,10 @@ import os
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.unicode cimport (PyUnicode_1BYTE_DATA, PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8,
+                             PyUnicode_New)
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
@@ -124,6 +130,33 @@ cdef inline const char *_utf8(str text, Py_ssize_t *n, Py_ssize_t lo, Py_ssize_t
     if n[0] < lo or n[0] > hi:
         raise ValueError(f"{name} must be {lo}..{hi} bytes of UTF-8, got {n[0]}")
     return p
+
+
+cdef inline bint _is_ascii(const unsigned char *p, size_t n) noexcept nogil:
+    cdef unsigned char acc = 0
+    cdef size_t i
+    for i in range(n):
+        acc |= p[i]
+    return acc < 0x80
+
+
+cdef inline str _decode_text(const unsigned char *p, size_t n, bint strict):
+    """``p[:n]`` as str: strict UTF-8 (None if invalid) or with replacement characters.
+
+    Addresses are nearly always ASCII, which cannot fail to decode: checking that first keeps
+    the exception machinery of a ``try`` off the common path.
+    """
+    cdef str text
+    if _is_ascii(p, n):
+        text = PyUnicode_New(n, 127)            # compact ASCII: its bytes are its data
+        memcpy(PyUnicode_1BYTE_DATA(text), p, n)
+        return text
+    if not strict:
+        return PyUnicode_DecodeUTF8(<const char *>p, n, "replace")
+    try:
+        return PyUnicode_DecodeUTF8(<const char *>p, n, NULL)
+    except UnicodeDecodeError:
+        return None
 
 
 cdef inline int _borrow(object data, Borrowed *b) except -1:
@@ -265,13 +298,9 @@ cdef str _parse_tcp_frame(data, bint response, TcpHeader *h):
         if r == 0:
             raise Incomplete("incomplete TCP response" if response else "incomplete TCP request")
         # The text is checked before the padding is waited for, as the incremental parser does.
-        if response:
-            text = PyUnicode_DecodeUTF8(<char *>b.ptr + h.text_offset, h.text_len, "replace")
-        else:
-            try:
-                text = PyUnicode_DecodeUTF8(<char *>b.ptr + h.text_offset, h.text_len, NULL)
-            except UnicodeDecodeError:
-                raise ValueError(_error_text(FRAME_BAD_UTF8, h.kind)) from None
+        text = _decode_text(b.ptr + h.text_offset, h.text_len, not response)
+        if text is None:
+            raise ValueError(_error_text(FRAME_BAD_UTF8, h.kind))
         if <size_t>b.len - h.header_len < h.padding_len:
             raise Incomplete("incomplete TCP response" if response else "incomplete TCP request")
         return text
@@ -279,6 +308,7 @@ cdef str _parse_tcp_frame(data, bint response, TcpHeader *h):
         _release(&b)
 
 
+@cython.always_allow_keywords(False)   # METH_O: one positional argument
 def parse_tcp_request(data):
     """Parse a whole TCP request at the start of ``data``: ``(address, consumed)``.
 
@@ -290,6 +320,7 @@ def parse_tcp_request(data):
     return address, h.header_len + h.padding_len
 
 
+@cython.always_allow_keywords(False)   # METH_O: one positional argument
 def parse_tcp_response(data):
     """Parse a whole TCP response at the start of ``data``: ``(ok, message, consumed)``; errors
     as ``parse_tcp_request``.  A message that is not valid UTF-8 is decoded with replacement
@@ -322,31 +353,29 @@ cdef class _TcpFrameParser:
     everything after: feed never raises on what the peer sent.
     """
 
-    def __cinit__(self):
-        self._response = type(self) is TcpResponseParser
-        self._buf = NULL
-        self._buf_len = 0
-        self._state = ST_HEADER
-        self._padding_left = 0
-        self._kind = 0
-        self._text = None
-        self._leftover = b""
-        self._error = None
+    # No __cinit__ nor __dealloc__: a new object is already in its start state (C fields
+    # zeroed, so ``_state`` is ST_HEADER and ``_buf`` NULL; object fields None, ``leftover``
+    # reads None as b""), and the split-header buffer is a bytearray field that goes with the
+    # object, so creating and freeing a parser per stream stays cheap.
 
-    def __dealloc__(self):
-        PyMem_Free(self._buf)
-
-    cpdef feed(self, data):
+    @cython.always_allow_keywords(False)
+    def feed(self, data):
         """Feed the next bytes of the stream.
 
         Bytes fed after ``done`` are appended to ``leftover`` (the caller normally hands the
         stream to the relay once done and stops feeding); bytes fed after ``error`` are dropped.
         """
+        # A ``def`` of one positional argument is called through METH_O, the cheapest call
+        # there is from Python (the only caller); C callers use ``_feed_ptr``.
         cdef Borrowed b
         if self._state == ST_DONE:
-            self._leftover = self._leftover + bytes(data)
+            self._leftover = (self._leftover or b"") + bytes(data)
             return
         if self._state == ST_ERROR:
+            return
+        if type(data) is bytes:         # the common case: nothing to release afterwards
+            self._feed_ptr(<const unsigned char *>PyBytes_AS_STRING(data),
+                           <size_t>PyBytes_GET_SIZE(data))
             return
         _borrow(data, &b)
         try:
@@ -358,6 +387,7 @@ cdef class _TcpFrameParser:
         cdef TcpHeader h
         cdef int r
         cdef size_t prev, take, off
+        cdef bint response = type(self) is TcpResponseParser
         if self._state == ST_PADDING:
             return self._skip_padding(data, n)
         # ST_HEADER
@@ -365,15 +395,14 @@ cdef class _TcpFrameParser:
             return 0
         if self._buf_len == 0:
             # Common case: the whole header is in this one chunk, scan it in place.
-            r = tcp_header_scan(data, n, self._response, &h)
+            r = tcp_header_scan(data, n, response, &h)
             if r == 0:
                 if n > TCP_HEADER_MAX:  # cannot happen: see tcp_header_scan
                     self._fail("oversized header")
                     return 0
                 if self._buf == NULL:
-                    self._buf = <unsigned char *>PyMem_Malloc(TCP_HEADER_MAX)
-                    if self._buf == NULL:
-                        raise MemoryError()
+                    self._hold = PyByteArray_FromStringAndSize(NULL, TCP_HEADER_MAX)
+                    self._buf = <unsigned char *>PyByteArray_AS_STRING(self._hold)
                 memcpy(self._buf, data, n)
                 self._buf_len = n
                 return 0
@@ -389,7 +418,7 @@ cdef class _TcpFrameParser:
                 take = n
             memcpy(self._buf + prev, data, take)
             self._buf_len = prev + take
-            r = tcp_header_scan(self._buf, self._buf_len, self._response, &h)
+            r = tcp_header_scan(self._buf, self._buf_len, response, &h)
             if r == 0:
                 if self._buf_len == TCP_HEADER_MAX:  # cannot happen: see tcp_header_scan
                     self._fail("oversized header")
@@ -410,12 +439,9 @@ cdef class _TcpFrameParser:
 
     cdef int _header_done(self, const unsigned char *hdr, TcpHeader *h) except -1:
         self._kind = h.kind
-        if self._response:
-            self._text = PyUnicode_DecodeUTF8(<char *>hdr + h.text_offset, h.text_len, "replace")
-            return 0
-        try:
-            self._text = PyUnicode_DecodeUTF8(<char *>hdr + h.text_offset, h.text_len, NULL)
-        except UnicodeDecodeError:
+        self._text = _decode_text(hdr + h.text_offset, h.text_len,
+                                  type(self) is not TcpResponseParser)
+        if self._text is None:
             self._fail(_error_text(FRAME_BAD_UTF8, h.kind))
         return 0
 
@@ -436,7 +462,7 @@ cdef class _TcpFrameParser:
         self._release_buffer()
 
     cdef void _release_buffer(self) noexcept:
-        PyMem_Free(self._buf)
+        self._hold = None
         self._buf = NULL
         self._buf_len = 0
 
@@ -453,7 +479,7 @@ cdef class _TcpFrameParser:
     @property
     def leftover(self):
         """Bytes after the frame: payload the peer sent without waiting.  b"" until done."""
-        return self._leftover
+        return b"" if self._leftover is None else self._leftover
 
 
 @cython.no_gc
@@ -499,9 +525,8 @@ cdef inline str _decode_address(const unsigned char *p, size_t n):
     global _addr_cache_len, _addr_cache_str
     if n == _addr_cache_len and memcmp(p, _addr_cache, n) == 0:
         return _addr_cache_str
-    try:
-        text = PyUnicode_DecodeUTF8(<char *>p, n, NULL)
-    except UnicodeDecodeError:
+    text = _decode_text(p, n, True)
+    if text is None:
         return None
     if n <= ADDRESS_CACHE_MAX:
         memcpy(_addr_cache, p, n)
@@ -579,6 +604,7 @@ cdef UdpMessage udp_message_from_buffer(const unsigned char *buf, size_t n):
     return msg
 
 
+@cython.always_allow_keywords(False)   # METH_O: one positional argument
 def parse_udp_message(data):
     """Parse one datagram: a ``UdpMessage``, or None when it does not parse (such datagrams are
     dropped silently, as the reference does)."""
