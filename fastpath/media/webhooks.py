@@ -98,9 +98,13 @@ class WebhookDispatcher:
                     payload["event_type"], tries, last)
         return False
 
-    async def close(self, grace: float = 1.0) -> None:
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the deliveries under way."""
         if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace)
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+
+    async def close(self, grace: float = 1.0) -> None:
+        await self.drain(grace)
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:

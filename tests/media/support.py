@@ -113,6 +113,11 @@ def media_get(node: NodeProcess, path: str, headers: dict | None = None, timeout
     return http("GET", node.media_base + path, headers=headers, timeout=timeout)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256      # a burst of deliveries must not meet SYN drops
+    daemon_threads = True
+
+
 class WebhookReceiver:
     """A local HTTP server that records every JSON body POSTed to it."""
 
@@ -135,7 +140,7 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
