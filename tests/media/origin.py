@@ -3,7 +3,8 @@
 It serves media made by ffmpeg (see ``make_media``) the way IPTV origins do, and counts every
 request so tests can assert what reached upstream:
 
-- ``/live/stream.ts``: a continuous MPEG-TS stream, the file looped at its own bit rate;
+- ``/live/stream.ts``: a continuous MPEG-TS stream, the file looped at its own bit rate
+  (``?stall=S``: it stops sending after S seconds without closing);
 - ``/hls/playlist.m3u8``: a live-style rolling playlist (a window of ``WINDOW`` segments that
   moves one segment per target duration), segments at ``/hls/<name>.ts``;
 - ``/hls/master.m3u8``: a master playlist naming that media playlist as its only variant;
@@ -71,7 +72,10 @@ class Origin:
         self.requests[request.path] += 1
 
     async def live(self, request: web.Request) -> web.StreamResponse:
+        """The TS file looped at its bit rate; ``?stall=S`` stops sending after S seconds
+        but keeps the connection open (an origin that hangs)."""
         self.count(request)
+        stall = float(request.query.get("stall", "0") or 0)
         self.live_connections += 1
         resp = web.StreamResponse(headers={"Content-Type": "video/mp2t"})
         await resp.prepare(request)
@@ -86,6 +90,8 @@ class Origin:
                 await resp.write(part)
                 sent += len(part)
                 self.live_bytes += len(part)
+                if stall and time.monotonic() - began > stall:
+                    await asyncio.sleep(3600)
                 ahead = sent / self.rate - (time.monotonic() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)

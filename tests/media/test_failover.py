@@ -118,3 +118,24 @@ def test_hls_playlist_fails_over_to_the_backup(tmp_path, media_dir, hooks):
     finally:
         primary.kill()
         backup.kill()
+
+
+def test_a_stalled_primary_is_left_within_the_stall_timeout(tmp_path, media_dir):
+    primary = OriginProcess(media_dir).start()
+    backup = OriginProcess(media_dir).start()
+    try:
+        with media_node(tmp_path, {"returnToPrimary": False, "stallTimeout": "1s"}) as node:
+            sid = register(node, primary.base + "/live/stream.ts?stall=2",
+                           failover_urls=[backup.base + "/live/stream.ts"])
+            viewer = LiveReader(node.media_port, f"/stream/{sid}")
+            wait_until(lambda: backup.stats()["live_connections"] == 1, 8)
+            time.sleep(1.5)
+            assert not viewer.closed
+            first = viewer.times[0][0]
+            gap = viewer.max_gap(first)
+            assert gap < 3.0, f"gap of {gap:.2f}s"
+            assert primary.stats()["live_connections"] == 1
+            viewer.close()
+    finally:
+        primary.kill()
+        backup.kill()
