@@ -22,6 +22,7 @@ class Face:
         self.default_user_agent = getattr(self.media, "user_agent", None)
         self.rates = Rates()
         self._node_started: float | None = None
+        self._next_status = 0.0
 
     @property
     def store(self):
@@ -35,12 +36,17 @@ class Face:
 
     def uptime(self) -> float:
         """Seconds since the node (supervisor) started; asked once, then counted here, so it
-        costs nothing per request and never wraps."""
+        costs nothing per request and never wraps.  Until the supervisor answers, the
+        control process's own age (asked again at most every few seconds)."""
         if self._node_started is None:
-            status = self.node.status()
-            if status is None:
+            now = time.monotonic()
+            if now >= self._next_status:
+                self._next_status = now + 5.0
+                status = self.node.status()
+                if status is not None:
+                    self._node_started = time.time() - float(status["uptime"])
+            if self._node_started is None:
                 return time.time() - self.node.started
-            self._node_started = time.time() - float(status["uptime"])
         return time.time() - self._node_started
 
     def tell_workers(self, cmd: str, args: dict | None = None) -> list | None:

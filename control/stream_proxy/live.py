@@ -24,7 +24,7 @@ STATE_WORDS = {STATE_ESTAB: "reading", STATE_CONNECT: "connecting", STATE_CLOSED
 NO_EXTRA = (0, 0, 0, 0)
 
 
-@dataclass
+@dataclass(slots=True)
 class LiveStream:
     stream_id: str
     kind: str = ""
@@ -52,7 +52,7 @@ class LiveStream:
         return self.state in (STATE_ESTAB, STATE_CONNECT)
 
 
-@dataclass
+@dataclass(slots=True)
 class LiveClient:
     client_id: str
     stream_id: str
@@ -67,7 +67,7 @@ class LiveClient:
     workers: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class LiveView:
     streams: dict[str, LiveStream] = field(default_factory=dict)
     clients: dict[str, LiveClient] = field(default_factory=dict)
@@ -82,10 +82,8 @@ class LiveView:
 
 def split_client_text(text: str) -> tuple[str, str | None, str]:
     """``"<ip>\\t<username>\\t<user agent>"`` -> (ip, username or None, user agent)."""
-    parts = text.split("\t", 2)
-    while len(parts) < 3:
-        parts.append("")
-    ip, user, agent = parts
+    ip, _, rest = text.partition("\t")
+    user, _, agent = rest.partition("\t")
     return ip, (user or None), agent
 
 
@@ -94,16 +92,40 @@ def gather(records: list[dict]) -> LiveView:
     view = LiveView()
     clients = view.clients
     streams = view.streams
+    by_stream = view.by_stream
+    ranks = _STATE_RANK
+    words = STATE_WORDS
     for rec in records:
         kind = rec["kind"]
-        if kind == KIND_MEDIA_STREAM:
+        if kind == KIND_MEDIA_CLIENT:
+            cid = rec["key"]
+            c = clients.get(cid)
+            if c is None:
+                ip, user, agent = split_client_text(rec["text_b"])
+                c = clients[cid] = LiveClient(cid, rec["text_a"], ip, user, agent,
+                                              created_ns=rec["created_ns"])
+                group = by_stream.get(c.stream_id)
+                if group is None:
+                    by_stream[c.stream_id] = [c]
+                else:
+                    group.append(c)
+            elif rec["created_ns"] and rec["created_ns"] < c.created_ns:
+                c.created_ns = rec["created_ns"]
+            c.workers += 1
+            c.bytes_out += rec["tx"]
+            c.segments += rec["tx_packets"]
+            if rec["state"] == STATE_ESTAB:
+                c.connected = True
+            c.last_active_ns = max(c.last_active_ns, rec["last_active_ns"])
+        elif kind == KIND_MEDIA_STREAM:
             sid = rec["key"]
             s = streams.get(sid)
             if s is None:
                 s = streams[sid] = LiveStream(sid, kind=rec["text_a"], created_ns=rec["created_ns"])
             extra = rec.get("extra") or NO_EXTRA
+            state = rec["state"]
             s.workers += 1
-            word = STATE_WORDS.get(rec["state"], "idle")
+            word = words.get(state, "idle")
             s.slot_states[word] = s.slot_states.get(word, 0) + 1
             s.bytes_in += rec["rx"]
             s.bytes_out += rec["tx"]
@@ -112,31 +134,14 @@ def gather(records: list[dict]) -> LiveView:
             s.failovers += extra[1]
             s.cache_hits += extra[3]
             s.last_failover_ns = max(s.last_failover_ns, extra[2])
-            rank = _STATE_RANK.get(rec["state"], 0)
-            if rank >= _STATE_RANK.get(s.state, 0):
+            if ranks.get(state, 0) >= ranks.get(s.state, 0):
                 # The most active worker tells the current URL.
-                s.state = rec["state"]
+                s.state = state
                 s.url = rec["text_b"]
                 s.url_index = extra[0] if rec.get("extra") is not None else None
             if rec["created_ns"] and (not s.created_ns or rec["created_ns"] < s.created_ns):
                 s.created_ns = rec["created_ns"]
             s.last_active_ns = max(s.last_active_ns, rec["last_active_ns"])
-        elif kind == KIND_MEDIA_CLIENT:
-            cid = rec["key"]
-            c = clients.get(cid)
-            connected = rec["state"] == STATE_ESTAB
-            if c is None:
-                ip, user, agent = split_client_text(rec["text_b"])
-                c = clients[cid] = LiveClient(cid, rec["text_a"], ip, user, agent,
-                                              created_ns=rec["created_ns"])
-                view.by_stream.setdefault(c.stream_id, []).append(c)
-            c.workers += 1
-            c.bytes_out += rec["tx"]
-            c.segments += rec["tx_packets"]
-            c.connected = c.connected or connected
-            if rec["created_ns"] and rec["created_ns"] < c.created_ns:
-                c.created_ns = rec["created_ns"]
-            c.last_active_ns = max(c.last_active_ns, rec["last_active_ns"])
     return view
 
 

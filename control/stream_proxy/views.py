@@ -2,14 +2,32 @@
 (what the workers publish now)."""
 from __future__ import annotations
 
+import time
+
 from control.stream_proxy.kinds import TYPE_NAMES
 from control.stream_proxy.live import LiveClient, LiveStream, LiveView
-from control.validation import iso
 from fastpath.store.media_store import MediaStream
+
+_SECONDS: dict[int, str] = {}
 
 
 def ns_iso(ns: int) -> str | None:
-    return iso(ns / 1e9) if ns else None
+    """ISO 8601 UTC with microseconds.  Viewer lists format two times per viewer, and
+    ``datetime.isoformat`` costs ~4 µs each (80 ms for 10k viewers); the second's text is
+    cached instead (viewers of one moment share it)."""
+    if not ns:
+        return None
+    sec, rem = divmod(int(ns), 1_000_000_000)
+    prefix = _SECONDS.get(sec)
+    if prefix is None:
+        if len(_SECONDS) > 8192:
+            _SECONDS.clear()
+        prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{prefix}.{rem // 1000:06d}Z"
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else ns_iso(round(ts * 1e9))
 
 
 def current_index(stream: MediaStream, live: LiveStream | None) -> int:

@@ -270,3 +270,11 @@ def test_openapi_lists_every_route(node):
     for path, methods in expected.items():
         assert methods <= set(paths.get(path, {})), path
     assert "mediaToken" in doc["components"]["securitySchemes"]
+
+
+def test_health_uptime_is_the_node_uptime(node):
+    native = node.get("/api/v1/health").json()["uptime"]
+    health = node.get("/health").json()
+    assert abs(health["uptime_seconds"] - native) < 1.0
+    stats = node.get("/stats").json()
+    assert abs(stats["uptime_seconds"] - health["uptime_seconds"]) < 1.0
