@@ -22,7 +22,7 @@ import time
 import pytest
 import yaml
 
-import fastpath.shm as shm
+from fastpath import shm
 from fastpath.config import load_config
 from fastpath.store import StateStore
 from fastpath.store.media_store import MediaStream, put_stream
