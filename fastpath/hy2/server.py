@@ -26,7 +26,8 @@ from fastpath.hy2.quic_connection import Hy2QuicConnection, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
-from fastpath.hy2.udp_relay import UdpRelay, split_address
+from fastpath.hy2.udp_pump import UdpPump
+from fastpath.hy2.udp_relay import split_address
 
 log = logging.getLogger("fastpath.hy2.server")
 
@@ -259,29 +260,20 @@ class ServerConnection:
     # -- UDP --------------------------------------------------------------------------------
     def _udp_out(self, e: UdpReceived) -> None:
         session = e.session
-        relay = session.handle
-        if relay is None:
+        pump = session.handle
+        if pump is None:
             if e.created:
                 for victim in self.session.udp.over_capacity():
                     self._close_udp(victim)
-            sid = session.session_id
-            slot = self._open_slot(KIND_UDP_SESSION, sid, e.address, STATE_ESTAB)
-            relay = UdpRelay(self.server.loop, lambda addr, data, _s=session: self._udp_back(_s, addr, data))
-            relay.slot = slot
-            session.handle = relay
-        if relay.slot >= 0:
-            self.server.counters.count(relay.slot, len(e.payload), 0)
-        relay.send(e.address, e.payload)
+            slot = self._open_slot(KIND_UDP_SESSION, session.session_id, e.address, STATE_ESTAB)
+            pump = UdpPump(self.server.loop, self, self.quic, session, self.server.counters, slot)
+            session.handle = pump
+        pump.send(e.address, e.payload)
 
-    def _udp_back(self, session, address: str, payload: bytes) -> None:
-        if self.closed or session.handle is None:
-            return
-        session.last_active = self.server.loop.time()
-        if self.session.send_udp(session.session_id, address, payload):
-            relay = session.handle
-            if relay.slot >= 0:
-                self.server.counters.count(relay.slot, 0, len(payload))
-            self.want_transmit()
+    # UdpPump owner interface (with want_transmit)
+    def send_fragmented(self, session_id: int, address: str, payload: bytes) -> int:
+        """A reply too large for one datagram, as fragments; how many were queued."""
+        return 0 if self.closed else self.session.send_udp(session_id, address, payload)
 
     def _close_udp(self, session) -> None:
         relay = session.handle

@@ -1,0 +1,275 @@
+# cython: language_level=3, binding=False
+"""The outbound side of one server UDP session, per packet in C: send, receive, frame, count.
+
+Toward the target, a packet is looked up in the session's table of destinations (one
+``sockaddr`` each, made once) and sent with ``sendto(2)``; its bytes are counted with
+``ShardWriter.add``.  Each reply read with ``recvfrom(2)`` becomes a Hysteria 2 UDP message
+written straight into its datagram (``udp_header_put``), queued on the QUIC connection and
+counted the same way; the connection is asked to transmit once per batch of replies.  No
+Python call per packet, apart from the socket being a Python object for the event loop.
+
+What is rare stays in Python (``fastpath.hy2.udp_relay``): parsing a new "host:port",
+resolving names, fragmenting a reply too large for one datagram.
+"""
+import asyncio
+import socket
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.stdint cimport uint16_t, uint32_t
+from libc.string cimport memcmp, memcpy, memset
+
+from fastpath.hy2.frames cimport udp_header_put, udp_header_size
+from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
+from fastpath.hy2.udp_relay import MAX_NAMES, join_address, literal_ip, split_address
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    cdef struct sockaddr:
+        sa_family_t sa_family
+    cdef struct sockaddr_storage:
+        sa_family_t ss_family
+    ssize_t sendto(int fd, const void *buf, size_t n, int flags, const sockaddr *addr,
+                   socklen_t addr_len)
+    ssize_t recvfrom(int fd, void *buf, size_t n, int flags, sockaddr *addr,
+                     socklen_t *addr_len)
+    int AF_INET
+    int AF_INET6
+    int MSG_DONTWAIT
+
+cdef extern from "<netinet/in.h>" nogil:
+    cdef struct in_addr:
+        pass
+    cdef struct in6_addr:
+        pass
+    cdef struct sockaddr_in:
+        sa_family_t sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+    cdef struct sockaddr_in6:
+        sa_family_t sin6_family
+        uint16_t sin6_port
+        in6_addr sin6_addr
+    uint16_t htons(uint16_t)
+    uint16_t ntohs(uint16_t)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char *src, void *dst)
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+
+BATCH = 64
+# Destinations remembered per session (literal addresses and resolved names alike); a client
+# spraying packets at more than this many starts the table over.
+MAX_TARGETS = 256
+MAX_QUEUED_DATAGRAMS = 512
+RECV_SIZE = 65535
+
+# One receive buffer for every pump: the event loop runs one reader at a time.
+cdef unsigned char _rbuf[65536]
+
+
+cdef class _Target:
+    """One destination: its socket's descriptor and its ``sockaddr``."""
+    cdef int fd
+    cdef sockaddr_storage addr
+    cdef socklen_t addr_len
+
+
+cdef class UdpPump:
+    """One UDP session's outbound sockets (one per address family, as the reference opens).
+
+    ``owner`` is the server connection: ``want_transmit()`` after queuing replies and
+    ``send_fragmented(session_id, address, payload)`` for a reply that needs fragments.
+    """
+    cdef object loop
+    cdef object owner
+    cdef object quic
+    cdef object pending              # the QUIC connection's queue of DATAGRAM frames
+    cdef readonly object session     # the UdpSession (its ``last_active``)
+    cdef readonly uint32_t session_id
+    cdef ShardWriter writer
+    cdef readonly int slot           # counter slot, -1 when not counting
+    cdef dict socks                  # family -> socket.socket
+    cdef dict targets                # "host:port" -> _Target
+    cdef int names                   # resolved names among the targets
+    cdef readonly bint closed
+    # The last reply source and its "ip:port": a session's replies nearly always come from
+    # the one address it sends to.
+    cdef sockaddr_storage last_src
+    cdef socklen_t last_src_len
+    cdef bytes last_src_text
+
+    def __init__(self, loop, owner, quic, session, ShardWriter writer=None, int slot=-1):
+        self.loop = loop
+        self.owner = owner
+        self.quic = quic
+        self.pending = quic._datagrams_pending
+        self.session = session
+        self.session_id = session.session_id
+        self.writer = writer
+        self.slot = slot if writer is not None else -1
+        self.socks = {}
+        self.targets = {}
+
+    # -- toward the target ------------------------------------------------------------------
+    def send(self, str address not None, bytes payload not None):
+        """Send ``payload`` to ``address`` ("host:port"); dropped silently if it cannot be."""
+        if self.closed:
+            return
+        cdef _Target t = self.targets.get(address)
+        if t is None:
+            self._new_target(address, payload)
+            return
+        self._send_to(t, payload)
+
+    cdef void _send_to(self, _Target t, bytes payload) noexcept:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+        if sendto(t.fd, PyBytes_AS_STRING(payload), n, MSG_DONTWAIT, <sockaddr *>&t.addr,
+                  t.addr_len) < 0:
+            return                   # a full buffer or an ICMP error: UDP drops it
+        if self.slot >= 0:
+            self.writer.add(<uint32_t>self.slot, <unsigned long long>n, 0, fp_now_ns())
+
+    def _new_target(self, address, payload):
+        try:
+            host, port = split_address(address)
+        except ValueError:
+            return
+        ip = literal_ip(host)
+        if ip is not None:
+            self._send_to(self._remember(address, str(ip), port, ip.version), payload)
+            return
+        if self.names >= MAX_NAMES:
+            return
+        asyncio.ensure_future(_resolve_and_send(self, address, host, port, payload))
+
+    cdef _Target _remember(self, str address, str ip, int port, int version):
+        cdef _Target t = _Target.__new__(_Target)
+        cdef int family = AF_INET6 if version == 6 else AF_INET
+        cdef sockaddr_in *v4 = <sockaddr_in *>&t.addr
+        cdef sockaddr_in6 *v6 = <sockaddr_in6 *>&t.addr
+        cdef bytes ip_bytes = ip.encode()
+        memset(&t.addr, 0, sizeof(t.addr))
+        if family == AF_INET:
+            v4.sin_family = AF_INET
+            v4.sin_port = htons(<uint16_t>port)
+            inet_pton(AF_INET, ip_bytes, &v4.sin_addr)
+            t.addr_len = sizeof(sockaddr_in)
+        else:
+            v6.sin6_family = AF_INET6
+            v6.sin6_port = htons(<uint16_t>port)
+            inet_pton(AF_INET6, ip_bytes, &v6.sin6_addr)
+            t.addr_len = sizeof(sockaddr_in6)
+        t.fd = self._sock(family).fileno()
+        if len(self.targets) >= MAX_TARGETS:
+            self.targets.clear()
+            self.names = 0
+        self.targets[address] = t
+        return t
+
+    cdef object _sock(self, int family):
+        sock = self.socks.get(family)
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind(("::" if family == AF_INET6 else "0.0.0.0", 0))
+            self.socks[family] = sock
+            self.loop.add_reader(sock.fileno(), self._readable, sock.fileno())
+        return sock
+
+    # -- replies ----------------------------------------------------------------------------
+    def _readable(self, int fd):
+        cdef sockaddr_storage src
+        cdef socklen_t src_len
+        cdef ssize_t n
+        cdef size_t room = self.quic.datagram_room()
+        cdef int i, queued = 0
+        for i in range(BATCH):
+            if self.closed:
+                break
+            src_len = sizeof(src)
+            n = recvfrom(fd, _rbuf, RECV_SIZE, MSG_DONTWAIT, <sockaddr *>&src, &src_len)
+            if n < 0:
+                if errno == EAGAIN or errno == EINTR:     # EWOULDBLOCK is EAGAIN on Linux
+                    break
+                continue             # an ICMP error from an earlier send: keep reading
+            if n == 0:
+                continue
+            queued += self._reply(&src, src_len, n, room)
+        if queued:
+            self.session.last_active = self.loop.time()
+            self.owner.want_transmit()
+
+    cdef int _reply(self, sockaddr_storage *src, socklen_t src_len, ssize_t n,
+                    size_t room) except -1:
+        """Frame and queue one reply: 1 if queued."""
+        cdef bytes text = self._source_text(src, src_len)
+        cdef size_t alen = <size_t>PyBytes_GET_SIZE(text)
+        cdef size_t header = udp_header_size(alen)
+        cdef bytes msg
+        cdef unsigned char *out
+        if header + <size_t>n > room:
+            # Too large for one datagram: the rare path, fragments made in Python.
+            sent = self.owner.send_fragmented(self.session_id, text.decode(),
+                                              PyBytes_FromStringAndSize(<char *>_rbuf, n))
+            if sent and self.slot >= 0:
+                self.writer.add(<uint32_t>self.slot, 0, <unsigned long long>n, fp_now_ns())
+            return 1 if sent else 0
+        if len(self.pending) >= MAX_QUEUED_DATAGRAMS:
+            return 0
+        msg = PyBytes_FromStringAndSize(NULL, header + n)
+        out = <unsigned char *>PyBytes_AS_STRING(msg)
+        udp_header_put(out, self.session_id, 0, 0, 1, PyBytes_AS_STRING(text), alen)
+        memcpy(out + header, _rbuf, n)
+        self.pending.append(msg)
+        if self.slot >= 0:
+            self.writer.add(<uint32_t>self.slot, 0, <unsigned long long>n, fp_now_ns())
+        return 1
+
+    cdef bytes _source_text(self, sockaddr_storage *src, socklen_t src_len):
+        """The source as "ip:port" / "[v6]:port" (UTF-8), from the one-entry cache if it
+        repeats."""
+        if (self.last_src_text is not None and src_len == self.last_src_len
+                and memcmp(src, &self.last_src, src_len) == 0):
+            return self.last_src_text
+        cdef char ip[64]
+        cdef int port
+        if src.ss_family == AF_INET6:
+            inet_ntop(AF_INET6, &(<sockaddr_in6 *>src).sin6_addr, ip, sizeof(ip))
+            port = ntohs((<sockaddr_in6 *>src).sin6_port)
+        else:
+            inet_ntop(AF_INET, &(<sockaddr_in *>src).sin_addr, ip, sizeof(ip))
+            port = ntohs((<sockaddr_in *>src).sin_port)
+        text = join_address(ip.decode(), port).encode()
+        memcpy(&self.last_src, src, src_len)
+        self.last_src_len = src_len
+        self.last_src_text = text
+        return text
+
+    # -- end --------------------------------------------------------------------------------
+    def close(self):
+        self.closed = True
+        for sock in self.socks.values():
+            try:
+                self.loop.remove_reader(sock.fileno())
+            except (ValueError, OSError):
+                pass
+            sock.close()
+        self.socks.clear()
+        self.targets.clear()
+
+
+async def _resolve_and_send(UdpPump pump, str address, host, int port, bytes payload):
+    """A name, resolved once per session: its first packet waits for the answer."""
+    try:
+        infos = await pump.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return
+    if not infos or pump.closed:
+        return
+    family, _, _, _, sockaddr = infos[0]
+    pump.names += 1
+    pump._send_to(pump._remember(address, sockaddr[0], port,
+                                 6 if family == socket.AF_INET6 else 4), payload)
