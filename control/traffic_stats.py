@@ -18,9 +18,10 @@ import time
 
 import falcon
 
-from control.traffic_accounting import read_traffic
-from control.traffic_format import go_bool, rfc3339_nano, stream_table
-from fastpath.shm import KIND_CONNECTION, KIND_TCP_STREAM, STATE_NAMES
+from control.traffic_accounting import traffic_cache
+from control.traffic_format import TABLE_FORMAT, go_bool, rfc3339_nano
+from control.traffic_format import TABLE_HEADER as _HEADER_FIELDS
+from fastpath.shm import KIND_TCP_STREAM, STATE_NAMES
 
 SCOPE = "traffic_stats"
 ROUTES = {("GET", "/traffic"), ("POST", "/kick"), ("GET", "/online"), ("GET", "/dump/streams"),
@@ -28,6 +29,7 @@ ROUTES = {("GET", "/traffic"), ("POST", "/kick"), ("GET", "/online"), ("GET", "/
 PATHS = {path for _m, path in ROUTES}
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
+TABLE_HEADER = (TABLE_FORMAT % _HEADER_FIELDS).encode()
 
 
 def _plain(resp: falcon.Response, status, text: str) -> None:
@@ -88,13 +90,8 @@ class Traffic:
 
     def on_get(self, req, resp):
         clear = go_bool(req.get_param("clear"))
-        counted = read_traffic(self.node, SCOPE, clear=clear)
-        out = {uid: {"tx": tx, "rx": rx} for uid, (tx, rx) in counted.items() if tx or rx}
-        if self.list_all:
-            for user in self.node.store.list_users():
-                out.setdefault(user.id, {"tx": 0, "rx": 0})
         resp.content_type = JSON_TYPE
-        resp.text = _compact(out)
+        resp.data = traffic_cache(self.node, SCOPE, self.list_all).traffic(clear)
 
 
 class Kick:
@@ -121,9 +118,25 @@ class Online:
         self.node = node
 
     def on_get(self, req, resp):
-        online = {uid: rec[2] for uid, rec in self.node.live_users().items() if rec[2] > 0}
         resp.content_type = JSON_TYPE
-        resp.text = _compact(online)
+        resp.data = traffic_cache(self.node, SCOPE).online()
+
+
+# -- reference renderings -------------------------------------------------------------------
+# The compiled view (fastpath.shm.traffic_view) serves these bodies; these plain-Python
+# renderings are the executable spec its tests compare it against, byte for byte.
+
+def traffic_json(counted: dict, listed=()) -> bytes:
+    """``/traffic`` from ``{id: (tx, rx)}``: ids sorted, fields in the reference's order."""
+    out = {uid: {"tx": tx, "rx": rx} for uid, (tx, rx) in counted.items() if tx or rx}
+    for uid in listed:
+        out.setdefault(uid, {"tx": 0, "rx": 0})
+    return json.dumps(dict(sorted(out.items())), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def online_json(live: dict) -> bytes:
+    """``/online`` from ``scan_users`` records."""
+    return _compact({uid: rec[2] for uid, rec in live.items() if rec[2] > 0}).encode()
 
 
 def stream_records(node) -> list[dict]:
@@ -143,20 +156,20 @@ def stream_records(node) -> list[dict]:
     return rows
 
 
+def streams_json(rows: list[dict]) -> bytes:
+    """``/dump/streams`` JSON from ``stream_records``."""
+    rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    return (json.dumps({"streams": rows}, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
 class DumpStreams:
     def __init__(self, node):
         self.node = node
 
     def on_get(self, req, resp):
-        rows = stream_records(self.node)
-        if "text/plain" in (req.get_header("Accept") or ""):
-            resp.content_type = TEXT_TYPE
-            resp.text = stream_table(rows, time.time_ns())
-            return
-        for r in rows:
-            del r["_initial_ns"], r["_last_ns"]
-        resp.content_type = JSON_TYPE
-        resp.text = json.dumps({"streams": rows}, separators=(",", ":"), ensure_ascii=False) + "\n"
+        text = "text/plain" in (req.get_header("Accept") or "")
+        resp.content_type = TEXT_TYPE if text else JSON_TYPE
+        resp.data = traffic_cache(self.node, SCOPE).dump_streams(time.time_ns(), text, TABLE_HEADER)
 
 
 class Index:

@@ -1,0 +1,1058 @@
+# cython: language_level=3
+"""Compiled read side of the traffic faces: one C scan of every shard, response bodies written
+straight into a byte buffer.
+
+With 10k users and 50k live streams, building dicts per slot, merging them with the store's
+carried totals and baselines, and handing them to ``json.dumps`` cost tens of milliseconds to
+seconds per request.  ``TrafficView`` keeps a compact per-id registry instead (carried totals,
+one baseline scope, the id's pre-rendered JSON key and UTF-8 text, its sort rank) plus a map
+from (shard, slot) to id, so a request is a pass over the shared memory and a pass over the ids
+in order, both in C, with Python touched only for ids it has never seen.
+
+The bodies are byte-identical to the Python renderings they replace (``json.dumps`` with
+``ensure_ascii=False``; keys and text decoded as UTF-8 with ``errors="replace"``); the
+hand-written encoders exist because no library renders JSON from C structs in shared memory.
+
+Not thread-safe: one view per process, its methods called under the owner's lock.
+"""
+import json
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, _PyBytes_Resize
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.string cimport memcmp, memcpy, memset
+from libc.math cimport fabs, modf, round
+
+from fastpath.shm.counter_table cimport (
+    KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, KIND_USER, CounterTable, fp_load_acquire,
+    fp_load_u64, fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
+
+cdef enum:
+    F_CARRIED = 1   # the id has carried traffic in the store
+    F_LISTED = 2    # the id is a user of the store (``listAllUsers``)
+    F_LIVE = 4      # the id has a user slot in the live segment
+    FP_KEY_LEN = 63
+
+
+cdef void *_realloc(void *p, size_t size) except NULL:
+    cdef void *q = realloc(p, size if size else 1)
+    if q == NULL:
+        raise MemoryError()
+    return q
+
+
+cdef const char *STATE_WORDS = b"init\0\0\0\0hook\0\0\0\0connect\0estab\0\0\0closed\0\0"
+cdef const char *STATE_UPPER = b"INIT\0\0\0\0HOOK\0\0\0\0CONNECT\0ESTAB\0\0\0CLOSED\0\0"
+cdef size_t STATE_LEN[5]
+STATE_LEN[0] = 4
+STATE_LEN[1] = 4
+STATE_LEN[2] = 7
+STATE_LEN[3] = 5
+STATE_LEN[4] = 6
+
+
+cdef inline const char *state_name(uint32_t st, bint upper, size_t *n) noexcept nogil:
+    """The Traffic Stats API's state word, 8-byte spaced in the tables above (anything
+    unknown is ``closed``)."""
+    if st > 4:
+        st = 4
+    n[0] = STATE_LEN[st]
+    return (STATE_UPPER if upper else STATE_WORDS) + 8 * st
+
+# -- byte buffer ------------------------------------------------------------------------------
+# Callers reserve a record's worst-case size once, then write without bounds checks.
+
+cdef struct Buf:
+    PyObject *obj   # a bytes object owned by the buffer, grown in place and returned as is
+    char *p
+    size_t n
+    size_t cap
+
+
+cdef int reserve(Buf *b, size_t extra) except -1:
+    """Room for ``extra`` more bytes.  The bytes object grows with ``_PyBytes_Resize`` (an
+    in-place ``mremap`` for large blocks), so a body is never copied to be returned."""
+    cdef size_t need = b.n + extra
+    cdef size_t cap
+    if need <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 65536
+    while cap < need:
+        cap *= 2
+    if b.obj == NULL:
+        fresh = PyBytes_FromStringAndSize(NULL, cap)
+        Py_INCREF(fresh)
+        b.obj = <PyObject *>fresh
+    else:
+        _PyBytes_Resize(&b.obj, cap)   # on failure: raises, the object is freed, obj = NULL
+    b.p = PyBytes_AS_STRING(<object>b.obj)
+    b.cap = cap
+    return 0
+
+
+cdef bytes take(Buf *b):
+    """The written bytes, as the buffer's own object (trimmed); the buffer is left empty."""
+    if b.obj == NULL:
+        return b""
+    _PyBytes_Resize(&b.obj, b.n)
+    cdef bytes out = <bytes>b.obj
+    Py_DECREF(out)
+    b.obj = NULL
+    b.p = NULL
+    b.n = b.cap = 0
+    return out
+
+
+cdef void release(Buf *b) noexcept:
+    if b.obj != NULL:
+        Py_DECREF(<object>b.obj)
+    b.obj = NULL
+    b.p = NULL
+    b.n = b.cap = 0
+
+
+cdef inline void put(Buf *b, const char *s, size_t n) noexcept nogil:
+    memcpy(b.p + b.n, s, n)
+    b.n += n
+
+
+cdef inline void put_c(Buf *b, char c) noexcept nogil:
+    b.p[b.n] = c
+    b.n += 1
+
+
+cdef inline void put_u64(Buf *b, uint64_t v) noexcept nogil:
+    cdef char tmp[24]
+    cdef int i = 24
+    while True:
+        i -= 1
+        tmp[i] = <char>(48 + v % 10)
+        v //= 10
+        if v == 0:
+            break
+    put(b, &tmp[i], 24 - i)
+
+
+cdef inline void put_pad(Buf *b, int n) noexcept nogil:
+    while n > 0:
+        put_c(b, 32)
+        n -= 1
+
+
+# -- UTF-8 as Python decodes it with errors="replace" -------------------------------------------
+
+cdef inline bint _cont(uint8_t c) noexcept nogil:
+    return 0x80 <= c <= 0xBF
+
+
+cdef inline int utf8_step(const uint8_t *s, size_t n, size_t *used) noexcept nogil:
+    """1 and the sequence length when ``s`` starts a valid sequence; 0 and the length of the
+    maximal invalid subpart (one U+FFFD each, as CPython's decoder) otherwise."""
+    cdef uint8_t b0 = s[0]
+    cdef uint8_t lo = 0x80, hi = 0xBF
+    if b0 < 0x80:
+        used[0] = 1
+        return 1
+    if 0xC2 <= b0 <= 0xDF:
+        if n >= 2 and _cont(s[1]):
+            used[0] = 2
+            return 1
+        used[0] = 1
+        return 0
+    if 0xE0 <= b0 <= 0xEF:
+        if b0 == 0xE0:
+            lo = 0xA0
+        elif b0 == 0xED:
+            hi = 0x9F
+        if n < 2 or not (lo <= s[1] <= hi):
+            used[0] = 1
+            return 0
+        if n < 3 or not _cont(s[2]):
+            used[0] = 2
+            return 0
+        used[0] = 3
+        return 1
+    if 0xF0 <= b0 <= 0xF4:
+        if b0 == 0xF0:
+            lo = 0x90
+        elif b0 == 0xF4:
+            hi = 0x8F
+        if n < 2 or not (lo <= s[1] <= hi):
+            used[0] = 1
+            return 0
+        if n < 3 or not _cont(s[2]):
+            used[0] = 2
+            return 0
+        if n < 4 or not _cont(s[3]):
+            used[0] = 3
+            return 0
+        used[0] = 4
+        return 1
+    used[0] = 1
+    return 0
+
+
+cdef uint64_t MINUTE_NS = <uint64_t>60 * 1000000000
+cdef uint64_t TEN_MIN_NS = <uint64_t>600 * 1000000000
+cdef uint64_t HOUR_NS = <uint64_t>3600 * 1000000000
+cdef const char *HEX = b"0123456789abcdef"
+cdef const char *HEX_UPPER = b"0123456789ABCDEF"
+
+
+cdef void put_json_text(Buf *b, const uint8_t *s, size_t n) noexcept nogil:
+    """A JSON string as ``json.dumps(text, ensure_ascii=False)``; reserve 6 * n + 2."""
+    cdef size_t i = 0, k
+    cdef uint8_t c
+    put_c(b, 34)
+    while i < n:
+        c = s[i]
+        if c >= 0x80:
+            if utf8_step(s + i, n - i, &k):
+                put(b, <const char *>(s + i), k)
+            else:
+                put(b, b"\xef\xbf\xbd", 3)
+            i += k
+            continue
+        i += 1
+        if c == 34:
+            put(b, b'\\"', 2)
+        elif c == 92:
+            put(b, b"\\\\", 2)
+        elif c >= 0x20:
+            put_c(b, <char>c)
+        elif c == 10:
+            put(b, b"\\n", 2)
+        elif c == 13:
+            put(b, b"\\r", 2)
+        elif c == 9:
+            put(b, b"\\t", 2)
+        elif c == 8:
+            put(b, b"\\b", 2)
+        elif c == 12:
+            put(b, b"\\f", 2)
+        else:
+            put(b, b"\\u00", 4)
+            put_c(b, HEX[c >> 4])
+            put_c(b, HEX[c & 15])
+    put_c(b, 34)
+
+
+cdef size_t put_text(Buf *b, const uint8_t *s, size_t n) noexcept nogil:
+    """Text as decoded with errors="replace"; returns its length in code points.  Reserve 3 * n."""
+    cdef size_t i = 0, k, points = 0
+    while i < n:
+        if s[i] < 0x80:
+            put_c(b, <char>s[i])
+            k = 1
+        elif utf8_step(s + i, n - i, &k):
+            put(b, <const char *>(s + i), k)
+        else:
+            put(b, b"\xef\xbf\xbd", 3)
+        i += k
+        points += 1
+    return points
+
+
+# -- Go time renderings -------------------------------------------------------------------------
+
+cdef inline void civil(int64_t days, int64_t *y, int *m, int *d) noexcept nogil:
+    """Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm)."""
+    cdef int64_t z = days + 719468
+    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
+    cdef int64_t doe = z - era * 146097
+    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef int64_t mp = (5 * doy + 2) // 153
+    d[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
+    m[0] = <int>(mp + 3 if mp < 10 else mp - 9)
+    y[0] = yoe + era * 400 + (1 if m[0] <= 2 else 0)
+
+
+cdef inline void put_2(Buf *b, int v) noexcept nogil:
+    put_c(b, <char>(48 + v // 10))
+    put_c(b, <char>(48 + v % 10))
+
+
+cdef uint64_t _cached_second = <uint64_t>-1
+cdef char _cached_text[19]
+
+
+cdef void put_date_time(Buf *b, uint64_t seconds) noexcept nogil:
+    """``YYYY-MM-DDTHH:MM:SS`` in UTC; the last second rendered is kept, since neighbouring
+    streams tend to share it (callers hold the GIL, so the cache is not shared mid-write)."""
+    global _cached_second
+    cdef int64_t y
+    cdef int m, d
+    cdef uint64_t sod = seconds % 86400
+    cdef Buf c
+    if seconds == _cached_second:
+        put(b, _cached_text, 19)
+        return
+    c.p = _cached_text
+    c.n = 0
+    civil(<int64_t>(seconds // 86400), &y, &m, &d)
+    put_2(&c, <int>(y // 100))
+    put_2(&c, <int>(y % 100))
+    put_c(&c, 45)
+    put_2(&c, m)
+    put_c(&c, 45)
+    put_2(&c, d)
+    put_c(&c, 84)
+    put_2(&c, <int>(sod // 3600))
+    put_c(&c, 58)
+    put_2(&c, <int>(sod // 60 % 60))
+    put_c(&c, 58)
+    put_2(&c, <int>(sod % 60))
+    _cached_second = seconds
+    put(b, _cached_text, 19)
+
+
+cdef void put_frac(Buf *b, uint64_t frac, int digits, bint trim) noexcept nogil:
+    """``.`` and ``frac`` zero-padded to ``digits``, trailing zeros trimmed if ``trim``."""
+    cdef char tmp[12]
+    cdef int i, end = digits
+    for i in range(digits - 1, -1, -1):
+        tmp[i] = <char>(48 + frac % 10)
+        frac //= 10
+    if trim:
+        while end > 0 and tmp[end - 1] == 48:
+            end -= 1
+    if end:
+        put_c(b, 46)
+        put(b, tmp, end)
+
+
+cdef void put_rfc3339_nano(Buf *b, uint64_t ns) noexcept nogil:
+    """Go's ``time.RFC3339Nano`` in UTC (trailing zeros of the fraction trimmed)."""
+    put_date_time(b, ns // 1000000000)
+    put_frac(b, ns % 1000000000, 9, True)
+    put_c(b, 90)
+
+
+cdef double round_half_even(double x) noexcept nogil:
+    cdef double r = round(x)
+    if fabs(x - r) == 0.5:
+        r = 2.0 * round(x / 2.0)
+    return r
+
+
+cdef void put_iso_us(Buf *b, uint64_t ns) noexcept nogil:
+    """``datetime.fromtimestamp(ns / 1e9, utc).isoformat()`` with ``Z``: the float seconds
+    rounded half-even to microseconds, exactly as CPython does."""
+    cdef double intpart
+    cdef double d = <double>ns / 1e9
+    cdef double fp = modf(d, &intpart) * 1e6
+    fp = round_half_even(fp)
+    if fp >= 1e6:
+        fp -= 1e6
+        intpart += 1.0
+    put_date_time(b, <uint64_t>intpart)
+    if <uint64_t>fp:
+        put_frac(b, <uint64_t>fp, 6, False)
+    put_c(b, 90)
+
+
+cdef void put_duration(Buf *b, uint64_t ns) noexcept nogil:
+    """Go's ``time.Duration.String()`` of a non-negative duration."""
+    cdef uint64_t h, m, rem
+    if ns == 0:
+        put(b, b"0s", 2)
+        return
+    if ns < 1000000000:
+        if ns >= 1000000:
+            put_u64(b, ns // 1000000)
+            put_frac(b, ns % 1000000, 6, True)
+            put(b, b"ms", 2)
+        elif ns >= 1000:
+            put_u64(b, ns // 1000)
+            put_frac(b, ns % 1000, 3, True)
+            put(b, b"\xc2\xb5s", 3)
+        else:
+            put_u64(b, ns)
+            put(b, b"ns", 2)
+        return
+    h = ns // HOUR_NS
+    rem = ns % HOUR_NS
+    m = rem // MINUTE_NS
+    rem = rem % MINUTE_NS
+    if h:
+        put_u64(b, h)
+        put_c(b, 104)
+    if h or m:
+        put_u64(b, m)
+        put_c(b, 109)
+    put_u64(b, rem // 1000000000)
+    put_frac(b, rem % 1000000000, 9, True)
+    put_c(b, 115)
+
+
+cdef uint64_t rounded(uint64_t ns) noexcept nogil:
+    """The stream table's rounding: to the millisecond under 10 minutes, to the second above."""
+    cdef uint64_t step = 1000000 if ns < TEN_MIN_NS else 1000000000
+    return (ns + step // 2) // step * step
+
+
+cdef void put_right(Buf *b, Buf *tmp, int width) noexcept nogil:
+    """``tmp`` (ASCII or µ) right-aligned in ``width`` code points, then a space."""
+    cdef size_t i, points = 0
+    for i in range(tmp.n):
+        if (<uint8_t>tmp.p[i] & 0xC0) != 0x80:
+            points += 1
+    put_pad(b, width - <int>points)
+    put(b, tmp.p, tmp.n)
+    put_c(b, 32)
+    tmp.n = 0
+
+
+# -- seqlock ------------------------------------------------------------------------------------
+
+cdef inline uint64_t stable_seq(fp_slot *s) noexcept nogil:
+    cdef uint64_t seq = fp_load_acquire(&s.seq)
+    while seq & 1:
+        seq = fp_load_acquire(&s.seq)
+    return seq
+
+
+cdef inline uint32_t high_water(CounterTable table, uint32_t shard) noexcept nogil:
+    cdef uint64_t hw = fp_load_u64(&fp_shard_hdr(table.base, shard, table.slots_per_shard).high_water)
+    return <uint32_t>(hw if hw < table.slots_per_shard else table.slots_per_shard)
+
+
+# -- dump records -------------------------------------------------------------------------------
+
+cdef struct Rec:
+    uint64_t major      # sort rank of the auth id << 32 | connection (low 32 bits of conn_id)
+    uint64_t stream
+    uint64_t order      # shard << 32 | slot: the scan order, for a stable sort
+    uint64_t tx
+    uint64_t rx
+    uint64_t created
+    uint64_t last
+    uint32_t idx
+    uint32_t state
+    uint32_t addr_off
+    uint32_t addr_len
+
+
+cdef int rec_cmp(const void *a, const void *b) noexcept nogil:
+    cdef const Rec *x = <const Rec *>a
+    cdef const Rec *y = <const Rec *>b
+    if x.major != y.major:
+        return -1 if x.major < y.major else 1
+    if x.stream != y.stream:
+        return -1 if x.stream < y.stream else 1
+    if x.order != y.order:
+        return -1 if x.order < y.order else 1
+    return 0
+
+
+cdef class TrafficView:
+    """Per-id registry, carried totals, one baseline scope and the live figures of the last
+    scan.  Ids are registered on first sight and never forgotten while the view lives."""
+
+    cdef dict ids               # id (str) -> index
+    cdef list names             # index -> id
+    cdef uint32_t n, cap
+    cdef uint64_t *carried_tx
+    cdef uint64_t *carried_rx
+    cdef uint64_t *base_tx
+    cdef uint64_t *base_rx
+    cdef uint64_t *live_tx
+    cdef uint64_t *live_rx
+    cdef uint64_t *last
+    cdef uint32_t *conns
+    cdef uint32_t *streams
+    cdef uint8_t *flags
+    cdef uint32_t *rank         # index -> position in id order
+    cdef uint32_t *order        # position -> index
+    cdef bint order_dirty
+    cdef uint32_t *json_off     # the id as a JSON string, in ``json_keys``
+    cdef uint32_t *json_len
+    cdef uint32_t *text_off     # the id's UTF-8 bytes, in ``text_keys``
+    cdef uint32_t *text_len
+    cdef uint32_t *text_points  # its length in code points (table padding)
+    cdef Buf json_keys
+    cdef Buf text_keys
+    cdef object table           # the segment the slot map belongs to
+    cdef int32_t **slot_map     # [shard][slot] -> index, -1 = unknown
+    cdef uint32_t map_shards, map_slots
+    cdef uint32_t *cnt_conn     # per-slot scratch of one shard
+    cdef uint32_t *cnt_stream
+    cdef uint32_t *user_at      # user slots of one shard and their index
+    cdef uint32_t *user_idx
+
+    def __cinit__(self):
+        self.ids = {}
+        self.names = []
+        self.order_dirty = False
+
+    def __dealloc__(self):
+        free(self.carried_tx); free(self.carried_rx); free(self.base_tx); free(self.base_rx)
+        free(self.live_tx); free(self.live_rx); free(self.last); free(self.conns)
+        free(self.streams); free(self.flags); free(self.rank); free(self.order)
+        free(self.json_off); free(self.json_len); free(self.text_off); free(self.text_len)
+        free(self.text_points); release(&self.json_keys); release(&self.text_keys)
+        self._drop_map()
+
+    # -- registry -------------------------------------------------------------------------
+    def __len__(self):
+        return self.n
+
+    cdef int _grow(self) except -1:
+        cdef uint32_t cap = self.cap * 2 if self.cap else 1024
+        self.carried_tx = <uint64_t *>_realloc(self.carried_tx, cap * 8)
+        self.carried_rx = <uint64_t *>_realloc(self.carried_rx, cap * 8)
+        self.base_tx = <uint64_t *>_realloc(self.base_tx, cap * 8)
+        self.base_rx = <uint64_t *>_realloc(self.base_rx, cap * 8)
+        self.live_tx = <uint64_t *>_realloc(self.live_tx, cap * 8)
+        self.live_rx = <uint64_t *>_realloc(self.live_rx, cap * 8)
+        self.last = <uint64_t *>_realloc(self.last, cap * 8)
+        self.conns = <uint32_t *>_realloc(self.conns, cap * 4)
+        self.streams = <uint32_t *>_realloc(self.streams, cap * 4)
+        self.flags = <uint8_t *>_realloc(self.flags, cap)
+        self.rank = <uint32_t *>_realloc(self.rank, cap * 4)
+        self.order = <uint32_t *>_realloc(self.order, cap * 4)
+        self.json_off = <uint32_t *>_realloc(self.json_off, cap * 4)
+        self.json_len = <uint32_t *>_realloc(self.json_len, cap * 4)
+        self.text_off = <uint32_t *>_realloc(self.text_off, cap * 4)
+        self.text_len = <uint32_t *>_realloc(self.text_len, cap * 4)
+        self.text_points = <uint32_t *>_realloc(self.text_points, cap * 4)
+        self.cap = cap
+        return 0
+
+    cdef int _index(self, str uid) except -1:
+        """Index of ``uid``, registered with zeroed figures on first sight."""
+        idx = self.ids.get(uid)
+        if idx is not None:
+            return idx
+        cdef uint32_t i = self.n
+        if i == self.cap:
+            self._grow()
+        cdef bytes j = json.dumps(uid, ensure_ascii=False).encode("utf-8")
+        cdef bytes t = uid.encode("utf-8")
+        reserve(&self.json_keys, len(j))
+        reserve(&self.text_keys, len(t))
+        self.json_off[i] = <uint32_t>self.json_keys.n
+        self.json_len[i] = <uint32_t>len(j)
+        put(&self.json_keys, j, len(j))
+        self.text_off[i] = <uint32_t>self.text_keys.n
+        self.text_len[i] = <uint32_t>len(t)
+        self.text_points[i] = <uint32_t>len(uid)
+        put(&self.text_keys, t, len(t))
+        self.carried_tx[i] = self.carried_rx[i] = 0
+        self.base_tx[i] = self.base_rx[i] = 0
+        self.live_tx[i] = self.live_rx[i] = self.last[i] = 0
+        self.conns[i] = self.streams[i] = 0
+        self.flags[i] = 0
+        self.ids[uid] = i
+        self.names.append(uid)
+        self.n = i + 1
+        self.order_dirty = True
+        return i
+
+    cdef _sort(self):
+        """Id order = Python's ``sorted()`` of the ids (code points, i.e. UTF-8 byte order)."""
+        cdef uint32_t pos = 0
+        if not self.order_dirty:
+            return
+        names = self.names
+        for i in sorted(range(self.n), key=names.__getitem__):
+            self.order[pos] = i
+            self.rank[i] = pos
+            pos += 1
+        self.order_dirty = False
+
+    def load(self, carried, baselines, listed=()):
+        """Replace the store-derived figures: ``carried`` and ``baselines`` as ``(id, tx, rx)``
+        rows, ``listed`` the ids ``listAllUsers`` reports with zeros."""
+        cdef uint32_t i
+        for i in range(self.n):
+            self.carried_tx[i] = self.carried_rx[i] = 0
+            self.base_tx[i] = self.base_rx[i] = 0
+            self.flags[i] &= ~(F_CARRIED | F_LISTED)
+        for uid, tx, rx in carried:
+            i = self._index(uid)
+            self.carried_tx[i] = tx
+            self.carried_rx[i] = rx
+            self.flags[i] |= F_CARRIED
+        for uid, tx, rx in baselines:
+            i = self._index(uid)
+            self.base_tx[i] = tx
+            self.base_rx[i] = rx
+        for uid in listed:
+            i = self._index(uid)
+            self.flags[i] |= F_LISTED
+
+    def set_baselines(self, rows):
+        """Move the baselines of ``(id, tx, rx)`` rows (after their transaction committed)."""
+        cdef uint32_t i
+        for uid, tx, rx in rows:
+            i = self._index(uid)
+            self.base_tx[i] = tx
+            self.base_rx[i] = rx
+
+    # -- scan -----------------------------------------------------------------------------
+    cdef _drop_map(self):
+        cdef uint32_t s
+        if self.slot_map != NULL:
+            for s in range(self.map_shards):
+                free(self.slot_map[s])
+            free(self.slot_map)
+        self.slot_map = NULL
+        free(self.cnt_conn); free(self.cnt_stream); free(self.user_at); free(self.user_idx)
+        self.cnt_conn = self.cnt_stream = self.user_at = self.user_idx = NULL
+        self.map_shards = self.map_slots = 0
+        self.table = None
+
+    cdef int _bind(self, CounterTable table) except -1:
+        """Slot map and scratch for ``table``; a new segment starts a new map."""
+        cdef uint32_t s, n
+        if table.base == NULL:
+            raise ValueError("counter table is closed")
+        if self.table is table:
+            return 0
+        self._drop_map()
+        n = table.slots_per_shard
+        self.slot_map = <int32_t **>_realloc(NULL, sizeof(int32_t *) * table.nshards)
+        memset(self.slot_map, 0, sizeof(int32_t *) * table.nshards)
+        self.map_shards = table.nshards
+        self.map_slots = n
+        for s in range(table.nshards):
+            self.slot_map[s] = <int32_t *>_realloc(NULL, sizeof(int32_t) * n)
+            memset(self.slot_map[s], 0xFF, sizeof(int32_t) * n)
+        self.cnt_conn = <uint32_t *>_realloc(NULL, 4 * n)
+        self.cnt_stream = <uint32_t *>_realloc(NULL, 4 * n)
+        self.user_at = <uint32_t *>_realloc(NULL, 4 * n)
+        self.user_idx = <uint32_t *>_realloc(NULL, 4 * n)
+        self.table = table
+        return 0
+
+    cdef inline bint _same_key(self, fp_slot *s, int32_t idx) noexcept nogil:
+        return (idx >= 0 and s.key_len == self.text_len[idx]
+                and memcmp(s.key, self.text_keys.p + self.text_off[idx], s.key_len) == 0)
+
+    cdef int _resolve(self, fp_slot *s, uint32_t *kind, uint64_t *tx, uint64_t *rx,
+                      uint64_t *last) except -2:
+        """Slow path for a slot whose key is not in the map: a torn-free copy, decoded as
+        ``scan_users`` does; returns its index (mapped when its bytes are the id's UTF-8)."""
+        cdef fp_slot copy
+        cdef uint64_t seq1
+        while True:
+            seq1 = stable_seq(s)
+            memcpy(&copy, s, sizeof(fp_slot))
+            fp_read_fence()
+            if fp_load_u64(&s.seq) == seq1:
+                break
+        kind[0] = copy.kind
+        tx[0] = copy.tx
+        rx[0] = copy.rx
+        last[0] = copy.last_active_ns
+        return self._index(PyBytes_FromStringAndSize(copy.key, copy.key_len).decode("utf-8", "replace"))
+
+    cdef int _scan(self, CounterTable table, bint counts) except -1:
+        """Live tx, rx, last activity (and with ``counts`` connections and streams) per id."""
+        self._bind(table)
+        cdef uint32_t shard, i, hw, kind, owner, nusers
+        cdef int32_t idx
+        cdef int32_t *smap
+        cdef fp_slot *slots
+        cdef fp_slot *s
+        cdef uint64_t seq1, tx, rx, last
+        cdef bint ok
+        memset(self.live_tx, 0, 8 * self.n)
+        memset(self.live_rx, 0, 8 * self.n)
+        memset(self.last, 0, 8 * self.n)
+        memset(self.conns, 0, 4 * self.n)
+        memset(self.streams, 0, 4 * self.n)
+        for i in range(self.n):
+            self.flags[i] &= ~F_LIVE
+        for shard in range(table.nshards):
+            slots = fp_shard_slots(table.base, shard, table.slots_per_shard)
+            smap = self.slot_map[shard]
+            hw = high_water(table, shard)
+            nusers = 0
+            if counts:
+                memset(self.cnt_conn, 0, 4 * hw)
+                memset(self.cnt_stream, 0, 4 * hw)
+            i = 0
+            while i < hw:
+                s = &slots[i]
+                while True:
+                    seq1 = stable_seq(s)
+                    kind = s.kind
+                    owner = s.user_slot
+                    idx = smap[i]
+                    ok = kind == KIND_USER and self._same_key(s, idx)
+                    tx = fp_load_u64(&s.tx)
+                    rx = fp_load_u64(&s.rx)
+                    last = fp_load_u64(&s.last_active_ns)
+                    fp_read_fence()
+                    if fp_load_u64(&s.seq) == seq1:
+                        break
+                if kind == KIND_USER:
+                    if not ok:
+                        idx = self._resolve(s, &kind, &tx, &rx, &last)
+                        if kind != KIND_USER:
+                            i += 1
+                            continue
+                        smap[i] = idx if self._same_key(s, idx) else -1
+                    self.live_tx[idx] += tx
+                    self.live_rx[idx] += rx
+                    if last > self.last[idx]:
+                        self.last[idx] = last
+                    self.flags[idx] |= F_LIVE
+                    self.user_at[nusers] = i
+                    self.user_idx[nusers] = idx
+                    nusers += 1
+                elif counts and owner != 0 and owner <= hw:
+                    if kind == KIND_CONNECTION:
+                        self.cnt_conn[owner - 1] += 1
+                    elif kind == KIND_TCP_STREAM or kind == KIND_UDP_SESSION:
+                        self.cnt_stream[owner - 1] += 1
+                i += 1
+            if counts:
+                for i in range(nusers):
+                    self.conns[self.user_idx[i]] += self.cnt_conn[self.user_at[i]]
+                    self.streams[self.user_idx[i]] += self.cnt_stream[self.user_at[i]]
+        return 0
+
+    # -- bodies ---------------------------------------------------------------------------
+    cdef inline void _put_key(self, Buf *b, uint32_t i) noexcept nogil:
+        put(b, self.json_keys.p + self.json_off[i], self.json_len[i])
+
+    cdef bytes _traffic_body(self, bint list_all, list cleared):
+        """``/traffic``: ``{"id":{"tx":n,"rx":n},...}`` of the traffic since the baseline,
+        ids sorted, zeros left out unless listed.  With ``cleared`` a list, the ids whose
+        figures are not zero get ``(id, tx, rx)`` of their new baseline appended."""
+        cdef Buf b
+        cdef uint32_t k, i
+        cdef uint64_t tx, rx, dtx, drx
+        cdef bint first = True
+        memset(&b, 0, sizeof(Buf))
+        self._sort()
+        try:
+            reserve(&b, 2)
+            put_c(&b, 123)
+            for k in range(self.n):
+                i = self.order[k]
+                tx = self.carried_tx[i] + self.live_tx[i]
+                rx = self.carried_rx[i] + self.live_rx[i]
+                dtx = tx - self.base_tx[i] if tx > self.base_tx[i] else 0
+                drx = rx - self.base_rx[i] if rx > self.base_rx[i] else 0
+                if dtx or drx:
+                    if cleared is not None:
+                        cleared.append((self.names[i], tx, rx))
+                elif not (list_all and self.flags[i] & F_LISTED):
+                    continue
+                reserve(&b, self.json_len[i] + 64)
+                if not first:
+                    put_c(&b, 44)
+                first = False
+                self._put_key(&b, i)
+                put(&b, b':{"tx":', 7)
+                put_u64(&b, dtx)
+                put(&b, b',"rx":', 6)
+                put_u64(&b, drx)
+                put_c(&b, 125)
+            put_c(&b, 125)
+            return take(&b)
+        finally:
+            release(&b)
+
+    def traffic(self, CounterTable table, bint list_all=False):
+        """The ``/traffic`` body (bytes)."""
+        self._scan(table, False)
+        return self._traffic_body(list_all, None)
+
+    def traffic_clear(self, CounterTable table, bint list_all=False):
+        """``(body, rows)`` of ``/traffic?clear=1``: ``rows`` are the new baselines to write in
+        the same transaction; call ``set_baselines(rows)`` once it committed."""
+        cdef list rows = []
+        self._scan(table, False)
+        return self._traffic_body(list_all, rows), rows
+
+    def online(self, CounterTable table):
+        """The ``/online`` body: ``{"id":connections,...}`` of ids with a connection, sorted."""
+        cdef Buf b
+        cdef uint32_t k, i
+        cdef bint first = True
+        self._scan(table, True)
+        self._sort()
+        memset(&b, 0, sizeof(Buf))
+        try:
+            reserve(&b, 2)
+            put_c(&b, 123)
+            for k in range(self.n):
+                i = self.order[k]
+                if self.conns[i] == 0:
+                    continue
+                reserve(&b, self.json_len[i] + 16)
+                if not first:
+                    put_c(&b, 44)
+                first = False
+                self._put_key(&b, i)
+                put_c(&b, 58)
+                put_u64(&b, self.conns[i])
+            put_c(&b, 125)
+            return take(&b)
+        finally:
+            release(&b)
+
+    def totals(self, CounterTable table):
+        """The native ``/api/v1/traffic`` body, as ``json.dumps(..., ensure_ascii=False)`` of
+        ``{"users": {id: {"tx", "rx", "online", "streams", "last_active"}}, "total": n}``
+        over every id with carried or live traffic, sorted."""
+        cdef Buf b
+        cdef uint32_t k, i, total = 0
+        cdef bint first = True
+        self._scan(table, True)
+        self._sort()
+        memset(&b, 0, sizeof(Buf))
+        try:
+            reserve(&b, 64)
+            put(&b, b'{"users": {', 11)
+            for k in range(self.n):
+                i = self.order[k]
+                if not self.flags[i] & (F_CARRIED | F_LIVE):
+                    continue
+                total += 1
+                reserve(&b, self.json_len[i] + 160)
+                if not first:
+                    put(&b, b", ", 2)
+                first = False
+                self._put_key(&b, i)
+                put(&b, b': {"tx": ', 9)
+                put_u64(&b, self.carried_tx[i] + self.live_tx[i])
+                put(&b, b', "rx": ', 8)
+                put_u64(&b, self.carried_rx[i] + self.live_rx[i])
+                put(&b, b', "online": ', 12)
+                put_u64(&b, self.conns[i])
+                put(&b, b', "streams": ', 13)
+                put_u64(&b, self.streams[i])
+                put(&b, b', "last_active": ', 17)
+                if self.flags[i] & F_LIVE and self.last[i]:
+                    put_c(&b, 34)
+                    put_iso_us(&b, self.last[i])
+                    put_c(&b, 34)
+                else:
+                    put(&b, b"null", 4)
+                put_c(&b, 125)
+            put(&b, b'}, "total": ', 12)
+            put_u64(&b, total)
+            put_c(&b, 125)
+            return take(&b)
+        finally:
+            release(&b)
+
+    def dump_streams(self, CounterTable table, uint64_t now_ns, bint text=False, bytes header=b""):
+        """The ``/dump/streams`` body: TCP streams sorted by auth, connection, stream; JSON,
+        or with ``text`` the table (``header`` first) with durations up to ``now_ns``."""
+        self._bind(table)
+        cdef uint32_t shard, i, hw, kind, owner, state, count = 0, cap = 0
+        cdef int32_t idx
+        cdef int32_t *smap
+        cdef fp_slot *slots
+        cdef fp_slot *s
+        cdef fp_slot copy
+        cdef uint64_t seq1
+        cdef Rec *recs = NULL
+        cdef Rec *r
+        cdef Buf addrs, b, tmp
+        memset(&addrs, 0, sizeof(Buf))
+        memset(&b, 0, sizeof(Buf))
+        memset(&tmp, 0, sizeof(Buf))
+        try:
+            for shard in range(table.nshards):
+                slots = fp_shard_slots(table.base, shard, table.slots_per_shard)
+                smap = self.slot_map[shard]
+                hw = high_water(table, shard)
+                for i in range(hw):
+                    s = &slots[i]
+                    if s.kind != KIND_TCP_STREAM:
+                        continue
+                    while True:
+                        seq1 = stable_seq(s)
+                        memcpy(&copy, s, 128 + 1 + FP_KEY_LEN)
+                        memcpy(&copy.text_b_len, &s.text_b_len, 1 + 127)
+                        fp_read_fence()
+                        if fp_load_u64(&s.seq) == seq1:
+                            break
+                    if copy.kind != KIND_TCP_STREAM:
+                        continue
+                    idx = smap[i]
+                    if not self._same_key(&copy, idx):
+                        owner = copy.user_slot
+                        idx = smap[owner - 1] if 0 < owner <= hw else -1
+                        if not self._same_key(&copy, idx):
+                            idx = self._index(PyBytes_FromStringAndSize(copy.key, copy.key_len)
+                                              .decode("utf-8", "replace"))
+                        if self._same_key(&copy, idx):
+                            smap[i] = idx
+                    if count == cap:
+                        cap = cap * 2 if cap else 4096
+                        recs = <Rec *>_realloc(recs, sizeof(Rec) * cap)
+                    r = &recs[count]
+                    count += 1
+                    r.idx = idx
+                    r.major = <uint32_t>copy.conn_id
+                    r.stream = copy.stream_id
+                    r.order = (<uint64_t>shard << 32) | i
+                    r.tx = copy.tx
+                    r.rx = copy.rx
+                    r.created = copy.created_ns
+                    r.last = copy.last_active_ns
+                    r.state = copy.state
+                    reserve(&addrs, copy.text_b_len)
+                    r.addr_off = <uint32_t>addrs.n
+                    r.addr_len = copy.text_b_len
+                    put(&addrs, copy.text_b, copy.text_b_len)
+            self._sort()
+            for i in range(count):
+                recs[i].major |= <uint64_t>self.rank[recs[i].idx] << 32
+            with nogil:
+                qsort(recs, count, sizeof(Rec), rec_cmp)
+            if text:
+                reserve(&tmp, 64)
+                reserve(&b, len(header))
+                put(&b, header, len(header))
+                for i in range(count):
+                    self._table_line(&b, &tmp, &recs[i], &addrs, now_ns)
+            else:
+                reserve(&b, 16)
+                put(&b, b'{"streams":[', 12)
+                for i in range(count):
+                    self._json_stream(&b, &recs[i], &addrs, i == 0)
+                reserve(&b, 4)
+                put(&b, b"]}\n", 3)
+            return take(&b)
+        finally:
+            free(recs)
+            release(&addrs)
+            release(&tmp)
+            release(&b)
+
+    cdef int _json_stream(self, Buf *b, Rec *r, Buf *addrs, bint first) except -1:
+        cdef size_t slen
+        cdef const char *state = state_name(r.state, False, &slen)
+        reserve(b, self.json_len[r.idx] + 6 * r.addr_len + 320)
+        if not first:
+            put_c(b, 44)
+        put(b, b'{"state":"', 10)
+        put(b, state, slen)
+        put(b, b'","auth":', 9)
+        self._put_key(b, r.idx)
+        put(b, b',"connection":', 14)
+        put_u64(b, <uint32_t>r.major)
+        put(b, b',"stream":', 10)
+        put_u64(b, r.stream)
+        put(b, b',"req_addr":', 12)
+        put_json_text(b, <const uint8_t *>addrs.p + r.addr_off, r.addr_len)
+        put(b, b',"hooked_req_addr":"","tx":', 27)
+        put_u64(b, r.tx)
+        put(b, b',"rx":', 6)
+        put_u64(b, r.rx)
+        put(b, b',"initial_at":"', 15)
+        put_rfc3339_nano(b, r.created)
+        put(b, b'","last_active_at":"', 20)
+        put_rfc3339_nano(b, r.last)
+        put(b, b'"}', 2)
+        return 0
+
+    cdef int _table_line(self, Buf *b, Buf *tmp, Rec *r, Buf *addrs, uint64_t now) except -1:
+        """``%-8s %-12s %12s %8s %12s %12s %12s %12s %-16s %s`` of one stream."""
+        cdef size_t slen
+        cdef const char *state = state_name(r.state, True, &slen)
+        cdef uint32_t conn = <uint32_t>r.major
+        cdef size_t points
+        cdef int k
+        reserve(b, self.text_len[r.idx] + 3 * r.addr_len + 256)
+        put(b, state, slen)
+        put_pad(b, 8 - <int>slen)
+        put_c(b, 32)
+        put(b, self.text_keys.p + self.text_off[r.idx], self.text_len[r.idx])
+        put_pad(b, 12 - <int>self.text_points[r.idx])
+        put_c(b, 32)
+        for k in range(7, -1, -1):
+            tmp.p[k] = HEX_UPPER[(conn >> (4 * (7 - k))) & 15]
+        tmp.n = 8
+        put_right(b, tmp, 12)
+        put_u64(tmp, r.stream)
+        put_right(b, tmp, 8)
+        put_u64(tmp, r.tx)
+        put_right(b, tmp, 12)
+        put_u64(tmp, r.rx)
+        put_right(b, tmp, 12)
+        put_duration(tmp, rounded(now - r.created if now > r.created else 0))
+        put_right(b, tmp, 12)
+        put_duration(tmp, rounded(now - r.last if now > r.last else 0))
+        put_right(b, tmp, 12)
+        if r.addr_len:
+            points = put_text(b, <const uint8_t *>addrs.p + r.addr_off, r.addr_len)
+        else:
+            put_c(b, 45)
+            points = 1
+        put_pad(b, 16 - <int>points)
+        put(b, b" -\n", 3)
+        return 0
+
+
+def json_text(bytes raw):
+    """``raw`` decoded with errors="replace" and rendered by the view's JSON string encoder
+    (exposed for tests)."""
+    cdef Buf b
+    memset(&b, 0, sizeof(Buf))
+    try:
+        reserve(&b, 6 * len(raw) + 2)
+        put_json_text(&b, raw, len(raw))
+        return take(&b)
+    finally:
+        release(&b)
+
+
+def text(bytes raw):
+    """``(bytes, code points)`` of ``raw`` decoded with errors="replace" (exposed for tests)."""
+    cdef Buf b
+    cdef size_t points
+    memset(&b, 0, sizeof(Buf))
+    try:
+        reserve(&b, 3 * len(raw) + 1)
+        points = put_text(&b, raw, len(raw))
+        return take(&b), points
+    finally:
+        release(&b)
+
+
+def go_duration(uint64_t ns):
+    """``time.Duration.String()`` (exposed for tests)."""
+    cdef Buf b
+    memset(&b, 0, sizeof(Buf))
+    try:
+        reserve(&b, 64)
+        put_duration(&b, ns)
+        return take(&b).decode()
+    finally:
+        release(&b)
+
+
+def rfc3339_nano(uint64_t ns):
+    cdef Buf b
+    memset(&b, 0, sizeof(Buf))
+    try:
+        reserve(&b, 64)
+        put_rfc3339_nano(&b, ns)
+        return take(&b).decode()
+    finally:
+        release(&b)
+
+
+def iso_us(uint64_t ns):
+    cdef Buf b
+    memset(&b, 0, sizeof(Buf))
+    try:
+        reserve(&b, 64)
+        put_iso_us(&b, ns)
+        return take(&b).decode()
+    finally:
+        release(&b)
