@@ -11,6 +11,8 @@ from urllib.parse import urljoin
 
 import pytest
 
+from fastpath.config import load_config
+from fastpath.shm import KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, scan_slots
 from tests.stream_proxy.conftest import media_node
 from tests.stream_proxy.origin import Origin, make_media
 
@@ -110,6 +112,25 @@ def test_a_viewer_shows_in_the_figures_and_can_be_disconnected(relay, origin):
     assert perf["upstream_connections"] == 1 and perf["bytes_in"] > 0
     assert perf["throughput_out_bps"] and perf["throughput_out_bps"] > 0
     assert origin.requests["/chan1.ts"] == 1  # one upstream fetch
+
+    # The API's figures are the node's shared-memory slots: read them directly (read-only,
+    # as the control process does) before and after, and the API's answer lies in between.
+    table = CounterTable.attach(load_config(relay.config_path, relay.data_dir).counter_segment_path,
+                                readonly=True)
+    try:
+        def slot_bytes():
+            recs = scan_slots(table, [KIND_MEDIA_STREAM, KIND_MEDIA_CLIENT])
+            stream_tx = sum(r["tx"] for r in recs if r["kind"] == KIND_MEDIA_STREAM and r["key"] == sid)
+            client_tx = sum(r["tx"] for r in recs if r["kind"] == KIND_MEDIA_CLIENT and r["key"] == cid)
+            return stream_tx, client_tx
+        lo = slot_bytes()
+        api_stream = relay.get(f"/streams/{sid}").json()["stream"]["total_bytes_served"]
+        api_client = relay.get(f"/clients/{cid}").json()["bytes_served"]
+        hi = slot_bytes()
+        assert lo[0] <= api_stream <= hi[0] and lo[1] <= api_client <= hi[1], (lo, api_stream, api_client, hi)
+        assert hi[0] >= hi[1] > 0  # the viewer's bytes are also its stream's
+    finally:
+        table.close()
 
     r = relay.request("DELETE", f"/hls/{sid}/clients/{cid}")
     assert r.status == 200 and r.json()["message"] == f"Client {cid} disconnected"
