@@ -210,3 +210,30 @@ def test_hls_viewers_segments_and_cache_hits(relay, origin):
                             if c["stream_id"] == sid and c["is_connected"]], timeout=15,
                what="idle HLS clients expired")
     relay.request("DELETE", f"/streams/{sid}")
+
+
+def test_one_hls_viewer_is_one_client_across_two_workers(tmp_path, origin):
+    """Each request on a new connection may land on either worker; the viewer is still one
+    client, with every segment counted once."""
+    with media_node(tmp_path, workers=2) as node:
+        created = node.post("/streams", {"url": origin.base + "/hls/index.m3u8"}).json()
+        sid, playlist_url = created["stream_id"], created["playlist_url"]
+        fetched = 0
+        for _ in range(2):
+            req = urllib.request.Request(playlist_url, headers={"User-Agent": "two-workers",
+                                                                "X-Username": "dave"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                text = resp.read().decode()
+            for uri in [u for u in text.splitlines() if u and not u.startswith("#")][:3]:
+                seg = urllib.request.Request(urljoin(playlist_url, uri), headers={
+                    "User-Agent": "two-workers", "X-Username": "dave"})
+                with urllib.request.urlopen(seg, timeout=10) as resp:
+                    resp.read()
+                fetched += 1
+        clients = wait_until(
+            lambda: [c for c in node.get("/clients").json()["clients"]
+                     if c["stream_id"] == sid and c["segments_served"] == fetched] or None,
+            what=f"one client with {fetched} segments")
+        assert len(clients) == 1 and clients[0]["username"] == "dave"
+        assert node.get(f"/streams/{sid}").json()["client_count"] == 1
+        assert node.get(f"/streams/{sid}").json()["stream"]["total_segments_served"] == fetched
