@@ -4,7 +4,7 @@ It serves media made by ffmpeg (see ``make_media``) the way IPTV origins do, and
 request so tests can assert what reached upstream:
 
 - ``/live/stream.ts``: a continuous MPEG-TS stream, the file looped at its own bit rate
-  (``?stall=S``: it stops sending after S seconds without closing);
+  (``?stall=S``: it stops sending after S seconds without closing; ``?rate=B``: B bytes/s);
 - ``/hls/playlist.m3u8``: a live-style rolling playlist (a window of ``WINDOW`` segments that
   moves one segment per target duration), segments at ``/hls/<name>.ts``;
 - ``/hls/master.m3u8``: a master playlist naming that media playlist as its only variant;
@@ -76,6 +76,7 @@ class Origin:
         but keeps the connection open (an origin that hangs)."""
         self.count(request)
         stall = float(request.query.get("stall", "0") or 0)
+        rate = float(request.query.get("rate", "0") or 0) or self.rate
         self.live_connections += 1
         resp = web.StreamResponse(headers={"Content-Type": "video/mp2t"})
         await resp.prepare(request)
@@ -92,7 +93,7 @@ class Origin:
                 self.live_bytes += len(part)
                 if stall and time.monotonic() - began > stall:
                     await asyncio.sleep(3600)
-                ahead = sent / self.rate - (time.monotonic() - began)
+                ahead = sent / rate - (time.monotonic() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         except (ConnectionError, asyncio.CancelledError):
