@@ -213,8 +213,8 @@ class HlsRelay:
         master = self.masters.get(self.index)
         if master is None:
             top = self.sticky_url or self.stream.urls[self.index]
-            entry, _ = await coalesced(self.svc.cache, ("pl", self.stream.id, self.index, top),
-                                       lambda: self._fetch_playlist(top), self._playlist_ttl)
+            await coalesced(self.svc.cache, ("pl", self.stream.id, self.index, top),
+                            lambda: self._fetch_playlist(top), self._playlist_ttl)
             master = self.masters.get(self.index)
         mapped = master.slot_url(slot) if master is not None else None
         return mapped or target

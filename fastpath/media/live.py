@@ -15,7 +15,6 @@ every ``primaryRecheck`` seconds and taken back when it answers (``returnToPrima
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import time
@@ -386,8 +385,12 @@ class LiveRelay:
             await asyncio.sleep(s.primary_recheck)
             if self.stopping or self.index == 0:
                 return
+            # A plain HTTP read of the primary, also for transcoded streams (no ffmpeg for a probe).
+            headers = self.svc.upstream.headers(self.stream.user_agent, self.stream.headers)
             try:
-                source = await self._open(self.stream.urls[0])
+                resp = await self.svc.upstream.open(self.stream.urls[0], headers,
+                                                    read_timeout=s.stall_timeout)
+                source = HttpSource(resp, s.stall_timeout)
                 try:
                     data = await source.read()
                 finally:
@@ -433,6 +436,3 @@ class LiveRelay:
                 "bytes_in": record["rx"], "bytes_served": record["tx"], "errors": self.errors})
         self.svc.relay_done(self)
 
-
-def is_disconnect(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET)

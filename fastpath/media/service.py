@@ -222,7 +222,7 @@ class MediaService:
         try:
             relay = self._relay(stream)
         except ValueError as exc:
-            await self.send(sock, simple_response(500, f"stream cannot be relayed: {exc}", keep_alive=False))
+            await self.send(sock, simple_response(503, f"stream cannot be relayed: {exc}", keep_alive=False))
             return False
         result = await relay.attach(sock, ident, client_id, head_only)
         return result if result is DETACHED else False
