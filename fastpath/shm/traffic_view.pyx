@@ -482,6 +482,8 @@ cdef class TrafficView:
     cdef uint32_t *cnt_stream
     cdef uint32_t *user_at      # user slots of one shard and their index
     cdef uint32_t *user_idx
+    cdef uint32_t *missed       # user slots of one shard the map did not know
+    cdef uint32_t nusers
 
     def __cinit__(self):
         self.ids = {}
@@ -602,7 +604,8 @@ cdef class TrafficView:
             free(self.slot_map)
         self.slot_map = NULL
         free(self.cnt_conn); free(self.cnt_stream); free(self.user_at); free(self.user_idx)
-        self.cnt_conn = self.cnt_stream = self.user_at = self.user_idx = NULL
+        free(self.missed)
+        self.cnt_conn = self.cnt_stream = self.user_at = self.user_idx = self.missed = NULL
         self.map_shards = self.map_slots = 0
         self.table = None
 
@@ -626,6 +629,7 @@ cdef class TrafficView:
         self.cnt_stream = <uint32_t *>_realloc(NULL, 4 * n)
         self.user_at = <uint32_t *>_realloc(NULL, 4 * n)
         self.user_idx = <uint32_t *>_realloc(NULL, 4 * n)
+        self.missed = <uint32_t *>_realloc(NULL, 4 * n)
         self.table = table
         return 0
 
@@ -651,16 +655,68 @@ cdef class TrafficView:
         last[0] = copy.last_active_ns
         return self._index(PyBytes_FromStringAndSize(copy.key, copy.key_len).decode("utf-8", "replace"))
 
+    cdef uint32_t _scan_shard(self, fp_slot *slots, int32_t *smap, uint32_t hw,
+                              bint counts) noexcept nogil:
+        """One shard's pass in C: user slots whose key the map knows are summed, the others
+        are left in ``missed`` for ``_scan``; returns how many were missed.  Only the first
+        cache line of a slot is read unless it is a user slot (or ``counts`` needs its owner)."""
+        cdef uint32_t i, kind, owner = 0, nusers = 0, nmissed = 0
+        cdef int32_t idx
+        cdef fp_slot *s
+        cdef uint64_t seq1, tx = 0, rx = 0, last = 0
+        cdef bint ok = False
+        if counts:
+            memset(self.cnt_conn, 0, 4 * hw)
+            memset(self.cnt_stream, 0, 4 * hw)
+        for i in range(hw):
+            s = &slots[i]
+            if not counts and (<volatile uint32_t *>&s.kind)[0] != KIND_USER:
+                # Only user slots matter here, and a slot becoming one mid-scan is the same
+                # as a scan a moment earlier: no seqlock round for the others.
+                continue
+            while True:
+                seq1 = stable_seq(s)
+                kind = s.kind
+                if kind == KIND_USER:
+                    idx = smap[i]
+                    ok = self._same_key(s, idx)
+                    tx = fp_load_u64(&s.tx)
+                    rx = fp_load_u64(&s.rx)
+                    last = fp_load_u64(&s.last_active_ns)
+                elif counts:
+                    owner = s.user_slot
+                fp_read_fence()
+                if fp_load_u64(&s.seq) == seq1:
+                    break
+            if kind == KIND_USER:
+                if not ok:
+                    self.missed[nmissed] = i
+                    nmissed += 1
+                    continue
+                self.live_tx[idx] += tx
+                self.live_rx[idx] += rx
+                if last > self.last[idx]:
+                    self.last[idx] = last
+                self.flags[idx] |= F_LIVE
+                self.user_at[self.nusers] = i
+                self.user_idx[self.nusers] = idx
+                self.nusers += 1
+            elif counts and owner != 0 and owner <= hw:
+                if kind == KIND_CONNECTION:
+                    self.cnt_conn[owner - 1] += 1
+                elif kind == KIND_TCP_STREAM or kind == KIND_UDP_SESSION:
+                    self.cnt_stream[owner - 1] += 1
+        return nmissed
+
     cdef int _scan(self, CounterTable table, bint counts) except -1:
-        """Live tx, rx, last activity (and with ``counts`` connections and streams) per id."""
+        """Live tx, rx, last activity (and with ``counts`` connections and streams) per id:
+        the pass runs without the GIL; ids seen for the first time are registered after it."""
         self._bind(table)
-        cdef uint32_t shard, i, hw, kind, owner, nusers
+        cdef uint32_t shard, i, j, hw, kind, nmissed
         cdef int32_t idx
         cdef int32_t *smap
         cdef fp_slot *slots
-        cdef fp_slot *s
-        cdef uint64_t seq1, tx, rx, last
-        cdef bint ok
+        cdef uint64_t tx, rx, last
         memset(self.live_tx, 0, 8 * self.n)
         memset(self.live_rx, 0, 8 * self.n)
         memset(self.last, 0, 8 * self.n)
@@ -672,48 +728,25 @@ cdef class TrafficView:
             slots = fp_shard_slots(table.base, shard, table.slots_per_shard)
             smap = self.slot_map[shard]
             hw = high_water(table, shard)
-            nusers = 0
+            self.nusers = 0
+            with nogil:
+                nmissed = self._scan_shard(slots, smap, hw, counts)
+            for j in range(nmissed):
+                i = self.missed[j]
+                idx = self._resolve(&slots[i], &kind, &tx, &rx, &last)
+                if kind != KIND_USER:
+                    continue
+                smap[i] = idx if self._same_key(&slots[i], idx) else -1
+                self.live_tx[idx] += tx
+                self.live_rx[idx] += rx
+                if last > self.last[idx]:
+                    self.last[idx] = last
+                self.flags[idx] |= F_LIVE
+                self.user_at[self.nusers] = i
+                self.user_idx[self.nusers] = idx
+                self.nusers += 1
             if counts:
-                memset(self.cnt_conn, 0, 4 * hw)
-                memset(self.cnt_stream, 0, 4 * hw)
-            i = 0
-            while i < hw:
-                s = &slots[i]
-                while True:
-                    seq1 = stable_seq(s)
-                    kind = s.kind
-                    owner = s.user_slot
-                    idx = smap[i]
-                    ok = kind == KIND_USER and self._same_key(s, idx)
-                    tx = fp_load_u64(&s.tx)
-                    rx = fp_load_u64(&s.rx)
-                    last = fp_load_u64(&s.last_active_ns)
-                    fp_read_fence()
-                    if fp_load_u64(&s.seq) == seq1:
-                        break
-                if kind == KIND_USER:
-                    if not ok:
-                        idx = self._resolve(s, &kind, &tx, &rx, &last)
-                        if kind != KIND_USER:
-                            i += 1
-                            continue
-                        smap[i] = idx if self._same_key(s, idx) else -1
-                    self.live_tx[idx] += tx
-                    self.live_rx[idx] += rx
-                    if last > self.last[idx]:
-                        self.last[idx] = last
-                    self.flags[idx] |= F_LIVE
-                    self.user_at[nusers] = i
-                    self.user_idx[nusers] = idx
-                    nusers += 1
-                elif counts and owner != 0 and owner <= hw:
-                    if kind == KIND_CONNECTION:
-                        self.cnt_conn[owner - 1] += 1
-                    elif kind == KIND_TCP_STREAM or kind == KIND_UDP_SESSION:
-                        self.cnt_stream[owner - 1] += 1
-                i += 1
-            if counts:
-                for i in range(nusers):
+                for i in range(self.nusers):
                     self.conns[self.user_idx[i]] += self.cnt_conn[self.user_at[i]]
                     self.streams[self.user_idx[i]] += self.cnt_stream[self.user_at[i]]
         return 0
@@ -728,38 +761,47 @@ cdef class TrafficView:
         figures are not zero get ``(id, tx, rx)`` of their new baseline appended."""
         cdef Buf b
         cdef uint32_t k, i
-        cdef uint64_t tx, rx, dtx, drx
-        cdef bint first = True
+        cdef uint64_t tx, rx
         memset(&b, 0, sizeof(Buf))
         self._sort()
         try:
-            reserve(&b, 2)
-            put_c(&b, 123)
-            for k in range(self.n):
-                i = self.order[k]
-                tx = self.carried_tx[i] + self.live_tx[i]
-                rx = self.carried_rx[i] + self.live_rx[i]
-                dtx = tx - self.base_tx[i] if tx > self.base_tx[i] else 0
-                drx = rx - self.base_rx[i] if rx > self.base_rx[i] else 0
-                if dtx or drx:
-                    if cleared is not None:
+            reserve(&b, self.json_keys.n + 64 * <size_t>self.n + 2)
+            with nogil:
+                self._render_traffic(&b, list_all)
+            if cleared is not None:
+                for k in range(self.n):
+                    i = self.order[k]
+                    tx = self.carried_tx[i] + self.live_tx[i]
+                    rx = self.carried_rx[i] + self.live_rx[i]
+                    if tx > self.base_tx[i] or rx > self.base_rx[i]:
                         cleared.append((self.names[i], tx, rx))
-                elif not (list_all and self.flags[i] & F_LISTED):
-                    continue
-                reserve(&b, self.json_len[i] + 64)
-                if not first:
-                    put_c(&b, 44)
-                first = False
-                self._put_key(&b, i)
-                put(&b, b':{"tx":', 7)
-                put_u64(&b, dtx)
-                put(&b, b',"rx":', 6)
-                put_u64(&b, drx)
-                put_c(&b, 125)
-            put_c(&b, 125)
             return take(&b)
         finally:
             release(&b)
+
+    cdef void _render_traffic(self, Buf *b, bint list_all) noexcept nogil:
+        cdef uint32_t k, i
+        cdef uint64_t tx, rx, dtx, drx
+        cdef bint first = True
+        put_c(b, 123)
+        for k in range(self.n):
+            i = self.order[k]
+            tx = self.carried_tx[i] + self.live_tx[i]
+            rx = self.carried_rx[i] + self.live_rx[i]
+            dtx = tx - self.base_tx[i] if tx > self.base_tx[i] else 0
+            drx = rx - self.base_rx[i] if rx > self.base_rx[i] else 0
+            if not (dtx or drx or (list_all and self.flags[i] & F_LISTED)):
+                continue
+            if not first:
+                put_c(b, 44)
+            first = False
+            self._put_key(b, i)
+            put(b, b':{"tx":', 7)
+            put_u64(b, dtx)
+            put(b, b',"rx":', 6)
+            put_u64(b, drx)
+            put_c(b, 125)
+        put_c(b, 125)
 
     def traffic(self, CounterTable table, bint list_all=False):
         """The ``/traffic`` body (bytes)."""
