@@ -58,9 +58,9 @@ class Rates:
         return out
 
 
-def overview(streams, view: LiveView, uptime: float) -> dict:
+def overview(streams, view: LiveView, uptime: float, default_agent: str | None = None) -> dict:
     """``GET /stats``: totals plus every stream and client object."""
-    stream_objs = [stream_view(s, view) for s in streams]
+    stream_objs = [stream_view(s, view, default_agent) for s in streams]
     clients = [client_view(c) for c in view.clients.values()]
     return {
         "total_streams": len(stream_objs),

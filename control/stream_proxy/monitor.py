@@ -20,7 +20,8 @@ class _Base:
         self.face = face
 
     def overview(self) -> dict:
-        return figures.overview(list_streams(self.face.store), self.face.live(), self.face.uptime())
+        return figures.overview(list_streams(self.face.store), self.face.live(), self.face.uptime(),
+                                self.face.default_user_agent)
 
 
 @protected()
@@ -57,7 +58,7 @@ class StatsDetailed(_Base):
     def on_get(self, req, resp):
         streams = list_streams(self.face.store)
         view = self.face.live()
-        stats = figures.overview(streams, view, self.face.uptime())
+        stats = figures.overview(streams, view, self.face.uptime(), self.face.default_user_agent)
         perf = figures.performance(streams, view, self.face.rates)
         proxy_stats = {k: v for k, v in stats.items() if k not in ("streams", "clients")}
         resp.media = {

@@ -25,6 +25,8 @@ UPDATABLE = {"failover_urls": "failover_urls", "user_agent": "user_agent", "head
              "strict_live_ts": "strict_live_ts", "use_sticky_session": "sticky",
              "metadata": "metadata"}
 
+TRANSCODE_UPDATABLE = ("failover_urls", "user_agent", "headers", "metadata")
+
 
 def parse_stream_body(body: dict) -> tuple[MediaStream, set[str]]:
     """The stream a create body describes, and the stored fields it names."""
@@ -51,7 +53,8 @@ class Streams:
 
     def on_get(self, req, resp):
         view = self.face.live()
-        streams = [stream_view(s, view) for s in list_streams(self.face.store)]
+        agent = self.face.default_user_agent
+        streams = [stream_view(s, view, agent) for s in list_streams(self.face.store)]
         resp.media = {"streams": streams, "total": len(streams)}
 
     def on_post(self, req, resp):
@@ -88,7 +91,7 @@ class StreamItem:
         stream = _stream_or_404(self.face, stream_id)
         view = self.face.live()
         clients = [client_view(c) for c in view.stream_clients(stream.id) if c.connected]
-        resp.media = {"stream": stream_view(stream, view), "clients": clients,
+        resp.media = {"stream": stream_view(stream, view, self.face.default_user_agent), "clients": clients,
                       "client_count": len(clients)}
 
     def on_delete(self, req, resp, stream_id):
@@ -187,7 +190,7 @@ class Transcode:
             profile=profile, profile_variables=variables,
         )
         given = {attr for key, attr in UPDATABLE.items()
-                 if key in ("failover_urls", "user_agent", "headers", "metadata") and body.get(key) is not None}
+                 if key in TRANSCODE_UPDATABLE and body.get(key) is not None}
         stored, created = put_stream(self.face.store, stream, update=given)
         if created or given:
             self.face.tell_workers("media_streams_changed")

@@ -56,7 +56,9 @@ def stream_figures(stream: MediaStream, live: LiveStream | None) -> dict:
             "failovers": failovers, "last_failover": last_failover, "last_access": last_access}
 
 
-def stream_view(stream: MediaStream, view: LiveView) -> dict:
+def stream_view(stream: MediaStream, view: LiveView, default_agent: str | None = None) -> dict:
+    """One stream object; ``user_agent`` is the one sent upstream (the node's default when the
+    stream names none, as m3u-proxy answers)."""
     live = view.streams.get(stream.id)
     clients = view.stream_clients(stream.id)
     fig = stream_figures(stream, live)
@@ -70,7 +72,7 @@ def stream_view(stream: MediaStream, view: LiveView) -> dict:
         "stream_id": stream.id,
         "original_url": stream.url,
         "current_url": stream.urls[idx],
-        "user_agent": stream.user_agent,
+        "user_agent": stream.user_agent or default_agent,
         "client_count": connected,
         "total_bytes_served": fig["bytes_out"],
         "total_segments_served": fig["segments"],

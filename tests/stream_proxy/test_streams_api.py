@@ -91,6 +91,7 @@ def test_list_and_get_shapes(node):
     obj = next(s for s in listing["streams"] if s["stream_id"] == sid)
     assert STREAM_KEYS <= set(obj)
     assert obj["original_url"] == obj["current_url"] == "http://o.example/shape/list.m3u8"
+    assert obj["user_agent"].startswith("Mozilla/5.0")  # none given: the node's default
     assert obj["client_count"] == 0 and obj["is_active"] is False
     assert obj["has_failover"] is False and obj["current_failover_index"] == 0
     assert obj["last_failover_time"] is None
