@@ -457,8 +457,11 @@ class Hy2Client:
     # -- API --------------------------------------------------------------------------------
     async def _connected_soon(self) -> ClientConnection:
         """The connection, reconnecting with backoff, but not longer than a caller can wait."""
+        if self.connected:
+            return self.conn
         try:
-            return await asyncio.wait_for(self.ensure_connected(), 3 * CONNECT_TIMEOUT)
+            async with asyncio.timeout(3 * CONNECT_TIMEOUT):
+                return await self.ensure_connected()
         except asyncio.TimeoutError:
             raise Hy2Error(f"server {self.settings.server_host}:{self.settings.server_port} "
                            f"is unreachable") from None
@@ -469,7 +472,9 @@ class Hy2Client:
         fut = conn.loop.create_future()
         conn.pending_opens[sid] = fut
         conn.want_transmit()
-        resp: TcpResponse = await asyncio.wait_for(fut, CONNECT_TIMEOUT + 5)
+        # asyncio.timeout runs in this task; wait_for would start one more per stream.
+        async with asyncio.timeout(CONNECT_TIMEOUT + 5):
+            resp: TcpResponse = await fut
         if not resp.ok:
             conn.session.end_stream(sid)
             conn.want_transmit()

@@ -38,7 +38,7 @@ SPEEDTEST_HOST = "@SpeedTest"
 
 # Counter-table constants (fastpath.shm), imported lazily so the client needs no segment.
 KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION = 2, 3, 4
-STATE_INIT, STATE_CONNECT, STATE_ESTAB = 0, 2, 3
+STATE_CONNECT, STATE_ESTAB = 2, 3
 
 
 def _peer_text(addr) -> str:
@@ -130,7 +130,7 @@ class ServerConnection:
                 self._terminated(e)
 
     def _spawn(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
+        task = self.server.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -203,7 +203,8 @@ class ServerConnection:
 
     # -- TCP proxy streams ------------------------------------------------------------------
     def _open_tcp(self, e: TcpRequested) -> None:
-        slot = self._open_slot(KIND_TCP_STREAM, e.stream_id, e.address, STATE_INIT)
+        # Opened as connecting: the dial starts with the next turn of the loop.
+        slot = self._open_slot(KIND_TCP_STREAM, e.stream_id, e.address, STATE_CONNECT)
         pump = RelayPump(self, self.quic, e.stream_id, self.server.counters, slot, True)
         self.pumps[e.stream_id] = pump
         if e.early or e.end:
@@ -213,16 +214,15 @@ class ServerConnection:
     async def _dial(self, pump: RelayPump, address: str, slot: int) -> None:
         server = self.server
         w = server.counters
-        if slot >= 0:
-            w.set_state(slot, STATE_CONNECT)
         try:
             host, port = split_address(address)
             if host == SPEEDTEST_HOST and server.speedtest is not None:
                 host, port = server.speedtest.address
             elif host == SPEEDTEST_HOST:
                 raise OSError("speed test is not enabled")
-            await asyncio.wait_for(server.loop.create_connection(lambda: pump, host, port),
-                                   DIAL_TIMEOUT)
+            # asyncio.timeout runs in this task; wait_for would start one more per dial.
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                await server.loop.create_connection(lambda: pump, host, port)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             if self.closed or pump.finished and pump.stream_id not in self.pumps:
                 return
