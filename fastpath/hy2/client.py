@@ -27,7 +27,7 @@ from fastpath.hy2.client_session import CLOSE_AUTH_FAILED, ClientSession
 from fastpath.hy2.config import ClientSettings, QuicSettings
 from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData, TcpResponse, Terminated,
                                  UdpReceived)
-from fastpath.hy2.quic_connection import Hy2QuicConnection, quic_configuration
+from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
 
@@ -178,7 +178,7 @@ class UdpSession:
                 pass
 
 
-class ClientConnection:
+class ClientConnection(QuicGlue):
     """Glue for one QUIC connection to the server."""
 
     def __init__(self, client: "Hy2Client", quic: Hy2QuicConnection, endpoint: UdpEndpoint,
@@ -193,8 +193,6 @@ class ClientConnection:
         self.closed = False
         self.close_reason: Terminated | None = None
         self.auth_result: asyncio.Future = self.loop.create_future()
-        self.timer = None
-        self.timer_at = None
         self._flush_handle = None
         self.pending_opens: dict[int, asyncio.Future] = {}
         self.readers: dict[int, asyncio.StreamReader] = {}
@@ -294,26 +292,11 @@ class ClientConnection:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if self.closed:
-            return
-        datagrams = self.quic.datagrams_to_send(self.loop.time())
-        if datagrams:
-            self.endpoint.send(datagrams)
-        timer_at = self.quic.get_timer()
-        if timer_at != self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            if timer_at is not None:
-                self.timer = self.loop.call_at(timer_at, self._on_timer)
-            self.timer_at = timer_at
+        if not self.closed:
+            self.send_datagrams(self.endpoint)
 
     def _on_timer(self) -> None:
-        self.timer = None
-        self.timer_at = None
-        now = self.loop.time()
-        self.quic.handle_timer(now)
-        self.process_events(now)
+        super()._on_timer()
         self.transmit()
 
     def close(self, error_code: int = 0x100, reason: str = "") -> None:
@@ -326,8 +309,7 @@ class ClientConnection:
             return
         self.closed = True
         self.close_reason = e
-        if self.timer is not None:
-            self.timer.cancel()
+        self.cancel_timer()
         if not self.auth_result.done():
             self.auth_result.set_exception(Hy2Error(
                 f"connection closed during auth (code 0x{e.error_code:x} {e.reason})"))

@@ -15,6 +15,7 @@ from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData,
 from fastpath.hy2.frames import (TcpResponseParser, encode_tcp_request, fragment_udp_message,
                                  parse_udp_message)
 from fastpath.hy2.h3_compat import LenientH3Connection
+from fastpath.hy2.quic_connection import abort_stream, finish_stream
 from fastpath.hy2.udp_sessions import UdpSessionTable
 
 CLOSE_AUTH_FAILED = 0x101
@@ -52,25 +53,16 @@ class ClientSession:
 
     def end_stream(self, stream_id: int) -> None:
         """Our side of a proxy stream is done: FIN ours, stop theirs (no half-close)."""
-        self._responses.pop(stream_id, None)
-        self._open.discard(stream_id)
-        try:
-            self.quic.send_stream_data(stream_id, b"", end_stream=True)
-        except Exception:
-            pass
-        try:
-            self.quic.stop_stream(stream_id, STREAM_ABORTED)
-        except Exception:
-            pass
+        self._forget(stream_id)
+        finish_stream(self.quic, stream_id, STREAM_ABORTED)
 
     def reset_stream(self, stream_id: int) -> None:
+        self._forget(stream_id)
+        abort_stream(self.quic, stream_id, STREAM_ABORTED)
+
+    def _forget(self, stream_id: int) -> None:
         self._responses.pop(stream_id, None)
         self._open.discard(stream_id)
-        for op in (self.quic.reset_stream, self.quic.stop_stream):
-            try:
-                op(stream_id, STREAM_ABORTED)
-            except Exception:
-                pass
 
     def send_udp(self, session_id: int, address: str, payload: bytes) -> int:
         try:

@@ -102,3 +102,62 @@ class Hy2QuicConnection(QuicConnection):
             buf.push_uint_var(stream.stream_id)
             buf.push_uint_var(stream.max_stream_data_local)
             stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+
+# -- stream ends, as both sides close a proxy stream ----------------------------------------------
+def finish_stream(quic, stream_id: int, error_code: int) -> None:
+    """Our side is done: FIN ours and STOP_SENDING theirs (no half-close, as the reference).
+    Either may fail when the stream is already gone, which is fine."""
+    try:
+        quic.send_stream_data(stream_id, b"", end_stream=True)
+    except Exception:
+        pass
+    try:
+        quic.stop_stream(stream_id, error_code)
+    except Exception:
+        pass
+
+
+def abort_stream(quic, stream_id: int, error_code: int) -> None:
+    """Close both directions abruptly: RESET_STREAM ours, STOP_SENDING theirs."""
+    for op in (quic.reset_stream, quic.stop_stream):
+        try:
+            op(stream_id, error_code)
+        except Exception:
+            pass
+
+
+class QuicGlue:
+    """What the server's and the client's per-connection glue share: sending the datagrams
+    aioquic has ready and keeping one event-loop timer at aioquic's next deadline.
+
+    Subclasses set ``quic`` and ``loop`` and define ``process_events(now)``.
+    """
+
+    timer = None
+    timer_at = None
+
+    def send_datagrams(self, endpoint) -> None:
+        datagrams = self.quic.datagrams_to_send(self.loop.time())
+        if datagrams:
+            endpoint.send(datagrams)
+        timer_at = self.quic.get_timer()
+        if timer_at != self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if timer_at is not None:
+                self.timer = self.loop.call_at(timer_at, self._on_timer)
+            self.timer_at = timer_at
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.timer_at = None
+        now = self.loop.time()
+        self.quic.handle_timer(now)
+        self.process_events(now)
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -22,7 +22,7 @@ from fastpath.hy2.config import ServerSettings
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated, UdpReceived)
 from fastpath.hy2.masquerade import decode_headers
-from fastpath.hy2.quic_connection import Hy2QuicConnection, quic_configuration
+from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
@@ -48,11 +48,12 @@ def _peer_text(addr) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class ServerConnection:
+class ServerConnection(QuicGlue):
     """Glue for one QUIC connection: events in, actions out, timer, pumps and UDP relays."""
 
     def __init__(self, server: "Hy2Server", quic: Hy2QuicConnection, addr) -> None:
         self.server = server
+        self.loop = server.loop
         self.quic = quic
         self.addr = addr
         self.peer = _peer_text(addr)
@@ -61,8 +62,6 @@ class ServerConnection:
                                      udp_idle_timeout=s.udp_idle_timeout)
         self.pumps: dict[int, RelayPump] = {}
         self.paused: set = set()
-        self.timer = None
-        self.timer_at = None
         self.closed = False
         self.conn_slot = -1
         self.user_slot = -1
@@ -284,28 +283,8 @@ class ServerConnection:
 
     # -- timers, transmit, end --------------------------------------------------------------
     def transmit(self) -> None:
-        if self.closed:
-            return
-        server = self.server
-        now = server.loop.time()
-        datagrams = self.quic.datagrams_to_send(now)
-        if datagrams:
-            server.endpoint.send(datagrams)
-        timer_at = self.quic.get_timer()
-        if timer_at != self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            if timer_at is not None:
-                self.timer = server.loop.call_at(timer_at, self._on_timer)
-            self.timer_at = timer_at
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        self.timer_at = None
-        now = self.server.loop.time()
-        self.quic.handle_timer(now)
-        self.process_events(now)
+        if not self.closed:
+            self.send_datagrams(self.server.endpoint)
 
     def housekeeping(self, now: float) -> None:
         for session in self.session.housekeeping(now):
@@ -327,8 +306,7 @@ class ServerConnection:
             self._close_udp(session)
         for task in self.tasks:
             task.cancel()
-        if self.timer is not None:
-            self.timer.cancel()
+        self.cancel_timer()
         self._close_slot(self.conn_slot)
         self.conn_slot = -1
         self.server.forget(self)

@@ -16,6 +16,7 @@ from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, Stream
                                  Terminated, UdpReceived)
 from fastpath.hy2.frames import TcpRequestParser, encode_tcp_response, fragment_udp_message, parse_udp_message
 from fastpath.hy2.h3_compat import LenientH3Connection
+from fastpath.hy2.quic_connection import abort_stream, finish_stream
 from fastpath.hy2.stream_router import ROUTE_DROP, ROUTE_H3, ROUTE_PROXY, StreamRouter
 from fastpath.hy2.udp_sessions import UdpSessionTable
 
@@ -191,27 +192,13 @@ class ServerSession:
         """Close both directions of a proxy stream abruptly."""
         self.router.drop(stream_id)
         self._parsers.pop(stream_id, None)
-        try:
-            self.quic.reset_stream(stream_id, STREAM_ABORTED)
-        except Exception:
-            pass
-        try:
-            self.quic.stop_stream(stream_id, STREAM_ABORTED)
-        except Exception:
-            pass
+        abort_stream(self.quic, stream_id, STREAM_ABORTED)
 
     def end_proxy_stream(self, stream_id: int) -> None:
         """The relay is over: finish our side and stop the peer's (the reference closes both
         directions when either ends)."""
         self.router.drop(stream_id)
-        try:
-            self.quic.send_stream_data(stream_id, b"", end_stream=True)
-        except Exception:
-            pass
-        try:
-            self.quic.stop_stream(stream_id, STREAM_ABORTED)
-        except Exception:
-            pass
+        finish_stream(self.quic, stream_id, STREAM_ABORTED)
 
     def housekeeping(self, now: float) -> list:
         """Once a second: forget discarded streams; the UDP sessions idle for too long."""
