@@ -4,6 +4,7 @@ control API's cheapest endpoint served by the same gunicorn in the same run.
 The control API runs as in production (``python -m control.server``, gunicorn, gthread) over a
 counter segment and a store this benchmark fills; requests come from keep-alive HTTP clients in
 threads.  Goal (issue): ``/traffic`` at 10k users within 5x of the trivial endpoint's latency.
+Figures and history: bench/RESULTS_traffic_api.md.
 """
 import http.client
 import os
@@ -92,14 +93,25 @@ def measure(port: int, path: str, seconds: float = 3.0, clients: int = 2, header
     return lat, len(lat) / (time.monotonic() - t0)
 
 
-@pytest.mark.parametrize("path", ["/api/v1/ping", "/traffic", "/online", "/dump/streams", "/api/v1/traffic"])
-def test_read_latency(control_api, path, compare):
-    lat, rps = measure(control_api, path)
+CASES = [
+    ("/api/v1/ping", "/api/v1/ping", None),
+    ("/traffic", "/traffic", None),
+    ("/traffic?clear=1", "/traffic?clear=1", None),
+    ("/online", "/online", None),
+    ("/dump/streams", "/dump/streams", None),
+    ("/dump/streams (text)", "/dump/streams", {"Accept": "text/plain"}),
+    ("/api/v1/traffic", "/api/v1/traffic", None),
+]
+
+
+@pytest.mark.parametrize("label, path, headers", CASES, ids=[c[0] for c in CASES])
+def test_read_latency(control_api, label, path, headers, compare):
+    lat, rps = measure(control_api, path, headers=headers)
     median = statistics.median(lat)
     p99 = sorted(lat)[int(len(lat) * 0.99) - 1]
-    print(f"\n{path}: median {median:.2f} ms, p99 {p99:.2f} ms, {rps:.0f} req/s")
-    base = "GET /api/v1/ping median latency (ms)"
-    compare.record(f"GET {path} median latency (ms)", median, "ms",
-                   baseline=None if path == "/api/v1/ping" else base)
-    compare.record(f"GET {path} requests/s", rps, "req/s", better="higher",
-                   baseline=None if path == "/api/v1/ping" else "GET /api/v1/ping requests/s")
+    print(f"\n{label}: median {median:.2f} ms, p99 {p99:.2f} ms, {rps:.0f} req/s")
+    trivial = label == "/api/v1/ping"
+    compare.record(f"GET {label} median latency (ms)", median, "ms",
+                   baseline=None if trivial else "GET /api/v1/ping median latency (ms)")
+    compare.record(f"GET {label} requests/s", rps, "req/s", better="higher",
+                   baseline=None if trivial else "GET /api/v1/ping requests/s")

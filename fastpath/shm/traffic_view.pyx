@@ -27,13 +27,19 @@ from libc.math cimport fabs, modf, round
 
 from fastpath.shm.counter_table cimport (
     KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, KIND_USER, CounterTable, fp_load_acquire,
-    fp_load_u64, fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
+    fp_load_u64, fp_now_ns, fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
 
 cdef enum:
     F_CARRIED = 1   # the id has carried traffic in the store
     F_LISTED = 2    # the id is a user of the store (``listAllUsers``)
     F_LIVE = 4      # the id has a user slot in the live segment
     FP_KEY_LEN = 63
+
+# /traffic reads only the user slots a full scan found, and runs a full scan (which finds a
+# user's first slot in a shard) at least this often: a new user's first bytes show up within
+# 100 ms, and since a clear moves an id's baseline only to the total it read, bytes of a slot
+# not yet found are reported by a later read, never lost or counted twice.
+cdef uint64_t DISCOVERY_NS = 100000000
 
 
 cdef void *_realloc(void *p, size_t size) except NULL:
@@ -484,6 +490,10 @@ cdef class TrafficView:
     cdef uint32_t *user_idx
     cdef uint32_t *missed       # user slots of one shard the map did not know
     cdef uint32_t nusers
+    cdef uint32_t **known_at    # [shard]: user slots found by the last full scan, and their ids
+    cdef uint32_t **known_idx
+    cdef uint32_t *known_n
+    cdef uint64_t full_ns       # when the last full scan ran (0 = none yet)
 
     def __cinit__(self):
         self.ids = {}
@@ -601,8 +611,16 @@ cdef class TrafficView:
         if self.slot_map != NULL:
             for s in range(self.map_shards):
                 free(self.slot_map[s])
+                free(self.known_at[s])
+                free(self.known_idx[s])
             free(self.slot_map)
+            free(self.known_at)
+            free(self.known_idx)
+            free(self.known_n)
         self.slot_map = NULL
+        self.known_at = self.known_idx = NULL
+        self.known_n = NULL
+        self.full_ns = 0
         free(self.cnt_conn); free(self.cnt_stream); free(self.user_at); free(self.user_idx)
         free(self.missed)
         self.cnt_conn = self.cnt_stream = self.user_at = self.user_idx = self.missed = NULL
@@ -620,11 +638,19 @@ cdef class TrafficView:
         n = table.slots_per_shard
         self.slot_map = <int32_t **>_realloc(NULL, sizeof(int32_t *) * table.nshards)
         memset(self.slot_map, 0, sizeof(int32_t *) * table.nshards)
+        self.known_at = <uint32_t **>_realloc(NULL, sizeof(uint32_t *) * table.nshards)
+        self.known_idx = <uint32_t **>_realloc(NULL, sizeof(uint32_t *) * table.nshards)
+        memset(self.known_at, 0, sizeof(uint32_t *) * table.nshards)
+        memset(self.known_idx, 0, sizeof(uint32_t *) * table.nshards)
+        self.known_n = <uint32_t *>_realloc(NULL, sizeof(uint32_t) * table.nshards)
+        memset(self.known_n, 0, sizeof(uint32_t) * table.nshards)
         self.map_shards = table.nshards
         self.map_slots = n
         for s in range(table.nshards):
             self.slot_map[s] = <int32_t *>_realloc(NULL, sizeof(int32_t) * n)
             memset(self.slot_map[s], 0xFF, sizeof(int32_t) * n)
+            self.known_at[s] = <uint32_t *>_realloc(NULL, sizeof(uint32_t) * n)
+            self.known_idx[s] = <uint32_t *>_realloc(NULL, sizeof(uint32_t) * n)
         self.cnt_conn = <uint32_t *>_realloc(NULL, 4 * n)
         self.cnt_stream = <uint32_t *>_realloc(NULL, 4 * n)
         self.user_at = <uint32_t *>_realloc(NULL, 4 * n)
@@ -717,13 +743,14 @@ cdef class TrafficView:
         cdef int32_t *smap
         cdef fp_slot *slots
         cdef uint64_t tx, rx, last
-        memset(self.live_tx, 0, 8 * self.n)
-        memset(self.live_rx, 0, 8 * self.n)
-        memset(self.last, 0, 8 * self.n)
-        memset(self.conns, 0, 4 * self.n)
-        memset(self.streams, 0, 4 * self.n)
-        for i in range(self.n):
-            self.flags[i] &= ~F_LIVE
+        cdef uint64_t now = fp_now_ns()
+        self._reset_live()
+        if not counts and self.full_ns and now >= self.full_ns and now - self.full_ns < DISCOVERY_NS:
+            with nogil:
+                if self._scan_known(table):
+                    return 0
+            self._reset_live()
+        self.full_ns = now
         for shard in range(table.nshards):
             slots = fp_shard_slots(table.base, shard, table.slots_per_shard)
             smap = self.slot_map[shard]
@@ -749,7 +776,54 @@ cdef class TrafficView:
                 for i in range(self.nusers):
                     self.conns[self.user_idx[i]] += self.cnt_conn[self.user_at[i]]
                     self.streams[self.user_idx[i]] += self.cnt_stream[self.user_at[i]]
+            memcpy(self.known_at[shard], self.user_at, 4 * self.nusers)
+            memcpy(self.known_idx[shard], self.user_idx, 4 * self.nusers)
+            self.known_n[shard] = self.nusers
         return 0
+
+    cdef void _reset_live(self) noexcept:
+        cdef uint32_t i
+        memset(self.live_tx, 0, 8 * self.n)
+        memset(self.live_rx, 0, 8 * self.n)
+        memset(self.last, 0, 8 * self.n)
+        memset(self.conns, 0, 4 * self.n)
+        memset(self.streams, 0, 4 * self.n)
+        for i in range(self.n):
+            self.flags[i] &= ~F_LIVE
+
+    cdef bint _scan_known(self, CounterTable table) noexcept nogil:
+        """Sum only the user slots the last full scan found (user slots are never freed while
+        a segment lives); False, with the sums partial, if one is no longer its id's."""
+        cdef uint32_t shard, j, slot, kind
+        cdef uint32_t idx
+        cdef fp_slot *slots
+        cdef fp_slot *s
+        cdef uint64_t seq1, tx, rx, last
+        cdef bint ok
+        for shard in range(table.nshards):
+            slots = fp_shard_slots(table.base, shard, table.slots_per_shard)
+            for j in range(self.known_n[shard]):
+                slot = self.known_at[shard][j]
+                idx = self.known_idx[shard][j]
+                s = &slots[slot]
+                while True:
+                    seq1 = stable_seq(s)
+                    kind = s.kind
+                    ok = kind == KIND_USER and self._same_key(s, idx)
+                    tx = fp_load_u64(&s.tx)
+                    rx = fp_load_u64(&s.rx)
+                    last = fp_load_u64(&s.last_active_ns)
+                    fp_read_fence()
+                    if fp_load_u64(&s.seq) == seq1:
+                        break
+                if not ok:
+                    return False
+                self.live_tx[idx] += tx
+                self.live_rx[idx] += rx
+                if last > self.last[idx]:
+                    self.last[idx] = last
+                self.flags[idx] |= F_LIVE
+        return True
 
     # -- bodies ---------------------------------------------------------------------------
     cdef inline void _put_key(self, Buf *b, uint32_t i) noexcept nogil:
