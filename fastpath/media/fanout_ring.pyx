@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, cdivision=True
 """The fan-out ring: one upstream read of a live stream shared by every viewer of it.
 
 Chunks (whole TS packets, from ``ts_packets.TsChunker``) go into a bounded ring of ``bytes``

@@ -56,7 +56,7 @@ def body_of(response: bytes) -> dict:
     (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
     (b"POST /stream/x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 413),
     (b"GET /stream/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 413),
-    (b"DELETE /stream/x HTTP/1.1\r\n\r\n", 405),
+    (b"DELETE /stream/x HTTP/1.1\r\nConnection: close\r\n\r\n", 405),
 ])
 def test_malformed_requests_get_a_clear_4xx(node, raw, status):
     response = exchange(node, raw)
