@@ -10,10 +10,8 @@ from aioquic.h3.events import HeadersReceived
 from aioquic.quic import events as qe
 
 from fastpath.hy2 import auth_protocol as ap
-from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData, TcpResponse, Terminated,
-                                 UdpReceived)
-from fastpath.hy2.frames import (TcpResponseParser, encode_tcp_request, fragment_udp_message,
-                                 parse_udp_message)
+from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData, TcpResponse, Terminated)
+from fastpath.hy2.frames import (TcpResponseParser, encode_tcp_request, fragment_udp_message)
 from fastpath.hy2.h3_compat import LenientH3Connection
 from fastpath.hy2.quic_connection import abort_stream, finish_stream
 from fastpath.hy2.udp_sessions import UdpSessionTable
@@ -85,15 +83,7 @@ class ClientSession:
                 return self._response_data(sid, parser, event.data, event.end_stream)
             return self._to_h3(event) if self._is_h3(sid) else []
         if t is qe.DatagramFrameReceived:
-            if not self.authenticated:
-                return []
-            msg = parse_udp_message(event.data)
-            if msg is None:
-                return []
-            session, created, payload = self.udp.feed(msg, now)
-            if payload is None:
-                return []
-            return [UdpReceived(session, created, msg.address, payload)]
+            return self.udp.receive(event.data, now) if self.authenticated else []
         if t is qe.StopSendingReceived and event.stream_id in self._open:
             return [SendStopped(event.stream_id)]
         if t is qe.StreamReset or t is qe.StopSendingReceived:

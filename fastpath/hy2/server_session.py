@@ -13,8 +13,8 @@ from aioquic.quic import events as qe
 
 from fastpath.hy2 import auth_protocol as ap
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
-                                 Terminated, UdpReceived)
-from fastpath.hy2.frames import TcpRequestParser, encode_tcp_response, fragment_udp_message, parse_udp_message
+                                 Terminated)
+from fastpath.hy2.frames import TcpRequestParser, encode_tcp_response, fragment_udp_message
 from fastpath.hy2.h3_compat import LenientH3Connection
 from fastpath.hy2.quic_connection import abort_stream, finish_stream
 from fastpath.hy2.stream_router import ROUTE_DROP, ROUTE_H3, ROUTE_PROXY, StreamRouter
@@ -141,13 +141,7 @@ class ServerSession:
     def _datagram(self, data: bytes, now: float) -> list:
         if not (self.authenticated and self.udp_enabled):
             return []
-        msg = parse_udp_message(data)
-        if msg is None:
-            return []
-        session, created, payload = self.udp.feed(msg, now)
-        if payload is None:
-            return []
-        return [UdpReceived(session, created, msg.address, payload)]
+        return self.udp.receive(data, now)
 
     # -- answers ----------------------------------------------------------------------------
     _answer_rx: int | None = 0

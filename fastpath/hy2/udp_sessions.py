@@ -6,7 +6,8 @@ The I/O layer attaches its socket and counter slot to ``UdpSession.handle``.
 """
 from __future__ import annotations
 
-from fastpath.hy2.frames import Defragmenter, UdpMessage
+from fastpath.hy2.events import UdpReceived
+from fastpath.hy2.frames import Defragmenter, UdpMessage, parse_udp_message
 
 # A hostile client could open session after session; past this many the oldest idle ones go.
 MAX_SESSIONS_PER_CONNECTION = 1024
@@ -43,6 +44,17 @@ class UdpSessionTable:
             return session, False, None
         session.packets += 1
         return session, session.packets == 1, payload
+
+    def receive(self, data: bytes, now: float) -> list:
+        """One DATAGRAM frame's bytes: ``[UdpReceived]`` once they complete a packet, else
+        ``[]`` (a fragment so far, or a malformed message, dropped as the reference does)."""
+        msg = parse_udp_message(data)
+        if msg is None:
+            return []
+        session, created, payload = self.feed(msg, now)
+        if payload is None:
+            return []
+        return [UdpReceived(session, created, msg.address, payload)]
 
     def touch(self, session_id: int, now: float) -> None:
         session = self.sessions.get(session_id)
