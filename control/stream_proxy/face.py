@@ -28,9 +28,9 @@ class Face:
     def store(self):
         return self.node.store
 
-    def live(self) -> LiveView:
+    def live(self, clients_of: bool | str = True) -> LiveView:
         try:
-            return read_live(self.node.table)
+            return read_live(self.node.table, clients_of)
         except falcon.HTTPServiceUnavailable:
             return LiveView()  # no segment yet: nothing is relayed
 

@@ -78,17 +78,14 @@ def overview(streams, view: LiveView, uptime: float, default_agent: str | None =
 def health_counts(streams, view: LiveView) -> dict:
     """The counts of ``/health`` (same meaning as in ``/stats``) without building a single
     stream or client object: a probe stays cheap at 10k viewers."""
-    connected: dict[str, int] = {}
-    for c in view.clients.values():
-        if c.connected:
-            connected[c.stream_id] = connected.get(c.stream_id, 0) + 1
     active = served = 0
     for s in streams:
         live = view.streams.get(s.id)
-        if connected.get(s.id) or (live is not None and live.reading):
+        if view.connected.get(s.id) or (live is not None and live.reading):
             active += 1
         served += s.bytes_served + (live.bytes_out if live is not None else 0)
-    return {"active_streams": active, "active_clients": sum(connected.values()),
+    return {"active_streams": active,
+            "active_clients": sum(len(ids) for ids in view.connected.values()),
             "total_bytes_served": served}
 
 
@@ -106,8 +103,7 @@ def performance(streams, view: LiveView, rates: Rates, now: float | None = None)
     for s in streams:
         live = view.streams.get(s.id)
         f = figs[s.id]
-        clients = view.stream_clients(s.id)
-        connected = sum(1 for c in clients if c.connected)
+        connected = view.connected_count(s.id)
         rate = recent.get(s.id)
         avg_in = avg_out = None
         if live is not None and live.created_ns:
@@ -156,7 +152,7 @@ def performance(streams, view: LiveView, rates: Rates, now: float | None = None)
         "total_segments_served": sum(p["segments_served"] for p in per_stream),
         "cache_hits": total_hits,
         "cache_hit_rate": round(total_hits / total_seg_live, 4) if total_seg_live else None,
-        "active_clients": sum(1 for c in view.clients.values() if c.connected),
+        "active_clients": sum(len(ids) for ids in view.connected.values()),
         "streams": per_stream,
     }
     failed_over = [p for p in per_stream if p["failover_attempts"]]

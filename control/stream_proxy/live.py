@@ -72,12 +72,17 @@ class LiveView:
     streams: dict[str, LiveStream] = field(default_factory=dict)
     clients: dict[str, LiveClient] = field(default_factory=dict)
     by_stream: dict[str, list[LiveClient]] = field(default_factory=dict)
+    # Always kept, also when client objects are not built: distinct connected client ids and
+    # the latest activity of any viewer, per stream.
+    connected: dict[str, set] = field(default_factory=dict)
+    client_last_ns: dict[str, int] = field(default_factory=dict)
 
     def stream_clients(self, stream_id: str) -> list[LiveClient]:
         return self.by_stream.get(stream_id, [])
 
     def connected_count(self, stream_id: str) -> int:
-        return sum(1 for c in self.by_stream.get(stream_id, ()) if c.connected)
+        ids = self.connected.get(stream_id)
+        return len(ids) if ids else 0
 
 
 def split_client_text(text: str) -> tuple[str, str | None, str]:
@@ -87,18 +92,35 @@ def split_client_text(text: str) -> tuple[str, str | None, str]:
     return ip, (user or None), agent
 
 
-def gather(records: list[dict]) -> LiveView:
-    """Fold slot records (``scan_slots`` dicts) into per-stream and per-client figures."""
+def gather(records: list[dict], clients_of: bool | str = True) -> LiveView:
+    """Fold slot records (``scan_slots`` dicts) into per-stream and per-client figures.
+
+    ``clients_of``: build client objects for every viewer (True), for none (False: stream
+    listings need only counts, and 10k client objects are most of the cost), or for the
+    viewers of one stream id."""
     view = LiveView()
     clients = view.clients
     streams = view.streams
     by_stream = view.by_stream
+    connected = view.connected
+    client_last = view.client_last_ns
     ranks = _STATE_RANK
     words = STATE_WORDS
     for rec in records:
         kind = rec["kind"]
         if kind == KIND_MEDIA_CLIENT:
             cid = rec["key"]
+            owner = rec["text_a"]
+            if rec["state"] == STATE_ESTAB:
+                ids = connected.get(owner)
+                if ids is None:
+                    connected[owner] = {cid}
+                else:
+                    ids.add(cid)
+            if rec["last_active_ns"] > client_last.get(owner, 0):
+                client_last[owner] = rec["last_active_ns"]
+            if clients_of is not True and clients_of != owner:
+                continue
             c = clients.get(cid)
             if c is None:
                 ip, user, agent = split_client_text(rec["text_b"])
@@ -145,5 +167,5 @@ def gather(records: list[dict]) -> LiveView:
     return view
 
 
-def read_live(table) -> LiveView:
-    return gather(scan_slots(table, KINDS))
+def read_live(table, clients_of: bool | str = True) -> LiveView:
+    return gather(scan_slots(table, KINDS), clients_of)

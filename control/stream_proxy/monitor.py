@@ -10,7 +10,7 @@ from control.stream_proxy import figures
 from control.stream_proxy.auth import protected
 from control.stream_proxy.errors import not_found
 from control.stream_proxy.face import Face, result_sum
-from control.stream_proxy.views import client_view
+from control.stream_proxy.views import client_view, stream_view
 from fastpath import __version__
 from fastpath.store.media_store import get_stream, list_streams
 
@@ -33,8 +33,10 @@ class Stats(_Base):
 @protected()
 class StatsStreams(_Base):
     def on_get(self, req, resp):
-        stats = self.overview()
-        resp.media = {"total_streams": stats["total_streams"], "streams": stats["streams"]}
+        view = self.face.live(clients_of=False)
+        agent = self.face.default_user_agent
+        streams = [stream_view(s, view, agent) for s in list_streams(self.face.store)]
+        resp.media = {"total_streams": len(streams), "streams": streams}
 
 
 @protected()
@@ -49,7 +51,7 @@ class StatsClients(_Base):
 @protected()
 class StatsPerformance(_Base):
     def on_get(self, req, resp):
-        view = self.face.live()
+        view = self.face.live(clients_of=False)
         resp.media = figures.performance(list_streams(self.face.store), view, self.face.rates)
 
 
@@ -89,7 +91,7 @@ class HlsClient(_Base):
     def on_delete(self, req, resp, stream_id, client_id):
         if get_stream(self.face.store, stream_id) is None:
             raise not_found("Stream not found")
-        c = self.face.live().clients.get(client_id)
+        c = self.face.live(clients_of=stream_id).clients.get(client_id)
         if c is None or c.stream_id != stream_id:
             raise not_found("Client not found")
         results = self.face.tell_workers("media_disconnect", {"stream_id": stream_id, "client_id": client_id})
@@ -101,7 +103,7 @@ class Health(_Base):
     """Public (container probes), so it tells only counts, never URLs or ids."""
 
     def on_get(self, req, resp):
-        counts = figures.health_counts(list_streams(self.face.store), self.face.live())
+        counts = figures.health_counts(list_streams(self.face.store), self.face.live(clients_of=False))
         resp.media = {
             "status": "healthy",
             "version": __version__,

@@ -52,7 +52,7 @@ class Streams:
         self.face = face
 
     def on_get(self, req, resp):
-        view = self.face.live()
+        view = self.face.live(clients_of=False)
         agent = self.face.default_user_agent
         streams = [stream_view(s, view, agent) for s in list_streams(self.face.store)]
         resp.media = {"streams": streams, "total": len(streams)}
@@ -89,7 +89,7 @@ class StreamItem:
 
     def on_get(self, req, resp, stream_id):
         stream = _stream_or_404(self.face, stream_id)
-        view = self.face.live()
+        view = self.face.live(clients_of=stream.id)
         clients = [client_view(c) for c in view.stream_clients(stream.id) if c.connected]
         resp.media = {"stream": stream_view(stream, view, self.face.default_user_agent), "clients": clients,
                       "client_count": len(clients)}
@@ -110,7 +110,7 @@ class StreamFailover:
         stream = _stream_or_404(self.face, stream_id)
         if not stream.failover_urls:
             raise bad_request("Stream has no failover URLs configured")
-        live = self.face.live().streams.get(stream.id)
+        live = self.face.live(clients_of=False).streams.get(stream.id)
         index = (current_index(stream, live) + 1) % len(stream.urls)
         stored = record_failover(self.face.store, stream.id, index)
         if stored is None:  # deleted meanwhile
@@ -135,7 +135,7 @@ class StreamsByMetadata:
         field = b.query_required(req, "field")
         value = b.query_required(req, "value")
         active_only = b.query_bool(req, "active_only", True)
-        view = self.face.live()
+        view = self.face.live(clients_of=False)
         matching = []
         for s in list_streams(self.face.store):
             if s.metadata.get(field) != value:

@@ -60,14 +60,13 @@ def stream_view(stream: MediaStream, view: LiveView, default_agent: str | None =
     """One stream object; ``user_agent`` is the one sent upstream (the node's default when the
     stream names none, as m3u-proxy answers)."""
     live = view.streams.get(stream.id)
-    clients = view.stream_clients(stream.id)
     fig = stream_figures(stream, live)
     idx = current_index(stream, live)
     last = fig["last_access"]
-    for ns in [live.last_active_ns if live else 0] + [c.last_active_ns for c in clients]:
+    for ns in (live.last_active_ns if live else 0, view.client_last_ns.get(stream.id, 0)):
         if ns and (last is None or ns / 1e9 > last):
             last = ns / 1e9
-    connected = sum(1 for c in clients if c.connected)
+    connected = view.connected_count(stream.id)
     return {
         "stream_id": stream.id,
         "original_url": stream.url,

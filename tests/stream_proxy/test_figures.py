@@ -201,3 +201,29 @@ def test_body_checks_answer_400_or_clean_values(body):
             assert all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
         if isinstance(value, str) and value.startswith("http"):
             assert value.split(":", 1)[0].lower() in ("http", "https")
+
+
+def test_partial_views_count_the_same(world):
+    """Listings that build no client objects (or only one stream's) count what the full view
+    counts."""
+    table, reader, store, hls, ts, _idle = world
+    w0, w1 = table.writer(0), table.writer(1)
+    h0, h1 = open_stream(w0, hls, STATE_ESTAB), open_stream(w1, hls, STATE_ESTAB)
+    t0 = open_stream(w0, ts, STATE_ESTAB)
+    for n in range(30):
+        w, s = (w0, h0) if n % 2 else (w1, h1)
+        c = open_client(w, s, hls.id, f"h{n % 10}", "10.1.0.1", "", "tv")  # 10 viewers, 3 slots each
+        w.add_counts(c, 1000, 0, 1, 0)
+        if n >= 27:
+            w.set_state(c, STATE_CLOSED)
+    for n in range(5):
+        open_client(w0, t0, ts.id, f"t{n}", "10.2.0.1", "", "tv")
+    full, none, one = read_live(reader), read_live(reader, False), read_live(reader, hls.id)
+    streams = list_streams(store)
+    for s in streams:
+        views = [stream_view(s, v) for v in (full, none, one)]
+        assert views[0] == views[1] == views[2]
+    assert stream_view(hls, full)["client_count"] == 10
+    assert stream_view(ts, none)["client_count"] == 5
+    assert none.clients == {} and set(one.clients) == {f"h{i}" for i in range(10)}
+    assert one.clients["h0"].workers == 3 and one.clients["h0"].bytes_out == 3000
