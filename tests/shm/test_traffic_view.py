@@ -199,3 +199,19 @@ def test_time_edges(ns):
     assert tv.go_duration(ns) == go_duration(ns)
     assert tv.rfc3339_nano(ns) == rfc3339_nano(ns)
     assert tv.iso_us(ns) == validation.iso(ns / 1e9)
+
+
+def test_a_new_user_slot_is_found_within_the_discovery_interval(seg_path):
+    table = shm.CounterTable.create(seg_path, 2, 64, 1)
+    w0, w1 = table.writer(0), table.writer(1)
+    w0.count(w0.user_slot("a"), 1, 1)
+    view = tv.TrafficView()
+    view.load([], [])
+    assert view.traffic(table) == b'{"a":{"tx":1,"rx":1}}'
+    w1.count(w1.user_slot("a"), 10, 10)   # the id's first slot in another shard
+    w0.count(w0.user_slot("b"), 5, 0)
+    time.sleep(0.11)
+    assert view.traffic(table) == b'{"a":{"tx":11,"rx":11},"b":{"tx":5,"rx":0}}'
+    # Known slots are read between full scans: their bytes are never stale.
+    w1.count(w1.user_slot("a"), 1, 0)
+    assert view.traffic(table) == b'{"a":{"tx":12,"rx":11},"b":{"tx":5,"rx":0}}'
