@@ -279,3 +279,27 @@ def test_health_uptime_is_the_node_uptime(node):
     assert abs(health["uptime_seconds"] - native) < 1.0
     stats = node.get("/stats").json()
     assert abs(stats["uptime_seconds"] - health["uptime_seconds"]) < 1.0
+
+
+def test_viewer_urls_follow_public_url(tmp_path):
+    from tests.stream_proxy.conftest import media_node
+    with media_node(tmp_path, media={"publicUrl": "https://tv.example.com/relay/"}) as n:
+        body = n.post("/streams", {"url": "http://o.example/pub.m3u8"}).json()
+        sid = body["stream_id"]
+        assert body["stream_endpoint"] == f"/hls/{sid}/playlist.m3u8"
+        assert body["playlist_url"] == f"https://tv.example.com/relay/hls/{sid}/playlist.m3u8"
+        ts = n.post("/transcode", {"url": "http://o.example/pub.ts"}).json()
+        assert ts["direct_url"] == f"https://tv.example.com/relay/stream/{ts['stream_id']}"
+
+
+@pytest.mark.parametrize("listen, base", [
+    (("0.0.0.0", 8085), "http://127.0.0.1:8085"),
+    (("::", 9000), "http://[::1]:9000"),
+    (("192.0.2.7", 81), "http://192.0.2.7:81"),
+    (("fd00::5", 81), "http://[fd00::5]:81"),
+])
+def test_public_base_from_the_listen_address(listen, base):
+    from control.stream_proxy.kinds import public_base
+    from fastpath.media.config import MediaSettings
+    assert public_base(MediaSettings(listen=listen)) == base
+    assert public_base(MediaSettings(listen=listen, public_url="http://x.example")) == "http://x.example"
