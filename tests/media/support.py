@@ -74,9 +74,19 @@ def media_node(tmp_path: Path, media: dict | None = None, workers: int = 1) -> N
     return node
 
 
-def register(node: NodeProcess, url: str, kind: str | None = None, **fields) -> str:
-    """Register a stream as the control face does: write it to the store, tell the workers.
-    (Through ``POST /streams`` when the control face is there would do the same.)"""
+def register(node: NodeProcess, url: str, kind: str | None = None, *, via: str = "store",
+             **fields) -> str:
+    """Register a stream as the control face does: write it to the store and tell the workers
+    (``via="store"``, needs nothing but the data plane), or through the control face's
+    ``POST /streams`` (``via="api"``)."""
+    if via == "api":
+        body = {"url": url, **{k: v for k, v in fields.items() if k in (
+            "failover_urls", "user_agent", "headers", "strict_live_ts", "metadata")}}
+        if "sticky" in fields:
+            body["use_sticky_session"] = fields["sticky"]
+        r = node.post("/streams", body)
+        assert r.status in (200, 201), r.body
+        return r.json()["stream_id"]
     if kind is None:
         kind = "hls" if ".m3u8" in url else ("vod" if "/movie/" in url else "direct")
     store = StateStore(node.data_dir / "state.db")

@@ -5,12 +5,20 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from fastpath.media.ts_packets import scan_packets
+
 from fastpath.shm import KIND_MEDIA_STREAM
 from fastpath.store import StateStore, media_store
-from tests.media.support import (LiveReader, OriginProcess, WebhookReceiver, add_webhook, command,
-                                 media_get, media_node, register)
+from tests.media.support import (
+    LiveReader,
+    OriginProcess,
+    WebhookReceiver,
+    add_webhook,
+    command,
+    media_get,
+    media_node,
+    register,
+)
 from tests.media.test_live import slots, wait_until
 
 

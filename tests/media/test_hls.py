@@ -13,8 +13,14 @@ import aiohttp
 import pytest
 
 from fastpath.shm import KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM
-from tests.media.support import (OriginProcess, WebhookReceiver, add_webhook, media_get,
-                                 media_node, register)
+from tests.media.support import (
+    OriginProcess,
+    WebhookReceiver,
+    add_webhook,
+    media_get,
+    media_node,
+    register,
+)
 from tests.media.test_live import slots, wait_until
 
 

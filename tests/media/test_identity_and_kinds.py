@@ -6,7 +6,13 @@ import ipaddress
 from fastpath.media.config import parse_media_config
 from fastpath.media.tracking import client_identity, make_client_id
 from fastpath.store import StateStore, media_store
-from tests.media.support import LiveReader, OriginProcess, media_get, media_node, register
+from tests.media.support import (
+    LiveReader,
+    OriginProcess,
+    media_get,
+    media_node,
+    register,
+)
 from tests.media.test_live import wait_until
 
 

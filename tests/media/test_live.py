@@ -6,12 +6,24 @@ import subprocess
 import time
 
 import pytest
-
-from fastpath.shm import (KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, STATE_ESTAB, CounterTable,
-                          scan_slots)
 from fastpath.media.ts_packets import scan_packets
-from tests.media.support import (LiveReader, OriginProcess, command, delete, media_get, media_node,
-                                 register)
+
+from fastpath.shm import (
+    KIND_MEDIA_CLIENT,
+    KIND_MEDIA_STREAM,
+    STATE_ESTAB,
+    CounterTable,
+    scan_slots,
+)
+from tests.media.support import (
+    LiveReader,
+    OriginProcess,
+    command,
+    delete,
+    media_get,
+    media_node,
+    register,
+)
 from tests.support.node import http
 
 
@@ -54,6 +66,17 @@ def test_ffprobe_reads_the_stream_through_the_node(node, live_origin):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "h264,320" in out.stdout and "aac" in out.stdout
+
+
+def test_streams_registered_through_the_control_face_are_served(node, live_origin):
+    import importlib.util
+    if importlib.util.find_spec("control.stream_proxy") is None:
+        pytest.skip("no stream proxy control face in this build")
+    sid = register(node, live_origin.base + "/live/stream.ts?via-api", via="api")
+    r = LiveReader(node.media_port, f"/stream/{sid}")
+    wait_until(lambda: len(r.body) > 50_000)
+    r.close()
+    assert scan_packets(bytes(r.body))[1] > 250
 
 
 def test_fifty_viewers_get_identical_bytes_from_one_upstream_connection(node, live_origin):

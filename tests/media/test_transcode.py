@@ -3,12 +3,11 @@ variables that cannot smuggle options."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
+from fastpath.media.ts_packets import scan_packets
 
 from fastpath.media import transcode
-from fastpath.media.ts_packets import scan_packets
 from tests.media.support import LiveReader, OriginProcess, media_node, register
 from tests.media.test_live import wait_until
 
