@@ -2,6 +2,7 @@
 raw HTTP clients of the data plane."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -223,7 +224,7 @@ class LiveReader:
 
     def max_gap(self, since: float = 0.0) -> float:
         ts = [t for t, _ in self.times if t >= since]
-        return max((b - a for a, b in zip(ts, ts[1:])), default=float("inf"))
+        return max((b - a for a, b in itertools.pairwise(ts)), default=float("inf"))
 
     def close(self):
         self.stop.set()
