@@ -61,7 +61,7 @@ def _trusted(settings, peer: str) -> bool:
 
 
 def make_client_id(secret: bytes, stream_id: str, ip: str, user_agent: str, username: str) -> str:
-    msg = "\x00".join((stream_id, ip, user_agent, username)).encode("utf-8", "replace")
+    msg = f"{stream_id}\x00{ip}\x00{user_agent}\x00{username}".encode("utf-8", "replace")
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:16]
 
 
