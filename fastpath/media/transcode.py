@@ -32,7 +32,9 @@ CONTENT_TYPES = {"mpegts": "video/mp2t", "adts": "audio/aac", "mp3": "audio/mpeg
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}")
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
-VARIABLE_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:.,_+=\-]{0,63}$")
+# No ',', ':', '=' or ';': inside a filter argument (``-vf scale={width}:...``) they would chain
+# another filter (``movie=`` reads files); bit rates, sizes, CRFs and presets need none of them.
+VARIABLE_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,63}$")
 # Options a profile may not use: they would name files or change where output goes.
 _FORBIDDEN = {"-i", "-y", "-n", "-f_strict", "-filter_script", "-filter_complex_script",
               "-attach", "-dump_attachment", "-progress", "-vstats_file", "-report", "-passlogfile"}

@@ -37,7 +37,8 @@ def test_variables_fill_placeholders_and_cannot_add_options():
         {"width": 640, "height": "360", "video_bitrate": "800k"}))
     assert "scale=640:360" in args and "800k" in args
     for bad in ({"video_bitrate": "1M -i /etc/passwd"}, {"video_bitrate": "-y"},
-                {"video_bitrate": "a;b"}, {"-x": "1"}, {"crf": True}):
+                {"video_bitrate": "a;b"}, {"-x": "1"}, {"crf": True},
+                {"width": "1280,movie=/etc/passwd"}, {"height": "720:flags=x"}):
         with pytest.raises(ValueError):
             transcode.check_variables(bad)
     with pytest.raises(ValueError):
