@@ -132,14 +132,17 @@ class LiveRelay:
     async def attach(self, sock: socket.socket, ident: tuple[str, str, str], client_id: str,
                      head_only: bool) -> object:
         """Answer ``GET /stream/{id}`` and hand the socket to the ring."""
+        if self.stopping:
+            return False
+        # Started first: a viewer that is gone before its head is sent still leaves a relay
+        # that ends itself after the linger time.
+        self.ensure_running()
         head = response_head(200, [("Content-Type", self.content_type),
                                    ("Cache-Control", "no-cache, no-store"),
                                    ("Accept-Ranges", "none"),
                                    ("Access-Control-Allow-Origin", "*")], keep_alive=False)
         await self.loop.sock_sendall(sock, head)
-        if head_only:
-            return False
-        if self.stopping:
+        if head_only or self.stopping:
             return False
         ip, username, agent = ident
         client = ClientSlot(self.svc.writer, self.slot, self.stream.id, client_id, ip, username, agent)
@@ -151,7 +154,6 @@ class LiveRelay:
         self.svc.hooks.emit("client_connected", self.stream.id, {
             "client_id": client_id, "ip_address": ip, "user_agent": agent, "username": username})
         self._apply(cid, state)
-        self.ensure_running()
         return DETACHED
 
     def _apply(self, cid: int, state: int) -> None:
@@ -233,8 +235,7 @@ class LiveRelay:
 
     # -- the reader -----------------------------------------------------------------------------
     def ensure_running(self) -> None:
-        if self.task is None or self.task.done():
-            self.stopping = False
+        if self.task is None and not self.stopping:
             self.task = self.loop.create_task(self._run())
 
     def current_url(self) -> str:
