@@ -147,3 +147,19 @@ def test_a_stalled_primary_is_left_within_the_stall_timeout(tmp_path, media_dir)
     finally:
         primary.kill()
         backup.kill()
+
+
+@pytest.mark.parametrize("sticky", [True, False])
+def test_sticky_sessions_keep_the_redirect_target(tmp_path, media_dir, sticky):
+    with OriginProcess(media_dir) as origin, media_node(tmp_path) as node:
+        sid = register(node, origin.base + "/redirect/stream.ts", sticky=sticky)
+        viewer = LiveReader(node.media_port, f"/stream/{sid}")
+        wait_until(lambda: len(viewer.body) > 20_000)
+        # Reconnect the upstream (a switch to the URL it is on).
+        assert command(node, "media_failover", {"stream_id": sid, "index": 0}) == [{"active_clients": 1}]
+        wait_until(lambda: origin.stats()["live_connections"] == 2, 5)
+        requests = origin.stats()["requests"]
+        # Sticky: the second connection went straight to the final URL, not through the redirect.
+        assert requests["/redirect/stream.ts"] == (1 if sticky else 2)
+        assert not viewer.closed
+        viewer.close()
