@@ -197,6 +197,7 @@ class ClientConnection(QuicGlue):
         self.pending_opens: dict[int, asyncio.Future] = {}
         self.readers: dict[int, asyncio.StreamReader] = {}
         self.pumps: dict[int, RelayPump] = {}
+        self.socket_owners: dict[int, object] = {}      # see Hy2Client.splice_streams
         self.paused: set = set()
         self.waiting_writers: set = set()
         self.udp_sessions: dict[int, UdpSession] = {}
@@ -283,6 +284,7 @@ class ClientConnection(QuicGlue):
     def pump_finished(self, pump, reason: str) -> None:
         if self.pumps.pop(pump.stream_id, None) is None:
             return
+        self.socket_owners.pop(pump.stream_id, None)
         self.paused.discard(pump)
         if not self.closed:
             self.session.end_stream(pump.stream_id)
@@ -483,6 +485,18 @@ class Hy2Client:
         protocol becomes a relay pump.  ``buffered``: bytes already read from it."""
         conn, sid, resp = await self._open(address)
         return self.splice(conn, sid, resp, transport, buffered)
+
+    def splice_streams(self, conn: ClientConnection, sid: int, resp: TcpResponse,
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       prefix: bytes = b"") -> RelayPump:
+        """``splice`` for a socket accepted by ``asyncio.start_server``: what its reader holds
+        goes first (after ``prefix``), and its writer is kept until the relay ends, since a
+        StreamWriter that is collected closes its transport (Python 3.11.5+), which is now the
+        pump's."""
+        buffered = prefix + bytes(reader._buffer)
+        reader._buffer.clear()
+        conn.socket_owners[sid] = writer
+        return self.splice(conn, sid, resp, writer.transport, buffered)
 
     def splice(self, conn: ClientConnection, sid: int, resp: TcpResponse,
                transport: asyncio.Transport, buffered: bytes = b"") -> RelayPump:

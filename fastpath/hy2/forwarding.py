@@ -33,9 +33,7 @@ class TcpForward:
             log.info("tcp forward to %s: %s", self.remote, exc)
             writer.close()
             return
-        buffered = bytes(reader._buffer)
-        reader._buffer.clear()
-        self.client.splice(conn, sid, resp, transport, buffered)
+        self.client.splice_streams(conn, sid, resp, reader, writer)
         if not transport.is_closing():
             transport.resume_reading()
 

@@ -111,9 +111,7 @@ class HttpProxyServer:
             return
         conn, sid, resp = opened
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        buffered = bytes(reader._buffer)
-        reader._buffer.clear()
-        self.client.splice(conn, sid, resp, writer.transport, buffered)
+        self.client.splice_streams(conn, sid, resp, reader, writer)
 
     async def _forward(self, reader, writer, method, target, version, headers) -> None:
         url = urllib.parse.urlsplit(target)
@@ -139,6 +137,4 @@ class HttpProxyServer:
         if opened is None:
             return
         conn, sid, resp = opened
-        buffered = request + bytes(reader._buffer)
-        reader._buffer.clear()
-        self.client.splice(conn, sid, resp, writer.transport, buffered)
+        self.client.splice_streams(conn, sid, resp, reader, writer, prefix=request)

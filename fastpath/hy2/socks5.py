@@ -152,7 +152,6 @@ class Socks5Server:
         return cmd, address
 
     async def _connect(self, reader, writer, address: str) -> None:
-        transport = writer.transport
         try:
             conn, sid, resp = await self.client._open(address)
         except ConnectError as exc:
@@ -166,9 +165,7 @@ class Socks5Server:
             writer.close()
             return
         writer.write(reply(REP_OK))
-        buffered = bytes(reader._buffer)
-        reader._buffer.clear()
-        self.client.splice(conn, sid, resp, transport, buffered)
+        self.client.splice_streams(conn, sid, resp, reader, writer)
 
     async def _udp_associate(self, reader, writer) -> None:
         loop = asyncio.get_running_loop()
