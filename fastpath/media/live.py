@@ -367,6 +367,10 @@ class LiveRelay:
             return
         self.index = new
         self.sticky_url = None
+        # The old source's last packets go out as their own chunk, so the switch (and with
+        # strict_live_ts the PAT after it) starts a chunk: a clean point in the ring.
+        for chunk, flags in self.chunker.flush():
+            self._push(chunk, flags)
         self.chunker.reset(self.stream.strict_live_ts)
         self.slot.set_url(self.stream.urls[new], new)
         self.slot.failover()
