@@ -199,3 +199,20 @@ def test_a_redirecting_origin_is_followed(node, live_origin):
     wait_until(lambda: len(r.body) > 20_000)
     r.close()
     assert scan_packets(bytes(r.body))[1] > 50
+
+
+def test_two_workers_share_the_port_and_answer_every_command(tmp_path, live_origin):
+    with media_node(tmp_path, workers=2) as node:
+        sid = register(node, live_origin.base + "/live/stream.ts?two-workers")
+        before = live_origin.stats()["live_connections"]
+        viewers = [LiveReader(node.media_port, f"/stream/{sid}") for _ in range(12)]
+        wait_until(lambda: all(len(v.body) > 20_000 for v in viewers))
+        shards = {c["shard"] for c in slots(node, KIND_MEDIA_CLIENT) if c["text_a"] == sid}
+        upstream = live_origin.stats()["live_connections"] - before
+        # One upstream connection per worker that has viewers (the kernel spreads them).
+        assert upstream == len({s["shard"] for s in slots(node, KIND_MEDIA_STREAM) if s["key"] == sid})
+        assert 1 <= upstream <= 2 and len(shards) == upstream
+        result = command(node, "media_streams_changed")
+        assert len(result) == 2 and all(r["streams"] >= 1 for r in result)
+        for v in viewers:
+            v.close()
