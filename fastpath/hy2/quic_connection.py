@@ -90,7 +90,8 @@ class Hy2QuicConnection(QuicConnection):
             self._held.discard(stream_id)
 
     def _write_stream_limits(self, builder, space, stream) -> None:
-        if stream.max_stream_data_local and stream.stream_id not in self._held:
+        held = self._held
+        if stream.max_stream_data_local and (not held or stream.stream_id not in held):
             delivered = stream.receiver.highest_offset
             if delivered + self._stream_window // 2 > stream.max_stream_data_local:
                 stream.max_stream_data_local = delivered + self._stream_window

@@ -75,10 +75,6 @@ class ServerConnection(QuicGlue):
         return self.session.auth_id
 
     # -- input ------------------------------------------------------------------------------
-    def receive(self, data: bytes, addr, now: float) -> None:
-        self.quic.receive_datagram(data, addr, now)
-        self.process_events(now)
-
     def process_events(self, now: float) -> None:
         quic = self.quic
         session = self.session
@@ -352,6 +348,7 @@ class Hy2Server:
     def _on_batch(self, batch: list) -> None:
         now = self.loop.time()
         by_cid = self.by_cid
+        touched: dict[ServerConnection, None] = {}      # in order of first packet
         for data, addr in batch:
             first = data[0] if data else 0
             if first & 0x80:
@@ -366,9 +363,17 @@ class Hy2Server:
                 if conn is None:
                     continue
             try:
-                conn.receive(data, addr, now)
+                conn.quic.receive_datagram(data, addr, now)
             except Exception:
                 log.exception("error handling a packet from %s", addr)
+            touched[conn] = None
+        # Events once per connection and batch: their dispatch, the resume checks and the
+        # transmit that follows are not repeated for every packet.
+        for conn in touched:
+            try:
+                conn.process_events(now)
+            except Exception:
+                log.exception("error handling packets from %s", conn.addr)
         self._flush()
 
     def _new_connection(self, data: bytes, addr, now: float):
