@@ -11,10 +11,10 @@ import asyncio
 import hmac
 import json
 import logging
-import ssl
 from typing import Protocol
 
 from fastpath.hy2.config import AuthSettings
+from fastpath.hy2.http_session import new_session
 
 log = logging.getLogger("fastpath.hy2.auth")
 
@@ -61,14 +61,7 @@ class HttpAuth:
     async def authenticate(self, addr, auth, client_rx):
         import aiohttp
         if self._session is None or self._session.closed:
-            ssl_ctx = None
-            if self.insecure:
-                ssl_ctx = ssl.create_default_context()
-                ssl_ctx.check_hostname = False
-                ssl_ctx.verify_mode = ssl.CERT_NONE
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT),
-                connector=aiohttp.TCPConnector(ssl=ssl_ctx) if ssl_ctx else None)
+            self._session = new_session(HTTP_TIMEOUT, self.insecure)
         body = {"addr": addr, "auth": auth, "tx": client_rx}
         try:
             async with self._session.post(self.url, json=body) as resp:

@@ -7,22 +7,14 @@ import logging
 import time
 
 from fastpath.hy2.client import Hy2Client, Hy2Error
+from fastpath.hy2.listener import TcpListener
 
 log = logging.getLogger("fastpath.hy2.forwarding")
 
 
-class TcpForward:
+class TcpForward(TcpListener):
     def __init__(self, client: Hy2Client, listen: tuple[str, int], remote: str) -> None:
         self.client, self.listen, self.remote = client, listen, remote
-        self.server = None
-
-    async def start(self) -> "TcpForward":
-        self.server = await asyncio.start_server(self._handle, self.listen[0], self.listen[1])
-        return self
-
-    @property
-    def address(self):
-        return self.server.sockets[0].getsockname()[:2]
 
     async def _handle(self, reader, writer) -> None:
         transport = writer.transport
@@ -36,10 +28,6 @@ class TcpForward:
         self.client.splice_streams(conn, sid, resp, reader, writer)
         if not transport.is_closing():
             transport.resume_reading()
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
 
 
 class UdpForward:

@@ -13,6 +13,7 @@ import logging
 import urllib.parse
 
 from fastpath.hy2.client import ConnectError, Hy2Client, Hy2Error
+from fastpath.hy2.listener import TcpListener
 from fastpath.hy2.udp_relay import join_address
 
 log = logging.getLogger("fastpath.hy2.http_proxy")
@@ -27,7 +28,9 @@ def _status(code: int, reason: str, extra: str = "") -> bytes:
             f"{extra}Content-Length: {len(body)}\r\n\r\n{body}").encode()
 
 
-class HttpProxyServer:
+class HttpProxyServer(TcpListener):
+    stream_limit = MAX_HEAD
+
     def __init__(self, client: Hy2Client, listen: tuple[str, int], *, username: str | None = None,
                  password: str | None = None, realm: str = "Hysteria") -> None:
         self.client = client
@@ -35,20 +38,6 @@ class HttpProxyServer:
         self.username = username
         self.password = password
         self.realm = realm
-        self.server = None
-
-    async def start(self) -> "HttpProxyServer":
-        self.server = await asyncio.start_server(self._handle, self.listen[0], self.listen[1],
-                                                 limit=MAX_HEAD)
-        return self
-
-    @property
-    def address(self):
-        return self.server.sockets[0].getsockname()[:2]
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
 
     def _authorized(self, headers: list[tuple[str, str]]) -> bool:
         if self.username is None:

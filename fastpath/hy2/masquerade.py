@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
-import ssl
 import urllib.parse
 from pathlib import Path
 
 from fastpath.hy2.config import MasqueradeSettings
+from fastpath.hy2.http_session import new_session
 
 log = logging.getLogger("fastpath.hy2.masquerade")
 
@@ -97,16 +97,8 @@ class ProxyMasquerade:
         self._session = None
 
     async def respond(self, headers, body):
-        import aiohttp
         if self._session is None or self._session.closed:
-            ssl_ctx = None
-            if self.insecure:
-                ssl_ctx = ssl.create_default_context()
-                ssl_ctx.check_hostname = False
-                ssl_ctx.verify_mode = ssl.CERT_NONE
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=30), auto_decompress=False,
-                connector=aiohttp.TCPConnector(ssl=ssl_ctx) if ssl_ctx else None)
+            self._session = new_session(30, self.insecure, auto_decompress=False)
         path = headers.get(":path", "/")
         base_path = self.base.path.rstrip("/")
         url = urllib.parse.urlunsplit((self.base.scheme, self.base.netloc, base_path + path.split("?")[0],

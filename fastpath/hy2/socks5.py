@@ -14,6 +14,7 @@ import socket
 import struct
 
 from fastpath.hy2.client import ConnectError, Hy2Client, Hy2Error
+from fastpath.hy2.listener import TcpListener
 from fastpath.hy2.udp_relay import join_address, split_address
 
 log = logging.getLogger("fastpath.hy2.socks5")
@@ -73,7 +74,7 @@ def reply(code: int, bound: str = "0.0.0.0:0") -> bytes:
     return bytes([VERSION, code, 0]) + encode_address(bound)
 
 
-class Socks5Server:
+class Socks5Server(TcpListener):
     def __init__(self, client: Hy2Client, listen: tuple[str, int], *, username: str | None = None,
                  password: str | None = None, disable_udp: bool = False) -> None:
         self.client = client
@@ -81,19 +82,6 @@ class Socks5Server:
         self.username = username
         self.password = password
         self.disable_udp = disable_udp
-        self.server = None
-
-    async def start(self) -> "Socks5Server":
-        self.server = await asyncio.start_server(self._handle, self.listen[0], self.listen[1])
-        return self
-
-    @property
-    def address(self):
-        return self.server.sockets[0].getsockname()[:2]
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
