@@ -47,23 +47,36 @@ async def _dual_stack_echo():
     return transport, sock.getsockname()[1]
 
 
-async def _server(tls_files, writer):
-    settings = parse_server_config({"listen": "127.0.0.1:0"})
-    return await Hy2Server(settings, cert=tls_files[0], key=tls_files[1],
-                           authenticator=NodeAuthenticator(None, PasswordAuth("pw")),
-                           masquerade=NotFoundMasquerade(), counters=writer).start()
+class Setup:
+    """An echo target, a server counting into its own counter table, a client's UDP session."""
+
+    async def start(self, tls_files, tmp_path, slots):
+        self.writer = CounterTable.create(str(tmp_path / "counters"), 1, slots, 1).writer(0)
+        self.echo, self.port = await _dual_stack_echo()
+        self.server = await Hy2Server(parse_server_config({"listen": "127.0.0.1:0"}),
+                                      cert=tls_files[0], key=tls_files[1],
+                                      authenticator=NodeAuthenticator(None, PasswordAuth("pw")),
+                                      masquerade=NotFoundMasquerade(), counters=self.writer).start()
+        self.client = simple_client(f"127.0.0.1:{self.server.address[1]}", "pw")
+        self.udp = await self.client.udp_session()
+        return self
+
+    def server_session(self):
+        [conn] = self.server.connections
+        [session] = conn.session.udp.sessions.values()
+        return session
+
+    async def stop(self):
+        await self.client.close()
+        await self.server.close()
+        self.echo.close()
 
 
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_names_literals_many_destinations_and_exact_counts(tls_files, tmp_path):
-    table = CounterTable.create(str(tmp_path / "counters"), 1, 256, 1)
-    writer = table.writer(0)
-
     async def main():
-        echo, port = await _dual_stack_echo()
-        server = await _server(tls_files, writer)
-        client = simple_client(f"127.0.0.1:{server.address[1]}", "pw")
-        udp = await client.udp_session()
+        t = await Setup().start(tls_files, tmp_path, 256)
+        udp, port = t.udp, t.port
         sent = received = 0
 
         async def echo_via(target, payload, expect_from):
@@ -89,43 +102,31 @@ def test_names_literals_many_destinations_and_exact_counts(tls_files, tmp_path):
             sent += 1
         await echo_via(f"127.0.0.1:{port}", os.urandom(1000), {f"127.0.0.1:{port}"})
 
-        [conn] = server.connections
-        [session] = conn.session.udp.sessions.values()
+        session = t.server_session()
         pump = session.handle
         assert isinstance(pump, udp_pump.UdpPump) and pump.slot >= 0
-        record = writer.read(pump.slot)
+        record = t.writer.read(pump.slot)
         assert (record["tx"], record["rx"]) == (sent, received)
         assert record["rx_packets"] == 6 and record["tx_packets"] == 6 + udp_pump.MAX_TARGETS + 10
 
-        await client.close()
+        await t.client.close()
         await asyncio.sleep(0.2)
         assert pump.closed and session.handle is None
-        await server.close()
-        echo.close()
+        await t.stop()
 
     run(main())
 
 
 def test_reply_larger_than_a_datagram_is_fragmented_and_counted_once(tls_files, tmp_path):
-    table = CounterTable.create(str(tmp_path / "counters"), 1, 64, 1)
-    writer = table.writer(0)
-
     async def main():
-        echo, port = await _dual_stack_echo()
-        server = await _server(tls_files, writer)
-        client = simple_client(f"127.0.0.1:{server.address[1]}", "pw")
-        udp = await client.udp_session()
+        t = await Setup().start(tls_files, tmp_path, 64)
         for size in (1, 1150, 1300, 5000):
             payload = os.urandom(size)
-            assert udp.send(f"127.0.0.1:{port}", payload)
-            assert (await asyncio.wait_for(udp.recv(), 5))[1] == payload
-        [conn] = server.connections
-        [session] = conn.session.udp.sessions.values()
-        record = writer.read(session.handle.slot)
+            assert t.udp.send(f"127.0.0.1:{t.port}", payload)
+            assert (await asyncio.wait_for(t.udp.recv(), 5))[1] == payload
+        record = t.writer.read(t.server_session().handle.slot)
         total = 1 + 1150 + 1300 + 5000
         assert (record["tx"], record["rx"], record["rx_packets"]) == (total, total, 4)
-        await client.close()
-        await server.close()
-        echo.close()
+        await t.stop()
 
     run(main())
