@@ -113,14 +113,12 @@ def test_a_slow_viewer_does_not_slow_the_others(node, live_origin):
     for r in fast:
         r.close()
     slow.close()
-    rate = live_origin.stats()["live_bytes"] and None
     for r in fast:
-        # Each fast viewer keeps receiving at least every half second...
-        assert r.max_gap(start + 1.5) < 0.6, r.max_gap(start + 1.5)
+        # Each fast viewer keeps receiving (the origin sends every ~0.1 s)...
+        assert r.max_gap(start + 1.5) < 1.0, r.max_gap(start + 1.5)
         # ...and far more than the slow one.
         assert len(r.body) > 5 * len(slow.body)
     assert len(slow.body) < 100_000
-    del rate
 
 
 def test_viewers_are_in_shared_memory_and_can_be_disconnected(node, live_origin):
