@@ -241,7 +241,26 @@ class HlsRelay:
                                       make_ref)
         if info.is_master:
             self.masters[index] = info
+        elif info.is_live and info.segments and self.settings.hls_prefetch:
+            self._prefetch(info.segments[-1])
         return text.encode("utf-8"), info
+
+    def _prefetch(self, url: str) -> None:
+        """Fetch the newest segment of a refreshed live playlist before players ask for it
+        (it goes through the same claim, so it is still fetched once)."""
+        key = ("seg", url)
+        if key in self.svc.cache or self.svc.cache.pending(key) is not None:
+            return
+
+        async def run():
+            try:
+                await coalesced(self.svc.cache, ("seg", url), lambda: self._fetch_segment(url),
+                                lambda _meta: self.settings.segment_cache_ttl)
+            except UpstreamError:
+                pass
+        task = self.svc.loop.create_task(run())
+        self.svc.tasks.add(task)
+        task.add_done_callback(self.svc.tasks.discard)
 
     def _playlist_ttl(self, info) -> float:
         if info.is_master:

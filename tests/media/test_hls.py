@@ -167,3 +167,16 @@ def test_variant_refs_name_their_slot(node, hls_origin):
     ref = re.search(r"playlist\.m3u8\?r=(\S+)", text).group(1)
     payload = base64.urlsafe_b64decode(ref.split(".")[0] + "==").decode()
     assert payload.split("\n")[0] == "v0@0"
+
+
+def test_the_newest_segment_is_prefetched_once(tmp_path, media_dir):
+    with OriginProcess(media_dir) as origin, media_node(tmp_path) as fresh:
+        sid = register(fresh, origin.base + "/hls/playlist.m3u8")
+        text = media_get(fresh, f"/hls/{sid}/playlist.m3u8").text
+        last = ref_url([u for u in text.splitlines() if u.startswith("segment")][-1])
+        path = "/" + last.split("/", 3)[3]
+        wait_until(lambda: origin.stats()["requests"].get(path) == 1, 5)
+        # The player's request for it is a cache hit: still one upstream fetch.
+        uri = [u for u in text.splitlines() if u.startswith("segment")][-1]
+        assert media_get(fresh, f"/hls/{sid}/{uri}").status == 200
+        assert origin.stats()["requests"][path] == 1
