@@ -163,6 +163,15 @@ class MediaService:
         await self.loop.sock_sendall(sock, data)
 
     async def handle(self, req: Request, sock) -> object:
+        try:
+            return await self._handle(req, sock)
+        except MemoryError:
+            # The worker's counter shard is full: no slot for one more viewer.
+            await self.send(sock, simple_response(503, "the node is at its viewer capacity",
+                                                  keep_alive=False, extra=[("Retry-After", "5")]))
+            return False
+
+    async def _handle(self, req: Request, sock) -> object:
         keep = req.keep_alive
         if req.method == "OPTIONS":
             await self.send(sock, response_head(204, [

@@ -103,3 +103,15 @@ def test_the_node_still_serves_after_all_that(node):
     assert media_get(node, "/health").json()["status"] == "healthy"
     r = media_get(node, f"/hls/{node.hls}/playlist.m3u8")
     assert r.status == 200
+
+
+def test_a_full_counter_shard_answers_503_not_500(tmp_path, media_dir):
+    node = media_node(tmp_path)
+    node.config["counters"]["slotsPerShard"] = 64       # room for only a few dozen viewers
+    with OriginProcess(media_dir) as origin, node:
+        sid = register(node, origin.base + "/hls/playlist.m3u8")
+        statuses = [media_get(node, f"/hls/{sid}/playlist.m3u8",
+                              headers={"User-Agent": f"viewer-{i}"}).status for i in range(80)]
+        assert statuses[0] == 200 and 503 in statuses
+        assert set(statuses) == {200, 503}
+        assert media_get(node, "/health").status == 200
