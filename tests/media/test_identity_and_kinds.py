@@ -47,3 +47,24 @@ def test_a_direct_url_that_serves_a_playlist_becomes_hls(tmp_path, media_dir):
         r = media_get(node, f"/stream/{sid}")        # follows the 302 to the playlist
         assert r.status == 200 and r.text.startswith("#EXTM3U")
         assert "segment.ts?r=" in r.text
+
+
+def test_lifecycle_webhooks_of_a_live_stream(tmp_path, media_dir):
+    from tests.media.support import WebhookReceiver, add_webhook
+    with WebhookReceiver() as hooks, OriginProcess(media_dir) as origin, media_node(tmp_path) as node:
+        add_webhook(node, hooks.url, [])                       # every event
+        sid = register(node, origin.base + "/live/stream.ts")
+        viewer = LiveReader(node.media_port, f"/stream/{sid}", headers={"User-Agent": "hooked"})
+        wait_until(lambda: len(viewer.body) > 20_000)
+        viewer.close()
+        stopped = hooks.wait_for("stream_stopped", 10)[0]     # after the linger time (2 s)
+        assert stopped["stream_id"] == sid and stopped["data"]["bytes_served"] > 20_000
+        started = hooks.of_type("stream_started")[0]
+        connected = hooks.of_type("client_connected")[0]
+        gone = hooks.wait_for("client_disconnected")[0]
+        assert connected["data"]["user_agent"] == "hooked"
+        assert gone["data"]["client_id"] == connected["data"]["client_id"]
+        assert gone["data"]["bytes_served"] >= len(viewer.body)
+        order = [e["body"]["event_type"] for e in hooks.events]
+        assert order.index("stream_started") < order.index("stream_stopped")
+        assert started["data"]["url"] == origin.base + "/live/stream.ts"
