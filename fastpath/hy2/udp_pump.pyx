@@ -59,12 +59,17 @@ cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char *src, void *dst)
     const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
 
-BATCH = 64
-# Destinations remembered per session (literal addresses and resolved names alike); a client
-# spraying packets at more than this many starts the table over.
-MAX_TARGETS = 256
-MAX_QUEUED_DATAGRAMS = 512
-RECV_SIZE = 65535
+cdef enum:
+    BATCH_C = 64                 # replies read per readiness event
+    # Destinations remembered per session (literal addresses and resolved names alike); a
+    # client spraying packets at more than this many starts the table over.
+    MAX_TARGETS_C = 256
+    MAX_QUEUED_C = 512           # as Hy2QuicConnection.queue_datagram
+    RECV_SIZE_C = 65535
+
+BATCH = BATCH_C
+MAX_TARGETS = MAX_TARGETS_C
+MAX_QUEUED_DATAGRAMS = MAX_QUEUED_C
 
 # One receive buffer for every pump: the event loop runs one reader at a time.
 cdef unsigned char _rbuf[65536]
@@ -163,7 +168,7 @@ cdef class UdpPump:
             inet_pton(AF_INET6, ip_bytes, &v6.sin6_addr)
             t.addr_len = sizeof(sockaddr_in6)
         t.fd = self._sock(family).fileno()
-        if len(self.targets) >= MAX_TARGETS:
+        if len(self.targets) >= MAX_TARGETS_C:
             self.targets.clear()
             self.names = 0
         self.targets[address] = t
@@ -186,11 +191,11 @@ cdef class UdpPump:
         cdef ssize_t n
         cdef size_t room = self.quic.datagram_room()
         cdef int i, queued = 0
-        for i in range(BATCH):
+        for i in range(BATCH_C):
             if self.closed:
                 break
             src_len = sizeof(src)
-            n = recvfrom(fd, _rbuf, RECV_SIZE, MSG_DONTWAIT, <sockaddr *>&src, &src_len)
+            n = recvfrom(fd, _rbuf, RECV_SIZE_C, MSG_DONTWAIT, <sockaddr *>&src, &src_len)
             if n < 0:
                 if errno == EAGAIN or errno == EINTR:     # EWOULDBLOCK is EAGAIN on Linux
                     break
@@ -217,7 +222,7 @@ cdef class UdpPump:
             if sent and self.slot >= 0:
                 self.writer.add(<uint32_t>self.slot, 0, <unsigned long long>n, fp_now_ns())
             return 1 if sent else 0
-        if len(self.pending) >= MAX_QUEUED_DATAGRAMS:
+        if len(self.pending) >= MAX_QUEUED_C:
             return 0
         msg = PyBytes_FromStringAndSize(NULL, header + n)
         out = <unsigned char *>PyBytes_AS_STRING(msg)
