@@ -190,7 +190,7 @@ cdef class UdpPump:
         cdef socklen_t src_len
         cdef ssize_t n
         cdef size_t room = self.quic.datagram_room()
-        cdef int i, queued = 0
+        cdef int i, got = 0, queued = 0
         for i in range(BATCH_C):
             if self.closed:
                 break
@@ -202,9 +202,11 @@ cdef class UdpPump:
                 continue             # an ICMP error from an earlier send: keep reading
             if n == 0:
                 continue
+            got += 1
             queued += self._reply(&src, src_len, n, room)
-        if queued:
+        if got:                      # a reply keeps the session alive, queued or not
             self.session.last_active = self.loop.time()
+        if queued:
             self.owner.want_transmit()
 
     cdef int _reply(self, sockaddr_storage *src, socklen_t src_len, ssize_t n,
