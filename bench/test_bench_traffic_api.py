@@ -4,7 +4,7 @@ control API's cheapest endpoint served by the same gunicorn in the same run.
 The control API runs as in production (``python -m control.server``, gunicorn, gthread) over a
 counter segment and a store this benchmark fills; requests come from keep-alive HTTP clients in
 threads.  Goal (issue): ``/traffic`` at 10k users within 5x of the trivial endpoint's latency.
-Figures and history: bench/RESULTS_traffic_api.md.
+Figures and history: bench/RESULTS.md (traffic faces section).
 """
 import http.client
 import os
