@@ -9,6 +9,7 @@ import falcon
 
 from control.stream_proxy.figures import Rates
 from control.stream_proxy.live import LiveView, read_live
+from control.stream_proxy.stream_cache import StreamCache
 from fastpath.supervisor.command_channel import CommandError
 
 log = logging.getLogger("fastpath.control.stream_proxy")
@@ -21,12 +22,17 @@ class Face:
         self.api_token = getattr(self.media, "api_token", None)
         self.default_user_agent = getattr(self.media, "user_agent", None)
         self.rates = Rates()
+        self._streams = StreamCache(node.store)
         self._node_started: float | None = None
         self._next_status = 0.0
 
     @property
     def store(self):
         return self.node.store
+
+    def streams(self):
+        """Every registered stream (cached until the store changes; read-only objects)."""
+        return self._streams.streams()
 
     def live(self, clients_of: bool | str = True) -> LiveView:
         try:

@@ -85,7 +85,7 @@ def health_counts(streams, view: LiveView) -> dict:
             active += 1
         served += s.bytes_served + (live.bytes_out if live is not None else 0)
     return {"active_streams": active,
-            "active_clients": sum(len(ids) for ids in view.connected.values()),
+            "active_clients": sum(view.connected.values()),
             "total_bytes_served": served}
 
 
@@ -152,7 +152,7 @@ def performance(streams, view: LiveView, rates: Rates, now: float | None = None)
         "total_segments_served": sum(p["segments_served"] for p in per_stream),
         "cache_hits": total_hits,
         "cache_hit_rate": round(total_hits / total_seg_live, 4) if total_seg_live else None,
-        "active_clients": sum(len(ids) for ids in view.connected.values()),
+        "active_clients": sum(view.connected.values()),
         "streams": per_stream,
     }
     failed_over = [p for p in per_stream if p["failover_attempts"]]

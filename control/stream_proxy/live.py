@@ -1,13 +1,18 @@
 """What the workers publish in shared memory, gathered per stream and per viewer.
 
-One ``scan_slots`` per request (the contract's slots: one ``KIND_MEDIA_STREAM`` per worker and
-active stream, one ``KIND_MEDIA_CLIENT`` per viewer per worker).  Figures are never asked of a
-worker.  An HLS viewer's requests can land on several workers, so client slots are merged by
-client id.
+One scan per request (the contract's slots: one ``KIND_MEDIA_STREAM`` per worker and active
+stream, one ``KIND_MEDIA_CLIENT`` per viewer per worker).  Figures are never asked of a worker.
+An HLS viewer's requests can land on several workers, so client slots are merged by client id.
+
+``read_live`` folds the slots in C (``fastpath.shm.media_view``); ``gather`` is the same
+folding over ``scan_slots`` dicts, kept as the readable reference the compiled view is tested
+against.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from fastpath.shm.media_view import scan_media
 
 from fastpath.shm import (
     KIND_MEDIA_CLIENT,
@@ -72,17 +77,17 @@ class LiveView:
     streams: dict[str, LiveStream] = field(default_factory=dict)
     clients: dict[str, LiveClient] = field(default_factory=dict)
     by_stream: dict[str, list[LiveClient]] = field(default_factory=dict)
-    # Always kept, also when client objects are not built: distinct connected client ids and
-    # the latest activity of any viewer, per stream.
-    connected: dict[str, set] = field(default_factory=dict)
+    # Always kept, also when client objects are not built: the number of distinct connected
+    # client ids (streams with none are absent) and the latest activity of any viewer, per
+    # stream.
+    connected: dict[str, int] = field(default_factory=dict)
     client_last_ns: dict[str, int] = field(default_factory=dict)
 
     def stream_clients(self, stream_id: str) -> list[LiveClient]:
         return self.by_stream.get(stream_id, [])
 
     def connected_count(self, stream_id: str) -> int:
-        ids = self.connected.get(stream_id)
-        return len(ids) if ids else 0
+        return self.connected.get(stream_id, 0)
 
 
 def split_client_text(text: str) -> tuple[str, str | None, str]:
@@ -164,8 +169,27 @@ def gather(records: list[dict], clients_of: bool | str = True) -> LiveView:
             if rec["created_ns"] and (not s.created_ns or rec["created_ns"] < s.created_ns):
                 s.created_ns = rec["created_ns"]
             s.last_active_ns = max(s.last_active_ns, rec["last_active_ns"])
+    view.connected = {owner: len(ids) for owner, ids in connected.items()}
     return view
 
 
-def read_live(table, clients_of: bool | str = True) -> LiveView:
+def read_live_python(table, clients_of: bool | str = True) -> LiveView:
+    """The reference path: one dict per slot, folded by ``gather``."""
     return gather(scan_slots(table, KINDS), clients_of)
+
+
+def read_live(table, clients_of: bool | str = True) -> LiveView:
+    """The compiled scan: the same view, folded in C; Python objects only for the result."""
+    streams, connected, client_last, clients = scan_media(table, clients_of)
+    view = LiveView(connected=connected, client_last_ns=client_last)
+    view.streams = {t[0]: LiveStream(*t) for t in streams}
+    by_stream = view.by_stream
+    out = view.clients
+    for t in clients:
+        c = out[t[0]] = LiveClient(*t)
+        group = by_stream.get(c.stream_id)
+        if group is None:
+            by_stream[c.stream_id] = [c]
+        else:
+            group.append(c)
+    return view

@@ -12,7 +12,7 @@ from control.stream_proxy.errors import not_found
 from control.stream_proxy.face import Face, result_sum
 from control.stream_proxy.views import client_view, stream_view
 from fastpath import __version__
-from fastpath.store.media_store import get_stream, list_streams
+from fastpath.store.media_store import get_stream
 
 
 class _Base:
@@ -20,7 +20,7 @@ class _Base:
         self.face = face
 
     def overview(self) -> dict:
-        return figures.overview(list_streams(self.face.store), self.face.live(), self.face.uptime(),
+        return figures.overview(self.face.streams(), self.face.live(), self.face.uptime(),
                                 self.face.default_user_agent)
 
 
@@ -35,7 +35,7 @@ class StatsStreams(_Base):
     def on_get(self, req, resp):
         view = self.face.live(clients_of=False)
         agent = self.face.default_user_agent
-        streams = [stream_view(s, view, agent) for s in list_streams(self.face.store)]
+        streams = [stream_view(s, view, agent) for s in self.face.streams()]
         resp.media = {"total_streams": len(streams), "streams": streams}
 
 
@@ -52,13 +52,13 @@ class StatsClients(_Base):
 class StatsPerformance(_Base):
     def on_get(self, req, resp):
         view = self.face.live(clients_of=False)
-        resp.media = figures.performance(list_streams(self.face.store), view, self.face.rates)
+        resp.media = figures.performance(self.face.streams(), view, self.face.rates)
 
 
 @protected()
 class StatsDetailed(_Base):
     def on_get(self, req, resp):
-        streams = list_streams(self.face.store)
+        streams = self.face.streams()
         view = self.face.live()
         stats = figures.overview(streams, view, self.face.uptime(), self.face.default_user_agent)
         perf = figures.performance(streams, view, self.face.rates)
@@ -103,7 +103,7 @@ class Health(_Base):
     """Public (container probes), so it tells only counts, never URLs or ids."""
 
     def on_get(self, req, resp):
-        counts = figures.health_counts(list_streams(self.face.store), self.face.live(clients_of=False))
+        counts = figures.health_counts(self.face.streams(), self.face.live(clients_of=False))
         resp.media = {
             "status": "healthy",
             "version": __version__,

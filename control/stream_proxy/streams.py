@@ -15,7 +15,6 @@ from fastpath.store.media_store import (
     MediaStream,
     delete_stream,
     get_stream,
-    list_streams,
     put_stream,
     record_failover,
 )
@@ -54,7 +53,7 @@ class Streams:
     def on_get(self, req, resp):
         view = self.face.live(clients_of=False)
         agent = self.face.default_user_agent
-        streams = [stream_view(s, view, agent) for s in list_streams(self.face.store)]
+        streams = [stream_view(s, view, agent) for s in self.face.streams()]
         resp.media = {"streams": streams, "total": len(streams)}
 
     def on_post(self, req, resp):
@@ -137,7 +136,7 @@ class StreamsByMetadata:
         active_only = b.query_bool(req, "active_only", True)
         view = self.face.live(clients_of=False)
         matching = []
-        for s in list_streams(self.face.store):
+        for s in self.face.streams():
             if s.metadata.get(field) != value:
                 continue
             obj = stream_view(s, view)
