@@ -71,7 +71,7 @@ class HlsRelay:
         self.started = False
         self.errors = 0
         self.failures = 0
-        svc.hooks.emit("stream_started", stream.id, {"url": stream.urls[self.index],
+        svc.events.stream_up(stream.id, {"url": stream.urls[self.index],
                                                      "stream_type": "hls"})
         self.started = True
 
@@ -87,7 +87,7 @@ class HlsRelay:
             ip, username, agent = ident
             slot = ClientSlot(self.svc.writer, self.slot, self.stream.id, client_id, ip, username, agent)
             self.clients[client_id] = slot
-            self.svc.hooks.emit("client_connected", self.stream.id, {
+            self.svc.events.client_up(self.stream.id, client_id, {
                 "client_id": client_id, "ip_address": ip, "user_agent": agent, "username": username})
         else:
             slot.seen()
@@ -98,7 +98,7 @@ class HlsRelay:
         if slot is None:
             return False
         sent = slot.close()
-        self.svc.hooks.emit("client_disconnected", self.stream.id, {
+        self.svc.events.client_down(self.stream.id, client_id, {
             "client_id": client_id, "bytes_served": sent, "reason": reason})
         return True
 
@@ -128,16 +128,19 @@ class HlsRelay:
             self._switched(index, reason, record=False)
 
     def _switched(self, new: int, reason: str, *, record: bool) -> None:
+        """Switch at once in this worker; the store decides which worker counts and announces
+        it (``node_events.py``): a compare-and-set for a failure, a claim for a manual switch."""
         old = self.index
         self.index = new
         self.sticky_url = None
         self.slot.set_url(self.stream.urls[new], new)
-        self.slot.failover()
+        data = {"from_url": self.stream.urls[old], "to_url": self.stream.urls[new], "from_index": old,
+                "failover_index": new, "reason": reason, "active_clients": len(self.clients)}
         if record:
-            self.svc.background(media_store.record_failover, self.svc.store, self.stream.id, new)
-        self.svc.hooks.emit("failover_triggered", self.stream.id, {
-            "from_url": self.stream.urls[old], "to_url": self.stream.urls[new], "from_index": old,
-            "failover_index": new, "reason": reason, "active_clients": len(self.clients)})
+            self.svc.events.switch_later(self.stream.id, old, new, count=True, data=data,
+                                         on_win=self.slot.failover)
+        else:
+            self.svc.events.manual_switch(self.stream.id, data, on_win=self.slot.failover)
 
     def _failed(self, reason: str) -> None:
         self.errors += 1
@@ -320,6 +323,6 @@ class HlsRelay:
         self.svc.background(media_store.fold_counts, self.svc.store, self.stream.id,
                             bytes_in=record["rx"], bytes_served=record["tx"],
                             segments_served=record["tx_packets"], last_access=time.time())
-        self.svc.hooks.emit("stream_stopped", self.stream.id, {
+        self.svc.events.stream_down(self.stream.id, {
             "bytes_in": record["rx"], "bytes_served": record["tx"], "errors": self.errors})
         self.svc.relay_done(self)

@@ -109,6 +109,7 @@ class LiveRelay:
         self.sticky_url: str | None = None
         self.switch_to: int | None = None
         self.switch_reason = ""
+        self.switch_mode = "manual"
         self.stopping = False
         self.started = False
         self.idle_since = time.monotonic()
@@ -151,7 +152,7 @@ class LiveRelay:
         viewer = Viewer(sock, fd, cid, client)
         self.viewers[cid] = viewer
         self.loop.add_reader(fd, self._on_readable, cid)
-        self.svc.hooks.emit("client_connected", self.stream.id, {
+        self.svc.events.client_up(self.stream.id, client_id, {
             "client_id": client_id, "ip_address": ip, "user_agent": agent, "username": username})
         self._apply(cid, state)
         return DETACHED
@@ -202,7 +203,7 @@ class LiveRelay:
             pass
         viewer.sock.close()
         sent = viewer.client.close()
-        self.svc.hooks.emit("client_disconnected", self.stream.id, {
+        self.svc.events.client_down(self.stream.id, viewer.client.client_id, {
             "client_id": viewer.client.client_id, "bytes_served": sent, "reason": reason})
         if not self.viewers:
             self.idle_since = time.monotonic()
@@ -223,13 +224,17 @@ class LiveRelay:
         old = self.stream
         self.stream = stream
         if stream.urls != old.urls:
-            self.request_switch(min(self.index, len(stream.urls) - 1), "settings changed")
+            self.request_switch(min(self.index, len(stream.urls) - 1), "settings changed",
+                                mode="settings")
 
-    def request_switch(self, index: int, reason: str) -> None:
+    def request_switch(self, index: int, reason: str, mode: str = "manual") -> None:
+        """Move to URL ``index``: ``manual`` (the control face counted it already),
+        ``recovered`` (back to the primary) or ``settings`` (the URL list changed)."""
         if not 0 <= index < len(self.stream.urls):
             return
         self.switch_to = index
         self.switch_reason = reason
+        self.switch_mode = mode
         if self.source is not None:
             self.source.close()
 
@@ -306,7 +311,7 @@ class LiveRelay:
                 return
             if self.switch_to is not None:
                 new, self.switch_to = self.switch_to, None
-                self._switched(new, self.switch_reason, record=False)
+                self._switched(new, self.switch_reason, mode=self.switch_mode)
                 continue
             if not reason:
                 continue
@@ -317,7 +322,7 @@ class LiveRelay:
         self.failures = 0
         if not self.started:
             self.started = True
-            self.svc.hooks.emit("stream_started", self.stream.id, {
+            self.svc.events.stream_up(self.stream.id, {
                 "url": self.current_url(), "stream_type": self.stream.kind})
         if (self.index != 0 and self.settings.return_to_primary
                 and (self.probe_task is None or self.probe_task.done())):
@@ -352,8 +357,18 @@ class LiveRelay:
             return
         urls = self.stream.urls
         if len(urls) > 1:
-            new = (self.index + 1) % len(urls)
-            self._switched(new, reason, record=True)
+            # Every worker's reader sees the origin fail: the node's stored index decides who
+            # counts and announces the switch, and where the others go (node_events.py).
+            old = self.index
+            new = (old + 1) % len(urls)
+            won, stored = await self.svc.events.switch(
+                self.stream.id, old, new, count=True, data=self._switch_data(old, new, reason),
+                on_win=self.slot.failover)
+            if not won and 0 <= stored < len(urls):
+                new = stored
+            if self.stopping or self.switch_to is not None:
+                return
+            self._switched(new, reason, mode="failed")
         if self.failures >= max(len(urls), 1):
             if self.failures == max(len(urls), 1):
                 self.svc.hooks.emit("stream_failed", self.stream.id, {
@@ -361,9 +376,17 @@ class LiveRelay:
             rounds = self.failures // max(len(urls), 1)
             await asyncio.sleep(min(0.25 * (2 ** min(rounds, 10)), self.settings.retry_backoff_max))
 
-    def _switched(self, new: int, reason: str, *, record: bool) -> None:
+    def _switch_data(self, old: int, new: int, reason: str) -> dict:
+        urls = self.stream.urls
+        return {"from_url": urls[old] if old < len(urls) else "", "to_url": urls[new],
+                "from_index": old, "failover_index": new, "reason": reason,
+                "active_clients": len(self.viewers)}
+
+    def _switched(self, new: int, reason: str, *, mode: str) -> None:
+        """Move this worker's reader to URL ``new``.  A ``failed`` switch was recorded and
+        announced by ``_failed``; the others are recorded and announced here, once per node."""
         old = self.index
-        if new == old and not record:
+        if new == old:
             return
         self.index = new
         self.sticky_url = None
@@ -373,15 +396,14 @@ class LiveRelay:
             self._push(chunk, flags)
         self.chunker.reset(self.stream.strict_live_ts)
         self.slot.set_url(self.stream.urls[new], new)
-        self.slot.failover()
-        if record:
-            self.svc.background(media_store.record_failover, self.svc.store, self.stream.id, new)
-        elif new == 0:
-            self.svc.background(media_store.set_current_index, self.svc.store, self.stream.id, 0)
-        self.svc.hooks.emit("failover_triggered", self.stream.id, {
-            "from_url": self.stream.urls[old] if old < len(self.stream.urls) else "",
-            "to_url": self.stream.urls[new], "from_index": old, "failover_index": new,
-            "reason": reason, "active_clients": len(self.viewers)})
+        if mode == "failed":
+            return
+        data = self._switch_data(old, new, reason)
+        if mode == "manual":
+            self.svc.events.manual_switch(self.stream.id, data, on_win=self.slot.failover)
+        else:
+            self.svc.events.switch_later(self.stream.id, old, new, count=False, data=data,
+                                         on_win=self.slot.failover)
 
     async def _probe_primary(self) -> None:
         """While on a backup, try the primary now and then; switch back when it serves bytes."""
@@ -403,7 +425,7 @@ class LiveRelay:
             except UpstreamError:
                 continue
             if data:
-                self.request_switch(0, "primary recovered")
+                self.request_switch(0, "primary recovered", mode="recovered")
                 return
 
     async def _became_hls(self) -> None:
@@ -437,7 +459,7 @@ class LiveRelay:
                             bytes_in=record["rx"], bytes_served=record["tx"],
                             last_access=time.time())
         if self.started:
-            self.svc.hooks.emit("stream_stopped", self.stream.id, {
+            self.svc.events.stream_down(self.stream.id, {
                 "bytes_in": record["rx"], "bytes_served": record["tx"], "errors": self.errors})
         self.svc.relay_done(self)
 

@@ -26,6 +26,7 @@ from fastpath.media.http_io import (
     simple_response,
 )
 from fastpath.media.live import LiveRelay
+from fastpath.media.node_events import NodeEvents
 from fastpath.media.refs import RefSigner
 from fastpath.media.segment_cache import SegmentCache
 from fastpath.media.tracking import client_identity, make_client_id
@@ -54,6 +55,7 @@ class MediaService:
                                   min(settings.max_segment_bytes, settings.segment_cache_bytes // 2))
         self.upstream = Upstream(settings)
         self.hooks = WebhookDispatcher(ctx.store, queue=settings.webhook_queue)
+        self.events = NodeEvents(self)
         self.server: HttpServer | None = None
         self.signer: RefSigner | None = None
         self.secret = b""
@@ -67,6 +69,7 @@ class MediaService:
         self.secret = hmac.new(key, b"media client id", hashlib.sha256).digest()
         await self.upstream.start()
         await self.hooks.start()
+        await self.events.start()
         await self.reload()
         host, port = self.settings.listen
         self.server = HttpServer(host, port, self.handle, idle_timeout=self.settings.client_timeout * 3)
@@ -91,8 +94,15 @@ class MediaService:
                 log.exception("relay did not stop cleanly")
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=2)
+        self.events.close()
         await self.hooks.close(grace=0.5)
         await self.upstream.close()
+
+    def spawn(self, coro) -> None:
+        """Run ``coro`` as a task the service waits for when it closes."""
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def background(self, func, *args, **kwargs) -> None:
         """Run a store write in a thread without holding up the data plane."""

@@ -74,6 +74,7 @@ class StreamSlot:
                                 state=STATE_CONNECT)
         self.failovers = 0
         self.cache_hits = 0
+        self.closed = False
         writer.set_extra(self.slot, X_URL_INDEX, index)
 
     def connecting(self) -> None:
@@ -96,6 +97,8 @@ class StreamSlot:
         self.writer.add_counts(self.slot, 0, 0, 0, 1)
 
     def failover(self) -> None:
+        if self.closed:           # announced after the relay ended: the slot may be reused
+            return
         self.failovers += 1
         self.writer.set_extra(self.slot, X_FAILOVERS, self.failovers)
         self.writer.set_extra(self.slot, X_LAST_FAILOVER_NS, time.time_ns())
@@ -113,6 +116,7 @@ class StreamSlot:
 
     def close(self) -> dict:
         record = self.writer.read(self.slot)
+        self.closed = True
         self.writer.close(self.slot)
         return record
 

@@ -224,3 +224,73 @@ def signing_key(store: StateStore) -> bytes:
         else:
             value = json.loads(row[0])
     return bytes.fromhex(value)
+
+
+# -- node-wide presence and event claims (several workers, one node) ---------------------------
+# Each worker relays a stream on its own, so "the first viewer anywhere", "the last viewer
+# gone" and "the stream switched upstream" are node facts no single worker sees.  SQLite's
+# write lock already serialises the workers' transactions, so one small row per (stream,
+# viewer, worker) and a compare-and-set on the stream's index decide who fires an event.
+def presence_join(store: StateStore, stream_id: str, client_id: str, shard: int) -> bool:
+    """Worker ``shard`` holds ``client_id`` of ``stream_id`` ('' = the stream itself) once more;
+    True when nobody on the node held it before (the node-wide first)."""
+    with store.transaction() as db:
+        db.execute("INSERT INTO media_presence (stream_id, client_id, shard, refs) VALUES (?, ?, ?, 1) "
+                   "ON CONFLICT (stream_id, client_id, shard) DO UPDATE SET refs = refs + 1",
+                   (stream_id, client_id, int(shard)))
+        total = db.execute("SELECT SUM(refs) FROM media_presence WHERE stream_id = ? AND client_id = ?",
+                           (stream_id, client_id)).fetchone()[0]
+    return total == 1
+
+
+def presence_leave(store: StateStore, stream_id: str, client_id: str, shard: int) -> bool:
+    """The reverse of ``presence_join``; True when nobody on the node holds it any more."""
+    with store.transaction() as db:
+        cur = db.execute("UPDATE media_presence SET refs = refs - 1 WHERE stream_id = ? AND "
+                         "client_id = ? AND shard = ? AND refs > 0", (stream_id, client_id, int(shard)))
+        if cur.rowcount == 0:
+            return False          # never joined (or already cleared): not ours to announce
+        db.execute("DELETE FROM media_presence WHERE stream_id = ? AND client_id = ? AND shard = ? "
+                   "AND refs <= 0", (stream_id, client_id, int(shard)))
+        left = db.execute("SELECT COALESCE(SUM(refs), 0) FROM media_presence WHERE stream_id = ? "
+                          "AND client_id = ?", (stream_id, client_id)).fetchone()[0]
+    return left == 0
+
+
+def presence_reset(store: StateStore, shard: int, workers: int) -> int:
+    """A worker (re)starting drops what its previous life held, and what shards beyond the
+    node's worker count held (the node was restarted with fewer workers)."""
+    with store.transaction() as db:
+        n = db.execute("DELETE FROM media_presence WHERE shard = ? OR shard >= ?",
+                       (int(shard), int(workers))).rowcount
+    return n
+
+
+def switch_index(store: StateStore, stream_id: str, old: int, new: int, *, count: bool,
+                 when: float | None = None) -> tuple[bool, int]:
+    """Compare-and-set the stream's current URL from ``old`` to ``new`` (counting a failover
+    when ``count``).  Returns (won, stored index): only the worker that moved the index
+    announces the switch; a worker that lost follows the stored index instead."""
+    with store.transaction() as db:
+        if count:
+            cur = db.execute("UPDATE media_streams SET failover_index = ?, failover_attempts = "
+                             "failover_attempts + 1, last_failover = ? WHERE id = ? AND "
+                             "failover_index = ?", (int(new), when or time.time(), stream_id, int(old)))
+        else:
+            cur = db.execute("UPDATE media_streams SET failover_index = ? WHERE id = ? AND "
+                             "failover_index = ?", (int(new), stream_id, int(old)))
+        row = db.execute("SELECT failover_index FROM media_streams WHERE id = ?",
+                         (stream_id,)).fetchone()
+    return cur.rowcount == 1, (row[0] if row else int(new))
+
+
+def claim_event(store: StateStore, stream_id: str, event: str, epoch: int) -> bool:
+    """True for exactly one caller per (stream, event, epoch) on the node.  Older epochs of the
+    same stream and event are dropped as the new one is claimed."""
+    with store.transaction() as db:
+        won = db.execute("INSERT OR IGNORE INTO media_claims (stream_id, event, epoch) VALUES (?, ?, ?)",
+                         (stream_id, event, int(epoch))).rowcount == 1
+        if won:
+            db.execute("DELETE FROM media_claims WHERE stream_id = ? AND event = ? AND epoch < ?",
+                       (stream_id, event, int(epoch)))
+    return won

@@ -81,4 +81,21 @@ MIGRATIONS: list[str] = [
         created        REAL NOT NULL
     );
     """,
+    # 4: the stream relay's node-wide presence: which worker relays which stream and sees which
+    # viewer, so stream and viewer events fire once per node, not once per worker.
+    """
+    CREATE TABLE media_presence (
+        stream_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        shard     INTEGER NOT NULL,
+        refs      INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (stream_id, client_id, shard)
+    );
+    CREATE TABLE media_claims (
+        stream_id TEXT NOT NULL,
+        event     TEXT NOT NULL,
+        epoch     INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, event, epoch)
+    );
+    """,
 ]
