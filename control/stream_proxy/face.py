@@ -8,7 +8,7 @@ import time
 import falcon
 
 from control.stream_proxy.figures import Rates
-from control.stream_proxy.live import LiveView, read_live
+from control.stream_proxy.live import LiveView, clients_json, read_live
 from control.stream_proxy.stream_cache import StreamCache
 from fastpath.supervisor.command_channel import CommandError
 
@@ -39,6 +39,13 @@ class Face:
             return read_live(self.node.table, clients_of)
         except falcon.HTTPServiceUnavailable:
             return LiveView()  # no segment yet: nothing is relayed
+
+    def clients_json(self) -> tuple[bytes, int, int]:
+        """Every viewer as a JSON array, (bytes, viewers, connected viewers)."""
+        try:
+            return clients_json(self.node.table)
+        except falcon.HTTPServiceUnavailable:
+            return b"[]", 0, 0
 
     def uptime(self) -> float:
         """Seconds since the node (supervisor) started; asked once, then counted here, so it

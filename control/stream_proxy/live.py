@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fastpath.shm.media_view import scan_media
+from fastpath.shm.media_view import render_clients, scan_media
 
 from fastpath.shm import (
     KIND_MEDIA_CLIENT,
@@ -193,3 +193,9 @@ def read_live(table, clients_of: bool | str = True) -> LiveView:
         else:
             group.append(c)
     return view
+
+
+def clients_json(table) -> tuple[bytes, int, int]:
+    """Every viewer as the JSON array of ``views.client_view`` objects, written in C:
+    ``(bytes, viewers, connected viewers)``."""
+    return render_clients(table)

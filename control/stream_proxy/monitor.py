@@ -24,10 +24,22 @@ class _Base:
                                 self.face.default_user_agent)
 
 
+def wants_msgpack(req) -> bool:
+    """The app answers msgpack on request (``MsgpackNegotiation``); pre-rendered JSON bodies
+    are for everyone else."""
+    return "msgpack" in (req.accept or "")
+
+
 @protected()
 class Stats(_Base):
     def on_get(self, req, resp):
-        resp.media = self.overview()
+        if wants_msgpack(req):
+            resp.media = self.overview()
+            return
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = figures.overview_json(self.face.streams(), self.face.live(clients_of=False),
+                                          self.face.uptime(), self.face.default_user_agent,
+                                          self.face.clients_json())
 
 
 @protected()
@@ -44,8 +56,13 @@ class StatsClients(_Base):
     """``/stats/clients`` and ``/clients``: every viewer the workers track."""
 
     def on_get(self, req, resp):
-        clients = [client_view(c) for c in self.face.live().clients.values()]
-        resp.media = {"total_clients": len(clients), "clients": clients}
+        if wants_msgpack(req):
+            clients = [client_view(c) for c in self.face.live().clients.values()]
+            resp.media = {"total_clients": len(clients), "clients": clients}
+            return
+        array, total, _ = self.face.clients_json()
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = b'{"total_clients": %d, "clients": %s}' % (total, array)
 
 
 @protected()

@@ -8,6 +8,7 @@ reused; states and timestamps written raw, including unknown states and zero tim
 """
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import struct
@@ -16,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control.stream_proxy.live import read_live, read_live_python
+from control.stream_proxy.live import clients_json, read_live, read_live_python
+from control.stream_proxy.views import client_view
 from fastpath import shm
 
 SETTINGS = settings(max_examples=int(os.environ.get("MV_EXAMPLES", "80")), deadline=None,
@@ -108,6 +110,12 @@ def same(table, clients_of):
     assert fast.connected == ref.connected
     assert {k: v for k, v in fast.client_last_ns.items() if v} == \
         {k: v for k, v in ref.client_last_ns.items() if v}
+    if clients_of is True:
+        # The viewers' JSON written in C is byte for byte the Python rendering.
+        body, total, active = clients_json(table)
+        objs = [client_view(c) for c in ref.clients.values()]
+        assert body.decode() == json.dumps(objs, ensure_ascii=False)
+        assert (total, active) == (len(objs), sum(o["is_connected"] for o in objs))
     return fast
 
 
