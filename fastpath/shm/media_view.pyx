@@ -48,6 +48,8 @@ cdef struct MRec:
     uint32_t order      # position in scan order (shard by shard, slot by slot)
     uint16_t key_n
     uint16_t own_n
+    uint64_t hk         # hashes of key and own: most comparisons end on them
+    uint64_t ho
     uint64_t tx
     uint64_t rx
     uint64_t txp
@@ -114,11 +116,12 @@ cdef inline int utf8_step(const uint8_t *s, size_t n, size_t *used) noexcept nog
     return 0
 
 
-cdef uint16_t normalise(const char *src, size_t n, char *out) noexcept nogil:
+cdef uint16_t normalise(const char *src, size_t n, char *out, uint64_t *hash) noexcept nogil:
     """``src`` rewritten as the valid UTF-8 of its replace-decoding: equal outputs <=> equal
-    decoded strings."""
+    decoded strings.  ``hash``: FNV-1a of the output."""
     cdef const uint8_t *s = <const uint8_t *>src
     cdef size_t i = 0, o = 0, used
+    cdef uint64_t h = 1469598103934665603ULL
     while i < n:
         if s[i] < 0x80:
             out[o] = <char>s[i]
@@ -134,6 +137,9 @@ cdef uint16_t normalise(const char *src, size_t n, char *out) noexcept nogil:
             out[o + 2] = <char>0xBD
             o += 3
         i += used
+    for i in range(o):
+        h = (h ^ <uint8_t>out[i]) * 1099511628211ULL
+    hash[0] = h
     return <uint16_t>o
 
 
@@ -145,23 +151,38 @@ cdef inline int cmp_bytes(const char *a, size_t an, const char *b, size_t bn) no
 
 
 cdef int cmp_key(const void *x, const void *y) noexcept nogil:
-    """By id, then scan order."""
+    """By id (its hash first: equal ids are adjacent, in no particular id order), then scan
+    order."""
     cdef const MRec *a = (<const MRec **>x)[0]
     cdef const MRec *b = (<const MRec **>y)[0]
-    cdef int c = cmp_bytes(a.key, a.key_n, b.key, b.key_n)
+    cdef int c
+    if a.hk != b.hk:
+        return 1 if a.hk > b.hk else -1
+    c = cmp_bytes(a.key, a.key_n, b.key, b.key_n)
     if c:
         return c
     return (a.order > b.order) - (a.order < b.order)
 
 
 cdef int cmp_owner_key(const void *x, const void *y) noexcept nogil:
-    """By owning stream, then viewer id, then scan order."""
+    """By owning stream, then viewer id, then scan order (hashes first, as ``cmp_key``)."""
     cdef const MRec *a = (<const MRec **>x)[0]
     cdef const MRec *b = (<const MRec **>y)[0]
-    cdef int c = cmp_bytes(a.own, a.own_n, b.own, b.own_n)
+    cdef int c
+    if a.ho != b.ho:
+        return 1 if a.ho > b.ho else -1
+    c = cmp_bytes(a.own, a.own_n, b.own, b.own_n)
     if c:
         return c
     return cmp_key(x, y)
+
+
+cdef inline bint same_key(const MRec *a, const MRec *b) noexcept nogil:
+    return a.hk == b.hk and cmp_bytes(a.key, a.key_n, b.key, b.key_n) == 0
+
+
+cdef inline bint same_owner(const MRec *a, const MRec *b) noexcept nogil:
+    return a.ho == b.ho and cmp_bytes(a.own, a.own_n, b.own, b.own_n) == 0
 
 
 cdef inline uint64_t stable_seq(fp_slot *s) noexcept nogil:
@@ -213,10 +234,10 @@ cdef size_t copy_slots(CounterTable table, MRec *out, size_t cap) noexcept nogil
             r.created = c.created_ns
             r.last = c.last_active_ns
             memcpy(r.extra, c.extra, sizeof(c.extra))
-            r.key_n = normalise(c.key, c.key_len if c.key_len <= 63 else 63, r.key)
+            r.key_n = normalise(c.key, c.key_len if c.key_len <= 63 else 63, r.key, &r.hk)
             r.a_n = c.text_a_len if c.text_a_len <= 63 else 63
             memcpy(r.a, c.text_a, r.a_n)
-            r.own_n = normalise(c.text_a, r.a_n, r.own)
+            r.own_n = normalise(c.text_a, r.a_n, r.own, &r.ho)
             r.b_n = c.text_b_len if c.text_b_len <= 127 else 127
             memcpy(r.b, c.text_b, r.b_n)
     return count
@@ -371,7 +392,7 @@ def scan_media(CounterTable table, clients_of=True):
         i = 0
         while i < ns:
             j = i + 1
-            while j < ns and cmp_bytes(sp[i].key, sp[i].key_n, sp[j].key, sp[j].key_n) == 0:
+            while j < ns and same_key(sp[i], sp[j]):
                 j += 1
             streams.append(fold_stream(sp + i, j - i))
             i = j
@@ -381,11 +402,10 @@ def scan_media(CounterTable table, clients_of=True):
             nconn = 0
             best = 0
             j = i
-            while j < nc and cmp_bytes(cp[i].own, cp[i].own_n, cp[j].own, cp[j].own_n) == 0:
+            while j < nc and same_owner(cp[i], cp[j]):
                 k = j
                 conn_id = False
-                while k < nc and cmp_bytes(cp[j].own, cp[j].own_n, cp[k].own, cp[k].own_n) == 0 \
-                        and cmp_bytes(cp[j].key, cp[j].key_n, cp[k].key, cp[k].key_n) == 0:
+                while k < nc and same_owner(cp[j], cp[k]) and same_key(cp[j], cp[k]):
                     if cp[k].state == ST_ESTAB:
                         conn_id = True
                     if cp[k].last > best:
@@ -404,7 +424,7 @@ def scan_media(CounterTable table, clients_of=True):
         i = 0
         while i < nf:
             j = i + 1
-            while j < nf and cmp_bytes(fp[i].key, fp[i].key_n, fp[j].key, fp[j].key_n) == 0:
+            while j < nf and same_key(fp[i], fp[j]):
                 j += 1
             gstart[ng] = i
             sp[ng] = fp[i]      # sp is free again: first record of each group
@@ -665,7 +685,7 @@ def render_clients(CounterTable table):
             i = 0
             while i < nf:
                 j = i + 1
-                while j < nf and cmp_bytes(fp[i].key, fp[i].key_n, fp[j].key, fp[j].key_n) == 0:
+                while j < nf and same_key(fp[i], fp[j]):
                     j += 1
                 gs[ng].order = fp[i].order
                 gs[ng].start = i
