@@ -183,11 +183,12 @@ class HlsRelay:
         return req.keep_alive
 
     async def _playlist_text(self, target: str | None, slot: str | None, origin: int) -> str:
-        tries = len(self.stream.urls) + (1 if self.sticky_url else 0)
+        tries = len(self.stream.urls) + (1 if self.sticky_url else 0) + (1 if target else 0)
         last: UpstreamError | None = None
         for _ in range(max(tries, 1)):
-            url = await self._resolve(target, slot, origin)
+            url = None
             try:
+                url = await self._resolve(target, slot, origin)
                 entry, _shared = await coalesced(
                     self.svc.cache, ("pl", self.stream.id, self.index, url),
                     lambda u=url: self._fetch_playlist(u), self._playlist_ttl)
@@ -198,9 +199,14 @@ class HlsRelay:
                 if target is None and self.sticky_url is not None:
                     self.sticky_url = None
                     continue
-                if target is not None and self.stream.sticky and origin == self.index and url == target:
+                if target is not None and self.stream.sticky and origin >= 0 and url == target:
                     # Sticky viewer: its own variant failed; from now on the slot mapping decides.
+                    kept_other = origin != self.index
                     origin = -1
+                    if kept_other:
+                        # It stayed on an origin the node had already left: the node's current
+                        # origin is not at fault, so no failover, just the same slot there.
+                        continue
                 self._failed(f"{exc.kind}: {exc}")
                 if len(self.stream.urls) == 1:
                     break

@@ -130,7 +130,12 @@ class Origin:
         return web.FileResponse(self.media / "live.ts")
 
     async def redirect(self, request: web.Request) -> web.Response:
+        """To ``/live/stream.ts``; ``?to=URL`` sends the first request there instead (a
+        load-balanced origin that may fail later)."""
         self.count(request)
+        to = request.query.get("to")
+        if to and self.requests[request.path] == 1:
+            raise web.HTTPFound(to)
         raise web.HTTPFound("/live/stream.ts")
 
     async def stats(self, request: web.Request) -> web.Response:
