@@ -15,8 +15,8 @@ two ids that decode to the same text are one id.  Sums are uint64, as the counte
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, qsort, realloc
-from libc.string cimport memcmp, memcpy
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
 from posix.time cimport time_t
 
 
@@ -50,6 +50,8 @@ cdef struct MRec:
     uint16_t own_n
     uint64_t hk         # hashes of key and own: most comparisons end on them
     uint64_t ho
+    uint64_t pair_last  # per (stream, viewer) pair, on its first record: latest activity
+    bint pair_conn      # ... and whether any of its slots is connected
     uint64_t tx
     uint64_t rx
     uint64_t txp
@@ -148,33 +150,6 @@ cdef inline int cmp_bytes(const char *a, size_t an, const char *b, size_t bn) no
     if c:
         return c
     return (an > bn) - (an < bn)
-
-
-cdef int cmp_key(const void *x, const void *y) noexcept nogil:
-    """By id (its hash first: equal ids are adjacent, in no particular id order), then scan
-    order."""
-    cdef const MRec *a = (<const MRec **>x)[0]
-    cdef const MRec *b = (<const MRec **>y)[0]
-    cdef int c
-    if a.hk != b.hk:
-        return 1 if a.hk > b.hk else -1
-    c = cmp_bytes(a.key, a.key_n, b.key, b.key_n)
-    if c:
-        return c
-    return (a.order > b.order) - (a.order < b.order)
-
-
-cdef int cmp_owner_key(const void *x, const void *y) noexcept nogil:
-    """By owning stream, then viewer id, then scan order (hashes first, as ``cmp_key``)."""
-    cdef const MRec *a = (<const MRec **>x)[0]
-    cdef const MRec *b = (<const MRec **>y)[0]
-    cdef int c
-    if a.ho != b.ho:
-        return 1 if a.ho > b.ho else -1
-    c = cmp_bytes(a.own, a.own_n, b.own, b.own_n)
-    if c:
-        return c
-    return cmp_key(x, y)
 
 
 cdef inline bint same_key(const MRec *a, const MRec *b) noexcept nogil:
@@ -331,6 +306,122 @@ cdef tuple fold_client(MRec **g, size_t n):
             user or None, agent, out, seg, created, last, connected, n)
 
 
+cdef enum:
+    BY_KEY = 0
+    BY_OWNER = 1
+    BY_OWNER_KEY = 2
+
+
+cdef inline bint same_group(const MRec *a, const MRec *b, int mode) noexcept nogil:
+    if mode == BY_KEY:
+        return same_key(a, b)
+    if mode == BY_OWNER:
+        return same_owner(a, b)
+    return same_owner(a, b) and same_key(a, b)
+
+
+cdef size_t group_by(MRec **recs, size_t n, int mode, MRec **out, size_t *starts,
+                     uint32_t *scratch) noexcept nogil:
+    """Group ``recs`` (in scan order) by id: ``out`` holds them group by group, groups in
+    order of first appearance and members in scan order; group ``g`` is
+    ``out[starts[g]:starts[g + 1]]``.  One hash probe a record, no sort.  ``scratch`` holds
+    ``3 * n + 2 * cap`` words, ``cap`` the power of two at least ``2 * n``.  Returns the
+    number of groups."""
+    cdef size_t cap = 16, i, slot, g, ng = 0
+    cdef uint64_t h
+    while cap < 2 * n:
+        cap <<= 1
+    cdef uint32_t *table = scratch              # group + 1, 0 = empty
+    cdef uint32_t *gid = scratch + cap           # group of each record
+    cdef uint32_t *rep = gid + n                 # first record of each group
+    cdef uint32_t *fill = rep + n                # next free place of each group in ``out``
+    memset(table, 0, cap * sizeof(uint32_t))
+    for i in range(n):
+        if mode == BY_KEY:
+            h = recs[i].hk
+        elif mode == BY_OWNER:
+            h = recs[i].ho
+        else:
+            h = recs[i].ho * 0x9E3779B97F4A7C15ULL ^ recs[i].hk
+        slot = (h ^ (h >> 29)) & (cap - 1)
+        while True:
+            g = table[slot]
+            if g == 0:
+                table[slot] = <uint32_t>(ng + 1)
+                rep[ng] = <uint32_t>i
+                starts[ng] = 0
+                g = ng
+                ng += 1
+                break
+            g -= 1
+            if same_group(recs[rep[g]], recs[i], mode):
+                break
+            slot = (slot + 1) & (cap - 1)
+        gid[i] = <uint32_t>g
+        starts[g] += 1
+    # Counting sort: sizes -> offsets, then place records (stable: scan order kept).
+    cdef size_t total = 0, size
+    for g in range(ng):
+        size = starts[g]
+        starts[g] = total
+        fill[g] = <uint32_t>total
+        total += size
+    starts[ng] = total
+    for i in range(n):
+        g = gid[i]
+        out[fill[g]] = recs[i]
+        fill[g] += 1
+    return ng
+
+
+cdef struct Work:
+    MRec *recs
+    MRec **a
+    MRec **b
+    MRec **c
+    size_t *starts
+    size_t *starts2
+    uint32_t *scratch
+    size_t cap
+
+
+cdef int work_alloc(Work *w, CounterTable table) except -1:
+    cdef size_t cap = 64, shard, hcap = 16
+    for shard in range(table.nshards):
+        cap += min(<size_t>fp_load_u64(&fp_shard_hdr(table.base, shard, table.slots_per_shard).high_water),
+                   <size_t>table.slots_per_shard)
+    # slots opened while counting (the 64 spare) are read; any beyond, by the next read
+    while hcap < 2 * cap:
+        hcap <<= 1
+    w.cap = cap
+    w.recs = <MRec *>malloc(cap * sizeof(MRec))
+    w.a = <MRec **>malloc(cap * sizeof(MRec *))
+    w.b = <MRec **>malloc(cap * sizeof(MRec *))
+    w.c = <MRec **>malloc(cap * sizeof(MRec *))
+    w.starts = <size_t *>malloc((cap + 1) * sizeof(size_t))
+    w.starts2 = <size_t *>malloc((cap + 1) * sizeof(size_t))
+    w.scratch = <uint32_t *>malloc((3 * cap + hcap) * sizeof(uint32_t))
+    if w.recs == NULL or w.a == NULL or w.b == NULL or w.c == NULL or w.starts == NULL \
+            or w.starts2 == NULL or w.scratch == NULL:
+        work_free(w)
+        raise MemoryError()
+    return 0
+
+
+cdef void work_free(Work *w) noexcept:
+    free(w.recs)
+    free(w.a)
+    free(w.b)
+    free(w.c)
+    free(w.starts)
+    free(w.starts2)
+    free(w.scratch)
+    w.recs = NULL
+    w.a = w.b = w.c = NULL
+    w.starts = w.starts2 = NULL
+    w.scratch = NULL
+
+
 def scan_media(CounterTable table, clients_of=True):
     """Fold every media slot of ``table``.
 
@@ -351,125 +442,81 @@ def scan_media(CounterTable table, clients_of=True):
             none = True   # a lone surrogate is never a decoded id
     cdef const char *wp = want
     cdef size_t wn = len(want)
-    cdef size_t cap = 0, shard
-    for shard in range(table.nshards):
-        cap += min(<size_t>fp_load_u64(&fp_shard_hdr(table.base, shard, table.slots_per_shard).high_water),
-                   <size_t>table.slots_per_shard)
-    cap += 64   # slots opened while counting; any beyond are left for the next read
-    cdef MRec *recs = <MRec *>malloc(cap * sizeof(MRec) + 1)
-    cdef MRec **sp = <MRec **>malloc(cap * sizeof(MRec *) + 1)
-    cdef MRec **cp = <MRec **>malloc(cap * sizeof(MRec *) + 1)
-    cdef MRec **fp = <MRec **>malloc(cap * sizeof(MRec *) + 1)
-    cdef size_t *gstart = <size_t *>malloc(cap * sizeof(size_t) + 1)
-    cdef size_t count, ns = 0, nc = 0, nf = 0, ng = 0, i, j, k
+    cdef Work w
+    cdef size_t count, ns = 0, nc = 0, nf = 0, ng, npairs, nown, i, g, k, lo, hi
     cdef MRec *r
+    cdef MRec *m
     cdef list streams = []
     cdef dict connected = {}
     cdef dict client_last = {}
     cdef list clients = []
     cdef uint64_t best, nconn
     cdef bint conn_id
+    work_alloc(&w, table)
     try:
-        if recs == NULL or sp == NULL or cp == NULL or fp == NULL or gstart == NULL:
-            raise MemoryError()
         with nogil:
-            count = copy_slots(table, recs, cap)
+            count = copy_slots(table, w.recs, w.cap)
             for i in range(count):
-                r = &recs[i]
+                r = &w.recs[i]
                 if r.kind == KIND_MEDIA_STREAM:
-                    sp[ns] = r
+                    w.a[ns] = r
                     ns += 1
-                else:
-                    cp[nc] = r
-                    nc += 1
-                    if not none and (not filtered or cmp_bytes(r.own, r.own_n, wp, wn) == 0):
-                        fp[nf] = r
-                        nf += 1
-            qsort(sp, ns, sizeof(MRec *), cmp_key)
-            qsort(cp, nc, sizeof(MRec *), cmp_owner_key)
-            qsort(fp, nf, sizeof(MRec *), cmp_key)
         # Streams: one group per id.
-        i = 0
-        while i < ns:
-            j = i + 1
-            while j < ns and same_key(sp[i], sp[j]):
-                j += 1
-            streams.append(fold_stream(sp + i, j - i))
-            i = j
-        # Viewers per owning stream: distinct connected ids, latest activity.
-        i = 0
-        while i < nc:
+        with nogil:
+            ng = group_by(w.a, ns, BY_KEY, w.b, w.starts, w.scratch)
+        for g in range(ng):
+            streams.append(fold_stream(w.b + w.starts[g], w.starts[g + 1] - w.starts[g]))
+        # Viewers per owning stream: distinct (stream, viewer) pairs, then pairs per stream.
+        with nogil:
+            for i in range(count):
+                r = &w.recs[i]
+                if r.kind == KIND_MEDIA_CLIENT:
+                    w.a[nc] = r
+                    nc += 1
+            npairs = group_by(w.a, nc, BY_OWNER_KEY, w.b, w.starts, w.scratch)
+            # A pair's figures go on its first record: connected in ``state``, latest in ``last``.
+            for g in range(npairs):
+                m = w.b[w.starts[g]]
+                conn_id = False
+                best = 0
+                for k in range(w.starts[g], w.starts[g + 1]):
+                    if w.b[k].state == ST_ESTAB:
+                        conn_id = True
+                    if w.b[k].last > best:
+                        best = w.b[k].last
+                w.c[g] = m
+                m.pair_conn = conn_id
+                m.pair_last = best
+            nown = group_by(w.c, npairs, BY_OWNER, w.a, w.starts2, w.scratch)
+        for g in range(nown):
             nconn = 0
             best = 0
-            j = i
-            while j < nc and same_owner(cp[i], cp[j]):
-                k = j
-                conn_id = False
-                while k < nc and same_owner(cp[j], cp[k]) and same_key(cp[j], cp[k]):
-                    if cp[k].state == ST_ESTAB:
-                        conn_id = True
-                    if cp[k].last > best:
-                        best = cp[k].last
-                    k += 1
-                nconn += conn_id
-                j = k
+            for k in range(w.starts2[g], w.starts2[g + 1]):
+                nconn += w.a[k].pair_conn
+                if w.a[k].pair_last > best:
+                    best = w.a[k].pair_last
             if nconn or best:
-                owner = text(cp[i].a, cp[i].a_n)
+                m = w.a[w.starts2[g]]
+                owner = text(m.a, m.a_n)
                 if nconn:
                     connected[owner] = nconn
                 if best:
                     client_last[owner] = best
-            i = j
-        # Viewer objects: one per id, in order of first appearance.
-        i = 0
-        while i < nf:
-            j = i + 1
-            while j < nf and same_key(fp[i], fp[j]):
-                j += 1
-            gstart[ng] = i
-            sp[ng] = fp[i]      # sp is free again: first record of each group
-            ng += 1
-            i = j
-        order_groups(sp, gstart, ng, fp, nf, clients)
+        if none or nc == 0:
+            return streams, connected, client_last, clients
+        # Viewer objects, from the same copy.
+        with nogil:
+            for i in range(count):
+                r = &w.recs[i]
+                if r.kind == KIND_MEDIA_CLIENT and (not filtered or cmp_bytes(r.own, r.own_n, wp, wn) == 0):
+                    w.a[nf] = r
+                    nf += 1
+            ng = group_by(w.a, nf, BY_KEY, w.b, w.starts, w.scratch)
+        for g in range(ng):
+            clients.append(fold_client(w.b + w.starts[g], w.starts[g + 1] - w.starts[g]))
     finally:
-        free(recs)
-        free(sp)
-        free(cp)
-        free(fp)
-        free(gstart)
+        work_free(&w)
     return streams, connected, client_last, clients
-
-
-cdef struct Group:
-    uint32_t order
-    size_t start
-    size_t n
-
-
-cdef int cmp_group(const void *x, const void *y) noexcept nogil:
-    cdef const Group *a = <const Group *>x
-    cdef const Group *b = <const Group *>y
-    return (a.order > b.order) - (a.order < b.order)
-
-
-cdef int order_groups(MRec **firsts, size_t *gstart, size_t ng, MRec **fp, size_t nf,
-                      list out) except -1:
-    """Fold each viewer group, emitting them in order of their first slot."""
-    cdef Group *gs = <Group *>malloc(ng * sizeof(Group) + 1)
-    cdef size_t i
-    if gs == NULL:
-        raise MemoryError()
-    try:
-        for i in range(ng):
-            gs[i].order = firsts[i].order
-            gs[i].start = gstart[i]
-            gs[i].n = (gstart[i + 1] if i + 1 < ng else nf) - gstart[i]
-        qsort(gs, ng, sizeof(Group), cmp_group)
-        for i in range(ng):
-            out.append(fold_client(fp + gs[i].start, gs[i].n))
-    finally:
-        free(gs)
-    return 0
 
 
 # -- viewer objects as JSON, for /stats and /clients --------------------------------------------
@@ -660,39 +707,21 @@ def render_clients(CounterTable table):
     ``(bytes, viewers, connected viewers)``."""
     if table.base == NULL:
         raise ValueError("counter table is closed")
-    cdef size_t cap = 64, shard
-    for shard in range(table.nshards):
-        cap += min(<size_t>fp_load_u64(&fp_shard_hdr(table.base, shard, table.slots_per_shard).high_water),
-                   <size_t>table.slots_per_shard)
-    cdef MRec *recs = <MRec *>malloc(cap * sizeof(MRec) + 1)
-    cdef MRec **fp = <MRec **>malloc(cap * sizeof(MRec *) + 1)
-    cdef Group *gs = <Group *>malloc(cap * sizeof(Group) + 1)
+    cdef Work w
     cdef Buf b
     b.p = NULL
     b.n = b.cap = 0
-    cdef size_t count, nf = 0, ng = 0, i, j, active = 0
+    cdef size_t count, nf = 0, ng = 0, i, active = 0
     cdef size_t most = 2 + 2 * 220 + 6 * (63 + 63 + 127) + 2 * 20 + 2 * 32  # one object, worst case
+    work_alloc(&w, table)
     try:
-        if recs == NULL or fp == NULL or gs == NULL:
-            raise MemoryError()
         with nogil:
-            count = copy_slots(table, recs, cap)
+            count = copy_slots(table, w.recs, w.cap)
             for i in range(count):
-                if recs[i].kind == KIND_MEDIA_CLIENT:
-                    fp[nf] = &recs[i]
+                if w.recs[i].kind == KIND_MEDIA_CLIENT:
+                    w.a[nf] = &w.recs[i]
                     nf += 1
-            qsort(fp, nf, sizeof(MRec *), cmp_key)
-            i = 0
-            while i < nf:
-                j = i + 1
-                while j < nf and same_key(fp[i], fp[j]):
-                    j += 1
-                gs[ng].order = fp[i].order
-                gs[ng].start = i
-                gs[ng].n = j - i
-                ng += 1
-                i = j
-            qsort(gs, ng, sizeof(Group), cmp_group)
+            ng = group_by(w.a, nf, BY_KEY, w.b, w.starts, w.scratch)
         reserve(&b, 2 + ng * most)
         with nogil:
             b.p[0] = b'['
@@ -700,12 +729,10 @@ def render_clients(CounterTable table):
             for i in range(ng):
                 if i:
                     put(&b, b", ", 2)
-                active += render_client(&b, fp + gs[i].start, gs[i].n)
+                active += render_client(&b, w.b + w.starts[i], w.starts[i + 1] - w.starts[i])
             b.p[b.n] = b']'
             b.n += 1
         return PyBytes_FromStringAndSize(b.p, b.n), ng, active
     finally:
-        free(recs)
-        free(fp)
-        free(gs)
+        work_free(&w)
         free(b.p)
