@@ -22,7 +22,7 @@ class Face:
         self.api_token = getattr(self.media, "api_token", None)
         self.default_user_agent = getattr(self.media, "user_agent", None)
         self.rates = Rates()
-        self._streams = StreamCache(node.store)
+        self._streams = StreamCache(node.store, self.default_user_agent)
         self._node_started: float | None = None
         self._next_status = 0.0
 
@@ -33,6 +33,10 @@ class Face:
     def streams(self):
         """Every registered stream (cached until the store changes; read-only objects)."""
         return self._streams.streams()
+
+    def stream_templates(self):
+        """The streams' JSON templates, cached with the streams."""
+        return self._streams.templates()
 
     def live(self, clients_of: bool | str = True) -> LiveView:
         try:
@@ -75,6 +79,12 @@ class Face:
         if failed:
             log.warning("stream proxy: %s failed on %d worker(s): %s", cmd, len(failed), failed[0])
         return results
+
+
+def wants_msgpack(req) -> bool:
+    """The app answers msgpack on request (``MsgpackNegotiation``); pre-rendered JSON bodies
+    are for everyone else."""
+    return "msgpack" in (req.accept or "")
 
 
 def result_sum(results: list | None, key: str) -> int:

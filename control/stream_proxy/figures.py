@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 
+from control.stream_proxy import stream_json
 from control.stream_proxy.kinds import TYPE_NAMES
 from control.stream_proxy.live import LiveView
 from control.stream_proxy.views import (
@@ -76,24 +77,22 @@ def overview(streams, view: LiveView, uptime: float, default_agent: str | None =
     }
 
 
-def overview_json(streams, view: LiveView, uptime: float, default_agent: str | None,
-                  clients: tuple[bytes, int, int]) -> bytes:
-    """``GET /stats`` as JSON bytes, the viewers' array (``clients_json``, rendered in C)
-    spliced in: the same answer as ``overview``, without 10k dicts to build and encode."""
-    array, total, active = clients
-    stream_objs = [stream_view(s, view, default_agent) for s in streams]
+def overview_json(templates, view: LiveView, uptime: float, clients: tuple[bytes, int, int]) -> bytes:
+    """``GET /stats`` as JSON bytes: the same answer as ``overview``, with the streams from
+    their templates (``stream_json``) and the viewers' array rendered in C (``clients_json``),
+    so no per-viewer or per-stream dict is built."""
+    array, total, active_clients = clients
+    streams, active, served, segments = stream_json.streams_array(templates, view)
     head = json.dumps({
-        "total_streams": len(stream_objs),
-        "active_streams": sum(1 for s in stream_objs if s["is_active"]),
+        "total_streams": len(templates),
+        "active_streams": active,
         "total_clients": total,
-        "active_clients": active,
-        "total_bytes_served": sum(s["total_bytes_served"] for s in stream_objs),
-        "total_segments_served": sum(s["total_segments_served"] for s in stream_objs),
+        "active_clients": active_clients,
+        "total_bytes_served": served,
+        "total_segments_served": segments,
         "uptime_seconds": round(uptime, 3),
-        "streams": stream_objs,
-        "clients": [],
-    }, ensure_ascii=False).encode()
-    return head[:-len(b"[]}")] + array + b"}"
+    })
+    return b"".join((head[:-1].encode(), b', "streams": ', streams.encode(), b', "clients": ', array, b"}"))
 
 
 def health_counts(streams, view: LiveView) -> dict:

@@ -6,10 +6,10 @@ import time
 
 import falcon
 
-from control.stream_proxy import figures
+from control.stream_proxy import figures, stream_json
 from control.stream_proxy.auth import protected
 from control.stream_proxy.errors import not_found
-from control.stream_proxy.face import Face, result_sum
+from control.stream_proxy.face import Face, result_sum, wants_msgpack
 from control.stream_proxy.views import client_view, stream_view
 from fastpath import __version__
 from fastpath.store.media_store import get_stream
@@ -24,12 +24,6 @@ class _Base:
                                 self.face.default_user_agent)
 
 
-def wants_msgpack(req) -> bool:
-    """The app answers msgpack on request (``MsgpackNegotiation``); pre-rendered JSON bodies
-    are for everyone else."""
-    return "msgpack" in (req.accept or "")
-
-
 @protected()
 class Stats(_Base):
     def on_get(self, req, resp):
@@ -37,15 +31,20 @@ class Stats(_Base):
             resp.media = self.overview()
             return
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = figures.overview_json(self.face.streams(), self.face.live(clients_of=False),
-                                          self.face.uptime(), self.face.default_user_agent,
-                                          self.face.clients_json())
+        resp.data = figures.overview_json(self.face.stream_templates(), self.face.live(clients_of=False),
+                                          self.face.uptime(), self.face.clients_json())
 
 
 @protected()
 class StatsStreams(_Base):
     def on_get(self, req, resp):
         view = self.face.live(clients_of=False)
+        if not wants_msgpack(req):
+            templates = self.face.stream_templates()
+            array = stream_json.streams_array(templates, view)[0]
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = f'{{"total_streams": {len(templates)}, "streams": {array}}}'.encode()
+            return
         agent = self.face.default_user_agent
         streams = [stream_view(s, view, agent) for s in self.face.streams()]
         resp.media = {"total_streams": len(streams), "streams": streams}

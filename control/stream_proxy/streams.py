@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import falcon
+
 from control.stream_proxy import bodies as b
+from control.stream_proxy import stream_json
 from control.stream_proxy.auth import protected
 from control.stream_proxy.errors import bad_request, not_found
-from control.stream_proxy.face import Face, result_sum
+from control.stream_proxy.face import Face, result_sum, wants_msgpack
 from control.stream_proxy.kinds import TYPE_NAMES, create_type, kind_of, viewer_urls
 from control.stream_proxy.views import client_view, current_index, stream_view
 from fastpath.media import transcode
@@ -52,6 +55,12 @@ class Streams:
 
     def on_get(self, req, resp):
         view = self.face.live(clients_of=False)
+        if not wants_msgpack(req):
+            templates = self.face.stream_templates()
+            array = stream_json.streams_array(templates, view)[0]
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = f'{{"streams": {array}, "total": {len(templates)}}}'.encode()
+            return
         agent = self.face.default_user_agent
         streams = [stream_view(s, view, agent) for s in self.face.streams()]
         resp.media = {"streams": streams, "total": len(streams)}
