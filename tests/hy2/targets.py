@@ -48,11 +48,20 @@ class TargetThread:
         async def stop():
             for s in self._servers:
                 s.close()
+            # Finish the handlers of connections still open here, so no coroutine is left to
+            # be finalized later by the garbage collector on another thread.
+            current = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         try:
             self.call(stop(), 5)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
+            if not self.thread.is_alive():
+                self.loop.close()
 
 
 async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
