@@ -123,3 +123,13 @@ def pattern(n: int, seed: int, chunk: int = 1 << 18):
         yield bytes(b)
         left -= k
         i += 1
+
+
+def standard_targets() -> TargetThread:
+    """TCP echo, source, hash sink and UDP echo, as ``.echo/.source/.sink/.udp`` ports."""
+    t = TargetThread()
+    t.echo = t.tcp(echo_handler)
+    t.source = t.tcp(source_handler)
+    t.sink = t.tcp(hash_sink_handler)
+    t.udp = t.udp_echo()
+    return t

@@ -25,8 +25,7 @@ from fastpath.shm import (KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, Co
 from fastpath.supervisor.command_channel import CommandClient
 from fastpath.worker.event_loop import run
 from tests.hy2.conftest import default_secret
-from tests.hy2.targets import (TargetThread, echo_handler, hash_sink_handler, pattern,
-                               source_handler)
+from tests.hy2.targets import pattern, standard_targets
 from tests.support.node import NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -34,11 +33,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def targets():
-    t = TargetThread()
-    t.echo = t.tcp(echo_handler)
-    t.source = t.tcp(source_handler)
-    t.sink = t.tcp(hash_sink_handler)
-    t.udp = t.udp_echo()
+    t = standard_targets()
     yield t
     t.close()
 

@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.hy2.conftest import default_secret
-from tests.hy2.targets import (TargetThread, echo_handler, hash_sink_handler, pattern,
-                               source_handler)
+from tests.hy2.targets import pattern, standard_targets
 from tests.support.node import NodeProcess, free_tcp_port, free_udp_port
 
 # Only looked up here, never imported: the wheel starts a Go runtime, which belongs in its own
@@ -93,11 +92,7 @@ def payload_server(body: bytes) -> tuple[PayloadServer, int]:
 
 @pytest.fixture(scope="module")
 def targets():
-    t = TargetThread()
-    t.echo = t.tcp(echo_handler)
-    t.source = t.tcp(source_handler)
-    t.sink = t.tcp(hash_sink_handler)
-    t.udp = t.udp_echo()
+    t = standard_targets()
     yield t
     t.close()
 

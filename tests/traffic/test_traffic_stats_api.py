@@ -18,7 +18,7 @@ import pytest
 from fastpath.hy2.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2.conftest import default_secret
-from tests.hy2.targets import TargetThread, echo_handler, hash_sink_handler, source_handler
+from tests.hy2.targets import standard_targets
 from tests.support.node import NodeProcess, free_tcp_port, http
 
 pytestmark = pytest.mark.integration
@@ -27,10 +27,7 @@ SECRET = "stats-secret"
 
 @pytest.fixture(scope="module")
 def targets():
-    t = TargetThread()
-    t.echo = t.tcp(echo_handler)
-    t.source = t.tcp(source_handler)
-    t.sink = t.tcp(hash_sink_handler)
+    t = standard_targets()
     yield t
     t.close()
 
