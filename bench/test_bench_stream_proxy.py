@@ -1,5 +1,6 @@
-"""Stream proxy control face at 1k streams and 10k viewers: ``GET /stats`` and ``GET /streams``
-latency against ``GET /api/v1/ping`` (the cheapest answer of the same app) in the same run.
+"""Stream proxy control face at 1k streams and 10k viewers: ``GET /health``, ``/streams``,
+``/stats``, ``/stats/streams``, ``/stats/clients`` and ``/stats/performance`` latency against
+``GET /api/v1/ping`` (the cheapest answer of the same app) in the same run.
 
 The face runs standalone (the real gunicorn control server, real HTTP over loopback) over a
 counter segment this benchmark creates and fills the way workers do: one stream slot per
@@ -30,7 +31,7 @@ from tests.support.node import free_tcp_port
 
 STREAMS = 1_000
 CLIENTS = 10_000
-ROUNDS = 40
+ROUNDS = 60
 
 
 class StandInSupervisor:
@@ -141,6 +142,10 @@ def test_stats_and_streams_latency_at_1k_streams_10k_clients(face, compare):
     streams, streams_body = timed_gets(face, "/streams", ROUNDS)
     stats, stats_body = timed_gets(face, "/stats", ROUNDS)
     perf, _ = timed_gets(face, "/stats/performance", ROUNDS)
+    stats_streams, ss_body = timed_gets(face, "/stats/streams", ROUNDS)
+    stats_clients, sc_body = timed_gets(face, "/stats/clients", ROUNDS)
+    assert json.loads(ss_body)["total_streams"] == STREAMS
+    assert json.loads(sc_body)["total_clients"] == CLIENTS
     # The answers carry every stream and viewer of the segment.
     listed = json.loads(streams_body)
     assert listed["total"] == STREAMS
@@ -165,6 +170,10 @@ def test_stats_and_streams_latency_at_1k_streams_10k_clients(face, compare):
                    baseline="GET /api/v1/ping latency, median (ms)")
     compare.record("GET /stats 1k streams 10k clients, p95 (ms)", p95(stats), "ms")
     compare.record("GET /stats/performance 1k streams 10k clients, median (ms)", ms(perf), "ms",
+                   baseline="GET /api/v1/ping latency, median (ms)")
+    compare.record("GET /stats/streams 1k streams 10k clients, median (ms)", ms(stats_streams), "ms",
+                   baseline="GET /api/v1/ping latency, median (ms)")
+    compare.record("GET /stats/clients 1k streams 10k clients, median (ms)", ms(stats_clients), "ms",
                    baseline="GET /api/v1/ping latency, median (ms)")
     compare.record("GET /streams body (kB)", len(streams_body) / 1024, "kB")
     compare.record("GET /stats body (kB)", len(stats_body) / 1024, "kB")

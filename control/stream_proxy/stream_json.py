@@ -12,7 +12,7 @@ import json
 
 from control.stream_proxy.kinds import TYPE_NAMES
 from control.stream_proxy.live import LiveView
-from control.stream_proxy.views import current_index, iso, stream_figures
+from control.stream_proxy.views import current_index, iso
 from fastpath.store.media_store import MediaStream
 
 
@@ -62,23 +62,39 @@ def _time(ts: float | None) -> str:
 
 def render(t: StreamTemplate, view: LiveView) -> tuple[str, bool, int, int]:
     """One stream object as JSON text, with its is_active, total_bytes_served and
-    total_segments_served (for the sums of ``/stats``)."""
+    total_segments_served (for the sums of ``/stats``).  The figures are
+    ``views.stream_figures``'s, computed inline (no dict a stream)."""
     stream = t.stream
     live = view.streams.get(stream.id)
-    fig = stream_figures(stream, live)
-    idx = current_index(stream, live)
-    last = fig["last_access"]
-    for ns in (live.last_active_ns if live else 0, view.client_last_ns.get(stream.id, 0)):
+    last = stream.last_access
+    last_failover = stream.last_failover
+    if live is None:
+        out, seg = stream.bytes_served, stream.segments_served
+        errors, failovers = stream.error_count, stream.failover_attempts
+        active = False
+        state = '"idle"'
+    else:
+        out = stream.bytes_served + live.bytes_out
+        seg = stream.segments_served + live.segments
+        errors = max(stream.error_count, live.errors)
+        failovers = max(stream.failover_attempts, live.failovers)
+        if live.last_failover_ns and (last_failover is None or live.last_failover_ns / 1e9 > last_failover):
+            last_failover = live.last_failover_ns / 1e9
+        ns = live.last_active_ns
         if ns and (last is None or ns / 1e9 > last):
             last = ns / 1e9
+        active = live.reading
+        state = f'"{live.upstream_state}"'
+    ns = view.client_last_ns.get(stream.id, 0)
+    if ns and (last is None or ns / 1e9 > last):
+        last = ns / 1e9
     connected = view.connected.get(stream.id, 0)
-    active = bool(connected or (live is not None and live.reading))
+    active = bool(connected or active)
+    idx = current_index(stream, live)
     text = t.fmt % (
-        t.urls[idx], connected, fig["bytes_out"], fig["segments"], fig["errors"],
-        "true" if active else "false", idx, fig["failovers"], _time(fig["last_failover"]),
-        _time(last if last is not None else stream.created),
-        '"%s"' % (live.upstream_state if live else "idle"))
-    return text, active, fig["bytes_out"], fig["segments"]
+        t.urls[idx], connected, out, seg, errors, "true" if active else "false", idx, failovers,
+        _time(last_failover), _time(last if last is not None else stream.created), state)
+    return text, active, out, seg
 
 
 def streams_array(templates: list[StreamTemplate], view: LiveView) -> tuple[str, int, int, int]:

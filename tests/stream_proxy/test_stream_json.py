@@ -84,3 +84,27 @@ def test_stats_from_parts_is_the_overview(sc, uptime):
     clients = (json.dumps(objs, ensure_ascii=False).encode(), len(objs), sum(o["is_connected"] for o in objs))
     body = figures.overview_json([StreamTemplate(s, agent) for s in streams], view, uptime, clients)
     assert body == json.dumps(figures.overview(streams, view, uptime, agent), ensure_ascii=False).encode()
+
+
+def test_stream_cache_follows_own_and_other_connections_writes(tmp_path):
+    """Reused while nothing changed; reloaded after a write on this connection
+    (``total_changes``) and after a commit of another connection (``data_version``), e.g. a
+    worker folding its counters."""
+    from control.stream_proxy.stream_cache import StreamCache
+    from fastpath.store import StateStore
+    from fastpath.store.media_store import fold_counts, put_stream
+
+    mine = StateStore(tmp_path / "state.db")
+    other = StateStore(tmp_path / "state.db")
+    cache = StreamCache(mine, "agent/1")
+    assert cache.streams() == []
+    a, _ = put_stream(mine, MediaStream(id="", url="http://o/a.ts", kind="direct"))
+    first = cache.streams()
+    assert [s.id for s in first] == [a.id]
+    assert cache.streams() is first and cache.templates() is cache.templates()
+    b, _ = put_stream(other, MediaStream(id="", url="http://o/b.ts", kind="direct"))
+    assert [s.id for s in cache.streams()] == [a.id, b.id]
+    fold_counts(other, b.id, bytes_served=5)
+    assert [s.bytes_served for s in cache.streams()] == [0, 5]
+    tpl = cache.templates()
+    assert '"user_agent": "agent/1"' in tpl[0].fmt

@@ -303,3 +303,29 @@ def test_public_base_from_the_listen_address(listen, base):
     from fastpath.media.config import MediaSettings
     assert public_base(MediaSettings(listen=listen)) == base
     assert public_base(MediaSettings(listen=listen, public_url="http://x.example")) == "http://x.example"
+
+
+def test_listings_answer_json_and_msgpack_alike_and_follow_changes(node):
+    """The pre-rendered JSON bodies and the msgpack answers (object path) carry the same
+    objects; a stream created or deleted shows at once (the stream cache follows the store)."""
+    import msgpack
+
+    sid = create(node, {"url": "http://o.example/shape/cache \u00e9.m3u8".replace(" ", "%20"),
+                        "metadata": {"q": 'a"b%s\u2028'}})["stream_id"]
+    for path in ("/streams", "/stats/streams", "/stats", "/stats/clients"):
+        as_json = node.get(path)
+        assert as_json.status == 200 and as_json.headers["Content-Type"].startswith("application/json")
+        packed = node.get(path, headers={"Accept": "application/msgpack"})
+        assert packed.status == 200 and "msgpack" in packed.headers["Content-Type"]
+        a, b = as_json.json(), msgpack.unpackb(packed.body)
+        a.pop("uptime_seconds", None)
+        b.pop("uptime_seconds", None)
+        for obj in (a, b):  # last_access moves with the clock only for streams read meanwhile
+            for s in obj.get("streams", []):
+                s.pop("last_access")
+        assert a == b, path
+    listed = {s["stream_id"]: s for s in node.get("/streams").json()["streams"]}
+    assert listed[sid]["metadata"] == {"q": 'a"b%s\u2028'}
+    assert node.request("DELETE", f"/streams/{sid}").status == 200
+    assert sid not in {s["stream_id"] for s in node.get("/streams").json()["streams"]}
+    assert sid not in {s["stream_id"] for s in node.get("/stats").json()["streams"]}
