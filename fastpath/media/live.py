@@ -18,6 +18,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import aiohttp
@@ -65,24 +66,94 @@ class HttpSource:
         self.resp.close()
 
 
+class FfmpegLog:
+    """FFmpeg's stderr: into the node log, at most ``burst`` lines per ``window`` seconds (a
+    broken input can print thousands), the last ``keep`` lines kept for error reports."""
+
+    def __init__(self, stream_id: str, stderr: asyncio.StreamReader, *, keep: int = 20,
+                 burst: int = 10, window: float = 10.0):
+        self.stream_id = stream_id
+        self.lines: deque[str] = deque(maxlen=keep)
+        self.burst, self.window = burst, window
+        self.window_start = 0.0
+        self.logged = 0
+        self.suppressed = 0
+        self.task = asyncio.get_running_loop().create_task(self._read(stderr))
+
+    async def _read(self, stderr: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                raw = await stderr.readline()
+            except ValueError:          # a line longer than the reader's limit
+                raw = b"(an overlong line)\n"
+            except (OSError, asyncio.IncompleteReadError):
+                break
+            if not raw:
+                break
+            line = raw.decode("utf-8", "replace").strip()[:300]
+            if line:
+                self.add(line)
+        if self.suppressed:
+            log.warning("stream %s: ffmpeg: %d more lines not logged", self.stream_id, self.suppressed)
+            self.suppressed = 0
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        now = time.monotonic()
+        if now - self.window_start > self.window:
+            if self.suppressed:
+                log.warning("stream %s: ffmpeg: %d more lines not logged", self.stream_id,
+                            self.suppressed)
+            self.window_start, self.logged, self.suppressed = now, 0, 0
+        if self.logged < self.burst:
+            self.logged += 1
+            log.warning("stream %s: ffmpeg: %s", self.stream_id, line)
+        else:
+            self.suppressed += 1
+
+    @property
+    def last(self) -> str:
+        return self.lines[-1] if self.lines else ""
+
+    async def finish(self, timeout: float = 1.0) -> None:
+        """Wait (briefly) for the last lines of an exited process."""
+        if not self.task.done():
+            await asyncio.wait([self.task], timeout=timeout)
+
+
 class FfmpegSource:
     """The stdout of an FFmpeg process transcoding the upstream (one per stream per worker)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, first: float, stall: float):
+    def __init__(self, proc: asyncio.subprocess.Process, first: float, stall: float,
+                 stderr: FfmpegLog | None = None):
         self.proc = proc
         self.first = first
         self.stall = stall
         self.got = False
         self.final_url = ""
+        self.stderr = stderr
 
     async def read(self) -> bytes:
         try:
             data = await asyncio.wait_for(self.proc.stdout.read(READ_SIZE),
                                           self.stall if self.got else self.first)
         except TimeoutError:
-            raise UpstreamError("ffmpeg produced no output in time", "stall") from None
+            raise UpstreamError(self._why("ffmpeg produced no output in time"), "stall") from None
         self.got = self.got or bool(data)
+        if not data:
+            try:
+                code = await asyncio.wait_for(self.proc.wait(), 2.0)
+            except TimeoutError:
+                code = None
+            if self.stderr is not None:
+                await self.stderr.finish()
+            raise UpstreamError(self._why(f"ffmpeg exited ({code})" if code is not None
+                                          else "ffmpeg closed its output"), "ffmpeg")
         return data
+
+    def _why(self, what: str) -> str:
+        last = self.stderr.last if self.stderr is not None else ""
+        return f"{what}: {last}" if last else what
 
     def close(self) -> None:
         if self.proc.returncode is None:
@@ -255,10 +326,11 @@ class LiveRelay:
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.DEVNULL)
+                    stderr=asyncio.subprocess.PIPE)
             except OSError as exc:
                 raise UpstreamError(f"cannot start ffmpeg: {exc.strerror}", "connect") from None
-            return FfmpegSource(proc, max(s.connect_timeout, 15.0), max(s.stall_timeout, 5.0))
+            return FfmpegSource(proc, max(s.connect_timeout, 15.0), max(s.stall_timeout, 5.0),
+                                FfmpegLog(self.stream.id, proc.stderr))
         headers = self.svc.upstream.headers(self.stream.user_agent, self.stream.headers)
         resp = await self.svc.upstream.open(url, headers, read_timeout=s.stall_timeout)
         return HttpSource(resp, s.stall_timeout)

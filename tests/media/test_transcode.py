@@ -51,3 +51,108 @@ def test_variables_fill_placeholders_and_cannot_add_options():
 def test_missing_required_variable_is_an_error():
     with pytest.raises(ValueError, match="required"):
         transcode.render("-b:v {rate}", {})
+
+
+def test_custom_template_through_the_api_is_checked_and_played(tmp_path, media_dir):
+    with OriginProcess(media_dir) as origin, media_node(tmp_path) as node:
+        custom = "-c:v libx264 -preset ultrafast -b:v {video_bitrate|300k} -an -f mpegts"
+        r = node.post("/transcode", {"url": origin.base + "/live/stream.ts", "profile": custom,
+                                     "profile_variables": {"video_bitrate": "200k"}})
+        assert r.status in (200, 201), r.body
+        sid = r.json()["stream_id"]
+        viewer = LiveReader(node.media_port, f"/stream/{sid}")
+        wait_until(lambda: len(viewer.body) > 20_000, 30)
+        viewer.close()
+        assert scan_packets(bytes(viewer.body))[1] > 100
+        for bad, why in (("-c:v libx264 /tmp/out.ts", "not an option"),
+                         ("-vf movie=/etc/passwd -f mpegts", "movie"),
+                         ("-i http://127.0.0.1:1/x -f mpegts", "-i"),
+                         ("-headers X:1 -f mpegts", "protocol"),
+                         ("-c:v libx264 -f hls", "hls"),
+                         ("-filter_complex [0:v]split -f mpegts", "-filter_complex")):
+            r = node.post("/transcode", {"url": origin.base + "/live/stream.ts", "profile": bad})
+            assert r.status == 400, (bad, r.status, r.body)
+            assert why in r.json()["message"], r.body
+
+
+def test_a_transcode_that_fails_to_start_reports_ffmpegs_last_line(tmp_path, media_dir):
+    from tests.media.support import WebhookReceiver, add_webhook
+    with OriginProcess(media_dir) as origin, WebhookReceiver() as hooks, \
+            media_node(tmp_path) as node:
+        add_webhook(node, hooks.url, ["stream_failed"])
+        sid = register(node, origin.base + "/live/stream.ts", kind="transcode",
+                       profile="-c:v nosuchencoder -f mpegts", dedup_key="bad encoder")
+        viewer = LiveReader(node.media_port, f"/stream/{sid}")
+        event = hooks.wait_for("stream_failed", 20)[0]
+        viewer.close()
+        assert event["stream_id"] == sid
+        assert "nosuchencoder" in event["data"]["error"], event
+        # ffmpeg's own words are in the node log, not discarded.
+        wait_until(lambda: "ffmpeg: " in node.log() and "nosuchencoder" in node.log(), 5)
+
+
+def test_ffmpeg_stderr_is_rate_limited_and_its_last_lines_kept():
+    import asyncio
+    import logging
+
+    from fastpath.media.live import FfmpegLog
+
+    async def main():
+        reader = asyncio.StreamReader()
+        for i in range(500):
+            reader.feed_data(f"line {i}\n".encode())
+        reader.feed_eof()
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logger = logging.getLogger("fastpath.media.live")
+        logger.addHandler(handler)
+        try:
+            stderr = FfmpegLog("s1", reader, keep=5, burst=10, window=60)
+            await stderr.finish(2)
+        finally:
+            logger.removeHandler(handler)
+        return stderr, [r.getMessage() for r in records]
+    stderr, messages = asyncio.run(main())
+    assert list(stderr.lines) == [f"line {i}" for i in range(495, 500)] and stderr.last == "line 499"
+    assert len(messages) == 11 and messages[-1].endswith("490 more lines not logged")
+
+
+def test_template_variables_are_listed():
+    assert transcode.template_variables(transcode.PROFILES["720p"]) == {
+        "width": "1280", "height": "720", "video_bitrate": "2500k", "audio_bitrate": "128k"}
+    assert transcode.template_variables("-b:v {rate} -maxrate {rate|2M}") == {"rate": "2M"}
+    assert transcode.template_variables("-an -f adts") == {}
+    assert transcode.profile_template("-an -f adts") == "-an -f adts"
+    assert transcode.profile_template("nosuch") is None
+
+
+TOKENS = ["-c:v", "libx264", "-b:v", "2M", "-i", "x.ts", "/etc/passwd", "-vf", "scale=1:2",
+          "movie=a", "-f", "mpegts", "hls", "-an", "{v}", "{v|1}", "http://h/", "pipe:1", "-y",
+          "-headers", "-filter_complex", "file:x", "-g", "-1", "a,subtitles=x", "{", "-x264-params"]
+
+
+def test_fuzz_custom_templates_only_ever_pass_options_and_their_values():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(st.sampled_from(TOKENS) | st.text(max_size=12), min_size=1, max_size=8))
+    def check(tokens):
+        template = " ".join(tokens)
+        try:
+            args = transcode.check_template(template)
+        except ValueError:
+            return
+        expect = False
+        for arg in args:
+            if not expect:
+                assert arg.startswith("-") and arg not in ("-i", "-y", "-headers", "-filter_complex")
+                expect = arg not in transcode._FLAGS
+            else:
+                expect = False
+                assert "movie" not in arg and "subtitles" not in arg and "://" not in arg
+        assert "pipe:" not in template and "file:" not in template
+        fmt = transcode.output_format(args)
+        assert fmt in transcode.OUTPUT_FORMATS
+    check()
