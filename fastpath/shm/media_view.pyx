@@ -5,8 +5,10 @@ At 1k streams and 10k viewers, one dict per slot (``scan_slots``) and folding th
 cost ~30 ms per request.  Here the slots are copied under their seqlock and folded in C with
 the GIL released: stream slots are grouped by stream id (the per-worker relays of one stream),
 viewer slots by viewer id (an HLS viewer served by several workers is one viewer) and by
-owning stream (distinct connected viewers, latest activity).  Python objects are built only
-for what a request needs: one tuple per stream, viewer tuples only when asked for.
+owning stream (distinct connected viewers, latest activity), each with one hash probe a slot
+(``group_by``).  Python objects are built only for what a request needs: one tuple per
+stream, viewer tuples only when asked for, or the viewers' JSON written straight into bytes
+(``render_clients``) for the listings of every viewer.
 
 The folding rules are those of ``control.stream_proxy.live.gather`` (tests compare both on
 random slot sets).  Ids are grouped as Python sees them: bytes are first normalised the way
