@@ -126,7 +126,19 @@ class Origin:
         return web.Response(body=data, content_type="video/mp2t")
 
     async def vod(self, request: web.Request) -> web.StreamResponse:
+        """The file with Range support; ``?cut=N`` (without Range) promises the whole file and
+        breaks the connection after N bytes (an origin that dies mid-film)."""
         self.count(request)
+        cut = int(request.query.get("cut", "0") or 0)
+        if cut and "Range" not in request.headers and request.method == "GET":
+            data = (self.media / "live.ts").read_bytes()
+            resp = web.StreamResponse(headers={"Content-Type": "video/mp2t", "Accept-Ranges": "bytes"})
+            resp.content_length = len(data)
+            await resp.prepare(request)
+            await resp.write(data[:cut])
+            await asyncio.sleep(0.1)
+            request.transport.close()
+            return resp
         return web.FileResponse(self.media / "live.ts")
 
     async def redirect(self, request: web.Request) -> web.Response:
