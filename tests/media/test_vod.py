@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
-from tests.media.support import OriginProcess, media_node, register
+from tests.media.support import media_node, register
 from tests.support.node import http
 
 
