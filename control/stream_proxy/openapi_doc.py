@@ -50,8 +50,11 @@ TRANSCODE_BODY = {
     "type": "object", "required": ["url"],
     "properties": {
         "url": {"type": "string", "format": "uri"},
-        "profile": {"type": "string", "description": "default, hq, lowlatency, 720p, 1080p, hevc, audio "
-                                                      "or a profile of media.transcodeProfiles"},
+        "profile": {"type": "string", "description": "default, hq, lowlatency, 720p, 1080p, hevc, audio, "
+                                                      "a profile of media.transcodeProfiles, or a custom "
+                                                      "FFmpeg argument template starting with '-' "
+                                                      "(options only: no inputs, outputs, protocols or "
+                                                      "file-reading filters)"},
         "profile_variables": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
         "failover_urls": {"type": "array", "items": {"type": "string", "format": "uri"}},
         "user_agent": {"type": "string"},
