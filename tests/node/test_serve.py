@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ pytestmark = pytest.mark.integration
 def test_defaults_answer_health_and_stop_cleanly_on_sigterm(tmp_path):
     """The README's run command: no config, answers within 10 s, exits 0 within 5 s."""
     env = dict(os.environ, FASTPATH_LOG_LEVEL="WARNING")
+    with socket.socket() as probe:      # another node on the default port would answer for us
+        assert probe.connect_ex(("127.0.0.1", 9480)) != 0, "port 9480 is taken by another process"
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "fastpath", "serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
