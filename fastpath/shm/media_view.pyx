@@ -35,6 +35,7 @@ cdef extern from "<time.h>" nogil:
 from fastpath.shm.counter_table cimport (
     KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, fp_load_acquire, fp_load_u64,
     fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
+from fastpath.shm.utf8_replace cimport utf8_step
 
 # fastpath.shm's STATE_* values (fixed by the slot contract).
 cdef enum:
@@ -67,57 +68,6 @@ cdef struct MRec:
     char a[63]
     uint8_t b_n
     char b[127]
-
-
-cdef inline bint _cont(uint8_t c) noexcept nogil:
-    return 0x80 <= c <= 0xBF
-
-
-cdef inline int utf8_step(const uint8_t *s, size_t n, size_t *used) noexcept nogil:
-    """1 and the sequence length when ``s`` starts a valid sequence; 0 and the length of the
-    maximal invalid subpart (one U+FFFD each, as CPython's decoder) otherwise."""
-    cdef uint8_t b0 = s[0]
-    cdef uint8_t lo = 0x80, hi = 0xBF
-    if b0 < 0x80:
-        used[0] = 1
-        return 1
-    if 0xC2 <= b0 <= 0xDF:
-        if n >= 2 and _cont(s[1]):
-            used[0] = 2
-            return 1
-        used[0] = 1
-        return 0
-    if 0xE0 <= b0 <= 0xEF:
-        if b0 == 0xE0:
-            lo = 0xA0
-        elif b0 == 0xED:
-            hi = 0x9F
-        if n < 2 or not (lo <= s[1] <= hi):
-            used[0] = 1
-            return 0
-        if n < 3 or not _cont(s[2]):
-            used[0] = 2
-            return 0
-        used[0] = 3
-        return 1
-    if 0xF0 <= b0 <= 0xF4:
-        if b0 == 0xF0:
-            lo = 0x90
-        elif b0 == 0xF4:
-            hi = 0x8F
-        if n < 2 or not (lo <= s[1] <= hi):
-            used[0] = 1
-            return 0
-        if n < 3 or not _cont(s[2]):
-            used[0] = 2
-            return 0
-        if n < 4 or not _cont(s[3]):
-            used[0] = 3
-            return 0
-        used[0] = 4
-        return 1
-    used[0] = 1
-    return 0
 
 
 cdef uint16_t normalise(const char *src, size_t n, char *out, uint64_t *hash) noexcept nogil:

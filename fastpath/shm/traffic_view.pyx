@@ -28,6 +28,7 @@ from libc.math cimport fabs, modf, round
 from fastpath.shm.counter_table cimport (
     KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, KIND_USER, CounterTable, fp_load_acquire,
     fp_load_u64, fp_now_ns, fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
+from fastpath.shm.utf8_replace cimport utf8_step
 
 cdef enum:
     F_CARRIED = 1   # the id has carried traffic in the store
@@ -145,59 +146,6 @@ cdef inline void put_pad(Buf *b, int n) noexcept nogil:
     while n > 0:
         put_c(b, 32)
         n -= 1
-
-
-# -- UTF-8 as Python decodes it with errors="replace" -------------------------------------------
-
-cdef inline bint _cont(uint8_t c) noexcept nogil:
-    return 0x80 <= c <= 0xBF
-
-
-cdef inline int utf8_step(const uint8_t *s, size_t n, size_t *used) noexcept nogil:
-    """1 and the sequence length when ``s`` starts a valid sequence; 0 and the length of the
-    maximal invalid subpart (one U+FFFD each, as CPython's decoder) otherwise."""
-    cdef uint8_t b0 = s[0]
-    cdef uint8_t lo = 0x80, hi = 0xBF
-    if b0 < 0x80:
-        used[0] = 1
-        return 1
-    if 0xC2 <= b0 <= 0xDF:
-        if n >= 2 and _cont(s[1]):
-            used[0] = 2
-            return 1
-        used[0] = 1
-        return 0
-    if 0xE0 <= b0 <= 0xEF:
-        if b0 == 0xE0:
-            lo = 0xA0
-        elif b0 == 0xED:
-            hi = 0x9F
-        if n < 2 or not (lo <= s[1] <= hi):
-            used[0] = 1
-            return 0
-        if n < 3 or not _cont(s[2]):
-            used[0] = 2
-            return 0
-        used[0] = 3
-        return 1
-    if 0xF0 <= b0 <= 0xF4:
-        if b0 == 0xF0:
-            lo = 0x90
-        elif b0 == 0xF4:
-            hi = 0x8F
-        if n < 2 or not (lo <= s[1] <= hi):
-            used[0] = 1
-            return 0
-        if n < 3 or not _cont(s[2]):
-            used[0] = 2
-            return 0
-        if n < 4 or not _cont(s[3]):
-            used[0] = 3
-            return 0
-        used[0] = 4
-        return 1
-    used[0] = 1
-    return 0
 
 
 cdef uint64_t MINUTE_NS = <uint64_t>60 * 1000000000
