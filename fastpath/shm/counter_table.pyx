@@ -346,26 +346,9 @@ cdef class ShardWriter:
         cdef fp_slot *s = &self.slots[slot]
         cdef uint64_t now = fp_now_ns()
         cdef uint32_t owner = s.conn_slot
-        if tx:
-            fp_add_u64(&s.tx, tx)
-        if rx:
-            fp_add_u64(&s.rx, rx)
-        if tx_packets:
-            fp_add_u64(&s.tx_packets, tx_packets)
-        if rx_packets:
-            fp_add_u64(&s.rx_packets, rx_packets)
-        fp_store_u64(&s.last_active_ns, now)
+        _add_counts(s, tx, rx, tx_packets, rx_packets, now)
         if owner and owner - 1 < self.nslots:
-            s = &self.slots[owner - 1]
-            if tx:
-                fp_add_u64(&s.tx, tx)
-            if rx:
-                fp_add_u64(&s.rx, rx)
-            if tx_packets:
-                fp_add_u64(&s.tx_packets, tx_packets)
-            if rx_packets:
-                fp_add_u64(&s.rx_packets, rx_packets)
-            fp_store_u64(&s.last_active_ns, now)
+            _add_counts(&self.slots[owner - 1], tx, rx, tx_packets, rx_packets, now)
 
     def set_extra(self, uint32_t slot, uint32_t i, uint64_t value):
         """Publish ``extra[i]`` (0..3) of a slot: kind-specific figures (for media streams:
@@ -396,6 +379,19 @@ cdef class ShardWriter:
     cdef _check(self, uint32_t slot):
         if slot >= self.nslots:
             raise IndexError(f"slot {slot} out of range")
+
+
+cdef inline void _add_counts(fp_slot *s, uint64_t tx, uint64_t rx, uint64_t tx_packets,
+                             uint64_t rx_packets, uint64_t now) noexcept nogil:
+    if tx:
+        fp_add_u64(&s.tx, tx)
+    if rx:
+        fp_add_u64(&s.rx, rx)
+    if tx_packets:
+        fp_add_u64(&s.tx_packets, tx_packets)
+    if rx_packets:
+        fp_add_u64(&s.rx_packets, rx_packets)
+    fp_store_u64(&s.last_active_ns, now)
 
 
 cdef dict _slot_record(fp_slot *slots, uint32_t idx, uint32_t shard):

@@ -227,35 +227,52 @@ cdef tuple fold_stream(MRec **g, size_t n):
             state, n, states, bin, bout, seg, err, fo, lastfo, hits, created, last)
 
 
+cdef struct Viewer:
+    uint64_t created, last, out, seg
+    bint connected
+    size_t t1, t2       # the two tabs of text_b (== b_n when absent)
+
+
+cdef void fold_viewer(MRec **g, size_t n, Viewer *v) noexcept nogil:
+    """One viewer's slots (scan order) folded: earliest start, latest activity, sums, connected
+    if any slot is; and where its first slot's text_b splits.  Shared by the tuple and the
+    JSON paths so both read a viewer the same way."""
+    cdef MRec *first = g[0]
+    cdef MRec *r
+    cdef size_t i
+    v.created = first.created
+    v.last = v.out = v.seg = 0
+    v.connected = False
+    for i in range(n):
+        r = g[i]
+        if i and r.created and r.created < v.created:
+            v.created = r.created
+        v.out += r.tx
+        v.seg += r.txp
+        if r.state == ST_ESTAB:
+            v.connected = True
+        if r.last > v.last:
+            v.last = r.last
+    # "<ip>\t<username>\t<user agent>"; a tab byte is never inside a UTF-8 sequence, so
+    # splitting the bytes first decodes the same as splitting the text.
+    v.t1 = 0
+    while v.t1 < first.b_n and first.b[v.t1] != b'\t':
+        v.t1 += 1
+    v.t2 = v.t1 + 1 if v.t1 < first.b_n else v.t1
+    while v.t2 < first.b_n and first.b[v.t2] != b'\t':
+        v.t2 += 1
+
+
 cdef tuple fold_client(MRec **g, size_t n):
     """One viewer's slots (scan order) -> the fields of ``LiveClient``."""
     cdef MRec *first = g[0]
-    cdef MRec *r
-    cdef uint64_t created = first.created, last = 0, out = 0, seg = 0
-    cdef bint connected = False
-    cdef size_t i, t1, t2
-    for i in range(n):
-        r = g[i]
-        if i and r.created and r.created < created:
-            created = r.created
-        out += r.tx
-        seg += r.txp
-        if r.state == ST_ESTAB:
-            connected = True
-        if r.last > last:
-            last = r.last
-    # "<ip>\t<username>\t<user agent>"; a tab byte is never inside a UTF-8 sequence, so
-    # splitting the bytes first decodes the same as splitting the text.
-    t1 = 0
-    while t1 < first.b_n and first.b[t1] != b'\t':
-        t1 += 1
-    t2 = t1 + 1 if t1 < first.b_n else t1
-    while t2 < first.b_n and first.b[t2] != b'\t':
-        t2 += 1
+    cdef Viewer v
+    fold_viewer(g, n, &v)
+    cdef size_t t1 = v.t1, t2 = v.t2
     user = text(first.b + t1 + 1, t2 - t1 - 1) if t1 < first.b_n else ""
     agent = text(first.b + t2 + 1, first.b_n - t2 - 1) if t2 < first.b_n else ""
     return (text(first.key, first.key_n), text(first.a, first.a_n), text(first.b, t1),
-            user or None, agent, out, seg, created, last, connected, n)
+            user or None, agent, v.out, v.seg, v.created, v.last, v.connected, n)
 
 
 cdef enum:
@@ -603,26 +620,9 @@ cdef void put_iso(Buf *b, uint64_t ns) noexcept nogil:
 cdef bint render_client(Buf *b, MRec **g, size_t n) noexcept nogil:
     """One ``client_view`` object (``b`` has room, see ``render_clients``); its is_connected."""
     cdef MRec *first = g[0]
-    cdef MRec *r
-    cdef uint64_t created = first.created, last = 0, out = 0, seg = 0
-    cdef bint connected = False
-    cdef size_t i, t1, t2
-    for i in range(n):
-        r = g[i]
-        if i and r.created and r.created < created:
-            created = r.created
-        out += r.tx
-        seg += r.txp
-        if r.state == ST_ESTAB:
-            connected = True
-        if r.last > last:
-            last = r.last
-    t1 = 0
-    while t1 < first.b_n and first.b[t1] != b'\t':
-        t1 += 1
-    t2 = t1 + 1 if t1 < first.b_n else t1
-    while t2 < first.b_n and first.b[t2] != b'\t':
-        t2 += 1
+    cdef Viewer v
+    fold_viewer(g, n, &v)
+    cdef size_t t1 = v.t1, t2 = v.t2
     put(b, b'{"client_id": ', 14)
     put_str(b, first.key, first.key_n)
     put(b, b', "stream_id": ', 15)
@@ -640,18 +640,18 @@ cdef bint render_client(Buf *b, MRec **g, size_t n) noexcept nogil:
     else:
         put(b, b"null", 4)
     put(b, b', "bytes_served": ', 18)
-    put_u64(b, out)
+    put_u64(b, v.out)
     put(b, b', "segments_served": ', 21)
-    put_u64(b, seg)
+    put_u64(b, v.seg)
     put(b, b', "created_at": ', 16)
-    put_iso(b, created)
+    put_iso(b, v.created)
     put(b, b', "last_access": ', 17)
-    put_iso(b, last if last else created)
-    if connected:
+    put_iso(b, v.last if v.last else v.created)
+    if v.connected:
         put(b, b', "is_connected": true}', 23)
     else:
         put(b, b', "is_connected": false}', 24)
-    return connected
+    return v.connected
 
 
 def render_clients(CounterTable table):
