@@ -138,13 +138,21 @@ class NodeAuthenticator:
                 if reason:
                     log.info("auth refused for %s from %s: %s", user.id, addr, reason)
                     return None
-                return user.id
+                return self._device_allowed(user.id, addr)
         if self.backend is None:
             return None
         user_id = await self.backend.authenticate(addr, auth, client_rx)
         if user_id is None:
             return None
         if self.users is not None and self.users.refused_reason(user_id):
+            return None
+        return self._device_allowed(user_id, addr)
+
+    def _device_allowed(self, user_id: str, addr: str) -> str | None:
+        """``user_id``, or None while this device (user, remote ip) is refused after a kick."""
+        refused = getattr(self.users, "device_refused", None)
+        if refused is not None and refused(user_id, addr):
+            log.info("auth refused for %s from %s: device kicked recently", user_id, addr)
             return None
         return user_id
 

@@ -338,6 +338,9 @@ class Hy2Server:
         self.endpoint = UdpEndpoint(sock, self._on_batch, obfs=self.obfs)
         self.endpoint.start(self.loop)
         self._housekeeping = asyncio.ensure_future(self._housekeeping_loop())
+        users = getattr(self.authenticator, "users", None)
+        if users is not None and hasattr(users, "on_device_cutoff"):
+            users.on_device_cutoff(self.kick_device)
         return self
 
     @property
@@ -452,6 +455,17 @@ class Hy2Server:
         closed = 0
         for user_id in set(ids):
             for conn in list(self.by_user.get(user_id, ())):
+                conn.close(CLOSE_KICKED, "kicked")
+                closed += 1
+        if closed:
+            self._flush()
+        return closed
+
+    def kick_device(self, user_id: str, ip: str) -> int:
+        """Close every connection of ``user_id`` from remote address ``ip`` (close code 0x107)."""
+        closed = 0
+        for conn in list(self.by_user.get(user_id, ())):
+            if conn.peer.rpartition(":")[0].strip("[]") == ip:
                 conn.close(CLOSE_KICKED, "kicked")
                 closed += 1
         if closed:

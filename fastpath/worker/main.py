@@ -56,7 +56,12 @@ async def worker_main(args) -> int:
         ctx.users.set_over_limit(a.get("ids") or [])
         return True
 
+    async def refuse_device(a):
+        return ctx.users.refuse_device(str(a.get("user") or ""), str(a.get("ip") or ""),
+                                       float(a.get("seconds") or 0))
+
     ctx.on_command("ping", ping)
+    ctx.on_command("refuse_device", refuse_device)
     ctx.on_command("users_changed", users_changed)
     ctx.on_command("over_limit", over_limit)
 
@@ -86,6 +91,10 @@ async def worker_main(args) -> int:
     async def heartbeat():
         while True:
             writer.heartbeat()
+            try:
+                ctx.users.check_expiry()
+            except Exception:
+                log.exception("expiry check failed")
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     beat = asyncio.ensure_future(heartbeat())

@@ -16,6 +16,11 @@ class UserDirectory:
         self.by_secret: dict[str, User] = {}
         self.over_limit: set[str] = set()
         self._cutoff_listeners: list[Callable[[set[str]], None]] = []
+        # (user id, remote ip) -> monotonic time until which that device is refused at auth
+        # (a device kicked through the HY2 SCALE face's DELETE /sessions/{key}).
+        self.refused_devices: dict[tuple[str, str], float] = {}
+        self._device_listeners: list[Callable[[str, str], int]] = []
+        self.next_expiry = float("inf")
         self.reload()
 
     def on_cutoff(self, listener: Callable[[set[str]], None]) -> None:
@@ -31,8 +36,50 @@ class UserDirectory:
         now = time.time()
         gone = {uid for uid in before if uid not in self.by_id}
         gone |= {u.id for u in users if u.refused_reason(0, now)}
+        self.next_expiry = min((u.expiry for u in users if u.expiry is not None and u.expiry > now),
+                               default=float("inf"))
         self._cut(gone)
         return gone
+
+    def check_expiry(self, now: float | None = None) -> set[str]:
+        """Cut off users whose expiry has just passed (called about once a second), so a
+        connected user does not outlive its expiry until the next reload."""
+        now = time.time() if now is None else now
+        if now < self.next_expiry:
+            return set()
+        due = {u.id for u in self.by_id.values()
+               if u.expiry is not None and self.next_expiry <= u.expiry <= now}
+        self.next_expiry = min((u.expiry for u in self.by_id.values()
+                                if u.expiry is not None and u.expiry > now), default=float("inf"))
+        self._cut(due)
+        return due
+
+    # -- refused devices ---------------------------------------------------------------------
+    def on_device_cutoff(self, listener: Callable[[str, str], int]) -> None:
+        """``listener(user_id, ip) -> closed`` closes that device's live connections."""
+        self._device_listeners.append(listener)
+
+    def refuse_device(self, user_id: str, ip: str, seconds: float) -> int:
+        """Close every connection of ``user_id`` from ``ip`` and refuse it at auth for
+        ``seconds``; the number of connections closed."""
+        now = time.monotonic()
+        self.refused_devices = {k: t for k, t in self.refused_devices.items() if t > now}
+        if seconds > 0:
+            self.refused_devices[(user_id, ip)] = now + seconds
+        return sum(listener(user_id, ip) or 0 for listener in self._device_listeners)
+
+    def device_refused(self, user_id: str, addr: str) -> bool:
+        """Whether ``user_id`` connecting from ``addr`` ("ip:port", "[v6]:port") is refused."""
+        if not self.refused_devices:
+            return False
+        key = (user_id, addr.rpartition(":")[0].strip("[]") if ":" in addr else addr)
+        until = self.refused_devices.get(key)
+        if until is None:
+            return False
+        if time.monotonic() >= until:
+            del self.refused_devices[key]
+            return False
+        return True
 
     def set_over_limit(self, ids: Iterable[str]) -> None:
         ids = set(ids)

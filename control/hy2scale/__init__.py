@@ -1,0 +1,59 @@
+"""The HY2 SCALE face: a compatible REST API under ``/scale/api/`` on the control port.
+
+It adapts the reference's routes onto the one node model: its users are rows of the node's
+user table (``users.py``), its sessions are read from the shared-memory connection slots
+(``sessions.py``), its settings, tokens and layout are settings rows of the state store.  Auth:
+``auth.py``; what is not supported answers 501 from one table (``unsupported.py``).
+Config: the optional ``scale`` section (``config.py``).
+"""
+from __future__ import annotations
+
+import falcon
+
+from control.hy2scale import unsupported
+from control.hy2scale.auth import Auth, Login, Password, ScaleAuthMiddleware
+from control.hy2scale.backup import Backup, Restore
+from control.hy2scale.face import BASE, ScaleFace
+from control.hy2scale.layout import Layout, LayoutStream
+from control.hy2scale.node_info import (BuildId, BuildInfo, CheckPorts, Node, NodeSettings, NodeTraffic,
+                                        UiSettings)
+from control.hy2scale.openapi_doc import document
+from control.hy2scale.sessions import Devices, SessionItem, Sessions
+from control.hy2scale.users import UserBook, UserItem, UserResetTraffic, Users, UserToggle
+
+
+def register(app: falcon.App, node) -> None:
+    face = ScaleFace(node)
+    if not face.settings.enabled:
+        return
+    auth = Auth(face)
+    app.add_middleware(ScaleAuthMiddleware(auth))
+    book = UserBook(face)
+    devices = Devices(face)
+    node_settings = NodeSettings(face)
+    layout = Layout(face)
+    routes = {
+        "/login": Login(auth),
+        "/settings/password": Password(auth),
+        "/users": Users(book),
+        "/users/{user_id}": UserItem(book),
+        "/users/{user_id}/toggle": UserToggle(book),
+        "/users/{user_id}/reset-traffic": UserResetTraffic(book),
+        "/sessions": Sessions(devices),
+        "/sessions/{key}": SessionItem(devices),
+        "/node": Node(node_settings),
+        "/node/traffic": NodeTraffic(face),
+        "/build-id": BuildId(),
+        "/build-info": BuildInfo(),
+        "/settings/ui": UiSettings(face),
+        "/check-ports": CheckPorts(),
+        "/settings/check-ports": CheckPorts(),
+        "/graph-layout": layout,
+        "/graph-layout/stream": LayoutStream(layout, auth),
+        "/backup": Backup(face, node_settings),
+        "/restore": Restore(face, node_settings),
+    }
+    for path, resource in routes.items():
+        app.add_route(BASE + path, resource)
+    document(node.openapi)
+    unsupported.register(app, node.openapi)

@@ -1,0 +1,253 @@
+"""Login, bearer tokens and the admin password of the HY2 SCALE face.
+
+The client sends the hex SHA-256 of the password (the reference's scheme); the node keeps only
+an scrypt digest of that hex with a random salt, so a copy of the store does not hand out a
+value that logs in.  Defaults are admin/admin, and ``force_password_change`` is true while the
+default password is in use.
+
+Tokens are 32 random bytes (hex); the store keeps their SHA-256 with the time of last use, one
+settings row each, so every control-API process sees them.  A token expires after the session
+timeout without use (sliding; the last use is written at most every minute, or every quarter
+of a short timeout).  Changing the password deletes every token.
+
+Failed logins are counted per remote address in the store: after ``loginAttempts`` failures in
+``loginWindow`` the address gets 429 until the window ends.  An attempt is counted before the
+password is checked, so parallel guesses cannot overrun the limit.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+
+import falcon
+
+from control import validation as v
+from control.errors import bad_request
+from control.hy2scale.face import BASE, PREFIX, ScaleFace, read_setting, write_setting
+
+CRED_KEY = PREFIX + "credentials"
+TOKEN_PREFIX = PREFIX + "token."
+FAIL_PREFIX = PREFIX + "login_fail."
+DEFAULT_USERNAME = "admin"
+DEFAULT_HASH = hashlib.sha256(b"admin").hexdigest()
+SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
+PUBLIC = {BASE + "/login", BASE + "/build-id"}
+STREAM_PATHS = {BASE + "/graph-layout/stream"}     # EventSource: ?token= accepted
+USERNAME_MAX = 64
+
+
+def unauthorized(message: str) -> falcon.HTTPUnauthorized:
+    return falcon.HTTPUnauthorized(title="unauthorized", description=message, challenges=["Bearer"])
+
+
+def _digest(sha_hex: str, salt: bytes, params: dict) -> str:
+    return hashlib.scrypt(sha_hex.lower().encode(), salt=salt, dklen=32, maxmem=64 * 1024 * 1024,
+                          **params).hex()
+
+
+def make_credentials(username: str, sha_hex: str) -> dict:
+    salt = secrets.token_bytes(16)
+    return {"username": username, "salt": salt.hex(), "kdf": "scrypt", **SCRYPT,
+            "hash": _digest(sha_hex, salt, SCRYPT),
+            "default": sha_hex.lower() == DEFAULT_HASH}
+
+
+def token_key(token: str) -> str:
+    return TOKEN_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+class Auth:
+    def __init__(self, face: ScaleFace):
+        self.face = face
+
+    @property
+    def store(self):
+        return self.face.store
+
+    # -- credentials ----------------------------------------------------------------------------
+    def credentials(self) -> dict:
+        creds = self.face.setting(CRED_KEY)
+        if creds is None:
+            fresh = make_credentials(DEFAULT_USERNAME, DEFAULT_HASH)
+            with self.store.transaction() as db:
+                creds = read_setting(db, CRED_KEY)
+                if creds is None:
+                    write_setting(db, CRED_KEY, fresh)
+                    creds = fresh
+        return creds
+
+    def verify(self, username: str, sha_hex: str, creds: dict | None = None) -> bool:
+        creds = creds or self.credentials()
+        params = {k: creds[k] for k in ("n", "r", "p")}
+        digest = _digest(sha_hex, bytes.fromhex(creds["salt"]), params)
+        return hmac.compare_digest(digest, creds["hash"]) & hmac.compare_digest(
+            username.encode(), creds["username"].encode())
+
+    # -- login attempts -------------------------------------------------------------------------
+    def take_attempt(self, addr: str) -> None:
+        """Count one login attempt of ``addr``; 429 when it has no attempts left."""
+        s = self.face.settings
+        key = FAIL_PREFIX + addr
+        now = time.time()
+        with self.store.transaction() as db:
+            rec = read_setting(db, key)
+            if rec is None or now - rec["since"] >= s.login_window:
+                rec = {"count": 0, "since": now}
+            if rec["count"] >= s.login_attempts:
+                wait = max(1, int(rec["since"] + s.login_window - now + 0.999))
+                raise falcon.HTTPTooManyRequests(
+                    title="too many login attempts",
+                    description=f"too many failed logins from {addr}; try again in {wait} s",
+                    retry_after=wait)
+            rec["count"] += 1
+            write_setting(db, key, rec)
+
+    def clear_attempts(self, addr: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM settings WHERE key = ?", (FAIL_PREFIX + addr,))
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def issue_token(self) -> str:
+        token = secrets.token_hex(32)
+        now = time.time()
+        ttl = self.face.token_ttl()
+        with self.store.transaction() as db:
+            # Forget tokens that expired (cheap: only at login).
+            for key, value in db.execute("SELECT key, value FROM settings WHERE key LIKE ?",
+                                         (TOKEN_PREFIX + "%",)).fetchall():
+                if now - _last_use(value) > ttl:
+                    db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            write_setting(db, token_key(token), {"created": now, "last": now})
+        return token
+
+    def token_valid(self, token: str) -> bool:
+        if not token or len(token) > 256:
+            return False
+        key = token_key(token)
+        rec = self.face.setting(key)
+        if rec is None:
+            return False
+        ttl = self.face.token_ttl()
+        now = time.time()
+        idle = now - rec["last"]
+        if idle > ttl:
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            return False
+        if idle > min(60.0, ttl / 4):
+            rec["last"] = now
+            with self.store.transaction() as db:
+                if read_setting(db, key) is not None:   # not revoked meanwhile
+                    write_setting(db, key, rec)
+        return True
+
+    def revoke_all(self, db) -> None:
+        db.execute("DELETE FROM settings WHERE key LIKE ?", (TOKEN_PREFIX + "%",))
+
+
+def _last_use(value: str) -> float:
+    import json
+    try:
+        return float(json.loads(value)["last"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def request_token(req: falcon.Request) -> str | None:
+    header = req.get_header("Authorization") or ""
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() == "bearer" and given.strip():
+        return given.strip()
+    if req.path in STREAM_PATHS:
+        return req.get_param("token")
+    return None
+
+
+class ScaleAuthMiddleware:
+    """Bearer token on every route under /scale/api/ except login and build-id.
+
+    The node's own BearerAuth (control/auth.py) guards only /api/v1 and /metrics, so these
+    routes are checked here and nowhere else."""
+
+    def __init__(self, auth: Auth):
+        self.auth = auth
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        path = req.path
+        if not (path == BASE or path.startswith(BASE + "/")) or path in PUBLIC:
+            return
+        token = request_token(req)
+        if token is None:
+            raise unauthorized("a valid 'Authorization: Bearer <token>' header is required "
+                               "(POST /scale/api/login)")
+        if not self.auth.token_valid(token):
+            raise unauthorized("the token is unknown or expired; log in again")
+
+
+def sha_field(body: dict, name: str) -> str:
+    value = body[name]
+    if not isinstance(value, str) or not SHA256_HEX.match(value):
+        raise bad_request(f"{name} must be the hex SHA-256 of the password (64 hex digits)")
+    return value.lower()
+
+
+def username_field(body: dict, name: str) -> str:
+    value = v.string(body, name, max_len=USERNAME_MAX)
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise bad_request(f"{name} must not contain spaces or control characters")
+    return value
+
+
+class Login:
+    def __init__(self, auth: Auth):
+        self.auth = auth
+
+    def on_post(self, req, resp):
+        body = v.json_object(req, required={"username", "password"})
+        username = username_field(body, "username")
+        password = sha_field(body, "password")
+        addr = req.remote_addr or "unknown"
+        self.auth.take_attempt(addr)
+        creds = self.auth.credentials()
+        if not self.auth.verify(username, password, creds):
+            raise unauthorized("wrong username or password")
+        self.auth.clear_attempts(addr)
+        resp.media = {"token": self.auth.issue_token(),
+                      "force_password_change": bool(creds.get("default"))}
+
+
+class Password:
+    """``PUT /settings/password {current_password, new_username?, new_password?}``: every
+    token (this one too) stops working; log in again with the new credentials."""
+
+    def __init__(self, auth: Auth):
+        self.auth = auth
+
+    def on_put(self, req, resp):
+        body = v.json_object(req, allowed={"current_password", "new_username", "new_password"},
+                             required={"current_password"})
+        current = sha_field(body, "current_password")
+        new_username = username_field(body, "new_username") if body.get("new_username") else None
+        new_password = sha_field(body, "new_password") if body.get("new_password") else None
+        if new_username is None and new_password is None:
+            raise bad_request("give new_username, new_password or both")
+        addr = req.remote_addr or "unknown"
+        self.auth.take_attempt(addr)
+        creds = self.auth.credentials()
+        if not self.auth.verify(creds["username"], current, creds):
+            raise falcon.HTTPForbidden(title="forbidden", description="current_password is wrong")
+        self.auth.clear_attempts(addr)
+        if new_password is None:
+            fresh = dict(creds, username=new_username)
+        else:
+            fresh = make_credentials(new_username or creds["username"], new_password)
+        with self.auth.store.transaction() as db:
+            write_setting(db, CRED_KEY, fresh)
+            self.auth.revoke_all(db)
+        resp.media = {"ok": True, "username": fresh["username"],
+                      "force_password_change": bool(fresh.get("default")),
+                      "message": "credentials changed; every token was revoked, log in again"}

@@ -1,0 +1,168 @@
+"""Backup and restore of the face's state, as one JSON document.
+
+``GET /backup`` answers (as a download) ``{"format": "fastpath-hy2scale-backup", "version": 1,
+"created", "users": [...], "node": {...}, "ui": {...}, "layout": {...}, "sha256"}`` where
+``sha256`` covers the canonical JSON of every other field.  Admin credentials and tokens are not
+in it.  ``POST /restore`` takes that document as the body: the checksum (when present), the
+format and every user, node, UI and layout field are checked first; then the scale users
+become exactly the document's users and the settings are replaced, in one transaction.  Any
+fault answers 4xx and changes nothing.  Traffic counters are not part of a backup: a restored
+user keeps counting under its id.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import time
+
+import falcon
+
+from control import validation as v
+from control.errors import bad_request, conflict
+from control.hy2scale.face import LAYOUT_KEY, NODE_KEY, UI_KEY, ScaleFace, write_setting
+from control.hy2scale.layout import parse_layout, write_layout
+from control.hy2scale.node_info import NodeSettings
+from control.hy2scale.users import SOURCE, parse_fields
+from fastpath.store import User
+from fastpath.store.state_store import USER_COLUMNS
+
+FORMAT = "fastpath-hy2scale-backup"
+VERSION = 1
+USER_ID = re.compile(r"^[0-9a-f]{8}$")
+MAX_USERS = 1_000_000
+
+
+def checksum(doc: dict) -> str:
+    rest = {k: val for k, val in doc.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _within(where: str, exc: falcon.HTTPError) -> falcon.HTTPError:
+    return falcon.HTTPError(exc.status, title=exc.title, description=f"{where}: {exc.description}")
+
+
+class Backup:
+    def __init__(self, face: ScaleFace, node_settings: NodeSettings):
+        self.face = face
+        self.node_settings = node_settings
+
+    def document(self) -> dict:
+        self.node_settings.stored()       # the node id exists before it is saved
+        with self.face.store.transaction(immediate=False) as db:
+            rows = db.execute(f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE source = ? ORDER BY id",
+                              (SOURCE,)).fetchall()
+            settings = {k: json.loads(val) for k, val in db.execute(
+                "SELECT key, value FROM settings WHERE key IN (?, ?, ?)", (NODE_KEY, UI_KEY, LAYOUT_KEY))}
+        users = []
+        for row in rows:
+            u = User.from_row(row)
+            users.append({"id": u.id, "username": u.meta.get("username", u.id),
+                          "password": u.meta.get("password", ""), "exit_via": u.meta.get("exit_via", ""),
+                          "exit_paths": u.meta.get("exit_paths", []), "exit_mode": u.meta.get("exit_mode", ""),
+                          "traffic_limit": u.traffic_limit, "expiry": u.expiry, "enabled": u.enabled,
+                          "created": u.created})
+        doc = {"format": FORMAT, "version": VERSION, "created": v.iso(time.time()), "users": users,
+               "node": settings.get(NODE_KEY, {}), "ui": settings.get(UI_KEY, {}),
+               "layout": {"positions": settings.get(LAYOUT_KEY, {})}}
+        doc["sha256"] = checksum(doc)
+        return doc
+
+    def on_get(self, req, resp):
+        doc = self.document()
+        resp.set_header("Content-Disposition", 'attachment; filename="hy2scale-backup.json"')
+        resp.media = doc
+
+
+class Restore:
+    def __init__(self, face: ScaleFace, node_settings: NodeSettings):
+        self.face = face
+        self.node_settings = node_settings
+
+    def check(self, doc) -> tuple[list[User], dict, dict, dict]:
+        if not isinstance(doc, dict):
+            raise bad_request("a backup is a JSON object")
+        if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+            raise bad_request(f"not a backup of this face (format {FORMAT!r}, version {VERSION})")
+        if "sha256" in doc and doc["sha256"] != checksum(doc):
+            raise bad_request("the backup's checksum does not match its content (damaged or edited)")
+        for name, kind in (("users", list), ("node", dict), ("ui", dict), ("layout", dict)):
+            if not isinstance(doc.get(name), kind):
+                raise bad_request(f"{name} is missing or not a JSON {kind.__name__}")
+        users: list[User] = []
+        ids, names = set(), set()
+        if len(doc["users"]) > MAX_USERS:
+            raise bad_request("too many users")
+        for i, entry in enumerate(doc["users"]):
+            where = f"users[{i}]"
+            if not isinstance(entry, dict):
+                raise bad_request(f"{where}: must be an object")
+            uid = entry.get("id")
+            if not isinstance(uid, str) or not USER_ID.match(uid):
+                raise bad_request(f"{where}: id must be 8 lower-case hex digits")
+            created = entry.get("created", 0)
+            if isinstance(created, bool) or not isinstance(created, (int, float)):
+                raise bad_request(f"{where}: created must be unix seconds")
+            try:
+                fields = parse_fields({k: val for k, val in entry.items() if k not in ("id", "created")})
+            except falcon.HTTPError as exc:
+                raise _within(where, exc) from None
+            meta = fields.pop("meta")
+            if "username" not in meta or "password" not in meta:
+                raise bad_request(f"{where}: username and password are required")
+            if uid in ids or meta["username"].lower() in names:
+                raise bad_request(f"{where}: id or username appears twice")
+            ids.add(uid)
+            names.add(meta["username"].lower())
+            meta = {"exit_via": "", "exit_paths": [], "exit_mode": "", **meta}
+            users.append(User(id=uid, auth_secret=f"{meta['username']}:{meta['password']}", source=SOURCE,
+                              meta=meta, created=float(created), **fields))
+        node = dict(doc["node"])
+        node_id = node.pop("node_id", None)
+        if node_id is not None and (not isinstance(node_id, str) or not USER_ID.match(node_id)):
+            raise bad_request("node.node_id must be 8 lower-case hex digits")
+        try:
+            node = self.node_settings.parse(node)
+        except falcon.HTTPError as exc:
+            raise _within("node", exc) from None
+        if node_id is not None:
+            node["node_id"] = node_id
+        ui = doc["ui"]
+        bad = sorted(set(ui) - {"dns", "session_timeout"})
+        if bad:
+            raise bad_request(f"ui: unknown field {bad[0]!r}")
+        if "dns" in ui and not isinstance(ui["dns"], str):
+            raise bad_request("ui: dns must be a string")
+        if "session_timeout" in ui:
+            try:
+                v.integer(ui, "session_timeout", minimum=60, maximum=365 * 86400)
+            except falcon.HTTPError as exc:
+                raise _within("ui", exc) from None
+        try:
+            layout = parse_layout(doc["layout"])
+        except falcon.HTTPError as exc:
+            raise _within("layout", exc) from None
+        return users, node, dict(ui), layout
+
+    def on_post(self, req, resp):
+        users, node, ui, layout = self.check(v.request_body(req))
+        wanted = {u.id for u in users}
+        try:
+            with self.face.store.transaction() as db:
+                foreign = [r[0] for r in db.execute("SELECT id FROM users WHERE source != ?", (SOURCE,))
+                           if r[0] in wanted]
+                if foreign:
+                    raise conflict(f"user id {foreign[0]!r} belongs to a user this face does not manage")
+                # All out, then all in: two restored users may swap secrets without a clash.
+                db.execute("DELETE FROM users WHERE source = ?", (SOURCE,))
+                db.executemany(f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
+                               f"({', '.join('?' * len(USER_COLUMNS))})", [u.to_row() for u in users])
+                write_setting(db, NODE_KEY, node)
+                write_setting(db, UI_KEY, ui)
+                write_layout(db, layout)
+        except sqlite3.IntegrityError:
+            raise conflict("a restored user's username and password equal another user's secret; "
+                           "nothing was restored") from None
+        self.face.node.notify_users_changed()
+        resp.media = {"ok": True, "users": len(users)}

@@ -1,0 +1,66 @@
+"""The face's shared state: the node model, its settings, and the store rows it keeps.
+
+Everything the face remembers lives in the state store's ``settings`` table under keys that
+start with ``hy2scale.`` (credentials, tokens, login failures, node settings, UI settings,
+layout), and its users in the ``users`` table with source ``hy2scale``: every control-API
+process sees the same state, and no schema migration is needed.
+"""
+from __future__ import annotations
+
+import json
+
+import falcon
+
+from control.hy2scale.config import ScaleSettings
+
+PREFIX = "hy2scale."
+UI_KEY = PREFIX + "ui"
+NODE_KEY = PREFIX + "node"
+LAYOUT_KEY = PREFIX + "layout"
+LAYOUT_VERSION_KEY = PREFIX + "layout_version"
+BASE = "/scale/api"
+
+
+def not_supported(message: str) -> falcon.HTTPError:
+    return falcon.HTTPError(falcon.HTTP_501, title="not supported", description=message)
+
+
+class ScaleFace:
+    def __init__(self, node):
+        self.node = node
+        self.settings: ScaleSettings = node.config.sections.get("scale") or ScaleSettings()
+
+    @property
+    def store(self):
+        return self.node.store
+
+    def setting(self, key: str, default=None):
+        return self.store.get_setting(key, default)
+
+    def ui_settings(self) -> dict:
+        stored = self.setting(UI_KEY, {}) or {}
+        return {
+            "port": self.node.config.control.port,
+            "base_path": "/scale",
+            "dns": stored.get("dns", ""),
+            "session_timeout": int(stored.get("session_timeout") or self.settings.token_ttl),
+        }
+
+    def token_ttl(self) -> float:
+        stored = self.setting(UI_KEY, {}) or {}
+        return float(stored.get("session_timeout") or self.settings.token_ttl)
+
+    def tell_workers(self, cmd: str, args: dict) -> list:
+        """Broadcast ``cmd`` to every data-plane worker; their answers (503 if the supervisor
+        cannot be reached)."""
+        return self.node.command("broadcast", {"cmd": cmd, "args": args, "timeout": 5}, 8.0) or []
+
+
+def write_setting(db, key: str, value) -> None:
+    """Inside a ``store.transaction()``: set one settings row."""
+    db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+
+def read_setting(db, key: str, default=None):
+    row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else default

@@ -1,0 +1,241 @@
+"""Node identity and settings, build facts, UI settings and the port check.
+
+``PUT /node`` changes only the fields it is given and keeps them in the store (name, exit_node,
+the server block...).  The Hysteria 2 listener itself is set by the node's config file: the
+answer shows what is stored under ``server`` and what runs under ``server_effective``, so a
+stored change that needs a config edit and restart is visible, not hidden.
+"""
+from __future__ import annotations
+
+import hashlib
+import platform
+import secrets
+import socket
+from importlib import metadata
+
+import falcon
+
+from control import validation as v
+from control.errors import bad_request
+from control.hy2scale.face import NODE_KEY, UI_KEY, ScaleFace, read_setting, write_setting
+from fastpath import __version__
+from fastpath.config.fields import parse_listen
+from fastpath.shm import scan_totals
+
+NODE_FLAGS = ("exit_node", "hy2_user_auth", "compat", "limited")
+SERVER_FIELDS = ("listen", "password", "tls_cert", "tls_key")
+PYTHON_DEPS = ("aioquic", "falcon", "gunicorn", "msgpack", "cryptography", "uvloop", "aiohttp", "Cython")
+NATIVE_MODULES = ("fastpath.shm.counter_table", "fastpath.shm.traffic_view", "fastpath.shm.media_view")
+MAX_PORTS = 256
+
+
+def _listen_text(listen) -> str:
+    host, port = listen
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class NodeSettings:
+    def __init__(self, face: ScaleFace):
+        self.face = face
+        cfg = face.node.config
+        hy = cfg.sections.get("hysteria")
+        cert, key = hy.tls_files(cfg.data_dir) if hy is not None else ("", "")
+        self.effective = {"listen": _listen_text(hy.listen) if hy is not None else "",
+                          "tls_cert": cert, "tls_key": key}
+
+    def stored(self) -> dict:
+        rec = self.face.setting(NODE_KEY)
+        if rec is None or "node_id" not in rec:
+            with self.face.store.transaction() as db:
+                rec = read_setting(db, NODE_KEY) or {}
+                if "node_id" not in rec:
+                    rec["node_id"] = secrets.token_hex(4)
+                    write_setting(db, NODE_KEY, rec)
+        return rec
+
+    def view(self) -> dict:
+        rec = self.stored()
+        server = {"listen": self.effective["listen"], "password": "",
+                  "tls_cert": self.effective["tls_cert"], "tls_key": self.effective["tls_key"]}
+        server.update(rec.get("server") or {})
+        tx, rx = traffic_totals(self.face)
+        return {
+            "node_id": rec["node_id"],
+            "name": rec.get("name") or self.face.node.config.name,
+            "exit_node": rec.get("exit_node", True),
+            "hy2_user_auth": rec.get("hy2_user_auth", True),
+            "compat": rec.get("compat", False),
+            "limited": rec.get("limited", False),
+            "server": server,
+            "server_effective": dict(self.effective),
+            "version": __version__,
+            "tx_bytes": tx,
+            "rx_bytes": rx,
+        }
+
+    def parse(self, body: dict) -> dict:
+        allowed = {"name", "server", "node_id", "version", "server_effective", "tx_bytes", "rx_bytes",
+                   *NODE_FLAGS}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise bad_request(f"unknown field {unknown[0]!r}")
+        out: dict = {}
+        if "name" in body:
+            out["name"] = v.string(body, "name", max_len=64)
+        for flag in NODE_FLAGS:
+            if flag in body:
+                out[flag] = v.boolean(body, flag)
+        if "server" in body:
+            server = body["server"]
+            if not isinstance(server, dict):
+                raise bad_request("server must be an object")
+            bad = sorted(set(server) - set(SERVER_FIELDS))
+            if bad:
+                raise bad_request(f"unknown field server.{bad[0]}")
+            out["server"] = {}
+            for name in SERVER_FIELDS:
+                if name in server:
+                    value = server[name]
+                    if not isinstance(value, str) or len(value) > 1024:
+                        raise bad_request(f"server.{name} must be a string")
+                    if name == "listen" and value:
+                        try:
+                            parse_listen(value)
+                        except ValueError as exc:
+                            raise bad_request(f"server.listen: {exc}") from None
+                    out["server"][name] = value
+        return out
+
+    def update(self, changes: dict) -> None:
+        self.stored()
+        with self.face.store.transaction() as db:
+            rec = read_setting(db, NODE_KEY) or {}
+            server = dict(rec.get("server") or {})
+            server.update(changes.pop("server", {}))
+            rec.update(changes)
+            if server:
+                rec["server"] = server
+            write_setting(db, NODE_KEY, rec)
+
+
+def traffic_totals(face: ScaleFace) -> tuple[int, int]:
+    """Every byte the node counted: carried from earlier segments plus the live segment."""
+    row = face.store._db().execute("SELECT COALESCE(SUM(tx), 0), COALESCE(SUM(rx), 0) FROM carried").fetchone()
+    try:
+        _used, ltx, lrx = scan_totals(face.node.table)
+    except falcon.HTTPServiceUnavailable:
+        ltx = lrx = 0
+    return row[0] + ltx, row[1] + lrx
+
+
+class Node:
+    def __init__(self, settings: NodeSettings):
+        self.settings = settings
+
+    def on_get(self, req, resp):
+        resp.media = self.settings.view()
+
+    def on_put(self, req, resp):
+        changes = self.settings.parse(v.json_object(req))
+        self.settings.update(changes)
+        resp.media = self.settings.view()
+
+
+class NodeTraffic:
+    def __init__(self, face: ScaleFace):
+        self.face = face
+
+    def on_get(self, req, resp):
+        tx, rx = traffic_totals(self.face)
+        resp.media = {"tx_bytes": tx, "rx_bytes": rx}
+
+
+def build_id() -> str:
+    """The reference hashes its embedded UI; this node serves no UI, so the id names the
+    build (version and the face's code), which changes exactly when a deploy changes it."""
+    h = hashlib.sha256(f"fastpath {__version__}".encode())
+    import control.hy2scale as pkg
+    from pathlib import Path
+    for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+class BuildId:
+    def __init__(self):
+        self.value = build_id()
+
+    def on_get(self, req, resp):
+        resp.media = {"build_id": self.value}
+
+
+class BuildInfo:
+    def on_get(self, req, resp):
+        deps = []
+        for name in PYTHON_DEPS:
+            try:
+                deps.append({"name": name, "version": metadata.version(name)})
+            except metadata.PackageNotFoundError:
+                continue
+        natives = []
+        for mod in NATIVE_MODULES:
+            try:
+                natives.append({"name": mod, "file": __import__(mod, fromlist=["x"]).__file__.rsplit("/", 1)[-1]})
+            except ImportError:
+                continue
+        resp.media = {"version": __version__, "license": "see the project's repository",
+                      "repository": "fastpath", "python": platform.python_version(),
+                      "go_deps": [], "python_deps": deps, "natives": natives}
+
+
+class UiSettings:
+    def __init__(self, face: ScaleFace):
+        self.face = face
+
+    def on_get(self, req, resp):
+        resp.media = self.face.ui_settings()
+
+    def on_put(self, req, resp):
+        body = v.json_object(req)
+        unknown = sorted(set(body) - {"port", "base_path", "dns", "session_timeout"})
+        if unknown:
+            raise bad_request(f"unknown field {unknown[0]!r}")
+        current = self.face.ui_settings()
+        for fixed in ("port", "base_path"):
+            if fixed in body and body[fixed] != current[fixed]:
+                raise bad_request(f"{fixed} is set by the node config (control.listen), not here")
+        changes = {}
+        if "dns" in body:
+            if not isinstance(body["dns"], str) or len(body["dns"]) > 256:
+                raise bad_request("dns must be a string")
+            changes["dns"] = body["dns"]
+        if "session_timeout" in body:
+            changes["session_timeout"] = v.integer(body, "session_timeout", minimum=60, maximum=365 * 86400)
+        with self.face.store.transaction() as db:
+            rec = read_setting(db, UI_KEY) or {}
+            rec.update(changes)
+            write_setting(db, UI_KEY, rec)
+        resp.media = self.face.ui_settings()
+
+
+def port_free(port: int) -> bool:
+    """Whether this process could bind ``port`` on every address, TCP and UDP."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                return False
+    return True
+
+
+class CheckPorts:
+    def on_post(self, req, resp):
+        body = v.json_object(req, allowed={"ports"}, required={"ports"})
+        ports = body["ports"]
+        if not isinstance(ports, list) or len(ports) > MAX_PORTS or not all(
+                isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in ports):
+            raise bad_request(f"ports must be a list of at most {MAX_PORTS} port numbers (1-65535)")
+        resp.media = {"results": {str(p): port_free(p) for p in ports}}

@@ -1,0 +1,78 @@
+"""The face's entries in the node's OpenAPI document (tag ``hy2scale``).
+
+Its routes use the face's own tokens (``POST /scale/api/login``), declared as the security
+scheme ``hy2scale`` rather than the node's bearer token."""
+from __future__ import annotations
+
+from control.openapi import path_param
+
+TAG = "hy2scale"
+B = "/scale/api"
+
+USER = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9a-f]{8}$", "readOnly": True},
+        "username": {"type": "string"}, "password": {"type": "string"},
+        "exit_via": {"type": "string", "description": "must be empty: exit paths are not supported (501)"},
+        "exit_paths": {"type": "array", "items": {"type": "string"}},
+        "exit_mode": {"type": "string", "enum": ["", "direct", "quality", "aggregate"]},
+        "traffic_limit": {"type": "integer", "minimum": 0, "description": "bytes (tx+rx), 0 = unlimited"},
+        "traffic_limit_gb": {"type": "number", "minimum": 0, "description": "GiB; wins over traffic_limit"},
+        "traffic_used": {"type": "integer", "readOnly": True},
+        "expiry": {"type": ["string", "number", "null"], "description": "ISO 8601, unix seconds, \"\" = never"},
+        "expiry_date": {"type": "string", "description": "YYYY-MM-DD (00:00 UTC); wins over expiry"},
+        "enabled": {"type": "boolean"},
+    },
+}
+LOGIN = {"type": "object", "required": ["username", "password"],
+         "properties": {"username": {"type": "string"},
+                        "password": {"type": "string", "description": "hex SHA-256 of the password"}}}
+LAYOUT = {"type": "object", "properties": {"positions": {"type": "object", "additionalProperties": {
+    "type": "object", "properties": {"x": {"type": "number"}, "y": {"type": "number"}}}}}}
+
+ROUTES = [
+    ("POST", "/login", "Log in: {token, force_password_change} (10 failures per address and 5 min, then 429)",
+     LOGIN, False, []),
+    ("GET", "/build-id", "Build id (public)", None, False, []),
+    ("GET", "/build-info", "Version, Python dependencies, compiled modules", None, True, []),
+    ("PUT", "/settings/password", "Change admin username/password (SHA-256 hex); revokes every token",
+     {"type": "object"}, True, []),
+    ("GET", "/settings/ui", "Control port, base path, DNS, session timeout (s)", None, True, []),
+    ("PUT", "/settings/ui", "Change DNS or the session timeout (s)", {"type": "object"}, True, []),
+    ("POST", "/check-ports", "Which ports this host could bind: {ports} -> {results}", {"type": "object"}, True, []),
+    ("GET", "/users", "List users with live traffic_used", None, True, []),
+    ("POST", "/users", "Create a user (Hysteria 2 auth: username:password)", USER, True, []),
+    ("GET", "/users/{user_id}", "One user", None, True, ["user_id"]),
+    ("PUT", "/users/{user_id}", "Change the given fields of a user", USER, True, ["user_id"]),
+    ("DELETE", "/users/{user_id}", "Delete a user", None, True, ["user_id"]),
+    ("PUT", "/users/{user_id}/toggle", "Enable/disable (a disabled user is cut off at once)", None, True, ["user_id"]),
+    ("PUT", "/users/{user_id}/reset-traffic", "Restart the count toward the traffic limit", None, True, ["user_id"]),
+    ("GET", "/sessions", "Connected devices (user, remote ip, protocol): {devices, total}", None, True, []),
+    ("DELETE", "/sessions/{key}", "Close a device's connections and refuse it for 60 s", None, True, ["key"]),
+    ("GET", "/node", "Node identity, stored and effective server settings, traffic totals", None, True, []),
+    ("PUT", "/node", "Change the given node fields", {"type": "object"}, True, []),
+    ("GET", "/node/traffic", "Traffic totals {tx_bytes, rx_bytes}", None, True, []),
+    ("GET", "/graph-layout", "The graph layout {positions}", None, True, []),
+    ("PUT", "/graph-layout", "Replace the graph layout", LAYOUT, True, []),
+    ("GET", "/graph-layout/stream", "SSE: the layout on connect and after every change; ?token= accepted",
+     None, True, []),
+    ("GET", "/backup", "The face's state as a JSON document with a SHA-256", None, True, []),
+    ("POST", "/restore", "Restore a backup: all checked first, applied in one transaction",
+     {"type": "object"}, True, []),
+]
+
+
+def document(api) -> None:
+    api.doc["components"]["securitySchemes"]["hy2scale"] = {
+        "type": "http", "scheme": "bearer", "description": "token from POST /scale/api/login"}
+    user_ref = api.schema("Hy2ScaleUser", USER)
+    for method, path, summary, body, secured, params in ROUTES:
+        if body is USER:
+            body = user_ref
+        api.add(method, B + path, summary, tag=TAG, body=body, secured=False,
+                params=[path_param(p) for p in params],
+                errors={400: "invalid body", 401: "no or expired token", 404: "unknown id"} if secured
+                else {400: "invalid body", 401: "wrong credentials", 429: "too many failed logins"})
+        if secured:
+            api.doc["paths"][B + path][method.lower()]["security"] = [{"hy2scale": []}]

@@ -1,0 +1,116 @@
+"""Sessions: the live Hysteria 2 connections, grouped into devices (user, remote ip, protocol).
+
+Read from the shared-memory connection slots (never asked of a worker).  A device's ``key`` is
+a hash of its three parts, stable for as long as the device is connected.  ``DELETE`` closes
+every connection of the device on every worker and refuses it at auth for ``scale.kickRefusal``
+(60 s by default) through the workers' ``refuse_device`` command.  The refusal lives in the
+workers' memory: a worker that restarts within that time forgets it.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import time
+
+import falcon
+
+from control.errors import not_found
+from control.hy2scale.face import ScaleFace
+from control.hy2scale.users import SOURCE
+from fastpath.shm import KIND_CONNECTION
+
+PROTOCOL = "hysteria2"
+
+
+def host_of(peer: str) -> str:
+    """``1.2.3.4:5`` → ``1.2.3.4``; ``[::1]:5`` → ``::1``."""
+    return peer.rpartition(":")[0].strip("[]") if ":" in peer else peer
+
+
+def device_key(user_id: str, ip: str, protocol: str) -> str:
+    return hashlib.sha256(f"{user_id}\0{ip}\0{protocol}".encode()).hexdigest()[:16]
+
+
+def _iso_ns(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).isoformat(
+        timespec="seconds").replace("+00:00", "Z")
+
+
+class Devices:
+    def __init__(self, face: ScaleFace):
+        self.face = face
+
+    def usernames(self) -> dict[str, str]:
+        rows = self.face.store._db().execute(
+            "SELECT id, json_extract(meta, '$.username') FROM users WHERE source = ?", (SOURCE,))
+        return {uid: name for uid, name in rows if name}
+
+    def devices(self) -> list[dict]:
+        try:
+            slots = self.face.node.slots([KIND_CONNECTION])
+        except falcon.HTTPServiceUnavailable:
+            slots = []
+        groups: dict[tuple, dict] = {}
+        for s in slots:
+            ip = host_of(s["text_a"])
+            uid = s["key"]
+            dev = groups.get((uid, ip))
+            if dev is None:
+                dev = groups[(uid, ip)] = {"user_id": uid, "remote_ip": ip, "first_ns": s["created_ns"],
+                                           "conn_count": 0, "tx_bytes": 0, "rx_bytes": 0}
+            dev["conn_count"] += 1
+            dev["tx_bytes"] += s["tx"]
+            dev["rx_bytes"] += s["rx"]
+            if s["created_ns"] < dev["first_ns"]:
+                dev["first_ns"] = s["created_ns"]
+        names = self.usernames() if groups else {}
+        now = time.time()
+        out = []
+        for (uid, ip), dev in groups.items():
+            first = dev.pop("first_ns")
+            out.append({
+                "key": device_key(uid, ip, PROTOCOL),
+                "username": names.get(uid, uid),
+                "user_id": uid,
+                "remote_ip": ip,
+                "protocol": PROTOCOL,
+                "connect_at": _iso_ns(first),
+                "duration": max(0, int(now - first / 1e9)),
+                "conn_count": dev["conn_count"],
+                "tx_bytes": dev["tx_bytes"],
+                "rx_bytes": dev["rx_bytes"],
+            })
+        out.sort(key=lambda d: (d["username"], d["remote_ip"]))
+        return out
+
+
+class Sessions:
+    def __init__(self, devices: Devices):
+        self.devices = devices
+
+    def on_get(self, req, resp):
+        devices = self.devices.devices()
+        resp.media = {"devices": devices, "total": len(devices)}
+
+
+class SessionItem:
+    def __init__(self, devices: Devices):
+        self.devices = devices
+
+    def on_delete(self, req, resp, key):
+        device = next((d for d in self.devices.devices() if d["key"] == key), None)
+        if device is None:
+            raise not_found(f"no connected device {key!r}")
+        seconds = self.devices.face.settings.kick_refusal
+        results = self.devices.face.tell_workers(
+            "refuse_device", {"user": device["user_id"], "ip": device["remote_ip"], "seconds": seconds})
+        closed = sum(_ints(results))
+        resp.media = {"ok": True, "key": key, "closed": closed, "refused_for": seconds}
+
+
+def _ints(results):
+    for r in results or ():
+        if isinstance(r, list):
+            yield from _ints(r)
+        elif isinstance(r, int) and not isinstance(r, bool):
+            yield r

@@ -1,0 +1,44 @@
+"""Everything the reference offers that this node does not (yet): one table, 501 for each.
+
+A route listed here answers every method with 501 and a JSON message naming what is missing,
+so a panel sees "not supported", never a 404 it could take for a typo or a fake success.
+"""
+from __future__ import annotations
+
+from control.hy2scale.face import BASE, not_supported
+
+# (path prefix under /scale/api, what it is, why it is missing)
+UNSUPPORTED = (
+    ("/clients", "outbound peers (clients)", "this node does not dial other nodes yet"),
+    ("/peers", "the peer list and nested discovery", "this node does not dial other nodes yet"),
+    ("/internal/peers", "relay peer discovery", "this node does not dial other nodes yet"),
+    ("/proxies", "inbound SOCKS5/HTTP/Shadowsocks proxies", "not supported by this node yet"),
+    ("/rules", "routing rules and TUN mode", "not supported by this node yet; TUN also needs kernel privileges"),
+    ("/tls", "the TLS certificate store", "not supported by this node yet; set tls.cert/tls.key in the node config"),
+    ("/l2tp", "L2TP", "it drives kernel daemons (xl2tpd) outside a Python node's reach"),
+    ("/ikev2", "IKEv2", "it drives kernel daemons (strongSwan) outside a Python node's reach"),
+    ("/wireguard", "WireGuard", "it needs the kernel's WireGuard; not supported by this node"),
+    ("/upgrade", "binary upgrade", "upgrade the node with its package manager instead"),
+)
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+class NotSupported:
+    def __init__(self, what: str, why: str):
+        self.message = f"{what}: {why}"
+        for method in METHODS:
+            setattr(self, f"on_{method}", self._answer)
+
+    def _answer(self, req, resp, **_params):
+        raise not_supported(self.message)
+
+
+def register(app, api) -> None:
+    for prefix, what, why in UNSUPPORTED:
+        resource = NotSupported(what, why)
+        app.add_route(BASE + prefix, resource)
+        app.add_route(BASE + prefix + "/{rest:path}", resource)
+        for method in METHODS:
+            api.add(method.upper(), BASE + prefix, f"Not supported: {what} (501)", tag="hy2scale",
+                    errors={501: why}, secured=False)
+            api.doc["paths"][BASE + prefix][method]["security"] = [{"hy2scale": []}]
