@@ -36,7 +36,9 @@ class ScaleClient:
 
 @pytest.fixture(scope="package")
 def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("scale"), {"scale": dict(SCALE)}) as n:
+    # Two API processes: a layout change made in one must reach streams served by the other.
+    cfg = {"scale": dict(SCALE), "control": {"workers": 2}}
+    with NodeProcess(tmp_path_factory.mktemp("scale"), cfg) as n:
         n.hy2 = n.config["listen"]
         yield n
 
