@@ -227,3 +227,95 @@ def test_one_vs_two_workers_four_clients(benchmark, procs, tmp_path, compare):
     compare.record("hy2 4 clients: 1 worker", one, "MB/s", better="higher")
     compare.record("hy2 4 clients: 2 workers", two, "MB/s", baseline="hy2 4 clients: 1 worker",
                    better="higher")
+
+
+def _windowed_echo(sock: socket.socket, dest, packet: bytes, n: int, window: int,
+                   expect: int) -> tuple[float, int]:
+    """Send ``n`` packets in bursts of ``window`` and wait for each burst's echoes (``expect``
+    bytes each): packets per second and echoes received."""
+    sock.settimeout(0.5)
+    received = sent = 0
+    start = time.perf_counter()
+    while sent < n:
+        burst = min(window, n - sent)
+        for _ in range(burst):
+            sock.sendto(packet, dest)
+        sent += burst
+        for _ in range(burst):
+            try:
+                if len(sock.recv(65535)) == expect:
+                    received += 1
+            except socket.timeout:
+                break
+    return received / (time.perf_counter() - start), received
+
+
+def _socks5_udp_relay(port: int) -> tuple[socket.socket, tuple[str, int]]:
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.sendall(b"\x05\x01\x00")
+    assert s.recv(2) == b"\x05\x00"
+    s.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+    rep = b""
+    while len(rep) < 10:
+        rep += s.recv(10 - len(rep))
+    assert rep[:2] == b"\x05\x00", rep
+    return s, (socket.inet_ntoa(rep[4:8]), int.from_bytes(rep[8:10], "big"))
+
+
+def test_client_udp_listeners_packets_per_second(benchmark, procs, tmp_path, compare):
+    """``fastpath client`` as a process: its UDP forward and its SOCKS5 UDP ASSOCIATE relay,
+    each fed by a plain socket, vs. the same socket talking to the echo target directly."""
+    import yaml
+
+    from tests.support.node import free_tcp_port, free_udp_port
+    udp_port = procs["echo"].ports[1]
+    n, window, size = 20000, 32, 100
+    payload = b"u" * size
+    fwd_port, socks_port = free_udp_port(), free_tcp_port()
+    config = {"server": f"127.0.0.1:{procs['hy2'].ports[0]}", "auth": PASSWORD,
+              "tls": {"insecure": True},
+              "socks5": {"listen": f"127.0.0.1:{socks_port}"},
+              "udpForwarding": [{"listen": f"127.0.0.1:{fwd_port}",
+                                 "remote": f"127.0.0.1:{udp_port}", "timeout": "60s"}]}
+    path = tmp_path / "client.yaml"
+    path.write_text(yaml.safe_dump(config))
+    client = subprocess.Popen([sys.executable, "-m", "fastpath", "client", "-c", str(path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", socks_port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and client.poll() is None, "client did not start"
+                time.sleep(0.1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        base, _ = _windowed_echo(sock, ("127.0.0.1", udp_port), payload, n, window, size)
+        _windowed_echo(sock, ("127.0.0.1", fwd_port), payload, 200, 1, size)     # warm up
+        out = []
+        benchmark.pedantic(lambda: out.append(_windowed_echo(
+            sock, ("127.0.0.1", fwd_port), payload, n, window, size)), rounds=2, iterations=1)
+        fwd, fwd_got = max(out)
+        ctl, relay = _socks5_udp_relay(socks_port)
+        header = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + udp_port.to_bytes(2, "big")
+        _windowed_echo(sock, relay, header + payload, 200, 1, len(header) + size)
+        socks = max(_windowed_echo(sock, relay, header + payload, n, window, len(header) + size)
+                    for _ in range(2))
+        ctl.close()
+        sock.close()
+    finally:
+        client.terminate()
+        client.wait(10)
+    figures = {"packets": n, "payload": size, "window": window, "direct_pps": round(base),
+               "forward_pps": round(fwd), "forward_delivered": fwd_got,
+               "socks5_pps": round(socks[0]), "socks5_delivered": socks[1],
+               "forward_ratio": round(fwd / base, 3), "socks5_ratio": round(socks[0] / base, 3)}
+    benchmark.extra_info.update(figures)
+    _report("client_udp_listeners", figures)
+    compare.record("hy2 client UDP: direct", base, "packets/s", better="higher")
+    compare.record("hy2 client UDP: forward", fwd, "packets/s",
+                   baseline="hy2 client UDP: direct", better="higher")
+    compare.record("hy2 client UDP: SOCKS5", socks[0], "packets/s",
+                   baseline="hy2 client UDP: direct", better="higher")

@@ -23,6 +23,7 @@ import ssl
 from aioquic.quic import events as qe
 
 from fastpath.hy2.brutal import install_brutal
+from fastpath.hy2.client_udp_pump import deliver_datagram
 from fastpath.hy2.client_session import CLOSE_AUTH_FAILED, ClientSession
 from fastpath.hy2.config import ClientSettings, QuicSettings
 from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData, TcpResponse, Terminated,
@@ -200,7 +201,7 @@ class ClientConnection(QuicGlue):
         self.socket_owners: dict[int, object] = {}      # see Hy2Client.splice_streams
         self.paused: set = set()
         self.waiting_writers: set = set()
-        self.udp_sessions: dict[int, UdpSession] = {}
+        self.udp_sessions: dict = {}           # session id -> UdpSession or UdpPeer
         self.terminated = asyncio.Event()
 
     # -- I/O --------------------------------------------------------------------------------
@@ -215,12 +216,17 @@ class ClientConnection(QuicGlue):
         quic = self.quic
         event = quic.next_event()
         while event is not None:
-            if type(event) is qe.StreamDataReceived:
+            t = type(event)
+            if t is qe.StreamDataReceived:
                 pump = self.pumps.get(event.stream_id)
                 if pump is not None:
                     pump.from_quic(event.data, event.end_stream)
                     event = quic.next_event()
                     continue
+            elif t is qe.DatagramFrameReceived and self.session.authenticated \
+                    and deliver_datagram(self.udp_sessions, event.data):
+                event = quic.next_event()
+                continue
             for e in self.session.handle(event, now):
                 self._dispatch(e)
             event = quic.next_event()
@@ -515,12 +521,14 @@ class Hy2Client:
         conn.want_transmit()
         return pump
 
-    async def udp_session(self) -> UdpSession:
+    async def udp_session(self, factory=None):
+        """A new UDP session: a ``UdpSession``, or ``factory(conn, session_id)`` (the local
+        listeners' ``UdpPeer``, which relays in C)."""
         conn = await self._connected_soon()
         if not conn.session.udp_enabled:
             raise Hy2Error("the server does not relay UDP")
         sid = next(self._session_ids) & 0xFFFFFFFF
-        udp = UdpSession(self, conn, sid)
+        udp = UdpSession(self, conn, sid) if factory is None else factory(conn, sid)
         conn.udp_sessions[sid] = udp
         return udp
 

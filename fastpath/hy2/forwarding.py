@@ -7,6 +7,8 @@ import logging
 import time
 
 from fastpath.hy2.client import Hy2Client, Hy2Error
+from fastpath.hy2.client_udp_pump import LocalUdpRelay, UdpPeer
+from fastpath.hy2.udp_endpoint import make_udp_socket
 from fastpath.hy2.listener import TcpListener
 
 log = logging.getLogger("fastpath.hy2.forwarding")
@@ -31,80 +33,68 @@ class TcpForward(TcpListener):
 
 
 class UdpForward:
+    """A local UDP port relayed to ``remote``: each source address its own UDP session, closed
+    after ``timeout`` idle.  Packets are relayed in C (``LocalUdpRelay``); here a session is
+    opened for a new source (keeping up to ``BACKLOG`` of its packets meanwhile) and idle ones
+    are swept."""
+
+    BACKLOG = 64
+
     def __init__(self, client: Hy2Client, listen: tuple[str, int], remote: str,
                  timeout: float = 60.0) -> None:
         self.client, self.listen, self.remote, self.timeout = client, listen, remote, timeout
-        self.transport = None
-        self.sessions: dict = {}          # local addr -> [session, last_active, task]
+        self.relay: LocalUdpRelay | None = None
+        self.opening: dict[bytes, list[bytes]] = {}     # source -> packets kept meanwhile
         self._sweeper = None
+        self._sock = None
 
     async def start(self) -> "UdpForward":
-        loop = asyncio.get_running_loop()
-        forward = self
-
-        class Local(asyncio.DatagramProtocol):
-            def datagram_received(self, data, addr):
-                forward._from_local(data, addr)
-
-        self.transport, _ = await loop.create_datagram_endpoint(Local, local_addr=self.listen)
+        self._sock = make_udp_socket(self.listen[0], self.listen[1])
+        self.relay = LocalUdpRelay(asyncio.get_running_loop(), self._sock, self._new_source,
+                                   remote=self.remote)
+        self.relay.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
         return self
 
     @property
     def address(self):
-        return self.transport.get_extra_info("sockname")[:2]
+        return self._sock.getsockname()[:2]
 
-    def _from_local(self, data: bytes, addr) -> None:
-        entry = self.sessions.get(addr)
-        if entry is None:
-            entry = self.sessions[addr] = [None, time.monotonic(), None, [data]]
-            entry[2] = asyncio.ensure_future(self._run(addr, entry))
+    def _new_source(self, key: bytes, packet: bytes) -> None:
+        kept = self.opening.get(key)
+        if kept is not None:
+            if len(kept) < self.BACKLOG:
+                kept.append(packet)
             return
-        entry[1] = time.monotonic()
-        if entry[0] is None:
-            if len(entry[3]) < 64:
-                entry[3].append(data)
-        else:
-            entry[0].send(self.remote, data)
+        self.opening[key] = [packet]
+        asyncio.ensure_future(self._open(key))
 
-    async def _run(self, addr, entry) -> None:
+    async def _open(self, key: bytes) -> None:
+        relay = self.relay
         try:
-            session = await self.client.udp_session()
+            peer = await self.client.udp_session(lambda conn, sid: UdpPeer(relay, conn, sid, key))
         except (Hy2Error, OSError, asyncio.TimeoutError) as exc:
             log.info("udp forward to %s: %s", self.remote, exc)
-            self.sessions.pop(addr, None)
+            self.opening.pop(key, None)
             return
-        entry[0] = session
-        for data in entry[3]:
-            session.send(self.remote, data)
-        entry[3] = []
-        try:
-            while True:
-                _source, payload = await session.recv()
-                entry[1] = time.monotonic()
-                self.transport.sendto(payload, addr)
-        except ConnectionError:
-            pass
-        finally:
-            session.close()
-            if self.sessions.get(addr) is entry:
-                del self.sessions[addr]
+        kept = self.opening.pop(key, [])
+        if relay.closed:
+            peer.close()
+            return
+        relay.add_peer(peer)
+        for packet in kept:
+            relay.send_from(peer, packet)
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, self.timeout / 2))
             limit = time.monotonic() - self.timeout
-            for addr, entry in list(self.sessions.items()):
-                if entry[1] < limit:
-                    if entry[2] is not None:
-                        entry[2].cancel()
-                    self.sessions.pop(addr, None)
+            for peer in list(self.relay.peers.values()):
+                if peer.last_active < limit:
+                    peer.close()
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for entry in self.sessions.values():
-            if entry[2] is not None:
-                entry[2].cancel()
-        if self.transport is not None:
-            self.transport.close()
+        if self.relay is not None:
+            self.relay.close()

@@ -14,6 +14,8 @@ import socket
 import struct
 
 from fastpath.hy2.client import ConnectError, Hy2Client, Hy2Error
+from fastpath.hy2.client_udp_pump import LocalUdpRelay, UdpPeer
+from fastpath.hy2.udp_endpoint import make_udp_socket
 from fastpath.hy2.listener import TcpListener
 from fastpath.hy2.udp_relay import join_address, split_address
 
@@ -26,6 +28,7 @@ ATYP_V4, ATYP_DOMAIN, ATYP_V6 = 1, 3, 4
 REP_OK, REP_FAILURE, REP_NOT_ALLOWED, REP_HOST_UNREACHABLE, REP_REFUSED = 0, 1, 2, 4, 5
 REP_CMD_UNSUPPORTED, REP_ATYP_UNSUPPORTED = 7, 8
 HANDSHAKE_TIMEOUT = 10.0
+NO_ADDRESS = bytes(2)             # a socket address of family 0: nowhere, until the first packet
 
 
 def encode_address(address: str) -> bytes:
@@ -156,46 +159,54 @@ class Socks5Server(TcpListener):
         self.client.splice_streams(conn, sid, resp, reader, writer)
 
     async def _udp_associate(self, reader, writer) -> None:
+        """A local UDP relay (``LocalUdpRelay``, per packet in C) whose one peer is this
+        association's client; its session is reopened if the connection to the server drops."""
         loop = asyncio.get_running_loop()
-        host = writer.get_extra_info("sockname")[0]
+        sock = make_udp_socket(writer.get_extra_info("sockname")[0], 0)
+        kept: list[bytes] = []            # packets read while a session reopens
+
+        async def open_peer(key: bytes = NO_ADDRESS) -> None:
+            # The peer's address is learnt from its packets (``NO_ADDRESS`` until the first).
+            peer = await self.client.udp_session(lambda conn, sid: UdpPeer(relay, conn, sid, key))
+            if relay.closed:
+                peer.close()
+                return
+            relay.add_peer(peer)
+            for packet in kept:
+                relay.send_from(peer, packet)
+            kept.clear()
+
+        async def reopen(key: bytes) -> None:
+            try:
+                await open_peer(key)
+            except (Hy2Error, OSError, asyncio.TimeoutError) as exc:
+                log.info("socks5 UDP ASSOCIATE: %s", exc)
+                kept.clear()
+
+        def new_peer(key: bytes, packet: bytes) -> None:
+            if len(kept) < 64:
+                kept.append(packet)
+                if len(kept) == 1:
+                    loop.create_task(reopen(key))
+
+        relay = LocalUdpRelay(loop, sock, new_peer, socks=True, encode_address=encode_address,
+                              decode_address=decode_address)
         try:
-            session = await self.client.udp_session()
+            await open_peer()
         except (Hy2Error, OSError, asyncio.TimeoutError) as exc:
             log.info("socks5 UDP ASSOCIATE: %s", exc)
+            relay.close()
             writer.write(reply(REP_FAILURE))
             writer.close()
             return
-        peer = {"addr": None}
-
-        class Local(asyncio.DatagramProtocol):
-            def datagram_received(self, data, addr):
-                if len(data) < 4 or data[2] != 0:           # fragments are not supported
-                    return
-                try:
-                    target, used = decode_address(data, 3)
-                except ValueError:
-                    return
-                peer["addr"] = addr
-                session.send(target, data[3 + used:])
-
-        transport, _ = await loop.create_datagram_endpoint(Local, local_addr=(host, 0))
-        bound = transport.get_extra_info("sockname")
+        relay.start()
+        bound = sock.getsockname()
         writer.write(reply(REP_OK, join_address(bound[0], bound[1])))
-
-        async def back():
-            while True:
-                source, payload = await session.recv()
-                if peer["addr"] is not None:
-                    transport.sendto(b"\x00\x00\x00" + encode_address(source) + payload, peer["addr"])
-
-        pump = asyncio.ensure_future(back())
         try:
             while await reader.read(4096):     # the association lasts while TCP does
                 pass
         except ConnectionError:
             pass
         finally:
-            pump.cancel()
-            session.close()
-            transport.close()
+            relay.close()
             writer.close()

@@ -22,42 +22,11 @@ from libc.string cimport memcmp, memcpy, memset
 
 from fastpath.hy2.frames cimport udp_header_put, udp_header_size
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
-from fastpath.hy2.udp_relay import MAX_NAMES, join_address, literal_ip, split_address
+from fastpath.hy2.udp_relay import MAX_NAMES, literal_ip, split_address
 
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef unsigned int socklen_t
-    ctypedef unsigned short sa_family_t
-    cdef struct sockaddr:
-        sa_family_t sa_family
-    cdef struct sockaddr_storage:
-        sa_family_t ss_family
-    ssize_t sendto(int fd, const void *buf, size_t n, int flags, const sockaddr *addr,
-                   socklen_t addr_len)
-    ssize_t recvfrom(int fd, void *buf, size_t n, int flags, sockaddr *addr,
-                     socklen_t *addr_len)
-    int AF_INET
-    int AF_INET6
-    int MSG_DONTWAIT
-
-cdef extern from "<netinet/in.h>" nogil:
-    cdef struct in_addr:
-        pass
-    cdef struct in6_addr:
-        pass
-    cdef struct sockaddr_in:
-        sa_family_t sin_family
-        uint16_t sin_port
-        in_addr sin_addr
-    cdef struct sockaddr_in6:
-        sa_family_t sin6_family
-        uint16_t sin6_port
-        in6_addr sin6_addr
-    uint16_t htons(uint16_t)
-    uint16_t ntohs(uint16_t)
-
-cdef extern from "<arpa/inet.h>" nogil:
-    int inet_pton(int af, const char *src, void *dst)
-    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+from fastpath.hy2.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, htons, inet_ntop, inet_pton, ntohs,
+                                 recvfrom, sendto, sockaddr, sockaddr_in, sockaddr_in6,
+                                 sockaddr_storage, sockaddr_text, socklen_t)
 
 cdef enum:
     BATCH_C = 64                 # replies read per readiness event
@@ -241,15 +210,8 @@ cdef class UdpPump:
         if (self.last_src_text is not None and src_len == self.last_src_len
                 and memcmp(src, &self.last_src, src_len) == 0):
             return self.last_src_text
-        cdef char ip[64]
-        cdef int port
-        if src.ss_family == AF_INET6:
-            inet_ntop(AF_INET6, &(<sockaddr_in6 *>src).sin6_addr, ip, sizeof(ip))
-            port = ntohs((<sockaddr_in6 *>src).sin6_port)
-        else:
-            inet_ntop(AF_INET, &(<sockaddr_in *>src).sin_addr, ip, sizeof(ip))
-            port = ntohs((<sockaddr_in *>src).sin_port)
-        text = join_address(ip.decode(), port).encode()
+        cdef char buf[64]
+        text = PyBytes_FromStringAndSize(buf, <Py_ssize_t>sockaddr_text(src, buf, sizeof(buf)))
         memcpy(&self.last_src, src, src_len)
         self.last_src_len = src_len
         self.last_src_text = text

@@ -1,0 +1,60 @@
+# Socket addresses at C level, for the UDP pumps (server and client side): the libc
+# declarations, and "ip:port" text written without Python objects.
+from libc.stdint cimport uint16_t
+from libc.stdio cimport snprintf
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    cdef struct sockaddr:
+        sa_family_t sa_family
+    cdef struct sockaddr_storage:
+        sa_family_t ss_family
+    ssize_t sendto(int fd, const void *buf, size_t n, int flags, const sockaddr *addr,
+                   socklen_t addr_len)
+    ssize_t recvfrom(int fd, void *buf, size_t n, int flags, sockaddr *addr,
+                     socklen_t *addr_len)
+    int AF_INET
+    int AF_INET6
+    int MSG_DONTWAIT
+
+cdef extern from "<netinet/in.h>" nogil:
+    cdef struct in_addr:
+        pass
+    cdef struct in6_addr:
+        pass
+    cdef struct sockaddr_in:
+        sa_family_t sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+    cdef struct sockaddr_in6:
+        sa_family_t sin6_family
+        uint16_t sin6_port
+        in6_addr sin6_addr
+    uint16_t htons(uint16_t)
+    uint16_t ntohs(uint16_t)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char *src, void *dst)
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+
+
+cdef inline size_t ip_port_text(int family, const void *ip, uint16_t port, char *out,
+                                size_t cap) noexcept nogil:
+    """Write "a.b.c.d:port" or "[v6]:port" for a raw address (network order) to ``out``
+    (``cap`` >= 56); return its length, 0 if the address does not print."""
+    cdef char text[48]
+    if inet_ntop(family, ip, text, sizeof(text)) == NULL:
+        return 0
+    if family == AF_INET6:
+        return <size_t>snprintf(out, cap, "[%s]:%u", text, <unsigned int>port)
+    return <size_t>snprintf(out, cap, "%s:%u", text, <unsigned int>port)
+
+
+cdef inline size_t sockaddr_text(const sockaddr_storage *addr, char *out, size_t cap) noexcept nogil:
+    """``ip_port_text`` of a socket address."""
+    if addr.ss_family == AF_INET6:
+        return ip_port_text(AF_INET6, &(<sockaddr_in6 *>addr).sin6_addr,
+                            ntohs((<sockaddr_in6 *>addr).sin6_port), out, cap)
+    return ip_port_text(AF_INET, &(<sockaddr_in *>addr).sin_addr,
+                        ntohs((<sockaddr_in *>addr).sin_port), out, cap)
