@@ -29,7 +29,7 @@ def register(app: falcon.App, node) -> None:
     auth = Auth(face)
     app.add_middleware(ScaleAuthMiddleware(auth))
     book = UserBook(face)
-    devices = Devices(face)
+    devices = Devices(face, book.cache)
     node_settings = NodeSettings(face)
     layout = Layout(face)
     routes = {

@@ -8,7 +8,6 @@ workers' memory: a worker that restarts within that time forgets it.
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 import time
 
@@ -16,7 +15,7 @@ import falcon
 
 from control.errors import not_found
 from control.hy2scale.face import ScaleFace
-from control.hy2scale.users import SOURCE
+from control.hy2scale.user_cache import ScaleUserCache
 from fastpath.shm import KIND_CONNECTION
 
 PROTOCOL = "hysteria2"
@@ -32,18 +31,22 @@ def device_key(user_id: str, ip: str, protocol: str) -> str:
 
 
 def _iso_ns(ns: int) -> str:
-    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).isoformat(
-        timespec="seconds").replace("+00:00", "Z")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
 
 
 class Devices:
-    def __init__(self, face: ScaleFace):
+    def __init__(self, face: ScaleFace, users: ScaleUserCache):
         self.face = face
+        self.users = users
+        self._keys: dict[tuple[str, str], str] = {}
 
-    def usernames(self) -> dict[str, str]:
-        rows = self.face.store._db().execute(
-            "SELECT id, json_extract(meta, '$.username') FROM users WHERE source = ?", (SOURCE,))
-        return {uid: name for uid, name in rows if name}
+    def key(self, uid: str, ip: str) -> str:
+        key = self._keys.get((uid, ip))
+        if key is None:
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+            key = self._keys[(uid, ip)] = device_key(uid, ip, PROTOCOL)
+        return key
 
     def devices(self) -> list[dict]:
         try:
@@ -63,13 +66,13 @@ class Devices:
             dev["rx_bytes"] += s["rx"]
             if s["created_ns"] < dev["first_ns"]:
                 dev["first_ns"] = s["created_ns"]
-        names = self.usernames() if groups else {}
+        names = self.users.names() if groups else {}
         now = time.time()
         out = []
         for (uid, ip), dev in groups.items():
             first = dev.pop("first_ns")
             out.append({
-                "key": device_key(uid, ip, PROTOCOL),
+                "key": self.key(uid, ip),
                 "username": names.get(uid, uid),
                 "user_id": uid,
                 "remote_ip": ip,

@@ -24,12 +24,17 @@ import falcon
 from control import validation as v
 from control.errors import bad_request, conflict, not_found
 from control.hy2scale.face import ScaleFace, not_supported
+from control.hy2scale.user_cache import ScaleUserCache
 from control.traffic_accounting import read_traffic, usage
 from fastpath.store import User
 from fastpath.store.state_store import USER_COLUMNS
 
 SOURCE = "hy2scale"
 GIB = 1024 ** 3
+
+
+def wants_msgpack(req) -> bool:
+    return "msgpack" in (req.accept or "")
 EXIT_MODES = ("", "direct", "quality", "aggregate")
 INPUT_FIELDS = {"username", "password", "exit_via", "exit_paths", "exit_mode", "traffic_limit",
                 "traffic_limit_gb", "expiry", "expiry_date", "enabled"}
@@ -44,7 +49,8 @@ def _iso(ts):
     return v.iso(ts) or ""
 
 
-def user_view(user: User, used: int, online: int = 0) -> dict:
+def fixed_view(user: User) -> dict:
+    """The fields of a user that do not move with its traffic."""
     m = user.meta
     limit = user.traffic_limit
     return {
@@ -56,13 +62,15 @@ def user_view(user: User, used: int, online: int = 0) -> dict:
         "exit_mode": m.get("exit_mode", ""),
         "traffic_limit": limit,
         "traffic_limit_gb": round(limit / GIB, 3),
-        "traffic_used": used,
         "expiry": _iso(user.expiry),
         "expiry_date": _iso(user.expiry)[:10],
         "enabled": user.enabled,
-        "online": online,
         "created": _iso(user.created),
     }
+
+
+def user_view(user: User, used: int, online: int = 0) -> dict:
+    return {**fixed_view(user), "traffic_used": used, "online": online}
 
 
 def _text(body: dict, name: str, max_len: int) -> str:
@@ -154,6 +162,7 @@ class UserBook:
     def __init__(self, face: ScaleFace):
         self.face = face
         self.node = face.node
+        self.cache = ScaleUserCache(face.node, SOURCE, fixed_view)
 
     def list(self) -> list[User]:
         return self.node.store.list_users(SOURCE)
@@ -234,7 +243,11 @@ class Users:
         self.book = book
 
     def on_get(self, req, resp):
-        resp.media = self.book.views(self.book.list())
+        if wants_msgpack(req):
+            resp.media = self.book.views(self.book.list())
+            return
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self.book.cache.listing()
 
     def on_post(self, req, resp):
         body = v.json_object(req)
