@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
@@ -116,10 +117,14 @@ class Auth:
         now = time.time()
         ttl = self.face.token_ttl()
         with self.store.transaction() as db:
-            # Forget tokens that expired (cheap: only at login).
+            # Forget expired tokens and old failure counts (cheap: only at login).
             for key, value in db.execute("SELECT key, value FROM settings WHERE key LIKE ?",
                                          (TOKEN_PREFIX + "%",)).fetchall():
                 if now - _last_use(value) > ttl:
+                    db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            for key, value in db.execute("SELECT key, value FROM settings WHERE key LIKE ?",
+                                         (FAIL_PREFIX + "%",)).fetchall():
+                if now - _since(value) > self.face.settings.login_window:
                     db.execute("DELETE FROM settings WHERE key = ?", (key,))
             write_setting(db, token_key(token), {"created": now, "last": now})
         return token
@@ -149,12 +154,19 @@ class Auth:
         db.execute("DELETE FROM settings WHERE key LIKE ?", (TOKEN_PREFIX + "%",))
 
 
-def _last_use(value: str) -> float:
-    import json
+def _field(value: str, name: str) -> float:
     try:
-        return float(json.loads(value)["last"])
+        return float(json.loads(value)[name])
     except (ValueError, KeyError, TypeError):
         return 0.0
+
+
+def _last_use(value: str) -> float:
+    return _field(value, "last")
+
+
+def _since(value: str) -> float:
+    return _field(value, "since")
 
 
 def request_token(req: falcon.Request) -> str | None:

@@ -49,10 +49,14 @@ def test_scale_user_authenticates_and_traffic_used_grows(node, scale, targets):
         # Live: counted while the connection is still open.
         used = (await api(scale, "GET", f"/users/{user['id']}")).json()["traffic_used"]
         assert used >= 400_000
+        listed = {u["id"]: u for u in (await api(scale, "GET", "/users")).json()}
+        assert listed[user["id"]]["traffic_used"] >= 400_000 and listed[user["id"]]["online"] == 1
         node_view = (await api(scale, "GET", "/node")).json()
         assert node_view["tx_bytes"] + node_view["rx_bytes"] >= used
         r = await api(scale, "PUT", f"/users/{user['id']}/reset-traffic")
         assert r.status == 200 and r.json()["traffic_used"] < used
+        listed = {u["id"]: u for u in (await api(scale, "GET", "/users")).json()}
+        assert listed[user["id"]]["traffic_used"] < used
         await client.close()
     run(main())
 
