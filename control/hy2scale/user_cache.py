@@ -28,10 +28,8 @@ class ScaleUserCache:
         self.lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._version = None
-        self.prefixes: list[tuple[str, bytes]] = []
+        self.entries: list[tuple[str, bytes, int, int]] = []   # id, JSON prefix, tx and rx offsets
         self.usernames: dict[str, str] = {}
-        self.carried: dict[str, tuple[int, int]] = {}
-        self.marks: dict[str, tuple[int, int]] = {}
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -54,13 +52,16 @@ class ScaleUserCache:
                 "SELECT user_id, tx, rx FROM baselines WHERE scope = 'usage'")}
         finally:
             db.execute("COMMIT")
-        prefixes, names = [], {}
+        entries, names = [], {}
         for row in rows:
             user = User.from_row(row)
             fixed = json.dumps(self.render(user))
-            prefixes.append((user.id, (fixed[:-1] + ', "traffic_used": ').encode()))
+            # What counts toward the limit: carried + live - the last reset's mark, per direction.
+            ctx, crx = carried.get(user.id, (0, 0))
+            mtx, mrx = marks.get(user.id, (0, 0))
+            entries.append((user.id, (fixed[:-1] + ', "traffic_used": ').encode(), ctx - mtx, crx - mrx))
             names[user.id] = user.meta.get("username", user.id)
-        self.prefixes, self.usernames, self.carried, self.marks = prefixes, names, carried, marks
+        self.entries, self.usernames = entries, names
         self._version = version
 
     def names(self) -> dict[str, str]:
@@ -76,15 +77,16 @@ class ScaleUserCache:
             live = {}
         with self.lock:
             self._fresh()
-            carried, marks = self.carried, self.marks
-            parts = []
-            for uid, prefix in self.prefixes:
-                ctx, crx = carried.get(uid, (0, 0))
-                rec = live.get(uid)
-                if rec is not None:
-                    ctx += rec[0]
-                    crx += rec[1]
-                mtx, mrx = marks.get(uid, (0, 0))
-                used = max(0, ctx - mtx) + max(0, crx - mrx)
-                parts.append(b"%s%d, \"online\": %d}" % (prefix, used, rec[2] if rec is not None else 0))
+            entries = self.entries
+        parts = []
+        append = parts.append
+        get = live.get
+        for uid, prefix, btx, brx in entries:
+            rec = get(uid)
+            if rec is None:
+                append(b"%s%d, \"online\": 0}" % (prefix, (btx if btx > 0 else 0) + (brx if brx > 0 else 0)))
+            else:
+                tx, rx = btx + rec[0], brx + rec[1]
+                append(b"%s%d, \"online\": %d}" % (prefix, (tx if tx > 0 else 0) + (rx if rx > 0 else 0),
+                                                     rec[2]))
         return b"[" + b", ".join(parts) + b"]"

@@ -15,6 +15,7 @@ silently ignored.
 from __future__ import annotations
 
 import datetime
+import logging
 import secrets
 import sqlite3
 import time
@@ -25,9 +26,12 @@ from control import validation as v
 from control.errors import bad_request, conflict, not_found
 from control.hy2scale.face import ScaleFace, not_supported
 from control.hy2scale.user_cache import ScaleUserCache
-from control.traffic_accounting import read_traffic, usage
+from control.traffic_accounting import read_traffic
 from fastpath.store import User
 from fastpath.store.state_store import USER_COLUMNS
+from fastpath.supervisor.command_channel import CommandError
+
+log = logging.getLogger("fastpath.control.hy2scale")
 
 SOURCE = "hy2scale"
 GIB = 1024 ** 3
@@ -67,6 +71,13 @@ def fixed_view(user: User) -> dict:
         "enabled": user.enabled,
         "created": _iso(user.created),
     }
+
+
+def used_bytes(tx: int, rx: int, mark) -> int:
+    """Bytes toward the limit since the last reset (the native API's ``usage`` rule)."""
+    if mark is None:
+        return tx + rx
+    return max(0, tx - mark[0]) + max(0, rx - mark[1])
 
 
 def user_view(user: User, used: int, online: int = 0) -> dict:
@@ -233,9 +244,35 @@ class UserBook:
             db.execute("DELETE FROM baselines WHERE user_id = ?", (user_id,))
 
     def views(self, users: list[User]) -> list[dict]:
+        """Full views of a few users: carried totals and baselines read for them only."""
         live = self.node.live_users()
-        used = usage(self.node, live)
-        return [user_view(u, used.get(u.id, 0), (live.get(u.id) or (0, 0, 0))[2]) for u in users]
+        ids = [u.id for u in users]
+        carried, marks = {}, {}
+        db = self.node.store._db()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks_sql = ", ".join("?" * len(chunk))
+            carried.update((r[0], (r[1], r[2])) for r in db.execute(
+                f"SELECT user_id, tx, rx FROM carried WHERE user_id IN ({marks_sql})", chunk))
+            marks.update((r[0], (r[1], r[2])) for r in db.execute(
+                f"SELECT user_id, tx, rx FROM baselines WHERE scope = 'usage' AND user_id IN ({marks_sql})",
+                chunk))
+        out = []
+        for u in users:
+            tx, rx = carried.get(u.id, (0, 0))
+            rec = live.get(u.id)
+            if rec is not None:
+                tx, rx = tx + rec[0], rx + rec[1]
+            out.append(user_view(u, used_bytes(tx, rx, marks.get(u.id)), rec[2] if rec is not None else 0))
+        return out
+
+    def cut(self, user_id: str) -> None:
+        """Close a user's live connections (its credentials changed).  The store already
+        holds the change, so a supervisor that cannot be reached only delays this."""
+        try:
+            self.node.commands.call("kick", {"ids": [user_id]}, 5.0)
+        except CommandError as exc:
+            log.warning("hy2scale: connections of %s not closed: %s", user_id, exc)
 
 
 class Users:
@@ -267,8 +304,11 @@ class UserItem:
     def on_put(self, req, resp, user_id):
         body = v.json_object(req)
         fields = parse_fields(body)
+        old_secret = self.book.get(user_id).auth_secret
         user = self.book.update(user_id, fields)
         self.book.node.notify_users_changed()
+        if user.auth_secret != old_secret:
+            self.book.cut(user_id)          # old credentials: their connections end too
         resp.media = self.book.views([user])[0]
 
     def on_delete(self, req, resp, user_id):

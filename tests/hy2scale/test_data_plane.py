@@ -144,3 +144,23 @@ def test_sessions_list_the_device_and_delete_kicks_and_refuses_it(node, scale, t
         await again.connect()                                # the period is over
         await again.close()
     run(main())
+
+
+def test_new_credentials_close_the_old_ones_connections(node, scale, targets):
+    user = make_user(scale, "liam")
+
+    async def main():
+        client = simple_client(node.hy2, "liam:pw-liam")
+        await connected(client)
+        r = await api(scale, "PUT", f"/users/{user['id']}", {"traffic_limit_gb": 5})
+        assert r.status == 200
+        await echo(client, targets.echo, 1000)              # same credentials: still connected
+        r = await api(scale, "PUT", f"/users/{user['id']}", {"password": "fresh"})
+        assert r.status == 200
+        await asyncio.wait_for(client.conn.terminated.wait(), 2)
+        with pytest.raises(AuthError):
+            await simple_client(node.hy2, "liam:pw-liam").connect()
+        fresh = simple_client(node.hy2, "liam:fresh")
+        await fresh.connect()
+        await fresh.close()
+    run(main())
