@@ -5,13 +5,16 @@ the version row (one primary-key read every ``scale.layoutPoll``), so a change m
 control-API process reaches every stream of every process; it sends the layout on connect and
 after each change, and a comment ping every ``scale.layoutPing`` (20 s).  A stream ends when its
 token stops being valid (expired, or revoked by a password change).  Each open stream holds one
-of the control API's threads (``control.threads``).
+of the control API's threads (``control.threads``); half of them at most.
 """
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
+
+import falcon
 
 from control import validation as v
 from control.errors import bad_request
@@ -77,16 +80,24 @@ class Layout:
 
 
 class LayoutStream:
+    """At most half the process's threads serve streams at once (503 beyond), so open browser
+    tabs can never take every thread of the control API."""
+
     def __init__(self, layout: Layout, auth: Auth):
         self.layout = layout
         self.auth = auth
+        self.slots = threading.BoundedSemaphore(max(1, layout.face.node.config.control.threads // 2))
 
     def on_get(self, req, resp):
         token = request_token(req)
+        if not self.slots.acquire(blocking=False):
+            raise falcon.HTTPServiceUnavailable(
+                title="too many streams", retry_after=5,
+                description="every thread kept for layout streams is in use (raise control.threads)")
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = self.events(token)
+        resp.stream = _Held(self.events(token), self.slots.release)
 
     def events(self, token: str):
         s = self.layout.face.settings
@@ -109,3 +120,24 @@ class LayoutStream:
             elif now >= next_ping:
                 yield b": ping\n\n"
                 next_ping = now + s.layout_ping
+
+
+class _Held:
+    """A response iterable that gives its stream slot back exactly once, when the server
+    closes it (WSGI always calls close(), even if the body was never iterated)."""
+
+    def __init__(self, events, release):
+        self.events = events
+        self._release = release
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.events)
+
+    def close(self):
+        release, self._release = self._release, None
+        self.events.close()
+        if release is not None:
+            release()

@@ -153,3 +153,32 @@ def test_openapi_lists_the_face(node):
             "/scale/api/graph-layout/stream", "/scale/api/restore", "/scale/api/wireguard"} <= paths
     assert doc["paths"]["/scale/api/users"]["get"]["security"] == [{"hy2scale": []}]
     assert "security" not in doc["paths"]["/scale/api/login"]["post"]
+
+
+def test_layout_streams_keep_threads_for_the_rest_of_the_api(tmp_path):
+    """With 4 threads, 2 streams at most per process; the API still answers, and a closed
+    stream gives its place back."""
+    from tests.hy2scale.conftest import ScaleClient
+    from tests.support.node import NodeProcess
+    with NodeProcess(tmp_path, {"control": {"threads": 4}, "scale": {"layoutPoll": "50ms"}}) as n:
+        c = ScaleClient(n)
+        held = [EventStream(n, c.token) for _ in range(2)]
+        for s in held:
+            assert s.resp.status == 200 and s.next() == {"positions": {}}
+        third = EventStream(n, c.token)
+        assert third.resp.status == 503 and "in use" in json.loads(third.resp.read())["message"]
+        third.close()
+        assert c.get("/users").status == 200
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:                   # the server notices the closed socket at its next write
+            c("PUT", "/graph-layout", {"k": {"x": time.monotonic(), "y": 0}})
+            again = EventStream(n, c.token)
+            if again.resp.status == 200 or time.monotonic() > deadline:
+                break
+            again.close()
+            time.sleep(0.2)
+        assert again.resp.status == 200
+        again.close()
+        for s in held:
+            s.close()
