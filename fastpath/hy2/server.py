@@ -26,7 +26,7 @@ from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_confi
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
-from fastpath.hy2.udp_pump import UdpPump
+from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
 
 log = logging.getLogger("fastpath.hy2.server")
@@ -86,6 +86,10 @@ class ServerConnection(QuicGlue):
                 if pump is not None:
                     pump.from_quic(event.data, event.end_stream)
                 else:
+                    self._dispatch(session.handle(event, now))
+            elif t is qe.DatagramFrameReceived:
+                if not (session.authenticated and session.udp_enabled
+                        and datagram_from_client(session.udp.sessions, event.data, now)):
                     self._dispatch(session.handle(event, now))
             elif t is qe.ConnectionIdIssued:
                 self.server.add_cid(event.connection_id, self)

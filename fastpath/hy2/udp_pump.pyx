@@ -17,10 +17,11 @@ import socket
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.errno cimport EAGAIN, EINTR, errno
-from libc.stdint cimport uint16_t, uint32_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
-from fastpath.hy2.frames cimport udp_header_put, udp_header_size
+from fastpath.hy2.frames cimport MAX_ADDRESS_LEN, UDP_FIXED_HEADER_LEN, udp_header_put, udp_header_size
+from fastpath.hy2.varint cimport varint_decode
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 from fastpath.hy2.udp_relay import MAX_NAMES, literal_ip, split_address
 
@@ -74,6 +75,9 @@ cdef class UdpPump:
     cdef sockaddr_storage last_src
     cdef socklen_t last_src_len
     cdef bytes last_src_text
+    # The last destination sent to and its target: what ``datagram_from_client`` matches.
+    cdef bytes last_dest
+    cdef _Target last_target
 
     def __init__(self, loop, owner, quic, session, ShardWriter writer=None, int slot=-1):
         self.loop = loop
@@ -96,12 +100,26 @@ cdef class UdpPump:
         if t is None:
             self._new_target(address, payload)
             return
+        self.last_dest = address.encode("utf-8")
+        self.last_target = t
         self._send_to(t, payload)
 
+    cdef bint send_if_last(self, const unsigned char *address, size_t alen,
+                           const unsigned char *payload, size_t n) noexcept:
+        """Send to ``address`` if it is the destination sent to last: False if it is not."""
+        cdef bytes last = self.last_dest
+        if (self.closed or last is None or <size_t>PyBytes_GET_SIZE(last) != alen
+                or memcmp(PyBytes_AS_STRING(last), address, alen) != 0):
+            return False
+        self._send_raw(self.last_target, payload, n)
+        return True
+
     cdef void _send_to(self, _Target t, bytes payload) noexcept:
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
-        if sendto(t.fd, PyBytes_AS_STRING(payload), n, MSG_DONTWAIT, <sockaddr *>&t.addr,
-                  t.addr_len) < 0:
+        self._send_raw(t, <const unsigned char *>PyBytes_AS_STRING(payload),
+                       <size_t>PyBytes_GET_SIZE(payload))
+
+    cdef void _send_raw(self, _Target t, const unsigned char *payload, size_t n) noexcept:
+        if sendto(t.fd, payload, n, MSG_DONTWAIT, <sockaddr *>&t.addr, t.addr_len) < 0:
             return                   # a full buffer or an ICMP error: UDP drops it
         if self.slot >= 0:
             self.writer.add(<uint32_t>self.slot, <unsigned long long>n, 0, fp_now_ns())
@@ -141,6 +159,8 @@ cdef class UdpPump:
             self.targets.clear()
             self.names = 0
         self.targets[address] = t
+        self.last_dest = address.encode("utf-8")
+        self.last_target = t
         return t
 
     cdef object _sock(self, int family):
@@ -228,6 +248,8 @@ cdef class UdpPump:
             sock.close()
         self.socks.clear()
         self.targets.clear()
+        self.last_dest = None
+        self.last_target = None
 
 
 async def _resolve_and_send(UdpPump pump, str address, host, int port, bytes payload):
@@ -242,3 +264,37 @@ async def _resolve_and_send(UdpPump pump, str address, host, int port, bytes pay
     pump.names += 1
     pump._send_to(pump._remember(address, sockaddr[0], port,
                                  6 if family == socket.AF_INET6 else 4), payload)
+
+
+def datagram_from_client(dict sessions not None, data, double now):
+    """One DATAGRAM from an authenticated client, in C when it is the common case: a whole UDP
+    message for a session whose pump is open, to the destination that session sent to last.
+    False when the Python path must take it (a new session or destination, a fragment, a
+    malformed message, which that path drops)."""
+    cdef const unsigned char *buf
+    cdef Py_ssize_t n
+    cdef uint64_t alen = 0
+    cdef int used
+    cdef size_t pos
+    if type(data) is not bytes:
+        return False
+    buf = <const unsigned char *>PyBytes_AS_STRING(data)
+    n = PyBytes_GET_SIZE(data)
+    if n < UDP_FIXED_HEADER_LEN + 3 or buf[7] != 1 or buf[6] != 0:
+        return False
+    used = varint_decode(buf + UDP_FIXED_HEADER_LEN, <size_t>n - UDP_FIXED_HEADER_LEN, &alen)
+    if used == 0 or alen == 0 or alen > MAX_ADDRESS_LEN:
+        return False
+    pos = UDP_FIXED_HEADER_LEN + <size_t>used
+    if <size_t>n - pos <= alen:
+        return False
+    session = sessions.get((<uint32_t>buf[0] << 24) | (<uint32_t>buf[1] << 16)
+                           | (<uint32_t>buf[2] << 8) | buf[3])
+    if session is None:
+        return False
+    pump = session.handle
+    if type(pump) is not UdpPump or not (<UdpPump>pump).send_if_last(
+            buf + pos, <size_t>alen, buf + pos + alen, <size_t>n - pos - <size_t>alen):
+        return False
+    session.last_active = now
+    return True

@@ -130,3 +130,57 @@ def test_reply_larger_than_a_datagram_is_fragmented_and_counted_once(tls_files, 
         await t.stop()
 
     run(main())
+
+
+def test_datagram_from_client_takes_only_the_common_case(tls_files, tmp_path):
+    """The C path for a datagram from the client (``udp_pump.datagram_from_client``) sends only
+    a whole message to the destination its session sent to last, and counts it; everything
+    else (other destinations, fragments, unknown sessions, hostile bytes) is left to the
+    Python path, which the server then runs."""
+    from hypothesis import given, settings, strategies as st
+
+    from fastpath.hy2.frames import encode_udp_message
+
+    async def setup():
+        t = await Setup().start(tls_files, tmp_path, 64)
+        assert t.udp.send(f"127.0.0.1:{t.port}", b"first")
+        assert (await asyncio.wait_for(t.udp.recv(), 5))[1] == b"first"
+        return t
+
+    loop = asyncio.new_event_loop()
+    t = loop.run_until_complete(setup())
+    session = t.server_session()
+    pump = session.handle
+    sessions = {session.session_id: session}
+    last = f"127.0.0.1:{t.port}"
+    sent = [len(b"first")]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(
+        st.binary(max_size=64),
+        st.tuples(st.sampled_from([session.session_id, session.session_id + 1]),
+                  st.integers(0, 2), st.integers(1, 3),
+                  st.sampled_from([last, "127.0.0.1:9", f"[::1]:{t.port}"]),
+                  st.binary(min_size=1, max_size=300))))
+    def check(case):
+        if isinstance(case, bytes):
+            data, common = case, False
+        else:
+            sid, frag_id, frag_count, address, payload = case
+            data = encode_udp_message(sid, 7 if frag_count > 1 else 0, min(frag_id, frag_count - 1),
+                                      frag_count, address, payload)
+            common = sid == session.session_id and frag_count == 1 and address == last
+            if common:
+                sent[0] += len(payload)
+        before = session.last_active
+        assert udp_pump.datagram_from_client(sessions, data, before + 1.0) is common
+        assert session.last_active == (before + 1.0 if common else before)
+
+    try:
+        check()
+        assert t.writer.read(pump.slot)["tx"] == sent[0]
+        assert udp_pump.datagram_from_client({}, b"\x00" * 20, 0.0) is False
+        assert udp_pump.datagram_from_client(sessions, bytearray(20), 0.0) is False
+    finally:
+        loop.run_until_complete(t.stop())
+        loop.close()
