@@ -8,8 +8,12 @@ written straight into its datagram (``udp_header_put``), queued on the QUIC conn
 counted the same way; the connection is asked to transmit once per batch of replies.  No
 Python call per packet, apart from the socket being a Python object for the event loop.
 
-What is rare stays in Python (``fastpath.hy2.udp_relay``): parsing a new "host:port",
-resolving names, fragmenting a reply too large for one datagram.
+From the client, ``datagram_from_client`` sends a whole message to the destination its
+session sent to last straight from the DATAGRAM's bytes.
+
+What is rare stays in Python (``fastpath.hy2.udp_relay``, ``fastpath.hy2.udp_sessions``): a
+new session or "host:port", resolving names, reassembling fragments, fragmenting a reply too
+large for one datagram.
 """
 import asyncio
 import socket
