@@ -89,9 +89,22 @@ def test_password_change_revokes_every_token(anode):
     assert fresh.status == 200 and fresh.json()["force_password_change"] is False
 
 
+def test_tokens_and_credentials_survive_a_restart(anode):
+    c = ScaleClient(anode, "boss", "s3cret")
+    # A stored session timeout overrides the config's 2 s (a restart may take longer).
+    assert c("PUT", "/settings/ui", {"session_timeout": 600}).json()["session_timeout"] == 600
+    anode.stop()
+    anode.start()
+    assert c.get("/users").status == 200
+    assert login(anode, "boss", sha("s3cret")).status == 200
+
+
 def test_failed_logins_are_limited_per_address(anode):
     for _ in range(3):
         assert login(anode, "boss", sha("guess")).status == 401
     r = login(anode, "boss", sha("s3cret"))                  # even the right password now
     assert r.status == 429, r.text
     assert "too many" in r.json()["message"] and int(r.headers["Retry-After"]) > 0
+    anode.stop()
+    anode.start()                                             # the count is in the store
+    assert login(anode, "boss", sha("s3cret")).status == 429

@@ -113,3 +113,32 @@ def test_random_json_never_gets_a_500(node, scale, body, method):
     assert isinstance(r.json(), dict)
     if r.status == 201:                       # a valid random user: remove it again
         assert scale("DELETE", f"/users/{r.json()['id']}").status == 200
+
+
+OTHER_ROUTES = [("PUT", "/users/{id}"), ("PUT", "/users/{id}/toggle"), ("PUT", "/node"),
+                ("PUT", "/settings/ui"), ("PUT", "/graph-layout"), ("POST", "/restore"),
+                ("POST", "/check-ports"), ("DELETE", "/sessions/x")]
+
+
+@pytest.fixture(scope="module")
+def fuzz_user(scale):
+    r = scale("POST", "/users", {"username": "fuzzed", "password": "f"})
+    assert r.status == 201
+    return r.json()["id"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES | st.dictionaries(st.sampled_from(["positions", "ports", "dns", "session_timeout", "name",
+                                                        "server", "format", "version", "users"]), JSON,
+                                     max_size=4),
+       route=st.sampled_from(OTHER_ROUTES))
+def test_random_json_on_the_other_routes_never_gets_a_500(node, scale, fuzz_user, body, route):
+    try:
+        raw = json.dumps(body, allow_nan=True)
+    except (ValueError, OverflowError):
+        return
+    method, path = route
+    r = node.request(method, "/scale/api" + path.format(id=fuzz_user), raw.encode(),
+                     headers={"Authorization": f"Bearer {scale.token}", "Content-Type": "application/json"})
+    assert r.status < 500 or r.status == 501, (route, raw, r.text)
+    assert isinstance(r.json(), dict)
