@@ -17,8 +17,8 @@ import time
 import pytest
 import yaml
 
-import fastpath.shm as shm
 from bench.test_bench_traffic_api import measure
+from fastpath import shm
 from fastpath.config import load_config
 from fastpath.store import StateStore, User
 from tests.support.node import free_tcp_port

@@ -15,11 +15,24 @@ from control.hy2scale.auth import Auth, Login, Password, ScaleAuthMiddleware
 from control.hy2scale.backup import Backup, Restore
 from control.hy2scale.face import BASE, ScaleFace
 from control.hy2scale.layout import Layout, LayoutStream
-from control.hy2scale.node_info import (BuildId, BuildInfo, CheckPorts, Node, NodeSettings, NodeTraffic,
-                                        UiSettings)
+from control.hy2scale.node_info import (
+    BuildId,
+    BuildInfo,
+    CheckPorts,
+    Node,
+    NodeSettings,
+    NodeTraffic,
+    UiSettings,
+)
 from control.hy2scale.openapi_doc import document
 from control.hy2scale.sessions import Devices, SessionItem, Sessions
-from control.hy2scale.users import UserBook, UserItem, UserResetTraffic, Users, UserToggle
+from control.hy2scale.users import (
+    UserBook,
+    UserItem,
+    UserResetTraffic,
+    Users,
+    UserToggle,
+)
 
 
 def register(app: falcon.App, node) -> None:

@@ -19,7 +19,13 @@ import falcon
 from control import validation as v
 from control.errors import bad_request
 from control.hy2scale.auth import Auth, request_token
-from control.hy2scale.face import LAYOUT_KEY, LAYOUT_VERSION_KEY, ScaleFace, read_setting, write_setting
+from control.hy2scale.face import (
+    LAYOUT_KEY,
+    LAYOUT_VERSION_KEY,
+    ScaleFace,
+    read_setting,
+    write_setting,
+)
 
 MAX_NODES = 10_000
 TOKEN_CHECK_SECONDS = 5.0

@@ -17,7 +17,13 @@ import falcon
 
 from control import validation as v
 from control.errors import bad_request
-from control.hy2scale.face import NODE_KEY, UI_KEY, ScaleFace, read_setting, write_setting
+from control.hy2scale.face import (
+    NODE_KEY,
+    UI_KEY,
+    ScaleFace,
+    read_setting,
+    write_setting,
+)
 from fastpath import __version__
 from fastpath.config.fields import parse_listen
 from fastpath.shm import scan_totals
@@ -154,8 +160,9 @@ def build_id() -> str:
     """The reference hashes its embedded UI; this node serves no UI, so the id names the
     build (version and the face's code), which changes exactly when a deploy changes it."""
     h = hashlib.sha256(f"fastpath {__version__}".encode())
-    import control.hy2scale as pkg
     from pathlib import Path
+
+    import control.hy2scale as pkg
     for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -64,8 +64,7 @@ class Devices:
             dev["conn_count"] += 1
             dev["tx_bytes"] += s["tx"]
             dev["rx_bytes"] += s["rx"]
-            if s["created_ns"] < dev["first_ns"]:
-                dev["first_ns"] = s["created_ns"]
+            dev["first_ns"] = min(dev["first_ns"], s["created_ns"])
         names = self.users.names() if groups else {}
         now = time.time()
         out = []

@@ -78,15 +78,16 @@ class ScaleUserCache:
         with self.lock:
             self._fresh()
             entries = self.entries
+        # Conditional expressions, not max(): four calls fewer per user at 10k users.
         parts = []
         append = parts.append
         get = live.get
         for uid, prefix, btx, brx in entries:
             rec = get(uid)
             if rec is None:
-                append(b"%s%d, \"online\": 0}" % (prefix, (btx if btx > 0 else 0) + (brx if brx > 0 else 0)))
+                append(b"%s%d, \"online\": 0}" % (prefix, (btx if btx > 0 else 0) + (brx if brx > 0 else 0)))  # noqa: FURB136
             else:
                 tx, rx = btx + rec[0], brx + rec[1]
-                append(b"%s%d, \"online\": %d}" % (prefix, (tx if tx > 0 else 0) + (rx if rx > 0 else 0),
+                append(b"%s%d, \"online\": %d}" % (prefix, (tx if tx > 0 else 0) + (rx if rx > 0 else 0),  # noqa: FURB136
                                                      rec[2]))
         return b"[" + b", ".join(parts) + b"]"

@@ -109,7 +109,7 @@ def _expiry(body: dict) -> float | None:
             day = None
         if day is None:
             raise bad_request(f"expiry_date is not a date YYYY-MM-DD: {value!r}")
-        return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc).timestamp()
+        return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()
     if "expiry_date" in body and "expiry" not in body:
         return None
     if body.get("expiry") == "":
@@ -155,7 +155,7 @@ def parse_fields(body: dict) -> dict:
             raise bad_request(f"exit_mode must be one of {', '.join(repr(m) for m in EXIT_MODES)}")
         meta["exit_mode"] = body["exit_mode"]
     if "traffic_limit_gb" in body and body["traffic_limit_gb"] is not None:
-        out["traffic_limit"] = int(round(_number(body, "traffic_limit_gb") * GIB))
+        out["traffic_limit"] = round(_number(body, "traffic_limit_gb") * GIB)
     elif "traffic_limit" in body:
         out["traffic_limit"] = v.integer(body, "traffic_limit", maximum=MAX_LIMIT)
     if "expiry" in body or "expiry_date" in body:

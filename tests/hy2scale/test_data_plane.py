@@ -74,7 +74,7 @@ def test_over_limit_cuts_the_live_connection(node, scale, targets):
             sent += 50_000
             try:
                 await asyncio.wait_for(reader.readexactly(50_000), 2)
-            except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
                 break
         await asyncio.wait_for(client.conn.terminated.wait(), 3)
         assert client.conn.close_reason.error_code == 0x107
