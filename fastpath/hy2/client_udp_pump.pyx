@@ -17,14 +17,13 @@ that is not ASCII.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdio cimport snprintf
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t
 from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from fastpath.hy2.frames cimport MAX_ADDRESS_LEN, UDP_FIXED_HEADER_LEN, udp_header_put, udp_header_size
+from fastpath.hy2.frames cimport MAX_ADDRESS_LEN, UdpWhole, udp_header_put, udp_header_size, udp_whole_message
 from fastpath.hy2.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, ip_port_text, recvfrom, sendto,
                                sockaddr, sockaddr_storage, socklen_t)
-from fastpath.hy2.varint cimport varint_decode
 
 cdef enum:
     BATCH_C = 64                 # packets read per readiness event
@@ -387,28 +386,18 @@ def deliver_datagram(dict sessions not None, data):
     """One DATAGRAM frame from the server: a whole UDP message for a ``UdpPeer`` is written
     to its local peer here.  False when the Python path must take it (a fragment, or a
     session of the ``UdpSession`` API); True when it was delivered or dropped."""
+    cdef UdpWhole m
     cdef const unsigned char *buf
-    cdef Py_ssize_t n
-    cdef uint64_t alen = 0
-    cdef int used
-    cdef size_t pos
+    cdef int kind
     if type(data) is not bytes:
         return False
     buf = <const unsigned char *>PyBytes_AS_STRING(data)
-    n = PyBytes_GET_SIZE(data)
-    if n < UDP_FIXED_HEADER_LEN + 3 or buf[7] != 1:
-        return n < UDP_FIXED_HEADER_LEN + 3       # too short: drop; fragments: Python
-    used = varint_decode(buf + UDP_FIXED_HEADER_LEN, <size_t>n - UDP_FIXED_HEADER_LEN, &alen)
-    if used == 0 or alen == 0 or alen > MAX_ADDRESS_LEN:
-        return True
-    pos = UDP_FIXED_HEADER_LEN + <size_t>used
-    if <size_t>n - pos <= alen:
-        return True
-    cdef uint32_t sid = ((<uint32_t>buf[0] << 24) | (<uint32_t>buf[1] << 16)
-                         | (<uint32_t>buf[2] << 8) | buf[3])
-    target = sessions.get(sid)
+    kind = udp_whole_message(buf, <size_t>PyBytes_GET_SIZE(data), &m)
+    if kind != 1:
+        return kind < 0                           # malformed: dropped; a fragment: Python
+    target = sessions.get(m.session_id)
     if type(target) is not UdpPeer:
         return target is None                     # unknown: drop; the API's session: Python
-    (<UdpPeer>target).reply(<const char *>buf + pos, <size_t>alen, buf + pos + alen,
-                            <size_t>n - pos - <size_t>alen)
+    (<UdpPeer>target).reply(<const char *>buf + m.address, m.address_len, buf + m.payload,
+                            <size_t>PyBytes_GET_SIZE(data) - m.payload)
     return True

@@ -14,6 +14,19 @@ from fastpath.hy2.listener import TcpListener
 log = logging.getLogger("fastpath.hy2.forwarding")
 
 
+async def open_udp_peer(client: Hy2Client, relay: LocalUdpRelay, key: bytes, kept: list) -> None:
+    """Open a UDP session for the local peer ``key`` of ``relay`` (reconnecting if need be),
+    then send the packets it sent meanwhile (``kept``, emptied)."""
+    peer = await client.udp_session(lambda conn, sid: UdpPeer(relay, conn, sid, key))
+    if relay.closed:
+        peer.close()
+        return
+    relay.add_peer(peer)
+    for packet in kept:
+        relay.send_from(peer, packet)
+    kept.clear()
+
+
 class TcpForward(TcpListener):
     def __init__(self, client: Hy2Client, listen: tuple[str, int], remote: str) -> None:
         self.client, self.listen, self.remote = client, listen, remote
@@ -70,20 +83,12 @@ class UdpForward:
         asyncio.ensure_future(self._open(key))
 
     async def _open(self, key: bytes) -> None:
-        relay = self.relay
         try:
-            peer = await self.client.udp_session(lambda conn, sid: UdpPeer(relay, conn, sid, key))
+            await open_udp_peer(self.client, self.relay, key, self.opening[key])
         except (Hy2Error, OSError, asyncio.TimeoutError) as exc:
             log.info("udp forward to %s: %s", self.remote, exc)
+        finally:
             self.opening.pop(key, None)
-            return
-        kept = self.opening.pop(key, [])
-        if relay.closed:
-            peer.close()
-            return
-        relay.add_peer(peer)
-        for packet in kept:
-            relay.send_from(peer, packet)
 
     async def _sweep(self) -> None:
         while True:

@@ -2,6 +2,8 @@
 # dispatch and UDP session code (Cython) read fields without a Python attribute lookup.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
+from fastpath.hy2.varint cimport varint_decode
+
 cdef enum:
     TCP_REQUEST_ID = 0x401
     MAX_ADDRESS_LEN = 2048
@@ -96,3 +98,38 @@ cdef class Defragmenter:
     cdef list _frags
 
     cpdef object feed(self, UdpMessage msg)
+
+
+# Where the parts of a UDP message in one piece are, read in place (``udp_whole_message``).
+cdef struct UdpWhole:
+    uint32_t session_id
+    size_t address            # offset and length of the address
+    size_t address_len
+    size_t payload            # offset of the payload (at least one byte)
+
+
+cdef inline int udp_whole_message(const unsigned char *buf, size_t n, UdpWhole *out) noexcept nogil:
+    """For the pumps' C paths: 1 if ``buf[:n]`` is a well-formed UDP message in one piece
+    (fragment 0 of 1), its parts in ``out``; 0 if it is a fragment of a larger packet; -1 if
+    it is not a well-formed message (dropped, as ``parse_udp_message`` + the defragmenter do)."""
+    cdef uint64_t alen = 0
+    cdef int used
+    cdef size_t pos
+    if n < UDP_FIXED_HEADER_LEN + 3:  # + 1-byte varint, 1-byte address, 1-byte payload
+        return -1
+    used = varint_decode(buf + UDP_FIXED_HEADER_LEN, n - UDP_FIXED_HEADER_LEN, &alen)
+    if used == 0 or alen == 0 or alen > MAX_ADDRESS_LEN:
+        return -1
+    pos = UDP_FIXED_HEADER_LEN + <size_t>used
+    if n - pos <= alen:
+        return -1
+    if buf[7] != 1:
+        return 0 if buf[6] < buf[7] else -1
+    if buf[6] != 0:
+        return -1
+    out.session_id = ((<uint32_t>buf[0] << 24) | (<uint32_t>buf[1] << 16)
+                      | (<uint32_t>buf[2] << 8) | buf[3])
+    out.address = pos
+    out.address_len = <size_t>alen
+    out.payload = pos + <size_t>alen
+    return 1

@@ -14,7 +14,8 @@ import socket
 import struct
 
 from fastpath.hy2.client import ConnectError, Hy2Client, Hy2Error
-from fastpath.hy2.client_udp_pump import LocalUdpRelay, UdpPeer
+from fastpath.hy2.client_udp_pump import LocalUdpRelay
+from fastpath.hy2.forwarding import open_udp_peer
 from fastpath.hy2.udp_endpoint import make_udp_socket
 from fastpath.hy2.listener import TcpListener
 from fastpath.hy2.udp_relay import join_address, split_address
@@ -165,20 +166,9 @@ class Socks5Server(TcpListener):
         sock = make_udp_socket(writer.get_extra_info("sockname")[0], 0)
         kept: list[bytes] = []            # packets read while a session reopens
 
-        async def open_peer(key: bytes = NO_ADDRESS) -> None:
-            # The peer's address is learnt from its packets (``NO_ADDRESS`` until the first).
-            peer = await self.client.udp_session(lambda conn, sid: UdpPeer(relay, conn, sid, key))
-            if relay.closed:
-                peer.close()
-                return
-            relay.add_peer(peer)
-            for packet in kept:
-                relay.send_from(peer, packet)
-            kept.clear()
-
         async def reopen(key: bytes) -> None:
             try:
-                await open_peer(key)
+                await open_udp_peer(self.client, relay, key, kept)
             except (Hy2Error, OSError, asyncio.TimeoutError) as exc:
                 log.info("socks5 UDP ASSOCIATE: %s", exc)
                 kept.clear()
@@ -192,7 +182,8 @@ class Socks5Server(TcpListener):
         relay = LocalUdpRelay(loop, sock, new_peer, socks=True, encode_address=encode_address,
                               decode_address=decode_address)
         try:
-            await open_peer()
+            # The peer's address is learnt from its packets (``NO_ADDRESS`` until the first).
+            await open_udp_peer(self.client, relay, NO_ADDRESS, kept)
         except (Hy2Error, OSError, asyncio.TimeoutError) as exc:
             log.info("socks5 UDP ASSOCIATE: %s", exc)
             relay.close()

@@ -21,11 +21,10 @@ import socket
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.errno cimport EAGAIN, EINTR, errno
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t
 from libc.string cimport memcmp, memcpy, memset
 
-from fastpath.hy2.frames cimport MAX_ADDRESS_LEN, UDP_FIXED_HEADER_LEN, udp_header_put, udp_header_size
-from fastpath.hy2.varint cimport varint_decode
+from fastpath.hy2.frames cimport UdpWhole, udp_header_put, udp_header_size, udp_whole_message
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 from fastpath.hy2.udp_relay import MAX_NAMES, literal_ip, split_address
 
@@ -275,30 +274,20 @@ def datagram_from_client(dict sessions not None, data, double now):
     message for a session whose pump is open, to the destination that session sent to last.
     False when the Python path must take it (a new session or destination, a fragment, a
     malformed message, which that path drops)."""
+    cdef UdpWhole m
     cdef const unsigned char *buf
-    cdef Py_ssize_t n
-    cdef uint64_t alen = 0
-    cdef int used
-    cdef size_t pos
     if type(data) is not bytes:
         return False
     buf = <const unsigned char *>PyBytes_AS_STRING(data)
-    n = PyBytes_GET_SIZE(data)
-    if n < UDP_FIXED_HEADER_LEN + 3 or buf[7] != 1 or buf[6] != 0:
+    if udp_whole_message(buf, <size_t>PyBytes_GET_SIZE(data), &m) != 1:
         return False
-    used = varint_decode(buf + UDP_FIXED_HEADER_LEN, <size_t>n - UDP_FIXED_HEADER_LEN, &alen)
-    if used == 0 or alen == 0 or alen > MAX_ADDRESS_LEN:
-        return False
-    pos = UDP_FIXED_HEADER_LEN + <size_t>used
-    if <size_t>n - pos <= alen:
-        return False
-    session = sessions.get((<uint32_t>buf[0] << 24) | (<uint32_t>buf[1] << 16)
-                           | (<uint32_t>buf[2] << 8) | buf[3])
+    session = sessions.get(m.session_id)
     if session is None:
         return False
     pump = session.handle
     if type(pump) is not UdpPump or not (<UdpPump>pump).send_if_last(
-            buf + pos, <size_t>alen, buf + pos + alen, <size_t>n - pos - <size_t>alen):
+            buf + m.address, m.address_len, buf + m.payload,
+            <size_t>PyBytes_GET_SIZE(data) - m.payload):
         return False
     session.last_active = now
     return True
