@@ -11,17 +11,14 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fastpath.hy2.auth_backends import NodeAuthenticator, PasswordAuth
 from fastpath.hy2.client import simple_client
 from fastpath.hy2.client_udp_pump import LocalUdpRelay, UdpPeer, deliver_datagram
-from fastpath.hy2.config import parse_server_config
 from fastpath.hy2.forwarding import UdpForward
 from fastpath.hy2.frames import encode_udp_message
-from fastpath.hy2.masquerade import NotFoundMasquerade
-from fastpath.hy2.server import Hy2Server
 from fastpath.hy2.socks5 import Socks5Server, encode_address
 from fastpath.hy2.udp_endpoint import make_udp_socket
 from fastpath.worker.event_loop import run
+from tests.hy2.inprocess import password_server
 from tests.hy2.test_udp_pump import _dual_stack_echo, _has_ipv6_loopback
 
 
@@ -51,10 +48,7 @@ class Local:
 
 async def _setup(tls_files):
     echo, port = await _dual_stack_echo()
-    server = await Hy2Server(parse_server_config({"listen": "127.0.0.1:0"}),
-                             cert=tls_files[0], key=tls_files[1],
-                             authenticator=NodeAuthenticator(None, PasswordAuth("pw")),
-                             masquerade=NotFoundMasquerade()).start()
+    server = await password_server(tls_files)
     client = simple_client(f"127.0.0.1:{server.address[1]}", "pw")
     await client.connect()
     return echo, port, server, client

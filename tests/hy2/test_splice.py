@@ -14,15 +14,12 @@ import struct
 
 import pytest
 
-from fastpath.hy2.auth_backends import NodeAuthenticator, PasswordAuth
 from fastpath.hy2.client import simple_client
-from fastpath.hy2.config import parse_server_config
 from fastpath.hy2.forwarding import TcpForward
 from fastpath.hy2.http_proxy import HttpProxyServer
-from fastpath.hy2.masquerade import NotFoundMasquerade
-from fastpath.hy2.server import Hy2Server
 from fastpath.hy2.socks5 import Socks5Server
 from fastpath.worker.event_loop import run
+from tests.hy2.inprocess import password_server
 from tests.hy2.targets import echo_handler
 
 PAYLOAD = b"through the pump" * 1000
@@ -49,10 +46,7 @@ def test_relay_survives_collection_of_the_accepting_stream(tls_files, kind):
     async def main():
         echo = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
         echo_port = echo.sockets[0].getsockname()[1]
-        server = await Hy2Server(parse_server_config({"listen": "127.0.0.1:0"}),
-                                 cert=tls_files[0], key=tls_files[1],
-                                 authenticator=NodeAuthenticator(None, PasswordAuth("pw")),
-                                 masquerade=NotFoundMasquerade()).start()
+        server = await password_server(tls_files)
         client = simple_client(f"127.0.0.1:{server.address[1]}", "pw")
         await client.connect()
         if kind == "socks5":

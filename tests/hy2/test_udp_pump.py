@@ -11,13 +11,10 @@ import socket
 import pytest
 
 from fastpath.hy2 import udp_pump
-from fastpath.hy2.auth_backends import NodeAuthenticator, PasswordAuth
 from fastpath.hy2.client import simple_client
-from fastpath.hy2.config import parse_server_config
-from fastpath.hy2.masquerade import NotFoundMasquerade
-from fastpath.hy2.server import Hy2Server
 from fastpath.shm import CounterTable
 from fastpath.worker.event_loop import run
+from tests.hy2.inprocess import password_server
 
 
 def _has_ipv6_loopback() -> bool:
@@ -53,10 +50,7 @@ class Setup:
     async def start(self, tls_files, tmp_path, slots):
         self.writer = CounterTable.create(str(tmp_path / "counters"), 1, slots, 1).writer(0)
         self.echo, self.port = await _dual_stack_echo()
-        self.server = await Hy2Server(parse_server_config({"listen": "127.0.0.1:0"}),
-                                      cert=tls_files[0], key=tls_files[1],
-                                      authenticator=NodeAuthenticator(None, PasswordAuth("pw")),
-                                      masquerade=NotFoundMasquerade(), counters=self.writer).start()
+        self.server = await password_server(tls_files, counters=self.writer)
         self.client = simple_client(f"127.0.0.1:{self.server.address[1]}", "pw")
         self.udp = await self.client.udp_session()
         return self
