@@ -17,24 +17,14 @@ two ids that decode to the same text are one id.  Sums are uint64, as the counte
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
-from posix.time cimport time_t
-
-
-cdef extern from "<time.h>" nogil:
-    struct tm:
-        int tm_year
-        int tm_mon
-        int tm_mday
-        int tm_hour
-        int tm_min
-        int tm_sec
-    tm *gmtime_r(const time_t *timep, tm *result)
 
 from fastpath.shm.counter_table cimport (
     KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, fp_load_acquire, fp_load_u64,
     fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
+from fastpath.shm.out_buffer cimport (
+    Buf, put, put_c, put_date_time, put_digits, put_json_text, put_u64, release, reserve, take)
 from fastpath.shm.utf8_replace cimport utf8_step
 
 # fastpath.shm's STATE_* values (fixed by the slot contract).
@@ -491,128 +481,18 @@ def scan_media(CounterTable table, clients_of=True):
 # -- viewer objects as JSON, for /stats and /clients --------------------------------------------
 # ``client_view`` dicts through ``json.dumps`` cost ~40 ms for 10k viewers; the same bytes are
 # written here straight from the folded slots.  Output is what ``json.dumps(...,
-# ensure_ascii=False)`` gives for ``views.client_view`` (tests compare them); hand-written
-# because no library renders JSON from C structs.
-
-cdef struct Buf:
-    char *p
-    size_t n
-    size_t cap
-
-
-cdef int reserve(Buf *b, size_t extra) except -1:
-    cdef size_t cap
-    if b.n + extra <= b.cap:
-        return 0
-    cap = b.cap * 2 if b.cap else 1 << 20
-    while cap < b.n + extra:
-        cap *= 2
-    cdef char *q = <char *>realloc(b.p, cap)
-    if q == NULL:
-        raise MemoryError()
-    b.p = q
-    b.cap = cap
-    return 0
-
-
-cdef inline void put(Buf *b, const char *s, size_t n) noexcept nogil:
-    memcpy(b.p + b.n, s, n)
-    b.n += n
-
-
-cdef inline void put_u64(Buf *b, uint64_t v) noexcept nogil:
-    cdef char tmp[24]
-    cdef int i = 24
-    while True:
-        i -= 1
-        tmp[i] = <char>(48 + v % 10)
-        v //= 10
-        if v == 0:
-            break
-    put(b, &tmp[i], 24 - i)
-
-
-cdef inline void put_digits(Buf *b, uint64_t v, int width) noexcept nogil:
-    cdef int i
-    for i in range(width - 1, -1, -1):
-        b.p[b.n + i] = <char>(48 + v % 10)
-        v //= 10
-    b.n += width
-
-
-cdef const char *HEX = b"0123456789abcdef"
-
-
-cdef void put_str(Buf *b, const char *src, size_t n) noexcept nogil:
-    """A JSON string of the replace-decoding of ``src``; room for 6 bytes a byte + 2."""
-    cdef const uint8_t *s = <const uint8_t *>src
-    cdef size_t i = 0, used
-    cdef uint8_t c
-    b.p[b.n] = b'"'
-    b.n += 1
-    while i < n:
-        c = s[i]
-        if c >= 0x80:
-            if utf8_step(s + i, n - i, &used):
-                put(b, src + i, used)
-            else:
-                put(b, b"\xef\xbf\xbd", 3)
-            i += used
-            continue
-        i += 1
-        if c == b'"':
-            put(b, b'\\"', 2)
-        elif c == b'\\':
-            put(b, b"\\\\", 2)
-        elif c >= 0x20:
-            b.p[b.n] = <char>c
-            b.n += 1
-        elif c == b'\n':
-            put(b, b"\\n", 2)
-        elif c == b'\r':
-            put(b, b"\\r", 2)
-        elif c == b'\t':
-            put(b, b"\\t", 2)
-        elif c == 8:
-            put(b, b"\\b", 2)
-        elif c == 12:
-            put(b, b"\\f", 2)
-        else:
-            put(b, b"\\u00", 4)
-            b.p[b.n] = HEX[c >> 4]
-            b.p[b.n + 1] = HEX[c & 15]
-            b.n += 2
-    b.p[b.n] = b'"'
-    b.n += 1
-
+# ensure_ascii=False)`` gives for ``views.client_view`` (tests compare them), written with the
+# views' one output writer (``out_buffer.pxd``).
 
 cdef void put_iso(Buf *b, uint64_t ns) noexcept nogil:
-    """``views.ns_iso``: ``"YYYY-MM-DDTHH:MM:SS.uuuuuuZ"``, ``null`` for 0."""
-    cdef time_t sec = <time_t>(ns // 1000000000)
-    cdef tm t
-    if ns == 0 or gmtime_r(&sec, &t) == NULL:
+    """``views.ns_iso``: ``"YYYY-MM-DDTHH:MM:SS.uuuuuuZ"`` (microseconds cut, not rounded),
+    ``null`` for 0."""
+    if ns == 0:
         put(b, b"null", 4)
         return
-    b.p[b.n] = b'"'
-    b.n += 1
-    put_digits(b, t.tm_year + 1900, 4)
-    b.p[b.n] = b'-'
-    b.n += 1
-    put_digits(b, t.tm_mon + 1, 2)
-    b.p[b.n] = b'-'
-    b.n += 1
-    put_digits(b, t.tm_mday, 2)
-    b.p[b.n] = b'T'
-    b.n += 1
-    put_digits(b, t.tm_hour, 2)
-    b.p[b.n] = b':'
-    b.n += 1
-    put_digits(b, t.tm_min, 2)
-    b.p[b.n] = b':'
-    b.n += 1
-    put_digits(b, t.tm_sec, 2)
-    b.p[b.n] = b'.'
-    b.n += 1
+    put_c(b, 34)
+    put_date_time(b, ns // 1000000000)
+    put_c(b, 46)
     put_digits(b, (ns % 1000000000) // 1000, 6)
     put(b, b'Z"', 2)
 
@@ -624,19 +504,19 @@ cdef bint render_client(Buf *b, MRec **g, size_t n) noexcept nogil:
     fold_viewer(g, n, &v)
     cdef size_t t1 = v.t1, t2 = v.t2
     put(b, b'{"client_id": ', 14)
-    put_str(b, first.key, first.key_n)
+    put_json_text(b, first.key, first.key_n)
     put(b, b', "stream_id": ', 15)
-    put_str(b, first.a, first.a_n)
+    put_json_text(b, first.a, first.a_n)
     put(b, b', "user_agent": ', 16)
     if t2 < first.b_n:
-        put_str(b, first.b + t2 + 1, first.b_n - t2 - 1)
+        put_json_text(b, first.b + t2 + 1, first.b_n - t2 - 1)
     else:
         put(b, b'""', 2)
     put(b, b', "ip_address": ', 16)
-    put_str(b, first.b, t1)
+    put_json_text(b, first.b, t1)
     put(b, b', "username": ', 14)
     if t1 < first.b_n and t2 > t1 + 1:
-        put_str(b, first.b + t1 + 1, t2 - t1 - 1)
+        put_json_text(b, first.b + t1 + 1, t2 - t1 - 1)
     else:
         put(b, b"null", 4)
     put(b, b', "bytes_served": ', 18)
@@ -661,8 +541,7 @@ def render_clients(CounterTable table):
         raise ValueError("counter table is closed")
     cdef Work w
     cdef Buf b
-    b.p = NULL
-    b.n = b.cap = 0
+    memset(&b, 0, sizeof(Buf))
     cdef size_t count, nf = 0, ng = 0, i, active = 0
     cdef size_t most = 2 + 2 * 220 + 6 * (63 + 63 + 127) + 2 * 20 + 2 * 32  # one object, worst case
     work_alloc(&w, table)
@@ -676,15 +555,13 @@ def render_clients(CounterTable table):
             ng = group_by(w.a, nf, BY_KEY, w.b, w.starts, w.scratch)
         reserve(&b, 2 + ng * most)
         with nogil:
-            b.p[0] = b'['
-            b.n = 1
+            put_c(&b, 91)
             for i in range(ng):
                 if i:
                     put(&b, b", ", 2)
                 active += render_client(&b, w.b + w.starts[i], w.starts[i + 1] - w.starts[i])
-            b.p[b.n] = b']'
-            b.n += 1
-        return PyBytes_FromStringAndSize(b.p, b.n), ng, active
+            put_c(&b, 93)
+        return take(&b), ng, active
     finally:
         work_free(&w)
-        free(b.p)
+        release(&b)

@@ -10,25 +10,24 @@ from (shard, slot) to id, so a request is a pass over the shared memory and a pa
 in order, both in C, with Python touched only for ids it has never seen.
 
 The bodies are byte-identical to the Python renderings they replace (``json.dumps`` with
-``ensure_ascii=False``; keys and text decoded as UTF-8 with ``errors="replace"``); the
-hand-written encoders exist because no library renders JSON from C structs in shared memory.
+``ensure_ascii=False``; keys and text decoded as UTF-8 with ``errors="replace"``), written
+with the compiled views' one output writer (``fastpath/shm/out_buffer.pxd``).
 
 Not thread-safe: one view per process, its methods called under the owner's lock.
 """
 import json
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, _PyBytes_Resize
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, qsort, realloc
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, qsort, realloc
 from libc.string cimport memcmp, memcpy, memset
-from libc.math cimport fabs, modf, round
 
 from fastpath.shm.counter_table cimport (
     KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, KIND_USER, CounterTable, fp_load_acquire,
     fp_load_u64, fp_now_ns, fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
-from fastpath.shm.utf8_replace cimport utf8_step
+from fastpath.shm.out_buffer cimport (
+    Buf, put, put_c, put_duration, put_iso_us, put_json_text, put_pad, put_rfc3339_nano, put_text,
+    put_u64, release, reserve, take)
 
 cdef enum:
     F_CARRIED = 1   # the id has carried traffic in the store
@@ -68,278 +67,11 @@ cdef inline const char *state_name(uint32_t st, bint upper, size_t *n) noexcept 
     n[0] = STATE_LEN[st]
     return (STATE_UPPER if upper else STATE_WORDS) + 8 * st
 
-# -- byte buffer ------------------------------------------------------------------------------
-# Callers reserve a record's worst-case size once, then write without bounds checks.
 
-cdef struct Buf:
-    PyObject *obj   # a bytes object owned by the buffer, grown in place and returned as is
-    char *p
-    size_t n
-    size_t cap
+# -- stream table cells -------------------------------------------------------------------------
 
-
-cdef int reserve(Buf *b, size_t extra) except -1:
-    """Room for ``extra`` more bytes.  The bytes object grows with ``_PyBytes_Resize`` (an
-    in-place ``mremap`` for large blocks), so a body is never copied to be returned."""
-    cdef size_t need = b.n + extra
-    cdef size_t cap
-    if need <= b.cap:
-        return 0
-    cap = b.cap * 2 if b.cap else 65536
-    while cap < need:
-        cap *= 2
-    if b.obj == NULL:
-        fresh = PyBytes_FromStringAndSize(NULL, cap)
-        Py_INCREF(fresh)
-        b.obj = <PyObject *>fresh
-    else:
-        _PyBytes_Resize(&b.obj, cap)   # on failure: raises, the object is freed, obj = NULL
-    b.p = PyBytes_AS_STRING(<object>b.obj)
-    b.cap = cap
-    return 0
-
-
-cdef bytes take(Buf *b):
-    """The written bytes, as the buffer's own object (trimmed); the buffer is left empty."""
-    if b.obj == NULL:
-        return b""
-    _PyBytes_Resize(&b.obj, b.n)
-    cdef bytes out = <bytes>b.obj
-    Py_DECREF(out)
-    b.obj = NULL
-    b.p = NULL
-    b.n = b.cap = 0
-    return out
-
-
-cdef void release(Buf *b) noexcept:
-    if b.obj != NULL:
-        Py_DECREF(<object>b.obj)
-    b.obj = NULL
-    b.p = NULL
-    b.n = b.cap = 0
-
-
-cdef inline void put(Buf *b, const char *s, size_t n) noexcept nogil:
-    memcpy(b.p + b.n, s, n)
-    b.n += n
-
-
-cdef inline void put_c(Buf *b, char c) noexcept nogil:
-    b.p[b.n] = c
-    b.n += 1
-
-
-cdef inline void put_u64(Buf *b, uint64_t v) noexcept nogil:
-    cdef char tmp[24]
-    cdef int i = 24
-    while True:
-        i -= 1
-        tmp[i] = <char>(48 + v % 10)
-        v //= 10
-        if v == 0:
-            break
-    put(b, &tmp[i], 24 - i)
-
-
-cdef inline void put_pad(Buf *b, int n) noexcept nogil:
-    while n > 0:
-        put_c(b, 32)
-        n -= 1
-
-
-cdef uint64_t MINUTE_NS = <uint64_t>60 * 1000000000
 cdef uint64_t TEN_MIN_NS = <uint64_t>600 * 1000000000
-cdef uint64_t HOUR_NS = <uint64_t>3600 * 1000000000
-cdef const char *HEX = b"0123456789abcdef"
 cdef const char *HEX_UPPER = b"0123456789ABCDEF"
-
-
-cdef void put_json_text(Buf *b, const uint8_t *s, size_t n) noexcept nogil:
-    """A JSON string as ``json.dumps(text, ensure_ascii=False)``; reserve 6 * n + 2."""
-    cdef size_t i = 0, k
-    cdef uint8_t c
-    put_c(b, 34)
-    while i < n:
-        c = s[i]
-        if c >= 0x80:
-            if utf8_step(s + i, n - i, &k):
-                put(b, <const char *>(s + i), k)
-            else:
-                put(b, b"\xef\xbf\xbd", 3)
-            i += k
-            continue
-        i += 1
-        if c == 34:
-            put(b, b'\\"', 2)
-        elif c == 92:
-            put(b, b"\\\\", 2)
-        elif c >= 0x20:
-            put_c(b, <char>c)
-        elif c == 10:
-            put(b, b"\\n", 2)
-        elif c == 13:
-            put(b, b"\\r", 2)
-        elif c == 9:
-            put(b, b"\\t", 2)
-        elif c == 8:
-            put(b, b"\\b", 2)
-        elif c == 12:
-            put(b, b"\\f", 2)
-        else:
-            put(b, b"\\u00", 4)
-            put_c(b, HEX[c >> 4])
-            put_c(b, HEX[c & 15])
-    put_c(b, 34)
-
-
-cdef size_t put_text(Buf *b, const uint8_t *s, size_t n) noexcept nogil:
-    """Text as decoded with errors="replace"; returns its length in code points.  Reserve 3 * n."""
-    cdef size_t i = 0, k, points = 0
-    while i < n:
-        if s[i] < 0x80:
-            put_c(b, <char>s[i])
-            k = 1
-        elif utf8_step(s + i, n - i, &k):
-            put(b, <const char *>(s + i), k)
-        else:
-            put(b, b"\xef\xbf\xbd", 3)
-        i += k
-        points += 1
-    return points
-
-
-# -- Go time renderings -------------------------------------------------------------------------
-
-cdef inline void civil(int64_t days, int64_t *y, int *m, int *d) noexcept nogil:
-    """Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm)."""
-    cdef int64_t z = days + 719468
-    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
-    cdef int64_t doe = z - era * 146097
-    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    cdef int64_t mp = (5 * doy + 2) // 153
-    d[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
-    m[0] = <int>(mp + 3 if mp < 10 else mp - 9)
-    y[0] = yoe + era * 400 + (1 if m[0] <= 2 else 0)
-
-
-cdef inline void put_2(Buf *b, int v) noexcept nogil:
-    put_c(b, <char>(48 + v // 10))
-    put_c(b, <char>(48 + v % 10))
-
-
-cdef uint64_t _cached_second = <uint64_t>-1
-cdef char _cached_text[19]
-
-
-cdef void put_date_time(Buf *b, uint64_t seconds) noexcept nogil:
-    """``YYYY-MM-DDTHH:MM:SS`` in UTC; the last second rendered is kept, since neighbouring
-    streams tend to share it (callers hold the GIL, so the cache is not shared mid-write)."""
-    global _cached_second
-    cdef int64_t y
-    cdef int m, d
-    cdef uint64_t sod = seconds % 86400
-    cdef Buf c
-    if seconds == _cached_second:
-        put(b, _cached_text, 19)
-        return
-    c.p = _cached_text
-    c.n = 0
-    civil(<int64_t>(seconds // 86400), &y, &m, &d)
-    put_2(&c, <int>(y // 100))
-    put_2(&c, <int>(y % 100))
-    put_c(&c, 45)
-    put_2(&c, m)
-    put_c(&c, 45)
-    put_2(&c, d)
-    put_c(&c, 84)
-    put_2(&c, <int>(sod // 3600))
-    put_c(&c, 58)
-    put_2(&c, <int>(sod // 60 % 60))
-    put_c(&c, 58)
-    put_2(&c, <int>(sod % 60))
-    _cached_second = seconds
-    put(b, _cached_text, 19)
-
-
-cdef void put_frac(Buf *b, uint64_t frac, int digits, bint trim) noexcept nogil:
-    """``.`` and ``frac`` zero-padded to ``digits``, trailing zeros trimmed if ``trim``."""
-    cdef char tmp[12]
-    cdef int i, end = digits
-    for i in range(digits - 1, -1, -1):
-        tmp[i] = <char>(48 + frac % 10)
-        frac //= 10
-    if trim:
-        while end > 0 and tmp[end - 1] == 48:
-            end -= 1
-    if end:
-        put_c(b, 46)
-        put(b, tmp, end)
-
-
-cdef void put_rfc3339_nano(Buf *b, uint64_t ns) noexcept nogil:
-    """Go's ``time.RFC3339Nano`` in UTC (trailing zeros of the fraction trimmed)."""
-    put_date_time(b, ns // 1000000000)
-    put_frac(b, ns % 1000000000, 9, True)
-    put_c(b, 90)
-
-
-cdef double round_half_even(double x) noexcept nogil:
-    cdef double r = round(x)
-    if fabs(x - r) == 0.5:
-        r = 2.0 * round(x / 2.0)
-    return r
-
-
-cdef void put_iso_us(Buf *b, uint64_t ns) noexcept nogil:
-    """``datetime.fromtimestamp(ns / 1e9, utc).isoformat()`` with ``Z``: the float seconds
-    rounded half-even to microseconds, exactly as CPython does."""
-    cdef double intpart
-    cdef double d = <double>ns / 1e9
-    cdef double fp = modf(d, &intpart) * 1e6
-    fp = round_half_even(fp)
-    if fp >= 1e6:
-        fp -= 1e6
-        intpart += 1.0
-    put_date_time(b, <uint64_t>intpart)
-    if <uint64_t>fp:
-        put_frac(b, <uint64_t>fp, 6, False)
-    put_c(b, 90)
-
-
-cdef void put_duration(Buf *b, uint64_t ns) noexcept nogil:
-    """Go's ``time.Duration.String()`` of a non-negative duration."""
-    cdef uint64_t h, m, rem
-    if ns == 0:
-        put(b, b"0s", 2)
-        return
-    if ns < 1000000000:
-        if ns >= 1000000:
-            put_u64(b, ns // 1000000)
-            put_frac(b, ns % 1000000, 6, True)
-            put(b, b"ms", 2)
-        elif ns >= 1000:
-            put_u64(b, ns // 1000)
-            put_frac(b, ns % 1000, 3, True)
-            put(b, b"\xc2\xb5s", 3)
-        else:
-            put_u64(b, ns)
-            put(b, b"ns", 2)
-        return
-    h = ns // HOUR_NS
-    rem = ns % HOUR_NS
-    m = rem // MINUTE_NS
-    rem = rem % MINUTE_NS
-    if h:
-        put_u64(b, h)
-        put_c(b, 104)
-    if h or m:
-        put_u64(b, m)
-        put_c(b, 109)
-    put_u64(b, rem // 1000000000)
-    put_frac(b, rem % 1000000000, 9, True)
-    put_c(b, 115)
 
 
 cdef uint64_t rounded(uint64_t ns) noexcept nogil:
@@ -1012,7 +744,7 @@ cdef class TrafficView:
         put(b, b',"stream":', 10)
         put_u64(b, r.stream)
         put(b, b',"req_addr":', 12)
-        put_json_text(b, <const uint8_t *>addrs.p + r.addr_off, r.addr_len)
+        put_json_text(b, addrs.p + r.addr_off, r.addr_len)
         put(b, b',"hooked_req_addr":"","tx":', 27)
         put_u64(b, r.tx)
         put(b, b',"rx":', 6)
@@ -1053,7 +785,7 @@ cdef class TrafficView:
         put_duration(tmp, rounded(now - r.last if now > r.last else 0))
         put_right(b, tmp, 12)
         if r.addr_len:
-            points = put_text(b, <const uint8_t *>addrs.p + r.addr_off, r.addr_len)
+            points = put_text(b, addrs.p + r.addr_off, r.addr_len)
         else:
             put_c(b, 45)
             points = 1
@@ -1067,56 +799,42 @@ def json_text(bytes raw):
     (exposed for tests)."""
     cdef Buf b
     memset(&b, 0, sizeof(Buf))
-    try:
-        reserve(&b, 6 * len(raw) + 2)
-        put_json_text(&b, raw, len(raw))
-        return take(&b)
-    finally:
-        release(&b)
+    reserve(&b, 6 * len(raw) + 2)
+    put_json_text(&b, raw, len(raw))
+    return take(&b)
 
 
 def text(bytes raw):
     """``(bytes, code points)`` of ``raw`` decoded with errors="replace" (exposed for tests)."""
     cdef Buf b
-    cdef size_t points
     memset(&b, 0, sizeof(Buf))
-    try:
-        reserve(&b, 3 * len(raw) + 1)
-        points = put_text(&b, raw, len(raw))
-        return take(&b), points
-    finally:
-        release(&b)
+    reserve(&b, 3 * len(raw) + 1)
+    cdef size_t points = put_text(&b, raw, len(raw))
+    return take(&b), points
+
+
+cdef str time_text(uint64_t ns, int form):
+    """``ns`` as a Go duration (0), RFC 3339 (1) or ISO 8601 (2) time, by the body writer."""
+    cdef Buf b
+    memset(&b, 0, sizeof(Buf))
+    reserve(&b, 64)
+    if form == 0:
+        put_duration(&b, ns)
+    elif form == 1:
+        put_rfc3339_nano(&b, ns)
+    else:
+        put_iso_us(&b, ns)
+    return take(&b).decode()
 
 
 def go_duration(uint64_t ns):
-    """``time.Duration.String()`` (exposed for tests)."""
-    cdef Buf b
-    memset(&b, 0, sizeof(Buf))
-    try:
-        reserve(&b, 64)
-        put_duration(&b, ns)
-        return take(&b).decode()
-    finally:
-        release(&b)
+    """``time.Duration.String()`` (exposed for tests, as the two below)."""
+    return time_text(ns, 0)
 
 
 def rfc3339_nano(uint64_t ns):
-    cdef Buf b
-    memset(&b, 0, sizeof(Buf))
-    try:
-        reserve(&b, 64)
-        put_rfc3339_nano(&b, ns)
-        return take(&b).decode()
-    finally:
-        release(&b)
+    return time_text(ns, 1)
 
 
 def iso_us(uint64_t ns):
-    cdef Buf b
-    memset(&b, 0, sizeof(Buf))
-    try:
-        reserve(&b, 64)
-        put_iso_us(&b, ns)
-        return take(&b).decode()
-    finally:
-        release(&b)
+    return time_text(ns, 2)
