@@ -95,7 +95,11 @@ class NodeProcess:
             [sys.executable, "-m", "fastpath", "serve", "-c", str(self.config_path),
              "--data-dir", str(self.data_dir)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self.wait_healthy(timeout)
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()          # a node that never became healthy must not outlive the test
+            raise
         return self
 
     def wait_healthy(self, timeout: float = 20) -> dict:
