@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
+#include <sched.h>
 
 #define FP_MAGIC 0x3130525443504646ULL
 #define FP_LAYOUT_VERSION 1u
@@ -86,6 +87,42 @@ static inline void fp_seq_end(fp_slot *s) {
 }
 /* Reader side: acquire fence before re-reading seq so field reads are not moved after it. */
 static inline void fp_read_fence(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+
+/* Reader side: wait out a writer inside its section and return the (even) seq to compare
+ * after reading.  A writer descheduled mid-section is waited for (yielding the CPU after a
+ * short spin).  One that died mid-section leaves seq odd until the shard's next writer
+ * closes it: after FP_SEQ_GIVE_UP_NS a reader takes the slot as it is (possibly torn) rather
+ * than hang a request on a dead process. */
+#define FP_SEQ_GIVE_UP_NS 1000000000ull
+static inline uint64_t fp_seq_stable(const fp_slot *s) {
+    uint64_t q = fp_load_acquire(&s->seq);
+    uint64_t deadline = 0;
+    for (uint32_t n = 1; q & 1; n++) {
+        if ((n & 1023) == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+            if (deadline == 0)
+                deadline = now + FP_SEQ_GIVE_UP_NS;
+            else if (now > deadline)
+                break;
+            sched_yield();
+        }
+        q = fp_load_acquire(&s->seq);
+    }
+    return q;
+}
+
+/* A torn-free copy of a slot (see fp_seq_stable for a writer that died mid-section). */
+static inline void fp_slot_copy(const fp_slot *s, fp_slot *out) {
+    for (;;) {
+        uint64_t q = fp_seq_stable(s);
+        memcpy(out, s, sizeof *out);
+        fp_read_fence();
+        if (fp_load_u64(&s->seq) == q)
+            return;
+    }
+}
 
 static inline uint64_t fp_now_ns(void) {
     struct timespec ts;

@@ -53,6 +53,8 @@ cdef extern from "counter_layout.h":
     void fp_seq_begin(fp_slot *s) noexcept nogil
     void fp_seq_end(fp_slot *s) noexcept nogil
     void fp_read_fence() noexcept nogil
+    uint64_t fp_seq_stable(const fp_slot *s) noexcept nogil
+    void fp_slot_copy(const fp_slot *s, fp_slot *out) noexcept nogil
     uint64_t fp_now_ns() noexcept nogil
     fp_shard_header *fp_shard_hdr(char *base, uint32_t shard, uint32_t slots_per_shard) noexcept nogil
     fp_slot *fp_shard_slots(char *base, uint32_t shard, uint32_t slots_per_shard) noexcept nogil

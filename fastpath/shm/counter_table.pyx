@@ -41,16 +41,6 @@ def segment_size(uint32_t nshards, uint32_t slots_per_shard):
     return fp_segment_size(nshards, slots_per_shard)
 
 
-cdef inline uint64_t _stable_seq(fp_slot *s) noexcept nogil:
-    """Wait out a writer in the middle of a seqlock section; return the even seq."""
-    cdef uint64_t seq = fp_load_acquire(&s.seq)
-    cdef int spins = 0
-    while seq & 1:
-        spins += 1
-        seq = fp_load_acquire(&s.seq)
-    return seq
-
-
 cdef inline void _put_text(uint8_t *len_field, char *dst, int cap, bytes value):
     cdef Py_ssize_t n = len(value)
     if n > cap:
@@ -397,14 +387,7 @@ cdef inline void _add_counts(fp_slot *s, uint64_t tx, uint64_t rx, uint64_t tx_p
 cdef dict _slot_record(fp_slot *slots, uint32_t idx, uint32_t shard):
     cdef fp_slot *s = &slots[idx]
     cdef fp_slot copy
-    cdef uint64_t seq1, seq2
-    while True:
-        seq1 = _stable_seq(s)
-        memcpy(&copy, s, sizeof(fp_slot))
-        fp_read_fence()
-        seq2 = fp_load_u64(&s.seq)
-        if seq1 == seq2:
-            break
+    fp_slot_copy(s, &copy)
     return {
         "shard": shard, "slot": idx, "kind": copy.kind, "state": copy.state,
         "key": PyBytes_FromStringAndSize(copy.key, copy.key_len).decode("utf-8", "replace"),
@@ -419,7 +402,7 @@ cdef dict _slot_record(fp_slot *slots, uint32_t idx, uint32_t shard):
 
 
 cdef inline bint _read_head(fp_slot *s, uint32_t *kind, uint64_t *seq) noexcept nogil:
-    seq[0] = _stable_seq(s)
+    seq[0] = fp_seq_stable(s)
     kind[0] = s.kind
     return kind[0] != KIND_FREE
 
@@ -457,7 +440,7 @@ def scan_users(CounterTable table):
                 for i in range(hw):
                     s = &slots[i]
                     while True:
-                        seq1 = _stable_seq(s)
+                        seq1 = fp_seq_stable(s)
                         kind = s.kind
                         owner = s.user_slot
                         fp_read_fence()
@@ -473,7 +456,7 @@ def scan_users(CounterTable table):
             for i in range(hw):
                 s = &slots[i]
                 while True:
-                    seq1 = _stable_seq(s)
+                    seq1 = fp_seq_stable(s)
                     if s.kind != KIND_USER:
                         kind = KIND_FREE
                         break

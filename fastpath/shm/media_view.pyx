@@ -21,8 +21,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from fastpath.shm.counter_table cimport (
-    KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, fp_load_acquire, fp_load_u64,
-    fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
+    KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, fp_load_u64, fp_shard_hdr, fp_shard_slots,
+    fp_slot, fp_slot_copy)
 from fastpath.shm.out_buffer cimport (
     Buf, put, put_c, put_date_time, put_digits, put_json_text, put_u64, release, reserve, take)
 from fastpath.shm.utf8_replace cimport utf8_step
@@ -102,13 +102,6 @@ cdef inline bint same_owner(const MRec *a, const MRec *b) noexcept nogil:
     return a.ho == b.ho and cmp_bytes(a.own, a.own_n, b.own, b.own_n) == 0
 
 
-cdef inline uint64_t stable_seq(fp_slot *s) noexcept nogil:
-    cdef uint64_t seq = fp_load_acquire(&s.seq)
-    while seq & 1:
-        seq = fp_load_acquire(&s.seq)
-    return seq
-
-
 cdef size_t copy_slots(CounterTable table, MRec *out, size_t cap) noexcept nogil:
     """Torn-free copies of the live media slots (at most ``cap``), in scan order."""
     cdef uint32_t shard, i, hw, kind
@@ -116,7 +109,6 @@ cdef size_t copy_slots(CounterTable table, MRec *out, size_t cap) noexcept nogil
     cdef fp_slot *slots
     cdef fp_slot *s
     cdef fp_slot c
-    cdef uint64_t seq
     cdef size_t count = 0
     cdef uint32_t order = 0
     cdef MRec *r
@@ -130,12 +122,7 @@ cdef size_t copy_slots(CounterTable table, MRec *out, size_t cap) noexcept nogil
             kind = s.kind
             if kind != KIND_MEDIA_STREAM and kind != KIND_MEDIA_CLIENT:
                 continue
-            while True:
-                seq = stable_seq(s)
-                memcpy(&c, s, sizeof(fp_slot))
-                fp_read_fence()
-                if fp_load_u64(&s.seq) == seq:
-                    break
+            fp_slot_copy(s, &c)
             if (c.kind != KIND_MEDIA_STREAM and c.kind != KIND_MEDIA_CLIENT) or count >= cap:
                 continue
             r = &out[count]

@@ -23,8 +23,8 @@ from libc.stdlib cimport free, qsort, realloc
 from libc.string cimport memcmp, memcpy, memset
 
 from fastpath.shm.counter_table cimport (
-    KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, KIND_USER, CounterTable, fp_load_acquire,
-    fp_load_u64, fp_now_ns, fp_read_fence, fp_shard_hdr, fp_shard_slots, fp_slot)
+    KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, KIND_USER, CounterTable, fp_load_u64,
+    fp_now_ns, fp_read_fence, fp_seq_stable, fp_shard_hdr, fp_shard_slots, fp_slot, fp_slot_copy)
 from fastpath.shm.out_buffer cimport (
     Buf, put, put_c, put_duration, put_iso_us, put_json_text, put_pad, put_rfc3339_nano, put_text,
     put_u64, release, reserve, take)
@@ -90,15 +90,6 @@ cdef void put_right(Buf *b, Buf *tmp, int width) noexcept nogil:
     put(b, tmp.p, tmp.n)
     put_c(b, 32)
     tmp.n = 0
-
-
-# -- seqlock ------------------------------------------------------------------------------------
-
-cdef inline uint64_t stable_seq(fp_slot *s) noexcept nogil:
-    cdef uint64_t seq = fp_load_acquire(&s.seq)
-    while seq & 1:
-        seq = fp_load_acquire(&s.seq)
-    return seq
 
 
 cdef inline uint32_t high_water(CounterTable table, uint32_t shard) noexcept nogil:
@@ -348,13 +339,7 @@ cdef class TrafficView:
         """Slow path for a slot whose key is not in the map: a torn-free copy, decoded as
         ``scan_users`` does; returns its index (mapped when its bytes are the id's UTF-8)."""
         cdef fp_slot copy
-        cdef uint64_t seq1
-        while True:
-            seq1 = stable_seq(s)
-            memcpy(&copy, s, sizeof(fp_slot))
-            fp_read_fence()
-            if fp_load_u64(&s.seq) == seq1:
-                break
+        fp_slot_copy(s, &copy)
         kind[0] = copy.kind
         tx[0] = copy.tx
         rx[0] = copy.rx
@@ -381,7 +366,7 @@ cdef class TrafficView:
                 # as a scan a moment earlier: no seqlock round for the others.
                 continue
             while True:
-                seq1 = stable_seq(s)
+                seq1 = fp_seq_stable(s)
                 kind = s.kind
                 if kind == KIND_USER:
                     idx = smap[i]
@@ -487,7 +472,7 @@ cdef class TrafficView:
                 idx = self.known_idx[shard][j]
                 s = &slots[slot]
                 while True:
-                    seq1 = stable_seq(s)
+                    seq1 = fp_seq_stable(s)
                     kind = s.kind
                     ok = kind == KIND_USER and self._same_key(s, idx)
                     tx = fp_load_u64(&s.tx)
@@ -669,7 +654,7 @@ cdef class TrafficView:
                     if s.kind != KIND_TCP_STREAM:
                         continue
                     while True:
-                        seq1 = stable_seq(s)
+                        seq1 = fp_seq_stable(s)
                         memcpy(&copy, s, 128 + 1 + FP_KEY_LEN)
                         memcpy(&copy.text_b_len, &s.text_b_len, 1 + 127)
                         fp_read_fence()

@@ -164,3 +164,35 @@ def test_reader_racing_writer_never_sees_torn_record_and_sums_exactly(seg_path):
     assert sum(sent) > 1000
     final = shm.scan_users(reader)
     assert [final[f"user{i}"][0] for i in range(8)] == sent
+
+
+def test_reader_does_not_hang_on_a_writer_that_died_inside_its_seqlock(seg_path):
+    """A writer killed between making a slot's seq odd and making it even again: readers wait
+    for it a bounded time (about a second), then read the slot as it is, and the shard's next
+    writer closes the section."""
+    import mmap
+    import struct
+
+    table = shm.CounterTable.create(seg_path, 1, 32, 9)
+    w = table.writer(0)
+    u = w.user_slot("dave")
+    w.count(u, 10, 20)
+    offset = 64 + 64 + u * 384                 # segment header, shard header, slot
+    with open(seg_path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        (seq,) = struct.unpack_from("<Q", m, offset)
+        assert seq % 2 == 0
+        struct.pack_into("<Q", m, offset, seq + 1)      # left odd, as by a writer that died
+        reader = shm.CounterTable.attach(seg_path, readonly=True)
+        start = time.monotonic()
+        assert shm.scan_users(reader)["dave"][:2] == [10, 20]
+        waited = time.monotonic() - start
+        assert 0.5 < waited < 10, waited
+        start = time.monotonic()
+        assert w.read(u)["tx"] == 10
+        assert 0.5 < time.monotonic() - start < 10
+        shm.CounterTable.attach(seg_path).writer(0)      # the restarted writer adopts the shard
+        (seq,) = struct.unpack_from("<Q", m, offset)
+        assert seq % 2 == 0
+        start = time.monotonic()
+        assert shm.scan_users(reader)["dave"][:2] == [10, 20]
+        assert time.monotonic() - start < 0.5
