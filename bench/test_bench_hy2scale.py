@@ -10,9 +10,6 @@ import hashlib
 import http.client
 import json
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
@@ -22,6 +19,7 @@ from fastpath import shm
 from fastpath.config import load_config
 from fastpath.store import StateStore, User
 from tests.support.node import free_tcp_port
+from control_proc import start_control_api
 
 USERS, CONNECTIONS, ADDRESSES = 10_000, 2_000, 500
 
@@ -50,19 +48,7 @@ def control_api(tmp_path_factory):
                    text_a=f"198.51.{n % ADDRESSES // 250}.{n % 250}:{4000 + n}", conn_id=n,
                    state=shm.STATE_ESTAB)
         w.count(c, 1000 + n, 5000 + n)
-    env = dict(os.environ, FASTPATH_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "control.server", "--config", str(cfg_path),
-                             "--data-dir", str(cfg.data_dir)], env=env)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/api/v1/ping")
-            if c.getresponse().status == 200:
-                break
-        except OSError:
-            assert time.monotonic() < deadline, "control API did not start"
-            time.sleep(0.2)
+    proc = start_control_api(cfg_path, cfg.data_dir, port)
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("POST", "/scale/api/login", json.dumps(
         {"username": "admin", "password": hashlib.sha256(b"admin").hexdigest()}))

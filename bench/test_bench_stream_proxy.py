@@ -15,8 +15,6 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 
@@ -28,6 +26,7 @@ from fastpath.config import load_config
 from fastpath.store import StateStore
 from fastpath.store.media_store import MediaStream, put_stream
 from tests.support.node import free_tcp_port
+from control_proc import start_control_api
 
 STREAMS = 1_000
 CLIENTS = 10_000
@@ -97,22 +96,7 @@ def face(tmp_path_factory):
     table = shm.CounterTable.create(cfg.counter_segment_path, 2, 8192, 5151)
     fill(table, store)
     StandInSupervisor(str(cfg.command_socket))
-    env = dict(os.environ, FASTPATH_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "control.server", "--config", str(cfg_path),
-                             "--data-dir", str(cfg.data_dir)], env=env)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request("GET", "/api/v1/ping")
-            if conn.getresponse().status == 200:
-                conn.close()
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.1)
+    proc = start_control_api(cfg_path, cfg.data_dir, port)
     yield port
     proc.terminate()
     proc.wait(10)

@@ -9,8 +9,6 @@ Figures and history: bench/RESULTS.md (traffic faces section).
 import http.client
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,6 +19,7 @@ import fastpath.shm as shm
 from fastpath.config import load_config
 from fastpath.store import StateStore, User
 from tests.support.node import free_tcp_port
+from control_proc import start_control_api
 
 USERS, STREAMS = 10_000, 50_000
 
@@ -46,19 +45,7 @@ def control_api(tmp_path_factory):
         s = w.open(shm.KIND_TCP_STREAM, f"user{i}", user_slot=slots[i], conn_slot=conns[i],
                    conn_id=i, stream_id=4 * n, text_b="example.com:443", state=shm.STATE_ESTAB)
         w.count(s, 1000 + n, 2000 + n)
-    env = dict(os.environ, FASTPATH_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "control.server", "--config", str(cfg_path),
-                             "--data-dir", str(cfg.data_dir)], env=env)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/api/v1/ping")
-            if c.getresponse().status == 200:
-                break
-        except OSError:
-            assert time.monotonic() < deadline, "control API did not start"
-            time.sleep(0.2)
+    proc = start_control_api(cfg_path, cfg.data_dir, port)
     yield port
     proc.terminate()
     proc.wait(10)
