@@ -112,10 +112,12 @@ def check_template(template: str) -> list[str]:
         value = _PLACEHOLDER.sub("x", arg)
         if _URLISH.search(value) and not (option in _FILTER_OPTIONS or option.startswith("-filter")):
             raise ValueError(f"{option} {arg}: a profile value may not be a file or URL")
+        # Checked in every value, not only the filter options': a stream-specific spelling of
+        # a filter option is still a filter graph, and no other value needs these names.
+        for filt in _FILTER_NAME.findall(value):
+            if filt.lower() in _FILE_FILTERS:
+                raise ValueError(f"filter {filt} is not allowed in a profile (it reads files)")
         if option in _FILTER_OPTIONS or option.startswith("-filter:"):
-            for filt in _FILTER_NAME.findall(value):
-                if filt.lower() in _FILE_FILTERS:
-                    raise ValueError(f"filter {filt} is not allowed in a profile (it reads files)")
             if "/" in value or "\\" in value:
                 raise ValueError(f"{option} {arg}: a filter may not name a file")
         if option == "-f" and value not in OUTPUT_FORMATS and "{" not in arg:

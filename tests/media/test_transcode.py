@@ -66,6 +66,8 @@ def test_custom_template_through_the_api_is_checked_and_played(tmp_path, media_d
         assert scan_packets(bytes(viewer.body))[1] > 100
         for bad, why in (("-c:v libx264 /tmp/out.ts", "not an option"),
                          ("-vf movie=/etc/passwd -f mpegts", "movie"),
+                         ("-vf:0 null,amovie=x -f mpegts", "amovie"),
+                         ("-c:v movie=a -f mpegts", "movie"),
                          ("-i http://127.0.0.1:1/x -f mpegts", "-i"),
                          ("-headers X:1 -f mpegts", "protocol"),
                          ("-c:v libx264 -f hls", "hls"),
