@@ -88,6 +88,7 @@ CASES = [
     ("/dump/streams", "/dump/streams", None),
     ("/dump/streams (text)", "/dump/streams", {"Accept": "text/plain"}),
     ("/api/v1/traffic", "/api/v1/traffic", None),
+    ("/metrics", "/metrics", None),
 ]
 
 

@@ -146,6 +146,13 @@ class TrafficCache:
             self._fresh(self._conn(), False)
             return self.view.totals(table)
 
+    def user_metrics(self, families: list) -> bytes:
+        """The per-user families of ``/metrics`` (carried + live; baselines do not apply)."""
+        table = self.node.table
+        with self.lock:
+            self._fresh(self._conn(), False)
+            return self.view.user_metrics(table, families)
+
     def dump_streams(self, now_ns: int, text: bool, header: bytes = b"") -> bytes:
         table = self.node.table
         with self.lock:

@@ -92,6 +92,26 @@ cdef void put_right(Buf *b, Buf *tmp, int width) noexcept nogil:
     tmp.n = 0
 
 
+cdef inline void put_label_value(Buf *b, const char *s, size_t n) noexcept nogil:
+    """A Prometheus label value: UTF-8 as it is, with backslash, double quote and newline
+    escaped (room for twice ``n`` is the caller's)."""
+    cdef size_t i
+    cdef char c
+    for i in range(n):
+        c = s[i]
+        if c == 92 or c == 34:
+            b.p[b.n] = 92
+            b.p[b.n + 1] = c
+            b.n += 2
+        elif c == 10:
+            b.p[b.n] = 92
+            b.p[b.n + 1] = 110
+            b.n += 2
+        else:
+            b.p[b.n] = c
+            b.n += 1
+
+
 cdef inline uint32_t high_water(CounterTable table, uint32_t shard) noexcept nogil:
     cdef uint64_t hw = fp_load_u64(&fp_shard_hdr(table.base, shard, table.slots_per_shard).high_water)
     return <uint32_t>(hw if hw < table.slots_per_shard else table.slots_per_shard)
@@ -626,6 +646,60 @@ cdef class TrafficView:
             return take(&b)
         finally:
             release(&b)
+
+    def user_metrics(self, CounterTable table, list families):
+        """The per-user families of ``/metrics`` in the Prometheus text format, for every id
+        with carried or live traffic, sorted: total tx and rx (monotonic: baselines do not
+        apply) and live connections.  ``families`` is three ``(header, name)`` pairs of bytes
+        in that order: the family's ``# HELP`` / ``# TYPE`` lines and its sample name.  Values
+        are written as integers (exact past 2**53, where a float would round)."""
+        cdef Buf b
+        cdef bytes head, name
+        cdef const char *name_p
+        cdef size_t name_n
+        cdef int f
+        cdef size_t need = 0
+        if len(families) != 3:
+            raise ValueError("user_metrics needs the tx, rx and online families")
+        self._scan(table, True)
+        self._sort()
+        memset(&b, 0, sizeof(Buf))
+        try:
+            for head, name in families:
+                # per id: name, '{user="', the id escaped (at most twice its bytes), '"} ', a
+                # number and a newline
+                need += len(head) + self.n * (<size_t>len(name) + 36) + 2 * self.text_keys.n
+            reserve(&b, need)
+            for f in range(3):
+                head, name = families[f]
+                put(&b, head, len(head))
+                name_p = name
+                name_n = len(name)
+                with nogil:
+                    self._render_metric(&b, f, name_p, name_n)
+            return take(&b)
+        finally:
+            release(&b)
+
+    cdef void _render_metric(self, Buf *b, int family, const char *name, size_t name_len) noexcept nogil:
+        cdef uint32_t k, i
+        cdef uint64_t v
+        for k in range(self.n):
+            i = self.order[k]
+            if not self.flags[i] & (F_CARRIED | F_LIVE):
+                continue
+            if family == 0:
+                v = self.carried_tx[i] + self.live_tx[i]
+            elif family == 1:
+                v = self.carried_rx[i] + self.live_rx[i]
+            else:
+                v = self.conns[i]
+            put(b, name, name_len)
+            put(b, b'{user="', 7)
+            put_label_value(b, self.text_keys.p + self.text_off[i], self.text_len[i])
+            put(b, b'"} ', 3)
+            put_u64(b, v)
+            put_c(b, 10)
 
     def dump_streams(self, CounterTable table, uint64_t now_ns, bint text=False, bytes header=b""):
         """The ``/dump/streams`` body: TCP streams sorted by auth, connection, stream; JSON,

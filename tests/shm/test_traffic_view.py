@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import fastpath.shm as shm
 from control import validation
+from control.metrics import USER_FAMILIES
 from control.native_traffic import traffic_media
 from control.traffic_accounting import since_baseline
 from control.traffic_format import TABLE_FORMAT, TABLE_HEADER, go_duration, rfc3339_nano, stream_table
@@ -123,6 +124,41 @@ def _compare(view, node, spec, list_all, listed, carried, marks):
     for body in (view.traffic(table, list_all), view.online(table), view.totals(table),
                  view.dump_streams(table, now, False)):
         json.loads(body)
+    assert _samples(view.user_metrics(table, USER_FAMILIES)) == _samples(_python_user_metrics(node))
+
+
+def _python_user_metrics(node) -> bytes:
+    """The per-user families as prometheus_client renders them (the collector they replace)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    class Users:
+        def collect(self):
+            live = node.live_users()
+            totals = node.user_totals(live)
+            tx = CounterMetricFamily("fastpath_user_tx_bytes", "Bytes sent to targets by a user (client upload)",
+                                     labels=["user"])
+            rx = CounterMetricFamily("fastpath_user_rx_bytes",
+                                     "Bytes received from targets for a user (client download)", labels=["user"])
+            online = GaugeMetricFamily("fastpath_user_online_connections", "Authenticated connections of a user",
+                                       labels=["user"])
+            for uid in sorted(totals):
+                tx.add_metric([uid], totals[uid][0])
+                rx.add_metric([uid], totals[uid][1])
+                online.add_metric([uid], live[uid][2] if uid in live else 0)
+            yield from (tx, rx, online)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Users())
+    return generate_latest(registry)
+
+
+def _samples(body: bytes) -> list:
+    """Families as Prometheus reads them: (name, type, help, [(sample, labels, value)]) in
+    order (floats on both sides: the format's values are floats)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return [(f.name, f.type, f.documentation, [(s.name, s.labels, float(s.value)) for s in f.samples])
+            for f in text_string_to_metric_families(body.decode())]
 
 
 @SETTINGS
@@ -215,3 +251,18 @@ def test_a_new_user_slot_is_found_within_the_discovery_interval(seg_path):
     # Known slots are read between full scans: their bytes are never stale.
     w1.count(w1.user_slot("a"), 1, 0)
     assert view.traffic(table) == b'{"a":{"tx":12,"rx":11},"b":{"tx":5,"rx":0}}'
+
+
+def test_user_metrics_escape_label_values_and_keep_big_counts_exact(seg_path):
+    table = shm.CounterTable.create(seg_path, 1, 64, 1)
+    w = table.writer(0)
+    w.count(w.user_slot('a"b\\c\nd☃'), 2**60 + 1, 7)
+    view = tv.TrafficView()
+    view.load([("carried-only", 5, 6)], [])
+    body = view.user_metrics(shm.CounterTable.attach(seg_path, readonly=True), USER_FAMILIES)
+    assert b'fastpath_user_tx_bytes_total{user="a\\"b\\\\c\\nd\xe2\x98\x83"} 1152921504606846977\n' in body
+    assert b'fastpath_user_rx_bytes_total{user="carried-only"} 6\n' in body
+    assert b'fastpath_user_online_connections{user="carried-only"} 0\n' in body
+    assert body.startswith(b"# HELP fastpath_user_tx_bytes_total ")
+    with pytest.raises(ValueError):
+        view.user_metrics(table, USER_FAMILIES[:2])

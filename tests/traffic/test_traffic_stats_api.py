@@ -110,7 +110,8 @@ def test_reported_bytes_equal_the_payload_moved(tmp_path, targets):
         assert traffic(node) == {}
         # Clearing never touches the monotonic totals.
         metrics = node.get("/metrics").text
-        assert 'fastpath_user_tx_bytes_total{user="default"} 300024.0' in metrics
+        assert 'fastpath_user_tx_bytes_total{user="default"} 300024\n' in metrics
+        assert 'fastpath_user_rx_bytes_total{user="default"} 123489\n' in metrics
         assert node.get("/api/v1/users/default").json()["used"] == 300_024 + 123_489
 
 
