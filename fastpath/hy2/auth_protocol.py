@@ -51,9 +51,14 @@ def parse_rate(value: bytes | None) -> int:
 
 
 def auth_request_headers(auth: str, rx_rate: int) -> Headers:
-    return [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", AUTHORITY),
-            (b":path", PATH), (HEADER_AUTH, auth.encode()),
-            (HEADER_CC_RX, str(max(0, int(rx_rate))).encode()), (HEADER_PADDING, padding())]
+    """The auth request exactly as the reference client's HTTP/3 stack (quic-go) writes it:
+    the same headers in the same order, its own three included, so the request does not set
+    our client apart."""
+    return [(b":authority", AUTHORITY), (b":method", b"POST"), (b":path", PATH),
+            (b":scheme", b"https"), (HEADER_AUTH, auth.encode()),
+            (HEADER_CC_RX, str(max(0, int(rx_rate))).encode()), (HEADER_PADDING, padding()),
+            (b"content-length", b"0"), (b"accept-encoding", b"gzip"),
+            (b"user-agent", b"quic-go HTTP/3")]
 
 
 def auth_response_headers(udp: bool, rx_rate: int | None) -> Headers:

@@ -25,7 +25,8 @@ from aioquic.quic import events as qe
 from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.client_udp_pump import deliver_datagram
 from fastpath.hy2.client_session import CLOSE_AUTH_FAILED, ClientSession
-from fastpath.hy2.config import ClientSettings, QuicSettings
+from fastpath.hy2.config import (CHROME_MAX_STREAMS_BIDI, CHROME_MAX_STREAMS_UNI, ClientSettings,
+                                 QuicSettings)
 from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData, TcpResponse, Terminated,
                                  UdpReceived)
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
@@ -398,7 +399,9 @@ class Hy2Client:
         family, _, _, _, server_addr = infos[0]
         sock = make_udp_socket("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
         quic = Hy2QuicConnection(configuration=client_quic_configuration(s),
-                                 stream_window=s.quic.max_stream_window)
+                                 stream_window=s.quic.max_stream_window,
+                                 initial_streams=(CHROME_MAX_STREAMS_BIDI, CHROME_MAX_STREAMS_UNI)
+                                 if s.quic.chrome_parrot else None)
         conn = None
         endpoint = UdpEndpoint(sock, lambda batch: conn.on_batch(batch), obfs=self.obfs)
         conn = ClientConnection(self, quic, endpoint, server_addr[:2])

@@ -27,6 +27,18 @@ class QuicSettings:
     max_incoming_streams: int = 1024
     keep_alive_period: float | None = None      # client only
     disable_path_mtu_discovery: bool = False    # accepted; aioquic keeps 1200-byte packets
+    chrome_parrot: bool = False                 # client only: look like Chrome (see below)
+
+
+# The reference client (2.x) by default opens its connections with Chrome's QUIC transport
+# parameters (``quic.disableChromeParrot`` turns that off), so a stock client's handshake
+# looks like a browser's.  Ours advertises the same: Chrome's initial flow-control windows,
+# unless the config sets them, and its initial stream limits; the configured maximum windows
+# still bound what the windows grow to.
+CHROME_STREAM_WINDOW = 6 * 1024 * 1024
+CHROME_CONN_WINDOW = 15 * 1024 * 1024
+CHROME_MAX_STREAMS_BIDI = 100
+CHROME_MAX_STREAMS_UNI = 103
 
 
 @dataclass
@@ -96,6 +108,11 @@ def _quic(sec: Section, *, client: bool) -> QuicSettings:
     q.max_idle_timeout = idle
     q.disable_path_mtu_discovery = sec.bool("disablePathMTUDiscovery", False)
     if client:
+        q.chrome_parrot = not sec.bool("disableChromeParrot", False)
+        if q.chrome_parrot and not sec.has("initStreamReceiveWindow"):
+            q.init_stream_window = min(CHROME_STREAM_WINDOW, q.max_stream_window)
+        if q.chrome_parrot and not sec.has("initConnReceiveWindow"):
+            q.init_conn_window = min(CHROME_CONN_WINDOW, q.max_conn_window)
         keep = sec.duration("keepAlivePeriod")
         if keep is not None and not 2 <= keep <= 60:
             raise ConfigError(sec.key("keepAlivePeriod"), f"must be between 2s and 60s; got {keep:g}s")

@@ -41,8 +41,14 @@ def quic_configuration(*, is_client: bool, quic_settings, **kwargs) -> QuicConfi
 
 class Hy2QuicConnection(QuicConnection):
     def __init__(self, *, configuration: QuicConfiguration, stream_window: int | None = None,
-                 max_incoming_streams: int | None = None, **kwargs) -> None:
+                 max_incoming_streams: int | None = None,
+                 initial_streams: tuple[int, int] | None = None, **kwargs) -> None:
         super().__init__(configuration=configuration, **kwargs)
+        if initial_streams:
+            # The (bidirectional, unidirectional) stream limits advertised in the handshake.
+            for limit, value in zip((self._local_max_streams_bidi, self._local_max_streams_uni),
+                                    initial_streams):
+                limit.value = limit.sent = value
         if configuration.is_client and len(self._peer_cid.cid) < 8:
             # aioquic sizes the first destination ID like our own; with a zero-length own ID
             # that would be empty, and a server must drop an Initial whose ID is under 8 bytes.
