@@ -90,6 +90,21 @@ def test_reference_client_config_is_accepted():
         parse_client_config({"server": "a:1", "tun": {"name": "x"}})
 
 
+def test_client_parrots_chrome_unless_told_not_to():
+    base = {"server": "a:1", "socks5": {"listen": "127.0.0.1:1080"}}
+    q = parse_client_config(base).quic
+    assert q.chrome_parrot and (q.init_stream_window, q.init_conn_window) == (6 << 20, 15 << 20)
+    assert (q.max_stream_window, q.max_conn_window) == (8 << 20, 20 << 20)
+    q = parse_client_config({**base, "quic": {"disableChromeParrot": True}}).quic
+    assert not q.chrome_parrot and (q.init_stream_window, q.init_conn_window) == (8 << 20, 20 << 20)
+    q = parse_client_config({**base, "quic": {"initStreamReceiveWindow": 1 << 20}}).quic
+    assert q.chrome_parrot and (q.init_stream_window, q.init_conn_window) == (1 << 20, 15 << 20)
+    with pytest.raises(ConfigError, match="^quic.disableChromeParrot:"):
+        parse_client_config({**base, "quic": {"disableChromeParrot": "maybe"}})
+    with pytest.raises(ConfigError, match="^quic.disableChromeParrot:"):   # a client key only
+        parse_server_config({"listen": ":1", "quic": {"disableChromeParrot": True}})
+
+
 def run(coro):
     return asyncio.run(coro)
 
