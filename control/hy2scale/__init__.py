@@ -2,7 +2,8 @@
 
 It adapts the reference's routes onto the one node model: its users are rows of the node's
 user table (``users.py``), its sessions are read from the shared-memory connection slots
-(``sessions.py``), its settings, tokens and layout are settings rows of the state store.  Auth:
+(``sessions.py``), its settings, tokens, layout and clients (outbound peers, ``clients.py``;
+the peer list, ``peers.py``) are settings rows of the state store.  Auth:
 ``auth.py``; what is not supported answers 501 from one table (``unsupported.py``).
 Config: the optional ``scale`` section (``config.py``).
 """
@@ -13,6 +14,7 @@ import falcon
 from control.hy2scale import unsupported
 from control.hy2scale.auth import Auth, Login, Password, ScaleAuthMiddleware
 from control.hy2scale.backup import Backup, Restore
+from control.hy2scale.clients import ClientBook, ClientDisable, ClientItem, Clients
 from control.hy2scale.face import BASE, ScaleFace
 from control.hy2scale.layout import Layout, LayoutStream
 from control.hy2scale.node_info import (
@@ -25,6 +27,7 @@ from control.hy2scale.node_info import (
     UiSettings,
 )
 from control.hy2scale.openapi_doc import document
+from control.hy2scale.peers import Peers
 from control.hy2scale.sessions import Devices, SessionItem, Sessions
 from control.hy2scale.users import (
     UserBook,
@@ -45,6 +48,7 @@ def register(app: falcon.App, node) -> None:
     devices = Devices(face, book.cache)
     node_settings = NodeSettings(face)
     layout = Layout(face)
+    clients = ClientBook(face)
     routes = {
         "/login": Login(auth),
         "/settings/password": Password(auth),
@@ -63,6 +67,10 @@ def register(app: falcon.App, node) -> None:
         "/settings/check-ports": CheckPorts(),
         "/graph-layout": layout,
         "/graph-layout/stream": LayoutStream(layout, auth),
+        "/clients": Clients(clients),
+        "/clients/{name}": ClientItem(clients),
+        "/clients/{name}/disable": ClientDisable(clients),
+        "/peers": Peers(clients, node_settings),
         "/backup": Backup(face, node_settings),
         "/restore": Restore(face, node_settings),
     }

@@ -1,11 +1,14 @@
 """Backup and restore of the face's state, as one JSON document.
 
-``GET /backup`` answers (as a download) ``{"format": "fastpath-hy2scale-backup", "version": 1,
-"created", "users": [...], "node": {...}, "ui": {...}, "layout": {...}, "sha256"}`` where
+``GET /backup`` answers (as a download) ``{"format": "fastpath-hy2scale-backup", "version": 2,
+"created", "users": [...], "node": {...}, "ui": {...}, "layout": {...}, "clients": [...],
+"sha256"}`` (clients with their passwords: a backup restores them) where
 ``sha256`` covers the canonical JSON of every other field.  Admin credentials and tokens are not
 in it.  ``POST /restore`` takes that document as the body: the checksum (when present), the
 format and every user, node, UI and layout field are checked first; then the scale users
-become exactly the document's users and the settings are replaced, in one transaction.  Any
+become exactly the document's users and the settings (and, from version 2, the clients) are
+replaced, in one transaction; a version 1 document (no clients) still restores and leaves the
+clients as they are.  Any
 fault answers 4xx and changes nothing.  Traffic counters are not part of a backup: a restored
 user keeps counting under its id.
 """
@@ -21,15 +24,18 @@ import falcon
 
 from control import validation as v
 from control.errors import bad_request, conflict
+from control.hy2scale.clients import MAX_CLIENTS, ClientBook, parse_client
 from control.hy2scale.face import LAYOUT_KEY, NODE_KEY, UI_KEY, ScaleFace, write_setting
 from control.hy2scale.layout import parse_layout, write_layout
 from control.hy2scale.node_info import NodeSettings
-from control.hy2scale.users import SOURCE, parse_fields
+from control.hy2scale.users import SOURCE, check_exit, parse_fields
+from fastpath.hy2.exit_peers import CLIENTS_KEY
 from fastpath.store import User
 from fastpath.store.state_store import USER_COLUMNS
 
 FORMAT = "fastpath-hy2scale-backup"
-VERSION = 1
+VERSION = 2                    # 2 added "clients"; a version 1 document leaves the clients as they are
+VERSIONS = (1, 2)
 USER_ID = re.compile(r"^[0-9a-f]{8}$")
 MAX_USERS = 1_000_000
 
@@ -54,7 +60,8 @@ class Backup:
             rows = db.execute(f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE source = ? ORDER BY id",
                               (SOURCE,)).fetchall()
             settings = {k: json.loads(val) for k, val in db.execute(
-                "SELECT key, value FROM settings WHERE key IN (?, ?, ?)", (NODE_KEY, UI_KEY, LAYOUT_KEY))}
+                "SELECT key, value FROM settings WHERE key IN (?, ?, ?, ?)",
+                (NODE_KEY, UI_KEY, LAYOUT_KEY, CLIENTS_KEY))}
         users = []
         for row in rows:
             u = User.from_row(row)
@@ -65,7 +72,8 @@ class Backup:
                           "created": u.created})
         doc = {"format": FORMAT, "version": VERSION, "created": v.iso(time.time()), "users": users,
                "node": settings.get(NODE_KEY, {}), "ui": settings.get(UI_KEY, {}),
-               "layout": {"positions": settings.get(LAYOUT_KEY, {})}}
+               "layout": {"positions": settings.get(LAYOUT_KEY, {})},
+               "clients": [c for c in settings.get(CLIENTS_KEY, []) or [] if isinstance(c, dict)]}
         doc["sha256"] = checksum(doc)
         return doc
 
@@ -79,17 +87,21 @@ class Restore:
     def __init__(self, face: ScaleFace, node_settings: NodeSettings):
         self.face = face
         self.node_settings = node_settings
+        self.clients = ClientBook(face)
 
     def check(self, doc) -> tuple[list[User], dict, dict, dict]:
         if not isinstance(doc, dict):
             raise bad_request("a backup is a JSON object")
-        if doc.get("format") != FORMAT or doc.get("version") != VERSION:
-            raise bad_request(f"not a backup of this face (format {FORMAT!r}, version {VERSION})")
+        if doc.get("format") != FORMAT or doc.get("version") not in VERSIONS:
+            raise bad_request(f"not a backup of this face (format {FORMAT!r}, version 1 or {VERSION})")
         if "sha256" in doc and doc["sha256"] != checksum(doc):
             raise bad_request("the backup's checksum does not match its content (damaged or edited)")
         for name, kind in (("users", list), ("node", dict), ("ui", dict), ("layout", dict)):
             if not isinstance(doc.get(name), kind):
                 raise bad_request(f"{name} is missing or not a JSON {kind.__name__}")
+        clients = None
+        if doc["version"] >= 2:
+            clients = self.check_clients(doc.get("clients"))
         users: list[User] = []
         ids, names = set(), set()
         if len(doc["users"]) > MAX_USERS:
@@ -116,6 +128,11 @@ class Restore:
             ids.add(uid)
             names.add(meta["username"].lower())
             meta = {"exit_via": "", "exit_paths": [], "exit_mode": "", **meta}
+            try:
+                check_exit(meta, clients if clients is not None else self.clients.list(), set(),
+                           allow_disabled=True)
+            except falcon.HTTPError as exc:
+                raise _within(where, exc) from None
             users.append(User(id=uid, auth_secret=f"{meta['username']}:{meta['password']}", source=SOURCE,
                               meta=meta, created=float(created), **fields))
         node = dict(doc["node"])
@@ -143,10 +160,25 @@ class Restore:
             layout = parse_layout(doc["layout"])
         except falcon.HTTPError as exc:
             raise _within("layout", exc) from None
-        return users, node, dict(ui), layout
+        return users, node, dict(ui), layout, clients
+
+    def check_clients(self, raw) -> list[dict]:
+        if not isinstance(raw, list) or len(raw) > MAX_CLIENTS:
+            raise bad_request(f"clients is missing or not a JSON array of at most {MAX_CLIENTS}")
+        out, seen = [], set()
+        for i, entry in enumerate(raw):
+            try:
+                client = parse_client(entry)
+            except falcon.HTTPError as exc:
+                raise _within(f"clients[{i}]", exc) from None
+            if client["name"] in seen:
+                raise bad_request(f"clients[{i}]: name {client['name']!r} appears twice")
+            seen.add(client["name"])
+            out.append(client)
+        return out
 
     def on_post(self, req, resp):
-        users, node, ui, layout = self.check(v.request_body(req))
+        users, node, ui, layout, clients = self.check(v.request_body(req))
         wanted = {u.id for u in users}
         try:
             with self.face.store.transaction() as db:
@@ -161,8 +193,13 @@ class Restore:
                 write_setting(db, NODE_KEY, node)
                 write_setting(db, UI_KEY, ui)
                 write_layout(db, layout)
+                if clients is not None:
+                    write_setting(db, CLIENTS_KEY, clients)
         except sqlite3.IntegrityError:
             raise conflict("a restored user's username and password equal another user's secret; "
                            "nothing was restored") from None
         self.face.node.notify_users_changed()
-        resp.media = {"ok": True, "users": len(users)}
+        if clients is not None:
+            self.clients.tell_workers()
+        resp.media = {"ok": True, "users": len(users),
+                      "clients": len(clients) if clients is not None else len(self.clients.list())}

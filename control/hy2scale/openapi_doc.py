@@ -14,7 +14,8 @@ USER = {
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9a-f]{8}$", "readOnly": True},
         "username": {"type": "string"}, "password": {"type": "string"},
-        "exit_via": {"type": "string", "description": "must be empty: exit paths are not supported (501)"},
+        "exit_via": {"type": "string", "description": "the name of one enabled client (single-hop exit); "
+                                                      "multi-hop paths a/b answer 501"},
         "exit_paths": {"type": "array", "items": {"type": "string"}},
         "exit_mode": {"type": "string", "enum": ["", "direct", "quality", "aggregate"]},
         "traffic_limit": {"type": "integer", "minimum": 0, "description": "bytes (tx+rx), 0 = unlimited"},
@@ -23,6 +24,20 @@ USER = {
         "expiry": {"type": ["string", "number", "null"], "description": "ISO 8601, unix seconds, \"\" = never"},
         "expiry_date": {"type": "string", "description": "YYYY-MM-DD (00:00 UTC); wins over expiry"},
         "enabled": {"type": "boolean"},
+    },
+}
+CLIENT = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"},
+        "addr": {"type": "string", "description": "host:port of the peer's Hysteria 2 listener"},
+        "addrs": {"type": "array", "items": {"type": "string"}, "description": "tried in order when addr fails"},
+        "password": {"type": "string", "description": "Hysteria 2 auth; masked in answers"},
+        "sni": {"type": "string"}, "insecure": {"type": "boolean"},
+        "ca": {"type": "string", "description": "CA file on this node"},
+        "max_tx": {"type": "integer", "minimum": 0, "description": "Mbit/s, 0 = not announced"},
+        "max_rx": {"type": "integer", "minimum": 0, "description": "Mbit/s, 0 = not announced"},
+        "disabled": {"type": "boolean"},
     },
 }
 LOGIN = {"type": "object", "required": ["username", "password"],
@@ -57,6 +72,17 @@ ROUTES = [
     ("PUT", "/graph-layout", "Replace the graph layout", LAYOUT, True, []),
     ("GET", "/graph-layout/stream", "SSE: the layout on connect and after every change; ?token= accepted",
      None, True, []),
+    ("GET", "/clients", "Outbound peers (passwords masked)", None, True, []),
+    ("POST", "/clients", "Add an outbound peer; workers dial it without a restart", CLIENT, True, []),
+    ("GET", "/clients/{name}", "One outbound peer", None, True, ["name"]),
+    ("PUT", "/clients/{name}", "Change the given fields (409 to rename one that is a user's exit)", CLIENT,
+     True, ["name"]),
+    ("DELETE", "/clients/{name}", "Remove an outbound peer (409 while a user exits through it)", None, True,
+     ["name"]),
+    ("PUT", "/clients/{name}/disable", "{disabled: bool}; users exiting through it then fail, never go direct",
+     {"type": "object"}, True, ["name"]),
+    ("GET", "/peers", "This node, then each client: connected, latency_ms, tx_rate, rx_rate (B/s)",
+     None, True, []),
     ("GET", "/backup", "The face's state as a JSON document with a SHA-256", None, True, []),
     ("POST", "/restore", "Restore a backup: all checked first, applied in one transaction",
      {"type": "object"}, True, []),
@@ -67,9 +93,12 @@ def document(api) -> None:
     api.doc["components"]["securitySchemes"]["hy2scale"] = {
         "type": "http", "scheme": "bearer", "description": "token from POST /scale/api/login"}
     user_ref = api.schema("Hy2ScaleUser", USER)
+    client_ref = api.schema("Hy2ScaleClient", CLIENT)
     for method, path, summary, body, secured, params in ROUTES:
         if body is USER:
             body = user_ref
+        elif body is CLIENT:
+            body = client_ref
         api.add(method, B + path, summary, tag=TAG, body=body, secured=False,
                 params=[path_param(p) for p in params],
                 errors={400: "invalid body", 401: "no or expired token", 404: "unknown id"} if secured

@@ -6,12 +6,12 @@ so a panel sees "not supported", never a 404 it could take for a typo or a fake 
 from __future__ import annotations
 
 from control.hy2scale.face import BASE, not_supported
+from control.openapi import path_param
 
 # (path prefix under /scale/api, what it is, why it is missing)
 UNSUPPORTED = (
-    ("/clients", "outbound peers (clients)", "this node does not dial other nodes yet"),
-    ("/peers", "the peer list and nested discovery", "this node does not dial other nodes yet"),
-    ("/internal/peers", "relay peer discovery", "this node does not dial other nodes yet"),
+    ("/internal/peers", "relay peer discovery",
+     "nested discovery is not supported: this node dials its own clients only (single-hop exits)"),
     ("/proxies", "inbound SOCKS5/HTTP/Shadowsocks proxies", "not supported by this node yet"),
     ("/rules", "routing rules and TUN mode", "not supported by this node yet; TUN also needs kernel privileges"),
     ("/tls", "the TLS certificate store", "not supported by this node yet; set tls.cert/tls.key in the node config"),
@@ -19,6 +19,12 @@ UNSUPPORTED = (
     ("/ikev2", "IKEv2", "it drives kernel daemons (strongSwan) outside a Python node's reach"),
     ("/wireguard", "WireGuard", "it needs the kernel's WireGuard; not supported by this node"),
     ("/upgrade", "binary upgrade", "upgrade the node with its package manager instead"),
+)
+# Served at the prefix itself, 501 below it: (prefix, what, why).
+UNSUPPORTED_BELOW = (
+    ("/peers", "nested peer discovery (a peer's peers, the nested flag)",
+     ("nested discovery is not supported: the peer list shows this node's own clients only "
+      "(single-hop exits)")),
 )
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -42,3 +48,10 @@ def register(app, api) -> None:
             api.add(method.upper(), BASE + prefix, f"Not supported: {what} (501)", tag="hy2scale",
                     errors={501: why}, secured=False)
             api.doc["paths"][BASE + prefix][method]["security"] = [{"hy2scale": []}]
+    for prefix, what, why in UNSUPPORTED_BELOW:
+        resource = NotSupported(what, why)
+        app.add_route(BASE + prefix + "/{rest:path}", resource)
+        path = BASE + prefix + "/{path}/nested"
+        api.add("PUT", path, f"Not supported: {what} (501)", tag="hy2scale", errors={501: why}, secured=False,
+                params=[path_param("path")])
+        api.doc["paths"][path]["put"]["security"] = [{"hy2scale": []}]

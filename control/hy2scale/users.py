@@ -8,9 +8,10 @@ and cuts it off when it is disabled, expires or crosses its limit, like any tabl
 
 Input forms: ``traffic_limit`` (bytes) or ``traffic_limit_gb`` (GiB, wins when both are given),
 ``expiry`` (ISO 8601, unix seconds, "" or null = never) or ``expiry_date`` (``YYYY-MM-DD``,
-00:00 UTC; wins when both are given).  Exit paths need peers, which this node does not have
-yet: a non-empty ``exit_via``/``exit_paths`` is refused with 501 instead of being stored and
-silently ignored.
+00:00 UTC; wins when both are given).  An exit is one hop: ``exit_via`` (or ``exit_paths`` with
+one entry) names an enabled client of this node (``clients.py``), and the workers open that
+user's streams on that peer; multi-hop paths, several paths and the quality/aggregate modes are
+refused with 501 instead of being stored and silently ignored.
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ import falcon
 
 from control import validation as v
 from control.errors import bad_request, conflict, not_found
-from control.hy2scale.face import ScaleFace, not_supported
+from control.hy2scale.clients import self_names
+from control.hy2scale.face import ScaleFace, not_supported, read_setting
 from control.hy2scale.user_cache import ScaleUserCache
 from control.traffic_accounting import read_traffic
+from fastpath.hy2.exit_peers import CLIENTS_KEY
 from fastpath.store import User
 from fastpath.store.state_store import USER_COLUMNS
 from fastpath.supervisor.command_channel import CommandError
@@ -145,11 +148,13 @@ def parse_fields(body: dict) -> dict:
         if not isinstance(body["exit_via"], str):
             raise bad_request("exit_via must be a string")
         meta["exit_via"] = body["exit_via"]
+        if paths is None:
+            meta["exit_paths"] = [body["exit_via"]] if body["exit_via"] else []
     if paths:
         meta["exit_via"] = paths[0]
-    if meta.get("exit_via") or paths:
-        raise not_supported("exit paths through other nodes are not supported by this node yet; "
-                            "leave exit_via and exit_paths empty (traffic exits here)")
+    if len(paths or ()) > 1:
+        raise not_supported("several exit paths are not supported: single-hop exits are "
+                            "(exit_paths with one client name, or exit_via)")
     if "exit_mode" in body and body["exit_mode"] is not None:
         if body["exit_mode"] not in EXIT_MODES:
             raise bad_request(f"exit_mode must be one of {', '.join(repr(m) for m in EXIT_MODES)}")
@@ -164,6 +169,32 @@ def parse_fields(body: dict) -> dict:
         out["enabled"] = v.boolean(body, "enabled")
     out["meta"] = meta
     return out
+
+
+def check_exit(meta: dict, clients: list, own: set, *, allow_disabled: bool = False) -> None:
+    """A user's exit must be one hop through one enabled client of this node (a restored
+    backup may name a disabled one): 501 for what is not supported, 400 for a wrong name."""
+    name = meta.get("exit_via") or ""
+    paths = meta.get("exit_paths") or []
+    if not name and not paths:
+        return
+    if len(paths) > 1:
+        raise not_supported("several exit paths are not supported: single-hop exits are")
+    if paths and paths[0] != name:
+        raise bad_request("exit_via must equal exit_paths[0]")
+    if "/" in name:
+        raise not_supported(f"multi-hop exit paths ({name!r}) are not supported: single-hop exits "
+                            f"through one client of this node are")
+    if meta.get("exit_mode") in ("quality", "aggregate"):
+        raise not_supported(f"exit_mode {meta['exit_mode']!r} is not supported with exits: single-hop "
+                            f"exits with exit_mode \"\" or \"direct\" are")
+    if name in own:
+        raise bad_request(f"exit {name!r} names this node itself")
+    entry = next((c for c in clients if isinstance(c, dict) and c.get("name") == name), None)
+    if entry is None:
+        raise bad_request(f"exit {name!r} is not a client of this node (see /clients)")
+    if entry.get("disabled") and not allow_disabled:
+        raise bad_request(f"exit {name!r} is a disabled client")
 
 
 class UserBook:
@@ -190,6 +221,7 @@ class UserBook:
         name = user.meta["username"]
         try:
             with self.node.store.transaction() as db:
+                check_exit(user.meta, read_setting(db, CLIENTS_KEY, []) or [], self_names(db, self.face))
                 taken = db.execute(
                     "SELECT id FROM users WHERE source = ? AND id != ? AND "
                     "lower(json_extract(meta, '$.username')) = lower(?)",

@@ -215,28 +215,49 @@ class ServerConnection(QuicGlue):
         w = server.counters
         try:
             host, port = split_address(address)
-            if host == SPEEDTEST_HOST and server.speedtest is not None:
-                host, port = server.speedtest.address
-            elif host == SPEEDTEST_HOST:
-                raise OSError("speed test is not enabled")
-            # asyncio.timeout runs in this task; wait_for would start one more per dial.
-            async with asyncio.timeout(DIAL_TIMEOUT):
-                await server.loop.create_connection(lambda: pump, host, port)
+            exit_name = server.exit_of(self.session.auth_id)
+            if exit_name is not None:
+                # The user's traffic leaves through another node: opened there or failed,
+                # never dialed from here.
+                async with asyncio.timeout(DIAL_TIMEOUT):
+                    await server.open_exit_stream(exit_name, pump, address)
+            else:
+                if host == SPEEDTEST_HOST and server.speedtest is not None:
+                    host, port = server.speedtest.address
+                elif host == SPEEDTEST_HOST:
+                    raise OSError("speed test is not enabled")
+                # asyncio.timeout runs in this task; wait_for would start one more per dial.
+                async with asyncio.timeout(DIAL_TIMEOUT):
+                    await server.loop.create_connection(lambda: pump, host, port)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             if self.closed or pump.finished and pump.stream_id not in self.pumps:
                 return
             message = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
                 message = f"dial {address}: timeout"
-            self.session.tcp_response(pump.stream_id, False, message)
-            pump.abort()
-            self.want_transmit()
+            self._dial_failed(pump, message)
             return
         if self.closed or pump.finished:
             return
         if slot >= 0:
             w.set_state(slot, STATE_ESTAB)
         self.session.tcp_response(pump.stream_id, True, "Connected")
+        self.want_transmit()
+
+    def _dial_failed(self, pump: RelayPump, message: str) -> None:
+        """Answer a failed dial and end the stream with our FIN only: a STOP_SENDING in the
+        same packet may reach the client before the answer and hide its message."""
+        sid = pump.stream_id
+        if self.pumps.pop(sid, None) is not None:
+            self.paused.discard(pump)
+            self._close_slot(pump.slot)
+        pump.abort()                        # finished; the owner no longer knows it
+        self.session.tcp_response(sid, False, message)
+        self.session.router.drop(sid)
+        try:
+            self.quic.send_stream_data(sid, b"", end_stream=True)
+        except Exception:                   # the stream is already gone
+            pass
         self.want_transmit()
 
     # RelayPump owner interface
@@ -261,6 +282,8 @@ class ServerConnection(QuicGlue):
         session = e.session
         pump = session.handle
         if pump is None:
+            if self.server.exit_of(self.session.auth_id) is not None:
+                return          # an exit-routed user's UDP is not relayed (never sent from here)
             if e.created:
                 for victim in self.session.udp.over_capacity():
                     self._close_udp(victim)
@@ -350,6 +373,19 @@ class Hy2Server:
     @property
     def address(self):
         return self.endpoint.local_address
+
+    # -- exits (fastpath.hy2.exit_peers) ----------------------------------------------------
+    def exit_of(self, user_id) -> str | None:
+        """The peer a user's traffic leaves through (None: it exits here), from the user
+        directory's ``exit_of`` map."""
+        exits = getattr(getattr(self.authenticator, "users", None), "exit_of", None)
+        return exits.get(user_id) if exits else None
+
+    async def open_exit_stream(self, exit_name: str, pump, address: str) -> None:
+        peers = getattr(self.authenticator.users, "exits", None)
+        if peers is None:
+            raise OSError(f"exit {exit_name!r}: this worker has no outbound peers; not dialing directly")
+        await peers.open_stream(exit_name, pump, address, self.loop)
 
     # -- packets in -------------------------------------------------------------------------
     def _on_batch(self, batch: list) -> None:

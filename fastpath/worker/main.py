@@ -15,6 +15,7 @@ import socket
 import sys
 
 from fastpath.config import ConfigError, load_config
+from fastpath.hy2.exit_peers import ExitPeers
 from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.shm import CounterTable
 from fastpath.store import StateStore
@@ -60,6 +61,17 @@ async def worker_main(args) -> int:
         return ctx.users.refuse_device(str(a.get("user") or ""), str(a.get("ip") or ""),
                                        float(a.get("seconds") or 0))
 
+    # Outbound peers (HY2 SCALE clients) for users whose traffic leaves through another node.
+    exits = ctx.users.exits = await ExitPeers(store).start()
+
+    async def peers_changed(_args):
+        return {"changed": await exits.reload()}
+
+    async def peers_status(_args):
+        return exits.status()
+
+    ctx.on_command("peers_changed", peers_changed)
+    ctx.on_command("peers_status", peers_status)
     ctx.on_command("ping", ping)
     ctx.on_command("refuse_device", refuse_device)
     ctx.on_command("users_changed", users_changed)
@@ -106,6 +118,7 @@ async def worker_main(args) -> int:
             await asyncio.wait_for(service.close(), 3)
         except Exception:
             log.exception("service did not close cleanly")
+    await exits.close()
     link_task.cancel()
     return 0
 

@@ -1,0 +1,229 @@
+"""Clients: the outbound peers this node dials (other Hysteria 2 nodes a user's traffic may
+leave through).
+
+Kept as one settings row, ``hy2scale.clients`` (a list, in creation order), which the workers
+read at start and again when the face broadcasts ``peers_changed``
+(``fastpath.hy2.exit_peers``).  Entry fields: ``name`` (a short token), ``addr`` (host:port),
+``addrs`` (more host:port tried in order when ``addr`` fails), ``password`` (the Hysteria 2
+auth string the peer expects), ``sni``, ``insecure``, ``ca`` (a CA file on this host),
+``max_tx`` / ``max_rx`` (Mbit/s announced to the peer, 0 = none), ``disabled``.
+
+A listing masks passwords (``ab******``); a PUT that sends the masked text back keeps the
+stored password.  A client that a user exits through cannot be deleted or renamed (409);
+disabling it is allowed: those users' streams then fail, they never leave directly.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from control import validation as v
+from control.errors import bad_request, conflict, not_found
+from control.hy2scale.face import NODE_KEY, ScaleFace, read_setting, write_setting
+from fastpath.hy2.exit_peers import CLIENTS_KEY
+from fastpath.hy2.udp_relay import split_address
+
+log = logging.getLogger("fastpath.control.hy2scale")
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+FIELDS = ("name", "addr", "addrs", "password", "sni", "insecure", "ca", "max_tx", "max_rx", "disabled")
+READ_ONLY = {"connected", "latency_ms"}
+MAX_ADDRS = 8
+MAX_CLIENTS = 256
+MAX_MBPS = 100_000
+MASK = "******"
+
+
+def mask(password: str) -> str:
+    """Enough of a password to tell two apart, never the whole of it."""
+    return (password[:2] + MASK) if len(password) > 4 else (MASK if password else "")
+
+
+def public_view(entry: dict) -> dict:
+    out = {k: entry.get(k) for k in FIELDS}
+    out["password"] = mask(entry.get("password") or "")
+    out["disabled"] = bool(entry.get("disabled"))
+    return out
+
+
+def _address(value, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 261 or any(c.isspace() for c in value):
+        raise bad_request(f"{where} must be host:port")
+    try:
+        _host, port = split_address(value)
+    except ValueError:
+        raise bad_request(f"{where} must be host:port, not {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise bad_request(f"{where}: port must be 1-65535")
+    return value
+
+
+def _short_text(body: dict, name: str, max_len: int) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > max_len or any(not c.isprintable() for c in value):
+        raise bad_request(f"{name} must be text of at most {max_len} characters")
+    return value
+
+
+def parse_client(body, old: dict | None = None) -> dict:
+    """A whole client entry from a create body, or ``old`` changed by an update body; 400 on
+    any fault, before anything is stored."""
+    if not isinstance(body, dict):
+        raise bad_request("a client is a JSON object")
+    unknown = sorted(set(body) - set(FIELDS) - READ_ONLY)
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0]!r}")
+    entry = dict(old or {"addrs": [], "password": "", "sni": "", "insecure": False, "ca": "",
+                         "max_tx": 0, "max_rx": 0, "disabled": False})
+    if "name" in body or old is None:
+        name = body.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise bad_request("name must be 1-32 letters, digits, '.', '_' or '-' (no '/'), starting "
+                              "with a letter or digit")
+        entry["name"] = name
+    if "addr" in body or old is None:
+        entry["addr"] = _address(body.get("addr"), "addr")
+    if "addrs" in body and body["addrs"] is not None:
+        addrs = body["addrs"]
+        if not isinstance(addrs, list) or len(addrs) > MAX_ADDRS:
+            raise bad_request(f"addrs must be a list of at most {MAX_ADDRS} host:port")
+        entry["addrs"] = [_address(a, f"addrs[{i}]") for i, a in enumerate(addrs)]
+    if "password" in body:
+        password = _short_text(body, "password", 256)
+        if old is None or password != mask(old.get("password") or ""):
+            entry["password"] = password
+    if "sni" in body:
+        entry["sni"] = _short_text(body, "sni", 253)
+    if "ca" in body:
+        ca = _short_text(body, "ca", 1024)
+        if ca and not os.path.isfile(ca):
+            raise bad_request(f"ca: no such file on this node: {ca!r}")
+        entry["ca"] = ca
+    if "insecure" in body:
+        entry["insecure"] = v.boolean(body, "insecure")
+    if "disabled" in body:
+        entry["disabled"] = v.boolean(body, "disabled")
+    for name in ("max_tx", "max_rx"):
+        if name in body and body[name] is not None:
+            entry[name] = v.integer(body, name, minimum=0, maximum=MAX_MBPS)
+    return entry
+
+
+def exit_users(db, name: str) -> list[str]:
+    """Usernames of the scale users whose exit is client ``name``."""
+    rows = db.execute(
+        "SELECT json_extract(meta, '$.username') FROM users WHERE source = 'hy2scale' AND "
+        "(json_extract(meta, '$.exit_via') = ? OR json_extract(meta, '$.exit_paths[0]') = ?) "
+        "ORDER BY 1 LIMIT 6", (name, name)).fetchall()
+    return [r[0] for r in rows]
+
+
+class ClientBook:
+    def __init__(self, face: ScaleFace):
+        self.face = face
+
+    def list(self) -> list[dict]:
+        return [c for c in (self.face.setting(CLIENTS_KEY, []) or []) if isinstance(c, dict)]
+
+    def get(self, name: str) -> dict:
+        entry = next((c for c in self.list() if c.get("name") == name), None)
+        if entry is None:
+            raise not_found(f"client {name!r} not found")
+        return entry
+
+    def _change(self, name: str | None, body, *, delete: bool = False) -> dict | None:
+        """Create (``name`` None), update or delete one entry in one transaction."""
+        with self.face.store.transaction() as db:
+            clients = [c for c in (read_setting(db, CLIENTS_KEY, []) or []) if isinstance(c, dict)]
+            index = next((i for i, c in enumerate(clients) if c.get("name") == name), None)
+            if name is not None and index is None:
+                raise not_found(f"client {name!r} not found")
+            old = clients[index] if index is not None else None
+            entry = None if delete else parse_client(body, old)
+            new_name = entry["name"] if entry is not None else None
+            if (delete or new_name != name) and old is not None:
+                users = exit_users(db, name)
+                if users:
+                    raise conflict(f"client {name!r} is the exit of user(s) {', '.join(users)}; "
+                                   f"change their exit_via first")
+            if entry is not None and new_name != name and any(c.get("name") == new_name for c in clients):
+                raise conflict(f"client {new_name!r} exists")
+            if entry is not None and new_name in self_names(db, self.face):
+                raise bad_request(f"name {new_name!r} is this node's own name or id")
+            if index is None:
+                if len(clients) >= MAX_CLIENTS:
+                    raise bad_request(f"at most {MAX_CLIENTS} clients")
+                clients.append(entry)
+            elif delete:
+                clients.pop(index)
+            else:
+                clients[index] = entry
+            write_setting(db, CLIENTS_KEY, clients)
+        self.tell_workers()
+        return entry
+
+    def create(self, body) -> dict:
+        return self._change(None, body)
+
+    def update(self, name: str, body) -> dict:
+        return self._change(name, body)
+
+    def delete(self, name: str) -> None:
+        self._change(name, None, delete=True)
+
+    def tell_workers(self) -> None:
+        """The store already holds the change; a supervisor that cannot be reached only delays
+        it until the workers' next health check rereads the row."""
+        try:
+            self.face.tell_workers("peers_changed", {})
+        except Exception as exc:        # noqa: BLE001 - any failure here is only a delay
+            log.warning("hy2scale: peers_changed not delivered: %s", exc)
+
+
+def self_names(db, face: ScaleFace) -> set[str]:
+    """The names this node goes by (its id and name): no exit or client may use them."""
+    rec = read_setting(db, NODE_KEY, {}) or {}
+    names = {rec.get("node_id"), rec.get("name") or face.node.config.name}
+    return {n for n in names if isinstance(n, str) and n}
+
+
+class Clients:
+    def __init__(self, book: ClientBook):
+        self.book = book
+
+    def on_get(self, req, resp):
+        resp.media = [public_view(c) for c in self.book.list()]
+
+    def on_post(self, req, resp):
+        entry = self.book.create(v.json_object(req))
+        resp.status = "201 Created"
+        resp.media = public_view(entry)
+
+
+class ClientItem:
+    def __init__(self, book: ClientBook):
+        self.book = book
+
+    def on_get(self, req, resp, name):
+        resp.media = public_view(self.book.get(name))
+
+    def on_put(self, req, resp, name):
+        resp.media = public_view(self.book.update(name, v.json_object(req)))
+
+    def on_delete(self, req, resp, name):
+        self.book.delete(name)
+        resp.media = {"ok": True, "name": name}
+
+
+class ClientDisable:
+    def __init__(self, book: ClientBook):
+        self.book = book
+
+    def on_put(self, req, resp, name):
+        body = v.json_object(req, allowed={"disabled"}, required={"disabled"})
+        resp.media = public_view(self.book.update(name, {"disabled": v.boolean(body, "disabled")}))
+
+    on_post = on_put

@@ -1,0 +1,67 @@
+"""The peer list: this node first, then one entry per client (outbound peer).
+
+The figures come from the workers in one broadcast (``peers_status``): a client is
+``connected`` when any worker holds a live connection to it, ``latency_ms`` is the smallest
+smoothed RTT among those connections (aioquic's estimate, refreshed by a PING every health
+check), ``tx_rate`` / ``rx_rate`` are bytes per second through it over the last ~5 s, summed
+over the workers.  Nested discovery is not supported: ``nested`` is false and ``children``
+empty.
+"""
+from __future__ import annotations
+
+import falcon
+
+from control.hy2scale.clients import ClientBook
+from control.hy2scale.node_info import NodeSettings
+
+
+def merge(results) -> dict[str, dict]:
+    """Per client name, the workers' answers folded into one."""
+    out: dict[str, dict] = {}
+    for r in results or ():
+        if isinstance(r, list):          # several handlers of one command
+            r = next((x for x in r if isinstance(x, dict)), {})
+        if not isinstance(r, dict):
+            continue
+        for name, st in r.items():
+            if not isinstance(st, dict):
+                continue
+            agg = out.setdefault(name, {"connected": False, "latency_ms": None, "tx_rate": 0, "rx_rate": 0,
+                                        "error": ""})
+            agg["tx_rate"] += int(st.get("tx_rate") or 0)
+            agg["rx_rate"] += int(st.get("rx_rate") or 0)
+            if st.get("connected"):
+                agg["connected"] = True
+                lat = st.get("latency_ms")
+                if lat is not None and (agg["latency_ms"] is None or lat < agg["latency_ms"]):
+                    agg["latency_ms"] = lat
+            elif st.get("error") and not agg["error"]:
+                agg["error"] = st["error"]
+    return out
+
+
+class Peers:
+    def __init__(self, book: ClientBook, node_settings: NodeSettings):
+        self.book = book
+        self.node_settings = node_settings
+
+    def on_get(self, req, resp):
+        clients = self.book.list()
+        status = {}
+        if any(not c.get("disabled") for c in clients):
+            try:
+                status = merge(self.book.face.tell_workers("peers_status", {}))
+            except falcon.HTTPError:
+                status = {}
+        out = [{"name": self.node_settings.stored()["node_id"], "direction": "local", "latency_ms": 0,
+                "is_self": True}]
+        for c in clients:
+            st = status.get(c["name"], {})
+            entry = {"name": c["name"], "direction": "outbound", "connected": bool(st.get("connected")),
+                     "latency_ms": st.get("latency_ms"), "nested": False, "version": "",
+                     "tx_rate": st.get("tx_rate", 0), "rx_rate": st.get("rx_rate", 0), "children": [],
+                     "disabled": bool(c.get("disabled")), "addr": c.get("addr", "")}
+            if st.get("error") and not entry["connected"]:
+                entry["error"] = st["error"]
+            out.append(entry)
+        resp.media = out

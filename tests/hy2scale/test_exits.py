@@ -1,0 +1,364 @@
+"""Outbound peers and single-hop exits, with two real nodes: B is the exit (a scale user
+``peeruser`` whose secret A's client ``b`` sends), A the entry.  A user of A whose ``exit_via``
+is ``b`` reaches its targets through B, counted on both; when the exit cannot carry a stream
+the stream fails with a message and nothing is dialed from A (a recording target proves it)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import struct
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastpath.hy2.client import ConnectError, simple_client
+from fastpath.worker.event_loop import run
+from tests.hy2.targets import pattern
+from tests.hy2scale.conftest import SCALE, ScaleClient
+from tests.support.node import NodeProcess, free_udp_port
+
+pytestmark = pytest.mark.integration
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    with NodeProcess(tmp_path_factory.mktemp("exit-b"), {"scale": dict(SCALE)}) as b, \
+            NodeProcess(tmp_path_factory.mktemp("exit-a"), {"scale": dict(SCALE)}, workers=2) as a:
+        a.hy2, b.hy2 = a.config["listen"], b.config["listen"]
+        a.b_addr = b.hy2
+        a.scale, b.scale = ScaleClient(a), ScaleClient(b)
+        r = b.scale("POST", "/users", {"username": "peeruser", "password": "pw-peer"})
+        assert r.status == 201, r.text
+        b.peeruser = r.json()["id"]
+        r = a.scale("POST", "/clients", {"name": "b", "addr": b.hy2, "password": "peeruser:pw-peer",
+                                         "insecure": True})
+        assert r.status == 201, r.text
+        yield a, b
+
+
+class Recorder:
+    """A TCP target that counts the connections it accepts (and echoes)."""
+
+    def __init__(self, targets):
+        self.accepted = 0
+
+        async def handler(reader, writer):
+            self.accepted += 1
+            data = await reader.read(65536)
+            writer.write(data)
+            await writer.drain()
+            writer.close()
+        self.port = targets.tcp(handler)
+
+
+def used(scale, user_id) -> int:
+    r = scale.get(f"/users/{user_id}")
+    assert r.status == 200, r.text
+    return r.json()["traffic_used"]
+
+
+def make_user(scale, name, **fields):
+    r = scale("POST", "/users", {"username": name, "password": f"pw-{name}", **fields})
+    assert r.status == 201, r.text
+    return r.json()["id"]
+
+
+async def upload_hash(client, port, n):
+    reader, writer = await client.open_tcp(f"127.0.0.1:{port}")
+    writer.write(struct.pack(">Q", n))
+    h = hashlib.sha256()
+    for chunk in pattern(n, 7):
+        h.update(chunk)
+        writer.write(chunk)
+        await writer.drain()
+    digest = await asyncio.wait_for(reader.readexactly(32), 30)
+    writer.close()
+    return digest == h.digest()
+
+
+async def download_hash(client, port, n):
+    reader, writer = await client.open_tcp(f"127.0.0.1:{port}")
+    writer.write(struct.pack(">QQ", n, 11))
+    h = hashlib.sha256()
+    got = 0
+    while got < n:
+        data = await asyncio.wait_for(reader.read(1 << 20), 30)
+        if not data:
+            break
+        h.update(data)
+        got += len(data)
+    writer.close()
+    want = hashlib.sha256(b"".join(pattern(n, 11))).digest()
+    return got == n and h.digest() == want
+
+
+async def echo(client, port, n=50_000):
+    reader, writer = await client.open_tcp(f"127.0.0.1:{port}")
+    data = bytes(range(256)) * (n // 256)
+    writer.write(data)
+    ok = await asyncio.wait_for(reader.readexactly(len(data)), 10) == data
+    writer.close()
+    return ok
+
+
+def settle(read, timeout=5.0):
+    """Poll ``read()`` until two reads agree (the counters have caught up)."""
+    last = read()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def test_exit_user_goes_through_b_and_is_counted_on_both(pair, targets):
+    a, b = pair
+    alice = make_user(a.scale, "alice", exit_via="b")
+    bob = make_user(a.scale, "bob")
+    assert a.scale.get(f"/users/{alice}").json()["exit_via"] == "b"
+    b0, alice0 = used(b.scale, b.peeruser), used(a.scale, alice)
+
+    async def as_alice():
+        client = simple_client(a.hy2, "alice:pw-alice")
+        await client.connect()
+        assert await upload_hash(client, targets.sink, 3 * MB)
+        assert await download_hash(client, targets.source, 2 * MB)
+        assert await echo(client, targets.echo)
+        await client.close()
+    run(as_alice())
+    moved_b = settle(lambda: used(b.scale, b.peeruser)) - b0
+    moved_alice = settle(lambda: used(a.scale, alice)) - alice0
+    assert moved_alice >= 5 * MB
+    assert moved_b == moved_alice               # every byte of alice crossed B, counted there
+
+    async def as_bob():
+        client = simple_client(a.hy2, "bob:pw-bob")
+        await client.connect()
+        assert await echo(client, targets.echo, 500_000)
+        await client.close()
+    before = used(b.scale, b.peeruser)
+    run(as_bob())
+    assert used(a.scale, bob) >= 999_000
+    assert settle(lambda: used(b.scale, b.peeruser)) == before     # bob exits at A
+
+    # The peer list: A itself first, then b, connected, with a measured latency.
+    peers = a.scale.get("/peers").json()
+    assert peers[0]["is_self"] is True and peers[0]["direction"] == "local"
+    assert peers[0]["name"] == a.scale.get("/node").json()["node_id"]
+    entry = next(p for p in peers if p["name"] == "b")
+    assert entry["direction"] == "outbound" and entry["connected"] is True
+    assert entry["latency_ms"] is not None and 0 < entry["latency_ms"] < 1000
+    assert entry["nested"] is False and entry["children"] == []
+    assert {"tx_rate", "rx_rate", "version"} <= set(entry)
+
+
+def test_rates_show_traffic_through_the_peer(pair, targets):
+    a, _b = pair
+    make_user(a.scale, "rita", exit_via="b")
+
+    async def main():
+        client = simple_client(a.hy2, "rita:pw-rita")
+        await client.connect()
+        assert await upload_hash(client, targets.sink, 4 * MB)
+        peers = await asyncio.to_thread(a.scale.get, "/peers")
+        await client.close()
+        return next(p for p in peers.json() if p["name"] == "b")
+    time.sleep(1.1)                 # a rate sample before the burst
+    entry = run(main())
+    time.sleep(1.1)
+    later = next(p for p in a.scale.get("/peers").json() if p["name"] == "b")
+    assert entry["tx_rate"] > 0 or later["tx_rate"] > 0
+
+
+def test_disabled_or_unreachable_exit_fails_and_never_dials_directly(pair, targets):
+    a, _b = pair
+    recorder = Recorder(targets)
+    make_user(a.scale, "dora", exit_via="b")
+    dead_port = free_udp_port()
+    assert a.scale("POST", "/clients", {"name": "dead", "addr": f"127.0.0.1:{dead_port}",
+                                        "password": "x", "insecure": True}).status == 201
+    make_user(a.scale, "carl", exit_via="dead")
+    r = a.scale("PUT", "/clients/b/disable", {"disabled": True})
+    assert r.status == 200 and r.json()["disabled"] is True
+
+    async def refused(auth, words):
+        client = simple_client(a.hy2, auth)
+        await client.connect()
+        with pytest.raises(ConnectError) as info:
+            await client.open_tcp(f"127.0.0.1:{recorder.port}")
+        await client.close()
+        assert words in str(info.value), str(info.value)
+
+    async def main():
+        await refused("dora:pw-dora", "disabled")
+        await refused("carl:pw-carl", "unreachable")
+        # The target itself works: a user without an exit reaches it from A.
+        direct = simple_client(a.hy2, "bob2:pw-bob2")
+        await direct.connect()
+        reader, writer = await direct.open_tcp(f"127.0.0.1:{recorder.port}")
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+        await direct.close()
+    make_user(a.scale, "bob2")
+    run(main())
+    assert recorder.accepted == 1              # bob2's only: dora and carl went nowhere
+    # Enabled again: dora's streams go through B.
+    assert a.scale("PUT", "/clients/b/disable", {"disabled": False}).json()["disabled"] is False
+
+    async def again():
+        client = simple_client(a.hy2, "dora:pw-dora")
+        await client.connect()
+        assert await echo(client, targets.echo)
+        await client.close()
+    run(again())
+    peers = {p["name"]: p for p in a.scale.get("/peers").json()}
+    assert peers["dead"]["connected"] is False and peers["dead"]["latency_ms"] is None
+    assert a.scale("DELETE", "/clients/dead").status == 409          # carl exits through it
+    carl = next(u for u in a.scale.get("/users").json() if u["username"] == "carl")
+    assert a.scale("PUT", f"/users/{carl['id']}", {"exit_via": ""}).status == 200
+    assert a.scale("DELETE", "/clients/dead").status == 200
+
+
+def test_exit_udp_is_not_sent_directly(pair, targets):
+    a, _b = pair
+    make_user(a.scale, "uma", exit_via="b")
+
+    async def main():
+        client = simple_client(a.hy2, "uma:pw-uma")
+        await client.connect()
+        udp = await client.udp_session()
+        udp.send(f"127.0.0.1:{targets.udp}", b"hello")
+        try:
+            return await asyncio.wait_for(udp.recv(), 2)
+        except TimeoutError:
+            return None
+        finally:
+            await client.close()
+    got = run(main())
+    assert got is None or got[1] == b"hello"
+
+
+def test_client_crud_masks_passwords_and_refuses_bad_bodies(pair):
+    a, _b = pair
+    s = a.scale
+    r = s("POST", "/clients", {"name": "jp", "addr": "127.0.0.1:5565", "addrs": ["127.0.0.2:5565"],
+                               "password": "secret-pass", "sni": "jp.example", "max_tx": 100})
+    assert r.status == 201, r.text
+    assert r.json()["password"] != "secret-pass" and "secret-pass" not in json.dumps(s.get("/clients").json())
+    listed = {c["name"]: c for c in s.get("/clients").json()}
+    assert listed["jp"]["addrs"] == ["127.0.0.2:5565"] and listed["jp"]["disabled"] is False
+    # The masked password sent back keeps the stored one (checked through the backup).
+    assert s("PUT", "/clients/jp", dict(listed["jp"], sni="jp2.example")).status == 200
+    saved = next(c for c in s.get("/backup").json()["clients"] if c["name"] == "jp")
+    assert saved["password"] == "secret-pass" and saved["sni"] == "jp2.example"
+    assert s("POST", "/clients", {"name": "jp", "addr": "127.0.0.1:1"}).status == 409
+    node_id = s.get("/node").json()["node_id"]
+    for body, words in (({"addr": "127.0.0.1:1"}, "name"),
+                        ({"name": "a/b", "addr": "127.0.0.1:1"}, "name"),
+                        ({"name": "x" * 40, "addr": "127.0.0.1:1"}, "name"),
+                        ({"name": "ok"}, "addr"),
+                        ({"name": "ok", "addr": "nowhere"}, "addr"),
+                        ({"name": "ok", "addr": "h:99999"}, "addr"),
+                        ({"name": "ok", "addr": "h:1", "addrs": "h:2"}, "addrs"),
+                        ({"name": "ok", "addr": "h:1", "max_tx": -1}, "max_tx"),
+                        ({"name": "ok", "addr": "h:1", "insecure": "yes"}, "insecure"),
+                        ({"name": "ok", "addr": "h:1", "ca": "/no/such/ca.pem"}, "ca"),
+                        ({"name": "ok", "addr": "h:1", "colour": 1}, "colour"),
+                        ({"name": node_id, "addr": "h:1"}, "own")):
+        r = s("POST", "/clients", body)
+        assert r.status == 400 and words in r.json()["message"], (body, r.text)
+    assert "ok" not in {c["name"] for c in s.get("/clients").json()}
+    assert s("PUT", "/clients/nope", {"sni": "x"}).status == 404
+    assert s("PUT", "/clients/jp/disable", {"disabled": "no"}).status == 400
+    # Users' exits: self, unknown, disabled, multi-hop, several, modes.
+    assert s("PUT", "/clients/jp/disable", {"disabled": True}).status == 200
+    for fields, status, words in (({"exit_via": node_id}, 400, "itself"),
+                                  ({"exit_via": "nope"}, 400, "not a client"),
+                                  ({"exit_via": "jp"}, 400, "disabled"),
+                                  ({"exit_paths": ["b/c"]}, 501, "single-hop"),
+                                  ({"exit_paths": ["b", "jp"]}, 501, "single-hop"),
+                                  ({"exit_via": "b", "exit_mode": "quality"}, 501, "single-hop")):
+        r = s("POST", "/users", {"username": "exitless", "password": "x", **fields})
+        assert r.status == status and words in r.json()["message"], (fields, r.text)
+    uid = make_user(s, "pathy", exit_paths=["b"], exit_mode="direct")
+    assert s.get(f"/users/{uid}").json()["exit_via"] == "b"
+    assert s("PUT", "/clients/b", {"name": "b2"}).status == 409          # pathy exits through b
+    assert s("DELETE", f"/users/{uid}").status == 200
+    assert s("DELETE", "/clients/jp").status == 200
+    assert s("DELETE", "/clients/jp").status == 404
+
+
+def test_backup_restore_round_trip_with_clients(pair):
+    a, _b = pair
+    s = a.scale
+    assert s("POST", "/clients", {"name": "kr", "addr": "127.0.0.1:7000", "password": "kr-pass"}).status == 201
+    uid = make_user(s, "kim", exit_via="kr")
+    saved = s.get("/backup").json()
+    assert saved["version"] == 2 and {c["name"] for c in saved["clients"]} >= {"b", "kr"}
+    assert next(c for c in saved["clients"] if c["name"] == "kr")["password"] == "kr-pass"
+    assert s("PUT", f"/users/{uid}", {"exit_via": ""}).status == 200
+    assert s("DELETE", "/clients/kr").status == 200
+    r = s("POST", "/restore", saved)
+    assert r.status == 200, r.text
+    again = s.get("/backup").json()
+    assert again["clients"] == saved["clients"] and again["users"] == saved["users"]
+    assert s.get(f"/users/{uid}").json()["exit_via"] == "kr"
+    # A user whose exit is not among the document's clients: refused, nothing changes.
+    unchecked = {k: v for k, v in saved.items() if k != "sha256"}
+    orphan = dict(unchecked, clients=[c for c in saved["clients"] if c["name"] != "kr"])
+    bad_client = dict(unchecked, clients=saved["clients"] + [{"name": "x/y", "addr": "h:1"}])
+    for body in (orphan, bad_client, dict(unchecked, clients="kr")):
+        r = s("POST", "/restore", body)
+        assert r.status == 400, r.text
+    assert s.get("/backup").json()["clients"] == saved["clients"]
+    # A version 1 backup (no clients) still restores and leaves the clients as they are.
+    old = {k: v for k, v in unchecked.items() if k != "clients"}
+    old["version"] = 1
+    old["users"] = [dict(u, exit_via="", exit_paths=[]) for u in saved["users"]]
+    r = s("POST", "/restore", old)
+    assert r.status == 200, r.text
+    assert s.get("/backup").json()["clients"] == saved["clients"]
+    assert s("POST", "/restore", saved).status == 200
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=20),
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                    max_leaves=12)
+FIELDS = st.sampled_from(["name", "addr", "addrs", "password", "sni", "insecure", "ca", "max_tx", "max_rx",
+                          "disabled", "x"])
+BODIES = st.one_of(JSON, st.dictionaries(FIELDS, JSON, max_size=8))
+ROUTES = [("POST", "/clients"), ("PUT", "/clients/fz"), ("PUT", "/clients/fz/disable"),
+          ("PUT", "/clients/none"), ("POST", "/restore")]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, route=st.sampled_from(ROUTES))
+def test_random_json_on_the_client_routes_never_gets_a_500(pair, body, route):
+    a, _b = pair
+    try:
+        raw = json.dumps(body, allow_nan=True)
+    except (ValueError, OverflowError):
+        return
+    keep = {c["name"] for c in a.scale.get("/clients").json()} - {"fz"}
+    if a.scale.get("/clients/fz").status == 404:
+        assert a.scale("POST", "/clients", {"name": "fz", "addr": "127.0.0.1:9"}).status == 201
+    before = a.scale.get("/backup").json()
+    method, path = route
+    r = a.request(method, "/scale/api" + path, raw.encode(),
+                  headers={"Authorization": f"Bearer {a.scale.token}", "Content-Type": "application/json"})
+    assert r.status < 500, (route, raw, r.text)
+    assert isinstance(r.json(), dict)
+    after = a.scale.get("/backup").json()
+    if r.status >= 400:                                      # a refused body changed nothing
+        assert [c for c in after["clients"]] == [c for c in before["clients"]]
+    for c in after["clients"]:
+        if c["name"] not in keep:
+            assert a.scale("DELETE", f"/clients/{c['name']}").status == 200
