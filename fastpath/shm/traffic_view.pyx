@@ -404,20 +404,29 @@ cdef class TrafficView:
                     self.missed[nmissed] = i
                     nmissed += 1
                     continue
-                self.live_tx[idx] += tx
-                self.live_rx[idx] += rx
-                if last > self.last[idx]:
-                    self.last[idx] = last
-                self.flags[idx] |= F_LIVE
-                self.user_at[self.nusers] = i
-                self.user_idx[self.nusers] = idx
-                self.nusers += 1
+                self._add_live(idx, tx, rx, last)
+                self._found(i, idx)
             elif counts and owner != 0 and owner <= hw:
                 if kind == KIND_CONNECTION:
                     self.cnt_conn[owner - 1] += 1
                 elif kind == KIND_TCP_STREAM or kind == KIND_UDP_SESSION:
                     self.cnt_stream[owner - 1] += 1
         return nmissed
+
+    cdef inline void _add_live(self, uint32_t idx, uint64_t tx, uint64_t rx,
+                               uint64_t last) noexcept nogil:
+        """One user slot's figures into its id's live sums."""
+        self.live_tx[idx] += tx
+        self.live_rx[idx] += rx
+        if last > self.last[idx]:
+            self.last[idx] = last
+        self.flags[idx] |= F_LIVE
+
+    cdef inline void _found(self, uint32_t slot, uint32_t idx) noexcept nogil:
+        """Remember a user slot of the shard being scanned, and its id."""
+        self.user_at[self.nusers] = slot
+        self.user_idx[self.nusers] = idx
+        self.nusers += 1
 
     cdef int _scan(self, CounterTable table, bint counts) except -1:
         """Live tx, rx, last activity (and with ``counts`` connections and streams) per id:
@@ -449,14 +458,8 @@ cdef class TrafficView:
                 if kind != KIND_USER:
                     continue
                 smap[i] = idx if self._same_key(&slots[i], idx) else -1
-                self.live_tx[idx] += tx
-                self.live_rx[idx] += rx
-                if last > self.last[idx]:
-                    self.last[idx] = last
-                self.flags[idx] |= F_LIVE
-                self.user_at[self.nusers] = i
-                self.user_idx[self.nusers] = idx
-                self.nusers += 1
+                self._add_live(idx, tx, rx, last)
+                self._found(i, idx)
             if counts:
                 for i in range(self.nusers):
                     self.conns[self.user_idx[i]] += self.cnt_conn[self.user_at[i]]
@@ -503,11 +506,7 @@ cdef class TrafficView:
                         break
                 if not ok:
                     return False
-                self.live_tx[idx] += tx
-                self.live_rx[idx] += rx
-                if last > self.last[idx]:
-                    self.last[idx] = last
-                self.flags[idx] |= F_LIVE
+                self._add_live(idx, tx, rx, last)
         return True
 
     # -- bodies ---------------------------------------------------------------------------
