@@ -21,6 +21,7 @@ from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.config import ServerSettings
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated, UdpReceived)
+from fastpath.hy2.exit_peers import ExitUdp
 from fastpath.hy2.masquerade import decode_headers
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
@@ -282,13 +283,17 @@ class ServerConnection(QuicGlue):
         session = e.session
         pump = session.handle
         if pump is None:
-            if self.server.exit_of(self.session.auth_id) is not None:
-                return          # an exit-routed user's UDP is not relayed (never sent from here)
             if e.created:
                 for victim in self.session.udp.over_capacity():
                     self._close_udp(victim)
             slot = self._open_slot(KIND_UDP_SESSION, session.session_id, e.address, STATE_ESTAB)
-            pump = UdpPump(self.server.loop, self, self.quic, session, self.server.counters, slot)
+            exit_name = self.server.exit_of(self.session.auth_id)
+            if exit_name is not None:       # relayed by the peer, or dropped: never sent from here
+                pump = ExitUdp(self.server.loop, self, session.session_id,
+                               getattr(self.server.authenticator.users, "exits", None), exit_name,
+                               self.server.counters, slot)
+            else:
+                pump = UdpPump(self.server.loop, self, self.quic, session, self.server.counters, slot)
             session.handle = pump
         pump.send(e.address, e.payload)
 

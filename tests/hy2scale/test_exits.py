@@ -227,23 +227,58 @@ def test_disabled_or_unreachable_exit_fails_and_never_dials_directly(pair, targe
     assert a.scale("DELETE", "/clients/dead").status == 200
 
 
-def test_exit_udp_is_not_sent_directly(pair, targets):
-    a, _b = pair
-    make_user(a.scale, "uma", exit_via="b")
+def test_exit_udp_goes_through_b_or_nowhere(pair, targets):
+    a, b = pair
+    uid = make_user(a.scale, "uma", exit_via="b")
+    b0, a0 = used(b.scale, b.peeruser), used(a.scale, uid)
 
-    async def main():
-        client = simple_client(a.hy2, "uma:pw-uma")
+    async def echo_udp(auth):
+        client = simple_client(a.hy2, auth)
         await client.connect()
         udp = await client.udp_session()
-        udp.send(f"127.0.0.1:{targets.udp}", b"hello")
-        try:
-            return await asyncio.wait_for(udp.recv(), 2)
-        except TimeoutError:
-            return None
-        finally:
+        got = []
+        for i in range(5):
+            udp.send(f"127.0.0.1:{targets.udp}", b"hello %d" % i)
+            try:
+                got.append(await asyncio.wait_for(udp.recv(), 2))
+            except TimeoutError:
+                pass
+        await client.close()
+        return got
+    got = run(echo_udp("uma:pw-uma"))
+    assert [p for _a, p in got] == [b"hello %d" % i for i in range(5)]
+    moved = settle(lambda: used(a.scale, uid)) - a0
+    assert moved == 70                                   # 5 x 7 bytes each way
+    assert settle(lambda: used(b.scale, b.peeruser)) - b0 == moved
+    # The exit disabled: the packets are dropped, not sent from A.
+    seen = []
+
+    class Recorder(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            seen.append(data)
+
+    async def listen():
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            Recorder, local_addr=("127.0.0.1", 0))
+        return transport
+    transport = targets.call(listen())
+    port = transport.get_extra_info("sockname")[1]
+    assert a.scale("PUT", "/clients/b/disable", {"disabled": True}).status == 200
+    try:
+        async def send_some():
+            client = simple_client(a.hy2, "uma:pw-uma")
+            await client.connect()
+            udp = await client.udp_session()
+            for _ in range(5):
+                udp.send(f"127.0.0.1:{port}", b"leak?")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
             await client.close()
-    got = run(main())
-    assert got is None or got[1] == b"hello"
+        run(send_some())
+        assert seen == []
+    finally:
+        assert a.scale("PUT", "/clients/b/disable", {"disabled": False}).status == 200
+        targets.loop.call_soon_threadsafe(transport.close)
 
 
 def test_client_crud_masks_passwords_and_refuses_bad_bodies(pair):
