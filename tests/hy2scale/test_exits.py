@@ -227,6 +227,40 @@ def test_disabled_or_unreachable_exit_fails_and_never_dials_directly(pair, targe
     assert a.scale("DELETE", "/clients/dead").status == 200
 
 
+def test_later_addresses_are_tried_when_addr_fails(pair, targets):
+    a, b = pair
+    r = a.scale("POST", "/clients", {"name": "b-alt", "addr": f"127.0.0.1:{free_udp_port()}",
+                                     "addrs": [b.hy2], "password": "peeruser:pw-peer", "insecure": True})
+    assert r.status == 201, r.text
+    make_user(a.scale, "alma", exit_via="b-alt")
+    b0 = used(b.scale, b.peeruser)
+
+    async def main():
+        client = simple_client(a.hy2, "alma:pw-alma")
+        await client.connect()
+        assert await echo(client, targets.echo)
+        await client.close()
+    run(main())
+    assert settle(lambda: used(b.scale, b.peeruser)) - b0 >= 2 * 49_920
+    peers = {p["name"]: p for p in a.scale.get("/peers").json()}
+    assert peers["b-alt"]["connected"] is True
+
+
+def test_exit_names_and_worker_answers_fold_as_documented():
+    from control.hy2scale.peers import merge
+    from fastpath.worker.user_directory import exit_name
+    assert exit_name({"exit_via": "", "exit_paths": []}) is None
+    assert exit_name({"exit_via": "b"}) == "b"
+    assert exit_name({"exit_paths": ["b"]}) == "b"
+    assert exit_name({"exit_via": "b", "exit_paths": ["b", "c"]}) == "b,c"       # names no peer
+    assert exit_name({"exit_paths": "b"}) is None and exit_name(None) is None
+    folded = merge([{"b": {"connected": False, "latency_ms": None, "tx_rate": 5, "rx_rate": 1, "error": "down"}},
+                    {"b": {"connected": True, "latency_ms": 3.5, "tx_rate": 10, "rx_rate": 2}},
+                    [{"b": {"connected": True, "latency_ms": 2.0, "tx_rate": 0, "rx_rate": 0}}, True],
+                    {"error": "worker 3 did not answer"}])
+    assert folded == {"b": {"connected": True, "latency_ms": 2.0, "tx_rate": 15, "rx_rate": 3, "error": "down"}}
+
+
 def test_exit_udp_goes_through_b_or_nowhere(pair, targets):
     a, b = pair
     uid = make_user(a.scale, "uma", exit_via="b")
