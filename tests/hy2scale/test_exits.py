@@ -363,6 +363,13 @@ def test_client_crud_masks_passwords_and_refuses_bad_bodies(pair):
     assert s("DELETE", f"/users/{uid}").status == 200
     assert s("DELETE", "/clients/jp").status == 200
     assert s("DELETE", "/clients/jp").status == 404
+    # Nested discovery stays 501 with its reason; the new routes are documented.
+    for method, path in (("PUT", "/peers/b/nested"), ("GET", "/peers/b/peers"), ("GET", "/internal/peers")):
+        r = s(method, path, {"enabled": True} if method == "PUT" else None)
+        assert r.status == 501 and "nested discovery is not supported" in r.json()["message"], r.text
+    doc = a.get("/openapi.json").json()["paths"]
+    assert {"get", "post"} <= set(doc["/scale/api/clients"]) and "put" in doc["/scale/api/clients/{name}/disable"]
+    assert doc["/scale/api/peers"]["get"]["security"] == [{"hy2scale": []}]
 
 
 def test_backup_restore_round_trip_with_clients(pair):
