@@ -51,9 +51,9 @@ def parse_rate(value: bytes | None) -> int:
 
 
 def auth_request_headers(auth: str, rx_rate: int) -> Headers:
-    """The auth request exactly as the reference client's HTTP/3 stack (quic-go) writes it:
-    the same headers in the same order, its own three included, so the request does not set
-    our client apart."""
+    """The auth request as the reference client's HTTP/3 stack (quic-go) writes it: the same
+    headers, its own three included, and the pseudo-headers in its order (it writes the others
+    from a Go map, in no fixed order), so the request does not set our client apart."""
     return [(b":authority", AUTHORITY), (b":method", b"POST"), (b":path", PATH),
             (b":scheme", b"https"), (HEADER_AUTH, auth.encode()),
             (HEADER_CC_RX, str(max(0, int(rx_rate))).encode()), (HEADER_PADDING, padding()),

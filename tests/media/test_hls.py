@@ -147,7 +147,11 @@ def test_viewers_are_tracked_expire_and_connect_once(node, hls_origin, hooks):
             text = media_get(node, f"/hls/{sid}/playlist.m3u8", headers={"User-Agent": agent}).text
             uri = next(u for u in text.splitlines() if u.startswith("segment"))
             assert media_get(node, f"/hls/{sid}/{uri}", headers={"User-Agent": agent}).status == 200
-    clients = [c for c in slots(node, KIND_MEDIA_CLIENT) if c["text_a"] == sid]
+    # A segment is counted once its last byte is written, which the player may see first.
+    def viewers():
+        return [c for c in slots(node, KIND_MEDIA_CLIENT) if c["text_a"] == sid]
+    wait_until(lambda: sum(c["tx_packets"] for c in viewers()) >= 6, 5)
+    clients = viewers()
     assert sorted(c["text_b"].split("\t")[2] for c in clients) == ["player-1", "player-2"]
     assert all(c["tx_packets"] == 3 and c["tx"] > 30_000 for c in clients)
     stream = next(s for s in slots(node, KIND_MEDIA_STREAM) if s["key"] == sid)
