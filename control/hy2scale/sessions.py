@@ -3,8 +3,8 @@
 Read from the shared-memory connection slots (never asked of a worker).  A device's ``key`` is
 a hash of its three parts, stable for as long as the device is connected.  ``DELETE`` closes
 every connection of the device on every worker and refuses it at auth for ``scale.kickRefusal``
-(60 s by default) through the workers' ``refuse_device`` command.  The refusal lives in the
-workers' memory: a worker that restarts within that time forgets it.
+(60 s by default) through the workers' ``refuse_device`` command; the refusal is also written
+to the store, so a worker that starts or restarts within that time refuses the device too.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from control.errors import not_found
 from control.hy2scale.face import ScaleFace
 from control.hy2scale.user_cache import ScaleUserCache
 from fastpath.shm import KIND_CONNECTION
+from fastpath.worker.user_directory import record_refusal
 
 PROTOCOL = "hysteria2"
 
@@ -104,6 +105,7 @@ class SessionItem:
         if device is None:
             raise not_found(f"no connected device {key!r}")
         seconds = self.devices.face.settings.kick_refusal
+        record_refusal(self.devices.face.store, device["user_id"], device["remote_ip"], seconds)
         results = self.devices.face.tell_workers(
             "refuse_device", {"user": device["user_id"], "ip": device["remote_ip"], "seconds": seconds})
         closed = sum(_ints(results))

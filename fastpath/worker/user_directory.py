@@ -3,10 +3,28 @@ the supervisor found over their traffic limit.  Services ask it at auth time and
 users must be cut off."""
 from __future__ import annotations
 
+import json
 import time
 from typing import Callable, Iterable
 
 from fastpath.store import StateStore, User
+
+# Settings row of the running device refusals: {"<user id>\t<ip>": until (epoch seconds)}.
+REFUSED_DEVICES_KEY = "refused_devices"
+
+
+def record_refusal(store: StateStore, user_id: str, ip: str, seconds: float) -> None:
+    """Write a device refusal to the store (expired ones pruned), so workers that start while
+    it runs refuse the device too; the live workers are told by command."""
+    now = time.time()
+    with store.transaction() as db:
+        row = db.execute("SELECT value FROM settings WHERE key = ?", (REFUSED_DEVICES_KEY,)).fetchone()
+        rows = json.loads(row[0]) if row else {}
+        rows = {k: t for k, t in rows.items() if isinstance(t, (int, float)) and t > now}
+        if seconds > 0:
+            rows[f"{user_id}\t{ip}"] = now + seconds
+        db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                   (REFUSED_DEVICES_KEY, json.dumps(rows)))
 
 
 def exit_name(meta) -> str | None:
@@ -42,6 +60,7 @@ class UserDirectory:
         self.exit_of: dict[str, str] = {}
         self.exits = None
         self.reload()
+        self._load_refusals()
 
     def on_cutoff(self, listener: Callable[[set[str]], None]) -> None:
         """``listener(ids)`` is called with users whose live connections must close now."""
@@ -88,6 +107,16 @@ class UserDirectory:
         if seconds > 0:
             self.refused_devices[(user_id, ip)] = now + seconds
         return sum(listener(user_id, ip) or 0 for listener in self._device_listeners)
+
+    def _load_refusals(self) -> None:
+        """The refusals still running, as written to the store by whoever ordered them
+        (``REFUSED_DEVICES_KEY``): a worker that starts (or restarts) mid-refusal keeps it."""
+        rows = self.store.get_setting(REFUSED_DEVICES_KEY, {}) or {}
+        now, mono = time.time(), time.monotonic()
+        for key, until in rows.items() if isinstance(rows, dict) else ():
+            user, sep, ip = str(key).partition("\t")
+            if sep and isinstance(until, (int, float)) and until > now:
+                self.refused_devices[(user, ip)] = mono + (until - now)
 
     def device_refused(self, user_id: str, addr: str) -> bool:
         """Whether ``user_id`` connecting from ``addr`` ("ip:port", "[v6]:port") is refused."""

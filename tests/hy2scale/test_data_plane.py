@@ -164,3 +164,48 @@ def test_new_credentials_close_the_old_ones_connections(node, scale, targets):
         await fresh.connect()
         await fresh.close()
     run(main())
+
+
+def test_a_refusal_outlives_a_worker_restart(tmp_path, targets):
+    """The refusal is in the store as well as in the workers: a worker killed and restarted
+    during the refusal period still refuses the device, and accepts it after."""
+    import os
+    import signal
+
+    from tests.hy2scale.conftest import ScaleClient
+    from tests.support.node import NodeProcess
+
+    period = 6.0
+    with NodeProcess(tmp_path, {"scale": {"kickRefusal": f"{period:g}s"}}) as node:
+        scale = ScaleClient(node)
+        make_user(scale, "mona")
+        hy2 = node.config["listen"]
+
+        async def main():
+            client = simple_client(hy2, "mona:pw-mona")
+            await connected(client)
+            await echo(client, targets.echo, 1000)
+            dev = next(d for d in (await api(scale, "GET", "/sessions")).json()["devices"]
+                       if d["username"] == "mona")
+            assert (await api(scale, "DELETE", f"/sessions/{dev['key']}")).status == 200
+            kicked_at = time.monotonic()
+            victim = next(c for c in (await asyncio.to_thread(node.get, "/api/v1/node")).json()["children"]
+                          if c.get("shard") == 0)
+            os.kill(victim["pid"], signal.SIGKILL)
+            while True:                                  # the supervisor restarts it
+                child = next(c for c in (await asyncio.to_thread(node.get, "/api/v1/node")).json()["children"]
+                             if c.get("shard") == 0)
+                if child["alive"] and child["pid"] != victim["pid"]:
+                    break
+                assert time.monotonic() - kicked_at < period - 2, "worker not restarted in time"
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(node.wait_healthy, 5)
+            # The new worker never got the command: it refuses from the store.
+            with pytest.raises(AuthError):
+                await asyncio.wait_for(simple_client(hy2, "mona:pw-mona").connect(), 5)
+            assert time.monotonic() - kicked_at < period
+            await asyncio.sleep(max(0.0, period + 0.3 - (time.monotonic() - kicked_at)))
+            again = simple_client(hy2, "mona:pw-mona")
+            await connected(again)
+            await again.close()
+        run(main())
