@@ -12,14 +12,11 @@ import json
 import os
 
 import pytest
-import yaml
 
 from bench.test_bench_traffic_api import measure
 from fastpath import shm
-from fastpath.config import load_config
-from fastpath.store import StateStore, User
-from tests.support.node import free_tcp_port
-from control_proc import start_control_api
+from fastpath.store import User
+from control_proc import prepare_node, start_control_api
 
 USERS, CONNECTIONS, ADDRESSES = 10_000, 2_000, 500
 
@@ -27,13 +24,7 @@ USERS, CONNECTIONS, ADDRESSES = 10_000, 2_000, 500
 @pytest.fixture(scope="module")
 def control_api(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hy2scale-bench")
-    port = free_tcp_port()
-    cfg_path = tmp / "node.yaml"
-    cfg_path.write_text(yaml.safe_dump({"control": {"listen": f"127.0.0.1:{port}", "threads": 4},
-                                        "counters": {"slotsPerShard": 32768}}))
-    cfg = load_config(cfg_path, tmp / "data")
-    cfg.data_dir.mkdir()
-    store = StateStore(cfg.store_path)
+    port, cfg_path, cfg, store = prepare_node(tmp, 32768)
     ids = [f"{i:08x}" for i in range(USERS)]
     store.replace_users("hy2scale", [
         User(uid, f"user{i}:pw{i}", traffic_limit=10 * 1024 ** 3, source="hy2scale",

@@ -13,13 +13,10 @@ import threading
 import time
 
 import pytest
-import yaml
 
 import fastpath.shm as shm
-from fastpath.config import load_config
-from fastpath.store import StateStore, User
-from tests.support.node import free_tcp_port
-from control_proc import start_control_api
+from fastpath.store import User
+from control_proc import prepare_node, start_control_api
 
 USERS, STREAMS = 10_000, 50_000
 
@@ -27,13 +24,7 @@ USERS, STREAMS = 10_000, 50_000
 @pytest.fixture(scope="module")
 def control_api(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("traffic-bench")
-    port = free_tcp_port()
-    cfg_path = tmp / "node.yaml"
-    cfg_path.write_text(yaml.safe_dump({"control": {"listen": f"127.0.0.1:{port}", "threads": 4},
-                                        "counters": {"slotsPerShard": 131072}}))
-    cfg = load_config(cfg_path, tmp / "data")
-    cfg.data_dir.mkdir()
-    store = StateStore(cfg.store_path)
+    port, cfg_path, cfg, store = prepare_node(tmp, 131072)
     store.replace_users("bench", [User(f"user{i}", f"secret{i}") for i in range(USERS)])
     table = shm.CounterTable.create(cfg.counter_segment_path, 1, 131072, 42)
     w = table.writer(0)
