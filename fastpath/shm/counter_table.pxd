@@ -83,6 +83,13 @@ cdef class CounterTable:
     cdef _check_shard(self, uint32_t shard)
 
 
+cdef inline uint32_t shard_high_water(CounterTable table, uint32_t shard) noexcept nogil:
+    """How many of a shard's slots readers scan: its high-water mark, clamped to the shard
+    (the header is the writer's; a reader never trusts it past the mapping)."""
+    cdef uint64_t hw = fp_load_u64(&fp_shard_hdr(table.base, shard, table.slots_per_shard).high_water)
+    return <uint32_t>(hw if hw < table.slots_per_shard else table.slots_per_shard)
+
+
 cdef class ShardWriter:
     cdef readonly CounterTable table
     cdef readonly uint32_t shard

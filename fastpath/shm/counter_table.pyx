@@ -431,9 +431,7 @@ def scan_users(CounterTable table):
     try:
         for shard in range(table.nshards):
             slots = fp_shard_slots(table.base, shard, n)
-            hw = <uint32_t>fp_load_u64(&fp_shard_hdr(table.base, shard, n).high_water)
-            if hw > n:
-                hw = n
+            hw = shard_high_water(table, shard)
             with nogil:
                 memset(conns, 0, sizeof(uint32_t) * hw)
                 memset(streams, 0, sizeof(uint32_t) * hw)
@@ -504,9 +502,7 @@ def scan_slots(CounterTable table, kinds=None):
     cdef fp_slot *slots
     for shard in range(table.nshards):
         slots = fp_shard_slots(table.base, shard, n)
-        hw = <uint32_t>fp_load_u64(&fp_shard_hdr(table.base, shard, n).high_water)
-        if hw > n:
-            hw = n
+        hw = shard_high_water(table, shard)
         for i in range(hw):
             kind = slots[i].kind
             if kind < 64 and (mask >> kind) & 1:
@@ -528,9 +524,7 @@ def scan_totals(CounterTable table):
     with nogil:
         for shard in range(table.nshards):
             slots = fp_shard_slots(table.base, shard, n)
-            hw = <uint32_t>fp_load_u64(&fp_shard_hdr(table.base, shard, n).high_water)
-            if hw > n:
-                hw = n
+            hw = shard_high_water(table, shard)
             for i in range(hw):
                 if _read_head(&slots[i], &kind, &seq):
                     used += 1
@@ -553,9 +547,7 @@ def count_kinds(CounterTable table):
     for shard in range(table.nshards):
         memset(counts, 0, sizeof(counts))
         slots = fp_shard_slots(table.base, shard, n)
-        hw = <uint32_t>fp_load_u64(&fp_shard_hdr(table.base, shard, n).high_water)
-        if hw > n:
-            hw = n
+        hw = shard_high_water(table, shard)
         with nogil:
             for i in range(hw):
                 _read_head(&slots[i], &kind, &seq)

@@ -21,8 +21,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from fastpath.shm.counter_table cimport (
-    KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, fp_load_u64, fp_shard_hdr, fp_shard_slots,
-    fp_slot, fp_slot_copy)
+    KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, fp_shard_slots, fp_slot, fp_slot_copy,
+    shard_high_water)
 from fastpath.shm.out_buffer cimport (
     Buf, put, put_c, put_date_time, put_digits, put_json_text, put_u64, release, reserve, take)
 from fastpath.shm.utf8_replace cimport utf8_step
@@ -114,9 +114,7 @@ cdef size_t copy_slots(CounterTable table, MRec *out, size_t cap) noexcept nogil
     cdef MRec *r
     for shard in range(table.nshards):
         slots = fp_shard_slots(table.base, shard, n)
-        hw = <uint32_t>fp_load_u64(&fp_shard_hdr(table.base, shard, n).high_water)
-        if hw > n:
-            hw = n
+        hw = shard_high_water(table, shard)
         for i in range(hw):
             s = &slots[i]
             kind = s.kind
@@ -334,8 +332,7 @@ cdef struct Work:
 cdef int work_alloc(Work *w, CounterTable table) except -1:
     cdef size_t cap = 64, shard, hcap = 16
     for shard in range(table.nshards):
-        cap += min(<size_t>fp_load_u64(&fp_shard_hdr(table.base, shard, table.slots_per_shard).high_water),
-                   <size_t>table.slots_per_shard)
+        cap += shard_high_water(table, shard)
     # slots opened while counting (the 64 spare) are read; any beyond, by the next read
     while hcap < 2 * cap:
         hcap <<= 1

@@ -24,7 +24,8 @@ from libc.string cimport memcmp, memcpy, memset
 
 from fastpath.shm.counter_table cimport (
     KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, KIND_USER, CounterTable, fp_load_u64,
-    fp_now_ns, fp_read_fence, fp_seq_stable, fp_shard_hdr, fp_shard_slots, fp_slot, fp_slot_copy)
+    fp_now_ns, fp_read_fence, fp_seq_stable, fp_shard_slots, fp_slot, fp_slot_copy,
+    shard_high_water)
 from fastpath.shm.out_buffer cimport (
     Buf, put, put_c, put_duration, put_iso_us, put_json_text, put_pad, put_rfc3339_nano, put_text,
     put_u64, release, reserve, take)
@@ -110,11 +111,6 @@ cdef inline void put_label_value(Buf *b, const char *s, size_t n) noexcept nogil
         else:
             b.p[b.n] = c
             b.n += 1
-
-
-cdef inline uint32_t high_water(CounterTable table, uint32_t shard) noexcept nogil:
-    cdef uint64_t hw = fp_load_u64(&fp_shard_hdr(table.base, shard, table.slots_per_shard).high_water)
-    return <uint32_t>(hw if hw < table.slots_per_shard else table.slots_per_shard)
 
 
 # -- dump records -------------------------------------------------------------------------------
@@ -448,7 +444,7 @@ cdef class TrafficView:
         for shard in range(table.nshards):
             slots = fp_shard_slots(table.base, shard, table.slots_per_shard)
             smap = self.slot_map[shard]
-            hw = high_water(table, shard)
+            hw = shard_high_water(table, shard)
             self.nusers = 0
             with nogil:
                 nmissed = self._scan_shard(slots, smap, hw, counts)
@@ -721,7 +717,7 @@ cdef class TrafficView:
             for shard in range(table.nshards):
                 slots = fp_shard_slots(table.base, shard, table.slots_per_shard)
                 smap = self.slot_map[shard]
-                hw = high_water(table, shard)
+                hw = shard_high_water(table, shard)
                 for i in range(hw):
                     s = &slots[i]
                     if s.kind != KIND_TCP_STREAM:
