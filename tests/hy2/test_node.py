@@ -25,17 +25,10 @@ from fastpath.shm import (KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, Co
 from fastpath.supervisor.command_channel import CommandClient
 from fastpath.worker.event_loop import run
 from tests.hy2.conftest import default_secret
-from tests.hy2.targets import pattern, standard_targets
+from tests.hy2.targets import pattern
 from tests.support.node import NodeProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def targets():
-    t = standard_targets()
-    yield t
-    t.close()
 
 
 @pytest.fixture(scope="module")

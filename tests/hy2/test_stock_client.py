@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.hy2.conftest import default_secret
-from tests.hy2.targets import pattern, standard_targets
+from tests.hy2.targets import pattern
 from tests.support.node import NodeProcess, free_tcp_port, free_udp_port
 
 # Only looked up here, never imported: the wheel starts a Go runtime, which belongs in its own
@@ -88,13 +88,6 @@ def payload_server(body: bytes) -> tuple[PayloadServer, int]:
     server = PayloadServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, server.server_address[1]
-
-
-@pytest.fixture(scope="module")
-def targets():
-    t = standard_targets()
-    yield t
-    t.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import hashlib
 
 import pytest
 
-from tests.hy2.targets import standard_targets
 from tests.support.node import NodeProcess
 
 SCALE = {"kickRefusal": "2s", "layoutPing": "1s", "layoutPoll": "100ms"}
@@ -46,10 +45,3 @@ def node(tmp_path_factory):
 @pytest.fixture(scope="package")
 def scale(node):
     return ScaleClient(node)
-
-
-@pytest.fixture(scope="package")
-def targets():
-    t = standard_targets()
-    yield t
-    t.close()

@@ -18,18 +18,10 @@ import pytest
 from fastpath.hy2.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2.conftest import default_secret
-from tests.hy2.targets import standard_targets
 from tests.support.node import NodeProcess, free_tcp_port, http
 
 pytestmark = pytest.mark.integration
 SECRET = "stats-secret"
-
-
-@pytest.fixture(scope="module")
-def targets():
-    t = standard_targets()
-    yield t
-    t.close()
 
 
 def make_node(tmp_path, **extra):
