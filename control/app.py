@@ -1,6 +1,9 @@
 """The control API's app factory: media handlers, middleware, and one module per face.
 
-Each face module exposes ``register(app, node)``; faces not present in this build are skipped.
+Each face module exposes ``register(app, node)``, which adds its routes and returns the
+:class:`~control.route_guard.Rule` that authenticates them (None: the face is off in this
+node).  Faces not present in this build are skipped.  The routes each face added are bound to
+its rule here, so no route escapes a check by being forgotten.
 """
 from __future__ import annotations
 
@@ -9,10 +12,11 @@ import importlib
 import falcon
 import falcon.media
 
-from control.auth import BearerAuth
 from control.errors import handle_unexpected, serialize_error
 from control.node_model import NodeModel
 from control.openapi import DocsResource, OpenApiResource
+from control.route_guard import OPEN, PathNormaliser, RouteGuard, route_templates
+from control.validation import BoundedMessagePackHandler
 
 FACES = (
     "control.native",
@@ -34,11 +38,12 @@ class MsgpackNegotiation:
 
 
 def create_app(node: NodeModel) -> falcon.App:
-    app = falcon.App(middleware=[BearerAuth(node), MsgpackNegotiation()])
+    guard = RouteGuard()
+    app = falcon.App(middleware=[PathNormaliser(), guard, MsgpackNegotiation()])
     handlers = {
         falcon.MEDIA_JSON: falcon.media.JSONHandler(),
-        falcon.MEDIA_MSGPACK: falcon.media.MessagePackHandler(),
-        "application/msgpack": falcon.media.MessagePackHandler(),
+        falcon.MEDIA_MSGPACK: BoundedMessagePackHandler(),
+        "application/msgpack": BoundedMessagePackHandler(),
     }
     app.req_options.media_handlers.update(handlers)
     app.resp_options.media_handlers.update(handlers)
@@ -52,7 +57,13 @@ def create_app(node: NodeModel) -> falcon.App:
             if exc.name == name:
                 continue
             raise
-        module.register(app, node)
+        before = route_templates(app)
+        rule = module.register(app, node)
+        added = route_templates(app) - before
+        if added and rule is None:
+            raise RuntimeError(f"{name} added routes without an authentication rule")
+        guard.bind(added, rule)
     app.add_route("/openapi.json", OpenApiResource(node.openapi))
     app.add_route("/docs", DocsResource(node.openapi))
+    guard.bind({"/openapi.json", "/docs"}, OPEN)
     return app

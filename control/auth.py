@@ -1,8 +1,9 @@
-"""Bearer-token auth of the native API and /metrics.
+"""Bearer-token auth of the native API and /metrics (the ``native`` rule of the route guard).
 
 The token is required whenever one is configured, and always when the API binds beyond
-loopback (then the generated token from secrets.json is used if none is configured).  Other
-faces (Traffic Stats, stream proxy, HY2 SCALE) have their own schemes and are not touched here.
+loopback (then the generated token from secrets.json is used if none is configured).  Which
+routes it covers is decided by the route guard (``control/route_guard.py``) on the matched
+route, never here on the path text.
 """
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import hmac
 
 import falcon
 
-PROTECTED_PREFIXES = ("/api/v1", "/metrics")
-PUBLIC_PATHS = ("/api/v1/health", "/api/v1/ping")
+from control.route_guard import Rule
 
 
 def required_token(node) -> str | None:
+    """The control token in force, or None when the control API asks for none (loopback
+    without ``control.token``)."""
     control = node.config.control
     if control.token:
         return control.token
@@ -23,18 +25,27 @@ def required_token(node) -> str | None:
     return None
 
 
-class BearerAuth:
-    def __init__(self, node):
-        self.token = required_token(node)
+def bearer_token(req: falcon.Request) -> str | None:
+    header = req.get_header("Authorization") or ""
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() == "bearer" and given.strip():
+        return given.strip()
+    return None
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self.token is None or req.path in PUBLIC_PATHS:
-            return
-        if not req.path.startswith(PROTECTED_PREFIXES):
-            return
-        header = req.get_header("Authorization") or ""
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-            raise falcon.HTTPUnauthorized(title="unauthorized",
-                                          description="a valid 'Authorization: Bearer <token>' header is required",
-                                          challenges=["Bearer"])
+
+def token_matches(given: str | None, token: str) -> bool:
+    return given is not None and hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), token.encode())
+
+
+def bearer_rule(node) -> Rule:
+    token = required_token(node)
+
+    def check(req: falcon.Request, resource) -> None:
+        if token is not None and not token_matches(bearer_token(req), token):
+            raise falcon.HTTPUnauthorized(
+                title="unauthorized",
+                description="a valid 'Authorization: Bearer <token>' header is required",
+                challenges=["Bearer"])
+
+    return Rule("native", check)

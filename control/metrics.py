@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from control.auth import bearer_rule
 from control.traffic_accounting import traffic_cache
 from fastpath.shm import KIND_NAMES, count_kinds
 
@@ -98,7 +99,8 @@ class Metrics:
         resp.data = users + generate_latest(self.registry)
 
 
-def register(app: falcon.App, node) -> None:
+def register(app: falcon.App, node):
     app.add_route("/metrics", Metrics(node))
     node.openapi.add("GET", "/metrics", "Prometheus metrics from the shared counters", tag="metrics",
                      content_type="text/plain")
+    return bearer_rule(node)

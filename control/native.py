@@ -7,8 +7,10 @@ import time
 import falcon
 
 from control import validation as v
+from control.auth import bearer_rule
 from control.errors import bad_request, conflict, not_found
 from control.openapi import path_param
+from control.route_guard import PUBLIC
 from control.traffic_accounting import usage
 from fastpath import __version__
 from fastpath.store import Conflict, NotFound, User
@@ -54,6 +56,8 @@ def parse_user_fields(body: dict) -> dict:
 
 
 class Health:
+    auth_rule = PUBLIC      # probes and load balancers ask without a token
+
     def __init__(self, node):
         self.node = node
 
@@ -74,6 +78,8 @@ class Health:
 
 class Ping:
     """Cheapest possible answer of the control API (probes; the benchmark's baseline)."""
+
+    auth_rule = PUBLIC
 
     def on_get(self, req, resp):
         resp.media = {"pong": True}
@@ -182,7 +188,7 @@ USER_SCHEMA = {
 }
 
 
-def register(app: falcon.App, node) -> None:
+def register(app: falcon.App, node):
     app.add_route("/api/v1/health", Health(node))
     app.add_route("/api/v1/ping", Ping())
     app.add_route("/api/v1/node", Node(node))
@@ -203,3 +209,4 @@ def register(app: falcon.App, node) -> None:
         api.add(method, "/api/v1/users/{user_id}", summary, tag="native",
                 params=[path_param("user_id")], body=user_ref if method in ("PATCH", "PUT") else None,
                 errors={404: "unknown user", 400: "invalid body"})
+    return bearer_rule(node)

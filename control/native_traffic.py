@@ -4,6 +4,7 @@ from __future__ import annotations
 import falcon
 
 from control import validation as v
+from control.auth import bearer_rule
 from control.errors import bad_request, not_found
 from control.openapi import path_param, query
 from control.traffic_accounting import read_traffic, traffic_cache
@@ -143,7 +144,7 @@ class Kick:
         resp.media = self.node.command("kick", {"ids": ids})
 
 
-def register(app: falcon.App, node) -> None:
+def register(app: falcon.App, node):
     app.add_route("/api/v1/traffic", Traffic(node))
     app.add_route("/api/v1/connections", Connections(node))
     app.add_route("/api/v1/streams", Streams(node))
@@ -166,3 +167,4 @@ def register(app: falcon.App, node) -> None:
     api.add("POST", "/api/v1/kick", "Close every connection of the listed users now", tag=tag,
             body={"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
             errors={400: "invalid body"})
+    return bearer_rule(node)

@@ -10,6 +10,8 @@ import json
 
 import falcon
 
+from control.route_guard import PUBLIC
+
 
 class OpenApiBuilder:
     def __init__(self, title: str, version: str):
@@ -56,6 +58,8 @@ def path_param(name: str, description: str = "") -> dict:
 
 
 class OpenApiResource:
+    auth_rule = PUBLIC
+
     def __init__(self, builder: OpenApiBuilder):
         self.builder = builder
 
@@ -65,6 +69,8 @@ class OpenApiResource:
 
 
 class DocsResource:
+    auth_rule = PUBLIC
+
     def __init__(self, builder: OpenApiBuilder):
         self.builder = builder
 

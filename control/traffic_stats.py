@@ -18,6 +18,8 @@ import time
 
 import falcon
 
+from control.auth import bearer_token, required_token, token_matches
+from control.route_guard import PUBLIC, Rule
 from control.traffic_accounting import traffic_cache
 from control.traffic_format import TABLE_FORMAT, go_bool, rfc3339_nano
 from control.traffic_format import TABLE_HEADER as _HEADER_FIELDS
@@ -53,7 +55,9 @@ def _local_port(req: falcon.Request) -> int | None:
 
 
 class TrafficStatsGate:
-    """Secret check and exact routing, ahead of Falcon's router."""
+    """The dedicated listener (``trafficStats.listen``) as the reference serves it: the secret
+    is checked before routing, for every request, and routing is exact.  On the control port
+    the route guard applies :func:`traffic_stats_rule` on the matched route instead."""
 
     def __init__(self, node):
         ts = node.config.traffic_stats
@@ -62,25 +66,52 @@ class TrafficStatsGate:
         if self.port is not None and self.port == node.config.control.port:
             self.port = None  # same listener as the control API: behave as the control port
 
-    def _authorized(self, req) -> bool:
+    def authorized(self, req) -> bool:
         if self.secret is None:
             return True
-        given = (req.get_header("Authorization") or "").encode()
+        given = (req.get_header("Authorization") or "").encode("utf-8", "surrogateescape")
         return hmac.compare_digest(given, self.secret)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.port is None or _local_port(req) != self.port:
+            return
         path = req.env.get("PATH_INFO", req.path)
-        dedicated = self.port is not None and _local_port(req) == self.port
-        if dedicated:
-            if not self._authorized(req):
-                _plain(resp, falcon.HTTP_401, "unauthorized\n")
-                resp.complete = True
-            elif (req.method, path) not in ROUTES:
-                _plain(resp, falcon.HTTP_404, "404 page not found\n")
-                resp.complete = True
-        elif path in PATHS and path != "/" and not self._authorized(req):
+        if not self.authorized(req):
             _plain(resp, falcon.HTTP_401, "unauthorized\n")
             resp.complete = True
+        elif (req.method, path) not in ROUTES:
+            _plain(resp, falcon.HTTP_404, "404 page not found\n")
+            resp.complete = True
+
+
+class TrafficStatsRefused(Exception):
+    """Refused by the secret: answered as the reference does (plain text 401)."""
+
+
+def traffic_stats_rule(node, gate: TrafficStatsGate) -> Rule:
+    """The secret as the reference checks it (the raw ``Authorization`` header).
+
+    Without a secret the reference's API is open; on a control port that is reachable beyond
+    loopback (or has ``control.token``) that would publish every user's traffic and let anyone
+    kick, so there the control token is asked instead (raw, as a secret, or as a bearer)."""
+    fallback = None if gate.secret is not None else required_token(node)
+
+    def check(req: falcon.Request, resource) -> None:
+        if gate.port is not None and _local_port(req) == gate.port:
+            return      # the gate has checked the dedicated listener already, as the reference
+        if fallback is not None:
+            given = req.get_header("Authorization") or ""
+            if token_matches(bearer_token(req), fallback) or token_matches(given, fallback):
+                return
+        elif gate.authorized(req):
+            return
+        raise TrafficStatsRefused()
+
+    return Rule("traffic_stats", check)
+
+
+def _refused(req, resp, exc, params) -> None:
+    _plain(resp, falcon.HTTP_401, "unauthorized\n")
 
 
 class Traffic:
@@ -173,6 +204,8 @@ class DumpStreams:
 
 
 class Index:
+    auth_rule = PUBLIC
+
     def on_get(self, req, resp):
         resp.content_type = "text/html; charset=utf-8"
         resp.text = ("<!DOCTYPE html><html><head><title>Traffic Stats</title></head><body>"
@@ -182,8 +215,10 @@ class Index:
                      "<li><a href=\"/dump/streams\">GET /dump/streams</a></li></ul></body></html>\n")
 
 
-def register(app: falcon.App, node) -> None:
-    app.add_middleware(TrafficStatsGate(node))
+def register(app: falcon.App, node):
+    gate = TrafficStatsGate(node)
+    app.add_middleware(gate)
+    app.add_error_handler(TrafficStatsRefused, _refused)
     app.add_route("/traffic", Traffic(node))
     app.add_route("/kick", Kick(node))
     app.add_route("/online", Online(node))
@@ -198,3 +233,4 @@ def register(app: falcon.App, node) -> None:
     api.add("GET", "/online", "Authenticated connections per id", tag=tag, secured=False)
     api.add("GET", "/dump/streams", "TCP streams (JSON, or a text table with Accept: text/plain)",
             tag=tag, secured=False)
+    return traffic_stats_rule(node, gate)

@@ -8,23 +8,63 @@ import datetime
 import json
 import re
 
+import falcon
+import falcon.media
+import msgpack
+
 from control.errors import bad_request
 
 MAX_BODY = 8 * 1024 * 1024
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,62}$")
 
 
+class BodyTooLarge(falcon.HTTPPayloadTooLarge):
+    def __init__(self):
+        super().__init__(title="body too large",
+                         description=f"the body is larger than {MAX_BODY} bytes")
+
+
+def read_body(req) -> bytes:
+    """At most ``MAX_BODY`` bytes of the body, whatever its type; 413 past that (told by
+    Content-Length before anything is read, or by reading one byte more than the cap)."""
+    if req.content_length is not None and req.content_length > MAX_BODY:
+        raise BodyTooLarge()
+    raw = req.bounded_stream.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise BodyTooLarge()
+    return raw
+
+
+def unpack_msgpack(raw: bytes):
+    """msgpack with every length bounded by the body itself (``unpackb`` caps each string,
+    array and map at the input's length), so a small body cannot declare a huge container."""
+    return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+
+
+class BoundedMessagePackHandler(falcon.media.MessagePackHandler):
+    """Falcon's msgpack handler reads the whole body; this one reads at most the cap."""
+
+    def deserialize(self, stream, content_type, content_length):
+        if content_length is not None and content_length > MAX_BODY:
+            raise BodyTooLarge()
+        raw = stream.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise BodyTooLarge()
+        try:
+            return unpack_msgpack(raw)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError):
+            raise bad_request("the body is not valid msgpack") from None
+
+
 def request_body(req):
     """The decoded body: msgpack when the request says so, otherwise JSON whatever the
     Content-Type (curl's -d sends a form type for what is a JSON body)."""
+    raw = read_body(req)
     if req.content_type and "msgpack" in req.content_type:
         try:
-            return req.get_media()
-        except Exception:
+            return unpack_msgpack(raw)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError):
             raise bad_request("the body is not valid msgpack") from None
-    raw = req.bounded_stream.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise bad_request(f"the body is larger than {MAX_BODY} bytes")
     if not raw.strip():
         raise bad_request("a JSON body is required")
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import falcon
 
 from control.hy2scale import unsupported
-from control.hy2scale.auth import Auth, Login, Password, ScaleAuthMiddleware
+from control.hy2scale.auth import Auth, Login, Password, scale_rule
 from control.hy2scale.backup import Backup, Restore
 from control.hy2scale.clients import ClientBook, ClientDisable, ClientItem, Clients
 from control.hy2scale.face import BASE, ScaleFace
@@ -38,12 +38,11 @@ from control.hy2scale.users import (
 )
 
 
-def register(app: falcon.App, node) -> None:
+def register(app: falcon.App, node):
     face = ScaleFace(node)
     if not face.settings.enabled:
-        return
+        return None
     auth = Auth(face)
-    app.add_middleware(ScaleAuthMiddleware(auth))
     book = UserBook(face)
     devices = Devices(face, book.cache)
     node_settings = NodeSettings(face)
@@ -78,3 +77,4 @@ def register(app: falcon.App, node) -> None:
         app.add_route(BASE + path, resource)
     document(node.openapi)
     unsupported.register(app, node.openapi)
+    return scale_rule(auth)

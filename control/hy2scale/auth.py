@@ -26,8 +26,10 @@ import time
 import falcon
 
 from control import validation as v
+from control.auth import bearer_token
 from control.errors import bad_request
 from control.hy2scale.face import BASE, PREFIX, ScaleFace, read_setting, write_setting
+from control.route_guard import PUBLIC, Rule
 
 CRED_KEY = PREFIX + "credentials"
 TOKEN_PREFIX = PREFIX + "token."
@@ -36,7 +38,6 @@ DEFAULT_USERNAME = "admin"
 DEFAULT_HASH = hashlib.sha256(b"admin").hexdigest()
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
-PUBLIC = {BASE + "/login", BASE + "/build-id"}
 STREAM_PATHS = {BASE + "/graph-layout/stream"}     # EventSource: ?token= accepted
 USERNAME_MAX = 64
 
@@ -170,34 +171,38 @@ def _since(value: str) -> float:
 
 
 def request_token(req: falcon.Request) -> str | None:
-    header = req.get_header("Authorization") or ""
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() == "bearer" and given.strip():
-        return given.strip()
-    if req.path in STREAM_PATHS:
+    token = bearer_token(req)
+    if token is not None:
+        return token
+    if req.uri_template in STREAM_PATHS:
         return req.get_param("token")
     return None
 
 
-class ScaleAuthMiddleware:
-    """Bearer token on every route under /scale/api/ except login and build-id.
+def scale_rule(auth: Auth) -> Rule:
+    """A valid token on every route of the face except those marked public (login, build-id).
 
-    The node's own BearerAuth (control/auth.py) guards only /api/v1 and /metrics, so these
-    routes are checked here and nowhere else."""
+    Beyond loopback, a node still on the default admin/admin serves a token only the password
+    change until the password is changed: the face is on by default, and a default password
+    reachable from the network must not open users, clients or restore."""
+    exposed = not auth.face.node.config.control.on_loopback
 
-    def __init__(self, auth: Auth):
-        self.auth = auth
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        path = req.path
-        if not (path == BASE or path.startswith(BASE + "/")) or path in PUBLIC:
-            return
+    def check(req: falcon.Request, resource) -> None:
         token = request_token(req)
         if token is None:
             raise unauthorized("a valid 'Authorization: Bearer <token>' header is required "
                                "(POST /scale/api/login)")
-        if not self.auth.token_valid(token):
+        if not auth.token_valid(token):
             raise unauthorized("the token is unknown or expired; log in again")
+        if exposed and not getattr(resource, "allowed_on_default_password", False) \
+                and auth.credentials().get("default"):
+            raise falcon.HTTPForbidden(
+                title="default password",
+                description="this node's control API is reachable beyond loopback and the HY2 "
+                            "SCALE admin still has the default password: change it first "
+                            "(PUT /scale/api/settings/password)")
+
+    return Rule("hy2scale", check)
 
 
 def sha_field(body: dict, name: str) -> str:
@@ -215,6 +220,8 @@ def username_field(body: dict, name: str) -> str:
 
 
 class Login:
+    auth_rule = PUBLIC
+
     def __init__(self, auth: Auth):
         self.auth = auth
 
@@ -235,6 +242,8 @@ class Login:
 class Password:
     """``PUT /settings/password {current_password, new_username?, new_password?}``: every
     token (this one too) stops working; log in again with the new credentials."""
+
+    allowed_on_default_password = True
 
     def __init__(self, auth: Auth):
         self.auth = auth

@@ -24,6 +24,7 @@ from control.hy2scale.face import (
     read_setting,
     write_setting,
 )
+from control.route_guard import PUBLIC
 from fastpath import __version__
 from fastpath.config.fields import parse_listen
 from fastpath.shm import scan_totals
@@ -169,6 +170,8 @@ def build_id() -> str:
 
 
 class BuildId:
+    auth_rule = PUBLIC      # the UI reads it before login
+
     def __init__(self):
         self.value = build_id()
 

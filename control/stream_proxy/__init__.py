@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import falcon
 
+from control.stream_proxy.auth import stream_rule
 from control.stream_proxy.errors import ProxyError, handle_proxy_error
 from control.stream_proxy.face import Face
 from control.stream_proxy.hooks import Webhooks, WebhookTest
@@ -31,7 +32,7 @@ from control.stream_proxy.streams import (
 )
 
 
-def register(app: falcon.App, node) -> None:
+def register(app: falcon.App, node):
     face = Face(node)
     app.add_error_handler(ProxyError, handle_proxy_error)
     app.add_route("/streams", Streams(face))
@@ -51,3 +52,4 @@ def register(app: falcon.App, node) -> None:
     app.add_route("/webhooks", Webhooks(face))
     app.add_route("/webhooks/test", WebhookTest(face))
     document(node.openapi)
+    return stream_rule(face)

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from control.exposure import exposure_line
 from fastpath import __version__
 from fastpath.config import ConfigError, NodeConfig, load_config
 from fastpath.node_log import log_to_node_file, rotate_if_large, setup_process_logging
@@ -269,6 +270,9 @@ class Supervisor:
         c = self.config.control
         log.info("fastpath %s serving: control API http://%s:%d, %d worker(s)",
                  __version__, c.host, c.port, self.config.workers)
+        exposure = exposure_line(self.config)
+        if exposure:
+            log.info("%s", exposure)
         await self.stop_event.wait()
         log.info("stopping")
         self.stopping = True
