@@ -24,7 +24,7 @@ def media_dir(tmp_path_factory):
 
 
 def test_trickling_heads_are_dropped_and_viewers_unaffected(tmp_path, media_dir):
-    with OriginProcess(media_dir) as origin, media_node(tmp_path / "node") as node:
+    with OriginProcess(media_dir) as origin, media_node(tmp_path) as node:
         sid = register(node, origin.base + "/live/stream.ts")
         viewer = LiveReader(node.media_port, f"/stream/{sid}")
         try:
