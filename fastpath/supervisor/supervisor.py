@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
@@ -283,7 +284,12 @@ class Supervisor:
             task.cancel()
         server.close()
         await self._stop_children()
-        segment.retire(self.table, self.store)
+        try:
+            segment.retire(self.table, self.store)
+        except (sqlite3.Error, OSError) as exc:
+            # Full or read-only disk: the segment stays, and the next start adopts it.
+            log.warning("counters not folded into the store (%s); the counter segment is kept "
+                        "and adopted at the next start", exc)
         try:
             sock_path.unlink()
         except FileNotFoundError:
