@@ -1,7 +1,8 @@
 """The control API process: gunicorn, started from Python, serving the Falcon app.
 
-Threaded workers (``gthread``) so long-lived responses (SSE, log streams) do not block other
-requests.  Binds the control listener, plus ``trafficStats.listen`` when configured (the same
+Threaded workers so long-lived responses (SSE, log streams) do not block other requests; the
+worker class (control/http_worker.py) collects each request on its poller with a deadline before
+a thread sees it, so slow or idle clients cannot hold the threads.  Binds the control listener, plus ``trafficStats.listen`` when configured (the same
 app; the Traffic Stats face tells the listeners apart by the local address of the socket).
 """
 from __future__ import annotations
@@ -39,7 +40,8 @@ class ControlApiServer(BaseApplication):
             "bind": binds,
             "workers": cfg.control.workers,
             "threads": cfg.control.threads,
-            "worker_class": "gthread",
+            "worker_class": "control.http_worker.HeadDeadlineWorker",
+            "worker_connections": 4096,
             "graceful_timeout": 2,
             "timeout": 60,
             "keepalive": 5,

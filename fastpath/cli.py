@@ -11,7 +11,8 @@ from fastpath import __version__
 
 def _serve(args) -> int:
     from fastpath.supervisor.supervisor import serve
-    return serve(args.config, args.data_dir, use_uvloop=not args.no_uvloop)
+    return serve(args.config, args.data_dir, use_uvloop=not args.no_uvloop,
+                 reset_store=args.reset_store)
 
 
 def _client(args) -> int:
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-c", "--config", help="node config (YAML); Hysteria 2 server configs are accepted as is")
     serve.add_argument("--data-dir", help="data directory (default: node.dataDir or ./fastpath-data)")
     serve.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio loop")
+    serve.add_argument("--reset-store", action="store_true",
+                       help="start with an empty state store when state.db is missing or unusable (moved aside)")
     serve.set_defaults(func=_serve)
 
     client = sub.add_parser("client", help="run a Hysteria 2 client with local SOCKS5/HTTP/forwarding listeners")

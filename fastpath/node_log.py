@@ -11,12 +11,44 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import sys
+import time
 from pathlib import Path
 
 NODE_LOG_NAME = "node.log"
 LOG_FORMAT = "%(asctime)s {label} %(levelname)s %(name)s: %(message)s"
 ROTATE_BYTES = 16 * 1024 * 1024
 KEEP_ROTATED = 3
+
+
+RETRY_SECONDS = 30.0
+
+
+class NodeLogHandler(logging.handlers.WatchedFileHandler):
+    """The node log, which gives way when the data dir's disk is full or read-only: one
+    warning on stderr (where every process logs too), then records are dropped from the file
+    (never the ``--- Logging error ---`` dump per record) until a retry after
+    ``RETRY_SECONDS`` succeeds."""
+
+    failed_at: float | None = None
+
+    def emit(self, record):
+        if self.failed_at is not None:
+            if time.monotonic() - self.failed_at < RETRY_SECONDS:
+                return
+            self.failed_at = None
+            self.close()                 # reopen on the next write
+        try:
+            super().emit(record)
+        except OSError:                  # reopening the file failed (not caught by logging)
+            self.handleError(record)
+
+    def handleError(self, record):
+        if self.failed_at is None:
+            exc = sys.exc_info()[1]
+            print(f"fastpath: warning: {self.baseFilename} cannot be written ({exc}); logging "
+                  f"to stderr only, retrying every {RETRY_SECONDS:.0f}s", file=sys.stderr)
+        self.failed_at = time.monotonic()
 
 
 def node_log_path(data_dir: Path) -> Path:
@@ -38,7 +70,7 @@ def log_to_node_file(data_dir: Path, label: str, level: int | str | None = None)
     for handler in root.handlers:
         if isinstance(handler, logging.FileHandler) and handler.baseFilename == path:
             return handler
-    handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    handler = NodeLogHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT.format(label=label)))
     if level is not None:
         handler.setLevel(level)

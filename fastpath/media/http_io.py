@@ -251,6 +251,9 @@ class HttpServer:
                 conn.close()
 
     async def _read_head(self, conn: socket.socket, buf: bytearray, timeout: float) -> bytes | None:
+        """The next request head, or None (closed, too large, or late).  ``timeout`` bounds the
+        whole head, not each read: a client trickling header lines is dropped on time."""
+        deadline = self.loop.time() + timeout
         while True:
             end = buf.find(b"\r\n\r\n")
             if end >= 0:
@@ -267,7 +270,10 @@ class HttpServer:
                                                                    keep_alive=False))
                 return None
             try:
-                data = await asyncio.wait_for(self.loop.sock_recv(conn, 65536), timeout)
+                remaining = deadline - self.loop.time()
+                if remaining <= 0:
+                    return None
+                data = await asyncio.wait_for(self.loop.sock_recv(conn, 65536), remaining)
             except TimeoutError:
                 return None
             if not data:

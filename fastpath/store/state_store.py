@@ -8,6 +8,7 @@ applied whole or not at all.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -24,6 +25,14 @@ USER_COLUMNS = ("id", "auth_secret", "enabled", "traffic_limit", "expiry", "inbo
 
 class StoreError(Exception):
     """A change the store refuses (conflict, unknown id); the message says why."""
+
+
+class StoreUnusable(StoreError):
+    """The database file cannot be used as it is (missing on a used data dir, empty, not a
+    database, damaged); the message says what was found and how to recover, in one line."""
+
+
+RECOVERY = "restore state.db from a backup, or start with --reset-store to start empty on purpose"
 
 
 class NotFound(StoreError):
@@ -71,17 +80,64 @@ class StateStore:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._local = threading.local()
-        with self.transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise StoreError(f"{self.path}: schema version {version} is newer than this "
-                                 f"fastpath ({len(MIGRATIONS)})")
-            for number in range(version, len(MIGRATIONS)):
-                # executescript() would commit midway; run statement by statement instead.
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number + 1}")
+        _create_private(self.path)
+        try:
+            with self.transaction() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > len(MIGRATIONS):
+                    raise StoreError(f"{self.path}: schema version {version} is newer than this "
+                                     f"fastpath ({len(MIGRATIONS)})")
+                for number in range(version, len(MIGRATIONS)):
+                    # executescript() would commit midway; run statement by statement instead.
+                    for statement in MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {number + 1}")
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreUnusable(f"{self.path} is unreadable ({exc}); {RECOVERY}") from None
+        _restrict(self.path)
+
+    @classmethod
+    def open_checked(cls, path: str | Path, *, used: bool, reset: bool = False) -> "StateStore":
+        """Open the store at start-up, refusing to start empty by mistake.
+
+        On a used data dir (``used``: its secrets exist), a missing or empty file, one that is
+        not a database, or one that fails SQLite's quick check is refused with
+        ``StoreUnusable``.  ``reset`` moves such a file aside (``state.db.unusable-<time>``) and
+        starts with an empty store, on purpose."""
+        path = Path(path)
+        problem = None
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = None
+        if size is None and used:
+            problem = f"{path} is missing although the data dir has been used (secrets.json exists)"
+        elif size == 0 and used:
+            problem = f"{path} is empty (0 bytes) although the data dir has been used"
+        if problem is None:
+            try:
+                store = cls(path)
+                bad = store._db().execute("PRAGMA quick_check").fetchone()[0]
+                if bad != "ok":
+                    store.close()
+                    raise StoreUnusable(f"{path} is damaged (quick_check: {bad}); {RECOVERY}")
+                return store
+            except sqlite3.DatabaseError as exc:
+                problem = f"{path} is unreadable ({exc})"
+            except StoreUnusable as exc:
+                if not reset:
+                    raise
+                problem = str(exc)
+        if not reset:
+            raise StoreUnusable(f"{problem}; {RECOVERY}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(str(path) + suffix)
+            if old.exists():
+                os.replace(old, Path(f"{path}.unusable-{stamp}{suffix}"))
+        return cls(path)
 
     # -- connections and transactions -------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -90,7 +146,9 @@ class StateStore:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                  check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit is on disk before the API answers 2xx for it (NORMAL in WAL mode
+            # can lose the last commits on power loss).
+            db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
             self._local.db = db
         return db
@@ -266,6 +324,25 @@ class StateStore:
     def reset_carried(self, user_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM carried WHERE user_id = ?", (user_id,))
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 before SQLite does (it would use the umask, typically
+    0644); SQLite gives the -wal and -shm files the mode of the database file."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _restrict(path: str) -> None:
+    """Bring a store made by an older version (0644) to 0600, with its -wal and -shm."""
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            if os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, 0o600)
+        except (FileNotFoundError, PermissionError):
+            pass
 
 
 def _conflict_message(exc: sqlite3.IntegrityError, user: User) -> str:

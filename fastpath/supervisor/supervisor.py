@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from fastpath import __version__
 from fastpath.config import ConfigError, NodeConfig, load_config
 from fastpath.node_log import log_to_node_file, rotate_if_large, setup_process_logging
 from fastpath.store import StateStore, User
-from fastpath.store.state_store import read_baselines
+from fastpath.store.state_store import StoreUnusable, read_baselines
 from fastpath.supervisor import bootstrap, segment
 from fastpath.supervisor.command_channel import CommandError, FrameLink, serve_requests
 
@@ -51,7 +52,9 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, config_path: str | None, data_dir: str | None, *, use_uvloop: bool = True):
+    def __init__(self, config_path: str | None, data_dir: str | None, *, use_uvloop: bool = True,
+                 reset_store: bool = False):
+        self.reset_store = reset_store
         self.config_path = config_path
         self.data_dir_arg = data_dir
         self.use_uvloop = use_uvloop
@@ -67,9 +70,14 @@ class Supervisor:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.data_dir, 0o700)
+        log_to_node_file(cfg.data_dir, "supervisor")   # start-up warnings belong in node.log
         self.secrets, created = bootstrap.load_or_create_secrets(cfg.data_dir)
         bootstrap.ensure_certificate(cfg.data_dir)
-        self.store = StateStore(cfg.store_path)
+        self.store = StateStore.open_checked(cfg.store_path, used=not created,
+                                             reset=self.reset_store)
+        if self.reset_store:
+            log.warning("--reset-store given: an unusable %s was moved aside (if any)",
+                        cfg.store_path)
         if created:
             self._first_start()
         self.table = segment.open_segment(cfg.counter_segment_path, self.store, cfg.workers,
@@ -280,7 +288,12 @@ class Supervisor:
             task.cancel()
         server.close()
         await self._stop_children()
-        segment.retire(self.table, self.store)
+        try:
+            segment.retire(self.table, self.store)
+        except (sqlite3.Error, OSError) as exc:
+            # Full or read-only disk: the segment stays, and the next start adopts it.
+            log.warning("counters not folded into the store (%s); the counter segment is kept "
+                        "and adopted at the next start", exc)
         try:
             sock_path.unlink()
         except FileNotFoundError:
@@ -307,14 +320,19 @@ class Supervisor:
                 child.link.close()
 
 
-def serve(config_path: str | None, data_dir: str | None, use_uvloop: bool = True) -> int:
+def serve(config_path: str | None, data_dir: str | None, use_uvloop: bool = True,
+          reset_store: bool = False) -> int:
     from fastpath.worker.event_loop import run
     setup_process_logging(None, "supervisor")
     try:
-        sup = Supervisor(config_path, data_dir, use_uvloop=use_uvloop)
+        sup = Supervisor(config_path, data_dir, use_uvloop=use_uvloop, reset_store=reset_store)
     except ConfigError as exc:
         print(f"fastpath: config error: {exc}", file=sys.stderr)
         return 2
-    sup.prepare()
+    try:
+        sup.prepare()
+    except StoreUnusable as exc:
+        print(f"fastpath: state store: {exc}", file=sys.stderr)
+        return 2
     log_to_node_file(sup.config.data_dir, "supervisor")
     return run(sup.run(), use_uvloop=use_uvloop)
