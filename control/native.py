@@ -73,6 +73,8 @@ class Health:
             "uptime": round(status["uptime"], 3) if status else None,
             "workers": len(workers),
             "workers_alive": alive,
+            # Crashes of running children (workers, control API) the supervisor restarted.
+            "restarts": sum(c.get("restarts", 0) for c in (status or {}).get("children", [])),
         }
 
 

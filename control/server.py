@@ -12,12 +12,29 @@ import os
 import sys
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from fastpath.config import ConfigError, load_config
 from fastpath.node_log import log_to_node_file, setup_process_logging
-from fastpath.supervisor.child_process import die_with_parent
+from fastpath.supervisor.child_process import (describe_startup_error, die_with_parent,
+                                               report_failure, report_ready)
 
 
+class NodeLogger(GunicornLogger):
+    """gunicorn's error log through this process's root logger, so its lines have the node's
+    one format and land in node.log too (gunicorn otherwise writes its own format to stderr)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in list(self.error_log.handlers):
+            if getattr(handler, "_gunicorn", False):
+                self.error_log.removeHandler(handler)
+        self.error_log.propagate = True
+
+
+def _worker_ready(_worker) -> None:
+    """gunicorn's post_worker_init: the app is loaded and the worker about to serve."""
+    report_ready()
 
 
 def _bind(host: str, port: int) -> str:
@@ -49,6 +66,8 @@ class ControlApiServer(BaseApplication):
             "errorlog": "-",
             "loglevel": os.environ.get("FASTPATH_LOG_LEVEL", "info").lower(),
             "proc_name": "fastpath-control",
+            "logger_class": NodeLogger,
+            "post_worker_init": _worker_ready,
         }
         if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
             settings["control_socket_disable"] = True
@@ -58,7 +77,11 @@ class ControlApiServer(BaseApplication):
     def load(self):
         from control.app import create_app
         from control.node_model import NodeModel
-        return create_app(NodeModel(load_config(self.config_path, self.data_dir)))
+        try:
+            return create_app(NodeModel(load_config(self.config_path, self.data_dir)))
+        except Exception as exc:
+            report_failure(describe_startup_error(exc))   # gunicorn then halts (exit 3)
+            raise
 
 
 def main(argv=None) -> int:
@@ -71,7 +94,7 @@ def main(argv=None) -> int:
     try:
         server = ControlApiServer(args.config, args.data_dir)
     except ConfigError as exc:
-        print(f"fastpath control API: config error: {exc}", file=sys.stderr)
+        report_failure(f"config error: {exc}")
         return 2
     log_to_node_file(server.node_config.data_dir, "control")
     server.run()

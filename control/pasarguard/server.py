@@ -26,6 +26,7 @@ from control.pasarguard.rest import RestApi
 from control.pasarguard.tls import resolve_certificate, server_context
 from fastpath.config import ConfigError, load_config
 from fastpath.node_log import log_to_node_file, node_log_path
+from fastpath.supervisor.child_process import describe_startup_error, report_failure, report_ready
 
 log = logging.getLogger("fastpath.pasarguard")
 
@@ -124,10 +125,13 @@ def main(argv=None) -> int:
     log_to_node_file(config.data_dir, "pasarguard")
     from fastpath.worker.event_loop import run
     try:
-        return run(serve(config, settings), use_uvloop=not args.no_uvloop)
+        return run(serve(config, settings, ready=lambda _face: report_ready()),
+                   use_uvloop=not args.no_uvloop)
     except (OSError, ssl.SSLError, ValueError) as exc:
-        # A port in use, an unreadable certificate: one line, and the supervisor retries later.
+        # A port in use, an unreadable certificate: one line; the supervisor ends the node
+        # with it when this happens at start-up.
         log.error("PasarGuard node API cannot start: %s", exc)
+        report_failure(describe_startup_error(exc))
         return 1
 
 

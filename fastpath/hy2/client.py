@@ -429,7 +429,10 @@ class Hy2Client:
             rate = s.bandwidth_up if not result.server_rx else min(s.bandwidth_up, result.server_rx)
             install_brutal(quic, rate, loop.time())
         if s.quic.keep_alive_period:
-            asyncio.ensure_future(self._keep_alive(conn, s.quic.keep_alive_period))
+            # Never less often than twice per idle timeout (as quic-go caps it), or a short
+            # maxIdleTimeout would close the connection between two keep-alives.
+            period = min(s.quic.keep_alive_period, s.quic.max_idle_timeout / 2)
+            conn.keep_alive_task = asyncio.ensure_future(self._keep_alive(conn, period))
         self.conn = conn
         return conn
 

@@ -13,6 +13,7 @@ from fastpath.config.fields import ConfigError, Section, parse_bandwidth, parse_
 
 DEFAULT_LISTEN = ":8443"
 DEFAULT_UDP_IDLE_TIMEOUT = 60.0
+DEFAULT_KEEP_ALIVE = 10.0
 MIN_SALAMANDER_PASSWORD = 4
 
 
@@ -113,8 +114,10 @@ def _quic(sec: Section, *, client: bool) -> QuicSettings:
             q.init_stream_window = min(CHROME_STREAM_WINDOW, q.max_stream_window)
         if q.chrome_parrot and not sec.has("initConnReceiveWindow"):
             q.init_conn_window = min(CHROME_CONN_WINDOW, q.max_conn_window)
-        keep = sec.duration("keepAlivePeriod")
-        if keep is not None and not 2 <= keep <= 60:
+        # As the reference client: a PING every 10 s unless set, so an idle connection (an
+        # SSH session through a forward) outlives the idle timeout.
+        keep = sec.duration("keepAlivePeriod", DEFAULT_KEEP_ALIVE)
+        if not 2 <= keep <= 60:
             raise ConfigError(sec.key("keepAlivePeriod"), f"must be between 2s and 60s; got {keep:g}s")
         q.keep_alive_period = keep
     else:

@@ -23,7 +23,8 @@ from fastpath.config import ConfigError, NodeConfig, load_config
 from fastpath.node_log import log_to_node_file, rotate_if_large, setup_process_logging
 from fastpath.store import StateStore, User
 from fastpath.store.state_store import StoreUnusable, read_baselines
-from fastpath.supervisor import bootstrap, segment
+from fastpath.supervisor import bootstrap, preflight, segment
+from fastpath.supervisor.child_process import STATUS_FD_ENV, child_command, describe_startup_error
 from fastpath.supervisor.command_channel import CommandError, FrameLink, serve_requests
 
 log = logging.getLogger("fastpath.supervisor")
@@ -31,13 +32,19 @@ log = logging.getLogger("fastpath.supervisor")
 SNAPSHOT_SECONDS = 2.0
 ENFORCE_SECONDS = 0.25
 STOP_GRACE_SECONDS = 3.0
-RESTART_BACKOFF_MAX = 5.0
+RESTART_BACKOFF_MIN = 0.5
+RESTART_BACKOFF_MAX = 30.0
+# A child that ran this long before it crashed starts over at the shortest backoff.
+STABLE_SECONDS = 30.0
+# Restarts in a row that fail before the child is ready end the node (it cannot recover).
+MAX_FAILED_RESTARTS = 5
 
 
 @dataclass
 class Child:
     name: str
-    argv: list[str]
+    module: str
+    args: list[str] = field(default_factory=list)
     shard: int | None = None
     proc: asyncio.subprocess.Process | None = None
     link: FrameLink | None = None
@@ -45,6 +52,9 @@ class Child:
     started_at: float = 0.0
     task: asyncio.Task | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    status: asyncio.StreamReader | None = None
+    status_writer: asyncio.StreamWriter | None = None
+    failed_starts: int = 0
 
     @property
     def alive(self) -> bool:
@@ -64,11 +74,13 @@ class Supervisor:
         self.stopping = False
         self.stop_event: asyncio.Event | None = None
         self.over_limit: set[str] = set()
+        self.exit_code = 0
 
     # -- set-up -----------------------------------------------------------------------------
     def prepare(self) -> None:
+        """Data dir, secrets, certificate, store, segment; StartupError when one cannot be."""
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        preflight.check_data_dir(cfg.data_dir)
         os.chmod(cfg.data_dir, 0o700)
         log_to_node_file(cfg.data_dir, "supervisor")   # start-up warnings belong in node.log
         self.secrets, created = bootstrap.load_or_create_secrets(cfg.data_dir)
@@ -85,8 +97,15 @@ class Supervisor:
 
     def _first_start(self) -> None:
         uses_table_auth = not (self.config.raw.get("auth") or self.config.raw.get("pasarguard"))
-        lines = ["fastpath: first start in " + str(self.config.data_dir.resolve()),
-                 f"  control API token: {self.secrets['control_token']}"]
+        lines = ["fastpath: first start in " + str(self.config.data_dir.resolve())]
+        control = self.config.control
+        if control.token:
+            lines.append("  control API token: the one set in control.token")
+        elif control.on_loopback:
+            lines.append("  control API on loopback: no token needed (a generated one in "
+                         "secrets.json is asked for once control.listen leaves loopback)")
+        else:
+            lines.append(f"  control API token: {self.secrets['control_token']}")
         if uses_table_auth and not self.store.list_users():
             self.store.create_user(User(id="default", auth_secret=self.secrets["default_user_secret"]))
             lines.append(f"  Hysteria 2 user 'default', auth: {self.secrets['default_user_secret']}")
@@ -101,50 +120,111 @@ class Supervisor:
         return args
 
     async def _spawn(self, child: Child) -> None:
-        pass_fds: tuple = ()
+        argv, env = child_command(child.module, *child.args)
+        status_ours, status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env[STATUS_FD_ENV] = str(status_theirs.fileno())
+        pass_fds = [status_theirs.fileno()]
         theirs = None
-        argv = list(child.argv)
         if child.shard is not None:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             argv += ["--link-fd", str(theirs.fileno())]
-            pass_fds = (theirs.fileno(),)
-        child.proc = await asyncio.create_subprocess_exec(*argv, pass_fds=pass_fds)
+            pass_fds.append(theirs.fileno())
+        try:
+            child.proc = await asyncio.create_subprocess_exec(*argv, pass_fds=pass_fds, env=env)
+        finally:
+            status_theirs.close()
+            if theirs is not None:
+                theirs.close()
         child.started_at = time.time()
+        # Keep the writer: a StreamWriter that is collected closes its transport.
+        child.status, child.status_writer = await asyncio.open_unix_connection(sock=status_ours)
         if theirs is not None:
-            theirs.close()
             reader, writer = await asyncio.open_unix_connection(sock=ours)
             child.link = FrameLink(reader, writer)
         log.info("started %s (pid %d)", child.name, child.proc.pid)
 
+    async def _start_outcome(self, child: Child) -> str | None:
+        """Wait until the child reports: None when it is ready, else why it could not start
+        (its own line, or its exit code when it ended without one)."""
+        line = b""
+        try:
+            line = await child.status.readline()
+        except (OSError, ValueError):
+            pass
+        text = line.decode("utf-8", "replace").strip()
+        if text == "ready":
+            return None
+        code = await child.proc.wait()
+        if text.startswith("failed "):
+            return text[len("failed "):]
+        return f"exited with code {code} before it was ready"
+
     async def _keep_running(self, child: Child) -> None:
-        backoff = 0.2
+        """Run a child for as long as the node runs.  A child that cannot start ends the node
+        (the next try would fail the same way); one that crashes after it was ready is
+        restarted with backoff, counted in ``restarts``."""
+        backoff = RESTART_BACKOFF_MIN
         while not self.stopping:
             await self._spawn(child)
+            problem = await self._start_outcome(child)
+            if problem is not None:
+                self._close_link(child)
+                if self.stopping:
+                    break
+                child.failed_starts += 1
+                if child.restarts == 0 or child.failed_starts >= MAX_FAILED_RESTARTS:
+                    self.fail(f"{child.name} cannot start: {problem}")
+                    return
+                log.warning("%s did not start again: %s; retrying in %.1fs", child.name,
+                            problem, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+                continue
+            child.failed_starts = 0
             child.ready.set()
             code = await child.proc.wait()
-            if child.link:
-                child.link.close()
-                child.link = None
+            self._close_link(child)
             if self.stopping:
                 break
             lived = time.time() - child.started_at
-            log.warning("%s exited with %s after %.1fs; restarting", child.name, code, lived)
             child.restarts += 1
-            backoff = 0.2 if lived > 10 else min(backoff * 2, RESTART_BACKOFF_MAX)
+            if lived > STABLE_SECONDS:
+                backoff = RESTART_BACKOFF_MIN
+            log.warning("%s exited with %s after %.1fs; restart %d in %.1fs", child.name,
+                        _exit_text(code), lived, child.restarts, backoff)
             await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+
+    @staticmethod
+    def _close_link(child: Child) -> None:
+        if child.link:
+            child.link.close()
+            child.link = None
+        if child.status_writer:
+            child.status_writer.close()
+            child.status_writer = child.status = None
+
+    def fail(self, message: str) -> None:
+        """End the node with one line and a non-zero exit code."""
+        if self.stopping or self.exit_code:
+            return
+        log.error("%s; stopping the node", message)
+        self.exit_code = 1
+        if self.stop_event is not None:
+            self.stop_event.set()
 
     def _make_children(self) -> None:
-        py = sys.executable
         for shard in range(self.config.workers):
-            argv = [py, "-m", "fastpath.worker", "--shard", str(shard), *self._base_args()]
+            args = ["--shard", str(shard), *self._base_args()]
             if not self.use_uvloop:
-                argv.append("--no-uvloop")
-            self.children.append(Child(name=f"worker[{shard}]", argv=argv, shard=shard))
-        self.children.append(Child(name="control-api",
-                                   argv=[py, "-m", "control.server", *self._base_args()]))
+                args.append("--no-uvloop")
+            self.children.append(Child(name=f"worker[{shard}]", module="fastpath.worker",
+                                       args=args, shard=shard))
+        self.children.append(Child(name="control-api", module="control.server",
+                                   args=self._base_args()))
         if self.config.sections.get("pasarguard"):
-            self.children.append(Child(name="pasarguard-api",
-                                       argv=[py, "-m", "control.pasarguard.server", *self._base_args()]))
+            self.children.append(Child(name="pasarguard-api", module="control.pasarguard.server",
+                                       args=self._base_args()))
 
     @property
     def workers(self) -> list[Child]:
@@ -274,13 +354,8 @@ class Supervisor:
         for child in self.children:
             child.task = asyncio.ensure_future(self._keep_running(child))
         loops = [asyncio.ensure_future(self._snapshot_loop()),
-                 asyncio.ensure_future(self._enforce_loop())]
-        c = self.config.control
-        log.info("fastpath %s serving: control API http://%s:%d, %d worker(s)",
-                 __version__, c.host, c.port, self.config.workers)
-        exposure = exposure_line(self.config)
-        if exposure:
-            log.info("%s", exposure)
+                 asyncio.ensure_future(self._enforce_loop()),
+                 asyncio.ensure_future(self._announce_when_ready())]
         await self.stop_event.wait()
         log.info("stopping")
         self.stopping = True
@@ -299,7 +374,17 @@ class Supervisor:
         except FileNotFoundError:
             pass
         log.info("stopped")
-        return 0
+        return self.exit_code
+
+    async def _announce_when_ready(self) -> None:
+        """"serving" is said once every child reports ready, not before."""
+        await asyncio.gather(*(c.ready.wait() for c in self.children))
+        c = self.config.control
+        log.info("fastpath %s serving: control API http://%s:%d, %d worker(s)",
+                 __version__, c.host, c.port, self.config.workers)
+        exposure = exposure_line(self.config)
+        if exposure:
+            log.info("%s", exposure)
 
     async def _stop_children(self) -> None:
         live = [c for c in self.children if c.alive]
@@ -322,6 +407,8 @@ class Supervisor:
 
 def serve(config_path: str | None, data_dir: str | None, use_uvloop: bool = True,
           reset_store: bool = False) -> int:
+    """Exit codes: 0 after a stop by signal, 1 when the node cannot start (or a child cannot
+    start, or keeps failing to restart), 2 for a config error or an unusable state store."""
     from fastpath.worker.event_loop import run
     setup_process_logging(None, "supervisor")
     try:
@@ -330,9 +417,26 @@ def serve(config_path: str | None, data_dir: str | None, use_uvloop: bool = True
         print(f"fastpath: config error: {exc}", file=sys.stderr)
         return 2
     try:
+        # Before anything is made: a node that cannot start leaves no first-start banner.
+        preflight.check_node(sup.config)
         sup.prepare()
     except StoreUnusable as exc:
         print(f"fastpath: state store: {exc}", file=sys.stderr)
         return 2
-    log_to_node_file(sup.config.data_dir, "supervisor")
+    except preflight.StartupError as exc:
+        print(f"fastpath: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:     # a data dir that changed under us, a broken file
+        print(f"fastpath: cannot start: data dir {sup.config.data_dir}: "
+              f"{describe_startup_error(exc)}", file=sys.stderr)
+        return 1
     return run(sup.run(), use_uvloop=use_uvloop)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"

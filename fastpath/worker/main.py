@@ -19,7 +19,8 @@ from fastpath.hy2.exit_peers import ExitPeers
 from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.shm import CounterTable
 from fastpath.store import StateStore
-from fastpath.supervisor.child_process import die_with_parent
+from fastpath.supervisor.child_process import (describe_startup_error, die_with_parent,
+                                               report_failure, report_ready)
 from fastpath.supervisor.command_channel import CommandError, serve_requests
 from fastpath.worker.context import WorkerContext
 from fastpath.worker.event_loop import run
@@ -111,6 +112,7 @@ async def worker_main(args) -> int:
 
     beat = asyncio.ensure_future(heartbeat())
     log.info("worker %d ready (pid %d)", args.shard, os.getpid())
+    report_ready()
     await stop.wait()
     beat.cancel()
     for service in services:
@@ -136,5 +138,13 @@ def main(argv=None) -> int:
     try:
         return run(worker_main(args), use_uvloop=not args.no_uvloop)
     except ConfigError as exc:
-        print(f"fastpath worker: config error: {exc}", file=sys.stderr)
+        report_failure(f"config error: {exc}")
         return 2
+    except Exception as exc:
+        if getattr(report_ready, "sent", False):
+            raise                       # a crash of a running worker: the traceback helps
+        # Cannot start (a port, a certificate...): one line to the supervisor, which ends the
+        # node with it; the traceback only at DEBUG.
+        log.debug("worker %d cannot start", args.shard, exc_info=True)
+        report_failure(describe_startup_error(exc))
+        return 3

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.support.default_ports import assert_default_ports_free, default_ports_lock
 from tests.support.node import NodeProcess, free_tcp_port, free_udp_port, http
 
 pytestmark = pytest.mark.integration
@@ -16,9 +17,13 @@ pytestmark = pytest.mark.integration
 
 def test_defaults_answer_health_and_stop_cleanly_on_sigterm(tmp_path):
     """The README's run command: no config, answers within 10 s, exits 0 within 5 s."""
+    with default_ports_lock():
+        _defaults_answer_health_and_stop_cleanly(tmp_path)
+
+
+def _defaults_answer_health_and_stop_cleanly(tmp_path):
     env = dict(os.environ, FASTPATH_LOG_LEVEL="WARNING")
-    with socket.socket() as probe:      # another node on the default port would answer for us
-        assert probe.connect_ex(("127.0.0.1", 9480)) != 0, "port 9480 is taken by another process"
+    assert_default_ports_free()
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "fastpath", "serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -45,15 +50,17 @@ def test_defaults_answer_health_and_stop_cleanly_on_sigterm(tmp_path):
         out = proc.stdout.read().decode()
     assert code == 0, out
     assert elapsed < 5
-    # Secrets are printed on the first start only.
-    assert secrets["control_token"] in out
+    # Secrets are printed on the first start only; on loopback no token is asked for, so the
+    # generated one is not shown as if it were needed.
+    assert secrets["control_token"] not in out
+    assert "control API on loopback: no token needed" in out
     assert secrets["default_user_secret"] in out
     proc = subprocess.Popen([sys.executable, "-m", "fastpath", "serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     time.sleep(3)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
-    assert secrets["control_token"] not in proc.stdout.read().decode()
+    assert secrets["default_user_secret"] not in proc.stdout.read().decode()
 
 
 def test_broken_config_is_refused_with_one_line(tmp_path):
@@ -80,6 +87,7 @@ def test_killed_worker_is_restarted_on_its_shard(tmp_path):
         else:
             pytest.fail("worker was not restarted")
         assert child["restarts"] == 1
+        assert node.get("/api/v1/health").json()["restarts"] == 1
         node.wait_healthy(10)
         shard = after["counters"]["shards_info"][1]
         deadline = time.monotonic() + 5

@@ -77,6 +77,11 @@ class NodeProcess:
         self.config.setdefault("counters", {}).setdefault("slotsPerShard", 4096)
         if "listen" not in self.config:
             self.config["listen"] = f"127.0.0.1:{free_udp_port()}"
+        # A port of its own for the media relay too: a node refuses to start on a port another
+        # process (another test's node) holds.
+        media = self.config.setdefault("media", {})
+        if isinstance(media, dict):
+            media.setdefault("listen", f"127.0.0.1:{free_tcp_port()}")
         self.config_path = self.tmp_path / "node.yaml"
         self.env = env
         self.proc: subprocess.Popen | None = None
