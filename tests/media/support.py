@@ -19,6 +19,9 @@ from fastpath.supervisor.command_channel import CommandClient
 from tests.support.node import NodeProcess, free_tcp_port, http
 
 ROOT = Path(__file__).resolve().parents[2]
+# The test origins and receivers listen on loopback, which a node refuses as an upstream
+# unless the config lets it through (``media.allowUpstreamNetworks``).
+LOOPBACK_UPSTREAMS = ["127.0.0.0/8", "::1/128"]
 
 
 class OriginProcess:
@@ -67,7 +70,7 @@ def media_node(tmp_path: Path, media: dict | None = None, workers: int = 1) -> N
     """A node whose media relay listens on a free loopback port (``node.media_port``)."""
     port = free_tcp_port()
     section = {"listen": f"127.0.0.1:{port}", "stallTimeout": "1s", "lingerTimeout": "2s",
-               "primaryRecheck": "2s"}
+               "primaryRecheck": "2s", "allowUpstreamNetworks": LOOPBACK_UPSTREAMS}
     section.update(media or {})
     node = NodeProcess(tmp_path, {"media": section}, workers=workers)
     node.media_port = port
