@@ -25,21 +25,23 @@ LOOPBACK_UPSTREAMS = ["127.0.0.0/8", "::1/128"]
 
 
 class OriginProcess:
-    """``tests/media/origin.py`` on a free loopback port."""
+    """``tests/media/origin.py`` on a free loopback port (``host``: another loopback address,
+    such as 127.0.0.2, to tell it apart from the node's own)."""
 
-    def __init__(self, media: Path, port: int | None = None):
+    def __init__(self, media: Path, port: int | None = None, host: str = "127.0.0.1"):
         self.media = media
         self.port = port or free_tcp_port()
+        self.host = host
         self.proc: subprocess.Popen | None = None
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> OriginProcess:
         env = dict(os.environ, ORIGIN_QUIET="1")
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.media.origin", str(self.media),
-                                      str(self.port)], cwd=ROOT, env=env,
+                                      str(self.port), self.host], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
