@@ -58,7 +58,18 @@ def http_url(value, name: str) -> str:
     return value
 
 
-def url_list(body: dict, name: str) -> list[str]:
+def target_url(value, name: str, policy) -> str:
+    """An http(s) URL whose host the outbound rule allows (``fastpath.media.outbound``):
+    refused here with a clear 400, rather than registered and failing at every connect (where
+    the workers check it again, on every connection and redirect)."""
+    url = http_url(value, name)
+    why = policy.refusal_for_url(url) if policy is not None else None
+    if why is not None:
+        raise bad_request(f"{name}: {why}")
+    return url
+
+
+def url_list(body: dict, name: str, policy=None) -> list[str]:
     value = body.get(name)
     if value is None:
         return []
@@ -66,7 +77,7 @@ def url_list(body: dict, name: str) -> list[str]:
         raise bad_request(f"{name} must be a list of URLs")
     if len(value) > MAX_FAILOVER_URLS:
         raise bad_request(f"{name} has more than {MAX_FAILOVER_URLS} URLs")
-    return [http_url(u, f"{name}[{i}]") for i, u in enumerate(value)]
+    return [target_url(u, f"{name}[{i}]", policy) for i, u in enumerate(value)]
 
 
 def optional_text(body: dict, name: str, max_len: int = 512) -> str | None:

@@ -10,6 +10,7 @@ import falcon
 from control.stream_proxy.figures import Rates
 from control.stream_proxy.live import LiveView, clients_json, read_live
 from control.stream_proxy.stream_cache import StreamCache
+from fastpath.media.outbound import OutboundPolicy
 from fastpath.supervisor.command_channel import CommandError
 
 log = logging.getLogger("fastpath.control.stream_proxy")
@@ -21,6 +22,8 @@ class Face:
         self.media = node.config.sections.get("media")
         self.api_token = getattr(self.media, "api_token", None)
         self.default_user_agent = getattr(self.media, "user_agent", None)
+        # The relay's outbound rule, for registrations and the test delivery of a webhook.
+        self.outbound = OutboundPolicy.from_settings(self.media)
         self.rates = Rates()
         self._streams = StreamCache(node.store, self.default_user_agent)
         self._node_started: float | None = None

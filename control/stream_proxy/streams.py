@@ -30,14 +30,15 @@ UPDATABLE = {"failover_urls": "failover_urls", "user_agent": "user_agent", "head
 TRANSCODE_UPDATABLE = ("failover_urls", "user_agent", "headers", "metadata")
 
 
-def parse_stream_body(body: dict) -> tuple[MediaStream, set[str]]:
-    """The stream a create body describes, and the stored fields it names."""
+def parse_stream_body(body: dict, policy=None) -> tuple[MediaStream, set[str]]:
+    """The stream a create body describes, and the stored fields it names; ``policy`` (the
+    outbound rule) refuses URLs the relay would not connect to."""
     if "url" not in body:
         raise bad_request("field 'url' is required")
-    url = b.http_url(body["url"], "url")
+    url = b.target_url(body["url"], "url", policy)
     stream = MediaStream(
         id="", url=url, kind=kind_of(url),
-        failover_urls=b.url_list(body, "failover_urls"),
+        failover_urls=b.url_list(body, "failover_urls", policy),
         user_agent=b.optional_text(body, "user_agent"),
         headers=b.headers(body),
         strict_live_ts=b.flag(body, "strict_live_ts"),
@@ -66,7 +67,7 @@ class Streams:
         resp.media = {"streams": streams, "total": len(streams)}
 
     def on_post(self, req, resp):
-        stream, given = parse_stream_body(b.json_body(req))
+        stream, given = parse_stream_body(b.json_body(req), self.face.outbound)
         stored, created = put_stream(self.face.store, stream, update=given)
         if created or given:
             self.face.tell_workers("media_streams_changed")
@@ -174,7 +175,7 @@ class Transcode:
         body = b.json_body(req)
         if "url" not in body:
             raise bad_request("field 'url' is required")
-        url = b.http_url(body["url"], "url")
+        url = b.target_url(body["url"], "url", self.face.outbound)
         profile = body.get("profile") or "default"
         extra = getattr(self.face.media, "transcode_profiles", None) or {}
         if not isinstance(profile, str):
@@ -191,7 +192,7 @@ class Transcode:
         stream = MediaStream(
             id="", url=url, kind="transcode",
             dedup_key=transcode_dedup_key(url, profile, variables),
-            failover_urls=b.url_list(body, "failover_urls"),
+            failover_urls=b.url_list(body, "failover_urls", self.face.outbound),
             user_agent=b.optional_text(body, "user_agent"),
             headers=b.headers(body),
             metadata=b.metadata(body),

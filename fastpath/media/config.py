@@ -56,6 +56,12 @@ class MediaSettings:
     ffmpeg: str = "ffmpeg"
     transcode_profiles: dict[str, str] = field(default_factory=dict)
     webhook_queue: int = 1000
+    # Outbound rule (fastpath/media/outbound.py): private ranges, and networks let through
+    # even though they are loopback, private or reserved (ip_network objects).
+    allow_private_upstreams: bool = False
+    allow_upstream_networks: list = field(default_factory=list)
+    # Transcode templates given in API requests (the allow-list of transcode.py applies).
+    custom_transcode_templates: bool = False
 
     @property
     def listen_text(self) -> str:
@@ -105,6 +111,24 @@ def _seconds(section: Section, name: str, default: float, minimum: float = 0.0,
     return value
 
 
+def _networks(section: Section, name: str) -> list:
+    """A list of addresses or CIDR networks (one string is a list of one)."""
+    raw = section._get(name)
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise ConfigError(section.key(name), "expected a list of addresses or networks")
+    out = []
+    for item in raw:
+        try:
+            out.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise ConfigError(section.key(name), f"not an address or network: {item!r}") from None
+    return out
+
+
 def parse_media_config(raw) -> MediaSettings:
     """Validate the ``media`` section (None = all defaults)."""
     s = Section(raw, "media")
@@ -139,17 +163,10 @@ def parse_media_config(raw) -> MediaSettings:
     out.max_segment_bytes = _size(s, "maxSegmentBytes", 64 * 1024 * 1024, 1024, 4 * 1024 ** 3)
     out.hls_prefetch = s.bool("hlsPrefetch", True)
     out.trust_forwarded_for = s.bool("trustForwardedFor", False)
-    proxies = s._get("trustedProxies")
-    if proxies is not None:
-        if isinstance(proxies, str):
-            proxies = [proxies]
-        if not isinstance(proxies, list):
-            raise ConfigError(s.key("trustedProxies"), "expected a list of addresses or networks")
-        for item in proxies:
-            try:
-                out.trusted_proxies.append(ipaddress.ip_network(str(item), strict=False))
-            except ValueError:
-                raise ConfigError(s.key("trustedProxies"), f"not an address or network: {item!r}") from None
+    out.trusted_proxies = _networks(s, "trustedProxies")
+    out.allow_private_upstreams = s.bool("allowPrivateUpstreams", False)
+    out.allow_upstream_networks = _networks(s, "allowUpstreamNetworks")
+    out.custom_transcode_templates = s.bool("customTranscodeTemplates", False)
     out.ffmpeg = s.str("ffmpeg", "ffmpeg")
     profiles = s.mapping("transcodeProfiles")
     for name, template in profiles.items():

@@ -122,23 +122,65 @@ class FfmpegLog:
 
 
 class FfmpegSource:
-    """The stdout of an FFmpeg process transcoding the upstream (one per stream per worker)."""
+    """The stdout of an FFmpeg process transcoding the upstream (one per stream per worker).
 
-    def __init__(self, proc: asyncio.subprocess.Process, first: float, stall: float,
-                 stderr: FfmpegLog | None = None):
+    FFmpeg never fetches anything itself: the node opens the upstream (so the outbound rule,
+    redirects and headers are the relay's own) and pipes the body into FFmpeg's stdin.  Left
+    to fetch on its own, FFmpeg would resolve names, follow redirects and read HLS segments
+    from wherever a playlist points, out of the rule's reach."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, resp: aiohttp.ClientResponse, first: float,
+                 stall: float, stderr: FfmpegLog | None = None):
         self.proc = proc
         self.first = first
         self.stall = stall
         self.got = False
-        self.final_url = ""
+        self.final_url = str(resp.url)
         self.stderr = stderr
+        self.failure: UpstreamError | None = None   # why the input ended, when it failed
+        self.feeder = asyncio.get_running_loop().create_task(self._feed(resp))
+
+    async def _feed(self, resp: aiohttp.ClientResponse) -> None:
+        """Upstream body → FFmpeg's stdin, until either side ends."""
+        stdin = self.proc.stdin
+        first = True
+        try:
+            while True:
+                try:
+                    data = await resp.content.readany()
+                except TimeoutError:
+                    self.failure = UpstreamError(f"no bytes for {self.stall:g}s", "stall")
+                    return
+                except (aiohttp.ClientError, OSError) as exc:
+                    self.failure = UpstreamError(f"read failed: {exc or type(exc).__name__}", "connect")
+                    return
+                if not data:
+                    return
+                if first and data.lstrip()[:7] == b"#EXTM3U":
+                    self.failure = UpstreamError("the upstream is an HLS playlist; transcoding reads "
+                                                 "a continuous stream (MPEG-TS or another container)",
+                                                 "content")
+                    return
+                first = False
+                try:
+                    stdin.write(data)
+                    await stdin.drain()
+                except (BrokenPipeError, ConnectionResetError):
+                    return                      # FFmpeg exited; read() reports it
+        finally:
+            resp.close()
+            try:
+                stdin.close()
+            except (OSError, RuntimeError):
+                pass
 
     async def read(self) -> bytes:
         try:
             data = await asyncio.wait_for(self.proc.stdout.read(READ_SIZE),
                                           self.stall if self.got else self.first)
         except TimeoutError:
-            raise UpstreamError(self._why("ffmpeg produced no output in time"), "stall") from None
+            raise self.failure or UpstreamError(self._why("ffmpeg produced no output in time"),
+                                                "stall") from None
         self.got = self.got or bool(data)
         if not data:
             try:
@@ -147,6 +189,8 @@ class FfmpegSource:
                 code = None
             if self.stderr is not None:
                 await self.stderr.finish()
+            if self.failure is not None:
+                raise self.failure
             raise UpstreamError(self._why(f"ffmpeg exited ({code})" if code is not None
                                           else "ffmpeg closed its output"), "ffmpeg")
         return data
@@ -156,6 +200,8 @@ class FfmpegSource:
         return f"{what}: {last}" if last else what
 
     def close(self) -> None:
+        if not self.feeder.done():
+            self.feeder.cancel()
         if self.proc.returncode is None:
             try:
                 self.proc.kill()
@@ -319,21 +365,22 @@ class LiveRelay:
 
     async def _open(self, url: str):
         s = self.settings
-        if self.stream.kind == "transcode":
-            cmd = transcode.ffmpeg_command(s.ffmpeg, url, self.profile_args,
-                                           user_agent=self.stream.user_agent or s.user_agent,
-                                           headers=self.stream.headers or None)
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE)
-            except OSError as exc:
-                raise UpstreamError(f"cannot start ffmpeg: {exc.strerror}", "connect") from None
-            return FfmpegSource(proc, max(s.connect_timeout, 15.0), max(s.stall_timeout, 5.0),
-                                FfmpegLog(self.stream.id, proc.stderr))
         headers = self.svc.upstream.headers(self.stream.user_agent, self.stream.headers)
-        resp = await self.svc.upstream.open(url, headers, read_timeout=s.stall_timeout)
-        return HttpSource(resp, s.stall_timeout)
+        if self.stream.kind != "transcode":
+            resp = await self.svc.upstream.open(url, headers, read_timeout=s.stall_timeout)
+            return HttpSource(resp, s.stall_timeout)
+        stall = max(s.stall_timeout, 5.0)
+        resp = await self.svc.upstream.open(url, headers, read_timeout=stall)
+        cmd = transcode.ffmpeg_command(s.ffmpeg, self.profile_args)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+        except OSError as exc:
+            resp.close()
+            raise UpstreamError(f"cannot start ffmpeg: {exc.strerror}", "connect") from None
+        return FfmpegSource(proc, resp, max(s.connect_timeout, 15.0), stall,
+                            FfmpegLog(self.stream.id, proc.stderr))
 
     async def _run(self) -> None:
         try:

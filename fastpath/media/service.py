@@ -54,7 +54,8 @@ class MediaService:
         self.cache = SegmentCache(settings.segment_cache_bytes,
                                   min(settings.max_segment_bytes, settings.segment_cache_bytes // 2))
         self.upstream = Upstream(settings)
-        self.hooks = WebhookDispatcher(ctx.store, queue=settings.webhook_queue)
+        self.hooks = WebhookDispatcher(ctx.store, queue=settings.webhook_queue,
+                                       policy=self.upstream.policy)
         self.events = NodeEvents(self)
         self.server: HttpServer | None = None
         self.signer: RefSigner | None = None

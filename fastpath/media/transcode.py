@@ -206,16 +206,11 @@ def content_type(args: list[str]) -> str:
     return CONTENT_TYPES.get(output_format(args), "application/octet-stream")
 
 
-def ffmpeg_command(ffmpeg: str, url: str, profile_args: list[str], *, user_agent: str | None = None,
-                   headers: dict[str, str] | None = None) -> list[str]:
-    """The full command: input options, ``-i url``, the profile, ``pipe:1``."""
+def ffmpeg_command(ffmpeg: str, profile_args: list[str]) -> list[str]:
+    """The full command: FFmpeg reads the upstream body from stdin (the node fetches it, under
+    the outbound rule) and writes the profile's output to stdout; no protocol but the pipe."""
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
-           "-protocol_whitelist", "http,https,tcp,tls,crypto"]
-    if user_agent:
-        cmd += ["-user_agent", user_agent]
-    if headers:
-        cmd += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
-    cmd += ["-i", url, *profile_args]
+           "-protocol_whitelist", "pipe", "-i", "pipe:0", *profile_args]
     if "-f" not in profile_args:
         cmd += ["-f", "mpegts"]
     cmd.append("pipe:1")

@@ -1,5 +1,9 @@
 """Requests to upstream origins: one aiohttp session per worker, per-stream user agent and
-headers, redirects followed, connect and read timeouts, http(s) only, bounded bodies."""
+headers, redirects followed, connect and read timeouts, http(s) only, bounded bodies.
+
+Every connection passes the outbound rule (``fastpath.media.outbound``): names through the
+connector's resolver, literal addresses before each request.  Redirects are followed here,
+not by aiohttp, so the literal check sees every hop."""
 from __future__ import annotations
 
 import time
@@ -7,13 +11,16 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from yarl import URL
+
+from fastpath.media import outbound
 from fastpath.media.config import MediaSettings
 from fastpath.media.refs import is_http_url
 
 
 class UpstreamError(Exception):
     """An upstream request failed; ``kind`` is connect / http / timeout / stall / too_large /
-    bad_url / content, ``status`` the HTTP status when there was one."""
+    bad_url / refused (the outbound rule) / content, ``status`` the HTTP status when there was one."""
 
     def __init__(self, message: str, kind: str = "connect", status: int | None = None):
         super().__init__(message)
@@ -47,11 +54,12 @@ def check_url(url) -> str | None:
 class Upstream:
     def __init__(self, settings: MediaSettings):
         self.settings = settings
+        self.policy = outbound.OutboundPolicy.from_settings(settings)
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=30,
-                                         enable_cleanup_closed=True)
+        connector = outbound.connector(self.policy, limit=0, limit_per_host=0, ttl_dns_cache=30,
+                                       enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False,
                                              cookie_jar=aiohttp.DummyCookieJar(),
                                              auto_decompress=True)
@@ -81,21 +89,50 @@ class Upstream:
         request_headers = dict(headers)
         if extra:
             request_headers.update(extra)
-        try:
-            resp = await self.session.get(
-                url, headers=request_headers, allow_redirects=True, max_redirects=10,
-                timeout=self._timeout(read_timeout or self.settings.read_timeout))
-        except TimeoutError:
-            raise UpstreamError(f"{_host(url)}: no answer within {self.settings.connect_timeout:g}s",
-                                "timeout") from None
-        except aiohttp.TooManyRedirects:
-            raise UpstreamError(f"{_host(url)}: too many redirects", "http") from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise UpstreamError(f"{_host(url)}: {_reason(exc)}", "connect") from None
+        timeout = self._timeout(read_timeout or self.settings.read_timeout)
+        target = url
+        for _ in range(outbound.MAX_REDIRECTS + 1):
+            resp = await self._request(target, request_headers, timeout)
+            location = resp.headers.get("Location")
+            if resp.status not in outbound.REDIRECT_STATUSES or not location:
+                break
+            resp.release()
+            try:
+                following = resp.url.join(URL(location))
+            except ValueError:
+                raise UpstreamError(f"{_host(target)}: bad redirect {location[:200]!r}", "http") from None
+            if check_url(str(following)) is not None:
+                raise UpstreamError(f"{_host(target)}: redirect to a non-http(s) URL refused", "bad_url")
+            if following.origin() != resp.url.origin():
+                # As a browser would: credentials stay with the origin they were given for.
+                for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+                    request_headers.pop(name, None)
+                    request_headers.pop(name.lower(), None)
+            target = str(following)
+        else:
+            raise UpstreamError(f"{_host(url)}: too many redirects", "http")
         if resp.status >= 400:
             resp.release()
             raise UpstreamError(f"{_host(url)}: HTTP {resp.status}", "http", resp.status)
         return resp
+
+    async def _request(self, url: str, headers: dict[str, str],
+                       timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        """One GET, redirects not followed; connection errors as UpstreamError."""
+        try:
+            self.policy.check_literal(url)
+            return await self.session.get(url, headers=headers, allow_redirects=False,
+                                          timeout=timeout)
+        except outbound.RefusedAddress as exc:
+            raise UpstreamError(f"{_host(url)}: {exc}", "refused") from None
+        except TimeoutError:
+            raise UpstreamError(f"{_host(url)}: no answer within {self.settings.connect_timeout:g}s",
+                                "timeout") from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            refused = outbound.refused_cause(exc)
+            if refused is not None:
+                raise UpstreamError(f"{_host(url)}: {refused}", "refused") from None
+            raise UpstreamError(f"{_host(url)}: {_reason(exc)}", "connect") from None
 
     async def fetch(self, url: str, headers: dict[str, str], *, max_bytes: int,
                     read_timeout: float | None = None, extra: dict[str, str] | None = None) -> Fetched:

@@ -5,7 +5,8 @@ Hooks live in the state store (the control face writes them, ``media_webhooks_ch
 the workers reread them).  A delivery is ``retry_attempts + 1`` tries, ``2^n`` seconds apart,
 each bounded by the hook's timeout; success is a status below 400.  At most ``queue`` deliveries
 are pending per worker; beyond that new events are dropped and counted (a flood of viewers must
-not turn into unbounded memory).
+not turn into unbounded memory).  Targets pass the relay's outbound rule
+(``fastpath.media.outbound``) on every connection; redirects are not followed.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import uuid
 
 import aiohttp
 
+from fastpath.media import outbound
 from fastpath.store import media_store
 
 log = logging.getLogger("fastpath.media.webhooks")
@@ -33,8 +35,10 @@ def make_payload(event_type: str, stream_id: str, data: dict) -> dict:
 
 
 class WebhookDispatcher:
-    def __init__(self, store, *, queue: int = 1000, backoff_base: float = 1.0):
+    def __init__(self, store, *, queue: int = 1000, backoff_base: float = 1.0,
+                 policy: outbound.OutboundPolicy | None = None):
         self.store = store
+        self.policy = policy or outbound.OutboundPolicy()
         self.queue = queue
         self.backoff_base = backoff_base
         self.hooks: list[media_store.Webhook] = []
@@ -45,7 +49,8 @@ class WebhookDispatcher:
         self.dropped = 0
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
+        self.session = aiohttp.ClientSession(trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+                                             connector=outbound.connector(self.policy))
         await self.reload()
 
     async def reload(self) -> int:
@@ -81,7 +86,8 @@ class WebhookDispatcher:
         last = ""
         for attempt in range(tries):
             try:
-                async with self.session.post(hook.url, data=body, headers=headers,
+                self.policy.check_literal(hook.url)
+                async with self.session.post(hook.url, data=body, headers=headers, allow_redirects=False,
                                              timeout=aiohttp.ClientTimeout(total=hook.timeout)) as resp:
                     if resp.status < 400:
                         self.delivered += 1
@@ -90,7 +96,10 @@ class WebhookDispatcher:
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-                last = str(exc) or type(exc).__name__
+                refused = outbound.refused_cause(exc)
+                last = str(refused or exc) or type(exc).__name__
+                if refused is not None:
+                    break
             if attempt + 1 < tries:
                 await asyncio.sleep(self.backoff_base * (2 ** attempt))
         self.failed += 1

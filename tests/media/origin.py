@@ -171,7 +171,8 @@ def app(media: Path) -> web.Application:
 
 if __name__ == "__main__":
     media_dir, port = Path(sys.argv[1]), int(sys.argv[2])
+    host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     if os.environ.get("ORIGIN_QUIET"):
         import logging
         logging.disable(logging.CRITICAL)
-    web.run_app(app(media_dir), host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(app(media_dir), host=host, port=port, print=None, access_log=None)

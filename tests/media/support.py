@@ -19,24 +19,29 @@ from fastpath.supervisor.command_channel import CommandClient
 from tests.support.node import NodeProcess, free_tcp_port, http
 
 ROOT = Path(__file__).resolve().parents[2]
+# The test origins and receivers listen on loopback, which a node refuses as an upstream
+# unless the config lets it through (``media.allowUpstreamNetworks``).
+LOOPBACK_UPSTREAMS = ["127.0.0.0/8", "::1/128"]
 
 
 class OriginProcess:
-    """``tests/media/origin.py`` on a free loopback port."""
+    """``tests/media/origin.py`` on a free loopback port (``host``: another loopback address,
+    such as 127.0.0.2, to tell it apart from the node's own)."""
 
-    def __init__(self, media: Path, port: int | None = None):
+    def __init__(self, media: Path, port: int | None = None, host: str = "127.0.0.1"):
         self.media = media
         self.port = port or free_tcp_port()
+        self.host = host
         self.proc: subprocess.Popen | None = None
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> OriginProcess:
         env = dict(os.environ, ORIGIN_QUIET="1")
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.media.origin", str(self.media),
-                                      str(self.port)], cwd=ROOT, env=env,
+                                      str(self.port), self.host], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -67,7 +72,7 @@ def media_node(tmp_path: Path, media: dict | None = None, workers: int = 1) -> N
     """A node whose media relay listens on a free loopback port (``node.media_port``)."""
     port = free_tcp_port()
     section = {"listen": f"127.0.0.1:{port}", "stallTimeout": "1s", "lingerTimeout": "2s",
-               "primaryRecheck": "2s"}
+               "primaryRecheck": "2s", "allowUpstreamNetworks": LOOPBACK_UPSTREAMS}
     section.update(media or {})
     node = NodeProcess(tmp_path, {"media": section}, workers=workers)
     node.media_port = port

@@ -43,8 +43,10 @@ def test_variables_fill_placeholders_and_cannot_add_options():
             transcode.check_variables(bad)
     with pytest.raises(ValueError):
         transcode.check_template("-c:v libx264 -i other.ts")
-    cmd = transcode.ffmpeg_command("ffmpeg", "http://o/x.ts", args)
-    assert cmd[-1] == "pipe:1" and cmd[cmd.index("-i") + 1] == "http://o/x.ts"
+    cmd = transcode.ffmpeg_command("ffmpeg", args)
+    # ffmpeg reads what the node fetched (stdin) and may open nothing else.
+    assert cmd[-1] == "pipe:1" and cmd[cmd.index("-i") + 1] == "pipe:0"
+    assert cmd[cmd.index("-protocol_whitelist") + 1] == "pipe"
     assert transcode.content_type(transcode.render(transcode.PROFILES["audio"], {})) == "audio/aac"
 
 

@@ -7,9 +7,13 @@ import json
 import socket
 import time
 
+from fastpath.media.outbound import OutboundPolicy
 from fastpath.media.webhooks import WebhookDispatcher
 from fastpath.store import StateStore, media_store
-from tests.media.support import WebhookReceiver
+from tests.media.support import LOOPBACK_UPSTREAMS, WebhookReceiver
+
+# The receivers are on loopback, which the default outbound rule refuses.
+LOOPBACK = OutboundPolicy(allow_networks=LOOPBACK_UPSTREAMS)
 
 
 class FlakyReceiver(WebhookReceiver):
@@ -41,7 +45,7 @@ def test_payload_and_headers(tmp_path):
                                                            headers={"X-Secret": "s3"}))
 
         async def main():
-            d = WebhookDispatcher(store)
+            d = WebhookDispatcher(store, policy=LOOPBACK)
             await d.start()
             assert d.emit("client_connected", "abc", {"client_id": "c1"}) == 1
             assert d.emit("stream_started", "abc") == 0      # not subscribed
@@ -62,7 +66,7 @@ def test_retries_with_exponential_backoff(tmp_path):
                                                            timeout=2))
 
         async def main():
-            d = WebhookDispatcher(store, backoff_base=0.2)
+            d = WebhookDispatcher(store, backoff_base=0.2, policy=LOOPBACK)
             await d.start()
             d.emit("failover_triggered", "s1", {"failover_index": 1})
             await d.drain(10)
@@ -83,7 +87,7 @@ def test_gives_up_after_retry_attempts_plus_one(tmp_path):
                                                            retry_attempts=1))
 
         async def main():
-            d = WebhookDispatcher(store, backoff_base=0.05)
+            d = WebhookDispatcher(store, backoff_base=0.05, policy=LOOPBACK)
             await d.start()
             d.emit("stream_failed", "s1")          # a hook may subscribe by the alias name
             await d.drain(10)
@@ -107,7 +111,7 @@ def test_a_hung_hook_blocks_nobody(tmp_path):
             media_store.put_webhook(store, media_store.Webhook(url=good.url, events=[]))
 
             async def main():
-                d = WebhookDispatcher(store)
+                d = WebhookDispatcher(store, policy=LOOPBACK)
                 await d.start()
                 started = time.monotonic()
                 for i in range(20):
@@ -136,7 +140,7 @@ def test_queue_bound_drops_instead_of_growing(tmp_path):
             url=f"http://127.0.0.1:{hung.getsockname()[1]}/", events=[], timeout=5, retry_attempts=0))
 
         async def main():
-            d = WebhookDispatcher(store, queue=10)
+            d = WebhookDispatcher(store, queue=10, policy=LOOPBACK)
             await d.start()
             started = sum(d.emit("client_connected", "s") for _ in range(50))
             await d.close(grace=0)

@@ -15,7 +15,9 @@ TOKEN = "media-token-Xy7"
 def media_node(tmp_path, *, token: str | None = None, media: dict | None = None, workers: int = 1,
                data_dir=None) -> NodeProcess:
     port = free_tcp_port()
-    section = {"listen": f"127.0.0.1:{port}", **(media or {})}
+    # The test origins are on loopback, which the default outbound rule refuses.
+    section = {"listen": f"127.0.0.1:{port}", "allowUpstreamNetworks": ["127.0.0.0/8", "::1/128"],
+               **(media or {})}
     if token:
         section["apiToken"] = token
     node = NodeProcess(tmp_path, {"media": section}, workers=workers, data_dir=data_dir)

@@ -23,7 +23,8 @@ def test_writes_succeed_and_are_logged_when_workers_cannot_be_told(tmp_path):
     cfg_path = tmp_path / "node.yaml"
     cfg_path.write_text(yaml.safe_dump({"control": {"listen": f"127.0.0.1:{port}"},
                                         "counters": {"slotsPerShard": 256},
-                                        "media": {"listen": f"127.0.0.1:{free_tcp_port()}"}}))
+                                        "media": {"listen": f"127.0.0.1:{free_tcp_port()}",
+                                                  "allowUpstreamNetworks": ["127.0.0.0/8"]}}))
     cfg = load_config(cfg_path, tmp_path / "data")
     cfg.data_dir.mkdir()
     with open(tmp_path / "control.log", "wb") as log:

@@ -2,6 +2,7 @@
 bad bodies, the test event's payload and headers, retries with backoff, the hook's timeout."""
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -74,13 +75,19 @@ def test_bad_webhook_bodies_store_nothing(node, body, words):
     assert hooks(node) == before
 
 
+def r_text(body: dict) -> str:
+    return json.dumps(body)
+
+
 def test_test_event_reaches_the_receiver_with_headers(node, receiver):
     node.post("/webhooks", {"url": receiver.url, "headers": {"X-Hook-Secret": "s3cret"},
                             "timeout": 5, "retry_attempts": 0})
     status, body = curl("POST", f"{node.base_url}/webhooks/test?webhook_url={receiver.url}")
     assert status == 200, body
-    assert body["delivered"] is True and body["attempts"] == 1 and body["status_code"] == 200
-    assert body["message"] == f"Test event sent to {receiver.url}"
+    assert body["delivered"] is True and body["attempts"] == 1
+    assert body["message"] == f"Test event delivered to {receiver.url}"
+    # Reachable or not, nothing more: no status or error text of the target.
+    assert set(body) == {"message", "event_id", "delivered", "attempts"}
     assert len(receiver.calls) == 1
     call = receiver.calls[0]
     assert call["headers"]["Content-Type"] == "application/json"
@@ -112,8 +119,8 @@ def test_test_event_gives_up_after_retries(node, receiver):
     receiver.script = [503, 503]
     node.post("/webhooks", {"url": receiver.url, "timeout": 5, "retry_attempts": 1})
     body = node.post(f"/webhooks/test?webhook_url={receiver.url}").json()
-    assert body["delivered"] is False and body["attempts"] == 2 and body["status_code"] == 503
-    assert "failed after 2 attempt(s)" in body["message"]
+    assert body["delivered"] is False and body["attempts"] == 2
+    assert "not delivered (2 attempt(s))" in body["message"] and "503" not in r_text(body)
     assert len(receiver.calls) == 2
     node.request("DELETE", f"/webhooks?webhook_url={receiver.url}")
 
@@ -124,7 +131,7 @@ def test_test_event_respects_the_hook_timeout(node, receiver):
     t0 = time.monotonic()
     body = node.post(f"/webhooks/test?webhook_url={receiver.url}").json()
     elapsed = time.monotonic() - t0
-    assert body["delivered"] is False and "0.5s" in body["error"]
+    assert body["delivered"] is False and "error" not in body
     assert elapsed < 2.0, elapsed
     node.request("DELETE", f"/webhooks?webhook_url={receiver.url}")
 
@@ -138,5 +145,5 @@ def test_test_unknown_hook_is_404(node):
 def test_unreachable_hook_is_reported(node):
     node.post("/webhooks", {"url": "http://127.0.0.1:9/closed", "timeout": 2, "retry_attempts": 0})
     body = node.post("/webhooks/test?webhook_url=http://127.0.0.1:9/closed").json()
-    assert body["delivered"] is False and body["status_code"] is None and body["error"]
+    assert body["delivered"] is False and set(body) == {"message", "event_id", "delivered", "attempts"}
     node.request("DELETE", "/webhooks?webhook_url=http://127.0.0.1:9/closed")
