@@ -116,7 +116,8 @@ class HlsClient(_Base):
 
 
 class Health(_Base):
-    """Public (container probes), so it tells only counts, never URLs or ids."""
+    """Asks the token like every route of the face (m3u-proxy does; a "test connection" with a
+    wrong token must fail); tells only counts, never URLs or ids."""
 
     def on_get(self, req, resp):
         counts = figures.health_counts(self.face.streams(), self.face.live(clients_of=False))

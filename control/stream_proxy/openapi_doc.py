@@ -122,7 +122,7 @@ def document(api) -> None:
         response=client_ref, errors={404: "unknown client"})
     add("DELETE", "/hls/{stream_id}/clients/{client_id}", "Disconnect a viewer",
         params=[sid, path_param("client_id")], errors={404: "unknown stream or client"})
-    api.add("GET", "/health", "Liveness with counts (public)", tag=TAG, secured=False)
+    add("GET", "/health", "Liveness with counts (asks the token, as m3u-proxy does)")
     add("POST", "/webhooks", "Register (or replace) a webhook", body=api.schema("MediaWebhook", WEBHOOK_BODY),
         errors={400: "bad body"})
     add("GET", "/webhooks", "List webhooks")

@@ -59,8 +59,13 @@ def test_rejected_writes_store_nothing(token_node):
     assert token_node.get("/streams", headers=h).json()["total"] == before
 
 
-def test_public_routes(token_node):
+def test_health_asks_the_token_as_m3u_proxy_does(token_node):
+    # A client's "test connection" with a wrong token must fail (m3u-proxy: 401/403).
     r = token_node.get("/health")
+    assert r.status == 401
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert token_node.get("/health", headers={"X-API-Token": TOKEN + "x"}).status == 403
+    r = token_node.get("/health", headers={"X-API-Token": TOKEN})
     assert r.status == 200
     health = r.json()
     assert health["status"] == "healthy"
@@ -91,7 +96,8 @@ def test_bearer_protected_node_keeps_api_v1_locked(tmp_path):
         assert node.get("/streams", headers={"Authorization": "Bearer node-bearer"}).status == 401
         assert node.get("/streams", headers={"X-API-Token": TOKEN}).status == 200
         assert node.get("/api/v1/users", headers={"Authorization": "Bearer node-bearer"}).status == 200
-        assert http("GET", node.base_url + "/health").status == 200
+        assert http("GET", node.base_url + "/health").status == 401
+        assert http("GET", node.base_url + "/health", headers={"X-API-Token": TOKEN}).status == 200
 
 
 def test_no_token_configured_means_open(node):
