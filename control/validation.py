@@ -24,47 +24,39 @@ class BodyTooLarge(falcon.HTTPPayloadTooLarge):
                          description=f"the body is larger than {MAX_BODY} bytes")
 
 
-def read_body(req) -> bytes:
-    """At most ``MAX_BODY`` bytes of the body, whatever its type; 413 past that (told by
+def read_capped(stream, content_length: int | None) -> bytes:
+    """At most ``MAX_BODY`` bytes of a body, whatever its type; 413 past that (told by
     Content-Length before anything is read, or by reading one byte more than the cap)."""
-    if req.content_length is not None and req.content_length > MAX_BODY:
+    if content_length is not None and content_length > MAX_BODY:
         raise BodyTooLarge()
-    raw = req.bounded_stream.read(MAX_BODY + 1)
+    raw = stream.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise BodyTooLarge()
     return raw
 
 
-def unpack_msgpack(raw: bytes):
+def decode_msgpack(raw: bytes):
     """msgpack with every length bounded by the body itself (``unpackb`` caps each string,
     array and map at the input's length), so a small body cannot declare a huge container."""
-    return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError):
+        raise bad_request("the body is not valid msgpack") from None
 
 
 class BoundedMessagePackHandler(falcon.media.MessagePackHandler):
     """Falcon's msgpack handler reads the whole body; this one reads at most the cap."""
 
     def deserialize(self, stream, content_type, content_length):
-        if content_length is not None and content_length > MAX_BODY:
-            raise BodyTooLarge()
-        raw = stream.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            raise BodyTooLarge()
-        try:
-            return unpack_msgpack(raw)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError):
-            raise bad_request("the body is not valid msgpack") from None
+        return decode_msgpack(read_capped(stream, content_length))
 
 
 def request_body(req):
     """The decoded body: msgpack when the request says so, otherwise JSON whatever the
     Content-Type (curl's -d sends a form type for what is a JSON body)."""
-    raw = read_body(req)
+    raw = read_capped(req.bounded_stream, req.content_length)
     if req.content_type and "msgpack" in req.content_type:
-        try:
-            return unpack_msgpack(raw)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError):
-            raise bad_request("the body is not valid msgpack") from None
+        return decode_msgpack(raw)
     if not raw.strip():
         raise bad_request("a JSON body is required")
     try:
