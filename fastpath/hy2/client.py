@@ -31,6 +31,7 @@ from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData,
                                  UdpReceived)
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
+from fastpath.hy2.stateless_reset import MIN_RESET_SIZE, TOKEN_SIZE
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
 
 log = logging.getLogger("fastpath.hy2.client")
@@ -208,7 +209,17 @@ class ClientConnection(QuicGlue):
     # -- I/O --------------------------------------------------------------------------------
     def on_batch(self, batch: list) -> None:
         now = self.loop.time()
+        # A stateless reset carries the token the server gave for the connection ID we send
+        # to; aioquic does not look for one, so a dead server-side connection would otherwise
+        # hang until the idle timeout.
+        token = self.quic._peer_cid.stateless_reset_token
         for data, addr in batch:
+            if (token and not data[0] & 0x80 and len(data) >= MIN_RESET_SIZE
+                    and data[-TOKEN_SIZE:] == token):
+                log.info("stateless reset from %s: the server no longer knows this connection",
+                         addr[0])
+                self._terminated(Terminated(0, "stateless reset"))
+                return
             self.quic.receive_datagram(data, addr, now)
         self.process_events(now)
         self.transmit()

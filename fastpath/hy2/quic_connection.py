@@ -18,6 +18,8 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import QuicFrameType
 
+from fastpath.hy2.stateless_reset import apply_tokens
+
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
 # AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).
 DATAGRAM_OVERHEAD = 1 + 2 + 16 + 1 + 2
@@ -42,8 +44,14 @@ def quic_configuration(*, is_client: bool, quic_settings, **kwargs) -> QuicConfi
 class Hy2QuicConnection(QuicConnection):
     def __init__(self, *, configuration: QuicConfiguration, stream_window: int | None = None,
                  max_incoming_streams: int | None = None,
-                 initial_streams: tuple[int, int] | None = None, **kwargs) -> None:
+                 initial_streams: tuple[int, int] | None = None,
+                 reset_key: bytes | None = None, **kwargs) -> None:
+        # Server: stateless-reset tokens derived from the node's key (fastpath.hy2.stateless_reset)
+        # so a restarted worker can still end this connection for its client.
+        self._reset_key = None if configuration.is_client else reset_key
         super().__init__(configuration=configuration, **kwargs)
+        if self._reset_key:
+            apply_tokens(self._reset_key, self._host_cids)
         if initial_streams:
             # The (bidirectional, unidirectional) stream limits advertised in the handshake.
             for limit, value in zip((self._local_max_streams_bidi, self._local_max_streams_uni),
@@ -65,6 +73,8 @@ class Hy2QuicConnection(QuicConnection):
         # alternatives: announcing more would be a protocol violation.
         if self._configuration.connection_id_length:
             super()._replenish_connection_ids()
+            if self._reset_key:
+                apply_tokens(self._reset_key, self._host_cids)
 
     # -- datagrams --------------------------------------------------------------------------
     def datagram_room(self) -> int:

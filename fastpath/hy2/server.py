@@ -26,6 +26,7 @@ from fastpath.hy2.masquerade import decode_headers
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
+from fastpath.hy2.stateless_reset import StatelessResetter
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
 from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
@@ -342,8 +343,12 @@ class ServerConnection(QuicGlue):
 
 class Hy2Server:
     def __init__(self, settings: ServerSettings, *, cert: str, key: str, authenticator,
-                 masquerade, counters=None, obfs=None, speedtest=None) -> None:
+                 masquerade, counters=None, obfs=None, speedtest=None,
+                 reset_key: bytes | None = None) -> None:
         self.settings = settings
+        # reset_key: the node-wide key stateless-reset tokens derive from (None: this process's
+        # own, which is enough when no other process will take over its socket).
+        self.resetter = StatelessResetter(reset_key)
         self.cert, self.key = cert, key
         self.authenticator = authenticator
         self.masquerade = masquerade
@@ -409,6 +414,8 @@ class Hy2Server:
             if conn is None:
                 conn = self._new_connection(data, addr, now)
                 if conn is None:
+                    if not first & 0x80:
+                        self._reset_unknown(data, dcid, addr)
                     continue
             try:
                 conn.quic.receive_datagram(data, addr, now)
@@ -423,6 +430,14 @@ class Hy2Server:
             except Exception:
                 log.exception("error handling packets from %s", conn.addr)
         self._flush()
+
+    def _reset_unknown(self, data: bytes, dcid: bytes, addr) -> None:
+        """A 1-RTT packet for a connection this process does not hold (its previous process
+        died, or it ended): answer with a stateless reset so the client reconnects now."""
+        reset = self.resetter.reset_for(data, dcid)
+        if reset is not None:
+            log.debug("stateless reset to %s for an unknown connection ID", addr[0])
+            self.endpoint.send([(reset, addr)])
 
     def _new_connection(self, data: bytes, addr, now: float):
         buf = Buffer(data=data)
@@ -443,7 +458,8 @@ class Hy2Server:
         quic = Hy2QuicConnection(configuration=cfg,
                                  original_destination_connection_id=header.destination_cid,
                                  stream_window=self.settings.quic.max_stream_window,
-                                 max_incoming_streams=self.settings.quic.max_incoming_streams)
+                                 max_incoming_streams=self.settings.quic.max_incoming_streams,
+                                 reset_key=self.resetter.key)
         conn = ServerConnection(self, quic, addr)
         self.connections.add(conn)
         self.add_cid(header.destination_cid, conn)

@@ -29,17 +29,41 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+# Secrets no operator types or reads: added to an older secrets.json on the next start.
+INTERNAL_SECRETS = {
+    # The key stateless-reset tokens derive from (fastpath.hy2.stateless_reset): shared by every
+    # worker and kept across restarts, so a restarted worker can reset the connections it lost.
+    "stateless_reset_key": lambda: secrets.token_hex(32),
+}
+
+
 def load_or_create_secrets(data_dir: Path) -> tuple[dict, bool]:
     """(secrets, created_now)."""
     path = data_dir / "secrets.json"
     if path.exists():
-        return json.loads(path.read_text()), False
+        values = json.loads(path.read_text())
+        missing = {k: make() for k, make in INTERNAL_SECRETS.items() if k not in values}
+        if missing:
+            values.update(missing)
+            write_private(path, json.dumps(values, indent=2).encode())
+        return values, False
     values = {
         "control_token": secrets.token_urlsafe(32),
         "default_user_secret": secrets.token_urlsafe(18),
+        **{k: make() for k, make in INTERNAL_SECRETS.items()},
     }
     write_private(path, json.dumps(values, indent=2).encode())
     return values, True
+
+
+def stateless_reset_key(data_dir: Path) -> bytes | None:
+    """The node's stateless-reset key from secrets.json (None when there is none yet: a
+    worker started without the supervisor)."""
+    try:
+        value = json.loads((data_dir / "secrets.json").read_text()).get("stateless_reset_key")
+    except (OSError, ValueError):
+        return None
+    return bytes.fromhex(value) if isinstance(value, str) and value else None
 
 
 def ensure_certificate(data_dir: Path, hostnames: list[str] | None = None) -> tuple[Path, Path]:

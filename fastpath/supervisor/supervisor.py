@@ -23,7 +23,7 @@ from fastpath.config import ConfigError, NodeConfig, load_config
 from fastpath.node_log import log_to_node_file, rotate_if_large, setup_process_logging
 from fastpath.store import StateStore, User
 from fastpath.store.state_store import StoreUnusable, read_baselines
-from fastpath.supervisor import bootstrap, preflight, segment
+from fastpath.supervisor import bootstrap, preflight, segment, udp_shards
 from fastpath.supervisor.child_process import STATUS_FD_ENV, child_command, describe_startup_error
 from fastpath.supervisor.command_channel import CommandError, FrameLink, serve_requests
 
@@ -75,6 +75,7 @@ class Supervisor:
         self.stop_event: asyncio.Event | None = None
         self.over_limit: set[str] = set()
         self.exit_code = 0
+        self.hy2_sockets: list[socket.socket] = []
 
     # -- set-up -----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -94,6 +95,7 @@ class Supervisor:
             self._first_start()
         self.table = segment.open_segment(cfg.counter_segment_path, self.store, cfg.workers,
                                           cfg.slots_per_shard)
+        self.hy2_sockets = udp_shards.open_shard_sockets(cfg)
 
     def _first_start(self) -> None:
         uses_table_auth = not (self.config.raw.get("auth") or self.config.raw.get("pasarguard"))
@@ -129,6 +131,10 @@ class Supervisor:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             argv += ["--link-fd", str(theirs.fileno())]
             pass_fds.append(theirs.fileno())
+            if child.shard < len(self.hy2_sockets):
+                hy2_fd = self.hy2_sockets[child.shard].fileno()
+                argv += ["--hy2-fd", str(hy2_fd)]
+                pass_fds.append(hy2_fd)
         try:
             child.proc = await asyncio.create_subprocess_exec(*argv, pass_fds=pass_fds, env=env)
         finally:

@@ -23,6 +23,8 @@ class WorkerContext:
     counters: Any              # fastpath.shm.ShardWriter of this worker's shard
     store: StateStore
     users: UserDirectory
+    hy2_socket: Any = None     # the shard's bound UDP socket, inherited from the supervisor
+    reset_key: bytes | None = None   # the node's stateless-reset key (secrets.json)
     commands: dict[str, CommandHandler] = field(default_factory=dict)
 
     def on_command(self, name: str, handler: CommandHandler) -> None:

@@ -19,6 +19,7 @@ from fastpath.hy2.exit_peers import ExitPeers
 from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.shm import CounterTable
 from fastpath.store import StateStore
+from fastpath.supervisor.bootstrap import stateless_reset_key
 from fastpath.supervisor.child_process import (describe_startup_error, die_with_parent,
                                                report_failure, report_ready)
 from fastpath.supervisor.command_channel import CommandError, serve_requests
@@ -42,7 +43,9 @@ async def worker_main(args) -> int:
     writer = table.writer(args.shard)
     store = StateStore(config.store_path)
     ctx = WorkerContext(shard=args.shard, config=config, table=table, counters=writer,
-                        store=store, users=UserDirectory(store))
+                        store=store, users=UserDirectory(store),
+                        hy2_socket=socket.socket(fileno=args.hy2_fd) if args.hy2_fd is not None else None,
+                        reset_key=stateless_reset_key(config.data_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,6 +132,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastpath-worker")
     parser.add_argument("--shard", type=int, required=True)
     parser.add_argument("--link-fd", type=int, required=True)
+    # The Hysteria 2 socket of this shard, bound by the supervisor (fastpath.supervisor.udp_shards).
+    parser.add_argument("--hy2-fd", type=int)
     parser.add_argument("--config")
     parser.add_argument("--data-dir")
     parser.add_argument("--no-uvloop", action="store_true")
