@@ -29,6 +29,9 @@ class QuicSettings:
     keep_alive_period: float | None = None      # client only
     disable_path_mtu_discovery: bool = False    # accepted; aioquic keeps 1200-byte packets
     chrome_parrot: bool = False                 # client only: look like Chrome (see below)
+    # Server only (fastpath's own key): half-open connections per worker before new ones must
+    # prove their address with a Retry round trip; 0 asks it of every connection.
+    max_half_open: int = 64
 
 
 # The reference client (2.x) by default opens its connections with Chrome's QUIC transport
@@ -123,6 +126,7 @@ def _quic(sec: Section, *, client: bool) -> QuicSettings:
     else:
         q.max_incoming_streams = sec.int("maxIncomingStreams", q.max_incoming_streams,
                                          minimum=8, maximum=1 << 20)
+        q.max_half_open = sec.int("maxHalfOpen", q.max_half_open, minimum=0, maximum=1 << 16)
     sec.finish()
     return q
 

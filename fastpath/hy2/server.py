@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 
 from aioquic.buffer import Buffer
 from aioquic.quic import events as qe
-from aioquic.quic.packet import (QuicPacketType, encode_quic_version_negotiation,
+from aioquic.quic.packet import (QuicPacketType, encode_quic_retry, encode_quic_version_negotiation,
                                  pull_quic_header)
 
+from fastpath.hy2.address_validation import RetryTokens
 from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.config import ServerSettings
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
@@ -349,6 +351,12 @@ class Hy2Server:
         # reset_key: the node-wide key stateless-reset tokens derive from (None: this process's
         # own, which is enough when no other process will take over its socket).
         self.resetter = StatelessResetter(reset_key)
+        # Connections whose handshake is not complete; beyond the budget, Retry
+        # (fastpath.hy2.address_validation).
+        self.half_open: set[ServerConnection] = set()
+        self.half_open_budget = settings.quic.max_half_open
+        self.retry_tokens = RetryTokens()
+        self.retries_sent = 0
         self.cert, self.key = cert, key
         self.authenticator = authenticator
         self.masquerade = masquerade
@@ -424,11 +432,14 @@ class Hy2Server:
             touched[conn] = None
         # Events once per connection and batch: their dispatch, the resume checks and the
         # transmit that follows are not repeated for every packet.
+        half_open = self.half_open
         for conn in touched:
             try:
                 conn.process_events(now)
             except Exception:
                 log.exception("error handling packets from %s", conn.addr)
+            if half_open and conn in half_open and conn.quic._handshake_complete:
+                half_open.discard(conn)
         self._flush()
 
     def _reset_unknown(self, data: bytes, dcid: bytes, addr) -> None:
@@ -439,6 +450,15 @@ class Hy2Server:
             log.debug("stateless reset to %s for an unknown connection ID", addr[0])
             self.endpoint.send([(reset, addr)])
 
+    def _send_retry(self, header, addr) -> None:
+        """Over the half-open budget: ask the client to prove its address first."""
+        retry_scid = os.urandom(HOST_CID_LENGTH)
+        token = self.retry_tokens.issue(addr, header.destination_cid, retry_scid)
+        self.retries_sent += 1
+        self.endpoint.send([(encode_quic_retry(
+            version=header.version, source_cid=retry_scid, destination_cid=header.source_cid,
+            original_destination_cid=header.destination_cid, retry_token=token), addr)])
+
     def _new_connection(self, data: bytes, addr, now: float):
         buf = Buffer(data=data)
         try:
@@ -447,7 +467,8 @@ class Hy2Server:
             return None
         cfg = self.configuration
         if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION and header.version is not None
-                and header.version not in cfg.supported_versions):
+                and header.version not in cfg.supported_versions and len(data) >= 1200):
+            # Only to a datagram that could open a connection (RFC 9000 §5.2.2, §6.1).
             self.endpoint.send([(encode_quic_version_negotiation(
                 source_cid=header.destination_cid, destination_cid=header.source_cid,
                 supported_versions=cfg.supported_versions), addr)])
@@ -455,13 +476,24 @@ class Hy2Server:
         if (header.packet_type != QuicPacketType.INITIAL or len(data) < 1200
                 or len(header.destination_cid) < 8):
             return None
+        original_dcid, retry_scid = header.destination_cid, None
+        if header.token:
+            checked = self.retry_tokens.check(addr, header.token)
+            if checked is None or checked[1] != header.destination_cid:
+                return None              # forged, expired or from another address
+            original_dcid, retry_scid = checked
+        elif len(self.half_open) >= self.half_open_budget:
+            self._send_retry(header, addr)
+            return None
         quic = Hy2QuicConnection(configuration=cfg,
-                                 original_destination_connection_id=header.destination_cid,
+                                 original_destination_connection_id=original_dcid,
+                                 retry_source_connection_id=retry_scid,
                                  stream_window=self.settings.quic.max_stream_window,
                                  max_incoming_streams=self.settings.quic.max_incoming_streams,
                                  reset_key=self.resetter.key)
         conn = ServerConnection(self, quic, addr)
         self.connections.add(conn)
+        self.half_open.add(conn)
         self.add_cid(header.destination_cid, conn)
         self.add_cid(quic.host_cid, conn)
         return conn
@@ -482,6 +514,7 @@ class Hy2Server:
                 del self.by_cid[cid]
         conn.cids.clear()
         self.connections.discard(conn)
+        self.half_open.discard(conn)
         self._dirty.discard(conn)
         if conn.auth_id is not None:
             peers = self.by_user.get(conn.auth_id)
