@@ -100,3 +100,51 @@ def test_a_read_only_store_maps_to_503(tmp_path):
         db.close()
     finally:
         subprocess.run(["umount", "-l", str(ro)])
+
+
+def test_hysteria_traffic_keeps_moving_and_counting_on_a_full_disk(tmp_path, small_disk, targets):
+    """The data plane never waits on the disk: with the data dir full, a download through the
+    node still arrives whole, and its bytes are still counted (in shared memory; the store
+    catches up when the disk has room)."""
+    import asyncio
+    import hashlib
+    import struct
+
+    from fastpath.hy2.client import simple_client
+    from fastpath.worker.event_loop import run
+    from tests.hy2.conftest import default_secret
+    from tests.hy2.targets import pattern
+
+    size = 8 << 20
+    node = NodeProcess(tmp_path, data_dir=small_disk / "data").start()
+    try:
+        secret = default_secret(node.data_dir)
+        _fill(small_disk)
+
+        async def download(seed):
+            client = simple_client(node.config["listen"], secret)
+            await asyncio.wait_for(client.ensure_connected(), 15)
+            reader, writer = await client.open_tcp(f"127.0.0.1:{targets.source}")
+            writer.write(struct.pack(">QQ", size, seed))
+            h, got = hashlib.sha256(), 0
+            while got < size:
+                data = await asyncio.wait_for(reader.read(1 << 20), 10)
+                if not data:
+                    break
+                h.update(data)
+                got += len(data)
+            writer.close()
+            await client.close()
+            return got, h.digest()
+
+        rx_before = node.get("/api/v1/traffic").json()["users"].get("default", {}).get("rx", 0)
+        got, digest = run(download(5))
+        want = hashlib.sha256()
+        for chunk in pattern(size, 5):
+            want.update(chunk)
+        assert got == size and digest == want.digest()
+        rx = node.get("/api/v1/traffic").json()["users"]["default"]["rx"]
+        assert rx - rx_before >= size
+        assert node.get("/api/v1/health").status == 200
+    finally:
+        node.stop()
