@@ -49,6 +49,10 @@ class Hy2QuicConnection(QuicConnection):
         # Server: stateless-reset tokens derived from the node's key (fastpath.hy2.stateless_reset)
         # so a restarted worker can still end this connection for its client.
         self._reset_key = None if configuration.is_client else reset_key
+        # Server: told every connection ID of ours as soon as it exists, before any is sent to
+        # the peer (aioquic's ConnectionIdIssued event comes only after the frame went out, and
+        # a Go client moves to a new ID at once, so its next packets would find no route).
+        self.on_host_cids = None
         super().__init__(configuration=configuration, **kwargs)
         if self._reset_key:
             apply_tokens(self._reset_key, self._host_cids)
@@ -75,6 +79,8 @@ class Hy2QuicConnection(QuicConnection):
             super()._replenish_connection_ids()
             if self._reset_key:
                 apply_tokens(self._reset_key, self._host_cids)
+            if self.on_host_cids is not None:
+                self.on_host_cids([record.cid for record in self._host_cids])
 
     # -- datagrams --------------------------------------------------------------------------
     def datagram_room(self) -> int:

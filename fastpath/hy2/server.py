@@ -496,7 +496,13 @@ class Hy2Server:
         self.half_open.add(conn)
         self.add_cid(header.destination_cid, conn)
         self.add_cid(quic.host_cid, conn)
+        quic.on_host_cids = lambda cids, conn=conn: self._route_cids(cids, conn)
         return conn
+
+    def _route_cids(self, cids, conn: ServerConnection) -> None:
+        if not conn.closed:
+            for cid in cids:
+                self.add_cid(cid, conn)
 
     def add_cid(self, cid: bytes, conn: ServerConnection) -> None:
         self.by_cid[cid] = conn

@@ -32,7 +32,7 @@ log = logging.getLogger("fastpath.supervisor")
 SNAPSHOT_SECONDS = 2.0
 ENFORCE_SECONDS = 0.25
 STOP_GRACE_SECONDS = 3.0
-RESTART_BACKOFF_MIN = 0.5
+RESTART_BACKOFF_MIN = 0.2
 RESTART_BACKOFF_MAX = 30.0
 # A child that ran this long before it crashed starts over at the shortest backoff.
 STABLE_SECONDS = 30.0
