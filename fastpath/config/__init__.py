@@ -2,7 +2,8 @@
 
 The top level accepts the Hysteria 2 server's own keys unchanged (``listen``, ``tls``, ``auth``,
 ``trafficStats`` ...), so a reference config migrates as is; fastpath's own sections sit beside
-them (``node``, ``control``, ``counters``, ``media``, ``pasarguard``, ``scale``).  Each section
+them (``node``, ``control``, ``counters``, ``media``, ``pasarguard``, ``scale``,
+``inbounds``).  Each section
 is parsed by the module that owns it; any unknown key is refused with one line naming it.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ SECTION_PARSERS = {
     "media": "fastpath.media.config:parse_media_config",
     "pasarguard": "control.pasarguard.config:parse_pasarguard_config",
     "scale": "control.hy2scale.config:parse_scale_config",
+    "inbounds": "fastpath.inbounds.config:parse_inbounds_config",
 }
 
 DEFAULT_CONTROL_LISTEN = "127.0.0.1:9480"
@@ -133,6 +135,7 @@ def parse_config(raw: Any, *, source: str | None = None, data_dir=None) -> NodeC
     sections = {"hysteria": hysteria}
     for name in ("media", "pasarguard", "scale"):
         sections[name] = top.mapping(name) if name in top.raw else None
+    sections["inbounds"] = top._get("inbounds")        # a list, checked by its parser
     top.finish()
     for name, raw_section in sections.items():
         cfg.sections[name] = _parse_section(name, raw_section)

@@ -49,6 +49,8 @@ def node_ports(config) -> list[Port]:
     media = config.sections.get("media")
     if media is not None and getattr(media, "enabled", False):
         ports.append(Port("media.listen", *media.listen, "tcp"))
+    for inbound in config.sections.get("inbounds") or []:
+        ports.append(Port(f"inbounds ({inbound.tag})", *inbound.listen, "tcp"))
     ports.append(Port("control.listen", config.control.host, config.control.port, "tcp"))
     if config.traffic_stats.listen:
         ports.append(Port("trafficStats.listen", *config.traffic_stats.listen, "tcp"))

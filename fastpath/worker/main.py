@@ -31,7 +31,7 @@ log = logging.getLogger("fastpath.worker")
 
 # Services every worker runs, each a module with ``async def start(ctx) -> service | None``
 # (None when its config section turns it off).  A service object has ``async close()``.
-SERVICES = ("fastpath.hy2.service", "fastpath.media.service")
+SERVICES = ("fastpath.hy2.service", "fastpath.media.service", "fastpath.inbounds.service")
 
 HEARTBEAT_SECONDS = 1.0
 

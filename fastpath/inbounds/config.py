@@ -1,0 +1,53 @@
+"""The ``inbounds`` section of the node config: a list of proxy listeners.
+
+```yaml
+inbounds:
+  - type: socks          # socks | http
+    listen: 0.0.0.0:1080
+    tag: socks-in        # the name users' ``inbounds`` lists use (default: type-port)
+    auth: true           # false: open proxy, counted for nobody (loopback only)
+```
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastpath.config.fields import ConfigError, Section
+
+TYPES = ("socks", "http")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class InboundSettings:
+    type: str
+    listen: tuple[str, int]
+    tag: str
+    auth: bool = True
+
+
+def parse_inbounds_config(raw) -> list[InboundSettings]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError("inbounds", "expected a list of listeners")
+    out: list[InboundSettings] = []
+    for i, item in enumerate(raw):
+        s = Section(item, f"inbounds[{i}]")
+        kind = s.str("type", required=True, choices=TYPES)
+        listen = s.listen("listen", required=True)
+        tag = s.str("tag", f"{kind}-{listen[1]}")
+        auth = s.bool("auth", True)
+        s.finish()
+        if not auth and listen[0] not in LOOPBACK:
+            raise ConfigError(s.key("auth"), "an inbound without auth may only listen on loopback")
+        out.append(InboundSettings(kind, listen, tag, auth))
+    tags = [i.tag for i in out]
+    for tag in tags:
+        if tags.count(tag) > 1:
+            raise ConfigError("inbounds", f"tag {tag!r} is used twice")
+    listens = [i.listen for i in out]
+    for listen in listens:
+        if listens.count(listen) > 1:
+            raise ConfigError("inbounds", f"{listen[0]}:{listen[1]} is used twice")
+    return out

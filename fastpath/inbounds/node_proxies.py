@@ -1,0 +1,177 @@
+"""The node's SOCKS5 and HTTP proxy inbounds: node users log in, connections leave from here.
+
+The protocol handshakes are ``fastpath.proxy``'s; this module supplies what is the node's: the
+credential check against the user table (``UserDirectory``: disabled, expired, over-limit and
+inbound-scoped users are refused as on Hysteria 2), the dial, the counter slots and the
+compiled splice, and the kick.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastpath.hy2.udp_relay import split_address
+from fastpath.inbounds.tcp_splice import TcpSplice
+from fastpath.proxy.http import HttpProxyHandshake, status
+from fastpath.proxy.socks5 import (REP_FAILURE, REP_HOST_UNREACHABLE, REP_NOT_ALLOWED, REP_OK,
+                                   REP_REFUSED, Socks5Handshake, reply)
+from fastpath.shm import KIND_CONNECTION, KIND_TCP_STREAM, STATE_ESTAB
+
+log = logging.getLogger("fastpath.inbounds")
+
+DIAL_TIMEOUT = 10.0
+ANONYMOUS = None                # the identity of a connection to an inbound without auth
+
+
+class Refused(Exception):
+    """The dial is not allowed (the answer says so instead of a network error)."""
+
+
+class InboundCore:
+    """What both proxy types of one inbound share: users, counters, the live splices."""
+
+    def __init__(self, settings, users, counters) -> None:
+        self.settings = settings
+        self.users = users
+        self.counters = counters
+        self.live: dict[TcpSplice, tuple] = {}          # splice -> (user, writer, slots)
+
+    # -- credentials ------------------------------------------------------------------------
+    async def check_credentials(self, user: bytes, password: bytes):
+        try:
+            name, secret = user.decode(), password.decode()
+        except UnicodeDecodeError:
+            return None
+        # A "name:password" auth secret (HY2 SCALE, userpass) is the pair itself; any other
+        # secret is the password of the user whose id is the name.
+        for candidate, must_be in ((f"{name}:{secret}", None), (secret, name)):
+            found, refused = self.users.authenticate(candidate, self.settings.tag)
+            if found is None or (must_be is not None and found.id != must_be):
+                continue
+            if refused:
+                log.info("inbound %s: user %s refused: %s", self.settings.tag, found.id, refused)
+                return None
+            return found.id
+        log.info("inbound %s: authentication failed for %r", self.settings.tag, name[:64])
+        return None
+
+    # -- connections ------------------------------------------------------------------------
+    async def open_and_splice(self, reader, writer, address: str, user_id, *,
+                              answer: bytes, prefix: bytes = b"") -> None:
+        """Dial ``address`` for ``user_id`` and splice; raises OSError, Refused or
+        TimeoutError before anything was written to the client when it cannot."""
+        if user_id is not None and self.users.exit_of.get(user_id):
+            raise Refused(f"user {user_id} leaves through an exit node, which proxy inbounds "
+                          "do not serve yet")
+        host, port = split_address(address)
+        peer = writer.get_extra_info("peername")
+        peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
+        conn_slot, slot = self._open_slots(user_id, peer_text, address)
+        splice = TcpSplice(self.counters if slot >= 0 else None, slot, self._finished)
+        try:
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                await asyncio.get_running_loop().create_connection(lambda: splice.target, host, port)
+        except BaseException:
+            self._close_slots((conn_slot, slot))
+            raise
+        if slot >= 0:
+            self.counters.set_state(slot, STATE_ESTAB)
+        # The StreamWriter is kept until the splice ends: one that is collected closes its
+        # transport (Python 3.11.5+), which is now the splice's.
+        self.live[splice] = (user_id, writer, (conn_slot, slot))
+        writer.write(answer)
+        if prefix:
+            splice.send_to_target(prefix)
+        buffered = bytes(reader._buffer)
+        reader._buffer.clear()
+        splice.attach_client(writer.transport, buffered)
+
+    def _open_slots(self, user_id, peer: str, address: str) -> tuple[int, int]:
+        w = self.counters
+        if w is None or user_id is None:
+            return -1, -1
+        try:
+            user_slot = w.user_slot(user_id)
+            conn_slot = w.open(KIND_CONNECTION, user_id, user_slot=user_slot, text_a=peer,
+                               state=STATE_ESTAB)
+        except Exception:
+            log.warning("counter shard full: connection of %s not counted", user_id)
+            return -1, -1
+        try:
+            slot = w.open(KIND_TCP_STREAM, user_id, user_slot=user_slot, conn_slot=conn_slot,
+                          text_a=peer, text_b=address)
+        except Exception:
+            w.close(conn_slot)
+            return -1, -1
+        return conn_slot, slot
+
+    def _close_slots(self, slots) -> None:
+        for slot in slots:
+            if slot >= 0:
+                try:
+                    self.counters.close(slot)
+                except Exception:
+                    pass
+
+    def _finished(self, splice: TcpSplice, reason: str) -> None:
+        entry = self.live.pop(splice, None)
+        if entry is not None:
+            self._close_slots(entry[2])
+            log.debug("inbound %s: %s: %s", self.settings.tag, entry[0], reason)
+
+    def kick(self, ids) -> int:
+        ids = set(ids)
+        doomed = [s for s, entry in self.live.items() if entry[0] in ids]
+        for splice in doomed:
+            splice.abort("kicked")
+        return len(doomed)
+
+    def close_all(self) -> None:
+        for splice in list(self.live):
+            splice.abort("inbound closed")
+
+
+class NodeSocks5(Socks5Handshake):
+    disable_udp = True              # UDP ASSOCIATE is not served by the node's inbounds yet
+
+    def __init__(self, core: InboundCore) -> None:
+        self.core = core
+        self.asks_credentials = core.settings.auth
+        self.check_credentials = core.check_credentials
+
+    async def _connect(self, reader, writer, address: str, identity) -> None:
+        try:
+            await self.core.open_and_splice(reader, writer, address, identity, answer=reply(REP_OK))
+        except Refused as exc:
+            log.info("inbound %s: %s", self.core.settings.tag, exc)
+            writer.write(reply(REP_NOT_ALLOWED))
+            writer.close()
+        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+            log.debug("inbound %s: CONNECT %s: %s", self.core.settings.tag, address, exc)
+            code = REP_REFUSED if isinstance(exc, ConnectionRefusedError) else (
+                REP_HOST_UNREACHABLE if isinstance(exc, (OSError, asyncio.TimeoutError)) else REP_FAILURE)
+            writer.write(reply(code))
+            writer.close()
+
+
+class NodeHttpProxy(HttpProxyHandshake):
+    realm = "fastpath"
+
+    def __init__(self, core: InboundCore) -> None:
+        self.core = core
+        self.asks_credentials = core.settings.auth
+        self.check_credentials = core.check_credentials
+
+    async def _open_and_splice(self, reader, writer, address: str, identity, *,
+                               answer: bytes = b"", prefix: bytes = b"") -> None:
+        try:
+            await self.core.open_and_splice(reader, writer, address, identity, answer=answer,
+                                            prefix=prefix)
+        except Refused as exc:
+            log.info("inbound %s: %s", self.core.settings.tag, exc)
+            writer.write(status(403, "Forbidden"))
+            writer.close()
+        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+            log.debug("inbound %s: %s: %s", self.core.settings.tag, address, exc)
+            writer.write(status(502, "Bad Gateway"))
+            writer.close()

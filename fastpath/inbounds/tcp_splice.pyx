@@ -1,0 +1,135 @@
+# cython: language_level=3
+"""TCP to TCP: the relay under the proxy inbounds (SOCKS5, HTTP), counted in shared memory.
+
+A ``TcpSplice`` joins a client's socket to its target's.  Each socket's protocol is a
+``SpliceSide``: what one side reads goes straight to the other side's transport and is counted
+on the splice's slot with ``ShardWriter.add`` (one C call per chunk that also lands on the
+connection and user slots, as the Hysteria 2 relay pump counts).  Bytes from the client are
+``tx`` (toward the target), bytes from the target ``rx``, as for Hysteria 2 users.
+
+Back-pressure: when a side's write buffer passes its high-water mark, the other side stops being
+read until it drains.  Either side ending ends both (no half-close, as the Hysteria 2 relay).
+"""
+from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
+
+WRITE_HIGH_WATER = 1024 * 1024
+
+
+cdef class TcpSplice:
+    """One relayed connection: two sides, one counter slot, one end."""
+    cdef public SpliceSide client
+    cdef public SpliceSide target
+    cdef ShardWriter writer
+    cdef readonly int slot
+    cdef readonly bint finished
+    cdef readonly str reason
+    cdef object on_finish
+    cdef readonly unsigned long long up_bytes
+    cdef readonly unsigned long long down_bytes
+
+    def __init__(self, ShardWriter writer=None, int slot=-1, on_finish=None):
+        self.writer = writer
+        self.slot = slot if writer is not None else -1
+        self.on_finish = on_finish
+        self.client = SpliceSide(self, True)
+        self.target = SpliceSide(self, False)
+        self.client.peer = self.target
+        self.target.peer = self.client
+
+    cdef void _count(self, bint up, Py_ssize_t n) noexcept:
+        if up:
+            self.up_bytes += n
+        else:
+            self.down_bytes += n
+        if self.slot >= 0:
+            if up:
+                self.writer.add(<unsigned int>self.slot, <unsigned long long>n, 0, fp_now_ns())
+            else:
+                self.writer.add(<unsigned int>self.slot, 0, <unsigned long long>n, fp_now_ns())
+
+    def attach_client(self, transport, bytes buffered=b""):
+        """Make the splice the protocol of the accepted client socket; ``buffered``: bytes
+        already read from it past the proxy handshake (they go to the target first)."""
+        transport.set_protocol(self.client)
+        self.client.connection_made(transport)
+        if buffered:
+            self.client.data_received(buffered)
+
+    def send_to_target(self, bytes data):
+        """Write bytes of our own making to the target (an HTTP request rewritten to origin
+        form), counted as the client's."""
+        self._count(True, len(data))
+        self.target.transport.write(data)
+
+    cpdef finish(self, str reason):
+        if self.finished:
+            return
+        self.finished = True
+        self.reason = reason
+        for side in (self.client, self.target):
+            t = (<SpliceSide>side).transport
+            if t is not None and not t.is_closing():
+                t.close()
+        if self.on_finish is not None:
+            self.on_finish(self, reason)
+
+    cpdef abort(self, str reason):
+        """End at once, dropping what is still buffered (a kick)."""
+        for side in (self.client, self.target):
+            t = (<SpliceSide>side).transport
+            if t is not None:
+                t.abort()
+        self.finish(reason)
+
+
+cdef class SpliceSide:
+    """The asyncio protocol of one of the two sockets."""
+    cdef TcpSplice splice
+    cdef bint is_client
+    cdef public object transport
+    cdef SpliceSide peer
+    cdef list pending           # read before the other side was connected
+
+    def __init__(self, TcpSplice splice, bint is_client):
+        self.splice = splice
+        self.is_client = is_client
+        self.pending = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self.splice.finished:
+            transport.abort()
+            return
+        # What the other side read while this one was connecting.
+        pending, self.peer.pending = self.peer.pending, []
+        for data in pending:
+            self.splice._count(not self.is_client, len(data))
+            transport.write(data)
+
+    def data_received(self, bytes data):
+        if self.splice.finished:
+            return
+        peer = self.peer.transport
+        if peer is None:
+            self.pending.append(data)
+            return
+        self.splice._count(self.is_client, len(data))
+        peer.write(data)
+
+    def eof_received(self):
+        self.splice.finish("client finished" if self.is_client else "target finished")
+        return False
+
+    def connection_lost(self, exc):
+        who = "client" if self.is_client else "target"
+        self.splice.finish(f"{who} closed" if exc is None else f"{who} error: {exc}")
+
+    def pause_writing(self):
+        # This side's socket is full: stop reading the other.
+        if self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self):
+        if self.peer.transport is not None and not self.splice.finished:
+            self.peer.transport.resume_reading()
