@@ -2,10 +2,13 @@
 
 ```yaml
 inbounds:
-  - type: socks          # socks | http
+  - type: socks          # socks | http | shadowsocks
     listen: 0.0.0.0:1080
     tag: socks-in        # the name users' ``inbounds`` lists use (default: type-port)
     auth: true           # false: open proxy, counted for nobody (loopback only)
+  - type: shadowsocks
+    listen: 0.0.0.0:8388
+    method: aes-256-gcm  # or aes-128-gcm, chacha20-ietf-poly1305; users' passwords: auth secrets
 ```
 """
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 from fastpath.config.fields import ConfigError, Section
 
-TYPES = ("socks", "http")
+TYPES = ("socks", "http", "shadowsocks")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -24,6 +27,7 @@ class InboundSettings:
     listen: tuple[str, int]
     tag: str
     auth: bool = True
+    method: str | None = None           # shadowsocks: the AEAD cipher
 
 
 def parse_inbounds_config(raw) -> list[InboundSettings]:
@@ -38,10 +42,16 @@ def parse_inbounds_config(raw) -> list[InboundSettings]:
         listen = s.listen("listen", required=True)
         tag = s.str("tag", f"{kind}-{listen[1]}")
         auth = s.bool("auth", True)
+        method = None
+        if kind == "shadowsocks":
+            from fastpath.inbounds.shadowsocks_aead import METHODS
+            method = s.str("method", required=True, choices=tuple(METHODS))
+            if not auth:
+                raise ConfigError(s.key("auth"), "a Shadowsocks inbound always authenticates")
         s.finish()
         if not auth and listen[0] not in LOOPBACK:
             raise ConfigError(s.key("auth"), "an inbound without auth may only listen on loopback")
-        out.append(InboundSettings(kind, listen, tag, auth))
+        out.append(InboundSettings(kind, listen, tag, auth, method))
     tags = [i.tag for i in out]
     for tag in tags:
         if tags.count(tag) > 1:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
+from fastpath.inbounds.shadowsocks import ShadowsocksInbound
 from fastpath.proxy.http import MAX_HEAD
 
 log = logging.getLogger("fastpath.inbounds")
@@ -39,10 +40,15 @@ async def start(ctx):
     try:
         for settings in inbounds:
             core = InboundCore(settings, ctx.users, ctx.counters)
-            proxy = PROTOCOLS[settings.type](core)
             host, port = settings.listen
-            server = await asyncio.start_server(proxy._handle, host or None, port,
-                                                reuse_port=True, limit=MAX_HEAD)
+            if settings.type == "shadowsocks":
+                inbound = ShadowsocksInbound(core, settings.method)
+                server = await asyncio.get_running_loop().create_server(
+                    inbound.protocol, host or None, port, reuse_port=True)
+            else:
+                proxy = PROTOCOLS[settings.type](core)
+                server = await asyncio.start_server(proxy._handle, host or None, port,
+                                                    reuse_port=True, limit=MAX_HEAD)
             service.cores.append(core)
             service.servers.append(server)
             log.info("%s inbound %s listening on tcp %s:%d", settings.type, settings.tag,
