@@ -57,6 +57,10 @@ cdef class TcpSplice:
         already read from it past the proxy handshake (they go to the target first)."""
         transport.set_protocol(self.client)
         self.client.connection_made(transport)
+        # The handshake's StreamReader may have paused the socket (its buffer filled while the
+        # client sent data behind its request, as a Trojan client does): reading is ours now.
+        if not transport.is_reading():
+            transport.resume_reading()
         if buffered:
             self.client.data_received(buffered)
 
