@@ -238,7 +238,8 @@ class LiveRelay:
         self.content_type = "video/mp2t"
         if stream.kind == "transcode":
             self.profile_args = transcode.render(
-                transcode.profile_template(stream.profile or "default", s.transcode_profiles) or "",
+                transcode.profile_template(stream.profile or "default", s.transcode_profiles,
+                                           s.custom_transcode_templates) or "",
                 transcode.check_variables(stream.profile_variables))
             self.content_type = transcode.content_type(self.profile_args)
 
