@@ -345,7 +345,11 @@ def client_quic_configuration(settings: ClientSettings):
     if settings.insecure or settings.pin_sha256:
         cfg.verify_mode = ssl.CERT_NONE
     elif settings.ca:
-        cfg.load_verify_locations(cafile=settings.ca)
+        # PEM text (an HY2 SCALE client's ``ca``) or a file (the client config's ``tls.ca``).
+        if settings.ca.lstrip().startswith("-----BEGIN"):
+            cfg.load_verify_locations(cadata=settings.ca.encode())
+        else:
+            cfg.load_verify_locations(cafile=settings.ca)
     return cfg
 
 
