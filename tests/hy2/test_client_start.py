@@ -212,3 +212,50 @@ def test_a_later_auth_failure_keeps_the_client_up_and_it_recovers(tmp_path, node
     assert code == 0
     log = client.text()
     assert "Task was destroyed" not in log and "Traceback" not in log, log
+
+
+def test_an_idle_forwarded_connection_outlives_the_idle_timeout(tmp_path, echo):
+    """Keep-alive (issue 13): the idle timeout is shortened to 4 s on both ends to keep the test
+    fast (the defaults are a 30 s idle timeout and a PING every 10 s; the client caps its period
+    at half the idle timeout, so here it pings every 2 s).  A TCP connection through the
+    client's forward stays idle for 12 s (three idle timeouts) and then still echoes, over the
+    same QUIC connection.  The control: a client without keep-alive, same node, same idle
+    timeout, loses its connection to the idle timeout."""
+    import asyncio
+
+    from fastpath.hy2.client import Hy2Client
+    from fastpath.hy2.config import ClientSettings, QuicSettings
+    from fastpath.worker.event_loop import run
+
+    (tmp_path / "n").mkdir()
+    with NodeProcess(tmp_path / "n", {"quic": {"maxIdleTimeout": "4s"}}) as node:
+        secret = default_secret(node.data_dir)
+        fwd = free_tcp_port()
+        cfg = {"server": node.config["listen"], "auth": secret, "tls": {"insecure": True},
+               "quic": {"maxIdleTimeout": "4s", "keepAlivePeriod": "10s"},
+               "tcpForwarding": [{"listen": f"127.0.0.1:{fwd}", "remote": f"127.0.0.1:{echo}"}]}
+        (tmp_path / "c").mkdir()
+        with ClientProcess(tmp_path / "c", cfg, fwd) as client:
+            with socket.create_connection(("127.0.0.1", fwd), 5) as s:
+                s.settimeout(10)
+                s.sendall(b"before")
+                assert s.recv(64) == b"before"
+                time.sleep(12)
+                s.sendall(b"after-idle")
+                assert s.recv(64) == b"after-idle"
+            assert client.proc.poll() is None
+            assert client.stop() == 0
+        log = client.text()
+        assert "connection to the server closed" not in log and "Idle" not in log, log
+        assert log.count("connected to") == 1, log
+
+        async def without_keep_alive():
+            host, port = node.config["listen"].rsplit(":", 1)
+            c = Hy2Client(ClientSettings(server_host=host, server_port=int(port), auth=secret,
+                                         insecure=True,
+                                         quic=QuicSettings(max_idle_timeout=4.0, keep_alive_period=None)))
+            conn = await asyncio.wait_for(c.ensure_connected(), 10)
+            await asyncio.wait_for(conn.terminated.wait(), 8)   # closed by the idle timeout
+            await c.close()
+            return conn.closed
+        assert run(without_keep_alive()) is True
