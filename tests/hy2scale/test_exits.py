@@ -520,3 +520,13 @@ def test_a_client_ca_path_inside_ca_dir(tmp_path, pair):
         with pytest.raises(falcon.HTTPError) as err:
             parse_ca(bad, root)
         assert words in err.value.description
+
+
+def test_ca_dir_must_be_an_existing_absolute_directory(tmp_path):
+    from control.hy2scale.config import parse_scale_config
+    from fastpath.config.fields import ConfigError
+    assert parse_scale_config({"caDir": str(tmp_path)}).ca_dir == str(tmp_path.resolve())
+    assert parse_scale_config({}).ca_dir is None
+    for bad in ("relative/dir", str(tmp_path / "missing")):
+        with pytest.raises(ConfigError, match="scale.caDir"):
+            parse_scale_config({"caDir": bad})
