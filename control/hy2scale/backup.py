@@ -168,7 +168,7 @@ class Restore:
         out, seen = [], set()
         for i, entry in enumerate(raw):
             try:
-                client = parse_client(entry)
+                client = parse_client(entry, ca_dir=self.face.settings.ca_dir)
             except falcon.HTTPError as exc:
                 raise _within(f"clients[{i}]", exc) from None
             if client["name"] in seen:
