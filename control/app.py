@@ -15,7 +15,7 @@ import falcon.media
 from control.errors import handle_unexpected, serialize_error
 from control.node_model import NodeModel
 from control.openapi import DocsResource, OpenApiResource
-from control.route_guard import OPEN, PathNormaliser, RouteGuard, route_templates
+from control.route_guard import OPEN, PathNormaliser, RecordingApp, RouteGuard
 from control.validation import BoundedMessagePackHandler
 
 FACES = (
@@ -57,9 +57,9 @@ def create_app(node: NodeModel) -> falcon.App:
             if exc.name == name:
                 continue
             raise
-        before = route_templates(app)
-        rule = module.register(app, node)
-        added = route_templates(app) - before
+        recording = RecordingApp(app)
+        rule = module.register(recording, node)
+        added = recording.added
         if added and rule is None:
             raise RuntimeError(f"{name} added routes without an authentication rule")
         guard.bind(added, rule)

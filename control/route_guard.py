@@ -24,7 +24,6 @@ import re
 from collections.abc import Callable, Iterable
 
 import falcon
-import falcon.inspect
 
 PUBLIC = "public"
 log = logging.getLogger("fastpath.control.auth")
@@ -45,9 +44,24 @@ class Rule:
 OPEN = Rule("open", lambda req, resource: None)
 
 
-def route_templates(app: falcon.App) -> set[str]:
-    """The URI templates of every route the app has (Falcon's public inspect API)."""
-    return {route.path for route in falcon.inspect.inspect_routes(app)}
+class RecordingApp:
+    """The app as a face's ``register`` sees it: every ``add_route`` call's URI template is
+    noted in ``added``, everything else goes to the app itself.
+
+    Asking Falcon's inspect API for the whole table before and after each face cost seconds
+    per node start (it inspects every resource's methods and source), so the templates are
+    noted as they are added instead."""
+
+    def __init__(self, app: falcon.App) -> None:
+        self._app = app
+        self.added: set[str] = set()
+
+    def add_route(self, uri_template: str, resource, **kwargs):
+        self.added.add(uri_template)
+        return self._app.add_route(uri_template, resource, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._app, name)
 
 
 class PathNormaliser:
