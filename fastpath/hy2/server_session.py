@@ -17,7 +17,7 @@ from fastpath.hy2 import auth_protocol as ap
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated)
 from fastpath.hy2.frames import TcpRequestParser, encode_tcp_response, fragment_udp_message
-from fastpath.hy2.h3_compat import LenientH3Connection
+from fastpath.hy2.h3_compat import ServerH3Connection
 from fastpath.hy2.quic_connection import abort_stream, finish_stream
 from fastpath.hy2.stream_router import ROUTE_DROP, ROUTE_H3, ROUTE_PROXY, StreamRouter
 from fastpath.hy2.udp_sessions import UdpSessionTable
@@ -70,7 +70,7 @@ class ServerSession:
 
     def _ensure_h3(self):
         if self.h3 is None:
-            self.h3 = LenientH3Connection(self.quic)
+            self.h3 = ServerH3Connection(self.quic)
         return self.h3
 
     def _stream_data(self, event) -> list:
