@@ -48,10 +48,27 @@ class _LazyQpackStreams:
         self._quic.send_stream_data(real, data, end_stream)
 
 
+class _StaticTableEncoder:
+    """A QPACK encoder that never uses a dynamic table, whatever the peer offers (the
+    reference's encoder is static-only): no encoder-stream instructions, ever."""
+
+    def __init__(self) -> None:
+        self._encoder = pylsqpack.Encoder()
+
+    def apply_settings(self, max_table_capacity: int, blocked_streams: int) -> bytes:
+        return self._encoder.apply_settings(max_table_capacity=0, blocked_streams=0)
+
+    def encode(self, stream_id: int, headers):
+        return self._encoder.encode(stream_id, headers)
+
+    def feed_decoder(self, data: bytes) -> None:
+        self._encoder.feed_decoder(data)
+
+
 class ServerH3Connection(LenientH3Connection):
     """The server's HTTP/3 face as the reference server shows it: one control stream whose
     SETTINGS carry only ENABLE_CONNECT_PROTOCOL (0x8) = 1, no QPACK encoder or decoder
-    stream, no dynamic table (aioquic would send its table size, blocked streams, its fixed
+    stream, no dynamic table either way (aioquic would send its table size, blocked streams, its fixed
     0x21 entry and open both QPACK streams at once)."""
 
     _ENCODER, _DECODER = -1, -2          # never a real stream id
@@ -61,6 +78,7 @@ class ServerH3Connection(LenientH3Connection):
                                                   self._DECODER: StreamType.QPACK_DECODER}))
         # No dynamic table for the peer's encoder: what the SETTINGS above advertise.
         self._decoder = pylsqpack.Decoder(0, 0)
+        self._encoder = _StaticTableEncoder()
 
     def _get_local_settings(self) -> dict[int, int]:
         return {Setting.ENABLE_CONNECT_PROTOCOL: 1}
