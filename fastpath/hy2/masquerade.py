@@ -82,6 +82,11 @@ def _with_length(resp: Response) -> Response:
     return status, [*headers, ("content-length", str(len(body)))], body
 
 
+def not_found() -> Response:
+    """The reference's plain 404 (before ``go_writer``)."""
+    return _with_length(NOT_FOUND)
+
+
 class NotFoundMasquerade:
     async def respond(self, headers: dict, body: bytes) -> Response:
         return go_writer(_with_length(NOT_FOUND))

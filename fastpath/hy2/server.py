@@ -25,7 +25,7 @@ from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, Stream
                                  Terminated, UdpReceived)
 from fastpath.hy2.exit_peers import ExitUdp
 from fastpath.hy2.frames import encode_tcp_response
-from fastpath.hy2.masquerade import decode_headers
+from fastpath.hy2.masquerade import decode_headers, go_writer, not_found
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
@@ -176,7 +176,7 @@ class ServerConnection(QuicGlue):
                 decode_headers(raw_headers), body)
         except Exception:
             log.exception("masquerade failed")
-            status, headers, content = 404, [], b""
+            status, headers, content = go_writer(not_found())
         if not self.closed:
             self.session.send_http_response(stream_id, status, headers, content)
             self.want_transmit()
