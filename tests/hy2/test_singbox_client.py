@@ -150,3 +150,16 @@ def test_kick_and_sing_box_reconnects(node, targets, tmp_path):
         # sing-box opens a new connection for a later stream; the node lets the user back in.
         wait_stream(fwd, sb.alive, timeout=20)
         assert node.get("/api/v1/users/default").status == 200
+
+
+def test_failed_dial_is_logged_with_target_and_reason(node, tmp_path):
+    closed = free_tcp_port()                  # nothing listens there
+    fwd = free_tcp_port()
+    config = client_config(_port(node), node.secret, [tcp_forward(fwd, closed, "closed")])
+    with SingBox(tmp_path, config) as sb:
+        wait_tcp(fwd, sb.alive)
+        assert stream_failures(fwd, banner=False, n=1, parallel=1)
+        deadline = time.monotonic() + 10
+        while f"dial 127.0.0.1:{closed} failed" not in node.log():
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.1)

@@ -14,9 +14,11 @@ import asyncio
 import email.utils
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastpath.hy2.client import simple_client
-from fastpath.hy2.masquerade import FileMasquerade, NotFoundMasquerade, StringMasquerade
+from fastpath.hy2.masquerade import FileMasquerade, NotFoundMasquerade, StringMasquerade, go_writer
 from fastpath.hy2.quic_connection import Hy2QuicConnection
 from fastpath.worker.event_loop import run
 from tests.hy2 import reference_codecs as ref
@@ -180,3 +182,57 @@ def test_masquerade_answers_carry_go_headers_in_every_mode(tmp_path):
     _assert_go_headers(run(files.respond({":path": "/"}, b"")), "text/html; charset=utf-8")
     _assert_go_headers(run(files.respond({":path": "/missing"}, b"")), "text/plain; charset=utf-8")
     _assert_go_headers(run(files.respond({":path": "/blob"}, b"")), "application/octet-stream")
+
+
+def test_server_parameters_parse_with_a_stock_parser(tls_files):
+    """What the server sends, read back by aioquic's own transport-parameter parser (as any
+    aioquic peer would): every value lands where it should, the GREASE entry is skipped."""
+    from aioquic.buffer import Buffer
+    from aioquic.quic.packet import pull_quic_transport_parameters
+
+    from fastpath.hy2.quic_connection import quic_configuration
+    from fastpath.hy2.config import QuicSettings
+    cfg = quic_configuration(is_client=False, quic_settings=QuicSettings(), connection_id_length=8)
+    cfg.load_cert_chain(*tls_files)
+    quic = Hy2QuicConnection(configuration=cfg, original_destination_connection_id=b"\x01" * 8,
+                             max_incoming_streams=1024)
+    raw = quic._serialize_transport_parameters()
+    p = pull_quic_transport_parameters(Buffer(data=raw))
+    assert (p.initial_max_stream_data_bidi_local, p.initial_max_stream_data_bidi_remote,
+            p.initial_max_stream_data_uni, p.initial_max_data) == (8388608,) * 3 + (20971520,)
+    assert (p.initial_max_streams_bidi, p.initial_max_streams_uni) == (1024, 100)
+    assert (p.max_idle_timeout, p.max_udp_payload_size, p.max_ack_delay) == (30000, 1452, 26)
+    assert (p.active_connection_id_limit, p.max_datagram_frame_size) == (4, 1200)
+    assert p.original_destination_connection_id == b"\x01" * 8
+    assert p.initial_source_connection_id == quic.host_cid
+    assert p.stateless_reset_token == quic._host_cids[0].stateless_reset_token
+    assert p.retry_source_connection_id is None and p.ack_delay_exponent is None
+    # Each call draws a fresh GREASE entry (ids 31*N+27), as the reference does per handshake.
+    ids = {decode_parameters(quic._serialize_transport_parameters())[0][0] for _ in range(20)}
+    assert len(ids) > 1 and all(i % 31 == 27 for i in ids)
+
+
+SNIFFED = {"text/plain; charset=utf-8", "text/html; charset=utf-8", "text/xml; charset=utf-8",
+           "application/octet-stream", "application/pdf", "application/postscript", "image/gif",
+           "image/png", "image/jpeg", "image/bmp", "application/zip", "application/x-gzip",
+           "font/woff", "font/woff2", "text/plain; charset=utf-16be", "text/plain; charset=utf-16le"}
+
+
+@given(body=st.binary(max_size=2048), status=st.integers(100, 599),
+       named=st.sampled_from([None, "x/y"]))
+@settings(max_examples=300, deadline=None)
+def test_go_writer_on_any_body(body, status, named):
+    """Any body gets a date and a content type from Go's set (none for an empty body), a set
+    one is kept, and nothing is added twice."""
+    headers = [("content-type", named)] if named else []
+    out_status, out, out_body = go_writer((status, headers, body))
+    h = dict(out)
+    assert out_status == status and out_body == body and len(h) == len(out)
+    assert "date" in h
+    if named:
+        assert h["content-type"] == named
+    elif body:
+        assert h["content-type"] in SNIFFED
+    else:
+        assert "content-type" not in h
+    assert go_writer((out_status, out, out_body))[1] == out       # idempotent
