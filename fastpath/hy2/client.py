@@ -212,6 +212,10 @@ class ClientConnection(QuicGlue):
         self.auth_result: asyncio.Future = self.loop.create_future()
         self._flush_handle = None
         self.pending_opens: dict[int, asyncio.Future] = {}
+        # Payload that followed a stream's response before its opener took it over (a
+        # banner, or the server sent the response and the target's first bytes in separate
+        # frames): kept, not dropped, and handed to the reader or pump with the response.
+        self.unclaimed: dict[int, TcpResponse] = {}
         self.readers: dict[int, asyncio.StreamReader] = {}
         self.pumps: dict[int, RelayPump] = {}
         self.socket_owners: dict[int, object] = {}      # see Hy2Client.splice_streams
@@ -276,9 +280,16 @@ class ClientConnection(QuicGlue):
                 if e.end:
                     reader.feed_eof()
                     self.readers.pop(e.stream_id, None)
+                return
+            resp = self.unclaimed.get(e.stream_id)
+            if resp is not None:
+                resp.early += e.data
+                resp.end = resp.end or e.end
         elif t is TcpResponse:
             fut = self.pending_opens.pop(e.stream_id, None)
             if fut is not None and not fut.done():
+                if e.ok:
+                    self.unclaimed[e.stream_id] = e
                 fut.set_result(e)
             elif e.ok is False:
                 self.session.end_stream(e.stream_id)
@@ -291,6 +302,7 @@ class ClientConnection(QuicGlue):
             if pump is not None:
                 pump.stop_sending()
         elif t is StreamClosed:
+            self.unclaimed.pop(e.stream_id, None)
             fut = self.pending_opens.pop(e.stream_id, None)
             if fut is not None and not fut.done():
                 fut.set_exception(ConnectError(e.reason))
@@ -358,6 +370,7 @@ class ClientConnection(QuicGlue):
             if not fut.done():
                 fut.set_exception(ConnectionResetError("connection to the server closed"))
         self.pending_opens.clear()
+        self.unclaimed.clear()
         for pump in list(self.pumps.values()):
             pump.abort()
         for reader in self.readers.values():
@@ -518,8 +531,11 @@ class Hy2Client:
         conn.pending_opens[sid] = fut
         conn.want_transmit()
         # asyncio.timeout runs in this task; wait_for would start one more per stream.
-        async with asyncio.timeout(CONNECT_TIMEOUT + 5):
-            resp: TcpResponse = await fut
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT + 5):
+                resp: TcpResponse = await fut
+        finally:
+            conn.unclaimed.pop(sid, None)    # from here on the caller takes its data
         if not resp.ok:
             conn.session.end_stream(sid)
             conn.want_transmit()

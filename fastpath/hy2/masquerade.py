@@ -2,10 +2,14 @@
 
 Modes of the reference: a plain 404 (default), a fixed ``string``, a ``file`` directory (no
 path traversal), a reverse ``proxy`` to a URL.  No answer may mention hysteria or proxying.
+
+Every answer then gets what Go's HTTP/3 response writer adds to the reference's: a ``date``
+header, and a ``content-type`` sniffed from the body when the mode set none (``go_writer``).
 """
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import mimetypes
 import urllib.parse
@@ -25,14 +29,67 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
 
 
+# Go's http.DetectContentType, the part a masquerade body can hit (WHATWG MIME sniffing as Go
+# implements it).  Written here because no library sniffs the way Go does, and a prober
+# compares with Go's answer: leading whitespace skipped, HTML tags case-insensitive and ended
+# by a space or '>', then a few magic numbers, then text unless a binary byte shows up.
+_HTML_TAGS = (b"<!DOCTYPE HTML", b"<HTML", b"<HEAD", b"<SCRIPT", b"<IFRAME", b"<H1", b"<DIV",
+              b"<FONT", b"<TABLE", b"<A", b"<STYLE", b"<TITLE", b"<B", b"<BODY", b"<BR", b"<P",
+              b"<!--")
+_MAGIC = ((b"%PDF-", "application/pdf"), (b"%!PS-Adobe-", "application/postscript"),
+          (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"), (b"\x89PNG\r\n\x1a\n", "image/png"),
+          (b"\xff\xd8\xff", "image/jpeg"), (b"BM", "image/bmp"), (b"PK\x03\x04", "application/zip"),
+          (b"\x1f\x8b\x08", "application/x-gzip"), (b"wOFF", "font/woff"), (b"wOF2", "font/woff2"))
+_BINARY = frozenset(list(range(0x00, 0x09)) + [0x0B] + list(range(0x0E, 0x1B)) + list(range(0x1C, 0x20)))
+
+
+def sniff_content_type(body: bytes) -> str:
+    head = body[:512]
+    text = head.lstrip(b"\t\n\x0c\r ")
+    upper = text.upper()
+    for tag in _HTML_TAGS:
+        if upper.startswith(tag) and len(text) > len(tag) and text[len(tag)] in b" >":
+            return "text/html; charset=utf-8"
+    if text.startswith(b"<?xml"):
+        return "text/xml; charset=utf-8"
+    for magic, ctype in _MAGIC:
+        if head.startswith(magic):
+            return ctype
+    if head.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "text/plain; charset=utf-16" + ("be" if head[0] == 0xFE else "le")
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "text/plain; charset=utf-8"
+    if any(b in _BINARY for b in head):
+        return "application/octet-stream"
+    return "text/plain; charset=utf-8"
+
+
+def go_writer(resp: Response) -> Response:
+    """What Go's response writer adds: ``date`` always (unless the handler set one), a sniffed
+    ``content-type`` when there is a body and the handler set none."""
+    status, headers, body = resp
+    names = {k.lower() for k, _ in headers}
+    extra = []
+    if "content-type" not in names and body:
+        extra.append(("content-type", sniff_content_type(body)))
+    if "date" not in names:
+        extra.append(("date", email.utils.formatdate(usegmt=True)))
+    return (status, [*headers, *extra], body) if extra else resp
+
+
 def _with_length(resp: Response) -> Response:
     status, headers, body = resp
     return status, [*headers, ("content-length", str(len(body)))], body
 
 
+def not_found() -> Response:
+    """The reference's plain 404 (before ``go_writer``)."""
+    return _with_length(NOT_FOUND)
+
+
 class NotFoundMasquerade:
     async def respond(self, headers: dict, body: bytes) -> Response:
-        return _with_length(NOT_FOUND)
+        return go_writer(_with_length(NOT_FOUND))
 
 
 class StringMasquerade:
@@ -41,7 +98,7 @@ class StringMasquerade:
                                       content.encode()))
 
     async def respond(self, headers, body):
-        return self.response
+        return go_writer(self.response)
 
 
 class FileMasquerade:
@@ -68,6 +125,9 @@ class FileMasquerade:
         return target if target.is_file() else None
 
     async def respond(self, headers, body):
+        return go_writer(await self._respond(headers, body))
+
+    async def _respond(self, headers, body):
         method = headers.get(":method", "GET")
         if method not in ("GET", "HEAD"):
             return _with_length((405, [("content-type", "text/plain; charset=utf-8"),
@@ -97,6 +157,9 @@ class ProxyMasquerade:
         self._session = None
 
     async def respond(self, headers, body):
+        return go_writer(await self._respond(headers, body))
+
+    async def _respond(self, headers, body):
         if self._session is None or self._session.closed:
             self._session = new_session(30, self.insecure, auto_decompress=False)
         path = headers.get(":path", "/")

@@ -1,9 +1,10 @@
 """aioquic's QuicConnection with the three guards Hysteria 2 needs on top of it.
 
 - DATAGRAM frames: aioquic queues any size and a frame larger than one packet blocks the queue
-  for good; ``queue_datagram`` checks the size against the room one packet has and bounds the
-  queue.  (Receiving works whatever the peer advertised, as long as our own
-  ``max_datagram_frame_size`` is set, which ``quic_configuration`` does.)
+  for good; ``queue_datagram`` checks the size against the room one packet has and the peer's
+  advertised ``max_datagram_frame_size``, and bounds the queue.  Both ends advertise 1200, as
+  the reference does: quic-go builds of the 2.6 line size fragments from the path MTU when the
+  limit is larger and then drop the frames that do not fit a packet.
 - Send side back-pressure: ``send_stream_data`` buffers without limit, so callers watch
   ``unsent_bytes`` and pause their source.
 - Receive side back-pressure: aioquic doubles a stream's credit whenever half is used, so a
@@ -18,13 +19,18 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import QuicFrameType
 
+from fastpath.hy2.server_transport_params import (ACTIVE_CONNECTION_ID_LIMIT, UNI_STREAMS,
+                                                  server_transport_parameters)
 from fastpath.hy2.stateless_reset import apply_tokens
 
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
 # AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).
 DATAGRAM_OVERHEAD = 1 + 2 + 16 + 1 + 2
 MAX_QUEUED_DATAGRAMS = 512
-RECEIVE_DATAGRAM_LIMIT = 65536
+# The max_datagram_frame_size we advertise (client and server), the reference's value.
+RECEIVE_DATAGRAM_LIMIT = 1200
+# DATAGRAM frame type and a 2-byte length: what the peer's frame-size limit includes.
+DATAGRAM_FRAME_HEADER = 1 + 2
 
 
 def quic_configuration(*, is_client: bool, quic_settings, **kwargs) -> QuicConfiguration:
@@ -56,6 +62,11 @@ class Hy2QuicConnection(QuicConnection):
         super().__init__(configuration=configuration, **kwargs)
         if self._reset_key:
             apply_tokens(self._reset_key, self._host_cids)
+        if not configuration.is_client:
+            # The reference server's limits (fastpath.hy2.server_transport_params).
+            self._local_active_connection_id_limit = ACTIVE_CONNECTION_ID_LIMIT
+            limit = self._local_max_streams_uni
+            limit.value = limit.sent = UNI_STREAMS
         if initial_streams:
             # The (bidirectional, unidirectional) stream limits advertised in the handshake.
             for limit, value in zip((self._local_max_streams_bidi, self._local_max_streams_uni),
@@ -72,6 +83,11 @@ class Hy2QuicConnection(QuicConnection):
             limit = self._local_max_streams_bidi
             limit.value = limit.sent = max_incoming_streams
 
+    def _serialize_transport_parameters(self) -> bytes:
+        if self._is_client:
+            return super()._serialize_transport_parameters()
+        return server_transport_parameters(self)
+
     def _replenish_connection_ids(self) -> None:
         # A zero-length connection ID (what recent reference clients use) cannot have
         # alternatives: announcing more would be a protocol violation.
@@ -84,8 +100,14 @@ class Hy2QuicConnection(QuicConnection):
 
     # -- datagrams --------------------------------------------------------------------------
     def datagram_room(self) -> int:
-        """Largest DATAGRAM payload that fits in one packet to the peer now."""
-        return self._max_datagram_size - DATAGRAM_OVERHEAD - len(self._peer_cid.cid)
+        """Largest DATAGRAM payload that fits in one packet to the peer now and in the frame
+        size the peer advertised (none advertised: only the packet bounds it, as recent
+        reference clients accept DATAGRAMs without announcing a limit)."""
+        room = self._max_datagram_size - DATAGRAM_OVERHEAD - len(self._peer_cid.cid)
+        limit = self._remote_max_datagram_frame_size
+        if limit is not None and limit - DATAGRAM_FRAME_HEADER < room:
+            room = limit - DATAGRAM_FRAME_HEADER
+        return room if room > 0 else 0
 
     def queue_datagram(self, data: bytes) -> bool:
         """Queue one DATAGRAM frame; False (dropped) if it would not fit in a packet or the

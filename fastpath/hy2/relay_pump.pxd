@@ -15,6 +15,7 @@ cdef class RelayPump:
     cdef bint credit_held
     cdef readonly bint send_stopped
     cdef list pending            # QUIC bytes that arrived before the TCP side connected
+    cdef public bytes head       # written to the QUIC stream before any byte of the TCP side
     cdef bint pending_end
     cdef readonly unsigned long long from_quic_bytes
     cdef readonly unsigned long long from_tcp_bytes

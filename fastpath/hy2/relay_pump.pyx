@@ -10,6 +10,11 @@ bytes the TCP socket stops being read until it drains below ``low_water``; when 
 write buffer is full the stream's flow-control credit is held, so the peer stops sending.
 
 When either side ends the pump ends both, as the reference does (no half-close).
+
+``head`` (set before the TCP side connects) goes to the QUIC stream in ``connection_made``,
+before the first byte the TCP side sends: the server's TCP response must precede a target's
+banner or the echo of the client's early data, which the event loop may deliver before the
+dialing coroutine resumes.
 """
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 
@@ -67,6 +72,13 @@ cdef class RelayPump:
         if self.finished:
             transport.abort()
             return
+        head, self.head = self.head, None
+        if head:
+            try:
+                self.quic.send_stream_data(self.stream_id, head)
+            except RuntimeError:        # the peer stopped the stream meanwhile
+                self.stop_sending()
+            self.owner.want_transmit()
         if self.send_stopped:
             self.reading_paused = True
             transport.pause_reading()

@@ -24,7 +24,8 @@ from fastpath.hy2.config import ServerSettings
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated, UdpReceived)
 from fastpath.hy2.exit_peers import ExitUdp
-from fastpath.hy2.masquerade import decode_headers
+from fastpath.hy2.frames import encode_tcp_response
+from fastpath.hy2.masquerade import decode_headers, go_writer, not_found
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
@@ -73,6 +74,7 @@ class ServerConnection(QuicGlue):
         self.cids: set[bytes] = set()
         self.tasks: set = set()
         self.brutal = None
+        self.host_cid_seq = 0
 
     @property
     def auth_id(self):
@@ -125,6 +127,7 @@ class ServerConnection(QuicGlue):
                 pump = self.pumps.get(e.stream_id)
                 if pump is not None:
                     pump.abort()
+                log.debug("%s stream %d closed: %s", self.peer, e.stream_id, e.reason)
             elif t is AuthRequested:
                 self._spawn(self._authenticate(e))
             elif t is HttpRequest:
@@ -140,14 +143,18 @@ class ServerConnection(QuicGlue):
     # -- auth and masquerade ----------------------------------------------------------------
     async def _authenticate(self, e: AuthRequested) -> None:
         server = self.server
+        reason = "credentials not accepted"
         try:
             user_id = await server.authenticator.authenticate(self.peer, e.auth, e.client_rx)
         except Exception:
             log.exception("authenticator failed")
-            user_id = None
+            user_id, reason = None, "authenticator error"
         if self.closed:
             return
         if user_id is None:
+            # One line per refusal, remote address first after the fixed text, so a fail2ban
+            # filter can match ``authentication failed from <HOST>:\d+``.
+            log.info("authentication failed from %s: %s", self.peer, reason)
             for req in self.session.reject_auth(e.stream_id):
                 await self._masquerade(req.stream_id, req.headers, req.body)
             return
@@ -159,7 +166,8 @@ class ServerConnection(QuicGlue):
             rate = e.client_rx if not s.bandwidth_up else min(e.client_rx, s.bandwidth_up)
             self.brutal = install_brutal(self.quic, rate, server.loop.time())
         server.register_user(self)
-        log.debug("%s authenticated as %s", self.peer, user_id)
+        log.debug("%s authenticated as %s (%s)", self.peer, user_id,
+                  f"Brutal at {rate} B/s" if self.brutal is not None else "congestion control")
         self.want_transmit()
 
     async def _masquerade(self, stream_id: int, raw_headers, body: bytes) -> None:
@@ -168,7 +176,7 @@ class ServerConnection(QuicGlue):
                 decode_headers(raw_headers), body)
         except Exception:
             log.exception("masquerade failed")
-            status, headers, content = 404, [], b""
+            status, headers, content = go_writer(not_found())
         if not self.closed:
             self.session.send_http_response(stream_id, status, headers, content)
             self.want_transmit()
@@ -217,6 +225,10 @@ class ServerConnection(QuicGlue):
     async def _dial(self, pump: RelayPump, address: str, slot: int) -> None:
         server = self.server
         w = server.counters
+        # The response goes out from the pump's connection_made, before the first byte the
+        # target (or the exit peer) sends: a banner, or the echo of the client's early data,
+        # may be read before this coroutine resumes, and must not overtake the response.
+        pump.head = encode_tcp_response(True, "Connected")
         try:
             host, port = split_address(address)
             exit_name = server.exit_of(self.session.auth_id)
@@ -239,13 +251,14 @@ class ServerConnection(QuicGlue):
             message = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
                 message = f"dial {address}: timeout"
+            log.debug("%s stream %d: dial %s failed: %s", self.peer, pump.stream_id, address,
+                      message)
             self._dial_failed(pump, message)
             return
         if self.closed or pump.finished:
             return
         if slot >= 0:
             w.set_state(slot, STATE_ESTAB)
-        self.session.tcp_response(pump.stream_id, True, "Connected")
         self.want_transmit()
 
     def _dial_failed(self, pump: RelayPump, message: str) -> None:
@@ -315,7 +328,19 @@ class ServerConnection(QuicGlue):
     # -- timers, transmit, end --------------------------------------------------------------
     def transmit(self) -> None:
         if not self.closed:
+            if self.quic._host_cid_seq != self.host_cid_seq:
+                self._route_new_host_cids()
             self.send_datagrams(self.server.endpoint)
+
+    def _route_new_host_cids(self) -> None:
+        """Route connection IDs aioquic made before it announces them.  Its ConnectionIdIssued
+        event comes only once the NEW_CONNECTION_ID frame is written, i.e. after the packet
+        left; quic-go clients switch to a new ID as soon as the handshake is confirmed, and
+        their next packets would find no connection (and get a stateless reset)."""
+        self.host_cid_seq = self.quic._host_cid_seq
+        for record in self.quic._host_cids:
+            if record.cid not in self.cids:
+                self.server.add_cid(record.cid, self)
 
     def housekeeping(self, now: float) -> None:
         for session in self.session.housekeeping(now):

@@ -8,6 +8,8 @@ with two in-memory QuicConnections.
 """
 from __future__ import annotations
 
+import logging
+
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events as qe
 
@@ -15,10 +17,12 @@ from fastpath.hy2 import auth_protocol as ap
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated)
 from fastpath.hy2.frames import TcpRequestParser, encode_tcp_response, fragment_udp_message
-from fastpath.hy2.h3_compat import LenientH3Connection
+from fastpath.hy2.h3_compat import ServerH3Connection
 from fastpath.hy2.quic_connection import abort_stream, finish_stream
 from fastpath.hy2.stream_router import ROUTE_DROP, ROUTE_H3, ROUTE_PROXY, StreamRouter
 from fastpath.hy2.udp_sessions import UdpSessionTable
+
+log = logging.getLogger("fastpath.hy2.server")
 
 # Application error codes on the wire.
 CLOSE_NORMAL = 0x100
@@ -66,7 +70,7 @@ class ServerSession:
 
     def _ensure_h3(self):
         if self.h3 is None:
-            self.h3 = LenientH3Connection(self.quic)
+            self.h3 = ServerH3Connection(self.quic)
         return self.h3
 
     def _stream_data(self, event) -> list:
@@ -201,11 +205,18 @@ class ServerSession:
 
     def send_udp(self, session_id: int, address: str, payload: bytes) -> int:
         """Queue a reply packet (fragmented when needed); the number of datagrams queued."""
+        room = self.quic.datagram_room()
         try:
-            frags = fragment_udp_message(session_id, address, payload, self.quic.datagram_room())
-        except ValueError:
+            frags = fragment_udp_message(session_id, address, payload, room)
+        except ValueError as exc:
+            log.debug("UDP message of %d bytes from %s for session %d dropped: %s",
+                      len(payload), address, session_id, exc)
             return 0
         sent = 0
         for frag in frags:
             sent += self.quic.queue_datagram(frag)
+        if sent < len(frags):
+            log.debug("UDP message of %d bytes from %s for session %d: %d of %d fragments "
+                      "dropped (datagram room %d, queue full?)", len(payload), address,
+                      session_id, len(frags) - sent, len(frags), room)
         return sent

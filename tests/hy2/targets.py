@@ -78,6 +78,15 @@ async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         writer.close()
 
 
+BANNER = b"SSH-2.0-fastpath-test-banner\r\n"
+
+
+async def banner_echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Speaks first, as SSH or SMTP do (a banner on accept), then echoes."""
+    writer.write(BANNER)
+    await echo_handler(reader, writer)
+
+
 async def source_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Reads ``uint64 n, uint64 seed``; sends n pseudo-random bytes, then closes."""
     try:
@@ -126,9 +135,11 @@ def pattern(n: int, seed: int, chunk: int = 1 << 18):
 
 
 def standard_targets() -> TargetThread:
-    """TCP echo, source, hash sink and UDP echo, as ``.echo/.source/.sink/.udp`` ports."""
+    """TCP echo, banner-then-echo, source, hash sink and UDP echo, as
+    ``.echo/.banner/.source/.sink/.udp`` ports."""
     t = TargetThread()
     t.echo = t.tcp(echo_handler)
+    t.banner = t.tcp(banner_echo_handler)
     t.source = t.tcp(source_handler)
     t.sink = t.tcp(hash_sink_handler)
     t.udp = t.udp_echo()
