@@ -74,7 +74,6 @@ class ServerConnection(QuicGlue):
         self.cids: set[bytes] = set()
         self.tasks: set = set()
         self.brutal = None
-        self.host_cid_seq = 0
 
     @property
     def auth_id(self):
@@ -328,19 +327,7 @@ class ServerConnection(QuicGlue):
     # -- timers, transmit, end --------------------------------------------------------------
     def transmit(self) -> None:
         if not self.closed:
-            if self.quic._host_cid_seq != self.host_cid_seq:
-                self._route_new_host_cids()
             self.send_datagrams(self.server.endpoint)
-
-    def _route_new_host_cids(self) -> None:
-        """Route connection IDs aioquic made before it announces them.  Its ConnectionIdIssued
-        event comes only once the NEW_CONNECTION_ID frame is written, i.e. after the packet
-        left; quic-go clients switch to a new ID as soon as the handshake is confirmed, and
-        their next packets would find no connection (and get a stateless reset)."""
-        self.host_cid_seq = self.quic._host_cid_seq
-        for record in self.quic._host_cids:
-            if record.cid not in self.cids:
-                self.server.add_cid(record.cid, self)
 
     def housekeeping(self, now: float) -> None:
         for session in self.session.housekeeping(now):
