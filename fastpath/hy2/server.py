@@ -29,7 +29,7 @@ from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_confi
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.stateless_reset import StatelessResetter
-from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
+from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
 
@@ -316,6 +316,23 @@ class ServerConnection(QuicGlue):
     def transmit(self) -> None:
         if not self.closed:
             self.send_datagrams(self.server.endpoint)
+            self._route_sent_cids()
+
+    _cids_routed = 0
+
+    def _route_sent_cids(self) -> None:
+        """Route the connection IDs aioquic has just announced (NEW_CONNECTION_ID) before the
+        client can use them.  aioquic reports them as ``ConnectionIdIssued`` events queued while
+        it builds the packets, so they would be routed only at the next ``process_events``; a
+        client that switches at once (quic-go does, right after the handshake) and whose next
+        datagram arrives in the next batch would otherwise get a stateless reset."""
+        host_cids = self.quic._host_cids
+        if len(host_cids) and host_cids[-1].sequence_number != self._cids_routed:
+            for c in host_cids:
+                if c.was_sent and c.cid not in self.cids:
+                    self.server.add_cid(c.cid, self)
+            if host_cids[-1].was_sent:
+                self._cids_routed = host_cids[-1].sequence_number
 
     def housekeeping(self, now: float) -> None:
         for session in self.session.housekeeping(now):
@@ -380,7 +397,7 @@ class Hy2Server:
         if sock is None:
             host, port = self.settings.listen
             sock = make_udp_socket(host, port, reuse_port=True)
-        self.endpoint = UdpEndpoint(sock, self._on_batch, obfs=self.obfs)
+        self.endpoint = make_endpoint(sock, self._on_batch, obfs=self.obfs)
         self.endpoint.start(self.loop)
         self._housekeeping = asyncio.ensure_future(self._housekeeping_loop())
         users = getattr(self.authenticator, "users", None)
