@@ -344,7 +344,8 @@ def memory(bench: Bench, k: int = 50, streams: int = 100) -> dict:
     out = {}
     servers = {}
     for label, (server, _) in bench.pairs.items():
-        servers.setdefault(id(server), (label.split(" + ")[0], server))
+        variant = label[label.index(" ["):] if " [" in label else ""
+        servers.setdefault(id(server), (label.split(" + ")[0] + variant, server))
     for name, server in servers.values():
         try:
             out[name] = asyncio.run(_hold_connections(server.address, server.password, k,

@@ -76,6 +76,7 @@ cdef enum:
     UDP_SEGMENT_ = 103
     UDP_GRO_ = 104
     RX_SLOTS = 64                 # datagrams (or GRO runs) per recvmmsg
+    DELIVER_MAX = 64              # datagrams per on_batch call
     RX_SLOTS_GRO = 32             # fewer but 64 KiB slots when runs arrive coalesced
     RX_SLOT = 4096                # as the plain endpoint: larger datagrams are dropped
     RX_SLOT_GRO = 65536
@@ -303,6 +304,15 @@ cdef class BatchEndpoint:
                     data = PyBytes_FromStringAndSize(<char *>base + off, plen)
                 batch.append((data, addr))
                 off += plen
+                if len(batch) == DELIVER_MAX:
+                    # Hand over at most DELIVER_MAX at a time, as the plain endpoint does: the
+                    # QUIC layer answers (ACKs) after each hand-over, and a GRO read of up to
+                    # 2 MiB delivered whole would hold those answers back for tens of ms.
+                    st.datagrams_in += DELIVER_MAX
+                    self.on_batch(batch)
+                    if self._loop is None:      # closed by the callback
+                        return
+                    batch = []
         st.datagrams_in += len(batch)
         if batch:
             self.on_batch(batch)
