@@ -43,7 +43,8 @@ def make_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket
 
 def make_endpoint(sock: socket.socket, on_batch: Callable[[list], None], obfs=None):
     """The UDP endpoint the server and the client use: the batched one unless it is off
-    (``FASTPATH_UDP_BATCH=0``), not built here, or ``obfs`` is not a Salamander."""
+    (``FASTPATH_UDP_BATCH=0``), not built here, or ``obfs`` is not a Salamander.
+    ``FASTPATH_HY2_GSO=0`` and ``FASTPATH_UDP_GRO=0`` turn the offloads off one by one."""
     if os.environ.get("FASTPATH_UDP_BATCH", "1") != "0":
         try:
             from fastpath.hy2.udp_batch import BatchEndpoint
@@ -52,7 +53,8 @@ def make_endpoint(sock: socket.socket, on_batch: Callable[[list], None], obfs=No
         else:
             try:
                 gso = None if os.environ.get("FASTPATH_HY2_GSO", "1") != "0" else False
-                return BatchEndpoint(sock, on_batch, obfs=obfs, gso=gso)
+                gro = None if os.environ.get("FASTPATH_UDP_GRO", "1") != "0" else False
+                return BatchEndpoint(sock, on_batch, obfs=obfs, gso=gso, gro=gro)
             except TypeError:
                 pass
     return UdpEndpoint(sock, on_batch, obfs=obfs)

@@ -253,5 +253,7 @@ def test_make_endpoint_switch(monkeypatch):
         monkeypatch.setenv("FASTPATH_UDP_BATCH", "1")
         monkeypatch.setenv("FASTPATH_HY2_GSO", "0")
         assert make_endpoint(s, Collector()).gso is False
+        monkeypatch.setenv("FASTPATH_UDP_GRO", "0")
+        assert make_endpoint(s, Collector()).gro is False
     finally:
         s.close()
