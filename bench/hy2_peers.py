@@ -25,6 +25,12 @@ from tests.support.node import NodeProcess, free_tcp_port, free_udp_port  # noqa
 
 # As in tests/hy2/test_stock_client.py: the wheel embeds the Go client and runs it from JSON.
 STOCK_RUNNER = "import sys, hysteria2; hysteria2.startFromJSON(sys.argv[1])"
+# HY2_TPUT_OBFS=PASSWORD runs every fastpath and reference peer with Salamander.
+OBFS = os.environ.get("HY2_TPUT_OBFS") or None
+
+
+def obfs_section() -> dict:
+    return {"obfs": {"type": "salamander", "salamander": {"password": OBFS}}} if OBFS else {}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -211,7 +217,7 @@ class FastpathServer:
 
     def __init__(self, workdir: Path, env: dict | None = None):
         self.name = "fastpath-serve"
-        self.node = NodeProcess(workdir, {}, workers=1, env=env).start()
+        self.node = NodeProcess(workdir, obfs_section(), workers=1, env=env).start()
         self.password = default_secret(self.node.data_dir)
         self.address = self.node.config["listen"]
 
@@ -249,7 +255,7 @@ class StockClient(Peer):
         self.socks_port = free_tcp_port()
         config = {"server": server, "auth": password, "tls": {"insecure": True},
                   "fastOpen": False, "lazy": False,
-                  "socks5": {"listen": f"127.0.0.1:{self.socks_port}"}}
+                  "socks5": {"listen": f"127.0.0.1:{self.socks_port}"}, **obfs_section()}
         self._spawn([sys.executable, "-c", STOCK_RUNNER, json.dumps(config)])
         wait_tcp(self.socks_port, self.proc, self.name)
 
@@ -262,7 +268,7 @@ class FastpathClient(Peer):
         super().__init__(f"fastpath-client{tag}", workdir)
         self.socks_port = free_tcp_port()
         config = {"server": server, "auth": password, "tls": {"insecure": True},
-                  "socks5": {"listen": f"127.0.0.1:{self.socks_port}"}}
+                  "socks5": {"listen": f"127.0.0.1:{self.socks_port}"}, **obfs_section()}
         path = workdir / f"{self.name}.yaml"
         path.write_text(yaml.safe_dump(config))
         self._spawn([sys.executable, "-m", "fastpath", "client", "-c", str(path)], env=env)

@@ -29,6 +29,9 @@ Environment:
                         "batch:FASTPATH_UDP_BATCH=1;plain:FASTPATH_UDP_BATCH=0" — each gets its own
                         node and client started with that environment, b and c run for each
   HY2_TPUT_EXTRAS       0 skips the short connection, UDP and memory figures
+  HY2_TPUT_FRESH        1: new client processes (new QUIC connections) every round
+  HY2_TPUT_OBFS         a Salamander password for fastpath and the reference client (b, c;
+                        sing-box candidates stay plain)
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ ROUNDS = int(os.environ.get("HY2_TPUT_ROUNDS", 3))
 WARMUP = min(BYTES, 16 << 20)
 CANDIDATES = os.environ.get("HY2_TPUT_CANDIDATES", "a,b,c,d,e").split(",")
 EXTRAS = os.environ.get("HY2_TPUT_EXTRAS", "1") != "0"
+FRESH = os.environ.get("HY2_TPUT_FRESH") == "1"
 PROCS = [sys.executable, str(HERE / "hy2_procs.py")]
 GIB = 1 << 30
 
@@ -153,17 +157,18 @@ class Bench:
         self.sink = self._keep(Target("sink"))
         self.echo = self._keep(Target("echo"))
         self.pairs: dict[str, tuple[object, object]] = {}     # label -> (server, client)
+        self.factories: dict = {}                               # label -> () -> client
         self.same_client_baseline: dict[str, str] = {}
         want = set(CANDIDATES)
         sing = None
         if want & {"a", "d"} and peers.sing_box_path():
             sing = self._keep(peers.SingBoxServer(workdir, "bench-password", cert, key))
             if "a" in want:
-                self.pairs["a sing-box srv + ref client"] = (
-                    sing, self._keep(peers.StockClient(workdir, sing.address, sing.password, "-a")))
+                self._pair("a sing-box srv + ref client", sing,
+                           lambda: peers.StockClient(workdir, sing.address, sing.password, "-a"))
             if "d" in want:
-                self.pairs["d sing-box srv + sing-box client"] = (
-                    sing, self._keep(peers.SingBoxClient(workdir, sing.address, sing.password)))
+                self._pair("d sing-box srv + sing-box client", sing,
+                           lambda: peers.SingBoxClient(workdir, sing.address, sing.password))
         for vname, venv in _variants():
             tag = f" [{vname}]" if vname else ""
             vdir = workdir / (vname or "fastpath")
@@ -173,16 +178,28 @@ class Bench:
             node = self._keep(peers.FastpathServer(vdir, env=venv))
             if "b" in want:
                 label = f"b fastpath serve + ref client{tag}"
-                self.pairs[label] = (node, self._keep(
-                    peers.StockClient(vdir, node.address, node.password, f"-b{vname}")))
+                self._pair(label, node, lambda vdir=vdir, node=node, vname=vname: peers.StockClient(
+                    vdir, node.address, node.password, f"-b{vname}"))
                 self.same_client_baseline[label] = "a sing-box srv + ref client"
             if "c" in want:
                 label = f"c fastpath serve + fastpath client{tag}"
-                self.pairs[label] = (node, self._keep(
-                    peers.FastpathClient(vdir, node.address, node.password, f"-c{vname}", env=venv)))
+                self._pair(label, node, lambda vdir=vdir, node=node, vname=vname, venv=venv:
+                           peers.FastpathClient(vdir, node.address, node.password, f"-c{vname}",
+                                                env=venv))
                 self.same_client_baseline[label] = "d sing-box srv + sing-box client"
         self.bare = self._keep(Target("bare-server")) if "e" in want else None
         time.sleep(0.5)
+
+    def _pair(self, label, server, make_client) -> None:
+        self.factories[label] = make_client
+        self.pairs[label] = (server, self._keep(make_client()))
+
+    def fresh_client(self, label: str) -> None:
+        """A new client process (so a new QUIC connection, congestion state from zero)."""
+        server, old = self.pairs[label]
+        old.close()
+        self.closers.remove(old)
+        self.pairs[label] = (server, self._keep(self.factories[label]()))
 
     def _keep(self, thing):
         self.closers.append(thing)
@@ -209,24 +226,42 @@ def _measure(fn, server_pid: int, client_pid: int | None, n: int) -> dict:
 
 
 def throughput(bench: Bench, rounds: int = ROUNDS, n: int = BYTES) -> dict:
-    """{(label, direction): [round figures]}, candidates alternated round by round."""
+    """{(label, direction): [round figures]}, candidates alternated round by round.
+
+    With ``HY2_TPUT_FRESH=1`` every round starts each client anew (a new QUIC connection), so
+    one connection's congestion state does not carry through every round of a candidate."""
+    def transfer(label, direction):
+        def fn(k):
+            client = bench.pairs[label][1]
+            if direction == "down":
+                return download(client.socks_port, bench.source.ports[0], k)
+            return upload(client.socks_port, bench.sink.ports[0], k)
+        return fn
+
     jobs = []
-    for label, (server, client) in bench.pairs.items():
-        sp, cp = client.socks_port, client.pid
-        jobs.append((label, "down", lambda k, sp=sp: download(sp, bench.source.ports[0], k),
-                     server.pid, cp))
-        jobs.append((label, "up", lambda k, sp=sp: upload(sp, bench.sink.ports[0], k),
-                     server.pid, cp))
+    for label in bench.pairs:
+        jobs.append((label, "down", transfer(label, "down")))
+        jobs.append((label, "up", transfer(label, "up")))
     if bench.bare is not None:
-        jobs.append(("e bare aioquic", "down", lambda k: bare_download(bench.bare.ports[0], k),
-                     bench.bare.pid, None))
-    for label, direction, fn, spid, cpid in jobs:           # the same warm-up for everyone
-        fn(WARMUP)
+        jobs.append(("e bare aioquic", "down", lambda k: bare_download(bench.bare.ports[0], k)))
+
+    def pids(label):
+        if label in bench.pairs:
+            server, client = bench.pairs[label]
+            return server.pid, client.pid
+        return bench.bare.pid, None
+
     results: dict = {}
     for r in range(rounds):
-        for label, direction, fn, spid, cpid in jobs:
+        if r == 0 or FRESH:
+            for label in bench.pairs:
+                if r and FRESH:
+                    bench.fresh_client(label)
+            for label, direction, fn in jobs:                # the same warm-up for everyone
+                fn(WARMUP)
+        for label, direction, fn in jobs:
             try:
-                fig = _measure(fn, spid, cpid, n)
+                fig = _measure(fn, *pids(label), n)
             except Exception as exc:
                 fig = {"error": f"{type(exc).__name__}: {exc}"}
             results.setdefault((label, direction), []).append(fig)
