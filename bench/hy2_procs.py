@@ -5,6 +5,8 @@ side has its own core, as in real use.
     python bench/hy2_procs.py hy2-server PASSWORD    # our server (password auth)
     python bench/hy2_procs.py source                 # TCP: uint64 N -> N bytes
     python bench/hy2_procs.py echo                   # TCP + UDP echo
+    python bench/hy2_procs.py sink                   # TCP: uint64 N, then N bytes -> b"done"
+    python bench/hy2_procs.py bare-download PORT N   # bare aioquic client: prints seconds
     python bench/hy2_procs.py download ADDR AUTH TARGET N   # our client: prints seconds
 
 Servers print their port(s) on the first line of stdout and run until killed.
@@ -130,6 +132,30 @@ async def _source(reader, writer):
         writer.close()
 
 
+async def _sink(reader, writer):
+    """Reads a uint64 N, then N bytes, and answers ``done``: the end of an upload is the
+    moment its last byte reached the target."""
+    try:
+        (n,) = struct.unpack(">Q", await reader.readexactly(8))
+        while n:
+            data = await reader.read(min(n, 1 << 20))
+            if not data:
+                return
+            n -= len(data)
+        writer.write(b"done")
+        await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+async def sink():
+    server = await asyncio.start_server(_sink, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+
 async def _echo(reader, writer):
     try:
         while data := await reader.read(65536):
@@ -189,6 +215,10 @@ def main(argv):
         run(source())
     elif cmd == "echo":
         run(echo())
+    elif cmd == "sink":
+        run(sink())
+    elif cmd == "bare-download":
+        print(run(bare_download(int(argv[1]), int(argv[2]))), flush=True)
     elif cmd == "download":
         print(run(proxy_download(argv[1], argv[2], argv[3], int(argv[4]))), flush=True)
     else:

@@ -32,7 +32,7 @@ from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData,
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.stateless_reset import MIN_RESET_SIZE, TOKEN_SIZE
-from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
+from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 
 log = logging.getLogger("fastpath.hy2.client")
 
@@ -465,7 +465,7 @@ class Hy2Client:
                                  initial_streams=(CHROME_MAX_STREAMS_BIDI, CHROME_MAX_STREAMS_UNI)
                                  if s.quic.chrome_parrot else None)
         conn = None
-        endpoint = UdpEndpoint(sock, lambda batch: conn.on_batch(batch), obfs=self.obfs)
+        endpoint = make_endpoint(sock, lambda batch: conn.on_batch(batch), obfs=self.obfs)
         conn = ClientConnection(self, quic, endpoint, server_addr[:2])
         endpoint.start(loop)
         quic.connect(server_addr[:2], now=loop.time())

@@ -1,6 +1,6 @@
 # Socket addresses at C level, for the UDP pumps (server and client side): the libc
 # declarations, and "ip:port" text written without Python objects.
-from libc.stdint cimport uint16_t
+from libc.stdint cimport uint16_t, uint32_t
 from libc.stdio cimport snprintf
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -30,9 +30,13 @@ cdef extern from "<netinet/in.h>" nogil:
     cdef struct sockaddr_in6:
         sa_family_t sin6_family
         uint16_t sin6_port
+        uint32_t sin6_flowinfo
         in6_addr sin6_addr
+        uint32_t sin6_scope_id
     uint16_t htons(uint16_t)
     uint16_t ntohs(uint16_t)
+    uint32_t htonl(uint32_t)
+    uint32_t ntohl(uint32_t)
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char *src, void *dst)

@@ -18,6 +18,8 @@ cdef enum:
     KEY_LEN = 32
     MIN_PASSWORD_LEN = 4
 
+cdef int next_salt(unsigned char *salt) except -1
+
 cdef void xor_key_stream(const unsigned char *src, unsigned char *dst, size_t n,
                          const unsigned char *key) noexcept nogil
 

@@ -80,6 +80,11 @@ cdef inline int _next_salt(unsigned char *salt) except -1:
     return 0
 
 
+cdef int next_salt(unsigned char *salt) except -1:
+    """A fresh 8-byte salt from the pool, for other modules' C loops (``udp_batch``)."""
+    return _next_salt(salt)
+
+
 def blake2b_256(data):
     """Unkeyed BLAKE2b with a 32-byte digest, by this module's C code (tests compare it with
     hashlib)."""

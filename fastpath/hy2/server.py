@@ -30,7 +30,7 @@ from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_confi
 from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.stateless_reset import StatelessResetter
-from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
+from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
 
@@ -392,7 +392,7 @@ class Hy2Server:
         if sock is None:
             host, port = self.settings.listen
             sock = make_udp_socket(host, port, reuse_port=True)
-        self.endpoint = UdpEndpoint(sock, self._on_batch, obfs=self.obfs)
+        self.endpoint = make_endpoint(sock, self._on_batch, obfs=self.obfs)
         self.endpoint.start(self.loop)
         self._housekeeping = asyncio.ensure_future(self._housekeeping_loop())
         users = getattr(self.authenticator, "users", None)

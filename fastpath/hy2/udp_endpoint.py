@@ -3,6 +3,10 @@
 Each readiness event drains up to ``BATCH`` datagrams and hands them over as one batch, so the
 QUIC layer builds its answers once per batch instead of once per packet.  On Linux, runs of
 equal-sized packets to one address go out in one ``sendmsg`` with ``UDP_SEGMENT`` (GSO).
+
+``make_endpoint`` picks the compiled ``udp_batch.BatchEndpoint`` (``recvmmsg``/``sendmmsg``,
+GRO, Salamander in C) where it is built, and this module's ``UdpEndpoint`` otherwise or with
+``FASTPATH_UDP_BATCH=0`` (kept so the two can be compared and as the portable path).
 """
 from __future__ import annotations
 
@@ -35,6 +39,25 @@ def make_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
+
+
+def make_endpoint(sock: socket.socket, on_batch: Callable[[list], None], obfs=None):
+    """The UDP endpoint the server and the client use: the batched one unless it is off
+    (``FASTPATH_UDP_BATCH=0``), not built here, or ``obfs`` is not a Salamander.
+    ``FASTPATH_HY2_GSO=0`` and ``FASTPATH_UDP_GRO=0`` turn the offloads off one by one."""
+    if os.environ.get("FASTPATH_UDP_BATCH", "1") != "0":
+        try:
+            from fastpath.hy2.udp_batch import BatchEndpoint
+        except ImportError:
+            pass
+        else:
+            try:
+                gso = None if os.environ.get("FASTPATH_HY2_GSO", "1") != "0" else False
+                gro = None if os.environ.get("FASTPATH_UDP_GRO", "1") != "0" else False
+                return BatchEndpoint(sock, on_batch, obfs=obfs, gso=gso, gro=gro)
+            except TypeError:
+                pass
+    return UdpEndpoint(sock, on_batch, obfs=obfs)
 
 
 class UdpEndpoint:
