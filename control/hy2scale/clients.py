@@ -10,8 +10,8 @@ auth string the peer expects), ``sni``, ``insecure``, ``ca`` (a CA file on this 
 none), ``disabled``, and the reference's tuning fields (see ``TUNING``).
 
 Units in the row: the workers (``fastpath.hy2.exit_peers``) read ``max_tx`` / ``max_rx`` of the
-row as whole Mbit/s, so the row keeps that contract and holds the exact bytes/s the API was
-given in ``max_tx_bps`` / ``max_rx_bps``; rows and backups written before this change (Mbit/s
+row as whole Mbit/s, so the row keeps that contract and, when the bytes/s the API was given
+are not whole Mbit/s, holds them exactly in ``max_tx_bps`` / ``max_rx_bps``; rows and backups written before this change (Mbit/s
 only) read back as Mbit/s x 125000.
 
 A listing masks passwords (``ab******``); a PUT that sends the masked text back keeps the
@@ -185,8 +185,11 @@ def parse_client(body, old: dict | None = None) -> dict:
     for name in ("max_tx", "max_rx"):
         if name in body and body[name] is not None:
             bps = v.integer(body, name, minimum=0, maximum=MAX_BPS)
-            entry[name + "_bps"] = bps
             entry[name] = worker_mbps(bps)
+            if bps == entry[name] * MBIT:      # whole Mbit/s: the row says it all
+                entry.pop(name + "_bps", None)
+            else:
+                entry[name + "_bps"] = bps
     for name in WINDOWS:
         if body.get(name) is not None:
             entry[name] = v.integer(body, name, minimum=0, maximum=MAX_WINDOW)

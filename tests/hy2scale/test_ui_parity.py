@@ -138,12 +138,15 @@ def test_client_rates_are_bytes_per_second_and_tuning_fields_round_trip(pair):
         assert set(got["not_applied"]) >= {"bbr_profile", "conn_mode"}
         # What the workers read: whole Mbit/s, the exact bytes/s kept beside it.
         row = next(c for c in a.scale.get("/backup").json()["clients"] if c["name"] == "tune")
-        assert row["max_tx"] == 250 and row["max_tx_bps"] == 250 * MBIT and row["addrs"] == ["127.0.0.1:9"]
+        assert row["max_tx"] == 250 and "max_tx_bps" not in row and row["addrs"] == ["127.0.0.1:9"]
         _topo, peer = topology_peer(a, "tune")
         assert peer["max_rate"] == 250 * MBIT
         # Not whole Mbit/s still round-trips exactly.
         r = a.scale("PUT", "/clients/tune", {"max_rx": 1_000})
         assert r.status == 200 and r.json()["max_rx"] == 1_000
+        row = next(c for c in a.scale.get("/backup").json()["clients"] if c["name"] == "tune")
+        assert row["max_rx"] == 1 and row["max_rx_bps"] == 1_000      # the workers announce 1 Mbit/s
+        assert a.scale("PUT", "/clients/tune", {"max_rx": 2 * MBIT}).json()["max_rx"] == 2 * MBIT
         assert a.scale("PUT", "/clients/tune", {"bbr_profile": "fast"}).status == 400
         assert a.scale("PUT", "/clients/tune", {"max_tx": 100_000 * MBIT + 1}).status == 400
     finally:
@@ -187,7 +190,8 @@ def test_settings_ui_document_has_the_reference_keys(node, scale):
     assert UI_KEYS <= set(doc) and "port" not in doc
     assert doc["listen"].endswith(f":{node.control_port}") and doc["base_path"] == "/scale"
     assert doc["force_https"] is False and doc["https_cert_id"] == ""
-    assert doc["dns"] == "8.8.8.8,1.1.1.1"                     # the reference's "none set"
+    assert scale("PUT", "/settings/ui", {"dns": ""}).status == 200
+    assert scale.get("/settings/ui").json()["dns"] == "8.8.8.8,1.1.1.1"      # the reference's "none set"
     assert doc["max_nested_depth"] == 5 and doc["max_fetch_fan_out"] == 8
     assert doc["dns_resolver_enabled"] is True and doc["dns_resolver_cache_size"] == 0
 
