@@ -39,6 +39,7 @@ from control.hy2scale.node_info import (
 from control.hy2scale.openapi_doc import document
 from control.hy2scale.peers import Peers
 from control.hy2scale.sessions import Devices, SessionItem, Sessions
+from control.hy2scale.tls_store import TlsAction, TlsItem, TlsList, TlsPem, TlsStore
 from control.hy2scale.topology import Stats, Topology
 from control.hy2scale.users import (
     UserBook,
@@ -59,6 +60,7 @@ def register(app: falcon.App, node):
     node_settings = NodeSettings(face)
     layout = Layout(face)
     clients = ClientBook(face)
+    tls = TlsStore(node.config.data_dir)
     routes = {
         "/login": Login(auth),
         "/settings/password": Password(auth),
@@ -94,6 +96,13 @@ def register(app: falcon.App, node):
         "/proxies/{proxy_id}": ProxyItem(face),
         "/rules": Rules(),
         "/rules/{rest:path}": Rules(),
+        "/tls": TlsList(tls),
+        "/tls/import": TlsAction(tls, "import_pem"),
+        "/tls/import-path": TlsAction(tls, "import_path"),
+        "/tls/generate": TlsAction(tls, "generate"),
+        "/tls/sign": TlsAction(tls, "sign"),
+        "/tls/{cert_id}": TlsItem(tls),
+        "/tls/{cert_id}/pem": TlsPem(tls),
         "/backup": Backup(face, node_settings),
         "/restore": Restore(face, node_settings),
     }

@@ -15,7 +15,6 @@ from control.openapi import path_param
 UNSUPPORTED = (
     ("/internal/peers", "relay peer discovery",
      "nested discovery is not supported: this node dials its own clients only (single-hop exits)"),
-    ("/tls", "the TLS certificate store", "not supported by this node yet; set tls.cert/tls.key in the node config"),
     ("/l2tp", "L2TP", "it drives kernel daemons (xl2tpd) outside a Python node's reach"),
     ("/ikev2", "IKEv2", "it drives kernel daemons (strongSwan) outside a Python node's reach"),
     ("/wireguard", "WireGuard", "it needs the kernel's WireGuard; not supported by this node"),
