@@ -11,7 +11,6 @@ import os
 import platform
 import re
 import socket
-import sys
 import threading
 
 from control.errors import bad_request
@@ -88,7 +87,7 @@ class SystemArch:
     def on_get(self, req, resp):
         machine = platform.machine().lower()
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-        resp.media = {"os": sys.platform if sys.platform != "linux" else "linux", "arch": arch,
+        resp.media = {"os": platform.system().lower(), "arch": arch,
                       "version": __version__, "binary": "fastpath", "in_docker": in_container(),
                       "python": platform.python_version()}
 

@@ -24,6 +24,8 @@ reads none of it beyond the 2xx.
 """
 from __future__ import annotations
 
+import falcon
+
 from control.errors import bad_request
 
 DEFAULT_DNS = "8.8.8.8,1.1.1.1"          # what the reference shows when none is set
@@ -151,6 +153,6 @@ def check_stored(rec) -> dict:
     for name, value in rec.items():
         try:
             out[name] = check_value(name, value)
-        except Exception as exc:
-            raise bad_request(f"ui: {getattr(exc, 'description', exc)}") from None
+        except falcon.HTTPError as exc:
+            raise bad_request(f"ui: {exc.description}") from None
     return out

@@ -345,3 +345,23 @@ def test_toggle_sets_the_state_the_ui_sends(scale):
         assert scale.get(f"/users/{uid}").json()["enabled"] is True
     finally:
         assert scale("DELETE", f"/users/{uid}").status == 200
+
+
+def test_backup_carries_the_new_ui_keys(scale):
+    assert scale("PUT", "/settings/ui", {"dns_resolver_cache_size": 4096, "relay_admin_passthrough": True,
+                                         "max_fetch_fan_out": 16}).status == 200
+    doc = scale.get("/backup").json()
+    assert doc["ui"]["dns_resolver_cache_size"] == 4096 and doc["ui"]["max_fetch_fan_out"] == 16
+    bad = json.loads(json.dumps(doc))
+    bad["ui"]["dns_resolver_cache_size"] = "big"
+    bad.pop("sha256", None)
+    r = scale("POST", "/restore", bad)
+    assert r.status == 400 and "dns_resolver_cache_size" in r.json()["message"], r.text
+    assert scale("PUT", "/settings/ui", {"dns_resolver_cache_size": 0, "relay_admin_passthrough": False,
+                                         "max_fetch_fan_out": 0}).status == 200
+    r = scale("POST", "/restore", doc)
+    assert r.status == 200, r.text
+    ui = scale.get("/settings/ui").json()
+    assert ui["dns_resolver_cache_size"] == 4096 and ui["relay_admin_passthrough"] is True
+    assert scale("PUT", "/settings/ui", {"dns_resolver_cache_size": 0, "relay_admin_passthrough": False,
+                                         "max_fetch_fan_out": 0}).status == 200
