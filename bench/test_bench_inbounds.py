@@ -25,6 +25,7 @@ from tests.support.node import NodeProcess, free_tcp_port
 MIB = int(os.environ.get("FASTPATH_BENCH_MIB", "256"))
 ROUNDS = int(os.environ.get("FASTPATH_BENCH_ROUNDS", "3"))
 USER, SECRET = "bench", "bench-proxy-secret-0123456789"
+SS_METHOD = "aes-128-gcm"
 
 
 def _sing_box() -> str:
@@ -62,6 +63,9 @@ def _client(tmp_path, name: str, kind: str, port: int) -> tuple[subprocess.Popen
                 "username": USER, "password": SECRET}
     if kind == "socks":
         outbound["version"] = "5"
+    if kind == "shadowsocks":
+        outbound = {"type": kind, "tag": "out", "server": "127.0.0.1", "server_port": port,
+                    "method": SS_METHOD, "password": SECRET}
     proc = _start_sing_box(tmp_path, name, {
         "log": {"level": "error"},
         "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
@@ -97,18 +101,24 @@ def targets():
     t.close()
 
 
-@pytest.mark.parametrize("kind", ["socks", "http"])
+@pytest.mark.parametrize("kind", ["socks", "http", "shadowsocks"])
 def test_inbound_download_vs_sing_box_server(tmp_path, targets, compare, kind):
     node_port, box_port = free_tcp_port(), free_tcp_port()
     (tmp_path / "node").mkdir()
-    config = {"inbounds": [{"type": kind, "listen": f"127.0.0.1:{node_port}", "tag": "in"}]}
+    inbound = {"type": kind, "listen": f"127.0.0.1:{node_port}", "tag": "in"}
+    box_inbound = {"type": kind, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port,
+                   "users": [{"username": USER, "password": SECRET}]}
+    if kind == "shadowsocks":
+        inbound["method"] = SS_METHOD
+        box_inbound = {"type": kind, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port,
+                       "method": SS_METHOD, "password": SECRET}
+    config = {"inbounds": [inbound]}
     with NodeProcess(tmp_path / "node", config) as node:
         assert node.post("/api/v1/users", {"id": USER, "auth_secret": SECRET}).status in (200, 201)
         worker = next(c["pid"] for c in node.get("/api/v1/node").json()["children"] if c["shard"] == 0)
         box = _start_sing_box(tmp_path, f"server-{kind}", {
             "log": {"level": "error"},
-            "inbounds": [{"type": kind, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port,
-                          "users": [{"username": USER, "password": SECRET}]}],
+            "inbounds": [box_inbound],
             "outbounds": [{"type": "direct", "tag": "direct"}]})
         _wait_port(box_port)
         to_node, node_local = _client(tmp_path, f"client-node-{kind}", kind, node_port)

@@ -86,7 +86,7 @@ def register(app: falcon.App, node):
         "/peers": Peers(clients, node_settings),
         "/topology": Topology(clients, node_settings),
         "/stats": Stats(face),
-        "/ss": Shadowsocks(),
+        "/ss": Shadowsocks(face),
         "/system/arch": SystemArch(),
         "/diag/resolve": DiagResolve(clients),
         "/diag/peer-health": DiagPeers(clients, "health"),

@@ -159,7 +159,7 @@ class Restore:
         out, seen = [], set()
         for i, entry in enumerate(raw):
             try:
-                client = parse_client(row_as_body(entry))
+                client = parse_client(row_as_body(entry), ca_dir=self.face.settings.ca_dir)
             except falcon.HTTPError as exc:
                 raise _within(f"clients[{i}]", exc) from None
             if client["name"] in seen:

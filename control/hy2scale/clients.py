@@ -5,14 +5,15 @@ Kept as one settings row, ``hy2scale.clients`` (a list, in creation order), whic
 read at start and again when the face broadcasts ``peers_changed``
 (``fastpath.hy2.exit_peers``).  Entry fields: ``name`` (a short token), ``addr`` (host:port),
 ``addrs`` (more host:port tried in order when ``addr`` fails), ``password`` (the Hysteria 2
-auth string the peer expects), ``sni``, ``insecure``, ``ca`` (a CA file on this host),
+auth string the peer expects), ``sni``, ``insecure``, ``ca`` (the CA certificate(s) that sign
+the peer's certificate, as PEM text; a file path only inside ``scale.caDir``),
 ``max_tx`` / ``max_rx`` (bytes per second, as the reference: its UI sends Mbit/s x 125000; 0 =
 none), ``disabled``, and the reference's tuning fields (see ``TUNING``).
 
 Units in the row: the workers (``fastpath.hy2.exit_peers``) read ``max_tx`` / ``max_rx`` of the
 row as whole Mbit/s, so the row keeps that contract and, when the bytes/s the API was given
-are not whole Mbit/s, holds them exactly in ``max_tx_bps`` / ``max_rx_bps``; rows and backups written before this change (Mbit/s
-only) read back as Mbit/s x 125000.
+are not whole Mbit/s, holds them exactly in ``max_tx_bps`` / ``max_rx_bps``; rows and backups
+written before this change (Mbit/s only) read back as Mbit/s x 125000.
 
 A listing masks passwords (``ab******``); a PUT that sends the masked text back keeps the
 stored password.  A client that a user exits through cannot be deleted or renamed (409);
@@ -55,6 +56,7 @@ MAX_MBPS = 100_000
 MAX_BPS = MAX_MBPS * MBIT
 MAX_WINDOW = 1 << 30
 MASK = "******"
+CA_MAX = 64 * 1024
 
 
 def mask(password: str) -> str:
@@ -138,7 +140,46 @@ def _short_text(body: dict, name: str, max_len: int) -> str:
     return value
 
 
-def parse_client(body, old: dict | None = None) -> dict:
+def parse_ca(value, ca_dir: str | None) -> str:
+    """A client's ``ca``: PEM text that holds at least one certificate, or (only when
+    ``scale.caDir`` is set) a file inside that directory, stored as its resolved path.
+
+    A path anywhere on the node was a file-existence oracle (``no such file`` or not), so
+    outside the directory every path gets the same answer whether or not it exists."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > CA_MAX:
+        raise bad_request(f"ca must be PEM text of at most {CA_MAX} characters")
+    if value.lstrip().startswith("-----BEGIN"):
+        from cryptography import x509
+        try:
+            certs = x509.load_pem_x509_certificates(value.encode())
+        except ValueError:
+            raise bad_request("ca: the PEM text holds no readable certificate") from None
+        if not certs:
+            raise bad_request("ca: no certificate in the PEM text")
+        return value
+    if ca_dir is None:
+        raise bad_request("ca must be the CA certificate as PEM text (-----BEGIN CERTIFICATE-----); "
+                          "a file path is accepted only inside scale.caDir, which is not set")
+    if any(not c.isprintable() for c in value):
+        raise bad_request("ca: a path must be printable text")
+    real = os.path.realpath(os.path.join(ca_dir, value))
+    if os.path.commonpath([real, ca_dir]) != ca_dir or real == ca_dir:
+        raise bad_request("ca: a path must name a file inside scale.caDir")
+    if not os.path.isfile(real):
+        raise bad_request(f"ca: no such file in scale.caDir: {os.path.relpath(real, ca_dir)!r}")
+    try:
+        from cryptography import x509
+        with open(real, "rb") as fh:
+            x509.load_pem_x509_certificates(fh.read(CA_MAX + 1))
+    except (OSError, ValueError):
+        raise bad_request(f"ca: {os.path.relpath(real, ca_dir)!r} is not a PEM certificate "
+                          "file") from None
+    return real
+
+
+def parse_client(body, old: dict | None = None, ca_dir: str | None = None) -> dict:
     """A whole client entry from a create body, or ``old`` changed by an update body; 400 on
     any fault, before anything is stored."""
     if not isinstance(body, dict):
@@ -174,10 +215,7 @@ def parse_client(body, old: dict | None = None) -> dict:
     if "sni" in body:
         entry["sni"] = _short_text(body, "sni", 253)
     if "ca" in body:
-        ca = _short_text(body, "ca", 1024)
-        if ca and not os.path.isfile(ca):
-            raise bad_request(f"ca: no such file on this node: {ca!r}")
-        entry["ca"] = ca
+        entry["ca"] = parse_ca(body["ca"], ca_dir)
     if "insecure" in body:
         entry["insecure"] = v.boolean(body, "insecure")
     if "disabled" in body:
@@ -233,7 +271,7 @@ class ClientBook:
             if name is not None and index is None:
                 raise not_found(f"client {name!r} not found")
             old = clients[index] if index is not None else None
-            entry = None if delete else parse_client(body, old)
+            entry = None if delete else parse_client(body, old, self.face.settings.ca_dir)
             new_name = entry["name"] if entry is not None else None
             if (delete or new_name != name) and old is not None:
                 users = exit_users(db, name)

@@ -21,8 +21,8 @@ from fastpath import __version__
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
 RESOLVE_TIMEOUT = 5.0
 SS_METHODS = ("aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305", "2022-blake3-aes-128-gcm",
-              "2022-blake3-aes-256-gcm", "2022-blake3-chacha20-poly1305")
-PROTOCOLS = {"socks": "socks5", "http": "http"}
+              "2022-blake3-aes-256-gcm", "2022-blake3-chacha20-poly1305")      # the reference's list
+PROTOCOLS = {"socks": "socks5", "http": "http", "shadowsocks": "shadowsocks", "trojan": "trojan"}
 
 
 def unavailable(resp, message: str, status: str = "501 Not Implemented", **extra) -> None:
@@ -35,25 +35,38 @@ class UserConflicts:
     """``GET /users/conflicts``: users sharing a password on a password-only inbound.
 
     The reference lists them per inbound where a password alone names the user (its Hysteria 2
-    password auth and Shadowsocks).  Here a scale user's Hysteria 2 secret is
-    ``username:password`` and the proxy inbounds take a user name too, so two users can never
-    be told apart by a password alone: the map is always empty, ``{}`` as the reference sends
-    when there is no conflict."""
+    password auth and Shadowsocks).  Here a scale user's secret is ``username:password``, which
+    Hysteria 2, the Shadowsocks inbound (its key) and Trojan use, and secrets are unique among
+    the node's users (``users.py`` refuses a duplicate); SOCKS5/HTTP take a user name too.  So
+    two users can never share what names them: the map is always empty, ``{}`` as the
+    reference sends when there is no conflict."""
 
     def on_get(self, req, resp):
         resp.media = {}
 
 
 class Shadowsocks:
-    """``GET/PUT /ss``: this node has no Shadowsocks inbound.  GET answers the reference's
-    empty configuration with ``capable: false``; a PUT that would enable it answers 501 and
-    stores nothing; one that keeps it off is checked and answered, and changes nothing."""
+    """``GET/PUT /ss``: the Shadowsocks inbound, which this node takes from its config
+    (``inbounds:`` with ``type: shadowsocks``), not from the API.  GET answers the first one in
+    the reference's shape (``{listen, enabled, method}``, ``managed_by: "config"``), or the
+    reference's empty configuration with ``capable: false`` when none is configured; a PUT that
+    would change what runs answers 501 and stores nothing; one that matches it answers 200."""
 
-    WHY = "Shadowsocks: this node has no Shadowsocks inbound (its proxy inbounds are SOCKS5 and HTTP)"
+    WHY = "Shadowsocks: the inbound is set in the node config (inbounds: type shadowsocks), not here"
+
+    def __init__(self, face):
+        self.face = face
+
+    def current(self) -> dict:
+        for inbound in self.face.node.config.sections.get("inbounds") or []:
+            if inbound.type == "shadowsocks":
+                return {"listen": _listen(inbound.listen), "enabled": True, "method": inbound.method or "",
+                        "capable": True, "managed_by": "config", "tag": inbound.tag}
+        return {"listen": "", "enabled": False, "method": "aes-256-gcm", "capable": False,
+                "reason": "no Shadowsocks inbound in the node config (inbounds: type shadowsocks)"}
 
     def on_get(self, req, resp):
-        resp.media = {"listen": "", "enabled": False, "method": "aes-256-gcm", "capable": False,
-                      "reason": self.WHY}
+        resp.media = self.current()
 
     def on_put(self, req, resp):
         from control import validation as v
@@ -63,10 +76,16 @@ class Shadowsocks:
                 raise bad_request(f"{name} must be {'true or false' if kind is bool else 'text'}")
         if body.get("method") not in (None, "", *SS_METHODS):
             raise bad_request(f"method must be one of {', '.join(SS_METHODS)}")
-        if body.get("enabled"):
+        now = self.current()
+        if any(body.get(k) is not None and body[k] != now[k] for k in ("listen", "enabled", "method")):
             unavailable(resp, self.WHY)
             return
-        self.on_get(req, resp)
+        resp.media = now
+
+
+def _listen(listen) -> str:
+    host, port = listen
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def in_container() -> bool:
@@ -190,9 +209,8 @@ class Proxies:
     def on_get(self, req, resp):
         out = []
         for inbound in self.face.node.config.sections.get("inbounds") or []:
-            host, port = inbound.listen
             out.append({"id": inbound.tag, "protocol": PROTOCOLS.get(inbound.type, inbound.type),
-                        "listen": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                        "listen": _listen(inbound.listen),
                         "enabled": True, "tls_cert": "", "exit_via": "", "exit_paths": [],
                         "exit_mode": "", "auth": inbound.auth, "managed_by": "config"})
         resp.media = out

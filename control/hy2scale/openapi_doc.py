@@ -34,7 +34,7 @@ CLIENT = {
         "addrs": {"type": "array", "items": {"type": "string"}, "description": "tried in order when addr fails"},
         "password": {"type": "string", "description": "Hysteria 2 auth; masked in answers"},
         "sni": {"type": "string"}, "insecure": {"type": "boolean"},
-        "ca": {"type": "string", "description": "CA file on this node"},
+        "ca": {"type": "string", "description": "CA certificate(s) of the peer as PEM text; a file path only inside scale.caDir"},
         "max_tx": {"type": "integer", "minimum": 0, "description": "bytes/s (the reference UI sends Mbit/s x 125000), 0 = not announced"},
         "max_rx": {"type": "integer", "minimum": 0, "description": "bytes/s, 0 = not announced"},
         "disabled": {"type": "boolean"},

@@ -25,7 +25,14 @@ from control.pasarguard.users import ChunkAssembler
 log = logging.getLogger("fastpath.pasarguard")
 
 SERVICE = "service.NodeService"
-MAX_MESSAGE = 64 * 1024 * 1024
+# The largest real request is a unary Start or SyncUsers that carries every user of the node:
+# a user with all six proxy kinds and five inbounds is about 340 bytes, so 16 MiB holds some
+# 50,000 of them beside the backend config.  A panel with more users syncs them with
+# SyncUsersChunked, whose every chunk is one message under the same limit.  (It was 64 MiB,
+# read in full before the key was looked at; ``ApiKeyFirst`` now checks the key first.)
+MAX_MESSAGE = 16 * 1024 * 1024
+# What this node sends: stats and logs, far smaller than what it accepts.
+MAX_SEND = 64 * 1024 * 1024
 
 
 class GrpcApi:
@@ -54,11 +61,7 @@ class GrpcApi:
         return grpc.method_handlers_generic_handler(SERVICE, methods)
 
     def _admit(self, context, started: bool = True) -> None:
-        key = None
-        for name, value in context.invocation_metadata() or ():
-            if name == "x-api-key":
-                key = value if isinstance(value, str) else value.decode("latin-1")
-        check_api_key(key, self.face.settings.api_key)
+        check_api_key(_metadata_key(context.invocation_metadata()), self.face.settings.api_key)
         if started:
             self.face.require_started()
 
@@ -129,7 +132,41 @@ class GrpcApi:
         return pb.Empty().SerializeToString()
 
 
+def _metadata_key(metadata) -> str | None:
+    key = None
+    for name, value in metadata or ():
+        if name == "x-api-key":
+            key = value if isinstance(value, str) else value.decode("latin-1")
+    return key
+
+
+class ApiKeyFirst(grpc.aio.ServerInterceptor):
+    """The key check before any request message is read.
+
+    A unary handler receives its whole message before it runs, so a caller without the key
+    could make the node take in a full-size message first.  This interceptor sees only the
+    method and metadata; for a bad key it answers with a handler that never reads the request
+    (a stream handler whose iterator is never started), so nothing beyond HTTP/2's flow
+    control window is accepted from a caller that has no key.  The handlers still check the
+    key themselves (a key the panel changes is read from the settings at every call)."""
+
+    def __init__(self, face):
+        self.face = face
+
+    async def intercept_service(self, continuation, handler_call_details):
+        try:
+            check_api_key(_metadata_key(handler_call_details.invocation_metadata),
+                          self.face.settings.api_key)
+        except FaceError as exc:
+            failure, message = exc.failure, exc.message
+
+            async def refuse(_request_iterator, context):
+                await context.abort(failure.grpc_code, message)
+            return grpc.stream_unary_rpc_method_handler(refuse)
+        return await continuation(handler_call_details)
+
+
 def server_options() -> list[tuple[str, int]]:
     return [("grpc.max_receive_message_length", MAX_MESSAGE),
-            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_SEND),
             ("grpc.so_reuseport", 0)]

@@ -20,7 +20,7 @@ import grpc
 from aiohttp import web
 
 from control.pasarguard.face import PasarGuardFace
-from control.pasarguard.grpc_service import GrpcApi, server_options
+from control.pasarguard.grpc_service import ApiKeyFirst, GrpcApi, server_options
 from control.pasarguard.node_log import LogFanout
 from control.pasarguard.rest import RestApi
 from control.pasarguard.tls import resolve_certificate, server_context
@@ -62,7 +62,7 @@ async def serve(config, settings, *, ready=None) -> int:
         await site.start()
         bound = [f"REST https://{_hostport(host, _site_port(site) or port)}"]
         if settings.grpc_listen:
-            grpc_server = grpc.aio.server(options=server_options())
+            grpc_server = grpc.aio.server(options=server_options(), interceptors=[ApiKeyFirst(face)])
             grpc_server.add_generic_rpc_handlers((GrpcApi(face, logs).handler(),))
             creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
             ghost, gport = settings.grpc_listen

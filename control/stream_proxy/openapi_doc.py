@@ -53,8 +53,8 @@ TRANSCODE_BODY = {
         "profile": {"type": "string", "description": "default, hq, lowlatency, 720p, 1080p, hevc, audio, "
                                                       "a profile of media.transcodeProfiles, or a custom "
                                                       "FFmpeg argument template starting with '-' "
-                                                      "(options only: no inputs, outputs, protocols or "
-                                                      "file-reading filters)"},
+                                                      "when media.customTranscodeTemplates is true "
+                                                      "(allow-listed options and filters only)"},
         "profile_variables": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
         "failover_urls": {"type": "array", "items": {"type": "string", "format": "uri"}},
         "user_agent": {"type": "string"},

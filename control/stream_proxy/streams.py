@@ -180,7 +180,11 @@ class Transcode:
         extra = getattr(self.face.media, "transcode_profiles", None) or {}
         if not isinstance(profile, str):
             raise bad_request("profile must be a profile name")
-        template = transcode.profile_template(profile, extra)
+        try:
+            template = transcode.profile_template(
+                profile, extra, getattr(self.face.media, "custom_transcode_templates", False))
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
         if template is None:
             raise bad_request(f"Profile '{profile}' not found. Available profiles: "
                               f"{', '.join(transcode.profile_names(extra))}")

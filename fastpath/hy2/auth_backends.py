@@ -4,6 +4,11 @@ Each backend returns the id that keys every traffic statistic, or None to refuse
 reference server's rules (``password``: id ``user``; ``userpass``: the lower-cased user name;
 ``http``: the ``id`` of a 200 ``{"ok": true}`` answer; ``command``: the program's trimmed stdout
 when it exits 0).
+
+The ``command`` backend differs from the reference in one way, on purpose: the program gets
+``addr - tx`` as its arguments and the auth string as one line on stdin, because arguments are
+readable by every local user and an auth string starting with ``-`` would reach the program as
+an option.  ``auth.commandArgv: true`` passes ``addr auth tx`` as the reference does.
 """
 from __future__ import annotations
 
@@ -82,20 +87,28 @@ class HttpAuth:
 
 
 class CommandAuth:
-    def __init__(self, command: str):
+    def __init__(self, command: str, argv: bool = False):
         self.command = command
+        self.argv = argv
 
     async def authenticate(self, addr, auth, client_rx):
+        if self.argv:
+            args, stdin, data = (addr, auth, str(client_rx)), asyncio.subprocess.DEVNULL, None
+        else:
+            # "-" where the reference puts the auth string: positions stay those of the
+            # reference, and "-" is the usual spelling of "read it from stdin".
+            args, stdin = (addr, "-", str(client_rx)), asyncio.subprocess.PIPE
+            data = auth.encode("utf-8", "surrogateescape") + b"\n"
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.command, addr, auth, str(client_rx),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                self.command, *args, stdin=stdin, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL)
         except OSError as exc:
             log.warning("auth command %s cannot run: %s", self.command, exc)
             return None
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT)
+            # communicate() ignores a program that exits without reading stdin (broken pipe).
+            out, _ = await asyncio.wait_for(proc.communicate(data), COMMAND_TIMEOUT)
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
@@ -113,7 +126,7 @@ def make_backend(settings: AuthSettings) -> Authenticator | None:
     if settings.type == "http":
         return HttpAuth(settings.http_url, settings.http_insecure)
     if settings.type == "command":
-        return CommandAuth(settings.command)
+        return CommandAuth(settings.command, settings.command_argv)
     return None
 
 

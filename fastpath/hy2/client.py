@@ -57,6 +57,20 @@ class ConnectError(Hy2Error):
     """The server could not reach the requested address (its message is kept)."""
 
 
+class CertificateError(Hy2Error):
+    """The server's certificate did not verify (our TLS stack refused it during the handshake).
+    Retrying cannot help until the config or the server's certificate changes."""
+
+    def __init__(self, detail: str):
+        self.detail = detail
+        super().__init__(f"the server's certificate does not verify ({detail})")
+
+
+# TLS alerts (RFC 8446 6.2) that mean "this certificate is not trusted", carried in QUIC's
+# CRYPTO_ERROR range (0x100 + alert) when our side aborts the handshake.
+_CERTIFICATE_ALERTS = {42, 43, 44, 45, 46, 48, 49}
+
+
 class _CreditValve:
     """A StreamReader's "transport": pausing it holds the QUIC stream's credit."""
 
@@ -330,9 +344,16 @@ class ClientConnection(QuicGlue):
         self.closed = True
         self.close_reason = e
         self.cancel_timer()
+        keep_alive = getattr(self, "keep_alive_task", None)
+        if keep_alive is not None:
+            keep_alive.cancel()      # it would sleep out its period, and be pending at exit
         if not self.auth_result.done():
-            self.auth_result.set_exception(Hy2Error(
-                f"connection closed during auth (code 0x{e.error_code:x} {e.reason})"))
+            handshaking = not getattr(self.quic, "_handshake_complete", True)
+            if handshaking and e.error_code - 0x100 in _CERTIFICATE_ALERTS:
+                self.auth_result.set_exception(CertificateError(e.reason or "refused"))
+            else:
+                self.auth_result.set_exception(Hy2Error(
+                    f"connection closed during auth (code 0x{e.error_code:x} {e.reason})"))
         for fut in self.pending_opens.values():
             if not fut.done():
                 fut.set_exception(ConnectionResetError("connection to the server closed"))
@@ -356,7 +377,11 @@ def client_quic_configuration(settings: ClientSettings):
     if settings.insecure or settings.pin_sha256:
         cfg.verify_mode = ssl.CERT_NONE
     elif settings.ca:
-        cfg.load_verify_locations(cafile=settings.ca)
+        # PEM text (an HY2 SCALE client's ``ca``) or a file (the client config's ``tls.ca``).
+        if settings.ca.lstrip().startswith("-----BEGIN"):
+            cfg.load_verify_locations(cadata=settings.ca.encode())
+        else:
+            cfg.load_verify_locations(cafile=settings.ca)
     return cfg
 
 
@@ -369,6 +394,8 @@ class Hy2Client:
         self._connecting: asyncio.Future | None = None
         self._session_ids = itertools.count(random.randrange(1, 1 << 20))
         self._failures = 0
+        self._refused: tuple[Hy2Error, float] | None = None
+        self._refused_hold = 1.0
         self.obfs = None
         if settings.obfs_password:
             from fastpath.hy2.salamander import Salamander
@@ -379,21 +406,32 @@ class Hy2Client:
     def connected(self) -> bool:
         return self.conn is not None and not self.conn.closed
 
-    async def connect(self) -> ClientConnection:
+    async def connect(self, timeout: float = CONNECT_TIMEOUT) -> ClientConnection:
         """Connect and authenticate (once; concurrent callers share the attempt)."""
         if self.connected:
             return self.conn
         if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.ensure_future(self._connect_once())
+            self._connecting = asyncio.ensure_future(self._connect_once(timeout))
         return await asyncio.shield(self._connecting)
 
     async def ensure_connected(self) -> ClientConnection:
-        """Connect, retrying with exponential backoff (auth failures are not retried)."""
+        """Connect, retrying with exponential backoff.  A refused auth or certificate is not
+        retried here: the caller decides (``fastpath client`` stays up and tries again later,
+        see ``client_main``).  After one, callers get the same error without a new handshake
+        for a while (2 s, doubling to 30 s), so a burst of requests is not a burst of
+        handshakes the server will refuse anyway."""
+        refused = self._refused
+        if refused is not None and asyncio.get_running_loop().time() < refused[1]:
+            raise refused[0]
         delay = 0.5
         while True:
             try:
-                return await self.connect()
-            except AuthError:
+                conn = await self.connect()
+                self._refused, self._refused_hold = None, 1.0
+                return conn
+            except (AuthError, CertificateError) as exc:
+                self._refused_hold = min(self._refused_hold * 2, BACKOFF_MAX)
+                self._refused = (exc, asyncio.get_running_loop().time() + self._refused_hold)
                 raise
             except (Hy2Error, OSError, asyncio.TimeoutError) as exc:
                 log.warning("connecting to %s:%d failed: %s; retrying in %.1fs",
@@ -401,7 +439,7 @@ class Hy2Client:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
-    async def _connect_once(self) -> ClientConnection:
+    async def _connect_once(self, timeout: float = CONNECT_TIMEOUT) -> ClientConnection:
         s = self.settings
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(s.server_host, s.server_port, type=socket.SOCK_DGRAM)
@@ -421,12 +459,12 @@ class Hy2Client:
         conn.session.start_auth()
         conn.transmit()
         try:
-            result: AuthResult = await asyncio.wait_for(conn.auth_result, CONNECT_TIMEOUT)
+            result: AuthResult = await asyncio.wait_for(conn.auth_result, timeout)
         except asyncio.TimeoutError:
             conn.close(0x100, "timeout")
             conn._terminated(Terminated(0, "timeout"))
             raise Hy2Error(f"no answer from {s.server_host}:{s.server_port} within "
-                           f"{CONNECT_TIMEOUT:g}s") from None
+                           f"{timeout:g}s") from None
         except Exception:
             conn._terminated(Terminated(0, "failed"))
             raise
@@ -557,6 +595,12 @@ class Hy2Client:
                 await asyncio.wait_for(conn.terminated.wait(), 1.0)
             except asyncio.TimeoutError:
                 conn._terminated(Terminated(0x100, "closed"))
+        # The keep-alive task sleeps between pings: ended here, or asyncio reports it pending
+        # at exit.
+        task = getattr(conn, "keep_alive_task", None)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def __aenter__(self) -> "Hy2Client":
         await self.connect()

@@ -53,6 +53,10 @@ class AuthSettings:
     http_url: str | None = None
     http_insecure: bool = False
     command: str | None = None
+    # The reference passes the auth string as the program's second argument, where every local
+    # user can read it (``ps``) and a leading ``-`` reaches the program as an option.  By
+    # default it goes on stdin instead; ``auth.commandArgv: true`` keeps the reference's argv.
+    command_argv: bool = False
 
 
 @dataclass
@@ -173,6 +177,7 @@ def _auth(sec: Section) -> AuthSettings:
         http.finish()
     elif a.type == "command":
         a.command = sec.str("command", required=True)
+    a.command_argv = sec.bool("commandArgv", False)
     # Keys of the other types may sit beside the chosen one in a reference config.
     for other in ("password", "userpass", "http", "command"):
         sec._get(other)

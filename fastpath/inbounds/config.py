@@ -2,10 +2,17 @@
 
 ```yaml
 inbounds:
-  - type: socks          # socks | http
+  - type: socks          # socks | http | shadowsocks
     listen: 0.0.0.0:1080
     tag: socks-in        # the name users' ``inbounds`` lists use (default: type-port)
     auth: true           # false: open proxy, counted for nobody (loopback only)
+  - type: shadowsocks
+    listen: 0.0.0.0:8388
+    method: aes-256-gcm  # or aes-128-gcm, chacha20-ietf-poly1305; users' passwords: auth secrets
+  - type: trojan
+    listen: 0.0.0.0:443
+    fallback: 127.0.0.1:80   # where a request that is not Trojan goes (else it is closed)
+    tls: {cert: /path/cert.pem, key: /path/key.pem}   # default: the node's certificate
 ```
 """
 from __future__ import annotations
@@ -14,7 +21,7 @@ from dataclasses import dataclass
 
 from fastpath.config.fields import ConfigError, Section
 
-TYPES = ("socks", "http")
+TYPES = ("socks", "http", "shadowsocks", "trojan")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -24,6 +31,10 @@ class InboundSettings:
     listen: tuple[str, int]
     tag: str
     auth: bool = True
+    method: str | None = None           # shadowsocks: the AEAD cipher
+    fallback: tuple[str, int] | None = None   # trojan: where what is not Trojan goes
+    cert: str | None = None             # trojan: TLS certificate and key (default: the node's)
+    key: str | None = None
 
 
 def parse_inbounds_config(raw) -> list[InboundSettings]:
@@ -38,10 +49,26 @@ def parse_inbounds_config(raw) -> list[InboundSettings]:
         listen = s.listen("listen", required=True)
         tag = s.str("tag", f"{kind}-{listen[1]}")
         auth = s.bool("auth", True)
+        method = None
+        if kind == "shadowsocks":
+            from fastpath.inbounds.shadowsocks_aead import METHODS
+            method = s.str("method", required=True, choices=tuple(METHODS))
+            if not auth:
+                raise ConfigError(s.key("auth"), "a Shadowsocks inbound always authenticates")
+        fallback = cert = key = None
+        if kind == "trojan":
+            fallback = s.listen("fallback")
+            tls = s.section("tls")
+            cert, key = tls.str("cert"), tls.str("key")
+            tls.finish()
+            if (cert is None) != (key is None):
+                raise ConfigError(tls.key("cert"), "give both cert and key, or neither")
+            if not auth:
+                raise ConfigError(s.key("auth"), "a Trojan inbound always authenticates")
         s.finish()
         if not auth and listen[0] not in LOOPBACK:
             raise ConfigError(s.key("auth"), "an inbound without auth may only listen on loopback")
-        out.append(InboundSettings(kind, listen, tag, auth))
+        out.append(InboundSettings(kind, listen, tag, auth, method, fallback, cert, key))
     tags = [i.tag for i in out]
     for tag in tags:
         if tags.count(tag) > 1:

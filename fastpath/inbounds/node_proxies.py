@@ -60,11 +60,29 @@ class InboundCore:
                               answer: bytes, prefix: bytes = b"") -> None:
         """Dial ``address`` for ``user_id`` and splice; raises OSError, Refused or
         TimeoutError before anything was written to the client when it cannot."""
+        splice = await self.dial(address, user_id, writer.get_extra_info("peername"))
+        if splice.finished:                 # the target closed at once
+            writer.write(answer)
+            writer.close()
+            return
+        # The StreamWriter is kept until the splice ends: one that is collected closes its
+        # transport (Python 3.11.5+), which is now the splice's.
+        user, _none, slots = self.live[splice]
+        self.live[splice] = (user, writer, slots)
+        writer.write(answer)
+        if prefix:
+            splice.send_to_target(prefix)
+        buffered = bytes(reader._buffer)
+        reader._buffer.clear()
+        splice.attach_client(writer.transport, buffered)
+
+    async def dial(self, address: str, user_id, peer) -> TcpSplice:
+        """Connect to ``address`` for ``user_id``: a splice whose target side is connected and
+        whose client side is still to be attached (``TcpSplice.attach_client``)."""
         if user_id is not None and self.users.exit_of.get(user_id):
             raise Refused(f"user {user_id} leaves through an exit node, which proxy inbounds "
                           "do not serve yet")
         host, port = split_address(address)
-        peer = writer.get_extra_info("peername")
         peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
         conn_slot, slot = self._open_slots(user_id, peer_text, address)
         splice = TcpSplice(self.counters if slot >= 0 else None, slot, self._finished)
@@ -76,15 +94,8 @@ class InboundCore:
             raise
         if slot >= 0:
             self.counters.set_state(slot, STATE_ESTAB)
-        # The StreamWriter is kept until the splice ends: one that is collected closes its
-        # transport (Python 3.11.5+), which is now the splice's.
-        self.live[splice] = (user_id, writer, (conn_slot, slot))
-        writer.write(answer)
-        if prefix:
-            splice.send_to_target(prefix)
-        buffered = bytes(reader._buffer)
-        reader._buffer.clear()
-        splice.attach_client(writer.transport, buffered)
+        self.live[splice] = (user_id, None, (conn_slot, slot))
+        return splice
 
     def _open_slots(self, user_id, peer: str, address: str) -> tuple[int, int]:
         w = self.counters

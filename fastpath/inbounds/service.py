@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from pathlib import Path
 
 from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
+from fastpath.inbounds.shadowsocks import ShadowsocksInbound
+from fastpath.inbounds.trojan import TrojanInbound
 from fastpath.proxy.http import MAX_HEAD
 
 log = logging.getLogger("fastpath.inbounds")
@@ -31,6 +35,16 @@ class InboundService:
             await server.wait_closed()
 
 
+def _tls_context(settings, data_dir) -> ssl.SSLContext:
+    """The inbound's own certificate, or the node's (``tls/`` of the data dir)."""
+    cert, key = settings.cert, settings.key
+    if cert is None:
+        cert, key = str(Path(data_dir) / "tls" / "node.crt"), str(Path(data_dir) / "tls" / "node.key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 async def start(ctx):
     inbounds = ctx.config.sections.get("inbounds") or []
     if not inbounds:
@@ -39,10 +53,20 @@ async def start(ctx):
     try:
         for settings in inbounds:
             core = InboundCore(settings, ctx.users, ctx.counters)
-            proxy = PROTOCOLS[settings.type](core)
             host, port = settings.listen
-            server = await asyncio.start_server(proxy._handle, host or None, port,
-                                                reuse_port=True, limit=MAX_HEAD)
+            if settings.type == "trojan":
+                inbound = TrojanInbound(core, settings.fallback)
+                server = await asyncio.start_server(
+                    inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
+                    ssl=_tls_context(settings, ctx.config.data_dir), ssl_handshake_timeout=10)
+            elif settings.type == "shadowsocks":
+                inbound = ShadowsocksInbound(core, settings.method)
+                server = await asyncio.get_running_loop().create_server(
+                    inbound.protocol, host or None, port, reuse_port=True)
+            else:
+                proxy = PROTOCOLS[settings.type](core)
+                server = await asyncio.start_server(proxy._handle, host or None, port,
+                                                    reuse_port=True, limit=MAX_HEAD)
             service.cores.append(core)
             service.servers.append(server)
             log.info("%s inbound %s listening on tcp %s:%d", settings.type, settings.tag,

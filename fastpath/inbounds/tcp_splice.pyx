@@ -26,6 +26,11 @@ cdef class TcpSplice:
     cdef object on_finish
     cdef readonly unsigned long long up_bytes
     cdef readonly unsigned long long down_bytes
+    # Optional stream codecs of an encrypted protocol (Shadowsocks): ``up_codec.feed(bytes)``
+    # opens what the client sent, ``down_codec.seal(bytes)`` seals what goes back.  Counting is
+    # of the plaintext, as for the other inbounds.
+    cdef public object up_codec
+    cdef public object down_codec
 
     def __init__(self, ShardWriter writer=None, int slot=-1, on_finish=None):
         self.writer = writer
@@ -52,6 +57,10 @@ cdef class TcpSplice:
         already read from it past the proxy handshake (they go to the target first)."""
         transport.set_protocol(self.client)
         self.client.connection_made(transport)
+        # The handshake's StreamReader may have paused the socket (its buffer filled while the
+        # client sent data behind its request, as a Trojan client does): reading is ours now.
+        if not transport.is_reading():
+            transport.resume_reading()
         if buffered:
             self.client.data_received(buffered)
 
@@ -101,20 +110,34 @@ cdef class SpliceSide:
         if self.splice.finished:
             transport.abort()
             return
-        # What the other side read while this one was connecting.
+        # What the other side read while this one was connecting, through the same path
+        # (codec and counting) as what it reads from now on.
         pending, self.peer.pending = self.peer.pending, []
         for data in pending:
-            self.splice._count(not self.is_client, len(data))
-            transport.write(data)
+            self.peer.data_received(data)
 
     def data_received(self, bytes data):
-        if self.splice.finished:
+        cdef TcpSplice splice = self.splice
+        if splice.finished:
             return
         peer = self.peer.transport
         if peer is None:
             self.pending.append(data)
             return
-        self.splice._count(self.is_client, len(data))
+        if self.is_client:
+            if splice.up_codec is not None:
+                try:
+                    data = splice.up_codec.feed(data)
+                except ValueError as exc:
+                    splice.abort(f"client sent a bad chunk: {exc}")
+                    return
+                if not data:
+                    return
+            splice._count(True, len(data))
+        else:
+            splice._count(False, len(data))
+            if splice.down_codec is not None:
+                data = splice.down_codec.seal(data)
         peer.write(data)
 
     def eof_received(self):

@@ -11,6 +11,12 @@ bytes for ``stallTimeout``) moves to the next of ``[url, *failover_urls]`` at on
 closing any viewer; the ring simply continues with the new source's bytes (after a clean packet
 boundary, and with ``strict_live_ts`` after a PAT).  While on a backup, the primary is probed
 every ``primaryRecheck`` seconds and taken back when it answers (``returnToPrimary``).
+
+A viewer's ``200`` head waits for the stream's first bytes: a viewer of a stream that is not
+flowing yet is parked until bytes come.  When every URL has been tried in a row without giving
+a byte, the node says so once at WARNING (the stream and each URL's error), parked viewers get
+a ``503`` before any byte, and viewers already watching are closed: a player then reports an
+error or retries instead of waiting on a silent ``200`` forever.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import aiohttp
 
 from fastpath.media import transcode
 from fastpath.media.fanout_ring import BLOCKED, DEAD, LIVE, FanoutRing
-from fastpath.media.http_io import DETACHED, response_head
+from fastpath.media.http_io import DETACHED, response_head, simple_response
 from fastpath.media.tracking import ClientSlot, StreamSlot
 from fastpath.media.ts_packets import TsChunker
 from fastpath.media.upstream import UpstreamError
@@ -34,6 +40,14 @@ from fastpath.store import media_store
 log = logging.getLogger("fastpath.media.live")
 
 READ_SIZE = 256 * 1024
+
+
+@dataclass(slots=True)
+class Parked:
+    """A viewer whose head waits for the stream's first bytes."""
+    sock: socket.socket
+    ident: tuple[str, str, str]
+    client_id: str
 
 
 @dataclass(slots=True)
@@ -233,12 +247,19 @@ class LiveRelay:
         self.last_push = time.monotonic()
         self.failures = 0
         self.errors = 0
+        # Attempts in a row that gave no byte, and each URL's last error: every URL failed
+        # once ``dead`` reaches the number of URLs.
+        self.dead = 0
+        self.url_errors: dict[str, str] = {}
+        self.flowing = False          # bytes came from the current source
+        self.parked: dict[int, Parked] = {}
         self.task: asyncio.Task | None = None
         self.probe_task: asyncio.Task | None = None
         self.content_type = "video/mp2t"
         if stream.kind == "transcode":
             self.profile_args = transcode.render(
-                transcode.profile_template(stream.profile or "default", s.transcode_profiles) or "",
+                transcode.profile_template(stream.profile or "default", s.transcode_profiles,
+                                           s.custom_transcode_templates) or "",
                 transcode.check_variables(stream.profile_variables))
             self.content_type = transcode.content_type(self.profile_args)
 
@@ -255,13 +276,86 @@ class LiveRelay:
         # Started first: a viewer that is gone before its head is sent still leaves a relay
         # that ends itself after the linger time.
         self.ensure_running()
-        head = response_head(200, [("Content-Type", self.content_type),
+        if head_only:
+            await self.loop.sock_sendall(sock, self._head())
+            return False
+        if not self.flowing:
+            # No bytes yet: the head waits for them (or for a 503 when every URL fails).
+            fd = sock.fileno()
+            self.parked[fd] = Parked(sock, ident, client_id)
+            self.loop.add_reader(fd, self._on_parked_readable, fd)
+            return DETACHED
+        await self.loop.sock_sendall(sock, self._head())
+        if self.stopping:
+            return False
+        return self._join(sock, ident, client_id)
+
+    def _head(self) -> bytes:
+        return response_head(200, [("Content-Type", self.content_type),
                                    ("Cache-Control", "no-cache, no-store"),
                                    ("Accept-Ranges", "none"),
                                    ("Access-Control-Allow-Origin", "*")], keep_alive=False)
-        await self.loop.sock_sendall(sock, head)
-        if head_only or self.stopping:
-            return False
+
+    def _on_parked_readable(self, fd: int) -> None:
+        parked = self.parked.get(fd)
+        if parked is None:
+            return
+        try:
+            data = parked.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._unpark(fd).close()
+            if not self.viewers and not self.parked:
+                self.idle_since = time.monotonic()
+
+    def _unpark(self, fd: int) -> socket.socket:
+        parked = self.parked.pop(fd)
+        self.loop.remove_reader(fd)
+        return parked.sock
+
+    async def _admit_parked(self) -> None:
+        """The stream flows: every parked viewer gets its head and joins the ring."""
+        head = self._head()
+        for fd in list(self.parked):
+            parked = self.parked.get(fd)
+            if parked is None:
+                continue
+            sock = self._unpark(fd)
+            try:
+                await asyncio.wait_for(self.loop.sock_sendall(sock, head), self.settings.client_timeout)
+            except (OSError, asyncio.TimeoutError):
+                sock.close()
+                continue
+            if self.stopping:
+                sock.close()
+                continue
+            self._join(sock, parked.ident, parked.client_id)
+
+    def _refuse_parked(self, message: str, redirect: str | None = None) -> None:
+        """503 (or a 302 to ``redirect``) to every parked viewer, to whom nothing else was
+        sent, then close."""
+        if not self.parked:
+            return
+        body = (response_head(302, [("Location", redirect)], content_length=0, keep_alive=False)
+                if redirect else simple_response(503, message, keep_alive=False))
+        for fd in list(self.parked):
+            sock = self._unpark(fd)
+            try:
+                sock.send(body)          # a fresh socket's buffer holds this small answer
+            except OSError:
+                pass
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        if not self.viewers:
+            self.idle_since = time.monotonic()
+
+    def _join(self, sock: socket.socket, ident: tuple[str, str, str], client_id: str) -> object:
         ip, username, agent = ident
         client = ClientSlot(self.svc.writer, self.slot, self.stream.id, client_id, ip, username, agent)
         fd = sock.fileno()
@@ -322,7 +416,7 @@ class LiveRelay:
         sent = viewer.client.close()
         self.svc.events.client_down(self.stream.id, viewer.client.client_id, {
             "client_id": viewer.client.client_id, "bytes_served": sent, "reason": reason})
-        if not self.viewers:
+        if not self.viewers and not self.parked:
             self.idle_since = time.monotonic()
 
     def disconnect(self, client_id: str) -> int:
@@ -395,7 +489,7 @@ class LiveRelay:
     async def _loop(self) -> None:
         s = self.settings
         while not self.stopping:
-            if not self.viewers and time.monotonic() - self.idle_since > s.linger:
+            if not self.viewers and not self.parked and time.monotonic() - self.idle_since > s.linger:
                 return
             url = self.current_url()
             self.slot.connecting()
@@ -412,13 +506,16 @@ class LiveRelay:
                             raise UpstreamError("upstream ended the stream", "eof")
                         if not got:
                             self._on_first_bytes()
+                            if self.parked:
+                                await self._admit_parked()
                         got += len(data)
                         self.slot.upstream_bytes(len(data))
                         self._feed(data)
                         if self.chunker.mode == "playlist":
                             await self._became_hls()
                             return
-                        if not self.viewers and time.monotonic() - self.idle_since > s.linger:
+                        if not self.viewers and not self.parked and \
+                                time.monotonic() - self.idle_since > s.linger:
                             return
             except UpstreamError as exc:
                 reason = f"{exc.kind}: {exc}"
@@ -438,7 +535,12 @@ class LiveRelay:
 
     def _on_first_bytes(self) -> None:
         self.slot.reading()
+        if self.dead >= max(len(self.stream.urls), 1):
+            log.warning("stream %s: upstream %s serves again", self.stream.id, self.current_url())
         self.failures = 0
+        self.dead = 0
+        self.url_errors.clear()
+        self.flowing = True
         if not self.started:
             self.started = True
             self.svc.events.stream_up(self.stream.id, {
@@ -467,9 +569,16 @@ class LiveRelay:
     async def _failed(self, url: str, reason: str, got: int) -> None:
         self.errors += 1
         self.failures += 1
+        self.flowing = False
         self.slot.error()
         self.svc.background(media_store.add_errors, self.svc.store, self.stream.id, 1)
         log.info("stream %s: upstream %d failed (%s)", self.stream.id, self.index, reason)
+        # A source that gave bytes and then broke starts a new round: every URL (the same one
+        # again, for a single URL) gets a try before viewers are told.
+        self.dead = self.dead + 1 if not got else 0
+        self.url_errors[url] = reason
+        if self.dead and self.dead >= max(len(self.stream.urls), 1):
+            self._every_url_failed()
         if self.sticky_url is not None:
             # Sticky: the redirect target failed; go back to the URL we were given.
             self.sticky_url = None
@@ -494,6 +603,18 @@ class LiveRelay:
                     "url": url, "error": reason, "failover_index": self.index})
             rounds = self.failures // max(len(urls), 1)
             await asyncio.sleep(min(0.25 * (2 ** min(rounds, 10)), self.settings.retry_backoff_max))
+
+    def _every_url_failed(self) -> None:
+        """Said once per outage at WARNING; parked viewers get a 503, watching ones are closed
+        (each later round answers the viewers that came in the meantime)."""
+        if self.dead == max(len(self.stream.urls), 1):
+            errors = "; ".join(f"{u}: {self.url_errors.get(u, 'not tried')}" for u in self.stream.urls)
+            log.warning("stream %s: every upstream URL failed (%s); closing %d viewer(s), "
+                        "answering %d with 503", self.stream.id, errors, len(self.viewers),
+                        len(self.parked))
+        self._refuse_parked(f"stream {self.stream.id}: every upstream URL failed")
+        for cid in list(self.viewers):
+            self.drop(cid, "every upstream URL failed")
 
     def _switch_data(self, old: int, new: int, reason: str) -> dict:
         urls = self.stream.urls
@@ -553,11 +674,14 @@ class LiveRelay:
         await asyncio.to_thread(media_store.set_kind, self.svc.store, self.stream.id, "hls")
         self.stream.kind = "hls"
         self.svc.stream_kind_changed(self.stream)
+        # Parked viewers were sent nothing yet: they go where the stream now is.
+        self._refuse_parked("", redirect=f"/hls/{self.stream.id}/playlist.m3u8")
         self.stopping = True
 
     # -- the end --------------------------------------------------------------------------------
     async def stop(self, reason: str) -> None:
         self.stopping = True
+        self._refuse_parked(f"stream {self.stream.id}: {reason}")
         for cid in list(self.viewers):
             self.drop(cid, reason)
         if self.source is not None:
@@ -568,6 +692,7 @@ class LiveRelay:
 
     async def _end(self) -> None:
         self.stopping = True
+        self._refuse_parked(f"stream {self.stream.id}: the stream ended")
         for cid in list(self.viewers):
             self.drop(cid, "stream ended")
         if self.probe_task is not None:

@@ -123,6 +123,8 @@ def _describe(proc) -> str | None:
         cmd = " ".join(proc.cmdline()) or proc.name()
     except Exception:
         return f"pid {proc.pid}"
+    # One line whatever the holder's arguments hold (``python -c`` with a script has newlines).
+    cmd = " ".join(cmd.split())
     if len(cmd) > 120:
         cmd = cmd[:117] + "..."
     return f"pid {proc.pid} ({cmd})"

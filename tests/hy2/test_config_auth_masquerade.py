@@ -118,14 +118,40 @@ def test_password_and_userpass_id_rules():
     assert run(up.authenticate("a", "alice", 0)) is None
 
 
-def test_command_backend_id_is_trimmed_stdout(tmp_path):
+def _script(tmp_path, body: str):
     script = tmp_path / "auth.sh"
-    script.write_text('#!/bin/sh\n[ "$2" = "good" ] && { echo "  id-of-$1  "; exit 0; }\nexit 1\n')
+    script.write_text("#!/bin/sh\n" + body)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    cmd = CommandAuth(str(script))
+    return str(script)
+
+
+def test_command_backend_reads_the_auth_string_on_stdin(tmp_path):
+    """The auth string is one line on stdin; argv is ``addr - tx`` (issue 19: argv is readable
+    by every local user, and a leading ``-`` would be an option).  The id is trimmed stdout."""
+    seen = tmp_path / "argv.txt"
+    cmd = CommandAuth(_script(tmp_path, f'echo "$@" >> {seen}\nIFS= read -r auth\n'
+                                        '[ "$auth" = "good" ] || [ "$auth" = "-n --help" ] || exit 1\n'
+                                        'echo "  id-of-$1-$auth  "\n'))
+    assert run(cmd.authenticate("1.2.3.4:5", "good", 10)) == "id-of-1.2.3.4:5-good"
+    assert run(cmd.authenticate("1.2.3.4:5", "bad", 10)) is None
+    # A leading dash is data, not an option of the program.
+    assert run(cmd.authenticate("1.2.3.4:5", "-n --help", 10)) == "id-of-1.2.3.4:5--n --help"
+    assert seen.read_text().splitlines() == ["1.2.3.4:5 - 10"] * 3
+    assert run(CommandAuth(str(tmp_path / "missing")).authenticate("a", "b", 0)) is None
+    # A program that never reads stdin is no error: its exit status decides.
+    assert run(CommandAuth(_script(tmp_path, "echo ok\n")).authenticate("a", "x" * 200_000, 0)) == "ok"
+
+
+def test_command_backend_argv_as_the_reference_on_request(tmp_path):
+    cmd = CommandAuth(_script(tmp_path, '[ "$2" = "good" ] && { echo "  id-of-$1  "; exit 0; }\nexit 1\n'),
+                      argv=True)
     assert run(cmd.authenticate("1.2.3.4:5", "good", 10)) == "id-of-1.2.3.4:5"
     assert run(cmd.authenticate("1.2.3.4:5", "bad", 10)) is None
-    assert run(CommandAuth(str(tmp_path / "missing")).authenticate("a", "b", 0)) is None
+    cfg = parse_server_config({"listen": ":1", "auth": {"type": "command", "command": "/bin/true",
+                                                        "commandArgv": True}})
+    assert cfg.auth.command_argv is True
+    assert parse_server_config({"listen": ":1", "auth": {"type": "command",
+                                                         "command": "/bin/true"}}).auth.command_argv is False
 
 
 def test_http_backend_accepts_only_200_ok_true():

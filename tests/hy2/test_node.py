@@ -368,3 +368,34 @@ def test_salamander_on_both_ends(tmp_path, targets):
             assert (await asyncio.wait_for(udp.recv(), 5))[1] == b"u" * 3000
             await client.close()
         run(main())
+
+
+def test_command_auth_backend_gets_the_secret_on_stdin_not_in_argv(tmp_path, targets):
+    """A node with the reference's ``command`` backend: the program sees ``addr - tx`` as its
+    arguments (nothing another local user could read with ``ps``) and the auth string on stdin;
+    its stdout is the user id; a refused secret is an auth failure for the client."""
+    import stat
+    argv_log = tmp_path / "argv.log"
+    script = tmp_path / "auth.sh"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {argv_log}\nIFS= read -r auth\n'
+                      '[ "$auth" = "cmd-secret-42" ] && { echo carol; exit 0; }\nexit 1\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    with NodeProcess(tmp_path, {"auth": {"type": "command", "command": str(script)}}) as node:
+        async def main():
+            client = simple_client(node.config["listen"], "cmd-secret-42")
+            await connected(client)
+            reader, writer = await client.open_tcp(f"127.0.0.1:{targets.echo}")
+            writer.write(b"c" * 10_000)
+            assert await reader.readexactly(10_000) == b"c" * 10_000
+            # The program's stdout is the id that keys the connection's counters.
+            conns = scan_slots(counter_table(node), [KIND_CONNECTION])
+            assert any(s["key"] == "carol" for s in conns), conns
+            await client.close()
+            bad = simple_client(node.config["listen"], "wrong-secret")
+            with pytest.raises(AuthError):
+                await asyncio.wait_for(bad.ensure_connected(), 15)
+            await bad.close()
+        run(main())
+    lines = argv_log.read_text().splitlines()
+    assert lines and all(line.split()[1] == "-" and len(line.split()) == 3 for line in lines), lines
+    assert "cmd-secret-42" not in argv_log.read_text() and "wrong-secret" not in argv_log.read_text()

