@@ -15,6 +15,16 @@ from control.hy2scale import unsupported
 from control.hy2scale.auth import Auth, Login, Password, scale_rule
 from control.hy2scale.backup import Backup, Restore
 from control.hy2scale.clients import ClientBook, ClientDisable, ClientItem, Clients
+from control.hy2scale.extras import (
+    DiagPeers,
+    DiagResolve,
+    Proxies,
+    ProxyItem,
+    Rules,
+    Shadowsocks,
+    SystemArch,
+    UserConflicts,
+)
 from control.hy2scale.face import BASE, ScaleFace
 from control.hy2scale.layout import Layout, LayoutStream
 from control.hy2scale.node_info import (
@@ -29,6 +39,8 @@ from control.hy2scale.node_info import (
 from control.hy2scale.openapi_doc import document
 from control.hy2scale.peers import Peers
 from control.hy2scale.sessions import Devices, SessionItem, Sessions
+from control.hy2scale.tls_store import TlsAction, TlsItem, TlsList, TlsPem, TlsStore
+from control.hy2scale.topology import Stats, Topology
 from control.hy2scale.users import (
     UserBook,
     UserItem,
@@ -48,10 +60,12 @@ def register(app: falcon.App, node):
     node_settings = NodeSettings(face)
     layout = Layout(face)
     clients = ClientBook(face)
+    tls = TlsStore(node.config.data_dir)
     routes = {
         "/login": Login(auth),
         "/settings/password": Password(auth),
         "/users": Users(book),
+        "/users/conflicts": UserConflicts(),     # before /users/{user_id}: falcon prefers it
         "/users/{user_id}": UserItem(book),
         "/users/{user_id}/toggle": UserToggle(book),
         "/users/{user_id}/reset-traffic": UserResetTraffic(book),
@@ -70,6 +84,25 @@ def register(app: falcon.App, node):
         "/clients/{name}": ClientItem(clients),
         "/clients/{name}/disable": ClientDisable(clients),
         "/peers": Peers(clients, node_settings),
+        "/topology": Topology(clients, node_settings),
+        "/stats": Stats(face),
+        "/ss": Shadowsocks(face),
+        "/system/arch": SystemArch(),
+        "/diag/resolve": DiagResolve(clients),
+        "/diag/peer-health": DiagPeers(clients, "health"),
+        "/diag/peer-rebinds": DiagPeers(clients, "rebinds"),
+        "/diag/peer-latency": DiagPeers(clients, "latency"),
+        "/proxies": Proxies(face),
+        "/proxies/{proxy_id}": ProxyItem(face),
+        "/rules": Rules(),
+        "/rules/{rest:path}": Rules(),
+        "/tls": TlsList(tls),
+        "/tls/import": TlsAction(tls, "import_pem"),
+        "/tls/import-path": TlsAction(tls, "import_path"),
+        "/tls/generate": TlsAction(tls, "generate"),
+        "/tls/sign": TlsAction(tls, "sign"),
+        "/tls/{cert_id}": TlsItem(tls),
+        "/tls/{cert_id}/pem": TlsPem(tls),
         "/backup": Backup(face, node_settings),
         "/restore": Restore(face, node_settings),
     }

@@ -24,7 +24,8 @@ import falcon
 
 from control import validation as v
 from control.errors import bad_request, conflict
-from control.hy2scale.clients import MAX_CLIENTS, ClientBook, parse_client
+from control.hy2scale import ui_settings
+from control.hy2scale.clients import MAX_CLIENTS, ClientBook, parse_client, row_as_body
 from control.hy2scale.face import LAYOUT_KEY, NODE_KEY, UI_KEY, ScaleFace, write_setting
 from control.hy2scale.layout import parse_layout, write_layout
 from control.hy2scale.node_info import NodeSettings
@@ -145,17 +146,7 @@ class Restore:
             raise _within("node", exc) from None
         if node_id is not None:
             node["node_id"] = node_id
-        ui = doc["ui"]
-        bad = sorted(set(ui) - {"dns", "session_timeout"})
-        if bad:
-            raise bad_request(f"ui: unknown field {bad[0]!r}")
-        if "dns" in ui and not isinstance(ui["dns"], str):
-            raise bad_request("ui: dns must be a string")
-        if "session_timeout" in ui:
-            try:
-                v.integer(ui, "session_timeout", minimum=60, maximum=365 * 86400)
-            except falcon.HTTPError as exc:
-                raise _within("ui", exc) from None
+        ui = ui_settings.check_stored(doc["ui"])
         try:
             layout = parse_layout(doc["layout"])
         except falcon.HTTPError as exc:
@@ -168,7 +159,7 @@ class Restore:
         out, seen = [], set()
         for i, entry in enumerate(raw):
             try:
-                client = parse_client(entry, ca_dir=self.face.settings.ca_dir)
+                client = parse_client(row_as_body(entry), ca_dir=self.face.settings.ca_dir)
             except falcon.HTTPError as exc:
                 raise _within(f"clients[{i}]", exc) from None
             if client["name"] in seen:

@@ -7,7 +7,13 @@ read at start and again when the face broadcasts ``peers_changed``
 ``addrs`` (more host:port tried in order when ``addr`` fails), ``password`` (the Hysteria 2
 auth string the peer expects), ``sni``, ``insecure``, ``ca`` (the CA certificate(s) that sign
 the peer's certificate, as PEM text; a file path only inside ``scale.caDir``),
-``max_tx`` / ``max_rx`` (Mbit/s announced to the peer, 0 = none), ``disabled``.
+``max_tx`` / ``max_rx`` (bytes per second, as the reference: its UI sends Mbit/s x 125000; 0 =
+none), ``disabled``, and the reference's tuning fields (see ``TUNING``).
+
+Units in the row: the workers (``fastpath.hy2.exit_peers``) read ``max_tx`` / ``max_rx`` of the
+row as whole Mbit/s, so the row keeps that contract and, when the bytes/s the API was given
+are not whole Mbit/s, holds them exactly in ``max_tx_bps`` / ``max_rx_bps``; rows and backups
+written before this change (Mbit/s only) read back as Mbit/s x 125000.
 
 A listing masks passwords (``ab******``); a PUT that sends the masked text back keeps the
 stored password.  A client that a user exits through cannot be deleted or renamed (409);
@@ -29,10 +35,26 @@ log = logging.getLogger("fastpath.control.hy2scale")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 FIELDS = ("name", "addr", "addrs", "password", "sni", "insecure", "ca", "max_tx", "max_rx", "disabled")
+# The reference's client tuning fields, stored and returned as given.  None is applied yet:
+# the workers build their Hysteria 2 client from the row in ``fastpath.hy2.exit_peers``
+# (outside the face), which reads only the fields above.  The windows and ``fast_open`` map
+# onto our client's ``QuicSettings`` windows and ``ClientSettings.fast_open`` and take effect
+# once ``exit_peers.client_settings`` passes them on; ``bbr_profile`` has no counterpart
+# (aioquic's congestion control is not tunable that way; a bandwidth in max_tx/max_rx selects
+# Brutal as in the reference); ``conn_mode`` (the reference UI's quality/aggregate choice over
+# a client's addresses) has none either: our peer uses ``addr`` then ``addrs`` in order.
+WINDOWS = ("init_stream_window", "max_stream_window", "init_conn_window", "max_conn_window")
+CHOICES = {"bbr_profile": ("", "standard", "conservative", "aggressive"),
+           "conn_mode": ("", "quality", "aggregate")}
+TUNING = (*WINDOWS, "fast_open", *CHOICES)
+NOT_APPLIED = TUNING
 READ_ONLY = {"connected", "latency_ms"}
 MAX_ADDRS = 8
 MAX_CLIENTS = 256
+MBIT = 125_000                       # bytes/s in one Mbit/s
 MAX_MBPS = 100_000
+MAX_BPS = MAX_MBPS * MBIT
+MAX_WINDOW = 1 << 30
 MASK = "******"
 CA_MAX = 64 * 1024
 
@@ -42,10 +64,58 @@ def mask(password: str) -> str:
     return (password[:2] + MASK) if len(password) > 4 else (MASK if password else "")
 
 
+def rate_bytes(entry: dict, name: str) -> int:
+    """``max_tx`` / ``max_rx`` of a row in bytes/s (exact if the API stored it, else from the
+    workers' Mbit/s)."""
+    exact = entry.get(name + "_bps")
+    if isinstance(exact, int) and not isinstance(exact, bool):
+        return exact
+    return int(entry.get(name) or 0) * MBIT
+
+
+def worker_mbps(bps: int) -> int:
+    """The whole Mbit/s the workers announce for ``bps``: the nearest one, at least 1 for any
+    non-zero rate (0 would mean "no limit").  The UI only sends whole Mbit/s, which is exact."""
+    return 0 if bps <= 0 else max(1, round(bps / MBIT))
+
+
+def all_addrs(entry: dict) -> list[str]:
+    """Every address of a client, ``addr`` first (the reference's ``addrs``)."""
+    out = []
+    for a in [entry.get("addr")] + list(entry.get("addrs") or []):
+        if isinstance(a, str) and a and a not in out:
+            out.append(a)
+    return out
+
+
+def row_as_body(row):
+    """A stored row (a backup's ``clients``) as an API body: its rates in bytes/s."""
+    if not isinstance(row, dict):
+        return row
+    body = {k: val for k, val in row.items() if k not in ("max_tx_bps", "max_rx_bps")}
+    for name in ("max_tx", "max_rx"):
+        if name in row or name + "_bps" in row:
+            exact = row.get(name + "_bps")
+            if exact is not None:
+                body[name] = exact
+            elif isinstance(row.get(name), int) and not isinstance(row.get(name), bool):
+                body[name] = row[name] * MBIT
+    return body
+
+
 def public_view(entry: dict) -> dict:
     out = {k: entry.get(k) for k in FIELDS}
     out["password"] = mask(entry.get("password") or "")
     out["disabled"] = bool(entry.get("disabled"))
+    out["addrs"] = all_addrs(entry)
+    out["max_tx"] = rate_bytes(entry, "max_tx")
+    out["max_rx"] = rate_bytes(entry, "max_rx")
+    for name in WINDOWS:
+        out[name] = int(entry.get(name) or 0)
+    out["fast_open"] = bool(entry.get("fast_open"))
+    for name in CHOICES:
+        out[name] = entry.get(name) or ""
+    out["not_applied"] = list(NOT_APPLIED)
     return out
 
 
@@ -114,7 +184,7 @@ def parse_client(body, old: dict | None = None, ca_dir: str | None = None) -> di
     any fault, before anything is stored."""
     if not isinstance(body, dict):
         raise bad_request("a client is a JSON object")
-    unknown = sorted(set(body) - set(FIELDS) - READ_ONLY)
+    unknown = sorted(set(body) - set(FIELDS) - set(TUNING) - READ_ONLY - {"not_applied"})
     if unknown:
         raise bad_request(f"unknown field {unknown[0]!r}")
     entry = dict(old or {"addrs": [], "password": "", "sni": "", "insecure": False, "ca": "",
@@ -125,13 +195,19 @@ def parse_client(body, old: dict | None = None, ca_dir: str | None = None) -> di
             raise bad_request("name must be 1-32 letters, digits, '.', '_' or '-' (no '/'), starting "
                               "with a letter or digit")
         entry["name"] = name
-    if "addr" in body or old is None:
-        entry["addr"] = _address(body.get("addr"), "addr")
-    if "addrs" in body and body["addrs"] is not None:
-        addrs = body["addrs"]
+    addrs = body.get("addrs")
+    if addrs is not None:
         if not isinstance(addrs, list) or len(addrs) > MAX_ADDRS:
             raise bad_request(f"addrs must be a list of at most {MAX_ADDRS} host:port")
-        entry["addrs"] = [_address(a, f"addrs[{i}]") for i, a in enumerate(addrs)]
+        addrs = [_address(a, f"addrs[{i}]") for i, a in enumerate(addrs)]
+    if "addr" in body or old is None:
+        if body.get("addr") in (None, "") and addrs:
+            entry["addr"] = addrs[0]        # the reference: addr is addrs[0]
+        else:
+            entry["addr"] = _address(body.get("addr"), "addr")
+    if addrs is not None:
+        # Stored as the addresses after addr (the workers try addr, then these).
+        entry["addrs"] = [a for a in dict.fromkeys(addrs) if a != entry["addr"]]
     if "password" in body:
         password = _short_text(body, "password", 256)
         if old is None or password != mask(old.get("password") or ""):
@@ -146,7 +222,22 @@ def parse_client(body, old: dict | None = None, ca_dir: str | None = None) -> di
         entry["disabled"] = v.boolean(body, "disabled")
     for name in ("max_tx", "max_rx"):
         if name in body and body[name] is not None:
-            entry[name] = v.integer(body, name, minimum=0, maximum=MAX_MBPS)
+            bps = v.integer(body, name, minimum=0, maximum=MAX_BPS)
+            entry[name] = worker_mbps(bps)
+            if bps == entry[name] * MBIT:      # whole Mbit/s: the row says it all
+                entry.pop(name + "_bps", None)
+            else:
+                entry[name + "_bps"] = bps
+    for name in WINDOWS:
+        if body.get(name) is not None:
+            entry[name] = v.integer(body, name, minimum=0, maximum=MAX_WINDOW)
+    if body.get("fast_open") is not None:
+        entry["fast_open"] = v.boolean(body, "fast_open")
+    for name, allowed in CHOICES.items():
+        if body.get(name) is not None:
+            if body[name] not in allowed:
+                raise bad_request(f"{name} must be one of {', '.join(repr(a) for a in allowed)}")
+            entry[name] = body[name]
     return entry
 
 

@@ -37,14 +37,16 @@ class ScaleFace:
     def setting(self, key: str, default=None):
         return self.store.get_setting(key, default)
 
+    def fixed_ui(self) -> dict:
+        """The ``settings/ui`` keys the node config decides (see ``ui_settings.py``)."""
+        c = self.node.config.control
+        host = f"[{c.host}]" if ":" in c.host else c.host
+        return {"listen": f"{host}:{c.port}", "base_path": "/scale", "force_https": False,
+                "https_cert_id": ""}
+
     def ui_settings(self) -> dict:
-        stored = self.setting(UI_KEY, {}) or {}
-        return {
-            "port": self.node.config.control.port,
-            "base_path": "/scale",
-            "dns": stored.get("dns", ""),
-            "session_timeout": int(stored.get("session_timeout") or self.settings.token_ttl),
-        }
+        from control.hy2scale import ui_settings
+        return ui_settings.view(self.setting(UI_KEY, {}) or {}, self.fixed_ui(), self.settings.token_ttl)
 
     def token_ttl(self) -> float:
         stored = self.setting(UI_KEY, {}) or {}

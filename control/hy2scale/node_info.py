@@ -24,6 +24,7 @@ from control.hy2scale.face import (
     read_setting,
     write_setting,
 )
+from control.hy2scale import ui_settings
 from control.route_guard import PUBLIC
 from fastpath import __version__
 from fastpath.config.fields import parse_listen
@@ -72,7 +73,9 @@ class NodeSettings:
             "exit_node": rec.get("exit_node", True),
             "hy2_user_auth": rec.get("hy2_user_auth", True),
             "compat": rec.get("compat", False),
-            "limited": rec.get("limited", False),
+            # The reference's "Limited" (no kernel TUN/VPN capability): true here, this node runs
+            # no L2TP, IKEv2, WireGuard or TUN; the UI then shows those tabs as not available.
+            "limited": rec.get("limited", True),
             "server": server,
             "server_effective": dict(self.effective),
             "version": __version__,
@@ -199,6 +202,9 @@ class BuildInfo:
 
 
 class UiSettings:
+    """``GET/PUT /settings/ui``: the reference's document (``ui_settings.py`` says what each
+    key does here)."""
+
     def __init__(self, face: ScaleFace):
         self.face = face
 
@@ -207,30 +213,27 @@ class UiSettings:
 
     def on_put(self, req, resp):
         body = v.json_object(req)
-        unknown = sorted(set(body) - {"port", "base_path", "dns", "session_timeout"})
-        if unknown:
-            raise bad_request(f"unknown field {unknown[0]!r}")
-        current = self.face.ui_settings()
-        for fixed in ("port", "base_path"):
-            if fixed in body and body[fixed] != current[fixed]:
-                raise bad_request(f"{fixed} is set by the node config (control.listen), not here")
-        changes = {}
-        if "dns" in body:
-            if not isinstance(body["dns"], str) or len(body["dns"]) > 256:
-                raise bad_request("dns must be a string")
-            changes["dns"] = body["dns"]
-        if "session_timeout" in body:
-            changes["session_timeout"] = v.integer(body, "session_timeout", minimum=60, maximum=365 * 86400)
-        with self.face.store.transaction() as db:
-            rec = read_setting(db, UI_KEY) or {}
-            rec.update(changes)
-            write_setting(db, UI_KEY, rec)
-        resp.media = self.face.ui_settings()
+        changes, applied, not_applicable, ignored = ui_settings.parse_put(body, self.face.fixed_ui())
+        if changes:
+            with self.face.store.transaction() as db:
+                rec = read_setting(db, UI_KEY) or {}
+                rec.update(changes)
+                write_setting(db, UI_KEY, rec)
+        doc = self.face.ui_settings()
+        note = "applied live" if not not_applicable else (
+            "some settings do not apply on this node: see not_applicable")
+        doc.update({"status": "ok", "note": note, "applied": applied,
+                    "not_applicable": not_applicable, "ignored": ignored})
+        resp.media = doc
 
 
-def port_free(port: int) -> bool:
-    """Whether this process could bind ``port`` on every address, TCP and UDP."""
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+PROTOS = ("tcp", "udp")
+
+
+def port_free(port: int, protos=PROTOS) -> bool:
+    """Whether this process could bind ``port`` on every address for each of ``protos``."""
+    for proto in protos:
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         with socket.socket(socket.AF_INET, kind) as s:
             if kind == socket.SOCK_STREAM:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -241,11 +244,44 @@ def port_free(port: int) -> bool:
     return True
 
 
+def _port_entry(item, i: int) -> dict:
+    """One ``{port, proto, desc}`` (the reference's shape) or a bare port number (both
+    protocols, this face's older shape)."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        item = {"port": item, "proto": "", "desc": ""}
+    if not isinstance(item, dict) or set(item) - {"port", "proto", "desc"}:
+        raise bad_request(f"ports[{i}] must be a port number or {{port, proto, desc}}")
+    port = item.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise bad_request(f"ports[{i}].port must be a port number (1-65535)")
+    proto = item.get("proto") or ""
+    if proto not in ("", *PROTOS):
+        raise bad_request(f"ports[{i}].proto must be tcp or udp")
+    desc = item.get("desc") or ""
+    if not isinstance(desc, str) or len(desc) > 256:
+        raise bad_request(f"ports[{i}].desc must be text of at most 256 characters")
+    return {"port": port, "proto": proto, "desc": desc}
+
+
 class CheckPorts:
+    """``POST /check-ports``: the reference's handler takes a bare array of ``{port, proto,
+    desc}`` while its UI sends ``{ports: [...]}``; both are taken (and bare numbers, which
+    check TCP and UDP).  The answer has the reference's ``conflicts`` (the entries in use) and
+    ``results`` (``{"port": free}``)."""
+
     def on_post(self, req, resp):
-        body = v.json_object(req, allowed={"ports"}, required={"ports"})
-        ports = body["ports"]
-        if not isinstance(ports, list) or len(ports) > MAX_PORTS or not all(
-                isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in ports):
-            raise bad_request(f"ports must be a list of at most {MAX_PORTS} port numbers (1-65535)")
-        resp.media = {"results": {str(p): port_free(p) for p in ports}}
+        body = v.request_body(req)
+        if isinstance(body, dict):
+            if set(body) - {"ports"} or "ports" not in body:
+                raise bad_request("the body is [{port, proto, desc}, ...] or {\"ports\": [...]}")
+            body = body["ports"]
+        if not isinstance(body, list) or len(body) > MAX_PORTS:
+            raise bad_request(f"ports must be a list of at most {MAX_PORTS} entries")
+        entries = [_port_entry(item, i) for i, item in enumerate(body)]
+        conflicts, results = [], {}
+        for e in entries:
+            free = port_free(e["port"], (e["proto"],) if e["proto"] else PROTOS)
+            results[str(e["port"])] = results.get(str(e["port"]), True) and free
+            if not free:
+                conflicts.append(e)
+        resp.media = {"conflicts": conflicts, "results": results}

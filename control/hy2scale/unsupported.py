@@ -1,20 +1,20 @@
 """Everything the reference offers that this node does not (yet): one table, 501 for each.
 
-A route listed here answers every method with 501 and a JSON message naming what is missing,
-so a panel sees "not supported", never a 404 it could take for a typo or a fake success.
+A route listed here answers every method with 501 and ``{"error": what is missing,
+"capable": false}`` (the reference UI's error toast shows the body; its VPN tabs read
+``capable``), so a panel sees "not supported", never a 404 it could take for a typo or a fake
+success.  Proxies and rules are answered in ``extras.py`` (their GETs carry the "not
+available" state the UI reads from a 200).
 """
 from __future__ import annotations
 
-from control.hy2scale.face import BASE, not_supported
+from control.hy2scale.face import BASE
 from control.openapi import path_param
 
 # (path prefix under /scale/api, what it is, why it is missing)
 UNSUPPORTED = (
     ("/internal/peers", "relay peer discovery",
      "nested discovery is not supported: this node dials its own clients only (single-hop exits)"),
-    ("/proxies", "inbound SOCKS5/HTTP/Shadowsocks proxies", "not supported by this node yet"),
-    ("/rules", "routing rules and TUN mode", "not supported by this node yet; TUN also needs kernel privileges"),
-    ("/tls", "the TLS certificate store", "not supported by this node yet; set tls.cert/tls.key in the node config"),
     ("/l2tp", "L2TP", "it drives kernel daemons (xl2tpd) outside a Python node's reach"),
     ("/ikev2", "IKEv2", "it drives kernel daemons (strongSwan) outside a Python node's reach"),
     ("/wireguard", "WireGuard", "it needs the kernel's WireGuard; not supported by this node"),
@@ -36,7 +36,8 @@ class NotSupported:
             setattr(self, f"on_{method}", self._answer)
 
     def _answer(self, req, resp, **_params):
-        raise not_supported(self.message)
+        resp.status = "501 Not Implemented"
+        resp.media = {"error": self.message, "message": self.message, "capable": False}
 
 
 def register(app, api) -> None:

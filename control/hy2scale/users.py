@@ -354,8 +354,14 @@ class UserToggle:
         self.book = book
 
     def on_put(self, req, resp, user_id):
+        """The reference UI sends ``{enabled}`` (the state wanted); no body flips it."""
         user = self.book.get(user_id)
-        user = self.book.update(user_id, {"enabled": not user.enabled, "meta": {}})
+        enabled = not user.enabled
+        if req.content_length:
+            body = v.json_object(req)
+            if body.get("enabled") is not None:
+                enabled = v.boolean(body, "enabled")
+        user = self.book.update(user_id, {"enabled": enabled, "meta": {}})
         self.book.node.notify_users_changed()
         resp.media = self.book.views([user])[0]
 

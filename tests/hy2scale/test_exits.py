@@ -323,7 +323,9 @@ def test_client_crud_masks_passwords_and_refuses_bad_bodies(pair):
     assert r.status == 201, r.text
     assert r.json()["password"] != "secret-pass" and "secret-pass" not in json.dumps(s.get("/clients").json())
     listed = {c["name"]: c for c in s.get("/clients").json()}
-    assert listed["jp"]["addrs"] == ["127.0.0.2:5565"] and listed["jp"]["disabled"] is False
+    # addrs as the reference lists them: every address, addr first; max_tx in bytes/s.
+    assert listed["jp"]["addrs"] == ["127.0.0.1:5565", "127.0.0.2:5565"] and listed["jp"]["disabled"] is False
+    assert listed["jp"]["max_tx"] == 100
     # The masked password sent back keeps the stored one (checked through the backup).
     assert s("PUT", "/clients/jp", dict(listed["jp"], sni="jp2.example")).status == 200
     saved = next(c for c in s.get("/backup").json()["clients"] if c["name"] == "jp")

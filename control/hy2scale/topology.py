@@ -1,0 +1,129 @@
+"""``GET /topology`` and ``GET /stats``: what the reference UI polls on every page.
+
+Topology is the Nodes graph, the peer count and the exit-via picker: an array with this node
+first (``direction: "local"``, ``is_self``, ``connected``, its Hysteria 2 ``addr`` and its
+inbound peers as ``children``), then one entry per client (outbound peer) with ``addr``, every
+address in ``addrs``, ``connected``, ``disabled``, ``latency_ms`` (an integer; -1 while not
+connected, as the reference), ``tx_rate`` / ``rx_rate`` (bytes/s through the peer, from the
+workers' ``peers_status``) and ``max_rate`` (bytes/s: the larger of the client's ``max_tx`` and
+``max_rx``, 0 when unknown).
+
+Inbound peers: a peer node that dials this one authenticates as an ordinary scale user (there
+is no relay handshake that would mark it), so this node cannot tell it from a user's phone and
+reports no inbound peers (self's ``children`` is empty, ``stats.exit_clients`` is 0) rather
+than guessing; nested discovery (issue 16, item 3) is where peers will register.
+
+Stats are the four cards: ``tx_bytes`` / ``rx_bytes`` (every byte the node counted, carried
+plus live), ``tx_rate`` / ``rx_rate`` (bytes/s of the users' traffic over the last few seconds,
+from this API process's own samples of the shared-memory totals; 0 on the first poll),
+``conns`` (live Hysteria 2 connections in the connection slots) and ``exit_clients``.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import falcon
+
+from control.hy2scale.clients import ClientBook, all_addrs, rate_bytes
+from control.hy2scale.node_info import NodeSettings, traffic_totals
+from control.hy2scale.peers import merge
+from fastpath.shm import KIND_CONNECTION, count_kinds, scan_totals
+
+RATE_WINDOW = 10.0      # seconds of samples a rate is taken over (the UI polls every 2-5 s)
+MIN_SPAN = 0.5          # a rate needs samples at least this far apart
+
+
+def peer_status(book: ClientBook) -> dict:
+    """The workers' view of every enabled client (one broadcast), {} when none is enabled or
+    the supervisor cannot be reached (then every peer shows as not connected)."""
+    if not any(not c.get("disabled") for c in book.list()):
+        return {}
+    try:
+        return merge(book.face.tell_workers("peers_status", {}))
+    except falcon.HTTPError:
+        return {}
+
+
+def outbound_entry(client: dict, st: dict) -> dict:
+    disabled = bool(client.get("disabled"))
+    connected = bool(st.get("connected")) and not disabled
+    lat = st.get("latency_ms")
+    latency = int(round(lat)) if connected and lat is not None else (0 if connected else -1)
+    max_rate = max(rate_bytes(client, "max_tx"), rate_bytes(client, "max_rx"))
+    entry = {"name": client["name"], "direction": "outbound", "addr": client.get("addr", ""),
+             "addrs": all_addrs(client), "exit_node": True, "connected": connected,
+             "disabled": disabled, "nested": False, "native": False, "version": "",
+             "latency_ms": latency, "tx_rate": int(st.get("tx_rate") or 0),
+             "rx_rate": int(st.get("rx_rate") or 0), "max_rate": max_rate, "is_self": False,
+             "children": []}
+    if st.get("error") and not connected:
+        entry["error"] = st["error"]
+    return entry
+
+
+class Topology:
+    def __init__(self, book: ClientBook, node_settings: NodeSettings):
+        self.book = book
+        self.node_settings = node_settings
+
+    def tree(self) -> list[dict]:
+        view = self.node_settings.view()
+        me = {"name": view["node_id"], "node_id": view["node_id"], "display_name": view["name"],
+              "direction": "local", "addr": view["server_effective"].get("listen") or view["server"].get("listen") or "",
+              "exit_node": bool(view["exit_node"]), "connected": True,
+              "disabled": not view["server_effective"].get("listen"), "nested": False,
+              "native": False, "version": view["version"], "latency_ms": 0, "tx_rate": 0,
+              "rx_rate": 0, "max_rate": 0, "is_self": True, "children": []}
+        status = peer_status(self.book)
+        peers = [outbound_entry(c, status.get(c["name"], {})) for c in self.book.list()]
+        me["tx_rate"] = sum(p["tx_rate"] for p in peers)
+        me["rx_rate"] = sum(p["rx_rate"] for p in peers)
+        return [me, *sorted(peers, key=lambda p: p["name"])]
+
+    def on_get(self, req, resp):
+        resp.media = self.tree()
+
+
+class RateMeter:
+    """Bytes/s from samples of a growing total, taken when asked (no background thread: an
+    API process only samples while someone polls).  A total that goes down (the supervisor
+    replaced the counter segment) starts the samples afresh."""
+
+    def __init__(self, window: float = RATE_WINDOW):
+        self.window = window
+        self.samples: collections.deque = collections.deque()
+        self.lock = threading.Lock()
+
+    def rates(self, tx: int, rx: int, now: float | None = None) -> tuple[int, int]:
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            if self.samples and (tx < self.samples[-1][1] or rx < self.samples[-1][2]):
+                self.samples.clear()
+            self.samples.append((now, tx, rx))
+            while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+                self.samples.popleft()
+            t0, tx0, rx0 = self.samples[0]
+            span = now - t0
+            if span < MIN_SPAN:
+                return 0, 0
+            return round((tx - tx0) / span), round((rx - rx0) / span)
+
+
+class Stats:
+    def __init__(self, face):
+        self.face = face
+        self.meter = RateMeter()
+
+    def on_get(self, req, resp):
+        tx, rx = traffic_totals(self.face)
+        try:
+            table = self.face.node.table
+            _used, ltx, lrx = scan_totals(table)
+            conns = sum(shard[KIND_CONNECTION] for shard in count_kinds(table))
+        except falcon.HTTPServiceUnavailable:
+            ltx = lrx = conns = 0
+        tx_rate, rx_rate = self.meter.rates(ltx, lrx)
+        resp.media = {"tx_bytes": tx, "rx_bytes": rx, "tx_rate": tx_rate, "rx_rate": rx_rate,
+                      "conns": conns, "exit_clients": 0}
