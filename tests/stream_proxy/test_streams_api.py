@@ -289,9 +289,17 @@ def test_openapi_lists_every_route(node):
         "/clients": {"get"}, "/clients/{client_id}": {"get"},
         "/hls/{stream_id}/clients/{client_id}": {"delete"}, "/health": {"get"},
         "/webhooks": {"get", "post", "delete"}, "/webhooks/test": {"post"},
+        "/streams/oldest-by-metadata": {"delete"}, "/info": {"get"}, "/transcode/profiles": {"get"},
+        "/test-connection": {"post"}, "/": {"get"},
+        "/stream/{stream_id}": {"get"}, "/hls/{stream_id}/playlist.m3u8": {"get"},
     }
+    expected["/streams/by-metadata"] = {"get", "delete"}
     for path, methods in expected.items():
         assert methods <= set(paths.get(path, {})), path
+    # Validation errors are documented in FastAPI's shape; data-plane routes name their listener.
+    assert "HTTPValidationError" in doc["components"]["schemas"]
+    assert "422" in paths["/streams"]["post"]["responses"]
+    assert paths["/stream/{stream_id}"]["servers"][0]["url"] == "{media}"
     assert "mediaToken" in doc["components"]["securitySchemes"]
 
 
