@@ -22,8 +22,11 @@ MAX_HEADERS = 64
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z\-]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-EVENTS = ("stream_started", "stream_stopped", "stream_failed", "stream_error",
-          "client_connected", "client_disconnected", "failover_triggered")
+# m3u-proxy's events, its default when a hook names none; ``stream_error`` is accepted too
+# (our earlier name of ``stream_failed``) but not subscribed to by default.
+DEFAULT_EVENTS = ("stream_started", "stream_stopped", "stream_failed", "client_connected",
+                  "client_disconnected", "failover_triggered")
+EVENTS = (*DEFAULT_EVENTS, "stream_error")
 
 
 def json_body(req: falcon.Request) -> dict:
@@ -156,7 +159,7 @@ def headers(body: dict, name: str = "headers") -> dict[str, str]:
 def events(body: dict) -> list[str]:
     value = body.get("events")
     if value is None:
-        return list(EVENTS)
+        return list(DEFAULT_EVENTS)
     if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
         raise invalid("events", "events must be a list of event names", value)
     unknown = [e for e in value if e not in EVENTS]
@@ -166,7 +169,7 @@ def events(body: dict) -> list[str]:
     for e in value:
         if e not in out:
             out.append(e)
-    return out or list(EVENTS)
+    return out or list(DEFAULT_EVENTS)
 
 
 def number(body: dict, name: str, default: float, minimum: float, maximum: float) -> float:
