@@ -16,6 +16,7 @@ from control.errors import handle_unexpected, serialize_error
 from control.node_model import NodeModel
 from control.openapi import DocsResource, OpenApiResource
 from control.route_guard import OPEN, PathNormaliser, RecordingApp, RouteGuard
+from control.shared_root import SharedRoot
 from control.validation import BoundedMessagePackHandler
 
 FACES = (
@@ -50,6 +51,9 @@ def create_app(node: NodeModel) -> falcon.App:
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
+    # ``/`` belongs to more than one face (control/shared_root.py): they claim it while they
+    # register, and it is added once here.
+    root = node.shared_root = SharedRoot()
     for name in FACES:
         try:
             module = importlib.import_module(name)
@@ -63,6 +67,9 @@ def create_app(node: NodeModel) -> falcon.App:
         if added and rule is None:
             raise RuntimeError(f"{name} added routes without an authentication rule")
         guard.bind(added, rule)
+    if root.claims:
+        app.add_route("/", root)
+        guard.bind({"/"}, root.rule)
     app.add_route("/openapi.json", OpenApiResource(node.openapi))
     app.add_route("/docs", DocsResource(node.openapi))
     guard.bind({"/openapi.json", "/docs"}, OPEN)

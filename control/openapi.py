@@ -13,6 +13,9 @@ import falcon
 from control.route_guard import PUBLIC
 
 
+_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
 class OpenApiBuilder:
     def __init__(self, title: str, version: str):
         self.doc = {
@@ -79,6 +82,8 @@ class DocsResource:
         rows = []
         for path in sorted(doc["paths"]):
             for method, op in doc["paths"][path].items():
+                if method not in _METHODS:      # path-level keys (servers, parameters)
+                    continue
                 params = ", ".join(p["name"] for p in op.get("parameters", []))
                 rows.append(
                     f"<tr><td class=m>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"

@@ -18,7 +18,8 @@ import time
 import falcon
 
 from control.auth import bearer_token, required_token, token_matches
-from control.route_guard import PUBLIC, Rule
+from control import shared_root
+from control.route_guard import OPEN, PUBLIC, Rule
 from control.traffic_accounting import traffic_cache
 from control.traffic_format import TABLE_FORMAT, go_bool, rfc3339_nano
 from control.traffic_format import TABLE_HEADER as _HEADER_FIELDS
@@ -219,7 +220,13 @@ def register(app: falcon.App, node):
     app.add_route("/kick", Kick(node))
     app.add_route("/online", Online(node))
     app.add_route("/dump/streams", DumpStreams(node))
-    app.add_route("/", Index())
+    rule = traffic_stats_rule(node, gate)
+    index = Index()
+    # ``/`` is shared with the stream face on the control port (control/shared_root.py): the
+    # index answers its dedicated listener always, and browsers on the control port.
+    if not shared_root.claim(node, "traffic_stats", index, OPEN, fallback=True,
+                             wants=lambda req: gate.port is not None and _local_port(req) == gate.port):
+        app.add_route("/", index)
     api = node.openapi
     tag = "traffic-stats"
     api.add("GET", "/traffic", "Traffic per auth id since the last clear (?clear=1 clears)", tag=tag,
@@ -229,4 +236,4 @@ def register(app: falcon.App, node):
     api.add("GET", "/online", "Authenticated connections per id", tag=tag, secured=False)
     api.add("GET", "/dump/streams", "TCP streams (JSON, or a text table with Accept: text/plain)",
             tag=tag, secured=False)
-    return traffic_stats_rule(node, gate)
+    return rule

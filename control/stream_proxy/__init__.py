@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import falcon
 
+from control import shared_root
+from control.stream_proxy.about import Info, Root, TestConnection, TranscodeProfiles
 from control.stream_proxy.auth import stream_rule
 from control.stream_proxy.errors import ProxyError, handle_proxy_error
 from control.stream_proxy.face import Face
@@ -28,8 +30,17 @@ from control.stream_proxy.streams import (
     StreamItem,
     Streams,
     StreamsByMetadata,
+    StreamsOldestByMetadata,
     Transcode,
 )
+
+
+def api_client(req: falcon.Request) -> bool:
+    """A request from an m3u-proxy client rather than a browser: it carries the token, or does
+    not prefer HTML (``GET /`` is shared with the Traffic Stats index)."""
+    if req.get_header("X-API-Token") is not None or req.get_param("api_token") is not None:
+        return True
+    return req.client_prefers(("application/json", "text/html")) != "text/html"
 
 
 def register(app: falcon.App, node):
@@ -37,9 +48,13 @@ def register(app: falcon.App, node):
     app.add_error_handler(ProxyError, handle_proxy_error)
     app.add_route("/streams", Streams(face))
     app.add_route("/streams/by-metadata", StreamsByMetadata(face))
+    app.add_route("/streams/oldest-by-metadata", StreamsOldestByMetadata(face))
     app.add_route("/streams/{stream_id}", StreamItem(face))
     app.add_route("/streams/{stream_id}/failover", StreamFailover(face))
     app.add_route("/transcode", Transcode(face))
+    app.add_route("/transcode/profiles", TranscodeProfiles(face))
+    app.add_route("/info", Info(face))
+    app.add_route("/test-connection", TestConnection(face))
     app.add_route("/stats", Stats(face))
     app.add_route("/stats/detailed", StatsDetailed(face))
     app.add_route("/stats/performance", StatsPerformance(face))
@@ -51,5 +66,9 @@ def register(app: falcon.App, node):
     app.add_route("/health", Health(face))
     app.add_route("/webhooks", Webhooks(face))
     app.add_route("/webhooks/test", WebhookTest(face))
+    rule = stream_rule(face)
+    root = Root(face)
+    if not shared_root.claim(node, "stream", root, rule, wants=api_client):
+        app.add_route("/", root)
     document(node.openapi)
-    return stream_rule(face)
+    return rule

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import falcon
 
 from control import validation
-from control.stream_proxy.errors import bad_request
+from control.stream_proxy.errors import invalid, invalid_body
 
 MAX_URL = 4096
 MAX_FAILOVER_URLS = 32
@@ -22,38 +22,49 @@ MAX_HEADERS = 64
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z\-]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-EVENTS = ("stream_started", "stream_stopped", "stream_failed", "stream_error",
-          "client_connected", "client_disconnected", "failover_triggered")
+# m3u-proxy's events, its default when a hook names none; ``stream_error`` is accepted too
+# (our earlier name of ``stream_failed``) but not subscribed to by default.
+DEFAULT_EVENTS = ("stream_started", "stream_stopped", "stream_failed", "client_connected",
+                  "client_disconnected", "failover_triggered")
+EVENTS = (*DEFAULT_EVENTS, "stream_error")
 
 
 def json_body(req: falcon.Request) -> dict:
     try:
         body = validation.request_body(req)
     except falcon.HTTPError as exc:
-        raise bad_request(exc.description or "the body is not valid JSON") from None
+        raise invalid_body(exc.description or "JSON decode error", "json_invalid") from None
     if not isinstance(body, dict):
-        raise bad_request("the body must be a JSON object")
+        raise invalid_body("the body must be a JSON object", "model_attributes_type", body,
+                           "Input should be a valid dictionary or object to extract fields from")
     return body
+
+
+def required(body: dict, name: str):
+    """The value of a required field (a 422 ``missing`` without it)."""
+    if body.get(name) is None:
+        raise invalid(name, f"field '{name}' is required")
+    return body[name]
 
 
 def http_url(value, name: str) -> str:
     """An absolute http(s) URL with a host; the node fetches nothing else."""
     if not isinstance(value, str) or not value.strip():
-        raise bad_request(f"{name} must be a non-empty string")
+        raise invalid(name, f"{name} must be a non-empty string", value)
     value = value.strip()
     if len(value) > MAX_URL:
-        raise bad_request(f"{name} is longer than {MAX_URL} characters")
+        raise invalid(name, f"{name} is longer than {MAX_URL} characters", value)
     if _CONTROL.search(value) or " " in value:
-        raise bad_request(f"{name} has spaces or control characters")
+        raise invalid(name, f"{name} has spaces or control characters", value)
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError:
-        raise bad_request(f"{name} is not a valid URL") from None
+        raise invalid(name, f"{name} is not a valid URL", value) from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise bad_request(f"{name} must use the http or https scheme")
+        raise invalid(name, f"{name} must use the http or https scheme", value)
     if not parts.hostname:
-        raise bad_request(f"{name} must name a host")
+        raise invalid(name, f"{name} must name a host", value)
     del port
     return value
 
@@ -65,7 +76,7 @@ def target_url(value, name: str, policy) -> str:
     url = http_url(value, name)
     why = policy.refusal_for_url(url) if policy is not None else None
     if why is not None:
-        raise bad_request(f"{name}: {why}")
+        raise invalid(name, f"{name}: {why}", url)
     return url
 
 
@@ -74,9 +85,9 @@ def url_list(body: dict, name: str, policy=None) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise bad_request(f"{name} must be a list of URLs")
+        raise invalid(name, f"{name} must be a list of URLs", value)
     if len(value) > MAX_FAILOVER_URLS:
-        raise bad_request(f"{name} has more than {MAX_FAILOVER_URLS} URLs")
+        raise invalid(name, f"{name} has more than {MAX_FAILOVER_URLS} URLs", value)
     return [target_url(u, f"{name}[{i}]", policy) for i, u in enumerate(value)]
 
 
@@ -85,11 +96,11 @@ def optional_text(body: dict, name: str, max_len: int = 512) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise bad_request(f"{name} must be a string")
+        raise invalid(name, f"{name} must be a string", value)
     if len(value) > max_len:
-        raise bad_request(f"{name} is longer than {max_len} characters")
+        raise invalid(name, f"{name} is longer than {max_len} characters", value)
     if _CONTROL.search(value):
-        raise bad_request(f"{name} has control characters")
+        raise invalid(name, f"{name} has control characters", value)
     return value or None
 
 
@@ -98,7 +109,7 @@ def flag(body: dict, name: str, default: bool = False) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise bad_request(f"{name} must be true or false")
+        raise invalid(name, f"{name} must be true or false", value)
     return value
 
 
@@ -108,21 +119,21 @@ def metadata(body: dict, name: str = "metadata") -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise bad_request(f"{name} must be an object")
+        raise invalid(name, f"{name} must be an object", value)
     if len(value) > MAX_METADATA:
-        raise bad_request(f"{name} has more than {MAX_METADATA} keys")
+        raise invalid(name, f"{name} has more than {MAX_METADATA} keys", value)
     out = {}
     for key, item in value.items():
         if not key or len(key) > 128:
-            raise bad_request(f"{name} keys must be 1 to 128 characters")
+            raise invalid(name, f"{name} keys must be 1 to 128 characters", value)
         if isinstance(item, bool):
             text = "True" if item else "False"  # Python's str(), as the reference stores it
         elif isinstance(item, (str, int)) or isinstance(item, float) and math.isfinite(item):
             text = str(item)
         else:
-            raise bad_request(f"{name} value for {key!r} must be a string, number or boolean")
+            raise invalid(name, f"{name} value for {key!r} must be a string, number or boolean", value)
         if len(text) > 1024:
-            raise bad_request(f"{name} value for {key!r} is longer than 1024 characters")
+            raise invalid(name, f"{name} value for {key!r} is longer than 1024 characters", value)
         out[key] = text
     return out
 
@@ -132,15 +143,15 @@ def headers(body: dict, name: str = "headers") -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise bad_request(f"{name} must be an object of header names to values")
+        raise invalid(name, f"{name} must be an object of header names to values", value)
     if len(value) > MAX_HEADERS:
-        raise bad_request(f"{name} has more than {MAX_HEADERS} entries")
+        raise invalid(name, f"{name} has more than {MAX_HEADERS} entries", value)
     out = {}
     for key, item in value.items():
         if not _HEADER_NAME.match(key):
-            raise bad_request(f"{name}: {key!r} is not a valid header name")
+            raise invalid(name, f"{name}: {key!r} is not a valid header name", value)
         if not isinstance(item, str) or _CONTROL.search(item) or len(item) > 4096:
-            raise bad_request(f"{name}: the value of {key} must be a string without control characters")
+            raise invalid(name, f"{name}: the value of {key} must be a string without control characters", value)
         out[key] = item
     return out
 
@@ -148,17 +159,17 @@ def headers(body: dict, name: str = "headers") -> dict[str, str]:
 def events(body: dict) -> list[str]:
     value = body.get("events")
     if value is None:
-        return list(EVENTS)
+        return list(DEFAULT_EVENTS)
     if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
-        raise bad_request("events must be a list of event names")
+        raise invalid("events", "events must be a list of event names", value)
     unknown = [e for e in value if e not in EVENTS]
     if unknown:
-        raise bad_request(f"unknown event {unknown[0]!r}; known events: {', '.join(EVENTS)}")
+        raise invalid("events", f"unknown event {unknown[0]!r}; known events: {', '.join(EVENTS)}", value)
     out = []
     for e in value:
         if e not in out:
             out.append(e)
-    return out or list(EVENTS)
+    return out or list(DEFAULT_EVENTS)
 
 
 def number(body: dict, name: str, default: float, minimum: float, maximum: float) -> float:
@@ -167,7 +178,7 @@ def number(body: dict, name: str, default: float, minimum: float, maximum: float
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not minimum <= value <= maximum:
-        raise bad_request(f"{name} must be a number from {minimum:g} to {maximum:g}")
+        raise invalid(name, f"{name} must be a number from {minimum:g} to {maximum:g}", value)
     return float(value)
 
 
@@ -178,7 +189,7 @@ def integer(body: dict, name: str, default: int, minimum: int, maximum: int) -> 
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise bad_request(f"{name} must be an integer from {minimum} to {maximum}")
+        raise invalid(name, f"{name} must be an integer from {minimum} to {maximum}", value)
     return value
 
 
@@ -191,11 +202,11 @@ def query_bool(req: falcon.Request, name: str, default: bool) -> bool:
         return True
     if low in ("false", "0", "no", "off"):
         return False
-    raise bad_request(f"{name} must be true or false")
+    raise invalid(name, f"{name} must be true or false", raw, where="query")
 
 
 def query_required(req: falcon.Request, name: str) -> str:
     raw = req.get_param(name)
     if raw is None or raw == "":
-        raise bad_request(f"query parameter {name} is required")
+        raise invalid(name, f"query parameter {name} is required", where="query")
     return raw

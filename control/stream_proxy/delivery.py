@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
 
 import aiohttp
 
-from control.validation import iso
 from fastpath import __version__
 from fastpath.media import outbound
+from fastpath.media.webhooks import event_time
 from fastpath.store.media_store import Webhook
 
 log = logging.getLogger("fastpath.control.stream_proxy")
@@ -30,7 +29,7 @@ USER_AGENT = f"fastpath/{__version__} webhook"
 
 def make_event(event_type: str, stream_id: str, data: dict) -> dict:
     return {"event_id": str(uuid.uuid4()), "event_type": event_type, "stream_id": stream_id,
-            "timestamp": iso(time.time()), "data": data}
+            "timestamp": event_time(), "data": data}
 
 
 async def _deliver(hook: Webhook, event: dict, backoff: float,

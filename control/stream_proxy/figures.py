@@ -66,12 +66,12 @@ def overview(streams, view: LiveView, uptime: float, default_agent: str | None =
     clients = [client_view(c) for c in view.clients.values()]
     return {
         "total_streams": len(stream_objs),
-        "active_streams": sum(1 for s in stream_objs if s["is_active"]),
+        "active_streams": sum(1 for s in stream_objs if s["relaying"]),
         "total_clients": len(clients),
         "active_clients": sum(1 for c in clients if c["is_connected"]),
         "total_bytes_served": sum(s["total_bytes_served"] for s in stream_objs),
         "total_segments_served": sum(s["total_segments_served"] for s in stream_objs),
-        "uptime_seconds": round(uptime, 3),
+        "uptime_seconds": int(uptime),
         "streams": stream_objs,
         "clients": clients,
     }
@@ -82,17 +82,28 @@ def overview_json(templates, view: LiveView, uptime: float, clients: tuple[bytes
     their templates (``stream_json``) and the viewers' array rendered in C (``clients_json``),
     so no per-viewer or per-stream dict is built."""
     array, total, active_clients = clients
+    streams, head = _proxy_stats(templates, view, uptime, total, active_clients)
+    head = json.dumps(head)
+    return b"".join((head[:-1].encode(), b', "streams": ', streams.encode(), b', "clients": ', array, b"}"))
+
+
+def _proxy_stats(templates, view: LiveView, uptime: float, clients: int, connected: int):
     streams, active, served, segments = stream_json.streams_array(templates, view)
-    head = json.dumps({
+    return streams, {
         "total_streams": len(templates),
         "active_streams": active,
-        "total_clients": total,
-        "active_clients": active_clients,
+        "total_clients": clients,
+        "active_clients": connected,
         "total_bytes_served": served,
         "total_segments_served": segments,
-        "uptime_seconds": round(uptime, 3),
-    })
-    return b"".join((head[:-1].encode(), b', "streams": ', streams.encode(), b', "clients": ', array, b"}"))
+        # Whole seconds, as m3u-proxy's clients read it (its count wraps daily; ours does not).
+        "uptime_seconds": int(uptime),
+    }
+
+
+def proxy_stats(templates, view: LiveView, uptime: float, clients: int, connected: int) -> dict:
+    """m3u-proxy's ``proxy_stats`` (the head of ``/stats``, ``stats`` of ``/`` and ``/health``)."""
+    return _proxy_stats(templates, view, uptime, clients, connected)[1]
 
 
 def health_counts(streams, view: LiveView) -> dict:

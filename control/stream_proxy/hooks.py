@@ -5,7 +5,7 @@ from __future__ import annotations
 from control.stream_proxy import bodies as b
 from control.stream_proxy.auth import protected
 from control.stream_proxy.delivery import deliver, make_event
-from control.stream_proxy.errors import bad_request, not_found
+from control.stream_proxy.errors import not_found
 from control.stream_proxy.face import Face
 from fastpath.store.media_store import (
     Webhook,
@@ -41,9 +41,7 @@ class Webhooks:
 
     def on_post(self, req, resp):
         body = b.json_body(req)
-        if "url" not in body:
-            raise bad_request("field 'url' is required")
-        hook = Webhook(url=b.target_url(body["url"], "url", self.face.outbound), events=b.events(body),
+        hook = Webhook(url=b.target_url(b.required(body, "url"), "url", self.face.outbound), events=b.events(body),
                        headers=b.headers(body),
                        timeout=b.number(body, "timeout", 10.0, 0.1, MAX_TIMEOUT),
                        retry_attempts=b.integer(body, "retry_attempts", 3, 0, MAX_RETRIES))

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+# The m3u-proxy release whose API this face speaks: what clients read as ``version``.
+M3U_PROXY_VERSION = "0.2.49"
+
 VOD_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
 VOD_PATHS = ("/movie/", "/series/", "/timeshift/")
 
@@ -48,11 +51,20 @@ def public_base(media) -> str:
     return f"http://{host}:{port}"
 
 
+def root_path(media) -> str:
+    """m3u-proxy's ``root_path``: the path prefix viewers' URLs live under (the path of
+    ``media.publicUrl``; empty when the relay is reached at its root)."""
+    url = getattr(media, "public_url", None) if media is not None else None
+    return urlsplit(url).path.rstrip("/") if url else ""
+
+
 def viewer_urls(media, kind: str, stream_id: str) -> dict:
+    """Relative ``playlist_url``/``direct_url`` as m3u-proxy answers (a client prefixes its
+    own base URL); ``viewer_url`` is the absolute URL on this node's media listener."""
     path = endpoint(kind, stream_id)
-    base = public_base(media)
     return {
         "stream_endpoint": path,
-        "playlist_url": base + path,  # m3u-proxy fills it for every type
-        "direct_url": base + path,
+        "playlist_url": path,  # m3u-proxy fills it for every type
+        "direct_url": path,
+        "viewer_url": public_base(media) + path,
     }

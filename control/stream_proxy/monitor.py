@@ -10,6 +10,7 @@ from control.stream_proxy import figures, stream_json
 from control.stream_proxy.auth import protected
 from control.stream_proxy.errors import not_found
 from control.stream_proxy.face import Face, result_sum, wants_msgpack
+from control.stream_proxy.kinds import M3U_PROXY_VERSION, root_path
 from control.stream_proxy.views import client_view, stream_view
 from fastpath import __version__
 from fastpath.store.media_store import get_stream
@@ -107,25 +108,36 @@ class HlsClient(_Base):
     def on_delete(self, req, resp, stream_id, client_id):
         if get_stream(self.face.store, stream_id) is None:
             raise not_found("Stream not found")
-        c = self.face.live(clients_of=stream_id).clients.get(client_id)
-        if c is None or c.stream_id != stream_id:
-            raise not_found("Client not found")
+        # An unknown viewer is a 200 with ``closed: 0``, as m3u-proxy answers (a manager that
+        # disconnects a viewer which left a moment ago must not see an error).
         results = self.face.tell_workers("media_disconnect", {"stream_id": stream_id, "client_id": client_id})
         resp.media = {"message": f"Client {client_id} disconnected",
                       "closed": result_sum(results, "closed")}
 
 
+def proxy_stats(face: Face) -> dict:
+    _array, total, connected = face.clients_json()
+    return figures.proxy_stats(face.stream_templates(), face.live(clients_of=False), face.uptime(),
+                               total, connected)
+
+
 class Health(_Base):
     """Asks the token like every route of the face (m3u-proxy does; a "test connection" with a
-    wrong token must fail); tells only counts, never URLs or ids."""
+    wrong token must fail); tells only counts, never URLs or ids.  ``version`` is the m3u-proxy
+    release whose API this face speaks (clients compare it); ours is ``fastpath_version``."""
 
     def on_get(self, req, resp):
-        counts = figures.health_counts(self.face.streams(), self.face.live(clients_of=False))
+        stats = proxy_stats(self.face)
         resp.media = {
             "status": "healthy",
-            "version": __version__,
-            "uptime_seconds": round(self.face.uptime(), 3),
-            **counts,
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "root_path": root_path(self.face.media),
+            "version": M3U_PROXY_VERSION,
+            "uptime_seconds": stats["uptime_seconds"],
+            "active_streams": stats["active_streams"],
+            "active_clients": stats["active_clients"],
+            "total_bytes_served": stats["total_bytes_served"],
+            "stats": stats,
+            "fastpath_version": __version__,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         }
         resp.status = falcon.HTTP_200

@@ -24,7 +24,27 @@ CREATED = {
         ("stream_id", "string"), ("primary_url", "string"), ("failover_urls", "array"),
         ("user_agent", "string"), ("stream_type", "string"), ("stream_endpoint", "string"),
         ("playlist_url", "string"), ("direct_url", "string"), ("message", "string"),
-        ("metadata", "object"))},
+        ("metadata", "object"), ("viewer_url", "string"))},
+    "description": "playlist_url and direct_url are relative (m3u-proxy's); viewer_url is the "
+                   "absolute URL on the media listener",
+}
+# FastAPI's validation error body, as m3u-proxy answers a 422 (``message`` is ours).
+VALIDATION_ERROR = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "array", "items": {
+            "type": "object", "required": ["type", "loc", "msg", "input"],
+            "properties": {"type": {"type": "string"},
+                           "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                           "msg": {"type": "string"}, "input": {}, "ctx": {"type": "object"}}}},
+        "error": {"type": "string"}, "message": {"type": "string"},
+    },
+}
+PROXY_STATS = {
+    "type": "object",
+    "properties": {k: {"type": "integer"} for k in (
+        "total_streams", "active_streams", "total_clients", "active_clients",
+        "total_bytes_served", "total_segments_served", "uptime_seconds")},
 }
 STREAM = {
     "type": "object",
@@ -36,7 +56,10 @@ STREAM = {
         ("failover_urls", "array"), ("current_failover_index", "integer"),
         ("failover_attempts", "integer"), ("last_failover_time", ["string", "null"]),
         ("stream_type", "string"), ("created_at", "string"), ("last_access", "string"),
-        ("metadata", "object"), ("upstream_state", "string"))},
+        ("metadata", "object"), ("headers", "object"), ("failover_resolver_url", "null"),
+        ("url_index", "integer"), ("relaying", "boolean"), ("upstream_state", "string"))},
+    "description": "current_failover_index is a position in failover_urls (m3u-proxy's); "
+                   "url_index counts the primary as 0",
 }
 CLIENT = {
     "type": "object",
@@ -82,17 +105,37 @@ def document(api) -> None:
     stream_ref = api.schema("MediaStream", STREAM)
     client_ref = api.schema("MediaClient", CLIENT)
     created_ref = api.schema("MediaStreamCreated", CREATED)
+    invalid_ref = api.schema("HTTPValidationError", VALIDATION_ERROR)
+    stats_ref = api.schema("MediaProxyStats", PROXY_STATS)
     sid = path_param("stream_id")
+    field_value = [query("field", {"type": "string"}, required=True),
+                   query("value", {"type": "string"}, required=True),
+                   query("exclude_channel_id", {"type": "string"},
+                         "keep the stream whose metadata id is this")]
 
     def add(method, path, summary, **kw):
         errors = dict(AUTH_ERRORS)
         errors.update(kw.pop("errors", {}))
+        invalid = kw.pop("invalid", None)
         api.add(method, path, summary, tag=TAG, secured=False, errors=errors, **kw)
-        api.doc["paths"][path][method.lower()]["security"] = [{"mediaToken": []}, {}]
+        op = api.doc["paths"][path][method.lower()]
+        op["security"] = [{"mediaToken": []}, {}]
+        if invalid:
+            op["responses"]["422"] = {"description": invalid,
+                                      "content": {"application/json": {"schema": invalid_ref}}}
+
+    def data_plane(path, summary, params, content_type):
+        """A route of the media listener (not this port): its own ``servers`` entry."""
+        api.add("GET", path, summary, tag=TAG + " (media listener)", secured=False, params=params,
+                errors={404: "unknown stream"}, response={"type": "string", "format": "binary"},
+                content_type=content_type)
+        api.doc["paths"][path]["servers"] = [{"url": "{media}", "description": "the media listener "
+                                              "(media.listen or media.publicUrl)",
+                                              "variables": {"media": {"default": "http://127.0.0.1:8085"}}}]
 
     add("POST", "/streams", "Register an upstream stream (same URL twice: the same stream)",
         body=api.schema("MediaStreamCreate", STREAM_BODY), response=created_ref,
-        errors={400: "bad body"})
+        invalid="a field does not validate (also a body that is not a JSON object)")
     add("GET", "/streams", "List streams with live figures",
         response={"type": "object", "properties": {"streams": {"type": "array", "items": stream_ref},
                                                    "total": {"type": "integer"}}})
@@ -100,7 +143,17 @@ def document(api) -> None:
         params=[query("field", {"type": "string"}, required=True),
                 query("value", {"type": "string"}, required=True),
                 query("active_only", {"type": "boolean", "default": True})],
-        errors={400: "missing field or value"})
+        invalid="missing field or value")
+    add("DELETE", "/streams/by-metadata", "Delete every stream whose metadata field equals a value "
+        "(connection limits)", params=field_value, invalid="missing field or value",
+        response={"type": "object", "properties": {
+            "message": {"type": "string"}, "deleted_streams": {"type": "array", "items": {"type": "string"}},
+            "skipped_streams": {"type": "array"}, "deleted_count": {"type": "integer"}}})
+    add("DELETE", "/streams/oldest-by-metadata", "Delete the oldest matching stream (latest wins)",
+        params=field_value, invalid="missing field or value",
+        response={"type": "object", "properties": {
+            "message": {"type": "string"}, "deleted_stream": {"type": ["string", "null"]},
+            "stream_age_seconds": {"type": "number"}, "deleted_count": {"type": "integer"}}})
     add("GET", "/streams/{stream_id}", "One stream and its connected clients", params=[sid],
         errors={404: "unknown stream"})
     add("DELETE", "/streams/{stream_id}", "Remove a stream and disconnect its clients", params=[sid],
@@ -109,7 +162,15 @@ def document(api) -> None:
         errors={400: "no failover URLs", 404: "unknown stream"})
     add("POST", "/transcode", "Register a stream transcoded by FFmpeg with a named profile",
         body=api.schema("MediaTranscodeCreate", TRANSCODE_BODY),
-        errors={400: "bad body, unknown profile or bad variables"})
+        errors={400: "unknown profile"}, invalid="a field, the template or a variable does not validate")
+    add("GET", "/transcode/profiles", "Transcoding profiles, their templates and default variables")
+    add("GET", "/info", "Version, FFmpeg, transcoding profiles and configuration")
+    add("POST", "/test-connection", "Whether the node reaches a URL (GET, 5 s; through the outbound rule)",
+        body={"type": "object", "required": ["url"], "properties": {"url": {"type": "string", "format": "uri"}}},
+        invalid="url missing or not an http(s) URL")
+    add("GET", "/", "m3u-proxy's status (API clients; a browser gets the Traffic Stats index)",
+        response={"type": "object", "properties": {"status": {"type": "string"}, "version": {"type": "string"},
+                                                   "uptime": {"type": "integer"}, "stats": stats_ref}})
     clients = {"type": "object", "properties": {"total_clients": {"type": "integer"},
                                                 "clients": {"type": "array", "items": client_ref}}}
     add("GET", "/stats", "Totals, every stream and every client")
@@ -121,12 +182,26 @@ def document(api) -> None:
     add("GET", "/clients/{client_id}", "One client", params=[path_param("client_id")],
         response=client_ref, errors={404: "unknown client"})
     add("DELETE", "/hls/{stream_id}/clients/{client_id}", "Disconnect a viewer",
-        params=[sid, path_param("client_id")], errors={404: "unknown stream or client"})
-    add("GET", "/health", "Liveness with counts (asks the token, as m3u-proxy does)")
+        params=[sid, path_param("client_id")], errors={404: "unknown stream (an unknown viewer is a 200)"})
+    add("GET", "/health", "Liveness with counts (asks the token, as m3u-proxy does)",
+        response={"type": "object", "properties": {
+            "status": {"type": "string"}, "root_path": {"type": "string"},
+            "version": {"type": "string", "description": "the m3u-proxy API version spoken"},
+            "fastpath_version": {"type": "string"}, "uptime_seconds": {"type": "integer"},
+            "stats": stats_ref}})
     add("POST", "/webhooks", "Register (or replace) a webhook", body=api.schema("MediaWebhook", WEBHOOK_BODY),
-        errors={400: "bad body"})
+        invalid="a field does not validate")
     add("GET", "/webhooks", "List webhooks")
     add("DELETE", "/webhooks", "Remove a webhook",
         params=[query("webhook_url", {"type": "string"}, required=True)], errors={404: "unknown webhook"})
     add("POST", "/webhooks/test", "Send a test stream_started event now (with the hook's retries)",
         params=[query("webhook_url", {"type": "string"}, required=True)], errors={404: "unknown webhook"})
+    cid = query("client_id", {"type": "string"}, "the viewer's id (derived from IP, user agent and "
+                "username when absent)")
+    data_plane("/stream/{stream_id}", "The continuous stream (MPEG-TS, or the transcoder's output; "
+               "VOD with Range)", [sid, cid], "video/MP2T")
+    data_plane("/hls/{stream_id}/playlist.m3u8", "The HLS playlist, every URI rewritten through the node",
+               [sid, cid], "application/vnd.apple.mpegurl")
+    data_plane("/hls/{stream_id}/segment.ts", "One segment named by a reference from the stream's own "
+               "playlists", [sid, query("r", {"type": "string"}, "signed reference", required=True)],
+               "video/MP2T")

@@ -12,7 +12,7 @@ import json
 
 from control.stream_proxy.kinds import TYPE_NAMES
 from control.stream_proxy.live import LiveView
-from control.stream_proxy.views import current_index, iso
+from control.stream_proxy.views import api_index, current_index, iso
 from fastpath.store.media_store import MediaStream
 
 
@@ -41,14 +41,16 @@ class StreamTemplate:
             + "%s"
             + _lit(f', "user_agent": {_j(s.user_agent or default_agent)}, "client_count": ')
             + '%d, "total_bytes_served": %d, "total_segments_served": %d, "error_count": %d, '
-              '"is_active": %s, '
+              '"is_active": true, '
             + _lit(f'"has_failover": {_j(bool(s.failover_urls))}, "failover_urls": {_j(list(s.failover_urls))}, '
-                   '"current_failover_index": ')
+                   '"failover_resolver_url": null, "current_failover_index": ')
             + '%d, "failover_attempts": %d, "last_failover_time": %s, '
             + _lit(f'"stream_type": {_j(TYPE_NAMES.get(s.kind, s.kind))}, "created_at": {_j(iso(s.created))}, '
                    '"last_access": ')
             + "%s"
-            + _lit(f', "metadata": {_j(dict(s.metadata))}, "strict_live_ts": {_j(s.strict_live_ts)}, '
+            + _lit(f', "metadata": {_j(dict(s.metadata))}, "headers": {_j(dict(s.headers))}, "url_index": ')
+            + '%d, "relaying": %s, '
+            + _lit(f'"strict_live_ts": {_j(s.strict_live_ts)}, '
                    f'"use_sticky_session": {_j(s.sticky)}, "upstream_state": ')
             + "%s"
             + _lit(profile + "}")
@@ -92,8 +94,9 @@ def render(t: StreamTemplate, view: LiveView) -> tuple[str, bool, int, int]:
     active = bool(connected or active)
     idx = current_index(stream, live)
     text = t.fmt % (
-        t.urls[idx], connected, out, seg, errors, "true" if active else "false", idx, failovers,
-        _time(last_failover), _time(last if last is not None else stream.created), state)
+        t.urls[idx], connected, out, seg, errors, api_index(idx), failovers,
+        _time(last_failover), _time(last if last is not None else stream.created), idx,
+        "true" if active else "false", state)
     return text, active, out, seg
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 
 import falcon
 
 from control.stream_proxy import bodies as b
 from control.stream_proxy import stream_json
 from control.stream_proxy.auth import protected
-from control.stream_proxy.errors import bad_request, not_found
+from control.stream_proxy.errors import bad_request, invalid, not_found
 from control.stream_proxy.face import Face, result_sum, wants_msgpack
 from control.stream_proxy.kinds import TYPE_NAMES, create_type, kind_of, viewer_urls
-from control.stream_proxy.views import client_view, current_index, stream_view
+from control.stream_proxy.views import api_index, client_view, current_index, stream_view
 from fastpath.media import transcode
 from fastpath.store.media_store import (
     MediaStream,
@@ -30,12 +31,19 @@ UPDATABLE = {"failover_urls": "failover_urls", "user_agent": "user_agent", "head
 TRANSCODE_UPDATABLE = ("failover_urls", "user_agent", "headers", "metadata")
 
 
+def no_resolver(body: dict) -> None:
+    """``failover_resolver_url`` (m3u-proxy asks that URL for the next upstream) is not
+    supported here: refused with a clear 422 rather than accepted and never called."""
+    if body.get("failover_resolver_url") is not None:
+        raise invalid("failover_resolver_url", "failover_resolver_url is not supported by this node; "
+                      "list the backups in failover_urls", body["failover_resolver_url"])
+
+
 def parse_stream_body(body: dict, policy=None) -> tuple[MediaStream, set[str]]:
     """The stream a create body describes, and the stored fields it names; ``policy`` (the
     outbound rule) refuses URLs the relay would not connect to."""
-    if "url" not in body:
-        raise bad_request("field 'url' is required")
-    url = b.target_url(body["url"], "url", policy)
+    url = b.target_url(b.required(body, "url"), "url", policy)
+    no_resolver(body)
     stream = MediaStream(
         id="", url=url, kind=kind_of(url),
         failover_urls=b.url_list(body, "failover_urls", policy),
@@ -106,7 +114,7 @@ class StreamItem:
     def on_delete(self, req, resp, stream_id):
         if not delete_stream(self.face.store, stream_id):
             raise not_found("Stream not found")
-        self.face.tell_workers("media_streams_changed")
+        self.face.tell_workers("media_streams_changed", {"reasons": {stream_id: "manual_deletion"}})
         resp.media = {"message": f"Stream {stream_id} deleted"}
 
 
@@ -118,7 +126,8 @@ class StreamFailover:
     def on_post(self, req, resp, stream_id):
         stream = _stream_or_404(self.face, stream_id)
         if not stream.failover_urls:
-            raise bad_request("Stream has no failover URLs configured")
+            raise bad_request("No failover mechanism configured for this stream (neither "
+                              "failover_urls nor failover_resolver_url)")
         live = self.face.live(clients_of=False).streams.get(stream.id)
         index = (current_index(stream, live) + 1) % len(stream.urls)
         stored = record_failover(self.face.store, stream.id, index)
@@ -126,9 +135,10 @@ class StreamFailover:
             raise not_found("Stream not found")
         results = self.face.tell_workers("media_failover", {"stream_id": stream.id, "index": index})
         resp.media = {
-            "message": "Failover successful",
+            "message": "Failover triggered successfully - all clients will seamlessly reconnect",
             "new_url": stored.urls[index],
-            "failover_index": index,
+            "failover_index": api_index(index),
+            "url_index": index,
             "failover_attempts": stored.failover_attempts,
             "active_clients": result_sum(results, "active_clients"),
             "stream_type": TYPE_NAMES.get(stored.kind, stored.kind),
@@ -160,10 +170,80 @@ class StreamsByMetadata:
                       "matching_streams": matching, "total_matching": len(matching),
                       "total_clients": sum(m["client_count"] for m in matching)}
 
+    def on_delete(self, req, resp):
+        """Every stream whose metadata matches, except the channel the caller keeps."""
+        field = b.query_required(req, "field")
+        value = b.query_required(req, "value")
+        hits, kept = _metadata_matches(self.face, field, value, req.get_param("exclude_channel_id"))
+        deleted = _delete_all(self.face, hits, "metadata_filter_deletion")
+        resp.media = {"message": f"Deleted {len(deleted)} stream(s) matching {field}={value}",
+                      "deleted_streams": deleted,
+                      "skipped_streams": [{"stream_id": s.id, "reason": "excluded_by_channel_id"}
+                                          for s in kept],
+                      "deleted_count": len(deleted)}
+
+
+def _metadata_matches(face: Face, field: str, value: str, exclude: str | None):
+    """The streams whose ``metadata[field]`` is ``value`` (m3u-proxy compares text), and those
+    of them kept because their ``metadata["id"]`` is ``exclude_channel_id``."""
+    hits, kept = [], []
+    for s in face.streams():
+        if field in s.metadata and str(s.metadata[field]) == str(value):
+            (kept if exclude and str(s.metadata.get("id")) == str(exclude) else hits).append(s)
+    return hits, kept
+
+
+def _delete_all(face: Face, streams, reason: str) -> list[str]:
+    """Delete ``streams`` from the store and tell the workers once; their viewers are cut and
+    ``stream_stopped`` says ``reason``."""
+    deleted = [s.id for s in streams if delete_stream(face.store, s.id)]
+    if deleted:
+        face.tell_workers("media_streams_changed", {"reasons": {sid: reason for sid in deleted}})
+    return deleted
+
+
+@protected()
+class StreamsOldestByMetadata:
+    """``DELETE /streams/oldest-by-metadata``: "latest wins" connection limits (an account at
+    its limit drops its oldest stream to make room for the new channel)."""
+
+    def __init__(self, face: Face):
+        self.face = face
+
+    def on_delete(self, req, resp):
+        field = b.query_required(req, "field")
+        value = b.query_required(req, "value")
+        hits, _ = _metadata_matches(self.face, field, value, req.get_param("exclude_channel_id"))
+        if not hits:
+            resp.media = {"message": f"No streams found matching {field}={value}",
+                          "deleted_stream": None, "deleted_count": 0}
+            return
+        oldest = min(hits, key=lambda s: s.created)
+        deleted = _delete_all(self.face, [oldest], "oldest_stream_deletion")
+        age = max(0.0, time.time() - oldest.created)
+        resp.media = {"message": f"Deleted oldest stream matching {field}={value}",
+                      "deleted_stream": deleted[0] if deleted else None,
+                      "stream_age_seconds": age, "deleted_count": len(deleted)}
+
 
 def transcode_dedup_key(url: str, profile: str, variables: dict[str, str]) -> str:
     """One FFmpeg per (url, profile, variables): that triple is the stream's identity."""
     return "transcode\n" + json.dumps([url, profile, sorted(variables.items())])
+
+
+def transcode_metadata(profile: str, variables: dict[str, str], args: list[str]) -> dict[str, str]:
+    """The metadata m3u-proxy stores with a transcoded stream (its UI labels them from it);
+    the caller's own metadata wins on the same key, as there.  ``profile_variables`` is the
+    text of a Python dict, as m3u-proxy stores it."""
+    return {"transcoding": "true", "profile": profile, "profile_variables": repr(dict(variables)),
+            "ffmpeg_args": " ".join(args)}
+
+
+def variables_in_use(url: str, template: str, fmt: str, given: dict[str, str]) -> dict[str, str]:
+    """The variables the profile was rendered with: the fixed ones m3u-proxy lists (input,
+    output, format), each placeholder's default, then the caller's values."""
+    defaults = {k: d for k, d in transcode.template_variables(template).items() if d is not None}
+    return {"input_url": url, "output_args": "pipe:1", "format": fmt, **defaults, **given}
 
 
 @protected()
@@ -173,13 +253,12 @@ class Transcode:
 
     def on_post(self, req, resp):
         body = b.json_body(req)
-        if "url" not in body:
-            raise bad_request("field 'url' is required")
-        url = b.target_url(body["url"], "url", self.face.outbound)
+        url = b.target_url(b.required(body, "url"), "url", self.face.outbound)
+        no_resolver(body)
         profile = body.get("profile") or "default"
         extra = getattr(self.face.media, "transcode_profiles", None) or {}
         if not isinstance(profile, str):
-            raise bad_request("profile must be a profile name")
+            raise invalid("profile", "profile must be a profile name", profile)
         try:
             template = transcode.profile_template(
                 profile, extra, getattr(self.face.media, "custom_transcode_templates", False))
@@ -190,16 +269,22 @@ class Transcode:
                               f"{', '.join(transcode.profile_names(extra))}")
         try:
             variables = transcode.check_variables(body.get("profile_variables"))
+        except ValueError as exc:
+            raise invalid("profile_variables", str(exc), body.get("profile_variables")) from None
+        try:
             args = transcode.render(template, variables)
         except ValueError as exc:
-            raise bad_request(str(exc)) from None
+            # A custom template is the ``profile`` field itself; a named one fails on a variable.
+            name = "profile" if transcode.is_custom(profile) else "profile_variables"
+            raise invalid(name, str(exc), body.get(name)) from None
+        user_metadata = b.metadata(body)
         stream = MediaStream(
             id="", url=url, kind="transcode",
             dedup_key=transcode_dedup_key(url, profile, variables),
             failover_urls=b.url_list(body, "failover_urls", self.face.outbound),
             user_agent=b.optional_text(body, "user_agent"),
             headers=b.headers(body),
-            metadata=b.metadata(body),
+            metadata={**transcode_metadata(profile, variables, args), **user_metadata},
             profile=profile, profile_variables=variables,
         )
         given = {attr for key, attr in UPDATABLE.items()
@@ -218,10 +303,11 @@ class Transcode:
             "stream_endpoint": urls["stream_endpoint"],
             "playlist_url": None,
             "direct_url": urls["direct_url"],
+            "viewer_url": urls["viewer_url"],
             "format": fmt,
             "content_type": transcode.content_type(args),
             "profile": profile,
-            "profile_variables": dict(stored.profile_variables),
+            "profile_variables": variables_in_use(url, template, fmt, stored.profile_variables),
             "ffmpeg_args": args,
             "message": f"Transcoded stream created successfully (direct {fmt.upper()} pipe)",
             "metadata": dict(stored.metadata),

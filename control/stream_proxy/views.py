@@ -12,7 +12,8 @@ _SECONDS: dict[int, str] = {}
 
 
 def ns_iso(ns: int) -> str | None:
-    """ISO 8601 UTC with microseconds.  Viewer lists format two times per viewer, and
+    """ISO 8601 UTC with microseconds and ``+00:00``, as Python's ``isoformat`` of an aware
+    time writes it (m3u-proxy's format; clients parse it).  Viewer lists format two times per viewer, and
     ``datetime.isoformat`` costs ~4 µs each (80 ms for 10k viewers); the second's text is
     cached instead (viewers of one moment share it)."""
     if not ns:
@@ -23,7 +24,7 @@ def ns_iso(ns: int) -> str | None:
         if len(_SECONDS) > 8192:
             _SECONDS.clear()
         prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{prefix}.{rem // 1000:06d}Z"
+    return f"{prefix}.{rem // 1000:06d}+00:00"
 
 
 def iso(ts: float | None) -> str | None:
@@ -37,6 +38,12 @@ def current_index(stream: MediaStream, live: LiveStream | None) -> int:
     if live is not None and live.url_index is not None and 0 <= live.url_index < urls:
         return live.url_index
     return stream.failover_index if 0 <= stream.failover_index < urls else 0
+
+
+def api_index(url_index: int) -> int:
+    """m3u-proxy's ``current_failover_index``: a position in ``failover_urls`` (0 on the
+    primary, and 0 on ``failover_urls[0]``).  Ours counts the primary as 0 (``url_index``)."""
+    return max(url_index - 1, 0)
 
 
 def stream_figures(stream: MediaStream, live: LiveStream | None) -> dict:
@@ -76,16 +83,22 @@ def stream_view(stream: MediaStream, view: LiveView, default_agent: str | None =
         "total_bytes_served": fig["bytes_out"],
         "total_segments_served": fig["segments"],
         "error_count": fig["errors"],
-        "is_active": bool(connected or (live is not None and live.reading)),
+        # A registered stream is active (m3u-proxy: until it is deleted or expires); whether
+        # it relays now is ``upstream_state``.
+        "is_active": True,
         "has_failover": bool(stream.failover_urls),
         "failover_urls": list(stream.failover_urls),
-        "current_failover_index": idx,
+        "failover_resolver_url": None,
+        "current_failover_index": api_index(idx),
         "failover_attempts": fig["failovers"],
         "last_failover_time": iso(fig["last_failover"]),
         "stream_type": TYPE_NAMES.get(stream.kind, stream.kind),
         "created_at": iso(stream.created),
         "last_access": iso(last if last is not None else stream.created),
         "metadata": dict(stream.metadata),
+        "headers": dict(stream.headers),
+        "url_index": idx,
+        "relaying": bool(connected or (live is not None and live.reading)),
         "strict_live_ts": stream.strict_live_ts,
         "use_sticky_session": stream.sticky,
         "upstream_state": live.upstream_state if live else "idle",

@@ -19,6 +19,7 @@ import logging
 import time
 from urllib.parse import quote
 
+from fastpath.media import event_data
 from fastpath.media.http_io import response_head, simple_response
 from fastpath.media.playlist import (
     PLAYLIST,
@@ -71,8 +72,8 @@ class HlsRelay:
         self.started = False
         self.errors = 0
         self.failures = 0
-        svc.events.stream_up(stream.id, {"url": stream.urls[self.index],
-                                                     "stream_type": "hls"})
+        self.switches = 0
+        svc.events.stream_up(stream.id, event_data.stream_started(stream, stream.urls[self.index]))
         self.started = True
 
     @property
@@ -87,8 +88,8 @@ class HlsRelay:
             ip, username, agent = ident
             slot = ClientSlot(self.svc.writer, self.slot, self.stream.id, client_id, ip, username, agent)
             self.clients[client_id] = slot
-            self.svc.events.client_up(self.stream.id, client_id, {
-                "client_id": client_id, "ip_address": ip, "user_agent": agent, "username": username})
+            self.svc.events.client_up(self.stream.id, client_id, event_data.client_connected(
+                client_id, ip, agent, username, len(self.clients)))
         else:
             slot.seen()
         return slot
@@ -98,8 +99,8 @@ class HlsRelay:
         if slot is None:
             return False
         sent = slot.close()
-        self.svc.events.client_down(self.stream.id, client_id, {
-            "client_id": client_id, "bytes_served": sent, "reason": reason})
+        self.svc.events.client_down(self.stream.id, client_id, event_data.client_disconnected(
+            client_id, sent, slot.packets, reason))
         return True
 
     def disconnect(self, client_id: str) -> int:
@@ -112,7 +113,7 @@ class HlsRelay:
             if now - slot.last_seen > limit:
                 self._forget(client_id, "idle")
         if not self.clients and now - self.last_request > max(limit, self.settings.linger):
-            self.svc.loop.create_task(self.stop("idle"))
+            self.svc.loop.create_task(self.stop("inactive_timeout"))
 
     def update(self, stream: media_store.MediaStream) -> None:
         old = self.stream
@@ -134,8 +135,9 @@ class HlsRelay:
         self.index = new
         self.sticky_url = None
         self.slot.set_url(self.stream.urls[new], new)
-        data = {"from_url": self.stream.urls[old], "to_url": self.stream.urls[new], "from_index": old,
-                "failover_index": new, "reason": reason, "active_clients": len(self.clients)}
+        self.switches += 1
+        data = event_data.failover_triggered(self.stream, old, new, reason, len(self.clients),
+                                             self.stream.failover_attempts + self.switches)
         if record:
             self.svc.events.switch_later(self.stream.id, old, new, count=True, data=data,
                                          on_win=self.slot.failover)
@@ -150,8 +152,9 @@ class HlsRelay:
         if len(self.stream.urls) > 1:
             self._switched((self.index + 1) % len(self.stream.urls), reason, record=True)
         if self.failures == len(self.stream.urls):
-            self.svc.hooks.emit("stream_failed", self.stream.id, {
-                "url": self.stream.urls[self.index], "error": reason})
+            self.svc.hooks.emit("stream_failed", self.stream.id, event_data.stream_failed(
+                self.stream.urls[self.index], reason, reason.split(" ", 1)[0] or "error", self.index,
+                len(self.stream.urls) > 1))
 
     # -- playlists ------------------------------------------------------------------------------
     async def playlist(self, req, sock, client: ClientSlot) -> bool:
@@ -297,9 +300,13 @@ class HlsRelay:
             return req.keep_alive
         if shared:
             self.slot.cache_hit()
+        # MPEG-TS is ``video/MP2T`` whatever the origin guessed (a ``.ts`` file is often served
+        # as a Qt translation file); ``no-cache`` as m3u-proxy answers (players must not keep
+        # a live segment; our own cache is on the node).
         body = entry.data
-        head = response_head(200, [("Content-Type", entry.meta or "video/mp2t"),
-                                   ("Cache-Control", "public, max-age=60"),
+        ctype = "video/MP2T" if body[:1] == b"\x47" else (entry.meta or "application/octet-stream")
+        head = response_head(200, [("Content-Type", ctype),
+                                   ("Cache-Control", "no-cache"),
                                    ("Access-Control-Allow-Origin", "*")],
                              content_length=len(body), keep_alive=req.keep_alive)
         if req.method == "HEAD":
@@ -329,6 +336,6 @@ class HlsRelay:
         self.svc.background(media_store.fold_counts, self.svc.store, self.stream.id,
                             bytes_in=record["rx"], bytes_served=record["tx"],
                             segments_served=record["tx_packets"], last_access=time.time())
-        self.svc.events.stream_down(self.stream.id, {
-            "bytes_in": record["rx"], "bytes_served": record["tx"], "errors": self.errors})
+        self.svc.events.stream_down(self.stream.id, event_data.stream_stopped(
+            self.stream, reason, bytes_in=record["rx"], bytes_served=record["tx"], errors=self.errors))
         self.svc.relay_done(self)

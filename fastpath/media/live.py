@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from fastpath.media import transcode
+from fastpath.media import event_data, transcode
 from fastpath.media.fanout_ring import BLOCKED, DEAD, LIVE, FanoutRing
 from fastpath.media.http_io import DETACHED, response_head, simple_response
 from fastpath.media.tracking import ClientSlot, StreamSlot
@@ -253,6 +253,8 @@ class LiveRelay:
         self.url_errors: dict[str, str] = {}
         self.flowing = False          # bytes came from the current source
         self.parked: dict[int, Parked] = {}
+        self.switches = 0
+        self.end_reason = "inactive_timeout"   # the relay ends by itself when its viewers are gone
         self.task: asyncio.Task | None = None
         self.probe_task: asyncio.Task | None = None
         self.content_type = "video/mp2t"
@@ -363,8 +365,8 @@ class LiveRelay:
         viewer = Viewer(sock, fd, cid, client)
         self.viewers[cid] = viewer
         self.loop.add_reader(fd, self._on_readable, cid)
-        self.svc.events.client_up(self.stream.id, client_id, {
-            "client_id": client_id, "ip_address": ip, "user_agent": agent, "username": username})
+        self.svc.events.client_up(self.stream.id, client_id, event_data.client_connected(
+            client_id, ip, agent, username, len(self.viewers)))
         self._apply(cid, state)
         return DETACHED
 
@@ -414,8 +416,9 @@ class LiveRelay:
             pass
         viewer.sock.close()
         sent = viewer.client.close()
-        self.svc.events.client_down(self.stream.id, viewer.client.client_id, {
-            "client_id": viewer.client.client_id, "bytes_served": sent, "reason": reason})
+        # A continuous stream has no segments: m3u-proxy counts none for its viewers.
+        self.svc.events.client_down(self.stream.id, viewer.client.client_id,
+                                    event_data.client_disconnected(viewer.client.client_id, sent, 0, reason))
         if not self.viewers and not self.parked:
             self.idle_since = time.monotonic()
 
@@ -543,8 +546,7 @@ class LiveRelay:
         self.flowing = True
         if not self.started:
             self.started = True
-            self.svc.events.stream_up(self.stream.id, {
-                "url": self.current_url(), "stream_type": self.stream.kind})
+            self.svc.events.stream_up(self.stream.id, event_data.stream_started(self.stream, self.current_url()))
         if (self.index != 0 and self.settings.return_to_primary
                 and (self.probe_task is None or self.probe_task.done())):
             self.probe_task = self.loop.create_task(self._probe_primary())
@@ -599,8 +601,8 @@ class LiveRelay:
             self._switched(new, reason, mode="failed")
         if self.failures >= max(len(urls), 1):
             if self.failures == max(len(urls), 1):
-                self.svc.hooks.emit("stream_failed", self.stream.id, {
-                    "url": url, "error": reason, "failover_index": self.index})
+                self.svc.hooks.emit("stream_failed", self.stream.id, event_data.stream_failed(
+                    url, reason, reason.split(" ", 1)[0] or "error", self.index, len(urls) > 1))
             rounds = self.failures // max(len(urls), 1)
             await asyncio.sleep(min(0.25 * (2 ** min(rounds, 10)), self.settings.retry_backoff_max))
 
@@ -617,10 +619,9 @@ class LiveRelay:
             self.drop(cid, "every upstream URL failed")
 
     def _switch_data(self, old: int, new: int, reason: str) -> dict:
-        urls = self.stream.urls
-        return {"from_url": urls[old] if old < len(urls) else "", "to_url": urls[new],
-                "from_index": old, "failover_index": new, "reason": reason,
-                "active_clients": len(self.viewers)}
+        self.switches += 1
+        return event_data.failover_triggered(self.stream, old, new, reason, len(self.viewers),
+                                             self.stream.failover_attempts + self.switches)
 
     def _switched(self, new: int, reason: str, *, mode: str) -> None:
         """Move this worker's reader to URL ``new``.  A ``failed`` switch was recorded and
@@ -681,6 +682,7 @@ class LiveRelay:
     # -- the end --------------------------------------------------------------------------------
     async def stop(self, reason: str) -> None:
         self.stopping = True
+        self.end_reason = reason
         self._refuse_parked(f"stream {self.stream.id}: {reason}")
         for cid in list(self.viewers):
             self.drop(cid, reason)
@@ -703,7 +705,8 @@ class LiveRelay:
                             bytes_in=record["rx"], bytes_served=record["tx"],
                             last_access=time.time())
         if self.started:
-            self.svc.events.stream_down(self.stream.id, {
-                "bytes_in": record["rx"], "bytes_served": record["tx"], "errors": self.errors})
+            self.svc.events.stream_down(self.stream.id, event_data.stream_stopped(
+                self.stream, self.end_reason, bytes_in=record["rx"], bytes_served=record["tx"],
+                errors=self.errors))
         self.svc.relay_done(self)
 

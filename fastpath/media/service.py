@@ -128,17 +128,20 @@ class MediaService:
             self.cache.purge_expired(now)
 
     # -- streams --------------------------------------------------------------------------------
-    async def reload(self) -> int:
+    async def reload(self, reasons: dict | None = None) -> int:
+        """Reread the streams; relays of deleted streams stop with the reason the control face
+        gave (m3u-proxy's words: ``manual_deletion``, ``metadata_filter_deletion`` ...)."""
         streams = await asyncio.to_thread(media_store.list_streams, self.store)
         new = {s.id: s for s in streams}
+        reasons = reasons if isinstance(reasons, dict) else {}
         for stream_id, relay in list(self.relays.items()):
             stream = new.get(stream_id)
             if stream is None:
-                await relay.stop("stream deleted")
+                await relay.stop(str(reasons.get(stream_id) or "manual_deletion")[:64])
             elif RELAYS.get(stream.kind) is not type(relay) or (
                     stream.kind != relay.stream.kind) or stream.profile != relay.stream.profile or (
                     stream.profile_variables != relay.stream.profile_variables):
-                await relay.stop("stream changed")
+                await relay.stop("stream_changed")
             else:
                 relay.update(stream)
         self.streams = new
@@ -236,7 +239,8 @@ class MediaService:
             relay = self.relays.get(stream.id)
             ctype = relay.content_type if relay is not None else "video/mp2t"
             await self.send(sock, response_head(200, [("Content-Type", ctype), ("Accept-Ranges", "none"),
-                                                      ("Cache-Control", "no-cache, no-store")],
+                                                      ("Cache-Control", "no-cache, no-store"),
+                                                      ("Access-Control-Allow-Origin", "*")],
                                                 keep_alive=False))
             return False
         try:
@@ -267,8 +271,8 @@ class MediaService:
         return await relay.playlist(req, sock, client)
 
     # -- commands -------------------------------------------------------------------------------
-    async def _cmd_streams_changed(self, _args) -> dict:
-        return {"streams": await self.reload()}
+    async def _cmd_streams_changed(self, args) -> dict:
+        return {"streams": await self.reload((args or {}).get("reasons"))}
 
     async def _cmd_failover(self, args) -> dict:
         stream_id = str(args.get("stream_id", ""))

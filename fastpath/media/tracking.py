@@ -134,6 +134,7 @@ class ClientSlot:
                                 state=STATE_ESTAB)
         self.last_seen = time.monotonic()
         self.closed = False
+        self.packets = 0          # writes (segments for HLS viewers), known once closed
 
     def served(self, n: int, segments: int = 0) -> None:
         self.last_seen = time.monotonic()
@@ -151,6 +152,7 @@ class ClientSlot:
         if self.closed:
             return 0
         self.closed = True
-        sent = self.writer.read(self.slot)["tx"]
+        record = self.writer.read(self.slot)
+        sent, self.packets = record["tx"], record["tx_packets"]
         self.writer.close(self.slot)
         return sent

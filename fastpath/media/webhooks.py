@@ -29,9 +29,17 @@ EVENTS = ("stream_started", "stream_stopped", "stream_failed", "client_connected
 ALIASES = {"stream_failed": "stream_error"}
 
 
+def event_time(now: float | None = None) -> str:
+    """The event's time as m3u-proxy writes it: UTC, microseconds, no zone suffix (Python's
+    ``isoformat`` of a naive UTC time; its receivers parse that)."""
+    now = time.time() if now is None else now
+    sec = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{int((now - sec) * 1e6):06d}"
+
+
 def make_payload(event_type: str, stream_id: str, data: dict) -> dict:
     return {"event_id": str(uuid.uuid4()), "event_type": event_type, "stream_id": stream_id,
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z", "data": data}
+            "timestamp": event_time(), "data": data}
 
 
 class WebhookDispatcher:

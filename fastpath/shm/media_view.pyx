@@ -469,7 +469,7 @@ def scan_media(CounterTable table, clients_of=True):
 # views' one output writer (``out_buffer.pxd``).
 
 cdef void put_iso(Buf *b, uint64_t ns) noexcept nogil:
-    """``views.ns_iso``: ``"YYYY-MM-DDTHH:MM:SS.uuuuuuZ"`` (microseconds cut, not rounded),
+    """``views.ns_iso``: ``"YYYY-MM-DDTHH:MM:SS.uuuuuu+00:00"`` (microseconds cut, not rounded),
     ``null`` for 0."""
     if ns == 0:
         put(b, b"null", 4)
@@ -478,7 +478,7 @@ cdef void put_iso(Buf *b, uint64_t ns) noexcept nogil:
     put_date_time(b, ns // 1000000000)
     put_c(b, 46)
     put_digits(b, (ns % 1000000000) // 1000, 6)
-    put(b, b'Z"', 2)
+    put(b, b'+00:00"', 7)
 
 
 cdef bint render_client(Buf *b, MRec **g, size_t n) noexcept nogil:
@@ -527,7 +527,7 @@ def render_clients(CounterTable table):
     cdef Buf b
     memset(&b, 0, sizeof(Buf))
     cdef size_t count, nf = 0, ng = 0, i, active = 0
-    cdef size_t most = 2 + 2 * 220 + 6 * (63 + 63 + 127) + 2 * 20 + 2 * 32  # one object, worst case
+    cdef size_t most = 2 + 2 * 220 + 6 * (63 + 63 + 127) + 2 * 20 + 2 * 40  # one object, worst case
     work_alloc(&w, table)
     try:
         with nogil:

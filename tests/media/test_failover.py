@@ -59,7 +59,11 @@ def test_killing_the_primary_moves_every_viewer_to_the_backup(tmp_path, media_di
             event = hooks.wait_for("failover_triggered")[0]
             assert event["stream_id"] == sid
             assert event["data"]["to_url"] == backup.base + "/live/stream.ts"
-            assert event["data"]["failover_index"] == 1
+            # m3u-proxy's keys: index into failover_urls, old/new URL, attempt, viewers.
+            assert event["data"]["new_url"] == backup.base + "/live/stream.ts"
+            assert event["data"]["old_url"] == primary.base + "/live/stream.ts"
+            assert event["data"]["failover_index"] == 0 and event["data"]["url_index"] == 1
+            assert event["data"]["attempt_number"] == 1 and event["data"]["client_count"] == 5
             assert set(event) == {"event_id", "event_type", "stream_id", "timestamp", "data"}
             st = stream_slot(node, sid)
             assert st["extra"][0] == 1 and st["extra"][1] >= 1 and st["extra"][2] > 0
@@ -122,7 +126,8 @@ def test_hls_playlist_fails_over_to_the_backup(tmp_path, media_dir, hooks):
             seg = next(u for u in r.text.splitlines() if u.startswith("segment"))
             assert media_get(node, f"/hls/{sid}/{seg}").status == 200
             assert backup.stats()["requests"].get("/hls/playlist.m3u8", 0) >= 1
-            assert hooks.wait_for("failover_triggered")[0]["data"]["failover_index"] == 1
+            data = hooks.wait_for("failover_triggered")[0]["data"]
+            assert data["failover_index"] == 0 and data["url_index"] == 1
     finally:
         primary.kill()
         backup.kill()

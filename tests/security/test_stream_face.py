@@ -3,7 +3,7 @@
 A real node with the default outbound rule (or one that lets only 127.0.0.2 through, standing
 in for a public origin, since tests reach nothing beyond loopback): stream, transcode, failover
 and webhook URLs naming the node's own control API, metadata or other refused addresses are
-400s with a clear message; what slips past registration (a URL stored directly, a redirect, a
+422s (m3u-proxy's validation shape) with a clear message; what slips past registration (a URL stored directly, a redirect, a
 name) is refused by the workers when they connect; ``/webhooks/test`` says delivered or not
 and nothing else.
 """
@@ -59,7 +59,7 @@ def control_json(node) -> bytes:
     return body[:24]
 
 
-def test_a_stream_url_naming_the_control_api_is_refused_with_a_clear_400(default_node):
+def test_a_stream_url_naming_the_control_api_is_refused_with_a_clear_4xx(default_node):
     node = default_node
     port = node.control_port
     before = node.get("/streams").json()["total"]
@@ -77,14 +77,16 @@ def test_a_stream_url_naming_the_control_api_is_refused_with_a_clear_400(default
                      ("http://192.168.1.1/live.ts", "private"),
                      ("http://100.100.100.200/latest/meta-data/", "metadata")):
         r = node.post("/streams", {"url": url})
-        assert r.status == 400, (url, r.status, r.body)
+        assert r.status == 422, (url, r.status, r.body)
+        # A validation error of the field, in m3u-proxy's (FastAPI's) 422 shape.
         assert why in r.text and "refused" in r.text, (url, r.text)
+        assert r.json()["detail"][0]["loc"] == ["body", "url"]
         r = node.post("/streams", {"url": "http://example.invalid/a.ts", "failover_urls": [url]})
-        assert r.status == 400 and "failover_urls[0]" in r.text and why in r.text, (url, r.text)
+        assert r.status == 422 and "failover_urls[0]" in r.text and why in r.text, (url, r.text)
         r = node.post("/transcode", {"url": url, "profile": "default"})
-        assert r.status == 400 and why in r.text, (url, r.text)
+        assert r.status == 422 and why in r.text, (url, r.text)
         r = node.post("/webhooks", {"url": url})
-        assert r.status == 400 and why in r.text, (url, r.text)
+        assert r.status == 422 and why in r.text, (url, r.text)
     # Nothing was stored.
     assert node.get("/streams").json()["total"] == before
     assert node.get("/webhooks").json()["webhooks"] == []

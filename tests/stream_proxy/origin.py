@@ -38,6 +38,9 @@ class Origin:
         self.rate = rate
         self.requests: collections.Counter = collections.Counter()
         self.down: set[str] = set()
+        # What the origin calls a segment; Python's mimetypes says text/vnd.trolltech.linguist
+        # for ``.ts``, and real origins built on it do too.
+        self.segment_type = "video/mp2t"
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,7 +58,7 @@ class Origin:
                         self.send_error(404)
                         return
                     data = f.read_bytes()
-                    ctype = "application/vnd.apple.mpegurl" if f.suffix == ".m3u8" else "video/mp2t"
+                    ctype = "application/vnd.apple.mpegurl" if f.suffix == ".m3u8" else owner.segment_type
                     self.send_response(200)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(data)))

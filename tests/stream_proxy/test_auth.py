@@ -71,8 +71,11 @@ def test_health_asks_the_token_as_m3u_proxy_does(token_node):
     assert health["status"] == "healthy"
     assert {"version", "uptime_seconds", "active_streams", "active_clients",
             "total_bytes_served"} <= set(health)
-    # Nothing that needs the token: no stream list, no URLs, no ids.
-    assert "streams" not in health and "stats" not in health and "http" not in r.text
+    # m3u-proxy's ``stats`` are counts only: no stream list, no URLs, no ids.
+    assert set(health["stats"]) == {"total_streams", "active_streams", "total_clients",
+                                    "active_clients", "total_bytes_served",
+                                    "total_segments_served", "uptime_seconds"}
+    assert "streams" not in health and "http" not in r.text
     assert token_node.get("/openapi.json").status == 200
     assert token_node.get("/docs").status == 200
 

@@ -51,7 +51,7 @@ def test_writes_succeed_and_are_logged_when_workers_cannot_be_told(tmp_path):
         assert [s["stream_id"] for s in listed["streams"]] == [sid]
         assert listed["streams"][0]["client_count"] == 0
         fo = http("POST", base + f"/streams/{sid}/failover")
-        assert fo.status == 200 and fo.json()["failover_index"] == 1 and fo.json()["active_clients"] == 0
+        assert fo.status == 200 and fo.json()["failover_index"] == 0 and fo.json()["url_index"] == 1 and fo.json()["active_clients"] == 0
         assert http("POST", base + "/webhooks", {"url": "http://127.0.0.1:9/x"}).status == 200
         assert http("DELETE", base + f"/streams/{sid}").status == 200
         health = http("GET", base + "/health")

@@ -83,7 +83,8 @@ def test_a_viewer_shows_in_the_figures_and_can_be_disconnected(relay, origin):
     created = relay.post("/streams", {"url": origin.base + "/chan1.ts",
                                       "metadata": {"group": "e2e"}}).json()
     sid = created["stream_id"]
-    viewer = Viewer(created["direct_url"], {"User-Agent": "e2e-player/1", "X-Username": "carol"})
+    # As an m3u-proxy client does: its base URL (here the media listener) + the relative path.
+    viewer = Viewer(relay.media_url + created["direct_url"], {"User-Agent": "e2e-player/1", "X-Username": "carol"})
 
     def one_client():
         s = relay.get(f"/streams/{sid}").json()
@@ -160,7 +161,7 @@ def test_manual_failover_moves_connected_viewers(relay, origin):
     wait_until(lambda: relay.get(f"/streams/{sid}").json()["stream"]["total_bytes_served"] > 0,
                what="bytes before failover")
     r = relay.post(f"/streams/{sid}/failover").json()
-    assert r["new_url"] == backup and r["failover_index"] == 1 and r["active_clients"] == 1
+    assert r["new_url"] == backup and r["failover_index"] == 0 and r["url_index"] == 1 and r["active_clients"] == 1
     wait_until(lambda: origin.requests["/fo-backup.ts"] >= 1, what="backup fetched")
     before = viewer.bytes
     wait_until(lambda: viewer.bytes > before + 50_000, what="bytes after failover")
@@ -176,7 +177,7 @@ def test_manual_failover_moves_connected_viewers(relay, origin):
 def test_hls_viewers_segments_and_cache_hits(relay, origin):
     created = relay.post("/streams", {"url": origin.base + "/hls/index.m3u8"}).json()
     sid = created["stream_id"]
-    playlist_url = created["playlist_url"]
+    playlist_url = relay.media_url + created["playlist_url"]
 
     def fetch(url, agent):
         req = urllib.request.Request(url, headers={"User-Agent": agent})
@@ -217,7 +218,7 @@ def test_one_hls_viewer_is_one_client_across_two_workers(tmp_path, origin):
     client, with every segment counted once."""
     with media_node(tmp_path, workers=2) as node:
         created = node.post("/streams", {"url": origin.base + "/hls/index.m3u8"}).json()
-        sid, playlist_url = created["stream_id"], created["playlist_url"]
+        sid, playlist_url = created["stream_id"], node.media_url + created["playlist_url"]
         fetched = 0
         for _ in range(2):
             req = urllib.request.Request(playlist_url, headers={"User-Agent": "two-workers",

@@ -102,17 +102,19 @@ def test_figures_follow_the_slots(world):
     assert t["client_count"] == 1  # viewer-c is no longer connected
     assert t["total_bytes_served"] == 5_000 + 160_000
     assert t["error_count"] == 4 and t["failover_attempts"] == 1
-    assert t["current_failover_index"] == 2 and t["current_url"] == "http://c.example/b.ts"
+    assert t["current_failover_index"] == 1 and t["url_index"] == 2  # failover_urls[1]
+    assert t["current_url"] == "http://c.example/b.ts"
     assert t["upstream_state"] == "connecting" and t["is_active"] is True
     assert abs(time.time() - 5 - _iso_seconds(t["last_failover_time"])) < 1
     i = stream_view(streams[idle.id], view)
-    assert i["client_count"] == 0 and i["is_active"] is False and i["total_bytes_served"] == 0
+    assert i["client_count"] == 0 and i["total_bytes_served"] == 0
+    assert i["is_active"] is True and i["relaying"] is False  # registered, not relaying
 
     stats = overview(list(streams.values()), view, uptime=12.5)
     assert stats["total_streams"] == 3 and stats["active_streams"] == 2
     assert stats["total_clients"] == 3 and stats["active_clients"] == 2
     assert stats["total_bytes_served"] == 40_000 + 165_000
-    assert stats["total_segments_served"] == 4 and stats["uptime_seconds"] == 12.5
+    assert stats["total_segments_served"] == 4 and stats["uptime_seconds"] == 12  # whole seconds
     merged = next(c for c in stats["clients"] if c["client_id"] == "viewer-a")
     assert merged == {**merged, "stream_id": hls.id, "ip_address": "10.0.0.1", "username": "alice",
                       "user_agent": "VLC/3.0", "bytes_served": 40_000, "segments_served": 4,
@@ -182,8 +184,8 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | s
 @given(st.dictionaries(st.sampled_from(["url", "failover_urls", "metadata", "headers",
                                         "strict_live_ts", "user_agent", "events", "timeout",
                                         "retry_attempts"]), _json | st.text(max_size=60)))
-def test_body_checks_answer_400_or_clean_values(body):
-    """Whatever JSON arrives, each check returns a clean value or a 400, never anything else."""
+def test_body_checks_answer_422_or_clean_values(body):
+    """Whatever JSON arrives, each check returns a clean value or a 422, never anything else."""
     checks = [lambda: bodies.http_url(body.get("url"), "url"),
               lambda: bodies.url_list(body, "failover_urls"),
               lambda: bodies.metadata(body), lambda: bodies.headers(body),
@@ -195,7 +197,7 @@ def test_body_checks_answer_400_or_clean_values(body):
         try:
             value = check()
         except ProxyError as exc:
-            assert exc.status.startswith("400")
+            assert exc.status.startswith("422")
             continue
         if isinstance(value, dict):
             assert all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())

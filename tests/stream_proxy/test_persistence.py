@@ -34,7 +34,8 @@ def test_streams_and_webhooks_survive_a_restart(tmp_path):
         for sid, now in after.items():
             assert now == before[sid]
         s = after[hls]
-        assert s["current_failover_index"] == 1 and s["current_url"] == "http://b.example/ch.m3u8"
+        assert s["current_failover_index"] == 0 and s["url_index"] == 1
+        assert s["current_url"] == "http://b.example/ch.m3u8"
         assert s["failover_attempts"] == 1 and s["strict_live_ts"] and s["use_sticky_session"]
         assert after[ts]["profile_variables"] == {"crf": "28"}
         assert second.get("/webhooks").json() == hooks_before

@@ -68,7 +68,7 @@ def test_templates_render_what_stream_view_encodes(sc):
     text, active, served, segments = streams_array(templates, view)
     objs = [stream_view(s, view, agent) for s in streams]
     assert text == json.dumps(objs, ensure_ascii=False)
-    assert active == sum(o["is_active"] for o in objs)
+    assert active == sum(o["relaying"] for o in objs)
     assert (served, segments) == (sum(o["total_bytes_served"] for o in objs),
                                   sum(o["total_segments_served"] for o in objs))
 

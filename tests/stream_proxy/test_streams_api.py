@@ -37,11 +37,13 @@ def test_create_hls_with_curl_has_the_reference_shape(node):
                          "user_agent": "MyApp/1.0", "metadata": {"local_id": "channel_123", "n": 7,
                                                                  "hd": True}})
     assert status == 200, body
-    assert set(body) == CREATE_KEYS
+    assert set(body) == CREATE_KEYS | {"viewer_url"}
     sid = body["stream_id"]
     assert body["stream_type"] == "hls"
     assert body["stream_endpoint"] == f"/hls/{sid}/playlist.m3u8"
-    assert body["playlist_url"] == node.media_url + body["stream_endpoint"]
+    # Relative, as m3u-proxy answers; the absolute URL on the media listener is viewer_url.
+    assert body["playlist_url"] == body["stream_endpoint"]
+    assert body["viewer_url"] == node.media_url + body["stream_endpoint"]
     assert body["message"] == "Stream created successfully (hls)"
     assert body["primary_url"] == url and body["user_agent"] == "MyApp/1.0"
     assert body["metadata"] == {"local_id": "channel_123", "n": "7", "hd": "True"}
@@ -64,7 +66,7 @@ def test_stream_type_from_url(node, url, kind, listed):
     sid = body["stream_id"]
     expected = f"/hls/{sid}/playlist.m3u8" if kind == "hls" else f"/stream/{sid}"
     assert body["stream_endpoint"] == expected
-    assert body["direct_url"] == node.media_url + expected
+    assert body["direct_url"] == expected and body["viewer_url"] == node.media_url + expected
     assert body["message"] == f"Stream created successfully ({kind})"
     got = node.get(f"/streams/{sid}").json()["stream"]
     assert got["stream_type"] == listed
@@ -92,7 +94,8 @@ def test_list_and_get_shapes(node):
     assert STREAM_KEYS <= set(obj)
     assert obj["original_url"] == obj["current_url"] == "http://o.example/shape/list.m3u8"
     assert obj["user_agent"].startswith("Mozilla/5.0")  # none given: the node's default
-    assert obj["client_count"] == 0 and obj["is_active"] is False
+    # Registered is active on m3u-proxy; relaying says whether bytes flow now.
+    assert obj["client_count"] == 0 and obj["is_active"] is True and obj["relaying"] is False
     assert obj["has_failover"] is False and obj["current_failover_index"] == 0
     assert obj["last_failover_time"] is None
     assert ISO.match(obj["created_at"]) and ISO.match(obj["last_access"])
@@ -110,8 +113,10 @@ def test_unknown_ids_are_404(node):
         assert r.status == 404, (method, path, r.text)
         assert r.json()["detail"] in ("Stream not found", "Client not found")
     sid = create(node, {"url": "http://o.example/404/client.ts"})["stream_id"]
+    # An unknown viewer of a known stream: 200, as m3u-proxy answers.
     r = node.request("DELETE", f"/hls/{sid}/clients/0123456789abcdef")
-    assert r.status == 404 and r.json()["detail"] == "Client not found"
+    assert r.status == 200 and r.json()["message"] == "Client 0123456789abcdef disconnected"
+    assert r.json()["closed"] == 0
 
 
 def test_delete(node):
@@ -132,20 +137,23 @@ def test_manual_failover_walks_the_list_and_wraps(node):
         assert r.status == 200, r.text
         body = r.json()
         assert set(body) == {"message", "new_url", "failover_index", "failover_attempts",
-                             "active_clients", "stream_type"}
-        assert body["message"] == "Failover successful"
-        assert body["failover_index"] == expect and body["new_url"] == urls[expect]
+                             "active_clients", "stream_type", "url_index"}
+        assert body["message"].startswith("Failover triggered successfully")
+        # m3u-proxy's index is a position in failover_urls; url_index counts the primary as 0.
+        assert body["failover_index"] == max(expect - 1, 0) and body["url_index"] == expect
+        assert body["new_url"] == urls[expect]
         assert body["failover_attempts"] == n and body["stream_type"] == "Live Continuous"
         assert body["active_clients"] == 0
         s = node.get(f"/streams/{sid}").json()["stream"]
-        assert s["current_url"] == urls[expect] and s["current_failover_index"] == expect
+        assert s["current_url"] == urls[expect] and s["current_failover_index"] == max(expect - 1, 0)
+        assert s["url_index"] == expect
         assert s["failover_attempts"] == n and ISO.match(s["last_failover_time"])
 
 
 def test_failover_without_backups_is_400(node):
     sid = create(node, {"url": "http://p.example/nofo.ts"})["stream_id"]
     r = node.post(f"/streams/{sid}/failover")
-    assert r.status == 400 and "no failover" in r.json()["detail"]
+    assert r.status == 400 and "no failover" in r.json()["detail"].lower()
     assert node.get(f"/streams/{sid}").json()["stream"]["failover_attempts"] == 0
 
 
@@ -169,7 +177,8 @@ def test_by_metadata(node):
     assert node.get("/streams/by-metadata?field=group&value=none&active_only=false").json()["total_matching"] == 0
     for bad in ("?value=x", "?field=group", "?field=group&value=x&active_only=maybe"):
         resp = node.get("/streams/by-metadata" + bad)
-        assert resp.status == 400, bad
+        assert resp.status == 422, bad
+        assert resp.json()["detail"][0]["loc"][0] == "query"
 
 
 def test_transcode(node):
@@ -182,11 +191,17 @@ def test_transcode(node):
     sid = t["stream_id"]
     assert t["stream_type"] == "transcoded" and t["stream_endpoint"] == f"/stream/{sid}"
     assert t["profile"] == "720p" and t["format"] == "mpegts"
-    assert t["profile_variables"] == {"video_bitrate": "1500k", "height": "360"}
+    # The variables in use: m3u-proxy's fixed ones, the profile's defaults, the caller's.
+    assert t["profile_variables"] == {"input_url": body["url"], "output_args": "pipe:1",
+                                      "format": "mpegts", "width": "1280", "video_bitrate": "1500k",
+                                      "height": "360", "audio_bitrate": "128k"}
     assert "scale=1280:360" in t["ffmpeg_args"] and "1500k" in t["ffmpeg_args"]
     assert t["message"] == "Transcoded stream created successfully (direct MPEGTS pipe)"
     listed = node.get(f"/streams/{sid}").json()["stream"]
-    assert listed["stream_type"] == "Transcoding" and listed["metadata"] == {"ch": "t1"}
+    assert listed["stream_type"] == "Transcoding"
+    assert listed["metadata"] == {"ch": "t1", "transcoding": "true", "profile": "720p",
+                                  "profile_variables": "{'video_bitrate': '1500k', 'height': '360'}",
+                                  "ffmpeg_args": " ".join(t["ffmpeg_args"])}
     # One FFmpeg per (url, profile, variables).
     assert node.post("/transcode", body).json()["stream_id"] == sid
     other = node.post("/transcode", {**body, "profile_variables": {"video_bitrate": "900k"}}).json()
@@ -211,8 +226,12 @@ def test_transcode(node):
 def test_transcode_bad_bodies(node, body, words):
     before = total(node)
     r = node.post("/transcode", body)
-    assert r.status == 400, r.text
-    assert words in r.json()["detail"]
+    # An unknown profile is a 400 with a text detail (m3u-proxy's); the rest fail validation.
+    if words == "not found":
+        assert r.status == 400 and words in r.json()["detail"], r.text
+    else:
+        assert r.status == 422, r.text
+        assert words in r.json()["message"] and r.json()["detail"][0]["loc"][0] == "body"
     assert total(node) == before
 
 
@@ -245,9 +264,12 @@ BAD_STREAM_BODIES = [
 def test_bad_stream_bodies_change_nothing(node, body, words):
     before = node.get("/streams").json()
     r = node.post("/streams", body)
-    assert r.status == 400, r.text
+    assert r.status == 422, r.text
     err = r.json()
-    assert words in err["detail"] and err["message"] == err["detail"]
+    # FastAPI's shape, as m3u-proxy answers; our text in message.
+    assert words in err["message"] and len(err["detail"]) == 1
+    item = err["detail"][0]
+    assert {"type", "loc", "msg", "input"} <= set(item) and item["loc"][0] == "body"
     assert node.get("/streams").json()["total"] == before["total"]
 
 
@@ -267,9 +289,17 @@ def test_openapi_lists_every_route(node):
         "/clients": {"get"}, "/clients/{client_id}": {"get"},
         "/hls/{stream_id}/clients/{client_id}": {"delete"}, "/health": {"get"},
         "/webhooks": {"get", "post", "delete"}, "/webhooks/test": {"post"},
+        "/streams/oldest-by-metadata": {"delete"}, "/info": {"get"}, "/transcode/profiles": {"get"},
+        "/test-connection": {"post"}, "/": {"get"},
+        "/stream/{stream_id}": {"get"}, "/hls/{stream_id}/playlist.m3u8": {"get"},
     }
+    expected["/streams/by-metadata"] = {"get", "delete"}
     for path, methods in expected.items():
         assert methods <= set(paths.get(path, {})), path
+    # Validation errors are documented in FastAPI's shape; data-plane routes name their listener.
+    assert "HTTPValidationError" in doc["components"]["schemas"]
+    assert "422" in paths["/streams"]["post"]["responses"]
+    assert paths["/stream/{stream_id}"]["servers"][0]["url"] == "{media}"
     assert "mediaToken" in doc["components"]["securitySchemes"]
 
 
@@ -287,9 +317,12 @@ def test_viewer_urls_follow_public_url(tmp_path):
         body = n.post("/streams", {"url": "http://o.example/pub.m3u8"}).json()
         sid = body["stream_id"]
         assert body["stream_endpoint"] == f"/hls/{sid}/playlist.m3u8"
-        assert body["playlist_url"] == f"https://tv.example.com/relay/hls/{sid}/playlist.m3u8"
+        assert body["viewer_url"] == f"https://tv.example.com/relay/hls/{sid}/playlist.m3u8"
+        assert body["playlist_url"] == body["stream_endpoint"]
         ts = n.post("/transcode", {"url": "http://o.example/pub.ts"}).json()
-        assert ts["direct_url"] == f"https://tv.example.com/relay/stream/{ts['stream_id']}"
+        assert ts["viewer_url"] == f"https://tv.example.com/relay/stream/{ts['stream_id']}"
+        assert ts["direct_url"] == f"/stream/{ts['stream_id']}"
+        assert n.get("/health").json()["root_path"] == "/relay"
 
 
 @pytest.mark.parametrize("listen, base", [
