@@ -29,5 +29,12 @@ export function RateChart({ label, series, data, height = 180 }) {
 
   useEffect(() => { if (plot.current) plot.current.setData(data); }, [data]);
 
-  return <figure class="chart"><figcaption>{label}</figcaption><div ref={box} role="img" aria-label={label} /></figure>;
+  // The highest rate shown, for screen readers (the canvas itself says nothing) and tests.
+  const peak = Math.max(0, ...data.slice(1).flatMap((s) => s.filter((v) => v != null)));
+  return (
+    <figure class="chart" data-peak={peak}>
+      <figcaption>{label}</figcaption>
+      <div ref={box} role="img" aria-label={`${label}: peak ${fmtRate(peak)} in the last ${data[0].length} seconds`} />
+    </figure>
+  );
 }

@@ -55,8 +55,10 @@ function App() {
   useEffect(() => {
     const f = () => setPage(currentPage());
     addEventListener('hashchange', f);
-    // Logged in already when a token is stored and accepted, or when the node asks for none.
-    api('GET', '/api/v1/node').then(() => setAuthed(true), () => setAuthed(false));
+    // Logged in already when the stored token is still accepted.
+    // (No token stored: straight to the login form, without a request bound to fail.)
+    if (token.get()) api('GET', '/api/v1/node').then(() => setAuthed(true), () => setAuthed(false));
+    else setAuthed(false);
     return () => removeEventListener('hashchange', f);
   }, []);
   if (authed === null) return <p class="loading">Loading…</p>;
