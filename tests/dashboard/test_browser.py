@@ -25,6 +25,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "browser-test-token"
 MOVE = 5_000_000
+# The control API's start (create_app) takes 5-15 s on the shared 2-core machine under load.
+STARTUP = 60
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,12 @@ def browser():
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("dashnode"), {"control": {"token": TOKEN}}) as n:
+    n = NodeProcess(tmp_path_factory.mktemp("dashnode"), {"control": {"token": TOKEN}})
+    n.start(timeout=STARTUP)
+    try:
         yield n
+    finally:
+        n.stop()
 
 
 class Watched:
@@ -200,4 +206,70 @@ def test_every_page_loads_clean_at_phone_width(browser, node, tmp_path, theme):
             w.shot(f"{name.lower()}-{theme}-phone")
         w.check()
     finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("no ffmpeg on this machine (apt-get install ffmpeg)")
+    from tests.stream_proxy.origin import Origin, make_media
+    o = Origin(make_media(tmp_path_factory.mktemp("dash-media")))
+    yield o
+    o.close()
+
+
+@pytest.fixture(scope="module")
+def media_node(tmp_path_factory):
+    from tests.stream_proxy.conftest import media_node as make
+    n = make(tmp_path_factory.mktemp("dash-media-node"))
+    n.config["control"]["token"] = TOKEN
+    n.start(timeout=STARTUP)
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def test_streams_create_viewers_and_failover_in_the_page(browser, media_node, origin, tmp_path):
+    import subprocess
+    node = media_node
+    primary, backup = origin.base + "/dash-primary.ts", origin.base + "/dash-backup.ts"
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    w = Watched(ctx.new_page(), tmp_path)
+    page = w.page
+    ffmpeg = None
+    try:
+        page.goto(node.base_url + "/dashboard/#/streams")
+        page.get_by_label("Control token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("heading", name="Streams", level=1).wait_for()
+        page.get_by_label("Origin URL").fill(primary)
+        page.get_by_label("Failover URLs").fill(backup)
+        page.get_by_role("button", name="Create stream").click()
+        row = page.locator("tr[data-stream]")
+        row.wait_for()
+        sid = row.get_attribute("data-stream")
+        assert row.locator("[data-current-url]").get_attribute("data-current-url") == primary
+        # The same URL again answers the existing stream (m3u-proxy's create is idempotent):
+        # it names the viewer URL ffmpeg reads.
+        created = node.post("/streams", {"url": primary}, headers={"X-API-Token": TOKEN}).json()
+        assert created["stream_id"] == sid
+        ffmpeg = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", created["direct_url"],
+                                   "-t", "60", "-c", "copy", "-f", "null", "-"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        viewers = row.locator("[data-viewers]")
+        wait_for(lambda: viewers.get_attribute("data-viewers") == "1", timeout=20, what="one viewer in the page")
+        w.shot("streams-viewer")
+        page.get_by_role("button", name=f"Fail over {sid}").click()
+        wait_for(lambda: row.locator("[data-current-url]").get_attribute("data-current-url") == backup,
+                 what="the current URL to become the failover URL")
+        page.get_by_role("status").filter(has_text="Failover: Failover successful").wait_for()
+        assert ffmpeg.poll() is None, "the viewer was dropped by the failover"
+        w.shot("streams-failover")
+        w.check()
+    finally:
+        if ffmpeg is not None:
+            ffmpeg.kill()
+            ffmpeg.wait()
         ctx.close()

@@ -20,8 +20,12 @@ BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("dash"), {"control": {"token": TOKEN}}) as n:
+    n = NodeProcess(tmp_path_factory.mktemp("dash"), {"control": {"token": TOKEN}})
+    n.start(timeout=60)      # create_app takes 5-15 s on the shared machine under load
+    try:
         yield n
+    finally:
+        n.stop()
 
 
 def test_page_and_assets_are_public_and_from_the_build(node):
