@@ -4,6 +4,8 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { fmtRate } from './api.js';
 
+const WINDOW = 120;   // seconds on the x axis, however few points there are yet
+
 export function RateChart({ label, series, data, height = 180 }) {
   const box = useRef(null);
   const plot = useRef(null);
@@ -18,7 +20,7 @@ export function RateChart({ label, series, data, height = 180 }) {
       height,
       series: [{}, ...series.map((name, i) => ({ label: name, stroke: colors[i % 2], width: 2, value: (u, v) => (v == null ? '–' : fmtRate(v)) }))],
       axes: [axis, { ...axis, size: 70, values: (u, vals) => vals.map((v) => fmtRate(v)) }],
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1024, max * 1.1)] } },
+      scales: { x: { time: true, range: (u, min, max) => [max - WINDOW, max] }, y: { range: (u, min, max) => [0, Math.max(1024, max * 1.1)] } },
       legend: { live: false },
     };
     plot.current = new uPlot(opts, data, el);

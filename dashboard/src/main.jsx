@@ -6,9 +6,10 @@ import { api, token } from './api.js';
 import { Overview } from './pages/Overview.jsx';
 import { Users } from './pages/Users.jsx';
 import { Streams } from './pages/Streams.jsx';
+import { Sessions } from './pages/Sessions.jsx';
 import './style.css';
 
-const PAGES = { overview: ['Overview', Overview], users: ['Users', Users], streams: ['Streams', Streams] };
+const PAGES = { overview: ['Overview', Overview], users: ['Users', Users], streams: ['Streams', Streams], sessions: ['Sessions', Sessions] };
 
 function currentPage() {
   const name = location.hash.replace(/^#\/?/, '');

@@ -170,6 +170,11 @@ def test_user_traffic_and_kick_in_the_page(browser, node, targets, tmp_path):
                  what="the user's usage to show the 2 x 5 MB")
         assert page.locator('tr[data-user="dash-user"] [data-online]').get_attribute("data-online") == "1"
         w.shot("users-usage")
+        # The live connection on the sessions page, with its bytes.
+        page.get_by_role("link", name="Sessions").click()
+        page.locator('tr[data-connection-user="dash-user"]').wait_for()
+        w.shot("sessions")
+        page.get_by_role("link", name="Users").click()
         page.get_by_role("button", name="Kick dash-user").click()
         assert user.closed.wait(5), "the client's connection was not closed by the kick"
         assert user.error is None, user.error
@@ -196,7 +201,7 @@ def test_every_page_loads_clean_at_phone_width(browser, node, tmp_path, theme):
         assert page.evaluate("document.activeElement.id") == "token"
         page.keyboard.type(TOKEN)
         page.keyboard.press("Enter")
-        for name in ("Overview", "Users", "Streams"):
+        for name in ("Overview", "Users", "Streams", "Sessions"):
             page.get_by_role("link", name=name).click()
             page.get_by_role("heading", name=name, level=1).wait_for()
             page.wait_for_load_state("networkidle") if name != "Overview" else page.locator("[data-figure]").first.wait_for()

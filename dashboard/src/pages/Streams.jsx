@@ -15,8 +15,8 @@ function Preview({ stream, onClose }) {
         const created = await api('POST', '/streams', { url: stream.original_url });
         const url = created.playlist_url;
         if (stopped) return;
-        if (stream.stream_type === 'hls') {
-          const { default: Hls } = await import('hls.js');
+        if (/hls/i.test(stream.stream_type || '') || /\.m3u8(\?|$)/.test(url)) {
+          const { default: Hls } = await import('hls.js/light');
           if (Hls.isSupported()) {
             hls = new Hls();
             hls.on(Hls.Events.ERROR, (_, d) => d.fatal && setError(`preview: ${d.details}`));
@@ -88,11 +88,11 @@ export function Streams() {
                 <td>{s.failover_attempts}</td>
                 <td data-viewers={s.client_count}>{s.client_count}</td>
                 <td>{fmtBytes(s.total_bytes_served)}</td>
-                <td class="actions">
+                <td><div class="actions">
                   <button type="button" onClick={() => setPreview(s)} aria-label={`Preview ${s.stream_id}`}>Preview</button>
                   <button type="button" disabled={!s.has_failover} onClick={() => act('Failover', 'POST', `/streams/${encodeURIComponent(s.stream_id)}/failover`)} aria-label={`Fail over ${s.stream_id}`}>Failover</button>
                   <button type="button" class="danger" onClick={() => act('Delete', 'DELETE', `/streams/${encodeURIComponent(s.stream_id)}`)} aria-label={`Delete ${s.stream_id}`}>Delete</button>
-                </td>
+                </div></td>
               </tr>
             ))}
           </tbody>

@@ -92,13 +92,13 @@ export function Users() {
                   <td><Usage u={u} /></td>
                   <td data-online={u.online}>{u.online}</td>
                   <td>{u.expiry ? u.expiry.slice(0, 10) : 'never'}</td>
-                  <td class="actions">
+                  <td><div class="actions">
                     <button type="button" onClick={() => setForm(u)} aria-label={`Edit ${u.id}`}>Edit</button>
                     <button type="button" onClick={() => act(u.enabled ? 'Disable' : 'Enable', 'PATCH', path, { enabled: !u.enabled })} aria-label={`${u.enabled ? 'Disable' : 'Enable'} ${u.id}`}>{u.enabled ? 'Disable' : 'Enable'}</button>
                     <button type="button" onClick={() => act('Reset', 'POST', `${path}/reset`)} aria-label={`Reset traffic of ${u.id}`}>Reset</button>
                     <button type="button" onClick={() => act('Kick', 'POST', `${path}/kick`)} aria-label={`Kick ${u.id}`}>Kick</button>
                     <button type="button" class="danger" onClick={() => confirm(`Delete ${u.id}?`) && act('Delete', 'DELETE', path)} aria-label={`Delete ${u.id}`}>Delete</button>
-                  </td>
+                  </div></td>
                 </tr>
               );
             })}
