@@ -278,3 +278,53 @@ def test_streams_create_viewers_and_failover_in_the_page(browser, media_node, or
             ffmpeg.kill()
             ffmpeg.wait()
         ctx.close()
+
+
+def test_edit_disable_reset_search_and_delete_a_user_in_the_page(browser, node, tmp_path):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert node.post("/api/v1/users", {"id": "edit-me", "auth_secret": "s1"}, headers=auth).status == 201
+    assert node.post("/api/v1/users", {"id": "other-user", "auth_secret": "s2"}, headers=auth).status == 201
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    w = Watched(ctx.new_page(), tmp_path)
+    page = w.page
+    try:
+        page.goto(node.base_url + "/dashboard/#/users")
+        page.get_by_label("Control token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        row = page.locator('tr[data-user="edit-me"]')
+        row.wait_for()
+        page.get_by_label("Search users").fill("edit")
+        page.locator('tr[data-user="other-user"]').wait_for(state="detached")
+        assert page.locator("tbody tr").count() == 1
+
+        page.get_by_role("button", name="Edit edit-me").click()
+        page.get_by_label("Traffic limit in GB").fill("2.5")
+        page.get_by_label("Expires on").fill("2031-05-04")
+        page.get_by_role("button", name="Save").click()
+        wait_for(lambda: node.get("/api/v1/users/edit-me", headers=auth).json()["traffic_limit"] == 2_500_000_000,
+                 what="the edit to reach the node")
+        assert node.get("/api/v1/users/edit-me", headers=auth).json()["expiry"].startswith("2031-05-04")
+        wait_for(lambda: "2031-05-04" in row.inner_text(), what="the new expiry in the row")
+
+        # A bad limit is refused in the form, nothing sent.
+        page.get_by_role("button", name="Edit edit-me").click()
+        page.get_by_label("Traffic limit in GB").fill("lots")
+        page.get_by_role("button", name="Save").click()
+        page.get_by_role("alert").filter(has_text="must be a number").wait_for()
+        page.get_by_role("button", name="Cancel").click()
+        assert node.get("/api/v1/users/edit-me", headers=auth).json()["traffic_limit"] == 2_500_000_000
+
+        page.get_by_role("button", name="Disable edit-me").click()
+        wait_for(lambda: node.get("/api/v1/users/edit-me", headers=auth).json()["enabled"] is False, what="disabled")
+        page.get_by_role("button", name="Enable edit-me").wait_for()
+        page.get_by_role("button", name="Reset traffic of edit-me").click()
+        page.get_by_role("status").filter(has_text="Reset: done").wait_for()
+        w.shot("users-edited")
+
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Delete edit-me").click()
+        row.wait_for(state="detached")
+        assert node.get("/api/v1/users/edit-me", headers=auth).status == 404
+        w.check()
+    finally:
+        ctx.close()
