@@ -196,6 +196,7 @@ class LiveTicker:
                 if self.watchers == 0:
                     self.thread = None
                     self._prev = None
+                    self.event = b""        # a later watcher must not get this stale tick
                     return
             try:
                 body = self.scan()

@@ -88,3 +88,58 @@ def test_an_offline_user_is_not_online_and_rates_never_go_negative(seg_path):
     assert rates(first, second, 2.0)["tx"] == 1000
     assert rates(second, first, 1.0)["tx"] == 0      # a total that went down: 0, not negative
     table.close()
+
+
+class _Node:
+    """What LiveTicker reads of the node model: the mapped table."""
+
+    def __init__(self, table):
+        self.table = table
+
+
+def test_one_scan_a_tick_whatever_the_number_of_watchers(seg_path):
+    import json
+    import threading
+
+    from control.dashboard import LiveTicker
+
+    table = shm.CounterTable.create(seg_path, 1, 64, 1)
+    w = table.writer(0)
+    user = w.user_slot("alice")
+    conn = w.open(shm.KIND_CONNECTION, "alice", user_slot=user)
+    ticker = LiveTicker(_Node(table), interval=0.2)
+    got: list[list[dict]] = [[] for _ in range(10)]
+    stop = threading.Event()
+
+    def watch(out):
+        stream = ticker.events()
+        for chunk in stream:
+            if chunk.startswith(b"data: "):
+                out.append(json.loads(chunk[6:]))
+            if stop.is_set():
+                break
+        stream.close()
+
+    threads = [threading.Thread(target=watch, args=(g,)) for g in got]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    w.count(conn, 1000, 0)
+    time.sleep(0.6)
+    stop.set()
+    for t in threads:
+        t.join(5)
+    ticks = ticker.ticks
+    # ~10 ticks in 2.1 s at 0.2 s, for 10 watchers: one scan a tick, not one a watcher.
+    assert 6 <= ticks <= 13, ticks
+    for g in got:
+        assert len(g) >= 5
+        assert all(e["users_online"] == 1 and e["connections"] == 1 for e in g)
+    assert max(e["totals"]["tx"] for e in got[0]) == 1000
+    # Every watcher gone: the thread ends, and no more scans happen.
+    time.sleep(0.6)
+    assert ticker.thread is None and ticker.watchers == 0
+    after = ticker.ticks
+    time.sleep(0.5)
+    assert ticker.ticks == after
+    table.close()
