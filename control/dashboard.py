@@ -110,11 +110,20 @@ class Asset:
         resp.set_header("X-Content-Type-Options", "nosniff")
 
 
+def wants_html(req: falcon.Request) -> bool:
+    """A browser's navigation: HTML asked for, and preferred to JSON."""
+    return "text/html" in (req.accept or "") and \
+        req.client_prefers(("application/json", "text/html")) == "text/html"
+
+
 def html_for_browser(req: falcon.Request, resp: falcon.Response, site: Site) -> bool:
     """``GET /``: answer the dashboard when the client asks for HTML first (a browser), and
-    say so; False leaves ``/`` to the API's own answer (JSON for API clients)."""
-    accept = req.accept or ""
-    if "text/html" not in accept or req.client_prefers(("application/json", "text/html")) != "text/html":
+    say so; False leaves ``/`` to the API's own answer (JSON for API clients).
+
+    To merge with another face's ``GET /`` (JSON under that face's auth): call this first in
+    its responder, and bind ``/`` to a rule that lets ``wants_html`` requests through (the page
+    is public) and applies the face's own check otherwise; then drop ``Root`` below."""
+    if req.method not in ("GET", "HEAD") or not wants_html(req):
         return False
     _page(resp, site, "/dashboard/")
     return True
