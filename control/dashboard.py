@@ -7,6 +7,7 @@ at ``/`` to browsers (``html_for_browser``), and at ``/scale/`` when the HY2 SCA
 The files are public (the page holds no data; it asks for the control token and sends it as a
 Bearer token); every API call keeps its own face's auth.
 
+``/api/v1/dashboard/log`` is the node log, live (``control/dashboard_log.py``).
 ``/api/v1/dashboard/live`` is the overview's server-sent events: one event a second with the
 node's rates and live figures.  One ticker thread per API process computes it with one
 compiled scan of the counter segment (``fastpath.shm.dashboard_view.node_tick``) and hands the
@@ -24,6 +25,8 @@ from pathlib import Path
 import falcon
 
 from control.auth import bearer_rule
+from control.dashboard_log import LEVELS, LogTail
+from control.openapi import query
 from control.route_guard import PUBLIC
 from fastpath._native import load as _load
 from fastpath.shm import (
@@ -39,6 +42,7 @@ node_tick = _load("fastpath.shm.dashboard_view").node_tick
 
 SITE = Path(__file__).parent / "dashboard_assets" / "site"
 LIVE_PATH = "/api/v1/dashboard/live"
+LOG_PATH = "/api/v1/dashboard/log"
 log = logging.getLogger("fastpath.control.dashboard")
 
 
@@ -306,7 +310,12 @@ def register(app: falcon.App, node):
     if _scale_enabled(node):
         app.add_route("/scale", Page(site, "/scale/"))
         app.add_route("/scale/assets/{name}", Asset(site))
-    app.add_route(LIVE_PATH, Live(node, LiveTicker(node)))
+    live = Live(node, LiveTicker(node))
+    app.add_route(LIVE_PATH, live)
+    app.add_route(LOG_PATH, LogTail(node, live.slots))
     node.openapi.add("GET", LIVE_PATH, "Server-sent events, one a second: node rates, connections, "
                      "users online, streams live, viewers (the dashboard's overview)", tag="native")
+    node.openapi.add("GET", LOG_PATH, "Server-sent events: the node log's last lines, then each new "
+                     "one at or above ?level=", tag="native", errors={400: "unknown level"},
+                     params=[query("level", {"type": "string", "enum": list(LEVELS)})])
     return bearer_rule(node)

@@ -7,9 +7,10 @@ import { Overview } from './pages/Overview.jsx';
 import { Users } from './pages/Users.jsx';
 import { Streams } from './pages/Streams.jsx';
 import { Sessions } from './pages/Sessions.jsx';
+import { Logs } from './pages/Logs.jsx';
 import './style.css';
 
-const PAGES = { overview: ['Overview', Overview], users: ['Users', Users], streams: ['Streams', Streams], sessions: ['Sessions', Sessions] };
+const PAGES = { overview: ['Overview', Overview], users: ['Users', Users], streams: ['Streams', Streams], sessions: ['Sessions', Sessions], logs: ['Logs', Logs] };
 
 function currentPage() {
   const name = location.hash.replace(/^#\/?/, '');

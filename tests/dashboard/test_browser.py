@@ -63,8 +63,10 @@ class Watched:
         page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}"))
 
     def _failed(self, req):
-        # Leaving the overview aborts its live stream on purpose (the page's own AbortController).
-        if req.failure == "net::ERR_ABORTED" and req.url.endswith("/api/v1/dashboard/live"):
+        # Leaving the overview or the logs aborts its live stream on purpose (the page's own
+        # AbortController).
+        if req.failure == "net::ERR_ABORTED" and ("/api/v1/dashboard/live" in req.url
+                                                  or "/api/v1/dashboard/log?" in req.url):
             return
         self.problems.append(f"failed: {req.url} {req.failure}")
 
@@ -201,10 +203,15 @@ def test_every_page_loads_clean_at_phone_width(browser, node, tmp_path, theme):
         assert page.evaluate("document.activeElement.id") == "token"
         page.keyboard.type(TOKEN)
         page.keyboard.press("Enter")
-        for name in ("Overview", "Users", "Streams", "Sessions"):
+        for name in ("Overview", "Users", "Streams", "Sessions", "Logs"):
             page.get_by_role("link", name=name).click()
             page.get_by_role("heading", name=name, level=1).wait_for()
-            page.wait_for_load_state("networkidle") if name != "Overview" else page.locator("[data-figure]").first.wait_for()
+            if name == "Overview":
+                page.locator("[data-figure]").first.wait_for()
+            elif name == "Logs":       # the node's own start lines, live
+                page.locator("[data-level]").first.wait_for()
+            else:
+                page.wait_for_load_state("networkidle")
             assert page.evaluate("document.documentElement.dataset.theme") == theme
             # Nothing wider than the phone: no sideways scrolling of the whole page.
             assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, name
@@ -325,6 +332,32 @@ def test_edit_disable_reset_search_and_delete_a_user_in_the_page(browser, node, 
         page.get_by_role("button", name="Delete edit-me").click()
         row.wait_for(state="detached")
         assert node.get("/api/v1/users/edit-me", headers=auth).status == 404
+        w.check()
+    finally:
+        ctx.close()
+
+
+def test_logs_page_follows_the_node_log_with_a_level_filter(browser, node, tmp_path):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    w = Watched(ctx.new_page(), tmp_path)
+    page = w.page
+    try:
+        page.goto(node.base_url + "/dashboard/#/logs")
+        page.get_by_label("Control token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        log = page.get_by_role("log", name="Node log")
+        log.get_by_text("started control-api").first.wait_for()
+        # A line appended to node.log now (as any of the node's processes appends) arrives live.
+        marker = f"dash-log-{time.monotonic_ns()}"
+        with open(node.data_dir / "node.log", "a") as f:
+            f.write(f"2026-01-01 00:00:00,000 test WARNING tests.dashboard: {marker}\n")
+        log.get_by_text(marker).wait_for()
+        page.get_by_label("Lowest level shown").select_option("WARNING")
+        log.get_by_text(marker).wait_for()
+        assert page.locator('[data-level="INFO"]').count() == 0
+        levels = set(page.locator("[data-level]").evaluate_all("els => els.map(e => e.dataset.level)"))
+        assert levels <= {"WARNING", "ERROR", "CRITICAL"}, levels
+        w.shot("logs-warning")
         w.check()
     finally:
         ctx.close()

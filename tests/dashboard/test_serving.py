@@ -91,3 +91,25 @@ def test_live_events_arrive_every_second(node):
     for e in events:
         assert {"rates", "totals", "connections", "users_online", "streams_live", "viewers"} <= set(e), e
         assert e["rates"]["tx"] >= 0
+
+
+def test_log_route_refuses_a_bad_level_and_needs_the_token(node):
+    r = node.get("/api/v1/dashboard/log?level=LOUD", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status == 400 and "level must be one of" in r.text
+    assert node.get("/api/v1/dashboard/log", timeout=3).status == 401
+
+
+def test_log_route_sends_history_filtered_by_level(node):
+    def first_events(level: str) -> list[dict]:
+        with socket.create_connection(("127.0.0.1", node.control_port), timeout=10) as s:
+            s.sendall(f"GET /api/v1/dashboard/log?level={level} HTTP/1.1\r\nHost: x\r\n"
+                      f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+            buf = b""
+            while b": following" not in buf:
+                chunk = s.recv(65536)
+                assert chunk, buf
+                buf += chunk
+        return [json.loads(m) for m in re.findall(rb"data: (\{.*?\})\n\n", buf)]
+    info = first_events("INFO")
+    assert any("started control-api" in e["line"] and e["level"] == "INFO" for e in info), info[:5]
+    assert all(e["level"] in ("WARNING", "ERROR", "CRITICAL") for e in first_events("WARNING"))
