@@ -8,9 +8,10 @@ import { Users } from './pages/Users.jsx';
 import { Streams } from './pages/Streams.jsx';
 import { Sessions } from './pages/Sessions.jsx';
 import { Logs } from './pages/Logs.jsx';
+import { Settings } from './pages/Settings.jsx';
 import './style.css';
 
-const PAGES = { overview: ['Overview', Overview], users: ['Users', Users], streams: ['Streams', Streams], sessions: ['Sessions', Sessions], logs: ['Logs', Logs] };
+const PAGES = { overview: ['Overview', Overview], users: ['Users', Users], streams: ['Streams', Streams], sessions: ['Sessions', Sessions], logs: ['Logs', Logs], settings: ['Settings', Settings] };
 
 function currentPage() {
   const name = location.hash.replace(/^#\/?/, '');

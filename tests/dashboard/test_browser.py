@@ -203,7 +203,7 @@ def test_every_page_loads_clean_at_phone_width(browser, node, tmp_path, theme):
         assert page.evaluate("document.activeElement.id") == "token"
         page.keyboard.type(TOKEN)
         page.keyboard.press("Enter")
-        for name in ("Overview", "Users", "Streams", "Sessions", "Logs"):
+        for name in ("Overview", "Users", "Streams", "Sessions", "Logs", "Settings"):
             page.get_by_role("link", name=name).click()
             page.get_by_role("heading", name=name, level=1).wait_for()
             if name == "Overview":
