@@ -26,6 +26,7 @@ FACES = (
     "control.traffic_stats",
     "control.stream_proxy",
     "control.hy2scale",
+    "control.dashboard",
 )
 
 

@@ -161,8 +161,14 @@ class NodeTraffic:
 
 
 def build_id() -> str:
-    """The reference hashes its embedded UI; this node serves no UI, so the id names the
-    build (version and the face's code), which changes exactly when a deploy changes it."""
+    """The reference hashes its embedded UI: here the dashboard build served at ``/scale/``
+    (``control/dashboard.py``), so the page and this route name the same build.  Without
+    that build the id names the node's (version and the face's code)."""
+    try:
+        from control.dashboard import Site
+        return Site().build_id
+    except (ImportError, OSError, KeyError, ValueError):
+        pass
     h = hashlib.sha256(f"fastpath {__version__}".encode())
     from pathlib import Path
 
