@@ -55,7 +55,7 @@ typedef struct {
     uint32_t user_slot;     /* index + 1 of the user-total slot in the same shard, 0 = none */
     uint32_t conn_slot;     /* index + 1 of the owning connection slot, 0 = none */
     uint64_t flags;
-    uint64_t extra[4];
+    uint64_t extra[4];      /* kind-specific; user slots: extra[0] = traffic cap + 1 (0 = none) */
     uint8_t  key_len;
     char     key[FP_KEY_MAX];
     uint8_t  text_a_len;
