@@ -388,10 +388,10 @@ class Supervisor:
             if sent is not None and sent[0] is child.link and sent[1] == allow:
                 continue
             try:
-                await child.link.call("budgets", {"allow": allow}, 5.0)
+                await child.link.call("budgets", {"allow": allow}, 2.0)
                 if sent is None or sent[0] is not child.link:
                     # A worker that (re)started knows nobody over the limit yet either.
-                    await child.link.call("over_limit", {"ids": sorted(self.over_limit)}, 5.0)
+                    await child.link.call("over_limit", {"ids": sorted(self.over_limit)}, 2.0)
             except CommandError as exc:
                 log.warning("budgets not sent to %s: %s", child.name, exc)
                 continue
