@@ -48,6 +48,7 @@ cdef extern from "counter_layout.h":
     int FP_TEXT_B_MAX
     void fp_add_u64(uint64_t *p, uint64_t n) noexcept nogil
     void fp_store_u64(uint64_t *p, uint64_t v) noexcept nogil
+    void fp_locked_add_u64(uint64_t *p, uint64_t n) noexcept nogil
     uint64_t fp_load_u64(const uint64_t *p) noexcept nogil
     uint64_t fp_load_acquire(const uint64_t *p) noexcept nogil
     void fp_seq_begin(fp_slot *s) noexcept nogil

@@ -352,6 +352,23 @@ cdef class ShardWriter:
             for i in range(n):
                 self.add(slot, tx, rx, now)
 
+    def count_many_locked(self, uint32_t slot, uint64_t n, uint64_t tx, uint64_t rx):
+        """The baseline of ``count_many`` for benchmarks, C loop against C loop: the same
+        fields of one slot updated the way a counter with several writers must be, with a
+        locked atomic add (``lock xadd``) instead of the single writer's plain store."""
+        self._check(slot)
+        cdef uint64_t i, now = fp_now_ns()
+        cdef fp_slot *s = &self.slots[slot]
+        with nogil:
+            for i in range(n):
+                if tx:
+                    fp_locked_add_u64(&s.tx, tx)
+                    fp_locked_add_u64(&s.tx_packets, 1)
+                if rx:
+                    fp_locked_add_u64(&s.rx, rx)
+                    fp_locked_add_u64(&s.rx_packets, 1)
+                fp_store_u64(&s.last_active_ns, now)
+
     def add_counts(self, uint32_t slot, uint64_t tx, uint64_t rx, uint64_t tx_packets,
                    uint64_t rx_packets):
         """Add bytes and packet counts as given (not one packet per call) to a slot and to its
