@@ -6,7 +6,9 @@
 - UDP packets per second through the proxy vs. direct UDP to the echo target;
 - one worker vs. two workers of a real node, with 4 client processes downloading at once.
 
-Every server, target and client runs in its own process.  Run with
+Every server, target and client runs in its own process.  Baseline and proxy are measured
+alternately with the same warm-up and compared median to median (bench/paired.py); the
+best-of ratio is reported too.  Run with
 ``python -m pytest bench/test_bench_hy2_proxy.py --benchmark-enable -q -s``.
 """
 from __future__ import annotations
@@ -25,6 +27,8 @@ from fastpath.hy2.client import simple_client
 from fastpath.worker.event_loop import run
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from paired import paired, record  # noqa: E402
 PROCS = [sys.executable, str(HERE / "hy2_procs.py")]
 BULK = int(os.environ.get("HY2_BENCH_BYTES", 64 * 1024 * 1024))
 PASSWORD = "bench-password"
@@ -65,19 +69,13 @@ def test_bulk_download_vs_bare_aioquic(benchmark, procs, compare):
         return run(hy2_procs.proxy_download(f"127.0.0.1:{procs['hy2'].ports[0]}", PASSWORD,
                                             f"127.0.0.1:{procs['source'].ports[0]}", BULK))
 
-    bare_times = [bare() for _ in range(3)]
-    proxy_times = []
-    benchmark.pedantic(lambda: proxy_times.append(proxied()), rounds=3, iterations=1)
-    bare_mbs = BULK / min(bare_times) / 1e6
-    proxy_mbs = BULK / min(proxy_times) / 1e6
-    ratio = proxy_mbs / bare_mbs
-    figures = {"bytes": BULK, "bare_aioquic_MBps": round(bare_mbs, 1),
-               "proxy_MBps": round(proxy_mbs, 1), "ratio": round(ratio, 3)}
+    result = paired(lambda: BULK / bare() / 1e6, lambda: BULK / proxied() / 1e6,
+                    pairs=3, warmup=1, better="higher", unit="MB/s")
+    figures = {"bytes": BULK, **result.summary()}
     benchmark.extra_info.update(figures)
     _report("bulk_download", figures)
-    compare.record("hy2 bulk download: bare aioquic", bare_mbs, "MB/s", better="higher")
-    compare.record("hy2 bulk download: client+server proxy", proxy_mbs, "MB/s",
-                   baseline="hy2 bulk download: bare aioquic", better="higher")
+    record(compare, "hy2 bulk download: client+server proxy", "hy2 bulk download: bare aioquic",
+           result)
 
 
 def test_short_connections_per_second(benchmark, procs, compare):
@@ -116,17 +114,13 @@ def test_short_connections_per_second(benchmark, procs, compare):
         await asyncio.gather(*(one() for _ in range(n)))
         return n / (time.perf_counter() - start)
 
-    base = max(run(direct()) for _ in range(2))
-    rates = []
-    benchmark.pedantic(lambda: rates.append(run(through_proxy())), rounds=2, iterations=1)
-    best = max(rates)
-    figures = {"connections": n, "concurrency": concurrency, "direct_tcp_per_s": round(base),
-               "proxy_per_s": round(best), "ratio": round(best / base, 3)}
+    result = paired(lambda: run(direct()), lambda: run(through_proxy()), pairs=3, warmup=1,
+                    better="higher", unit="conn/s")
+    figures = {"connections": n, "concurrency": concurrency, **result.summary()}
     benchmark.extra_info.update(figures)
     _report("short_connections", figures)
-    compare.record("hy2 short connections: direct TCP", base, "conn/s", better="higher")
-    compare.record("hy2 short connections: through proxy", best, "conn/s",
-                   baseline="hy2 short connections: direct TCP", better="higher")
+    record(compare, "hy2 short connections: through proxy", "hy2 short connections: direct TCP",
+           result)
 
 
 def test_udp_packets_per_second(benchmark, procs, compare):
@@ -179,17 +173,22 @@ def test_udp_packets_per_second(benchmark, procs, compare):
         sock.close()
         return received / (time.perf_counter() - start), received
 
-    base, _ = run(direct())
-    out = []
-    benchmark.pedantic(lambda: out.append(run(through_proxy())), rounds=2, iterations=1)
-    pps, received = max(out)
-    figures = {"packets": n, "payload": size, "window": window, "direct_pps": round(base),
-               "proxy_pps": round(pps), "delivered": received, "ratio": round(pps / base, 3)}
+    delivered = {"direct": [], "proxy": []}
+
+    def side(name, coro_fn):
+        def measure():
+            pps, got = run(coro_fn())
+            delivered[name].append(got)
+            return pps
+        return measure
+
+    result = paired(side("direct", direct), side("proxy", through_proxy), pairs=5, warmup=1,
+                    better="higher", unit="packets/s")
+    figures = {"packets": n, "payload": size, "window": window, **result.summary(),
+               "delivered_direct": delivered["direct"], "delivered_proxy": delivered["proxy"]}
     benchmark.extra_info.update(figures)
     _report("udp_packets", figures)
-    compare.record("hy2 UDP echo: direct", base, "packets/s", better="higher")
-    compare.record("hy2 UDP echo: through proxy", pps, "packets/s",
-                   baseline="hy2 UDP echo: direct", better="higher")
+    record(compare, "hy2 UDP echo: through proxy", "hy2 UDP echo: direct", result)
 
 
 def _node_aggregate(tmp_path, workers: int, clients: int, each: int, source_port: int) -> float:
@@ -292,30 +291,30 @@ def test_client_udp_listeners_packets_per_second(benchmark, procs, tmp_path, com
                 time.sleep(0.1)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
-        base, _ = _windowed_echo(sock, ("127.0.0.1", udp_port), payload, n, window, size)
-        _windowed_echo(sock, ("127.0.0.1", fwd_port), payload, 200, 1, size)     # warm up
-        out = []
-        benchmark.pedantic(lambda: out.append(_windowed_echo(
-            sock, ("127.0.0.1", fwd_port), payload, n, window, size)), rounds=2, iterations=1)
-        fwd, fwd_got = max(out)
+        delivered = {"direct": [], "forward": [], "socks5": []}
+
+        def side(name, dest, packet, expect):
+            def measure():
+                pps, got = _windowed_echo(sock, dest, packet, n, window, expect)
+                delivered[name].append(got)
+                return pps
+            return measure
+
+        direct = side("direct", ("127.0.0.1", udp_port), payload, size)
+        fwd = paired(direct, side("forward", ("127.0.0.1", fwd_port), payload, size),
+                     pairs=3, warmup=1, better="higher", unit="packets/s")
         ctl, relay = _socks5_udp_relay(socks_port)
         header = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + udp_port.to_bytes(2, "big")
-        _windowed_echo(sock, relay, header + payload, 200, 1, len(header) + size)
-        socks = max(_windowed_echo(sock, relay, header + payload, n, window, len(header) + size)
-                    for _ in range(2))
+        socks = paired(direct, side("socks5", relay, header + payload, len(header) + size),
+                       pairs=3, warmup=1, better="higher", unit="packets/s")
         ctl.close()
         sock.close()
     finally:
         client.terminate()
         client.wait(10)
-    figures = {"packets": n, "payload": size, "window": window, "direct_pps": round(base),
-               "forward_pps": round(fwd), "forward_delivered": fwd_got,
-               "socks5_pps": round(socks[0]), "socks5_delivered": socks[1],
-               "forward_ratio": round(fwd / base, 3), "socks5_ratio": round(socks[0] / base, 3)}
+    figures = {"packets": n, "payload": size, "window": window,
+               "forward": fwd.summary(), "socks5": socks.summary(), "delivered": delivered}
     benchmark.extra_info.update(figures)
     _report("client_udp_listeners", figures)
-    compare.record("hy2 client UDP: direct", base, "packets/s", better="higher")
-    compare.record("hy2 client UDP: forward", fwd, "packets/s",
-                   baseline="hy2 client UDP: direct", better="higher")
-    compare.record("hy2 client UDP: SOCKS5", socks[0], "packets/s",
-                   baseline="hy2 client UDP: direct", better="higher")
+    record(compare, "hy2 client UDP: forward", "hy2 client UDP: direct (forward pairs)", fwd)
+    record(compare, "hy2 client UDP: SOCKS5", "hy2 client UDP: direct (SOCKS5 pairs)", socks)

@@ -8,6 +8,7 @@ import falcon
 
 from control import validation as v
 from control.auth import bearer_rule
+from control.node_model import not_yet_enforced
 from control.errors import bad_request, conflict, not_found
 from control.openapi import path_param
 from control.route_guard import PUBLIC
@@ -131,7 +132,8 @@ class Users:
             self.node.store.create_user(user)
         except Conflict as exc:
             raise conflict(str(exc)) from None
-        self.node.notify_users_changed()
+        if not self.node.notify_users_changed():
+            not_yet_enforced(resp)
         resp.status = falcon.HTTP_201
         resp.media = user_view(user, {}, {})
 
@@ -162,7 +164,8 @@ class UserItem:
             raise not_found(str(exc)) from None
         except Conflict as exc:
             raise conflict(str(exc)) from None
-        self.node.notify_users_changed()
+        if not self.node.notify_users_changed():
+            not_yet_enforced(resp)
         live = self.node.live_users()
         resp.media = user_view(user, self.node.user_totals(live), live, usage(self.node, live))
 
@@ -173,7 +176,8 @@ class UserItem:
             self.node.store.delete_user(user_id)
         except NotFound as exc:
             raise not_found(str(exc)) from None
-        self.node.notify_users_changed()
+        if not self.node.notify_users_changed():
+            not_yet_enforced(resp)
         resp.status = falcon.HTTP_204
 
 

@@ -5,6 +5,7 @@ import falcon
 
 from control import validation as v
 from control.auth import bearer_rule
+from control.node_model import not_yet_enforced
 from control.errors import bad_request, not_found
 from control.openapi import path_param, query
 from control.traffic_accounting import read_traffic, traffic_cache
@@ -122,7 +123,8 @@ class UserReset:
         except NotFound as exc:
             raise not_found(str(exc)) from None
         cleared = read_traffic(self.node, "usage", clear=True, ids=[user_id])[user_id]
-        self.node.notify_users_changed()
+        if not self.node.notify_users_changed():
+            not_yet_enforced(resp)
         resp.media = {"id": user_id, "cleared": {"tx": cleared[0], "rx": cleared[1]}}
 
 

@@ -18,6 +18,19 @@ from fastpath.supervisor.command_channel import CommandClient, CommandError
 from control.openapi import OpenApiBuilder
 
 
+# How long an API request waits for the workers to take a user change before it answers
+# anyway; and the Retry-After it then gives (the worker restart backoff starts at 0.5 s).
+USERS_CHANGED_WAIT = 5.0
+USERS_CHANGED_RETRY_AFTER = 1
+
+
+def not_yet_enforced(resp) -> None:
+    """Mark an answer whose user change a live worker has not confirmed: the change is
+    stored and applies within ``Retry-After`` seconds, not yet at this instant."""
+    resp.set_header("Retry-After", str(USERS_CHANGED_RETRY_AFTER))
+    resp.set_header("X-Fastpath-Enforced", "pending")
+
+
 class NodeModel:
     def __init__(self, config: NodeConfig):
         self.config = config
@@ -72,13 +85,27 @@ class NodeModel:
             raise falcon.HTTPServiceUnavailable(title="supervisor unavailable",
                                                 description=str(exc)) from None
 
-    def notify_users_changed(self) -> None:
-        """Tell workers to reload users; the store already holds the change, so a failure
-        here only delays it until a worker restarts."""
-        try:
-            self.commands.call("users_changed", {}, 5.0)
-        except CommandError:
-            pass
+    def notify_users_changed(self, wait: float = USERS_CHANGED_WAIT) -> bool:
+        """Tell every worker to reload users, and return only once each has (True), so an
+        API that answers after this call answers when the data plane enforces the change.
+
+        The supervisor answers after every worker reloaded and took its new traffic caps; a
+        worker that is restarting, or a supervisor that is busy, is asked again until
+        ``wait`` seconds have passed.  False then: the store holds the change and every
+        worker reads it when it starts, but a live one may not know it yet (the caller
+        says so to its client, ``USERS_CHANGED_RETRY_AFTER``)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                results = self.commands.call("users_changed", {}, max(0.5, wait))
+                if isinstance(results, list) and not any(
+                        isinstance(r, dict) and "error" in r for r in results):
+                    return True
+            except CommandError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     def status(self) -> dict | None:
         try:

@@ -26,5 +26,7 @@ cdef class RelayPump:
     cpdef check_resume(self)
     cpdef abort(self)
     cpdef stop_sending(self)
+    cdef Py_ssize_t _left        # set by _spend: what may still go of the chunk
+    cdef bint _spend(self, Py_ssize_t n) noexcept
     cdef void _count(self, Py_ssize_t from_quic, Py_ssize_t from_tcp) noexcept
     cdef _finish(self, str reason)

@@ -15,6 +15,11 @@ When either side ends the pump ends both, as the reference does (no half-close).
 before the first byte the TCP side sends: the server's TCP response must precede a target's
 banner or the echo of the client's early data, which the event loop may deliver before the
 dialing coroutine resumes.
+
+A user with a traffic limit has a cap in its user slot (``ShardWriter.budget_left``): a chunk
+that would cross it is cut to what is left, counted and forwarded, and the owner is told
+(``budget_spent``), which closes the user's connections.  So the limit holds to the byte in
+this worker, not one supervisor tick late.
 """
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 
@@ -47,12 +52,25 @@ cdef class RelayPump:
             self.writer.add(<unsigned int>self.slot, <unsigned long long>from_tcp,
                             <unsigned long long>from_quic, fp_now_ns())
 
+    cdef bint _spend(self, Py_ssize_t n) noexcept:
+        """Whether ``n`` more bytes cross the user's cap (then only ``_left`` may go)."""
+        if self.slot < 0:
+            return False
+        self._left = <Py_ssize_t>min(self.writer.budget_left(<unsigned int>self.slot),
+                                     <unsigned long long>n)
+        return self._left < n
+
     # -- QUIC -> TCP ------------------------------------------------------------------------
     cpdef from_quic(self, bytes data, bint end):
         """Payload the peer sent on the stream (``end``: it finished)."""
         cdef Py_ssize_t n = len(data)
         if self.finished:
             return
+        if n and self._spend(n):
+            data = data[:self._left]
+            n = self._left
+            end = True
+            self.owner.budget_spent(self)
         if self.transport is None:
             if n:
                 self.pending.append(data)
@@ -93,6 +111,17 @@ cdef class RelayPump:
     def data_received(self, bytes data):
         cdef Py_ssize_t n = len(data)
         if self.finished or self.send_stopped:
+            return
+        if self._spend(n):
+            self.from_tcp_bytes += self._left
+            self._count(0, self._left)
+            if self._left:
+                try:
+                    self.quic.send_stream_data(self.stream_id, data[:self._left])
+                except RuntimeError:
+                    pass
+                self.owner.want_transmit()
+            self.owner.budget_spent(self)
             return
         self.from_tcp_bytes += n
         self._count(0, n)

@@ -280,6 +280,23 @@ class ServerConnection(QuicGlue):
     def want_transmit(self) -> None:
         self.server.mark_dirty(self)
 
+    budget_cut = False          # set once budget_spent closed this user's connections
+
+    def budget_spent(self, pump) -> None:
+        """A pump found the user's traffic cap reached (``ShardWriter.budget_left``): every
+        connection of the user on this worker closes now, as the supervisor's cut-off would
+        one tick later."""
+        if not self.closed and not self.budget_cut and self.session.auth_id is not None:
+            self.budget_cut = True
+            user_id = self.session.auth_id
+            # Refused at auth from now on, before the supervisor's next scan says so too (it
+            # will: the user's count has reached the limit); its next over_limit list
+            # replaces this set, so a reset lets the user back in.
+            users = getattr(self.server.authenticator, "users", None)
+            if users is not None and hasattr(users, "over_limit"):
+                users.over_limit = users.over_limit | {user_id}
+            self.server.kick([user_id])
+
     def pump_paused(self, pump) -> None:
         self.paused.add(pump)
 

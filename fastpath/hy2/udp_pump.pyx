@@ -73,6 +73,7 @@ cdef class UdpPump:
     cdef dict targets                # "host:port" -> _Target
     cdef int names                   # resolved names among the targets
     cdef readonly bint closed
+    cdef bint _last_call             # set by _over: this datagram reaches the user's cap
     # The last reply source and its "ip:port": a session's replies nearly always come from
     # the one address it sends to.
     cdef sockaddr_storage last_src
@@ -121,11 +122,35 @@ cdef class UdpPump:
         self._send_raw(t, <const unsigned char *>PyBytes_AS_STRING(payload),
                        <size_t>PyBytes_GET_SIZE(payload))
 
+    cdef bint _over(self, size_t n) noexcept:
+        """The user's traffic cap (``ShardWriter.budget_left``): True when nothing is left, so
+        the datagram is dropped; one that reaches the cap goes (a datagram is not cut short)
+        and then the owner is told (``budget_spent``), which closes the user's connections.
+        So UDP stops within one datagram past a traffic limit."""
+        cdef unsigned long long left
+        if self.slot < 0:
+            return False
+        left = self.writer.budget_left(<uint32_t>self.slot)
+        if left == 0:
+            self.owner.budget_spent(self)
+            return True
+        self._last_call = left <= n
+        return False
+
+    cdef void _spent_check(self) noexcept:
+        if self._last_call:
+            self._last_call = False
+            self.owner.budget_spent(self)
+
     cdef void _send_raw(self, _Target t, const unsigned char *payload, size_t n) noexcept:
+        if self._over(n):
+            return
         if sendto(t.fd, payload, n, MSG_DONTWAIT, <sockaddr *>&t.addr, t.addr_len) < 0:
+            self._last_call = False
             return                   # a full buffer or an ICMP error: UDP drops it
         if self.slot >= 0:
             self.writer.add(<uint32_t>self.slot, <unsigned long long>n, 0, fp_now_ns())
+        self._spent_check()
 
     def _new_target(self, address, payload):
         try:
@@ -209,14 +234,20 @@ cdef class UdpPump:
         cdef size_t header = udp_header_size(alen)
         cdef bytes msg
         cdef unsigned char *out
+        if self._over(<size_t>n):
+            return 0
         if header + <size_t>n > room:
             # Too large for one datagram: the rare path, fragments made in Python.
             sent = self.owner.send_fragmented(self.session_id, text.decode(),
                                               PyBytes_FromStringAndSize(<char *>_rbuf, n))
             if sent and self.slot >= 0:
                 self.writer.add(<uint32_t>self.slot, 0, <unsigned long long>n, fp_now_ns())
+            if sent:
+                self._spent_check()
+            self._last_call = False
             return 1 if sent else 0
         if len(self.pending) >= MAX_QUEUED_C:
+            self._last_call = False
             return 0
         msg = PyBytes_FromStringAndSize(NULL, header + n)
         out = <unsigned char *>PyBytes_AS_STRING(msg)
@@ -225,6 +256,7 @@ cdef class UdpPump:
         self.pending.append(msg)
         if self.slot >= 0:
             self.writer.add(<uint32_t>self.slot, 0, <unsigned long long>n, fp_now_ns())
+        self._spent_check()
         return 1
 
     cdef bytes _source_text(self, sockaddr_storage *src, socklen_t src_len):

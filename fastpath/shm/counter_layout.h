@@ -55,7 +55,7 @@ typedef struct {
     uint32_t user_slot;     /* index + 1 of the user-total slot in the same shard, 0 = none */
     uint32_t conn_slot;     /* index + 1 of the owning connection slot, 0 = none */
     uint64_t flags;
-    uint64_t extra[4];
+    uint64_t extra[4];      /* kind-specific; user slots: extra[0] = traffic cap + 1 (0 = none) */
     uint8_t  key_len;
     char     key[FP_KEY_MAX];
     uint8_t  text_a_len;
@@ -73,6 +73,9 @@ _Static_assert(offsetof(fp_slot, key_len) == 128, "key at 128");
 static inline void fp_add_u64(uint64_t *p, uint64_t n) {
     __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
+/* The multi-writer alternative, a locked read-modify-write: only the benchmarks use it, as the
+ * like-for-like C baseline of fp_add_u64 (bench/test_bench_counters.py). */
+static inline void fp_locked_add_u64(uint64_t *p, uint64_t n) { __atomic_fetch_add(p, n, __ATOMIC_SEQ_CST); }
 static inline void fp_store_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t fp_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline uint64_t fp_load_acquire(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

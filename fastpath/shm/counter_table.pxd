@@ -48,6 +48,7 @@ cdef extern from "counter_layout.h":
     int FP_TEXT_B_MAX
     void fp_add_u64(uint64_t *p, uint64_t n) noexcept nogil
     void fp_store_u64(uint64_t *p, uint64_t v) noexcept nogil
+    void fp_locked_add_u64(uint64_t *p, uint64_t n) noexcept nogil
     uint64_t fp_load_u64(const uint64_t *p) noexcept nogil
     uint64_t fp_load_acquire(const uint64_t *p) noexcept nogil
     void fp_seq_begin(fp_slot *s) noexcept nogil
@@ -99,6 +100,25 @@ cdef class ShardWriter:
     cdef uint32_t *free_stack
     cdef uint32_t free_top
     cdef dict _user_slots
+    cdef dict _budgets
+
+    # The bytes a slot's user may still move through this shard before it must be cut:
+    # the user slot's ``extra[0]`` holds (cap + 1) on its tx + rx, 0 = no cap (see
+    # ``set_budgets``).  Read by the pumps where they count, so a limit is enforced to the
+    # byte in this shard, not once per supervisor tick.
+    cdef inline uint64_t budget_left(self, uint32_t slot) noexcept nogil:
+        cdef uint32_t owner = self.slots[slot].user_slot
+        cdef fp_slot *u
+        cdef uint64_t cap, used
+        if owner == 0:
+            return 0xFFFFFFFFFFFFFFFFULL
+        u = &self.slots[owner - 1]
+        cap = fp_load_u64(&u.extra[0])
+        if cap == 0:
+            return 0xFFFFFFFFFFFFFFFFULL
+        cap -= 1
+        used = fp_load_u64(&u.tx) + fp_load_u64(&u.rx)
+        return cap - used if used < cap else 0
 
     # Count payload bytes on a slot and, in the same call, on its connection and user slots,
     # so user totals are exact at every instant and freeing a slot needs no fold.

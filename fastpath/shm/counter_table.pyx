@@ -165,6 +165,7 @@ cdef class ShardWriter:
         if self.free_stack == NULL:
             raise MemoryError()
         self._user_slots = {}
+        self._budgets = {}
         self._recover()
 
     def __dealloc__(self):
@@ -248,7 +249,31 @@ cdef class ShardWriter:
             return idx
         idx = self.open(KIND_USER, key)
         self._user_slots[key] = idx
+        allow = self._budgets.get(key)
+        if allow is not None:
+            fp_store_u64(&self.slots[idx].extra[0], <uint64_t>allow + 1)
         return idx
+
+    def set_budgets(self, dict allow not None):
+        """Caps on this shard's user slots: ``{user: bytes}``, the tx + rx a user's slot here
+        may reach before the user is cut (the supervisor's limit minus what the user moved
+        everywhere else, at its last scan).  Users not named have no cap.  A user slot made
+        later takes its cap from here too, so a first connection is capped from its first
+        byte."""
+        cdef dict clean = {}
+        for key, value in allow.items():
+            clean[str(key)] = max(0, min(int(value), 0xFFFFFFFFFFFFFFFE))
+        self._budgets = clean
+        for key, idx in self._user_slots.items():
+            value = clean.get(key)
+            fp_store_u64(&self.slots[<uint32_t>idx].extra[0],
+                         0 if value is None else <uint64_t>value + 1)
+
+    def budget(self, uint32_t slot):
+        """What ``budget_left`` says for a slot (None: no cap); for tests and views."""
+        self._check(slot)
+        cdef uint64_t left = self.budget_left(slot)
+        return None if left == 0xFFFFFFFFFFFFFFFFULL else left
 
     def user_slots(self):
         """Copy of key -> slot index for every user slot of this shard."""
@@ -326,6 +351,23 @@ cdef class ShardWriter:
         with nogil:
             for i in range(n):
                 self.add(slot, tx, rx, now)
+
+    def count_many_locked(self, uint32_t slot, uint64_t n, uint64_t tx, uint64_t rx):
+        """The baseline of ``count_many`` for benchmarks, C loop against C loop: the same
+        fields of one slot updated the way a counter with several writers must be, with a
+        locked atomic add (``lock xadd``) instead of the single writer's plain store."""
+        self._check(slot)
+        cdef uint64_t i, now = fp_now_ns()
+        cdef fp_slot *s = &self.slots[slot]
+        with nogil:
+            for i in range(n):
+                if tx:
+                    fp_locked_add_u64(&s.tx, tx)
+                    fp_locked_add_u64(&s.tx_packets, 1)
+                if rx:
+                    fp_locked_add_u64(&s.rx, rx)
+                    fp_locked_add_u64(&s.rx_packets, 1)
+                fp_store_u64(&s.last_active_ns, now)
 
     def add_counts(self, uint32_t slot, uint64_t tx, uint64_t rx, uint64_t tx_packets,
                    uint64_t rx_packets):

@@ -21,6 +21,7 @@ from control.exposure import exposure_line
 from fastpath import __version__
 from fastpath.config import ConfigError, NodeConfig, load_config
 from fastpath.node_log import log_to_node_file, rotate_if_large, setup_process_logging
+from fastpath.shm import KIND_USER, scan_slots
 from fastpath.store import StateStore, User
 from fastpath.store.state_store import StoreUnusable, read_baselines
 from fastpath.supervisor import bootstrap, preflight, segment, udp_shards
@@ -74,6 +75,13 @@ class Supervisor:
         self.stopping = False
         self.stop_event: asyncio.Event | None = None
         self.over_limit: set[str] = set()
+        # shard -> (the link it went on, the caps last sent to that worker)
+        self._budgets_sent: dict[int, tuple] = {}
+        self._enforce_lock = asyncio.Lock()
+        self._users_cache_at = 0.0
+        self._limited: dict[str, User] = {}
+        self._carried: dict = {}
+        self._reset_marks: dict = {}
         self.exit_code = 0
         self.hy2_sockets: list[socket.socket] = []
 
@@ -259,7 +267,12 @@ class Supervisor:
             return {"closed": sum(r for r in results if isinstance(r, int))}
         if cmd == "users_changed":
             results = await self.broadcast("users_changed", args)
-            self._users_cache_at = 0.0
+            # Caps and cut-offs for the change before the caller hears back: a user created
+            # or reset through an API is enforced from its first byte.
+            try:
+                await self.enforce_once(refresh=True)
+            except Exception:
+                log.exception("limit enforcement after a user change failed")
             return results
         if cmd == "broadcast":
             name = args.get("cmd")
@@ -313,35 +326,76 @@ class Supervisor:
                 log.warning("node log rotation failed: %s", exc)
 
     async def _enforce_loop(self) -> None:
-        """Cut off users whose carried + live traffic reaches their limit, within a second."""
-        users: dict[str, User] = {}
-        self._users_cache_at = 0.0
-        carried: dict = {}
-        reset_marks: dict = {}
+        """Cut off users whose carried + live traffic reaches their limit, every tick."""
         while True:
             await asyncio.sleep(ENFORCE_SECONDS)
             try:
-                if time.time() - self._users_cache_at > 5.0:
-                    users = {u.id: u for u in self.store.list_users() if u.traffic_limit}
-                    carried = self.store.carried()
-                    with self.store.transaction(immediate=False) as db:
-                        reset_marks = read_baselines(db, "usage")
-                    self._users_cache_at = time.time()
-                if not users and not self.over_limit:
-                    continue
-                live = segment.segment_totals(self.table)
-                over = set()
-                for uid, user in users.items():
-                    ctx, crx = carried.get(uid, (0, 0))
-                    ltx, lrx = live.get(uid, (0, 0))
-                    mtx, mrx = reset_marks.get(uid, (0, 0))
-                    if ctx + crx + ltx + lrx - mtx - mrx >= user.traffic_limit:
-                        over.add(uid)
-                if over != self.over_limit:
-                    self.over_limit = over
-                    await self.broadcast("over_limit", {"ids": sorted(over)})
+                await self.enforce_once()
             except Exception:
                 log.exception("limit enforcement failed")
+
+    async def enforce_once(self, refresh: bool = False) -> None:
+        """One enforcement pass: reread limited users (every 5 s, or now with ``refresh``),
+        push each worker its users' caps, broadcast who is over the limit.  Also run when
+        users change, so a new limit is capped in the pumps before the API answers."""
+        async with self._enforce_lock:
+            if refresh or time.time() - self._users_cache_at > 5.0:
+                self._limited = {u.id: u for u in self.store.list_users() if u.traffic_limit}
+                self._carried = self.store.carried()
+                with self.store.transaction(immediate=False) as db:
+                    self._reset_marks = read_baselines(db, "usage")
+                self._users_cache_at = time.time()
+            users = self._limited
+            capped = any(sent[1] for sent in self._budgets_sent.values())
+            if not users and not self.over_limit and not capped:
+                return
+            live = segment.segment_totals(self.table)
+            over = set()
+            used: dict[str, int] = {}
+            for uid, user in users.items():
+                ctx, crx = self._carried.get(uid, (0, 0))
+                ltx, lrx = live.get(uid, (0, 0))
+                mtx, mrx = self._reset_marks.get(uid, (0, 0))
+                used[uid] = ctx + crx + ltx + lrx - mtx - mrx
+                if used[uid] >= user.traffic_limit:
+                    over.add(uid)
+            await self._push_budgets(users, used)
+            if over != self.over_limit:
+                self.over_limit = over
+                await self.broadcast("over_limit", {"ids": sorted(over)})
+
+    async def _push_budgets(self, users: dict[str, User], used: dict[str, int]) -> None:
+        """Give each worker its users' caps, so the pumps cut a user at the byte where the
+        limit is reached instead of one tick later (``ShardWriter.set_budgets``).
+
+        A worker's cap for a user is the limit minus what the user moved everywhere but that
+        worker's shard (carried, other shards, less the reset mark): exact while one worker
+        carries the user; with several, each may overshoot by what the others moved since
+        this scan.  Sent when it changed, and again to a restarted worker."""
+        per_shard: dict[int, dict[str, int]] = {c.shard: {} for c in self.workers}
+        if users:
+            for rec in scan_slots(self.table, kinds=[KIND_USER]):
+                uid = rec["key"]
+                if uid in users and rec["shard"] in per_shard:
+                    per_shard[rec["shard"]][uid] = rec["tx"] + rec["rx"]
+        for child in self.workers:
+            if child.link is None:
+                continue
+            here = per_shard[child.shard]
+            allow = {uid: max(0, user.traffic_limit - (used[uid] - here.get(uid, 0)))
+                     for uid, user in users.items()}
+            sent = self._budgets_sent.get(child.shard)
+            if sent is not None and sent[0] is child.link and sent[1] == allow:
+                continue
+            try:
+                await child.link.call("budgets", {"allow": allow}, 2.0)
+                if sent is None or sent[0] is not child.link:
+                    # A worker that (re)started knows nobody over the limit yet either.
+                    await child.link.call("over_limit", {"ids": sorted(self.over_limit)}, 2.0)
+            except CommandError as exc:
+                log.warning("budgets not sent to %s: %s", child.name, exc)
+                continue
+            self._budgets_sent[child.shard] = (child.link, allow)
 
     # -- run --------------------------------------------------------------------------------
     async def run(self) -> int:

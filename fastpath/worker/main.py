@@ -61,6 +61,14 @@ async def worker_main(args) -> int:
         ctx.users.set_over_limit(a.get("ids") or [])
         return True
 
+    async def budgets(a):
+        # Per-user caps on this shard's counters, enforced by the pumps as they count.
+        allow = a.get("allow")
+        if not isinstance(allow, dict):
+            raise CommandError("budgets needs 'allow', an object")
+        writer.set_budgets(allow)
+        return len(allow)
+
     async def refuse_device(a):
         return ctx.users.refuse_device(str(a.get("user") or ""), str(a.get("ip") or ""),
                                        float(a.get("seconds") or 0))
@@ -80,6 +88,7 @@ async def worker_main(args) -> int:
     ctx.on_command("refuse_device", refuse_device)
     ctx.on_command("users_changed", users_changed)
     ctx.on_command("over_limit", over_limit)
+    ctx.on_command("budgets", budgets)
 
     services = []
     for name in SERVICES:

@@ -2,18 +2,22 @@
 API, validation that changes nothing, and random JSON against the user routes."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fastpath.hy2.client import simple_client
+from fastpath.worker.event_loop import run
+
 pytestmark = pytest.mark.integration
 
 GIB = 1024 ** 3
 
 
-def test_crud_round_trip_is_the_nodes_user_table(node, scale):
+def test_crud_round_trip_is_the_nodes_user_table(node, scale, targets):
     r = scale("POST", "/users", {"username": "carol", "password": "pw-carol", "traffic_limit_gb": 2,
                                  "expiry_date": "2031-05-06", "exit_mode": "quality"})
     assert r.status == 201, r.text
@@ -39,9 +43,23 @@ def test_crud_round_trip_is_the_nodes_user_table(node, scale):
     r = scale("PUT", f"/users/{uid}/toggle")
     assert r.status == 200 and r.json()["enabled"] is True
     assert node.get(f"/api/v1/users/{uid}").json()["enabled"] is True
-    # The Traffic Stats API lists it under its id once it is known to the table.
-    traffic = node.get("/traffic").json()
-    assert isinstance(traffic, dict)
+    # The Traffic Stats API lists it under its id once it moved bytes: 400 echoed (800 of
+    # its 1000-byte limit).
+    assert uid not in node.get("/traffic").json()
+
+    async def echo():
+        client = simple_client(node.hy2, "carol:pw2")
+        try:
+            await asyncio.wait_for(client.ensure_connected(), 15)
+            reader, writer = await client.open_tcp(f"127.0.0.1:{targets.echo}")
+            writer.write(b"c" * 400)
+            assert await reader.readexactly(400) == b"c" * 400
+            writer.close()
+        finally:
+            await client.close()
+
+    run(echo())
+    assert node.get("/traffic").json()[uid] == {"tx": 400, "rx": 400}
     assert scale("DELETE", f"/users/{uid}").status == 200
     assert scale.get(f"/users/{uid}").status == 404
     assert node.get(f"/api/v1/users/{uid}").status == 404

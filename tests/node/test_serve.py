@@ -57,10 +57,28 @@ def _defaults_answer_health_and_stop_cleanly(tmp_path):
     assert secrets["default_user_secret"] in out
     proc = subprocess.Popen([sys.executable, "-m", "fastpath", "serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
+    try:
+        # The second start has got as far as the first (healthy), so a banner it would print
+        # has been printed by now.
+        assert _wait_healthy("http://127.0.0.1:9480", 20) is not None, "second start never healthy"
+    finally:
+        proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     assert secrets["default_user_secret"] not in proc.stdout.read().decode()
+
+
+def _wait_healthy(base: str, timeout: float):
+    """The health body once it answers 200, or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = http("GET", base + "/api/v1/health", timeout=1)
+            if r.status == 200:
+                return r.json()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return None
 
 
 def test_broken_config_is_refused_with_one_line(tmp_path):

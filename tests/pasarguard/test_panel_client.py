@@ -12,15 +12,9 @@ import uuid
 
 import pytest
 
+from fastpath.hy2.client import AuthError, Hy2Client
 from fastpath.worker.event_loop import run
 from tests.pasarguard.panel_client import DriverError
-
-try:
-    from fastpath.hy2.client import AuthError, Hy2Client
-except ModuleNotFoundError as exc:
-    if exc.name != "fastpath.hy2.client":
-        raise
-    Hy2Client = AuthError = None
 
 pytestmark = [pytest.mark.integration]
 
@@ -77,8 +71,6 @@ async def closed_by_node(target: Target, reader, client) -> None:
 
 @pytest.mark.parametrize("mode", ["rest", "grpc"])
 def test_panel_drives_the_node(face_node, panel, mode):
-    if Hy2Client is None:
-        pytest.skip("fastpath.hy2.client is not in this tree yet: no Hysteria 2 client to move bytes")
     alice = dict(ALICE, auth=f"{ALICE['auth']}-{mode}")
     bob = dict(BOB, auth=f"{BOB['auth']}-{mode}")
 
