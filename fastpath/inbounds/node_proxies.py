@@ -86,6 +86,7 @@ class InboundCore:
         peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
         conn_slot, slot = self._open_slots(user_id, peer_text, address)
         splice = TcpSplice(self.counters if slot >= 0 else None, slot, self._finished)
+        splice.on_budget = self._budget_reached
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
                 await asyncio.get_running_loop().create_connection(lambda: splice.target, host, port)
@@ -129,6 +130,20 @@ class InboundCore:
         if entry is not None:
             self._close_slots(entry[2])
             log.debug("inbound %s: %s: %s", self.settings.tag, entry[0], reason)
+
+    def _budget_reached(self, splice: TcpSplice) -> None:
+        """The user's cap is reached on this worker: refused at once from now on (the
+        supervisor's next over-limit list replaces this, so a reset lets the user back in),
+        and its connections on this inbound close."""
+        entry = self.live.get(splice)
+        user_id = entry[0] if entry else None
+        if user_id is None:
+            splice.abort("traffic limit reached")
+            return
+        self.users.over_limit = self.users.over_limit | {user_id}
+        log.info("inbound %s: %s reached the traffic limit", self.settings.tag, user_id)
+        self.kick([user_id])
+        splice.abort("traffic limit reached")
 
     def kick(self, ids) -> int:
         ids = set(ids)

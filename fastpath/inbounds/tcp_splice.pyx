@@ -8,7 +8,9 @@ connection and user slots, as the Hysteria 2 relay pump counts).  Bytes from the
 ``tx`` (toward the target), bytes from the target ``rx``, as for Hysteria 2 users.
 
 Back-pressure: when a side's write buffer passes its high-water mark, the other side stops being
-read until it drains.  Either side ending ends both (no half-close, as the Hysteria 2 relay).
+read until it drains.  A user with a traffic limit is held to its cap where the bytes are
+counted (``ShardWriter.budget_left``, as the Hysteria 2 relay pump does): a chunk that would
+cross it is cut to what is left, and the splice's ``on_budget`` ends the user's connections.  Either side ending ends both (no half-close, as the Hysteria 2 relay).
 """
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 
@@ -22,6 +24,7 @@ cdef class TcpSplice:
     cdef ShardWriter writer
     cdef readonly int slot
     cdef readonly bint finished
+    cdef readonly bint over_budget
     cdef readonly str reason
     cdef object on_finish
     cdef readonly unsigned long long up_bytes
@@ -31,6 +34,9 @@ cdef class TcpSplice:
     # of the plaintext, as for the other inbounds.
     cdef public object up_codec
     cdef public object down_codec
+    # Called with the splice when the user's traffic cap is reached here (the user slot's
+    # budget, ``ShardWriter.budget_left``): what fits was forwarded, the rest is not.
+    cdef public object on_budget
 
     def __init__(self, ShardWriter writer=None, int slot=-1, on_finish=None):
         self.writer = writer
@@ -64,11 +70,31 @@ cdef class TcpSplice:
         if buffered:
             self.client.data_received(buffered)
 
+    cdef bytes _within_budget(self, bytes data):
+        """``data`` cut to what the user may still move (all of it without a cap)."""
+        cdef unsigned long long left
+        if self.slot < 0:
+            return data
+        left = self.writer.budget_left(<unsigned int>self.slot)
+        if left >= <unsigned long long>len(data):
+            return data
+        self.over_budget = True
+        return data[:left]
+
+    cdef void _budget_reached(self):
+        if self.on_budget is not None:
+            self.on_budget(self)
+        else:
+            self.abort("traffic limit reached")
+
     def send_to_target(self, bytes data):
         """Write bytes of our own making to the target (an HTTP request rewritten to origin
         form), counted as the client's."""
+        data = self._within_budget(data)
         self._count(True, len(data))
         self.target.transport.write(data)
+        if self.over_budget:
+            self._budget_reached()
 
     cpdef finish(self, str reason):
         if self.finished:
@@ -133,12 +159,17 @@ cdef class SpliceSide:
                     return
                 if not data:
                     return
+            data = splice._within_budget(data)
             splice._count(True, len(data))
         else:
+            data = splice._within_budget(data)
             splice._count(False, len(data))
-            if splice.down_codec is not None:
+            if splice.down_codec is not None and data:
                 data = splice.down_codec.seal(data)
-        peer.write(data)
+        if data:
+            peer.write(data)
+        if splice.over_budget:
+            splice._budget_reached()
 
     def eof_received(self):
         self.splice.finish("client finished" if self.is_client else "target finished")

@@ -251,3 +251,36 @@ def test_sing_box_through_each_inbound_20_mib_both_ways(node, targets, tmp_path,
         proc.kill()
         proc.wait(5)
         log.close()
+
+
+def test_a_traffic_limit_holds_on_the_proxy_inbounds(node, targets):
+    """The splice caps the user where it counts: a 1 MiB user downloading 3 MiB through the
+    SOCKS5 inbound is cut with ``used`` at the limit (one worker carries it: to the byte)."""
+    limit = 1 << 20
+    r = node.post("/api/v1/users", {"id": "erin", "auth_secret": "erin-proxy-secret-0123456789",
+                                    "traffic_limit": limit})
+    assert r.status in (200, 201), r.body
+    s = socket.create_connection(("127.0.0.1", node.socks), 5)
+    s.sendall(b"\x05\x01\x02")
+    assert s.recv(2) == b"\x05\x02"
+    secret = b"erin-proxy-secret-0123456789"
+    s.sendall(b"\x01\x04erin" + bytes([len(secret)]) + secret)
+    assert s.recv(2) == b"\x01\x00"
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", targets.source))
+    assert s.recv(10)[:2] == b"\x05\x00"
+    s.sendall(struct.pack(">QQ", 3 << 20, 5))
+    s.settimeout(5)
+    got = 0
+    try:
+        while True:
+            data = s.recv(1 << 20)
+            if not data:
+                break
+            got += len(data)
+    except ConnectionResetError:
+        pass
+    s.close()
+    entry = node.get("/api/v1/traffic").json()["users"]["erin"]
+    used = entry["tx"] + entry["rx"]
+    assert limit <= used <= limit + (256 << 10), used
+    assert got <= limit
