@@ -155,9 +155,11 @@ def profile(builder: str, source_port: int, tmp: Path, n: int, out_dir: Path,
     raw = out_dir / f"{builder}.txt"
     with Setup(builder, source_port, tmp, client) as s:
         s.download(8 << 20)
-        spy = subprocess.Popen(["py-spy", "record", "--native", "-r", "200", "-f", "raw",
-                                "-o", str(raw), "-p", str(s.pids[0]), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        py_spy = Path(sys.executable).with_name("py-spy")
+        spy = subprocess.Popen([str(py_spy if py_spy.exists() else "py-spy"), "record",
+                                "--native", "-r", "200", "-f", "raw", "-o", str(raw),
+                                "-p", str(s.pids[0])],
+                               stdout=subprocess.DEVNULL, stderr=open(out_dir / "py-spy.log", "ab"))
         time.sleep(1.0)
         s.download(n)
         spy.send_signal(2)
