@@ -68,13 +68,14 @@ cdef extern from *:
         uint8_t *pos
 
 
-DEF TAG_SIZE = 16
-DEF SAMPLE_SIZE = 16
-DEF PN_MAX_SIZE = 4          # RFC 9000 section 17.1: packet numbers take 1 to 4 bytes
-DEF PN_SEND_SIZE = 2         # we always send 2 (as aioquic does)
-DEF NEW_DATAGRAM_BELOW = 128  # start a new datagram when less room than this is left
-DEF LONG_HEADER = 0x80
-DEF FIXED_BIT = 0x40
+cdef enum:
+    TAG_SIZE = 16
+    SAMPLE_SIZE = 16
+    PN_MAX_SIZE = 4          # RFC 9000 section 17.1: packet numbers take 1 to 4 bytes
+    PN_SEND_SIZE = 2         # we always send 2 (as aioquic does)
+    NEW_DATAGRAM_BELOW = 128  # start a new datagram when less room than this is left
+    LONG_HEADER = 0x80
+    FIXED_BIT = 0x40
 
 cdef object _INITIAL = _qp.QuicPacketType.INITIAL
 cdef object _HANDSHAKE = _qp.QuicPacketType.HANDSHAKE
