@@ -93,9 +93,16 @@ class Setup:
 
     def __enter__(self):
         self.node.start(timeout=90)
+        try:
+            return self._start_client()
+        except BaseException:
+            self.__exit__()      # no node left behind when the client does not come up
+            raise
+
+    def _start_client(self):
         secret = default_secret(self.node.data_dir)
-        self.pids = worker_pids(self.node)
         self.client = None
+        self.pids = worker_pids(self.node)
         if self.client_kind == "fastpath":
             self.download_args = [self.node.config["listen"], secret,
                                   f"127.0.0.1:{self.source_port}"]
