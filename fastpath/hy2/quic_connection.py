@@ -19,9 +19,12 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import QuicFrameType
 
+from fastpath.hy2 import aioquic_seam
 from fastpath.hy2.server_transport_params import (ACTIVE_CONNECTION_ID_LIMIT, UNI_STREAMS,
                                                   server_transport_parameters)
 from fastpath.hy2.stateless_reset import apply_tokens
+
+aioquic_seam.install()  # the compiled packet builder, unless FASTPATH_QUIC_BUILDER=aioquic
 
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
 # AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).
