@@ -249,9 +249,9 @@ def test_status_health_info_and_profiles(relay, origin):
     assert root["status"] == "running" and root["message"] == "m3u proxy is running"
     assert root["version"] == M3U_PROXY_VERSION
     shaped(root["stats"], PROXY_STATS, "root stats")
-    # A browser on the control port still gets the Traffic Stats index (the shared root).
+    # A browser on the control port gets the node's dashboard (the shared root), not JSON.
     page = relay.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
-    assert page.status == 200 and "Traffic Stats" in page.text
+    assert page.status == 200 and '<base href="/dashboard/"' in page.text
 
     health = ok(relay.get("/health"), HEALTH, "GET /health")
     assert health["status"] == "healthy" and health["version"] == M3U_PROXY_VERSION
