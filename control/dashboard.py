@@ -273,6 +273,9 @@ class _Held:
                 release()
 
 
+SLOT_WAIT_SECONDS = 2.5
+
+
 class Live:
     """At most half the process's threads serve these streams at once (503 beyond), so open
     dashboards never take every thread of the control API."""
@@ -282,7 +285,9 @@ class Live:
         self.slots = threading.BoundedSemaphore(max(1, node.config.control.threads // 2))
 
     def on_get(self, req, resp):
-        if not self.slots.acquire(blocking=False):
+        # A page that went away frees its slot at the stream's next write (within a tick):
+        # a reload or a quick tour of the pages waits for that instead of meeting a 503.
+        if not self.slots.acquire(timeout=SLOT_WAIT_SECONDS):
             raise falcon.HTTPServiceUnavailable(
                 title="too many streams", retry_after=5,
                 description="every thread kept for dashboard streams is in use (raise control.threads)")

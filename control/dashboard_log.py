@@ -48,7 +48,7 @@ class LogTail:
         if level not in LEVELS:
             raise bad_request(f"level must be one of {', '.join(LEVELS)}")
         from control.dashboard import _Held
-        if not self.slots.acquire(blocking=False):
+        if not self.slots.acquire(timeout=2.5):     # as control/dashboard.py Live
             raise falcon.HTTPServiceUnavailable(
                 title="too many streams", retry_after=5,
                 description="every thread kept for dashboard streams is in use (raise control.threads)")

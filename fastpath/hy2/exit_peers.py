@@ -225,10 +225,13 @@ class ExitPeer:
         self.samples.append((now, tx, rx))
 
     def rates(self) -> tuple[int, int]:
-        if len(self.samples) < 2:
+        """Bytes/s over the last ~5 s, up to now: the current totals are the last point, so a
+        burst that ended since the last sample still shows."""
+        if not self.samples:
             return 0, 0
-        (t0, tx0, rx0), (t1, tx1, rx1) = self.samples[0], self.samples[-1]
-        dt = t1 - t0
+        t0, tx0, rx0 = self.samples[0]
+        tx1, rx1 = self.totals()
+        dt = time.monotonic() - t0
         if dt <= 0:
             return 0, 0
         return round((tx1 - tx0) / dt), round((rx1 - rx0) / dt)

@@ -267,7 +267,7 @@ def test_streams_create_viewers_and_failover_in_the_page(browser, media_node, or
         # it names the viewer URL ffmpeg reads.
         created = node.post("/streams", {"url": primary}, headers={"X-API-Token": TOKEN}).json()
         assert created["stream_id"] == sid
-        ffmpeg = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", created["direct_url"],
+        ffmpeg = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", created["viewer_url"],
                                    "-t", "60", "-c", "copy", "-f", "null", "-"],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         viewers = row.locator("[data-viewers]")
@@ -276,7 +276,7 @@ def test_streams_create_viewers_and_failover_in_the_page(browser, media_node, or
         page.get_by_role("button", name=f"Fail over {sid}").click()
         wait_for(lambda: row.locator("[data-current-url]").get_attribute("data-current-url") == backup,
                  what="the current URL to become the failover URL")
-        page.get_by_role("status").filter(has_text="Failover: Failover successful").wait_for()
+        page.get_by_role("status").filter(has_text="Failover: Failover triggered successfully").wait_for()
         assert ffmpeg.poll() is None, "the viewer was dropped by the failover"
         w.shot("streams-failover")
         w.check()

@@ -13,7 +13,7 @@ function Preview({ stream, onClose }) {
     (async () => {
       try {
         const created = await api('POST', '/streams', { url: stream.original_url });
-        const url = created.playlist_url;
+        const url = created.viewer_url || created.playlist_url;   // absolute, on the media port
         if (stopped) return;
         if (/hls/i.test(stream.stream_type || '') || /\.m3u8(\?|$)/.test(url)) {
           const { default: Hls } = await import('hls.js/light');
