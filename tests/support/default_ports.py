@@ -29,7 +29,13 @@ def assert_default_ports_free() -> None:
     for proto, port in DEFAULT_PORTS:
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         with socket.socket(socket.AF_INET, kind) as s:
+            if proto == "tcp":
+                # A previous test's connections in TIME_WAIT do not hold the port (the node's
+                # own check, fastpath/supervisor/port_check.py, ignores them the same way).
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("0.0.0.0", port))
+                if proto == "tcp":
+                    s.listen(1)
             except OSError:
                 raise AssertionError(f"{proto} port {port} is taken by another process") from None
