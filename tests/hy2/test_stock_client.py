@@ -18,12 +18,12 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from tests.hy2.conftest import default_secret
 from tests.hy2.targets import pattern
+from tests.support.logged_process import LoggedProcess
 from tests.support.node import NodeProcess, free_tcp_port, free_udp_port
 
 # Only looked up here, never imported: the wheel starts a Go runtime, which belongs in its own
@@ -36,38 +36,13 @@ RUNNER = "import sys, hysteria2; hysteria2.startFromJSON(sys.argv[1])"
 OBFS_PASSWORD = "stock-client-obfs"
 
 
-class StockClient:
-    """The reference client in a child process, with its log in a file."""
+class StockClient(LoggedProcess):
+    """The reference client in a child process (its JSON config on argv), its log in a file."""
 
-    def __init__(self, tmp_path: Path, config: dict):
-        self.config = config
-        self.log_path = tmp_path / f"stock-client-{os.getpid()}-{time.monotonic_ns()}.log"
-        self.proc = None
+    label = "reference client"
 
-    def __enter__(self) -> "StockClient":
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(self.config)],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._log.close()
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_log(self, text: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log:
-            if self.proc.poll() is not None:
-                pytest.fail(f"reference client exited ({self.proc.returncode}):\n{self.log}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"reference client never logged {text!r}:\n{self.log}")
-            time.sleep(0.05)
+    def argv(self) -> list[str]:
+        return [sys.executable, "-c", RUNNER, json.dumps(self.config)]
 
 
 class PayloadServer(ThreadingHTTPServer):
