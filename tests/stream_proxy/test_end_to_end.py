@@ -2,9 +2,6 @@
 figures the API reports, and the API's actions (disconnect, delete, failover) reach them."""
 from __future__ import annotations
 
-import http.client
-import threading
-import time
 import urllib.request
 from urllib.parse import urljoin
 
@@ -14,6 +11,7 @@ from fastpath.config import load_config
 from fastpath.shm import KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, scan_slots
 from tests.stream_proxy.conftest import media_node
 from tests.stream_proxy.origin import Origin, make_media
+from tests.stream_proxy.viewers import Viewer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,48 +31,6 @@ def relay(tmp_path_factory):
     with media_node(tmp_path_factory.mktemp("e2e"), media={"clientTimeout": "2s",
                                                            "stallTimeout": "2s"}) as n:
         yield n
-
-
-class Viewer(threading.Thread):
-    """Reads a continuous stream until it ends; counts bytes."""
-
-    def __init__(self, url: str, headers: dict | None = None):
-        super().__init__(daemon=True)
-        self.url, self.headers = url, headers or {}
-        self.bytes = 0
-        self.status = None
-        self.ended = threading.Event()
-        self.stop = False
-        self.start()
-
-    def run(self):
-        host, _, rest = self.url.removeprefix("http://").partition("/")
-        conn = http.client.HTTPConnection(host, timeout=20)
-        try:
-            conn.request("GET", "/" + rest, headers=self.headers)
-            resp = conn.getresponse()
-            self.status = resp.status
-            while not self.stop:
-                data = resp.read1(65536)
-                if not data:
-                    break
-                self.bytes += len(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            self.ended.set()
-
-
-def wait_until(check, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 def test_a_viewer_shows_in_the_figures_and_can_be_disconnected(relay, origin):

@@ -12,10 +12,8 @@ channels with metadata, poll the stats, keep an account at one connection with
 """
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import re
-import threading
 import time
 import urllib.request
 from urllib.parse import quote, urljoin
@@ -25,6 +23,7 @@ import pytest
 from tests.stream_proxy.conftest import TOKEN, media_node
 from tests.stream_proxy.origin import Origin, make_media
 from tests.stream_proxy.receiver import Receiver
+from tests.stream_proxy.viewers import Viewer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -158,49 +157,6 @@ def receiver():
     r = Receiver()
     yield r
     r.close()
-
-
-class Viewer(threading.Thread):
-    """An IPTV player on a continuous stream: reads until the node ends it."""
-
-    def __init__(self, url: str, headers: dict | None = None):
-        super().__init__(daemon=True)
-        self.url, self.headers = url, headers or {}
-        self.bytes = 0
-        self.status = None
-        self.response_headers: dict = {}
-        self.ended = threading.Event()
-        self.stop = False
-        self.start()
-
-    def run(self):
-        host, _, rest = self.url.removeprefix("http://").partition("/")
-        conn = http.client.HTTPConnection(host, timeout=20)
-        try:
-            conn.request("GET", "/" + rest, headers=self.headers)
-            resp = conn.getresponse()
-            self.status, self.response_headers = resp.status, dict(resp.getheaders())
-            while not self.stop:
-                data = resp.read1(65536)
-                if not data:
-                    break
-                self.bytes += len(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            self.ended.set()
-
-
-def wait_until(check, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 # -- route by route -------------------------------------------------------------------------
