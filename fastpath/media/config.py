@@ -46,6 +46,11 @@ class MediaSettings:
     chunk_delay: float = 0.02
     join_backlog: float = 2.0
     slow_clients: str = "skip"
+    # SO_SNDBUF of each live viewer's socket: without it the kernel autotunes a loopback or fast
+    # viewer's buffer up to tcp_wmem's maximum (4 MiB here), megabytes of kernel memory per
+    # viewer that also hide a stalled viewer from the ring (and so from slowClients) until
+    # they fill.  0 keeps the kernel's autotuning.
+    viewer_send_buffer: int = 512 * 1024
     segment_cache_bytes: int = DEFAULT_SEGMENT_CACHE_BYTES
     segment_cache_ttl: float = 120.0
     max_playlist_bytes: int = 4 * 1024 * 1024
@@ -156,6 +161,10 @@ def parse_media_config(raw) -> MediaSettings:
     out.chunk_delay = _seconds(s, "chunkDelay", 0.02, 0.0, 1.0)
     out.join_backlog = _seconds(s, "joinBacklog", 2.0, 0.0, 600)
     out.slow_clients = s.str("slowClients", "skip", choices=SLOW_CLIENT_POLICIES)
+    out.viewer_send_buffer = _size(s, "viewerSendBuffer", 512 * 1024, 0, 64 * 1024 ** 2)
+    if 0 < out.viewer_send_buffer < 4096:
+        raise ConfigError(s.key("viewerSendBuffer"),
+                          "must be 0 (the kernel's autotuning) or at least 4096 bytes")
     out.segment_cache_bytes = _size(s, "segmentCacheBytes", DEFAULT_SEGMENT_CACHE_BYTES,
                                     1024 * 1024, 64 * 1024 ** 3)
     out.segment_cache_ttl = _seconds(s, "segmentCacheTtl", 120.0, 1.0, 86400)

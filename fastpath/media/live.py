@@ -361,6 +361,8 @@ class LiveRelay:
         ip, username, agent = ident
         client = ClientSlot(self.svc.writer, self.slot, self.stream.id, client_id, ip, username, agent)
         fd = sock.fileno()
+        if self.settings.viewer_send_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.viewer_send_buffer)
         cid, state = self.ring.add_client(fd, client.slot, True)
         viewer = Viewer(sock, fd, cid, client)
         self.viewers[cid] = viewer
