@@ -217,3 +217,35 @@ def test_fuzz_custom_templates_only_ever_pass_options_and_their_values():
         fmt = transcode.output_format(rendered)
         assert fmt in transcode.OUTPUT_FORMATS
     check()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("profile, expect", [
+    ("720p", {"video": ("h264", 1280, 720), "audio": "aac"}),
+    ("1080p", {"video": ("h264", 1920, 1080), "audio": "aac"}),
+    ("hevc", {"video": ("hevc", None, None), "audio": "aac"}),
+    ("audio", {"video": None, "audio": "aac"}),
+])
+def test_each_built_in_profile_plays_with_its_codec_and_size(tmp_path, media_dir, profile, expect):
+    """README: the built-in profiles ``hevc``, ``1080p``, ``720p``, ``audio`` (and the rest).
+    Each one through a real node and ffmpeg, read back by ffprobe from the node's viewer URL."""
+    with OriginProcess(media_dir) as origin, media_node(tmp_path) as node:
+        sid = register(node, origin.base + "/live/stream.ts", kind="transcode", profile=profile,
+                       profile_variables={"video_bitrate": "400k", "audio_bitrate": "64k"},
+                       dedup_key=f"transcode:{profile}:" + origin.base)
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                              "stream=codec_type,codec_name,width,height", "-of", "csv=p=0",
+                              f"{node.media_base}/stream/{sid}"],
+                             capture_output=True, text=True, timeout=90, check=False)
+        assert out.returncode == 0, out.stderr + node.log()[-2000:]
+        rows = [line.split(",") for line in out.stdout.split()]
+        video = [r for r in rows if "video" in r]
+        audio = [r for r in rows if "audio" in r]
+        assert audio and audio[0][0] == expect["audio"], rows
+        if expect["video"] is None:
+            assert not video, rows
+        else:
+            codec, width, height = expect["video"]
+            assert video and video[0][0] == codec, rows
+            if width:
+                assert video[0][2:4] == [str(width), str(height)], rows
