@@ -38,6 +38,8 @@ class NodeModel:
         self.commands = CommandClient(str(config.command_socket))
         self.openapi = OpenApiBuilder(title="fastpath node API", version=_version())
         self.started = time.time()
+        # Checks of administrator session tokens issued by faces (control/auth.py).
+        self.admin_sessions: list = []
         self._table: CounterTable | None = None
         self._table_inode = None
         secrets_path = config.data_dir / "secrets.json"

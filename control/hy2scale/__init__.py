@@ -55,6 +55,7 @@ def register(app: falcon.App, node):
     if not face.settings.enabled:
         return None
     auth = Auth(face)
+    node.admin_sessions.append(auth.session_opens_node)
     book = UserBook(face)
     devices = Devices(face, book.cache)
     node_settings = NodeSettings(face)

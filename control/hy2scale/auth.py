@@ -26,7 +26,7 @@ import time
 import falcon
 
 from control import validation as v
-from control.auth import bearer_token
+from control.auth import bearer_token, required_token, token_matches
 from control.errors import bad_request
 from control.hy2scale.face import BASE, PREFIX, ScaleFace, read_setting, write_setting
 from control.route_guard import PUBLIC, Rule
@@ -151,6 +151,21 @@ class Auth:
                     write_setting(db, key, rec)
         return True
 
+    def admin_token_ok(self, token: str | None) -> bool:
+        """A live session of this face, or the node's control token when one is in force (the
+        node's dashboard logs in with either and reads this face's pages)."""
+        if token is None:
+            return False
+        control = required_token(self.face.node)
+        return (control is not None and token_matches(token, control)) or self.token_valid(token)
+
+    def session_opens_node(self, token: str) -> bool:
+        """For the other faces (``node.admin_sessions``): a live session, refused while the
+        default password guards a node reachable beyond loopback (as this face refuses it)."""
+        if not self.token_valid(token):
+            return False
+        return self.face.node.config.control.on_loopback or not self.credentials().get("default")
+
     def revoke_all(self, db) -> None:
         db.execute("DELETE FROM settings WHERE key LIKE ?", (TOKEN_PREFIX + "%",))
 
@@ -192,7 +207,7 @@ def scale_rule(auth: Auth) -> Rule:
         if token is None:
             raise unauthorized("a valid 'Authorization: Bearer <token>' header is required "
                                "(POST /scale/api/login)")
-        if not auth.token_valid(token):
+        if not auth.admin_token_ok(token):
             raise unauthorized("the token is unknown or expired; log in again")
         if exposed and not getattr(resource, "allowed_on_default_password", False) \
                 and auth.credentials().get("default"):

@@ -117,7 +117,7 @@ class LayoutStream:
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + TOKEN_CHECK_SECONDS
-                if not self.auth.token_valid(token):
+                if not self.auth.admin_token_ok(token):
                     return
             if self.layout.version() != version:
                 version, body = self.layout.current()

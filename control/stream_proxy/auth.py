@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import falcon
 
-from control.auth import required_token, token_matches
+from control.auth import admin_session, required_token, token_matches
 from control.route_guard import Rule
 from control.stream_proxy.errors import ProxyError
 
@@ -22,7 +22,7 @@ def token_in_force(face) -> str | None:
     return face.api_token or required_token(face.node)
 
 
-def check_token(token: str | None, req: falcon.Request) -> None:
+def check_token(token: str | None, req: falcon.Request, node=None) -> None:
     if token is None:
         return
     given = req.get_header("X-API-Token")
@@ -31,14 +31,14 @@ def check_token(token: str | None, req: falcon.Request) -> None:
     if not given:
         raise ProxyError(falcon.HTTP_401, "unauthorized", MISSING,
                          headers={"WWW-Authenticate": "Bearer"})
-    if not token_matches(given, token):
+    if not token_matches(given, token) and not (node is not None and admin_session(node, given)):
         raise ProxyError(falcon.HTTP_403, "forbidden", "Invalid API token",
                          headers={"WWW-Authenticate": "Bearer"})
 
 
 def stream_rule(face) -> Rule:
     token = token_in_force(face)
-    return Rule("stream", lambda req, resource: check_token(token, req))
+    return Rule("stream", lambda req, resource: check_token(token, req, face.node))
 
 
 def protected(face_attr: str = "face"):
