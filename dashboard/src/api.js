@@ -1,6 +1,8 @@
 // The dashboard's calls to the node's control API: the control token from sessionStorage, sent
 // as a Bearer token (X-API-Token for the stream face, which uses m3u-proxy's header).
 
+import { sha256 } from 'js-sha256';
+
 const KEY = 'fastpath.token';
 
 export const token = {
@@ -80,6 +82,16 @@ export function liveEvents(path, onEvent, onState) {
   }
   run();
   return () => { stopped = true; ctrl.abort(); };
+}
+
+// HY2 SCALE's login (its scheme: the hex SHA-256 of the password), public like its build id.
+export async function scaleLogin(username, password) {
+  return api('POST', '/scale/api/login', { username, password: sha256(password) });
+}
+
+// Whether this node serves the HY2 SCALE face (so its admin can log in here); never an error.
+export async function scaleLoginAvailable() {
+  try { return (await fetch(root + '/scale/api/build-id')).ok; } catch { return false; }
 }
 
 export function fmtBytes(n) {

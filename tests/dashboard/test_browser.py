@@ -63,10 +63,11 @@ class Watched:
         page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}"))
 
     def _failed(self, req):
-        # Leaving the overview or the logs aborts its live stream on purpose (the page's own
-        # AbortController).
+        # Leaving the overview, the logs or the peers aborts its live stream on purpose (the
+        # page's own AbortController).
         if req.failure == "net::ERR_ABORTED" and ("/api/v1/dashboard/live" in req.url
-                                                  or "/api/v1/dashboard/log?" in req.url):
+                                                  or "/api/v1/dashboard/log?" in req.url
+                                                  or "/scale/api/graph-layout/stream" in req.url):
             return
         self.problems.append(f"failed: {req.url} {req.failure}")
 
@@ -203,7 +204,7 @@ def test_every_page_loads_clean_at_phone_width(browser, node, tmp_path, theme):
         assert page.evaluate("document.activeElement.id") == "token"
         page.keyboard.type(TOKEN)
         page.keyboard.press("Enter")
-        for name in ("Overview", "Users", "Streams", "Sessions", "Logs", "Settings"):
+        for name in ("Overview", "Users", "Streams", "Sessions", "Peers", "Logs", "Settings"):
             page.get_by_role("link", name=name).click()
             page.get_by_role("heading", name=name, level=1).wait_for()
             if name == "Overview":
@@ -364,3 +365,94 @@ def test_logs_page_follows_the_node_log_with_a_level_filter(browser, node, tmp_p
         w.check()
     finally:
         ctx.close()
+
+
+def test_a_users_detail_shows_its_rate_devices_and_kicks(browser, node, targets, tmp_path):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert node.post("/api/v1/users", {"id": "detail-user", "auth_secret": "detail-secret"},
+                     headers=auth).status == 201
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    w = Watched(ctx.new_page(), tmp_path)
+    page = w.page
+    user = None
+    try:
+        page.goto(node.base_url + "/dashboard/#/users")
+        page.get_by_label("Control token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Details of detail-user").click()
+        panel = page.locator('[data-detail="detail-user"]')
+        chart = panel.locator("figure.chart")
+        chart.wait_for()
+        user = Hy2User(node.config["listen"], "detail-secret", targets.echo)
+        user.start()
+        assert user.moved.wait(60) and user.error is None, user.error
+        peak = wait_for(lambda: float(chart.get_attribute("data-peak")) > 200_000 and float(chart.get_attribute("data-peak")),
+                        what="the user's own chart to show its traffic")
+        wait_for(lambda: panel.locator("[data-devices]").get_attribute("data-devices") == "1", what="one device")
+        assert panel.locator('[data-device="127.0.0.1"]').count() == 1
+        w.shot("user-detail")
+        print(f"user chart peak {peak:.0f} B/s")
+        panel.get_by_role("button", name="Kick every connection of detail-user").click()
+        assert user.closed.wait(5), "the client's connection was not closed by the kick"
+        assert user.close_code == 0x107
+        panel.get_by_role("status").filter(has_text="Kick: 1 closed").wait_for()
+        wait_for(lambda: panel.locator("[data-devices]").get_attribute("data-devices") == "0", what="no device left")
+        w.check()
+    finally:
+        ctx.close()
+
+
+def test_hy2scale_admin_login_forces_the_password_change_and_shows_peers(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.hy2scale.conftest import sha
+    from tests.support.node import free_udp_port
+    fresh = NodeProcess(tmp_path / "node", {})     # loopback, no control token, default admin
+    (tmp_path / "node").mkdir()
+    fresh.start(timeout=STARTUP)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    w = Watched(ctx.new_page(), tmp_path)
+    page = w.page
+    try:
+        page.goto(fresh.base_url + "/dashboard/")
+        page.get_by_role("button", name="Use the HY2 SCALE admin account").click()
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password", exact=True).fill("admin")
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("heading", name="Change the admin password").wait_for()
+        w.shot("password-change")
+        page.get_by_label("New password", exact=True).fill("short")
+        page.get_by_label("New password again").fill("short")
+        page.get_by_role("button", name="Change password").click()
+        page.get_by_role("alert").filter(has_text="at least 8").wait_for()
+        page.get_by_label("New password", exact=True).fill("dashboard-pass-1")
+        page.get_by_label("New password again").fill("dashboard-pass-1")
+        page.get_by_role("button", name="Change password").click()
+        page.get_by_role("heading", name="Overview", level=1).wait_for()
+        # The node took the new password (and the default one no longer logs in).
+        assert fresh.post("/scale/api/login", {"username": "admin", "password": sha("dashboard-pass-1")}).status == 200
+        assert fresh.post("/scale/api/login", {"username": "admin", "password": sha("admin")}).status == 401
+        token = fresh.post("/scale/api/login", {"username": "admin", "password": sha("dashboard-pass-1")}).json()["token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert fresh.request("POST", "/scale/api/clients", {"name": "peer-b", "addr": f"127.0.0.1:{free_udp_port()}",
+                                                             "password": "x", "insecure": True}, headers=bearer).status == 201
+
+        page.get_by_role("link", name="Peers").click()
+        page.get_by_role("heading", name="Peers", level=1).wait_for()
+        peer = page.locator('[data-graph-node="peer-b"]')
+        peer.wait_for()
+        expect(page.locator('tr[data-peer="peer-b"] [data-connected]')).to_have_attribute("data-connected", "false")
+        w.shot("peers")
+        # Drag the peer: the shared layout (what HY2 SCALE's own UI reads) holds its new place.
+        box = peer.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 60, box["y"] + 40, steps=5)
+        page.mouse.up()
+        layout = wait_for(lambda: fresh.get("/scale/api/graph-layout", headers=bearer).json().get("positions", {}).get("peer-b"),
+                          what="the dragged position in the shared layout")
+        assert set(layout) == {"x", "y"}
+        w.check()
+    finally:
+        ctx.close()
+        fresh.stop()

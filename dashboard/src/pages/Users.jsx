@@ -2,6 +2,7 @@
 // native API's actions on them.  The list refreshes every two seconds.
 import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes } from '../api.js';
+import { UserDetail } from './UserDetail.jsx';
 
 const GB = 1e9;
 
@@ -56,6 +57,7 @@ export function Users() {
   const [form, setForm] = useState(null);   // null | 'new' | user
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState('');
+  const [detail, setDetail] = useState(null);
 
   async function load() {
     try { setUsers((await api('GET', '/api/v1/users')).users); setError(null); } catch (err) { setError(err.message); }
@@ -76,6 +78,7 @@ export function Users() {
         <button type="button" onClick={() => setForm('new')}>New user</button>
       </div>
       {form && <UserForm user={form === 'new' ? null : form} onCancel={() => setForm(null)} onDone={() => { setForm(null); load(); }} />}
+      {detail && <UserDetail id={detail} onClose={() => setDetail(null)} />}
       {error && <p role="alert" class="error">{error}</p>}
       <p role="status" class="status">{notice}</p>
       <div class="table-wrap">
@@ -93,6 +96,7 @@ export function Users() {
                   <td data-online={u.online}>{u.online}</td>
                   <td>{u.expiry ? u.expiry.slice(0, 10) : 'never'}</td>
                   <td><div class="actions">
+                    <button type="button" onClick={() => setDetail(u.id)} aria-label={`Details of ${u.id}`}>Details</button>
                     <button type="button" onClick={() => setForm(u)} aria-label={`Edit ${u.id}`}>Edit</button>
                     <button type="button" onClick={() => act(u.enabled ? 'Disable' : 'Enable', 'PATCH', path, { enabled: !u.enabled })} aria-label={`${u.enabled ? 'Disable' : 'Enable'} ${u.id}`}>{u.enabled ? 'Disable' : 'Enable'}</button>
                     <button type="button" onClick={() => act('Reset', 'POST', `${path}/reset`)} aria-label={`Reset traffic of ${u.id}`}>Reset</button>
