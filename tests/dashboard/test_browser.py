@@ -280,6 +280,16 @@ def test_streams_create_viewers_and_failover_in_the_page(browser, media_node, or
         page.get_by_role("status").filter(has_text="Failover: Failover triggered successfully").wait_for()
         assert ffmpeg.poll() is None, "the viewer was dropped by the failover"
         w.shot("streams-failover")
+        # The viewer, listed and disconnected from the page.
+        page.get_by_role("button", name=f"Viewers of {sid}").click()
+        viewer = page.locator(f'[data-viewers-of="{sid}"] tr[data-viewer]')
+        viewer.wait_for()
+        assert viewer.count() == 1
+        cid = viewer.get_attribute("data-viewer")
+        page.get_by_role("button", name=f"Disconnect {cid}").click()
+        page.get_by_role("status").filter(has_text=f"Disconnect {cid}: 1 closed").wait_for()
+        wait_for(lambda: ffmpeg.poll() is not None, timeout=20, what="ffmpeg to see its connection closed")
+        wait_for(lambda: viewers.get_attribute("data-viewers") == "0", timeout=20, what="no viewer in the row")
         w.check()
     finally:
         if ffmpeg is not None:
