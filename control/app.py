@@ -22,6 +22,7 @@ from control.validation import BoundedMessagePackHandler
 FACES = (
     "control.native",
     "control.native_traffic",
+    "control.native_config",
     "control.metrics",
     "control.traffic_stats",
     "control.stream_proxy",

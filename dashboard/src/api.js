@@ -39,7 +39,7 @@ export async function api(method, path, body) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
   if (!resp.ok) {
-    const msg = (data && (data.description || data.detail || data.title || data.error)) || resp.statusText;
+    const msg = (data && (data.message || data.description || data.detail || data.title || data.error)) || resp.statusText;
     throw new ApiError(resp.status, typeof msg === 'string' ? msg : JSON.stringify(msg));
   }
   return data;

@@ -466,3 +466,37 @@ def test_hy2scale_admin_login_forces_the_password_change_and_shows_peers(browser
     finally:
         ctx.close()
         fresh.stop()
+
+
+def test_settings_shows_the_config_without_credentials_and_reloads_it(browser, node, tmp_path):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    w = Watched(ctx.new_page(), tmp_path)
+    page = w.page
+    good = node.config_path.read_text()
+    try:
+        page.goto(node.base_url + "/dashboard/#/settings")
+        page.get_by_label("Control token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        shown = page.locator("[data-config]")
+        shown.wait_for()
+        assert TOKEN not in shown.inner_text() and '"token": "***"' in shown.inner_text()
+        assert page.locator("[data-live] li").count() >= 1
+        # A broken file is refused with the loader's message; the node keeps running.
+        node.config_path.write_text(good + "\nbandwidth: {up: lots}\n")
+        page.get_by_role("button", name="Reload the config file").click()
+        page.get_by_role("alert").filter(has_text="Reload refused").filter(has_text="bandwidth").wait_for()
+        # The refusal is an expected 400 (the browser logs it to the console too); only that.
+        expected = [p for p in w.problems if ("400 " in p and "/api/v1/reload" in p)
+                    or p == "console: Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+        assert len(expected) == 2, w.problems
+        w.problems = [p for p in w.problems if p not in expected]
+        node.config_path.write_text(good)
+        page.get_by_role("button", name="Reload the config file").click()
+        page.get_by_role("status").filter(has_text="Reloaded").wait_for()
+        w.shot("settings-reloaded")
+        # The control API restarted its workers on the reload; the node is whole.
+        wait_for(lambda: node.get("/api/v1/health").status == 200, what="health after the reload")
+        w.check()
+    finally:
+        node.config_path.write_text(good)
+        ctx.close()
