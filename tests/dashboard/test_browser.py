@@ -176,6 +176,7 @@ def test_user_traffic_and_kick_in_the_page(browser, node, targets, tmp_path):
         # The live connection on the sessions page, with its bytes.
         page.get_by_role("link", name="Sessions").click()
         page.locator('tr[data-connection-user="dash-user"]').wait_for()
+        assert page.locator('tr[data-device-user="dash-user"]').get_attribute("data-device-ip") == "127.0.0.1"
         w.shot("sessions")
         page.get_by_role("link", name="Users").click()
         page.get_by_role("button", name="Kick dash-user").click()

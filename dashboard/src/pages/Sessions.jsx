@@ -22,6 +22,15 @@ export function Sessions() {
     try { const r = await api('POST', `/api/v1/users/${encodeURIComponent(user)}/kick`); setNotice(`Kick ${user}: ${r.closed} closed`); load(); } catch (err) { setError(err.message); }
   }
 
+  // Devices: a user's connections from one address (a phone reconnecting after a network
+  // change shows as one device with several connections), as HY2 SCALE's sessions group them.
+  const devices = {};
+  rows.forEach((c) => {
+    const ip = (/^\[(.*)\]:\d+$/.exec(c.remote) || /^(.*):\d+$/.exec(c.remote) || [null, c.remote])[1];
+    const key = `${c.user} ${ip}`;
+    const d = (devices[key] = devices[key] || { user: c.user, ip, n: 0, tx: 0, rx: 0 });
+    d.n += 1; d.tx += c.tx; d.rx += c.rx;
+  });
   const shown = rows.filter((c) => c.user.toLowerCase().includes(q.toLowerCase()) || c.remote.includes(q));
   return (
     <section aria-labelledby="sessions-title">
@@ -32,6 +41,21 @@ export function Sessions() {
       </div>
       {error && <p role="alert" class="error">{error}</p>}
       <p role="status" class="status">{notice || `${total} live connection${total === 1 ? '' : 's'}${total > rows.length ? ` (first ${rows.length} shown)` : ''}`}</p>
+      <h2>Devices</h2>
+      <div class="table-wrap">
+        <table>
+          <caption class="sr-only">Devices: a user's connections from one address</caption>
+          <thead><tr><th scope="col">User</th><th scope="col">Address</th><th scope="col">Connections</th><th scope="col">Sent</th><th scope="col">Received</th></tr></thead>
+          <tbody>
+            {Object.values(devices).map((d) => (
+              <tr key={`${d.user} ${d.ip}`} data-device-user={d.user} data-device-ip={d.ip}>
+                <th scope="row">{d.user}</th><td>{d.ip}</td><td>{d.n}</td><td>{fmtBytes(d.tx)}</td><td>{fmtBytes(d.rx)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <h2>Connections</h2>
       <div class="table-wrap">
         <table>
           <caption class="sr-only">Live connections</caption>
