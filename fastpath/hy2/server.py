@@ -31,7 +31,7 @@ from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.stateless_reset import StatelessResetter
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
-from fastpath.hy2.udp_pump import UdpPump, datagram_from_client, flush_outbound
+from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
 
 log = logging.getLogger("fastpath.hy2.server")
@@ -469,7 +469,6 @@ class Hy2Server:
                 log.exception("error handling packets from %s", conn.addr)
             if half_open and conn in half_open and conn.quic._handshake_complete:
                 half_open.discard(conn)
-        flush_outbound()        # the batch's UDP datagrams to their targets, one sendmmsg each
         self._flush()
 
     def _reset_unknown(self, data: bytes, dcid: bytes, addr) -> None:

@@ -9,24 +9,16 @@ counted the same way; the connection is asked to transmit once per batch of repl
 Python call per packet, apart from the socket being a Python object for the event loop.
 
 From the client, ``datagram_from_client`` sends a whole message to the destination its
-session sent to last straight from the DATAGRAM's bytes.  Those sends are batched: each is
-queued (the DATAGRAM's bytes kept alive, no copy) and ``flush_outbound`` sends the queue with
-one ``sendmmsg(2)`` per socket at the end of the server's batch of received packets (or once the
-queue holds ``OUT_QUEUE`` datagrams, or on the loop's next turn when nothing else flushed).  A
-profile of the relay showed the per-datagram ``sendto`` (and the wake-up of the target per
-datagram) as the largest share of the worker's time after aioquic; ``FASTPATH_UDP_PUMP_BATCH=0``
-sends each at once, as before (the baseline the benchmark alternates with).
+session sent to last straight from the DATAGRAM's bytes.
 
 What is rare stays in Python (``fastpath.hy2.udp_relay``, ``fastpath.hy2.udp_sessions``): a
 new session or "host:port", resolving names, reassembling fragments, fragmenting a reply too
 large for one datagram.
 """
 import asyncio
-import os
 import socket
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport uint16_t, uint32_t
@@ -40,28 +32,8 @@ from fastpath.hy2.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, htons, inet_ntop
                                  recvfrom, sendto, sockaddr, sockaddr_in, sockaddr_in6,
                                  sockaddr_storage, sockaddr_text, socklen_t)
 
-cdef extern from "<sys/uio.h>" nogil:
-    cdef struct iovec:
-        void *iov_base
-        size_t iov_len
-
-cdef extern from "<sys/socket.h>" nogil:
-    cdef struct msghdr:
-        void *msg_name
-        socklen_t msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    cdef struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
-
 cdef enum:
     BATCH_C = 64                 # replies read per readiness event
-    OUT_QUEUE_C = 64             # datagrams to targets queued before a flush is forced
     # Destinations remembered per session (literal addresses and resolved names alike); a
     # client spraying packets at more than this many starts the table over.
     MAX_TARGETS_C = 256
@@ -74,63 +46,6 @@ MAX_QUEUED_DATAGRAMS = MAX_QUEUED_C
 
 # One receive buffer for every pump: the event loop runs one reader at a time.
 cdef unsigned char _rbuf[65536]
-
-OUT_QUEUE = OUT_QUEUE_C
-
-# The outbound queue, shared by every pump of the process (one event loop, one thread): per
-# entry the message header, its one iovec, a copy of the destination, the DATAGRAM bytes the
-# payload lies in (a reference held until sent) and the pump that counts it.
-cdef mmsghdr _out_msgs[OUT_QUEUE_C]
-cdef iovec _out_iov[OUT_QUEUE_C]
-cdef sockaddr_storage _out_addr[OUT_QUEUE_C]
-cdef int _out_fd[OUT_QUEUE_C]
-cdef PyObject *_out_data[OUT_QUEUE_C]
-cdef PyObject *_out_pump[OUT_QUEUE_C]
-cdef int _out_n = 0
-cdef bint _flush_scheduled = False
-cdef bint _batching = os.environ.get("FASTPATH_UDP_PUMP_BATCH", "1") != "0"
-BATCHING = bool(_batching)
-# Counters the tests read: sendmmsg calls made and datagrams they sent.
-cdef Py_ssize_t out_calls = 0, out_datagrams = 0
-
-
-def batch_stats():
-    """(sendmmsg calls, datagrams sent by them, datagrams queued now)."""
-    return out_calls, out_datagrams, _out_n
-
-
-def flush_outbound():
-    """Send every queued datagram to its target: one ``sendmmsg`` per run of entries on the
-    same socket.  A datagram the kernel refuses (a full buffer, an ICMP error) is dropped, as
-    ``sendto`` would drop it, and not counted."""
-    global _out_n, _flush_scheduled, out_calls, out_datagrams
-    cdef int i = 0, j, run, r, n = _out_n
-    cdef UdpPump pump
-    _flush_scheduled = False
-    if n == 0:
-        return
-    _out_n = 0                   # entries queued by a callback during the flush go next time
-    while i < n:
-        run = 1
-        while i + run < n and _out_fd[i + run] == _out_fd[i]:
-            run += 1
-        r = sendmmsg(_out_fd[i], &_out_msgs[i], <unsigned int>run, MSG_DONTWAIT)
-        out_calls += 1
-        if r < 0:
-            r = 0
-            run = 1              # the first one failed: drop it, go on with the rest
-        else:
-            out_datagrams += r
-            if r < run:
-                run = r + 1      # entries [i, i+r) sent, entry i+r refused and dropped
-        for j in range(i, i + run):
-            pump = <UdpPump>_out_pump[j]
-            if j < i + r:
-                pump._sent(<size_t>_out_iov[j].iov_len)
-            pump.queued -= <size_t>_out_iov[j].iov_len
-            Py_DECREF(<object>_out_data[j])
-            Py_DECREF(<object>_out_pump[j])
-        i += run
 
 
 cdef class _Target:
@@ -167,7 +82,6 @@ cdef class UdpPump:
     # The last destination sent to and its target: what ``datagram_from_client`` matches.
     cdef bytes last_dest
     cdef _Target last_target
-    cdef size_t queued               # payload bytes in the outbound queue, not yet counted
 
     def __init__(self, loop, owner, quic, session, ShardWriter writer=None, int slot=-1):
         self.loop = loop
@@ -186,8 +100,6 @@ cdef class UdpPump:
         """Send ``payload`` to ``address`` ("host:port"); dropped silently if it cannot be."""
         if self.closed:
             return
-        if _out_n:
-            flush_outbound()         # what this session queued goes first
         cdef _Target t = self.targets.get(address)
         if t is None:
             self._new_target(address, payload)
@@ -196,61 +108,15 @@ cdef class UdpPump:
         self.last_target = t
         self._send_to(t, payload)
 
-    cdef bint send_if_last(self, object data, const unsigned char *address, size_t alen,
+    cdef bint send_if_last(self, const unsigned char *address, size_t alen,
                            const unsigned char *payload, size_t n) noexcept:
-        """Send to ``address`` if it is the destination sent to last (queued for the batch's
-        ``sendmmsg``; ``data`` holds ``payload``): False if it is not."""
+        """Send to ``address`` if it is the destination sent to last: False if it is not."""
         cdef bytes last = self.last_dest
         if (self.closed or last is None or <size_t>PyBytes_GET_SIZE(last) != alen
                 or memcmp(PyBytes_AS_STRING(last), address, alen) != 0):
             return False
-        if _batching:
-            self._queue(self.last_target, data, payload, n)
-        else:
-            self._send_raw(self.last_target, payload, n)
+        self._send_raw(self.last_target, payload, n)
         return True
-
-    cdef void _queue(self, _Target t, object data, const unsigned char *payload,
-                     size_t n) noexcept:
-        """Put one datagram in the outbound queue (flushing it first when full)."""
-        global _out_n, _flush_scheduled
-        cdef int i
-        if self._over(n):
-            return
-        self._last_call = False      # _sent tells the owner once the counted bytes reach it
-        if _out_n >= OUT_QUEUE_C:
-            flush_outbound()
-        i = _out_n
-        _out_iov[i].iov_base = <void *>payload
-        _out_iov[i].iov_len = n
-        memcpy(&_out_addr[i], &t.addr, t.addr_len)
-        _out_msgs[i].msg_hdr.msg_name = &_out_addr[i]
-        _out_msgs[i].msg_hdr.msg_namelen = t.addr_len
-        _out_msgs[i].msg_hdr.msg_iov = &_out_iov[i]
-        _out_msgs[i].msg_hdr.msg_iovlen = 1
-        _out_msgs[i].msg_hdr.msg_control = NULL
-        _out_msgs[i].msg_hdr.msg_controllen = 0
-        _out_msgs[i].msg_hdr.msg_flags = 0
-        _out_fd[i] = t.fd
-        Py_INCREF(data)
-        _out_data[i] = <PyObject *>data
-        Py_INCREF(self)
-        _out_pump[i] = <PyObject *>self
-        self.queued += n
-        _out_n = i + 1
-        if not _flush_scheduled:
-            # The server flushes at the end of its batch; this is for a send made elsewhere
-            # (a timer's events), so nothing waits longer than the loop's next turn.
-            _flush_scheduled = True
-            self.loop.call_soon(flush_outbound)
-
-    cdef void _sent(self, size_t n) noexcept:
-        """A queued datagram went: count it, and tell the owner once it reached the cap."""
-        if self.slot < 0:
-            return
-        self.writer.add(<uint32_t>self.slot, <unsigned long long>n, 0, fp_now_ns())
-        if self.writer.budget_left(<uint32_t>self.slot) == 0:
-            self.owner.budget_spent(self)
 
     cdef void _send_to(self, _Target t, bytes payload) noexcept:
         self._send_raw(t, <const unsigned char *>PyBytes_AS_STRING(payload),
@@ -268,11 +134,6 @@ cdef class UdpPump:
         if left == 0:
             self.owner.budget_spent(self)
             return True
-        if self.queued:
-            # Queued datagrams are not counted yet: the cap is judged with them included.
-            if left <= self.queued:
-                return True
-            left -= self.queued
         self._last_call = left <= n
         return False
 
@@ -413,8 +274,6 @@ cdef class UdpPump:
 
     # -- end --------------------------------------------------------------------------------
     def close(self):
-        if _out_n:
-            flush_outbound()         # queued entries name this pump's sockets' descriptors
         self.closed = True
         for sock in self.socks.values():
             try:
@@ -459,7 +318,7 @@ def datagram_from_client(dict sessions not None, data, double now):
         return False
     pump = session.handle
     if type(pump) is not UdpPump or not (<UdpPump>pump).send_if_last(
-            data, buf + m.address, m.address_len, buf + m.payload,
+            buf + m.address, m.address_len, buf + m.payload,
             <size_t>PyBytes_GET_SIZE(data) - m.payload):
         return False
     session.last_active = now

@@ -171,15 +171,8 @@ def test_datagram_from_client_takes_only_the_common_case(tls_files, tmp_path):
         assert session.last_active == (before + 1.0 if common else before)
 
     try:
-        calls, datagrams, _ = udp_pump.batch_stats()
         check()
-        # Sent (and counted) once the queue is flushed: the server does so after each batch.
-        queued = udp_pump.batch_stats()[2]
-        udp_pump.flush_outbound()
-        assert udp_pump.batch_stats()[2] == 0
         assert t.writer.read(pump.slot)["tx"] == sent[0]
-        if udp_pump.BATCHING:
-            assert udp_pump.batch_stats()[1] > datagrams and queued <= udp_pump.OUT_QUEUE
         assert udp_pump.datagram_from_client({}, b"\x00" * 20, 0.0) is False
         assert udp_pump.datagram_from_client(sessions, bytearray(20), 0.0) is False
     finally:
