@@ -38,9 +38,10 @@ PAYLOAD = b"s" * 32
 class ShortStreamSetup:
     """A node (with ``env``) and the official client forwarding a TCP port to an echo process."""
 
-    def __init__(self, workdir: Path, echo_port: int, env: dict | None = None, tag: str = ""):
+    def __init__(self, workdir: Path, echo_port: int, env: dict | None = None, tag: str = "",
+                 python: str | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
-        self.server = peers.FastpathServer(workdir, env=env)
+        self.server = peers.FastpathServer(workdir, env=env, python=python)
         self.worker = peers.worker_pid(self.server.pid)
         self.port = free_tcp_port()
         config = {"server": self.server.address, "auth": self.server.password,

@@ -37,9 +37,10 @@ SECONDS = float(os.environ.get("HY2_UDP_SECONDS", "3"))
 class UdpRelaySetup:
     """A node (with ``env``), the official client forwarding a UDP port to an echo process."""
 
-    def __init__(self, workdir: Path, echo_port: int, env: dict | None = None, tag: str = ""):
+    def __init__(self, workdir: Path, echo_port: int, env: dict | None = None, tag: str = "",
+                 python: str | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
-        self.server = peers.FastpathServer(workdir, env=env)
+        self.server = peers.FastpathServer(workdir, env=env, python=python)
         self.worker = peers.worker_pid(self.server.pid)
         self.port = free_udp_port()
         config = {"server": self.server.address, "auth": self.server.password,

@@ -7,7 +7,9 @@ The two sides are two nodes started with different environments (``HY2_RELAY_BAS
 and ``HY2_RELAY_CANDIDATE_ENV``, ``A=1,B=2``).  By default the baseline runs aioquic's own packet
 builder (``FASTPATH_QUIC_BUILDER=aioquic``) and the candidate the compiled one (issue 12,
 lever 2a); ``HY2_RELAY_BASELINE_ENV=`` with an empty candidate is an A/A run, which shows this
-machine's noise floor.  Every round also reports the worker's CPU per packet / per stream,
+machine's noise floor.  ``HY2_RELAY_BASELINE_PYTHON=/path/to/tree/.venv/bin/python`` runs the
+baseline node from another tree instead (a ``git worktree`` of main with its own venv: the
+previous tree against this one, same run).  Every round also reports the worker's CPU per packet / per stream,
 steadier than the rates on a shared machine.
 
     python -m pytest bench/test_bench_hy2_udp_relay.py -q -s
@@ -38,11 +40,12 @@ def _env(name: str, default: str) -> dict:
 
 BASELINE = _env("HY2_RELAY_BASELINE_ENV", "FASTPATH_QUIC_BUILDER=aioquic")
 CANDIDATE = _env("HY2_RELAY_CANDIDATE_ENV", "")
+BASELINE_PYTHON = os.environ.get("HY2_RELAY_BASELINE_PYTHON") or None
 
 
 def _paired_setups(make, tmp_path, figure: str, cpu: str, unit: str):
-    sides = {"baseline": make(tmp_path / "base", BASELINE, "-base"),
-             "candidate": make(tmp_path / "cand", CANDIDATE, "-cand")}
+    sides = {"baseline": make(tmp_path / "base", BASELINE, "-base", BASELINE_PYTHON),
+             "candidate": make(tmp_path / "cand", CANDIDATE, "-cand", None)}
     cpus: dict[str, list[float]] = {k: [] for k in sides}
     try:
         def side(name):
@@ -63,7 +66,8 @@ def _paired_setups(make, tmp_path, figure: str, cpu: str, unit: str):
 
 def _print(name, result, cpu_b, cpu_c, cpu_unit):
     s = result.summary()
-    print(f"\n[{name}] baseline {BASELINE} vs candidate {CANDIDATE}, {s['pairs']} pairs: "
+    base = f"{BASELINE_PYTHON} {BASELINE}" if BASELINE_PYTHON else BASELINE
+    print(f"\n[{name}] baseline {base} vs candidate {CANDIDATE}, {s['pairs']} pairs: "
           f"{s['baseline_median']:.0f} -> {s['candidate_median']:.0f} {s['unit']} "
           f"(x{s['ratio_median']:.2f}; pairs {s['pair_ratios']}); worker CPU "
           f"{statistics.median(cpu_b):.1f} -> {statistics.median(cpu_c):.1f} {cpu_unit} "
@@ -76,7 +80,7 @@ def test_udp_relay_packets_per_second(tmp_path, compare):
     echo = Echo()
     try:
         result, cpu_b, cpu_c = _paired_setups(
-            lambda d, env, tag: UdpRelaySetup(d, echo.udp, env, tag), tmp_path, "pps",
+            lambda d, env, tag, py: UdpRelaySetup(d, echo.udp, env, tag, py), tmp_path, "pps",
             "cpu_us_per_packet", "packets/s")
     finally:
         echo.close()
@@ -93,7 +97,7 @@ def test_short_streams_per_second(tmp_path, compare):
     echo = Echo()
     try:
         result, cpu_b, cpu_c = _paired_setups(
-            lambda d, env, tag: ShortStreamSetup(d, echo.tcp, env, tag), tmp_path,
+            lambda d, env, tag, py: ShortStreamSetup(d, echo.tcp, env, tag, py), tmp_path,
             "streams_per_s", "cpu_us_per_stream", "streams/s")
     finally:
         echo.close()
