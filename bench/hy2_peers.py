@@ -215,9 +215,9 @@ class SingBoxServer(Peer):
 class FastpathServer:
     """``fastpath serve`` (one worker) with its default user's secret."""
 
-    def __init__(self, workdir: Path, env: dict | None = None):
+    def __init__(self, workdir: Path, env: dict | None = None, python: str | None = None):
         self.name = "fastpath-serve"
-        self.node = NodeProcess(workdir, obfs_section(), workers=1, env=env).start()
+        self.node = NodeProcess(workdir, obfs_section(), workers=1, env=env, python=python).start()
         self.password = default_secret(self.node.data_dir)
         self.address = self.node.config["listen"]
 

@@ -66,7 +66,11 @@ class NodeProcess:
     """A supervisor with its workers and control API, on a random control port."""
 
     def __init__(self, tmp_path: Path, config: dict | None = None, *, workers: int = 1,
-                 env: dict | None = None, data_dir: Path | None = None):
+                 env: dict | None = None, data_dir: Path | None = None,
+                 python: str | None = None):
+        # ``python``: another tree's interpreter (its venv with that tree installed), for a
+        # benchmark's baseline; it runs from the node's directory so this tree is not on its path.
+        self.python = python
         self.tmp_path = Path(tmp_path)
         self.data_dir = data_dir or self.tmp_path / "data"
         self.config = dict(config or {})
@@ -97,9 +101,10 @@ class NodeProcess:
         env.update(self.env or {})
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fastpath", "serve", "-c", str(self.config_path),
+            [self.python or sys.executable, "-m", "fastpath", "serve", "-c", str(self.config_path),
              "--data-dir", str(self.data_dir)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env)
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            cwd=self.tmp_path if self.python else None)
         try:
             self.wait_healthy(timeout)
         except BaseException:
