@@ -10,6 +10,8 @@ from pathlib import Path
 
 from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
 from fastpath.inbounds.shadowsocks import ShadowsocksInbound
+from fastpath.inbounds.shadowsocks_2022 import METHODS_2022
+from fastpath.inbounds.shadowsocks_2022_tcp import Shadowsocks2022Inbound
 from fastpath.inbounds.trojan import TrojanInbound
 from fastpath.proxy.http import MAX_HEAD
 
@@ -60,7 +62,10 @@ async def start(ctx):
                     inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
                     ssl=_tls_context(settings, ctx.config.data_dir), ssl_handshake_timeout=10)
             elif settings.type == "shadowsocks":
-                inbound = ShadowsocksInbound(core, settings.method)
+                if settings.method in METHODS_2022:
+                    inbound = Shadowsocks2022Inbound(core, settings.method, settings.psk)
+                else:
+                    inbound = ShadowsocksInbound(core, settings.method)
                 server = await asyncio.get_running_loop().create_server(
                     inbound.protocol, host or None, port, reuse_port=True)
             else:

@@ -173,17 +173,20 @@ class Handshake(asyncio.Protocol):
             return
         if self.timer is not None:
             self.timer.cancel()
-        salt = os.urandom(self.inbound.size)
         splice.up_codec = self.opener
-        splice.down_codec = Sealer(session_cipher(self.inbound.method,
-                                                  master_key(self.secret, self.inbound.size), salt),
-                                   salt)
+        splice.down_codec = self._down_codec()
         if first_data:
             splice.send_to_target(first_data)
         splice.attach_client(self.transport)
         for raw in self.later:
             splice.client.data_received(raw)
         self.later.clear()
+
+    def _down_codec(self):
+        """The sealer of what goes back to the client (a fresh salt)."""
+        salt = os.urandom(self.inbound.size)
+        return Sealer(session_cipher(self.inbound.method, master_key(self.secret, self.inbound.size),
+                                     salt), salt)
 
     # -- endings ----------------------------------------------------------------------------
     def _drain(self, why: str) -> None:
