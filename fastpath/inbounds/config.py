@@ -40,6 +40,8 @@ class InboundSettings:
     cert: str | None = None             # trojan: TLS certificate and key (default: the node's)
     key: str | None = None
     psk: str | None = None              # shadowsocks 2022: the server key (identity headers)
+    exit_via: str | None = None         # the peer this listener's traffic leaves through
+    passwords: str = "secret"           # shadowsocks: "secret" (auth secret) or "password"
 
 
 def parse_inbounds_config(raw) -> list[InboundSettings]:

@@ -79,9 +79,10 @@ class InboundCore:
     async def dial(self, address: str, user_id, peer) -> TcpSplice:
         """Connect to ``address`` for ``user_id``: a splice whose target side is connected and
         whose client side is still to be attached (``TcpSplice.attach_client``)."""
-        if user_id is not None and self.users.exit_of.get(user_id):
-            raise Refused(f"user {user_id} leaves through an exit node, which proxy inbounds "
-                          "do not serve yet")
+        # The listener's own exit (a HY2 SCALE proxy's exit_via) or the user's: opened on that
+        # peer (fastpath.hy2.exit_peers) or failed, never dialed from here.
+        exit_name = self.settings.exit_via or (
+            self.users.exit_of.get(user_id) if user_id is not None else None)
         host, port = split_address(address)
         peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
         conn_slot, slot = self._open_slots(user_id, peer_text, address)
@@ -89,7 +90,13 @@ class InboundCore:
         splice.on_budget = self._budget_reached
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
-                await asyncio.get_running_loop().create_connection(lambda: splice.target, host, port)
+                loop = asyncio.get_running_loop()
+                if exit_name:
+                    if self.users.exits is None:
+                        raise Refused(f"exit {exit_name!r}: this worker has no outbound peers")
+                    await self.users.exits.open_stream(exit_name, splice.target, address, loop)
+                else:
+                    await loop.create_connection(lambda: splice.target, host, port)
         except BaseException:
             self._close_slots((conn_slot, slot))
             raise

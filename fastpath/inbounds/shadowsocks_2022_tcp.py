@@ -19,7 +19,7 @@ import os
 import struct
 
 from fastpath.inbounds.node_proxies import InboundCore
-from fastpath.inbounds.shadowsocks import Handshake
+from fastpath.inbounds.shadowsocks import Handshake, own_secret
 from fastpath.inbounds.shadowsocks_2022 import (FIXED_REQUEST, METHODS_2022, TAG, TYPE_CLIENT,
                                                 ChunkError, Opener2022, SaltWindow, Sealer2022,
                                                 check_time, decode_psk, key_hash, open_identity,
@@ -37,6 +37,7 @@ class Users2022:
     (identity headers) and as a list (trial of the fixed header)."""
 
     def __init__(self, core: InboundCore, size: int) -> None:
+        self.password_of = own_secret
         self.core = core
         self.size = size
         self._of = None
@@ -46,7 +47,8 @@ class Users2022:
     def refresh(self) -> None:
         table = self.core.users.by_secret
         if table is not self._of:
-            self.keys = [(secret, user_key(secret, self.size)) for secret in table]
+            self.keys = [(secret, user_key(self.password_of(secret, user), self.size))
+                         for secret, user in table.items()]
             self.by_hash = {key_hash(k): (s, k) for s, k in self.keys}
             self._of = table
 
@@ -59,6 +61,15 @@ class Shadowsocks2022Inbound:
         self.server_psk = decode_psk(psk, self.size) if psk else None
         self.users = Users2022(core, self.size)
         self.salts = SaltWindow()
+
+    @property
+    def password_of(self):
+        return self.users.password_of
+
+    @password_of.setter
+    def password_of(self, value) -> None:
+        self.users.password_of = value
+        self.users._of = None
 
     def protocol(self) -> "Handshake2022":
         return Handshake2022(self)
