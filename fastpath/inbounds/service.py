@@ -13,6 +13,7 @@ from fastpath.inbounds.live import PASSWORD_FORMS, LiveInbounds
 from fastpath.inbounds.shadowsocks import ShadowsocksInbound
 from fastpath.inbounds.shadowsocks_2022 import METHODS_2022
 from fastpath.inbounds.shadowsocks_2022_tcp import Shadowsocks2022Inbound
+from fastpath.inbounds.shadowsocks_udp import udp_server_for
 from fastpath.inbounds.trojan import TrojanInbound
 from fastpath.proxy.http import MAX_HEAD
 
@@ -45,6 +46,20 @@ class InboundService:
             await server.wait_closed()
 
 
+class TcpAndUdp:
+    """A Shadowsocks listener: its TCP server and its UDP socket, closed together."""
+
+    def __init__(self, server, udp) -> None:
+        self.server, self.udp = server, udp
+
+    def close(self) -> None:
+        self.server.close()
+        self.udp.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+
+
 def _tls_context(settings, data_dir) -> ssl.SSLContext:
     """The inbound's own certificate, or the node's (``tls/`` of the data dir)."""
     cert, key = settings.cert, settings.key
@@ -70,15 +85,23 @@ async def open_inbound(ctx, settings):
         else:
             inbound = ShadowsocksInbound(core, settings.method)
         inbound.password_of = PASSWORD_FORMS[settings.passwords]
-        server = await asyncio.get_running_loop().create_server(
-            inbound.protocol, host or None, port, reuse_port=True)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(inbound.protocol, host or None, port, reuse_port=True)
+        try:
+            udp, _ = await loop.create_datagram_endpoint(
+                udp_server_for(inbound), local_addr=(host or "0.0.0.0", port), reuse_port=True)
+        except BaseException:
+            server.close()
+            raise
+        server = TcpAndUdp(server, udp)
     else:
         proxy = PROTOCOLS[settings.type](core)
         tls = _tls_context(settings, ctx.config.data_dir) if settings.cert else None
         server = await asyncio.start_server(proxy._handle, host or None, port, reuse_port=True,
                                             limit=MAX_HEAD, ssl=tls,
                                             ssl_handshake_timeout=10 if tls else None)
-    log.info("%s inbound %s listening on tcp %s:%d", settings.type, settings.tag, host or "*", port)
+    log.info("%s inbound %s listening on %s %s:%d", settings.type, settings.tag,
+             "tcp+udp" if settings.type == "shadowsocks" else "tcp", host or "*", port)
     return core, server
 
 
