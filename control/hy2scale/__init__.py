@@ -36,7 +36,7 @@ from control.hy2scale.node_info import (
 )
 from control.hy2scale.openapi_doc import document
 from control.hy2scale.peers import Peers
-from control.hy2scale.proxies import Proxies, ProxyBook, ProxyItem
+from control.hy2scale.proxies import Proxies, ProxyBook, ProxyItem, ShadowsocksTab
 from control.hy2scale.sessions import Devices, SessionItem, Sessions
 from control.hy2scale.tls_store import TlsAction, TlsItem, TlsList, TlsPem, TlsStore
 from control.hy2scale.topology import Stats, Topology
@@ -86,7 +86,7 @@ def register(app: falcon.App, node):
         "/peers": Peers(clients, node_settings),
         "/topology": Topology(clients, node_settings),
         "/stats": Stats(face),
-        "/ss": Shadowsocks(face),
+        "/ss": ShadowsocksTab(proxies, Shadowsocks(face)),
         "/system/arch": SystemArch(),
         "/diag/resolve": DiagResolve(clients),
         "/diag/peer-health": DiagPeers(clients, "health"),

@@ -280,3 +280,58 @@ def tell_workers(book: ProxyBook) -> dict:
         if isinstance(answer, dict):
             failed.update(answer.get("failed") or {})
     return failed
+
+
+SS_TAB_ID = "ss"
+
+
+class ShadowsocksTab:
+    """``GET/PUT /ss``: the reference UI's Shadowsocks tab (``{listen, enabled, method}``).
+
+    A Shadowsocks inbound of the node config is shown and cannot be changed here (501 unless
+    the PUT matches it, as before).  Otherwise the tab is the stored proxy listener ``ss``:
+    a PUT changes the given fields and starts, moves or stops it live like ``PUT
+    /proxies/ss``; with none stored, GET answers the reference's empty form."""
+
+    def __init__(self, book: ProxyBook, configured):
+        self.book = book
+        self.configured = configured        # control.hy2scale.extras.Shadowsocks
+
+    def _config_inbound(self) -> bool:
+        return any(i.type == "shadowsocks" for i in self.book.configured())
+
+    def on_get(self, req, resp):
+        if self._config_inbound():
+            self.configured.on_get(req, resp)
+            return
+        row = next((r for r in self.book.stored() if r["id"] == SS_TAB_ID), None)
+        if row is None:
+            resp.media = {"listen": "", "enabled": False, "method": "aes-256-gcm", "capable": True,
+                          "managed_by": "api"}
+            return
+        resp.media = {"listen": row["listen"], "enabled": bool(row.get("enabled")),
+                      "method": row.get("method") or "", "exit_via": row.get("exit_via") or "",
+                      "exit_paths": list(row.get("exit_paths") or []),
+                      "exit_mode": row.get("exit_mode") or "", "capable": True, "managed_by": "api"}
+
+    def on_put(self, req, resp):
+        if self._config_inbound():
+            self.configured.on_put(req, resp)
+            return
+        body = v.json_object(req)
+        rows = self.book.stored()
+        index = next((i for i, r in enumerate(rows) if r["id"] == SS_TAB_ID), None)
+        base = rows[index] if index is not None else None
+        fields = {k: body[k] for k in ("listen", "enabled", "method", "exit_via", "exit_paths",
+                                       "exit_mode") if k in body}
+        if base is None and not fields.get("method"):
+            fields["method"] = "aes-256-gcm"            # the reference's default
+        row = row_from_body({**fields, "protocol": "shadowsocks"}, base, SS_TAB_ID)
+        row = self.book.check(row, rows)
+        new = list(rows)
+        if index is None:
+            new.append(row)
+        else:
+            new[index] = row
+        apply(self.book, rows, new, SS_TAB_ID)
+        resp.media = {"status": "ok"}
