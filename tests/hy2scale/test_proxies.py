@@ -225,3 +225,23 @@ def test_random_bodies_never_500_and_a_refusal_changes_nothing(node, body, route
         pid = r.json()["id"]
         assert node.scale("DELETE", f"/proxies/{pid}").status == 200
     assert node.scale.get("/proxies").json() == [p for p in before]
+
+
+def test_an_http_proxy_in_tls_with_a_stored_certificate(node, origin):
+    r = node.scale("POST", "/tls/generate", {"id": "proxy-cert", "name": "proxy", "domains": ["localhost"]})
+    assert r.status in (200, 201), r.text
+    port = free_tcp_port()
+    r = node.scale("POST", "/proxies", {"id": "tls-web", "protocol": "http", "listen": f"127.0.0.1:{port}",
+                                        "enabled": True, "tls_cert": "proxy-cert"})
+    assert r.status == 200, r.text
+    assert node.scale.get("/proxies/tls-web").json()["tls_cert"] == "proxy-cert"
+    c = curl("--proxy", f"https://pia:pw-pia@127.0.0.1:{port}", "--proxy-insecure",
+             f"http://127.0.0.1:{origin}/")
+    assert c.returncode == 0, c.stderr
+    assert c.stdout == BODY
+    plain = curl("-x", f"http://pia:pw-pia@127.0.0.1:{port}", f"http://127.0.0.1:{origin}/")
+    assert plain.returncode != 0 and plain.stdout != BODY          # TLS only
+    r = node.scale("POST", "/proxies", {"protocol": "shadowsocks", "method": "aes-256-gcm",
+                                        "listen": f"127.0.0.1:{free_tcp_port()}", "tls_cert": "proxy-cert"})
+    assert r.status == 400 and "tls_cert" in r.text
+    assert node.scale("DELETE", "/proxies/tls-web").status == 200
