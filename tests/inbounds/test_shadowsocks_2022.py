@@ -335,3 +335,33 @@ def test_garbage_after_a_valid_salt_never_crashes_the_header_reader(blob):
     except ChunkError:
         pass
     assert h.state == "head"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_the_udp_servers_drop_garbage_silently(blob, with_psk):
+    """Random datagrams at both Shadowsocks UDP servers: nothing sent, no session, no crash."""
+    from fastpath.inbounds.shadowsocks import ShadowsocksInbound
+    from fastpath.inbounds.shadowsocks_2022_tcp import Shadowsocks2022Inbound
+    from fastpath.inbounds.shadowsocks_udp import Shadowsocks2022Udp, ShadowsocksUdp
+    from fastpath.inbounds.socks5_udp import parse_datagram
+
+    class Users:
+        by_secret = {ERIN_SECRET: object(), DAVE_SECRET: object()}
+
+    class Core:
+        users = Users()
+
+    class Transport:
+        sent = []
+
+        def sendto(self, data, addr):
+            self.sent.append(data)
+    for server in (Shadowsocks2022Udp(Shadowsocks2022Inbound(Core(), "2022-blake3-aes-128-gcm",
+                                                              SERVER_PSK if with_psk else None)),
+                   ShadowsocksUdp(ShadowsocksInbound(Core(), "aes-128-gcm"))):
+        server.transport = Transport()
+        server.datagram_received(blob, ("127.0.0.1", 5000))
+        assert server.transport.sent == [] and server.sessions == {}
+    parsed = parse_datagram(blob)
+    assert parsed is None or isinstance(parsed[0], str)

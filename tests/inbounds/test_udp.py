@@ -171,3 +171,43 @@ def test_ss2022_udp_replays_stale_packets_and_wrong_keys_get_nothing(node, targe
         s.settimeout(3)
         s.sendto(_packet(psk, session, 2, echo, b"two", server_psk), ("127.0.0.1", port))
         assert _open_reply(psk, s.recvfrom(4096)[0]) == encode_address(echo) + b"two"
+
+
+def _associate(port: int, user: str, secret: str):
+    tcp = socket.create_connection(("127.0.0.1", port), 5)
+    tcp.sendall(b"\x05\x01\x02")
+    assert tcp.recv(2) == b"\x05\x02"
+    tcp.sendall(b"\x01" + bytes([len(user)]) + user.encode() + bytes([len(secret)]) + secret.encode())
+    assert tcp.recv(2) == b"\x01\x00"
+    tcp.sendall(b"\x05\x03\x00\x01" + bytes(6))
+    rep = tcp.recv(10)
+    assert rep[:2] == b"\x05\x00"
+    return tcp, (socket.inet_ntoa(rep[4:8]), struct.unpack(">H", rep[8:10])[0])
+
+
+def test_udp_is_held_to_the_users_cap_and_the_association_ends(node, targets):
+    """A 10 000 B user echoing 1000 B datagrams: five round trips fit exactly, the sixth
+    datagram is refused, the association's TCP connection is closed, and the counters stop at
+    the cap."""
+    secret = "capped-udp-secret-0123456789"
+    r = node.post("/api/v1/users", {"id": "capped", "auth_secret": secret, "traffic_limit": 10_000})
+    assert r.status in (200, 201), r.body
+    tcp, relay = _associate(node.ports["socks"], "capped", secret)
+    echoes = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(1.0)
+        for _ in range(8):
+            u.sendto(bytes(3) + encode_address(f"127.0.0.1:{targets.udp}") + os.urandom(1000), relay)
+            try:
+                u.recvfrom(4096)
+                echoes += 1
+            except (socket.timeout, ConnectionRefusedError):
+                break
+    tcp.settimeout(3)
+    try:
+        assert tcp.recv(1) == b""                   # the node ended the association
+    except ConnectionResetError:
+        pass
+    tcp.close()
+    assert echoes == 5
+    assert wait_traffic(node, "capped", (5000, 5000)) == (5000, 5000)
