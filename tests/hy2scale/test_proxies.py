@@ -245,3 +245,32 @@ def test_an_http_proxy_in_tls_with_a_stored_certificate(node, origin):
                                         "listen": f"127.0.0.1:{free_tcp_port()}", "tls_cert": "proxy-cert"})
     assert r.status == 400 and "tls_cert" in r.text
     assert node.scale("DELETE", "/proxies/tls-web").status == 200
+
+
+def test_a_restarted_worker_serves_the_api_listeners_again(tmp_path, origin):
+    """The listeners are rows of the store, not state of a process: a worker killed with
+    SIGKILL comes back (restarted by the supervisor) serving them."""
+    import os
+    import signal
+    with NodeProcess(tmp_path, {"scale": dict(SCALE)}) as n:
+        scale = ScaleClient(n)
+        assert scale("POST", "/users", {"username": "rho", "password": "pw-rho"}).status == 201
+        port = free_tcp_port()
+        r = scale("POST", "/proxies", {"protocol": "socks5", "listen": f"127.0.0.1:{port}", "enabled": True})
+        assert r.status == 200, r.text
+
+        def worker_pid():
+            return next(c["pid"] for c in n.get("/api/v1/node").json()["children"] if c.get("shard") == 0)
+        victim = worker_pid()
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if worker_pid() not in (victim, None) and listening(port):
+                    break
+            except (OSError, StopIteration):
+                pass
+            time.sleep(0.2)
+        c = curl("--socks5-hostname", f"rho:pw-rho@127.0.0.1:{port}", f"http://127.0.0.1:{origin}/")
+        assert c.returncode == 0, c.stderr
+        assert c.stdout == BODY
