@@ -26,6 +26,16 @@ MIB = int(os.environ.get("FASTPATH_BENCH_MIB", "256"))
 ROUNDS = int(os.environ.get("FASTPATH_BENCH_ROUNDS", "3"))
 USER, SECRET = "bench", "bench-proxy-secret-0123456789"
 SS_METHOD = "aes-128-gcm"
+SS2022_METHOD = "2022-blake3-aes-128-gcm"
+
+
+def _ss(kind: str) -> tuple[str, str]:
+    """(method, the client's password) of a Shadowsocks row: AEAD takes the auth secret, 2022
+    the user's key (fastpath.inbounds.shadowsocks_2022.user_key_text of the secret)."""
+    if kind == "ss2022":
+        from fastpath.inbounds.shadowsocks_2022 import user_key_text
+        return SS2022_METHOD, user_key_text(SECRET, 16)
+    return SS_METHOD, SECRET
 
 
 def _sing_box() -> str:
@@ -63,9 +73,10 @@ def _client(tmp_path, name: str, kind: str, port: int) -> tuple[subprocess.Popen
                 "username": USER, "password": SECRET}
     if kind == "socks":
         outbound["version"] = "5"
-    if kind == "shadowsocks":
-        outbound = {"type": kind, "tag": "out", "server": "127.0.0.1", "server_port": port,
-                    "method": SS_METHOD, "password": SECRET}
+    if kind in ("shadowsocks", "ss2022"):
+        method, password = _ss(kind)
+        outbound = {"type": "shadowsocks", "tag": "out", "server": "127.0.0.1", "server_port": port,
+                    "method": method, "password": password}
     proc = _start_sing_box(tmp_path, name, {
         "log": {"level": "error"},
         "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
@@ -101,17 +112,19 @@ def targets():
     t.close()
 
 
-@pytest.mark.parametrize("kind", ["socks", "http", "shadowsocks"])
+@pytest.mark.parametrize("kind", ["socks", "http", "shadowsocks", "ss2022"])
 def test_inbound_download_vs_sing_box_server(tmp_path, targets, compare, kind):
     node_port, box_port = free_tcp_port(), free_tcp_port()
     (tmp_path / "node").mkdir()
     inbound = {"type": kind, "listen": f"127.0.0.1:{node_port}", "tag": "in"}
     box_inbound = {"type": kind, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port,
                    "users": [{"username": USER, "password": SECRET}]}
-    if kind == "shadowsocks":
-        inbound["method"] = SS_METHOD
-        box_inbound = {"type": kind, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port,
-                       "method": SS_METHOD, "password": SECRET}
+    if kind in ("shadowsocks", "ss2022"):
+        method, password = _ss(kind)
+        inbound = {"type": "shadowsocks", "listen": f"127.0.0.1:{node_port}", "tag": "in",
+                   "method": method}
+        box_inbound = {"type": "shadowsocks", "tag": "in", "listen": "127.0.0.1",
+                       "listen_port": box_port, "method": method, "password": password}
     config = {"inbounds": [inbound]}
     with NodeProcess(tmp_path / "node", config) as node:
         assert node.post("/api/v1/users", {"id": USER, "auth_secret": SECRET}).status in (200, 201)

@@ -18,8 +18,6 @@ from control.hy2scale.clients import ClientBook, ClientDisable, ClientItem, Clie
 from control.hy2scale.extras import (
     DiagPeers,
     DiagResolve,
-    Proxies,
-    ProxyItem,
     Rules,
     Shadowsocks,
     SystemArch,
@@ -38,6 +36,7 @@ from control.hy2scale.node_info import (
 )
 from control.hy2scale.openapi_doc import document
 from control.hy2scale.peers import Peers
+from control.hy2scale.proxies import Proxies, ProxyBook, ProxyItem, ShadowsocksTab
 from control.hy2scale.sessions import Devices, SessionItem, Sessions
 from control.hy2scale.tls_store import TlsAction, TlsItem, TlsList, TlsPem, TlsStore
 from control.hy2scale.topology import Stats, Topology
@@ -61,6 +60,7 @@ def register(app: falcon.App, node):
     node_settings = NodeSettings(face)
     layout = Layout(face)
     clients = ClientBook(face)
+    proxies = ProxyBook(face, clients)
     tls = TlsStore(node.config.data_dir)
     routes = {
         "/login": Login(auth),
@@ -87,14 +87,14 @@ def register(app: falcon.App, node):
         "/peers": Peers(clients, node_settings),
         "/topology": Topology(clients, node_settings),
         "/stats": Stats(face),
-        "/ss": Shadowsocks(face),
+        "/ss": ShadowsocksTab(proxies, Shadowsocks(face)),
         "/system/arch": SystemArch(),
         "/diag/resolve": DiagResolve(clients),
         "/diag/peer-health": DiagPeers(clients, "health"),
         "/diag/peer-rebinds": DiagPeers(clients, "rebinds"),
         "/diag/peer-latency": DiagPeers(clients, "latency"),
-        "/proxies": Proxies(face),
-        "/proxies/{proxy_id}": ProxyItem(face),
+        "/proxies": Proxies(proxies),
+        "/proxies/{proxy_id}": ProxyItem(proxies),
         "/rules": Rules(),
         "/rules/{rest:path}": Rules(),
         "/tls": TlsList(tls),

@@ -1,5 +1,5 @@
 """The smaller routes the reference UI calls: password conflicts, the Shadowsocks inbound, the
-system facts, the diagnostics, the proxy list and the rules list.
+system facts, the diagnostics and the rules list (the proxy listeners: ``proxies.py``).
 
 Each answers the reference's shape with what this node really has; where the node lacks the
 feature the answer says so in the field the UI reads (``available`` for rules, ``capable``
@@ -22,7 +22,6 @@ HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-
 RESOLVE_TIMEOUT = 5.0
 SS_METHODS = ("aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305", "2022-blake3-aes-128-gcm",
               "2022-blake3-aes-256-gcm", "2022-blake3-chacha20-poly1305")      # the reference's list
-PROTOCOLS = {"socks": "socks5", "http": "http", "shadowsocks": "shadowsocks", "trojan": "trojan"}
 
 
 def unavailable(resp, message: str, status: str = "501 Not Implemented", **extra) -> None:
@@ -195,35 +194,6 @@ class DiagPeers:
                 row.update({"latency_ms": latency, "history": []})
             rows.append(row)
         resp.media = {"peers": rows}
-
-
-class Proxies:
-    """``/proxies``: GET lists the node's proxy inbounds (``inbounds:`` in the node config) in
-    the reference's shape; they are set in the config, so create/update/delete answer 501."""
-
-    WHY = "proxies: this node's proxy inbounds are set in its config file (inbounds:), not here"
-
-    def __init__(self, face):
-        self.face = face
-
-    def on_get(self, req, resp):
-        out = []
-        for inbound in self.face.node.config.sections.get("inbounds") or []:
-            out.append({"id": inbound.tag, "protocol": PROTOCOLS.get(inbound.type, inbound.type),
-                        "listen": _listen(inbound.listen),
-                        "enabled": True, "tls_cert": "", "exit_via": "", "exit_paths": [],
-                        "exit_mode": "", "auth": inbound.auth, "managed_by": "config"})
-        resp.media = out
-
-    def on_post(self, req, resp, **_):
-        unavailable(resp, self.WHY)
-
-    on_put = on_delete = on_patch = on_post
-
-
-class ProxyItem(Proxies):
-    def on_get(self, req, resp, **_):
-        unavailable(resp, self.WHY)
 
 
 class Rules:

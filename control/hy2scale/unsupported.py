@@ -3,8 +3,8 @@
 A route listed here answers every method with 501 and ``{"error": what is missing,
 "capable": false}`` (the reference UI's error toast shows the body; its VPN tabs read
 ``capable``), so a panel sees "not supported", never a 404 it could take for a typo or a fake
-success.  Proxies and rules are answered in ``extras.py`` (their GETs carry the "not
-available" state the UI reads from a 200).
+success.  Rules are answered in ``extras.py`` (its GET carries the "not available" state the
+UI reads from a 200); proxies are served (``proxies.py``).
 """
 from __future__ import annotations
 

@@ -9,6 +9,10 @@ inbounds:
   - type: shadowsocks
     listen: 0.0.0.0:8388
     method: aes-256-gcm  # or aes-128-gcm, chacha20-ietf-poly1305; users' passwords: auth secrets
+  - type: shadowsocks    # Shadowsocks 2022 (shadowsocks_2022.py): users' keys from their secrets
+    listen: 0.0.0.0:8389
+    method: 2022-blake3-aes-128-gcm    # or 2022-blake3-aes-256-gcm
+    psk: <base64 key>    # optional: the server key of identity headers (clients: "psk:user key")
   - type: trojan
     listen: 0.0.0.0:443
     fallback: 127.0.0.1:80   # where a request that is not Trojan goes (else it is closed)
@@ -35,6 +39,9 @@ class InboundSettings:
     fallback: tuple[str, int] | None = None   # trojan: where what is not Trojan goes
     cert: str | None = None             # trojan: TLS certificate and key (default: the node's)
     key: str | None = None
+    psk: str | None = None              # shadowsocks 2022: the server key (identity headers)
+    exit_via: str | None = None         # the peer this listener's traffic leaves through
+    passwords: str = "secret"           # shadowsocks: "secret" (auth secret) or "password"
 
 
 def parse_inbounds_config(raw) -> list[InboundSettings]:
@@ -49,10 +56,19 @@ def parse_inbounds_config(raw) -> list[InboundSettings]:
         listen = s.listen("listen", required=True)
         tag = s.str("tag", f"{kind}-{listen[1]}")
         auth = s.bool("auth", True)
-        method = None
+        method = psk = None
         if kind == "shadowsocks":
+            from fastpath.inbounds.shadowsocks_2022 import METHODS_2022, decode_psk
             from fastpath.inbounds.shadowsocks_aead import METHODS
-            method = s.str("method", required=True, choices=tuple(METHODS))
+            method = s.str("method", required=True, choices=tuple(METHODS) + tuple(METHODS_2022))
+            psk = s.str("psk")
+            if psk is not None:
+                if method not in METHODS_2022:
+                    raise ConfigError(s.key("psk"), "only the 2022-blake3 methods take a psk")
+                try:
+                    decode_psk(psk, METHODS_2022[method])
+                except ValueError as exc:
+                    raise ConfigError(s.key("psk"), f"{exc} (base64 of {METHODS_2022[method]} random bytes)")
             if not auth:
                 raise ConfigError(s.key("auth"), "a Shadowsocks inbound always authenticates")
         fallback = cert = key = None
@@ -68,7 +84,7 @@ def parse_inbounds_config(raw) -> list[InboundSettings]:
         s.finish()
         if not auth and listen[0] not in LOOPBACK:
             raise ConfigError(s.key("auth"), "an inbound without auth may only listen on loopback")
-        out.append(InboundSettings(kind, listen, tag, auth, method, fallback, cert, key))
+        out.append(InboundSettings(kind, listen, tag, auth, method, fallback, cert, key, psk))
     tags = [i.tag for i in out]
     for tag in tags:
         if tags.count(tag) > 1:

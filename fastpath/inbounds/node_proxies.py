@@ -35,6 +35,7 @@ class InboundCore:
         self.users = users
         self.counters = counters
         self.live: dict[TcpSplice, tuple] = {}          # splice -> (user, writer, slots)
+        self.udp_live: set = set()                      # UdpRelay sessions (udp_relay.py)
 
     # -- credentials ------------------------------------------------------------------------
     async def check_credentials(self, user: bytes, password: bytes):
@@ -79,9 +80,10 @@ class InboundCore:
     async def dial(self, address: str, user_id, peer) -> TcpSplice:
         """Connect to ``address`` for ``user_id``: a splice whose target side is connected and
         whose client side is still to be attached (``TcpSplice.attach_client``)."""
-        if user_id is not None and self.users.exit_of.get(user_id):
-            raise Refused(f"user {user_id} leaves through an exit node, which proxy inbounds "
-                          "do not serve yet")
+        # The listener's own exit (a HY2 SCALE proxy's exit_via) or the user's: opened on that
+        # peer (fastpath.hy2.exit_peers) or failed, never dialed from here.
+        exit_name = self.settings.exit_via or (
+            self.users.exit_of.get(user_id) if user_id is not None else None)
         host, port = split_address(address)
         peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
         conn_slot, slot = self._open_slots(user_id, peer_text, address)
@@ -89,7 +91,13 @@ class InboundCore:
         splice.on_budget = self._budget_reached
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
-                await asyncio.get_running_loop().create_connection(lambda: splice.target, host, port)
+                loop = asyncio.get_running_loop()
+                if exit_name:
+                    if self.users.exits is None:
+                        raise Refused(f"exit {exit_name!r}: this worker has no outbound peers")
+                    await self.users.exits.open_stream(exit_name, splice.target, address, loop)
+                else:
+                    await loop.create_connection(lambda: splice.target, host, port)
         except BaseException:
             self._close_slots((conn_slot, slot))
             raise
@@ -98,7 +106,8 @@ class InboundCore:
         self.live[splice] = (user_id, None, (conn_slot, slot))
         return splice
 
-    def _open_slots(self, user_id, peer: str, address: str) -> tuple[int, int]:
+    def _open_slots(self, user_id, peer: str, address: str,
+                    kind: int = KIND_TCP_STREAM) -> tuple[int, int]:
         w = self.counters
         if w is None or user_id is None:
             return -1, -1
@@ -110,7 +119,7 @@ class InboundCore:
             log.warning("counter shard full: connection of %s not counted", user_id)
             return -1, -1
         try:
-            slot = w.open(KIND_TCP_STREAM, user_id, user_slot=user_slot, conn_slot=conn_slot,
+            slot = w.open(kind, user_id, user_slot=user_slot, conn_slot=conn_slot,
                           text_a=peer, text_b=address)
         except Exception:
             w.close(conn_slot)
@@ -140,30 +149,42 @@ class InboundCore:
         if user_id is None:
             splice.abort("traffic limit reached")
             return
+        self._budget_user(user_id)
+        splice.abort("traffic limit reached")
+
+    def _budget_user(self, user_id) -> None:
+        if user_id is None or user_id in self.users.over_limit:
+            return
         self.users.over_limit = self.users.over_limit | {user_id}
         log.info("inbound %s: %s reached the traffic limit", self.settings.tag, user_id)
         self.kick([user_id])
-        splice.abort("traffic limit reached")
 
     def kick(self, ids) -> int:
         ids = set(ids)
         doomed = [s for s, entry in self.live.items() if entry[0] in ids]
         for splice in doomed:
             splice.abort("kicked")
-        return len(doomed)
+        relays = [r for r in self.udp_live if r.user_id in ids]
+        for relay in relays:
+            relay.close("kicked")
+        return len(doomed) + len(relays)
 
     def close_all(self) -> None:
         for splice in list(self.live):
             splice.abort("inbound closed")
+        for relay in list(self.udp_live):
+            relay.close("inbound closed")
 
 
 class NodeSocks5(Socks5Handshake):
-    disable_udp = True              # UDP ASSOCIATE is not served by the node's inbounds yet
-
     def __init__(self, core: InboundCore) -> None:
         self.core = core
         self.asks_credentials = core.settings.auth
         self.check_credentials = core.check_credentials
+
+    async def _udp_associate(self, reader, writer, identity) -> None:
+        from fastpath.inbounds.socks5_udp import serve_association
+        await serve_association(self.core, reader, writer, identity)
 
     async def _connect(self, reader, writer, address: str, identity) -> None:
         try:

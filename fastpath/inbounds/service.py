@@ -9,7 +9,11 @@ import ssl
 from pathlib import Path
 
 from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
+from fastpath.inbounds.live import PASSWORD_FORMS, LiveInbounds
 from fastpath.inbounds.shadowsocks import ShadowsocksInbound
+from fastpath.inbounds.shadowsocks_2022 import METHODS_2022
+from fastpath.inbounds.shadowsocks_2022_tcp import Shadowsocks2022Inbound
+from fastpath.inbounds.shadowsocks_udp import udp_server_for
 from fastpath.inbounds.trojan import TrojanInbound
 from fastpath.proxy.http import MAX_HEAD
 
@@ -22,17 +26,38 @@ class InboundService:
     def __init__(self) -> None:
         self.cores: list[InboundCore] = []
         self.servers: list[asyncio.AbstractServer] = []
+        self.live = None
+
+    def remove(self, core, server) -> None:
+        self.cores.remove(core)
+        self.servers.remove(server)
 
     def kick(self, ids) -> int:
         return sum(core.kick(ids) for core in self.cores)
 
     async def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
         for server in self.servers:
             server.close()
         for core in self.cores:
             core.close_all()
         for server in self.servers:
             await server.wait_closed()
+
+
+class TcpAndUdp:
+    """A Shadowsocks listener: its TCP server and its UDP socket, closed together."""
+
+    def __init__(self, server, udp) -> None:
+        self.server, self.udp = server, udp
+
+    def close(self) -> None:
+        self.server.close()
+        self.udp.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
 
 
 def _tls_context(settings, data_dir) -> ssl.SSLContext:
@@ -45,32 +70,50 @@ def _tls_context(settings, data_dir) -> ssl.SSLContext:
     return context
 
 
+async def open_inbound(ctx, settings):
+    """Bind one inbound in this worker: (its core, its server)."""
+    core = InboundCore(settings, ctx.users, ctx.counters)
+    host, port = settings.listen
+    if settings.type == "trojan":
+        inbound = TrojanInbound(core, settings.fallback)
+        server = await asyncio.start_server(
+            inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
+            ssl=_tls_context(settings, ctx.config.data_dir), ssl_handshake_timeout=10)
+    elif settings.type == "shadowsocks":
+        if settings.method in METHODS_2022:
+            inbound = Shadowsocks2022Inbound(core, settings.method, settings.psk)
+        else:
+            inbound = ShadowsocksInbound(core, settings.method)
+        inbound.password_of = PASSWORD_FORMS[settings.passwords]
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(inbound.protocol, host or None, port, reuse_port=True)
+        try:
+            udp, _ = await loop.create_datagram_endpoint(
+                udp_server_for(inbound), local_addr=(host or "0.0.0.0", port), reuse_port=True)
+        except BaseException:
+            server.close()
+            raise
+        server = TcpAndUdp(server, udp)
+    else:
+        proxy = PROTOCOLS[settings.type](core)
+        tls = _tls_context(settings, ctx.config.data_dir) if settings.cert else None
+        server = await asyncio.start_server(proxy._handle, host or None, port, reuse_port=True,
+                                            limit=MAX_HEAD, ssl=tls,
+                                            ssl_handshake_timeout=10 if tls else None)
+    log.info("%s inbound %s listening on %s %s:%d", settings.type, settings.tag,
+             "tcp+udp" if settings.type == "shadowsocks" else "tcp", host or "*", port)
+    return core, server
+
+
 async def start(ctx):
-    inbounds = ctx.config.sections.get("inbounds") or []
-    if not inbounds:
-        return None
     service = InboundService()
     try:
-        for settings in inbounds:
-            core = InboundCore(settings, ctx.users, ctx.counters)
-            host, port = settings.listen
-            if settings.type == "trojan":
-                inbound = TrojanInbound(core, settings.fallback)
-                server = await asyncio.start_server(
-                    inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
-                    ssl=_tls_context(settings, ctx.config.data_dir), ssl_handshake_timeout=10)
-            elif settings.type == "shadowsocks":
-                inbound = ShadowsocksInbound(core, settings.method)
-                server = await asyncio.get_running_loop().create_server(
-                    inbound.protocol, host or None, port, reuse_port=True)
-            else:
-                proxy = PROTOCOLS[settings.type](core)
-                server = await asyncio.start_server(proxy._handle, host or None, port,
-                                                    reuse_port=True, limit=MAX_HEAD)
+        for settings in ctx.config.sections.get("inbounds") or []:
+            core, server = await open_inbound(ctx, settings)
             service.cores.append(core)
             service.servers.append(server)
-            log.info("%s inbound %s listening on tcp %s:%d", settings.type, settings.tag,
-                     host or "*", port)
+        # Listeners made at run time (HY2 SCALE /api/proxies), started, moved and stopped live.
+        service.live = await LiveInbounds(ctx, service, open_inbound).start()
     except BaseException:
         await service.close()
         raise
@@ -83,6 +126,10 @@ async def start(ctx):
     async def kick(args):
         return service.kick([str(i) for i in args.get("ids") or []])
 
+    async def proxies_changed(_args):
+        return await service.live.reload()
+
     ctx.users.on_cutoff(cutoff)
     ctx.on_command("kick", kick)
+    ctx.on_command("proxies_changed", proxies_changed)
     return service

@@ -48,8 +48,15 @@ class SaltMemory:
         return False
 
 
+def own_secret(secret: str, _user) -> str:
+    """A user's Shadowsocks password: its auth secret (the default)."""
+    return secret
+
+
 class ShadowsocksInbound:
     """One Shadowsocks listener: its method, the users' keys, the salts seen."""
+
+    password_of = staticmethod(own_secret)      # (auth secret, user) -> password
 
     def __init__(self, core: InboundCore, method: str) -> None:
         self.core = core
@@ -63,7 +70,8 @@ class ShadowsocksInbound:
         """(auth secret, master key) of every user, rebuilt when the user table changes."""
         table = self.core.users.by_secret
         if table is not self._keys_of:
-            self._keys = [(secret, master_key(secret, self.size)) for secret in table]
+            self._keys = [(secret, master_key(self.password_of(secret, user), self.size))
+                          for secret, user in table.items()]
             self._keys_of = table
         return self._keys
 
@@ -80,6 +88,7 @@ class Handshake(asyncio.Protocol):
         self.buf = bytearray()
         self.opener: Opener | None = None
         self.secret = None
+        self.key = b""                      # the master key that opened the first chunk
         self.plain = bytearray()
         self.later: list[bytes] = []        # raw bytes read while the target is dialed
         self.state = "head"                 # head -> dialing -> (splice) | drain
@@ -122,7 +131,7 @@ class Handshake(asyncio.Protocol):
                     opener.feed(first)
                 except ChunkError:
                     continue
-                self.opener, self.secret = opener, secret
+                self.opener, self.secret, self.key = opener, secret, key
                 break
             else:
                 self._drain("no user's key opens it")
@@ -173,17 +182,19 @@ class Handshake(asyncio.Protocol):
             return
         if self.timer is not None:
             self.timer.cancel()
-        salt = os.urandom(self.inbound.size)
         splice.up_codec = self.opener
-        splice.down_codec = Sealer(session_cipher(self.inbound.method,
-                                                  master_key(self.secret, self.inbound.size), salt),
-                                   salt)
+        splice.down_codec = self._down_codec()
         if first_data:
             splice.send_to_target(first_data)
         splice.attach_client(self.transport)
         for raw in self.later:
             splice.client.data_received(raw)
         self.later.clear()
+
+    def _down_codec(self):
+        """The sealer of what goes back to the client (a fresh salt)."""
+        salt = os.urandom(self.inbound.size)
+        return Sealer(session_cipher(self.inbound.method, self.key, salt), salt)
 
     # -- endings ----------------------------------------------------------------------------
     def _drain(self, why: str) -> None:

@@ -51,6 +51,7 @@ class Opener:
     """Reads one direction of a stream after its salt: ``feed(bytes) -> plaintext``."""
 
     __slots__ = ("cipher", "nonce", "buf", "need")
+    MAX = MAX_PAYLOAD              # the longest chunk payload (Shadowsocks 2022: 0xFFFF)
 
     def __init__(self, cipher) -> None:
         self.cipher = cipher
@@ -76,7 +77,7 @@ class Opener:
                     break
                 length = int.from_bytes(self._open(bytes(buf[:2 + TAG])), "big")
                 del buf[:2 + TAG]
-                if not 0 < length <= MAX_PAYLOAD:
+                if not 0 < length <= self.MAX:
                     raise ChunkError(f"chunk length {length} out of range")
                 self.need = length
             if len(buf) < self.need + TAG:

@@ -171,6 +171,20 @@ cdef class SpliceSide:
         if splice.over_budget:
             splice._budget_reached()
 
+    # What an exit peer (fastpath.hy2.exit_peers) reads of the stream it carries, as of the
+    # Hysteria 2 relay pump: the bytes toward the target and back, and whether it ended.
+    @property
+    def finished(self):
+        return self.splice.finished
+
+    @property
+    def from_quic_bytes(self):
+        return self.splice.up_bytes
+
+    @property
+    def from_tcp_bytes(self):
+        return self.splice.down_bytes
+
     def eof_received(self):
         self.splice.finish("client finished" if self.is_client else "target finished")
         return False

@@ -51,6 +51,8 @@ def node_ports(config) -> list[Port]:
         ports.append(Port("media.listen", *media.listen, "tcp"))
     for inbound in config.sections.get("inbounds") or []:
         ports.append(Port(f"inbounds ({inbound.tag})", *inbound.listen, "tcp"))
+        if inbound.type == "shadowsocks":           # Shadowsocks UDP on the same port
+            ports.append(Port(f"inbounds ({inbound.tag})", *inbound.listen, "udp"))
     ports.append(Port("control.listen", config.control.host, config.control.port, "tcp"))
     if config.traffic_stats.listen:
         ports.append(Port("trafficStats.listen", *config.traffic_stats.listen, "tcp"))

@@ -24,7 +24,7 @@ from fastpath.hy2.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2scale.conftest import SCALE, ScaleClient
 from tests.hy2scale.test_exits import MB, make_user, upload_hash
-from tests.support.node import NodeProcess
+from tests.support.node import NodeProcess, free_tcp_port
 
 pytestmark = pytest.mark.integration
 
@@ -241,10 +241,19 @@ def test_users_conflicts_is_not_a_user_id(scale):
 
 def test_ss_system_arch_and_diag(node, scale):
     ss = scale.get("/ss").json()
-    assert {"listen", "enabled", "method"} <= set(ss) and ss["enabled"] is False and ss["capable"] is False
-    r = scale("PUT", "/ss", {"listen": "0.0.0.0:8388", "enabled": True, "method": "aes-256-gcm"})
-    assert r.status == 501 and r.json()["capable"] is False and r.json()["error"]
+    assert {"listen", "enabled", "method"} <= set(ss) and ss["enabled"] is False and ss["listen"] == ""
     assert scale("PUT", "/ss", {"enabled": "yes"}).status == 400
+    assert scale("PUT", "/ss", {"enabled": True, "method": "rc4"}).status == 400
+    assert scale.get("/ss").json() == ss                                # nothing applied
+    port = free_tcp_port()
+    r = scale("PUT", "/ss", {"listen": f"127.0.0.1:{port}", "enabled": True, "method": "aes-256-gcm"})
+    assert r.status == 200, r.text
+    ss = scale.get("/ss").json()
+    assert ss["listen"] == f"127.0.0.1:{port}" and ss["enabled"] is True and ss["method"] == "aes-256-gcm"
+    socket.create_connection(("127.0.0.1", port), 2).close()            # listening, live
+    assert scale("PUT", "/ss", {"enabled": False}).status == 200
+    assert scale.get("/ss").json()["enabled"] is False
+    assert scale("DELETE", "/proxies/ss").status == 200
     arch = scale.get("/system/arch").json()
     assert {"os", "arch", "version", "binary", "in_docker"} <= set(arch)
     assert isinstance(arch["in_docker"], bool)
@@ -286,7 +295,7 @@ def test_not_available_answers(scale):
     rules = scale.get("/rules")
     assert rules.status == 200 and rules.json()["available"] is False and rules.json()["rules"] == []
     for method, path in (("POST", "/rules"), ("PUT", "/rules/x"), ("DELETE", "/rules/x"),
-                         ("POST", "/proxies"), ("PUT", "/proxies/x"), ("GET", "/l2tp"),
+                         ("GET", "/l2tp"),
                          ("GET", "/wireguard")):
         r = scale(method, path, {} if method != "GET" and method != "DELETE" else None)
         assert r.status == 501, (method, path, r.text)
