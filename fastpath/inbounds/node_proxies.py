@@ -57,10 +57,13 @@ class InboundCore:
 
     # -- connections ------------------------------------------------------------------------
     async def open_and_splice(self, reader, writer, address: str, user_id, *,
-                              answer: bytes, prefix: bytes = b"") -> None:
+                              answer: bytes, prefix: bytes = b"", up_codec=None,
+                              down_codec=None) -> None:
         """Dial ``address`` for ``user_id`` and splice; raises OSError, Refused or
-        TimeoutError before anything was written to the client when it cannot."""
+        TimeoutError before anything was written to the client when it cannot.  The codecs
+        (an encrypted protocol's, a WebSocket's) are the splice's ``up_codec``/``down_codec``."""
         splice = await self.dial(address, user_id, writer.get_extra_info("peername"))
+        splice.up_codec, splice.down_codec = up_codec, down_codec
         if splice.finished:                 # the target closed at once
             writer.write(answer)
             writer.close()

@@ -11,11 +11,16 @@ from pathlib import Path
 from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
 from fastpath.inbounds.shadowsocks import ShadowsocksInbound
 from fastpath.inbounds.trojan import TrojanInbound
+from fastpath.inbounds.trojan_ws import TrojanWsInbound
+from fastpath.inbounds.vless import VlessInbound
+from fastpath.inbounds.vmess import VmessInbound
 from fastpath.proxy.http import MAX_HEAD
 
 log = logging.getLogger("fastpath.inbounds")
 
 PROTOCOLS = {"socks": NodeSocks5, "http": NodeHttpProxy}
+# Inbounds on the shared stream layer (stream_inbound.py): any transport, TLS optional.
+STREAM_INBOUNDS = {"vless": VlessInbound, "vmess": VmessInbound, "trojan": TrojanWsInbound}
 
 
 class InboundService:
@@ -54,7 +59,14 @@ async def start(ctx):
         for settings in inbounds:
             core = InboundCore(settings, ctx.users, ctx.counters)
             host, port = settings.listen
-            if settings.type == "trojan":
+            if settings.type in STREAM_INBOUNDS and (settings.type != "trojan"
+                                                     or settings.transport != "tcp"):
+                inbound = STREAM_INBOUNDS[settings.type](core)
+                server = await asyncio.start_server(
+                    inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
+                    ssl=_tls_context(settings, ctx.config.data_dir) if settings.tls else None,
+                    ssl_handshake_timeout=10 if settings.tls else None)
+            elif settings.type == "trojan":
                 inbound = TrojanInbound(core, settings.fallback)
                 server = await asyncio.start_server(
                     inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
