@@ -27,11 +27,14 @@ class InboundService:
     def __init__(self) -> None:
         self.cores: list[InboundCore] = []
         self.servers: list[asyncio.AbstractServer] = []
+        self.panel = None
 
     def kick(self, ids) -> int:
-        return sum(core.kick(ids) for core in self.cores)
+        return sum(core.kick(ids) for core in self.cores) + (self.panel.kick(ids) if self.panel else 0)
 
     async def close(self) -> None:
+        if self.panel is not None:
+            await self.panel.close()
         for server in self.servers:
             server.close()
         for core in self.cores:
@@ -50,42 +53,51 @@ def _tls_context(settings, data_dir) -> ssl.SSLContext:
     return context
 
 
+async def open_listener(settings, ctx):
+    """(core, server) of one inbound, listening (SO_REUSEPORT: every worker binds it)."""
+    core = InboundCore(settings, ctx.users, ctx.counters)
+    host, port = settings.listen
+    if settings.type in STREAM_INBOUNDS and (settings.type != "trojan"
+                                             or settings.transport != "tcp"):
+        inbound = STREAM_INBOUNDS[settings.type](core)
+        server = await asyncio.start_server(
+            inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
+            ssl=_tls_context(settings, ctx.config.data_dir) if settings.tls else None,
+            ssl_handshake_timeout=10 if settings.tls else None)
+    elif settings.type == "trojan":
+        inbound = TrojanInbound(core, settings.fallback)
+        server = await asyncio.start_server(
+            inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
+            ssl=_tls_context(settings, ctx.config.data_dir), ssl_handshake_timeout=10)
+    elif settings.type == "shadowsocks":
+        inbound = ShadowsocksInbound(core, settings.method)
+        server = await asyncio.get_running_loop().create_server(
+            inbound.protocol, host or None, port, reuse_port=True)
+    else:
+        proxy = PROTOCOLS[settings.type](core)
+        server = await asyncio.start_server(proxy._handle, host or None, port,
+                                            reuse_port=True, limit=MAX_HEAD)
+    log.info("%s inbound %s listening on tcp %s:%d", settings.type, settings.tag,
+             host or "*", port)
+    return core, server
+
+
 async def start(ctx):
     inbounds = ctx.config.sections.get("inbounds") or []
-    if not inbounds:
-        return None
     service = InboundService()
     try:
         for settings in inbounds:
-            core = InboundCore(settings, ctx.users, ctx.counters)
-            host, port = settings.listen
-            if settings.type in STREAM_INBOUNDS and (settings.type != "trojan"
-                                                     or settings.transport != "tcp"):
-                inbound = STREAM_INBOUNDS[settings.type](core)
-                server = await asyncio.start_server(
-                    inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
-                    ssl=_tls_context(settings, ctx.config.data_dir) if settings.tls else None,
-                    ssl_handshake_timeout=10 if settings.tls else None)
-            elif settings.type == "trojan":
-                inbound = TrojanInbound(core, settings.fallback)
-                server = await asyncio.start_server(
-                    inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
-                    ssl=_tls_context(settings, ctx.config.data_dir), ssl_handshake_timeout=10)
-            elif settings.type == "shadowsocks":
-                inbound = ShadowsocksInbound(core, settings.method)
-                server = await asyncio.get_running_loop().create_server(
-                    inbound.protocol, host or None, port, reuse_port=True)
-            else:
-                proxy = PROTOCOLS[settings.type](core)
-                server = await asyncio.start_server(proxy._handle, host or None, port,
-                                                    reuse_port=True, limit=MAX_HEAD)
+            core, server = await open_listener(settings, ctx)
             service.cores.append(core)
             service.servers.append(server)
-            log.info("%s inbound %s listening on tcp %s:%d", settings.type, settings.tag,
-                     host or "*", port)
     except BaseException:
         await service.close()
         raise
+    # The inbounds a PasarGuard panel's Start asked for (kept in the store; opened here at
+    # worker start and whenever the face says they changed).
+    from fastpath.inbounds.panel_inbounds import PanelInbounds
+    service.panel = PanelInbounds(ctx, service)
+    await service.panel.reconcile()
 
     def cutoff(ids):
         closed = service.kick(ids)
@@ -95,6 +107,10 @@ async def start(ctx):
     async def kick(args):
         return service.kick([str(i) for i in args.get("ids") or []])
 
+    async def inbounds_changed(_args):
+        return await service.panel.reconcile()
+
     ctx.users.on_cutoff(cutoff)
     ctx.on_command("kick", kick)
+    ctx.on_command("inbounds_changed", inbounds_changed)
     return service

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 
+from fastpath.inbounds.credentials import admit, user_password
 from fastpath.inbounds.node_proxies import InboundCore, Refused
 from fastpath.inbounds.shadowsocks_aead import (METHODS, TAG, ChunkError, Opener, Sealer,
                                                 master_key, session_cipher)
@@ -60,10 +61,12 @@ class ShadowsocksInbound:
         self._keys: list[tuple[str, bytes]] = []
 
     def keys(self) -> list[tuple[str, bytes]]:
-        """(auth secret, master key) of every user, rebuilt when the user table changes."""
-        table = self.core.users.by_secret
+        """(user id, master key) of every user with a Shadowsocks password (credentials.py:
+        the panel's, or the auth secret), rebuilt when the user table changes."""
+        table = self.core.users.by_id
         if table is not self._keys_of:
-            self._keys = [(secret, master_key(secret, self.size)) for secret in table]
+            self._keys = [(user.id, master_key(password, self.size)) for user in table.values()
+                          if (password := user_password(user, "shadowsocks"))]
             self._keys_of = table
         return self._keys
 
@@ -156,16 +159,16 @@ class Handshake(asyncio.Protocol):
 
     async def _dial(self, address: str, first_data: bytes) -> None:
         core = self.inbound.core
-        found, refused = core.users.authenticate(self.secret, core.settings.tag)
-        if found is None or refused:
-            log.info("inbound %s: user %s refused: %s", core.settings.tag,
-                     found.id if found else "?", refused or "unknown")
+        user_id = self.secret                     # the user whose key opened the head
+        refused = admit(core.users, user_id, core.settings.tag)
+        if refused:
+            log.info("inbound %s: user %s refused: %s", core.settings.tag, user_id, refused)
             self._close()
             return
         try:
-            splice = await core.dial(address, found.id, self.transport.get_extra_info("peername"))
+            splice = await core.dial(address, user_id, self.transport.get_extra_info("peername"))
         except (Refused, OSError, ValueError, asyncio.TimeoutError) as exc:
-            log.debug("inbound %s: %s for %s: %s", core.settings.tag, address, found.id, exc)
+            log.debug("inbound %s: %s for %s: %s", core.settings.tag, address, user_id, exc)
             self._close()
             return
         if self.transport.is_closing() or splice.finished:
@@ -175,9 +178,11 @@ class Handshake(asyncio.Protocol):
             self.timer.cancel()
         salt = os.urandom(self.inbound.size)
         splice.up_codec = self.opener
-        splice.down_codec = Sealer(session_cipher(self.inbound.method,
-                                                  master_key(self.secret, self.inbound.size), salt),
-                                   salt)
+        key = dict(self.inbound.keys()).get(user_id)
+        if key is None:                           # the user went while the target was dialed
+            splice.abort("user removed")
+            return
+        splice.down_codec = Sealer(session_cipher(self.inbound.method, key, salt), salt)
         if first_data:
             splice.send_to_target(first_data)
         splice.attach_client(self.transport)
