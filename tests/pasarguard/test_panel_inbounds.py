@@ -1,0 +1,191 @@
+"""PasarGuard Start builds the node's proxy inbounds from the panel's xray config.
+
+The panel's own client (``pasarguard-node-bridge``) starts a node with one inbound of each
+kind (VLESS over TLS and over WebSocket, VMess over TCP and WebSocket, Trojan, Shadowsocks,
+and the Hysteria one, which is the node's own listener), syncs users with their credentials,
+and sing-box connects as those users (20 MiB both ways, SHA-256 equal, the user's bytes exact
+in the panel's statistics); a user removed by a sync is cut within a second; an inbound
+outside the user's list refuses it; REALITY and gRPC inbounds refuse the Start by name.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+
+import pytest
+
+from tests.hy2.singbox import socks5_connect
+from tests.inbounds.peers import counted_both_ways, download_and_upload, sing_box_client
+from tests.pasarguard.panel_client import (PanelClientUnavailable, PanelDriver, pasarguard_section,
+                                           wait_tls_port)
+from tests.support.node import NodeProcess, free_tcp_port
+
+SIZE = 20 << 20
+ALICE = {"email": "1.alice", "vless": str(uuid.uuid4()), "vmess": str(uuid.uuid4()),
+         "trojan": "alice-trojan-pw", "ss": "alice-ss-pw", "ss_method": "aes-128-gcm",
+         "auth": "alice-hy2-auth"}
+BOB = {"email": "2.bob", "vless": str(uuid.uuid4()), "vmess": str(uuid.uuid4()),
+       "trojan": "bob-trojan-pw", "ss": "bob-ss-pw", "ss_method": "aes-128-gcm"}
+
+
+def xray_config(ports: dict, cert: str, key: str, extra=()) -> str:
+    tls = {"security": "tls", "tlsSettings": {"certificates": [{"certificateFile": cert,
+                                                                 "keyFile": key}]}}
+    inbounds = [
+        {"tag": "HY", "protocol": "hysteria", "port": 443},
+        {"tag": "VLESS TLS", "protocol": "vless", "port": ports["VLESS TLS"], "listen": "127.0.0.1",
+         "settings": {"clients": [], "decryption": "none"},
+         "streamSettings": {"network": "tcp", **tls}},
+        {"tag": "VLESS WS", "protocol": "vless", "port": ports["VLESS WS"], "listen": "127.0.0.1",
+         "settings": {"clients": [], "decryption": "none"},
+         "streamSettings": {"network": "ws", "wsSettings": {"path": "/vl", "host": "cdn.example"}}},
+        {"tag": "VMESS TCP", "protocol": "vmess", "port": ports["VMESS TCP"], "listen": "127.0.0.1",
+         "settings": {"clients": []}, "streamSettings": {"network": "tcp"}},
+        {"tag": "VMESS WS TLS", "protocol": "vmess", "port": ports["VMESS WS TLS"],
+         "listen": "127.0.0.1", "settings": {"clients": []},
+         "streamSettings": {"network": "ws", "wsSettings": {"path": "/vm"}, **tls}},
+        {"tag": "TROJAN", "protocol": "trojan", "port": ports["TROJAN"], "listen": "127.0.0.1",
+         "settings": {"clients": []}, "streamSettings": {"network": "tcp", **tls}},
+        {"tag": "SS", "protocol": "shadowsocks", "port": ports["SS"], "listen": "127.0.0.1",
+         "settings": {"clients": [], "method": "aes-128-gcm", "network": "tcp"}},
+        *extra,
+    ]
+    return json.dumps({"log": {}, "inbounds": inbounds, "outbounds": [{"protocol": "freedom"}]})
+
+
+TAGS = ["VLESS TLS", "VLESS WS", "VMESS TCP", "VMESS WS TLS", "TROJAN", "SS"]
+
+
+@pytest.fixture(scope="module")
+def panel_node(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pg-inbounds")
+    section = pasarguard_section(grpc=False)
+    node = NodeProcess(tmp, {"pasarguard": section}).start()
+    try:
+        rest = int(section["listen"].rsplit(":", 1)[1])
+        wait_tls_port(rest, node=node)
+        try:
+            driver = PanelDriver(tmp / "driver.log")
+        except PanelClientUnavailable as exc:
+            pytest.skip(str(exc))
+        with driver:
+            ca = (node.data_dir / "tls" / "node.crt").read_text()
+            driver.call("connect", node="rest", mode="rest", port=rest, ca=ca, key=section["apiKey"])
+            node.driver = driver
+            node.ports = {tag: free_tcp_port() for tag in TAGS}
+            node.xray = xray_config(node.ports, str(node.data_dir / "tls" / "node.crt"),
+                                    str(node.data_dir / "tls" / "node.key"))
+            driver.call("start", node="rest", config=node.xray,
+                        users=[{**ALICE, "inbounds": ["HY", *TAGS]},
+                               {**BOB, "inbounds": ["VMESS TCP"]}])
+            yield node
+    finally:
+        node.stop()
+
+
+def outbound(node, tag: str, user: dict) -> dict:
+    port = node.ports[tag]
+    tls = {"enabled": True, "insecure": True, "server_name": "localhost"}
+    base = {"server": "127.0.0.1", "server_port": port}
+    if tag.startswith("VLESS"):
+        out = {"type": "vless", "uuid": user["vless"], **base}
+    elif tag.startswith("VMESS"):
+        out = {"type": "vmess", "uuid": user["vmess"], "security": "chacha20-poly1305", **base}
+    elif tag == "TROJAN":
+        out = {"type": "trojan", "password": user["trojan"], **base}
+    else:
+        out = {"type": "shadowsocks", "method": "aes-128-gcm", "password": user["ss"], **base}
+    if tag in ("VLESS TLS", "VMESS WS TLS", "TROJAN"):
+        out["tls"] = tls
+    if tag == "VLESS WS":
+        out["transport"] = {"type": "ws", "path": "/vl", "headers": {"Host": "cdn.example"}}
+    if tag == "VMESS WS TLS":
+        out["transport"] = {"type": "ws", "path": "/vm"}
+    return out
+
+
+def user_stat(node, email: str) -> tuple[int, int]:
+    rows = node.driver.call("stats", node="rest", type="UserStat", name=email)
+    values = {r[1]: r[3] for r in rows}
+    return values.get("uplink", 0), values.get("downlink", 0)
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_sing_box_as_a_panel_user_on_each_inbound(panel_node, targets, tmp_path, tag):
+    before = user_stat(panel_node, ALICE["email"])
+    with sing_box_client(tmp_path, outbound(panel_node, tag, ALICE)) as local:
+        download_and_upload(local, targets, SIZE, 81)
+    tx, rx = counted_both_ways(SIZE)
+    want = (before[0] + tx, before[1] + rx)
+    deadline = time.monotonic() + 5
+    seen = user_stat(panel_node, ALICE["email"])
+    while seen != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen = user_stat(panel_node, ALICE["email"])
+    assert seen == want
+
+
+def test_an_inbound_outside_the_users_list_refuses_it(panel_node, targets, tmp_path):
+    with sing_box_client(tmp_path, outbound(panel_node, "VLESS TLS", BOB)) as local:
+        with pytest.raises((AssertionError, OSError)):
+            download_and_upload(local, targets, 1 << 16, 3)
+    assert "not allowed on inbound VLESS TLS" in panel_node.log() or \
+        "unknown VLESS id" in panel_node.log()
+
+
+def test_a_removed_user_is_cut_within_a_second(panel_node, targets, tmp_path):
+    with sing_box_client(tmp_path, outbound(panel_node, "VMESS TCP", BOB)) as local:
+        with socks5_connect(local, "127.0.0.1", targets.source) as s:
+            s.sendall(struct.pack(">QQ", 1 << 40, 5))       # an endless download
+            s.settimeout(10)
+            got = 0
+            while got < 1 << 20:
+                data = s.recv(1 << 16)
+                assert data
+                got += len(data)
+            s.settimeout(0.05)
+            panel_node.driver.call("sync_users", node="rest",
+                                   users=[{**ALICE, "inbounds": ["HY", *TAGS]}])
+            synced = time.monotonic()
+            ended = None
+            while time.monotonic() - synced < 5:
+                try:
+                    if not s.recv(1 << 20):
+                        ended = time.monotonic()
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    ended = time.monotonic()
+                    break
+    assert ended is not None and ended - synced < 1.0, "bob's stream outlived his removal"
+
+
+def test_reality_and_grpc_inbounds_refuse_the_start_by_name(panel_node, targets, tmp_path):
+    for extra, words in (
+            ({"tag": "VLESS REALITY", "protocol": "vless", "port": free_tcp_port(),
+              "settings": {"decryption": "none"},
+              "streamSettings": {"network": "tcp", "security": "reality",
+                                 "realitySettings": {"dest": "example.com:443"}}},
+             ["VLESS REALITY", "REALITY"]),
+            ({"tag": "VLESS GRPC", "protocol": "vless", "port": free_tcp_port(),
+              "settings": {"decryption": "none"}, "streamSettings": {"network": "grpc"}},
+             ["VLESS GRPC", "gRPC"]),
+            ({"tag": "WG", "protocol": "wireguard", "port": free_tcp_port()}, ["WG", "WireGuard"])):
+        config = xray_config(panel_node.ports, "/nonexistent.crt", "/nonexistent.key", [extra])
+        error = panel_node.driver.error("start", node="rest", config=config,
+                                        users=[{**ALICE, "inbounds": ["HY", *TAGS]}])
+        for word in words:
+            assert word in str(error.detail), error.detail
+    # The refused Starts changed nothing: the inbounds of the first still carry alice.
+    with sing_box_client(tmp_path, outbound(panel_node, "VLESS WS", ALICE)) as local:
+        download_and_upload(local, targets, 1 << 20, 9)
+
+
+def test_a_vision_flow_is_refused_naming_the_inbound(panel_node):
+    error = panel_node.driver.error("start", node="rest", config=panel_node.xray,
+                                    users=[{**ALICE, "vless_flow": "xtls-rprx-vision",
+                                            "inbounds": ["HY", *TAGS]}])
+    assert "VLESS TLS" in str(error.detail) and "xtls-rprx-vision" in str(error.detail)
