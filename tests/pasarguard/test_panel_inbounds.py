@@ -145,6 +145,10 @@ def test_a_removed_user_is_cut_within_a_second(panel_node, targets, tmp_path):
                 data = s.recv(1 << 16)
                 assert data
                 got += len(data)
+            # Online statistics see the VMess connection as they see Hysteria 2 ones.
+            assert panel_node.driver.call("online", node="rest", email=BOB["email"])[1] >= 1
+            ips = panel_node.driver.call("online_ip", node="rest", email=BOB["email"])["ips"]
+            assert "127.0.0.1" in ips
             s.settimeout(0.05)
             panel_node.driver.call("sync_users", node="rest",
                                    users=[{**ALICE, "inbounds": ["HY", *TAGS]}])
