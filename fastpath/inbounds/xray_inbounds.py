@@ -33,6 +33,31 @@ class Converted:
     hysteria_tags: set[str] = field(default_factory=set)
 
 
+def _obj(value, tag: str, what: str) -> dict:
+    """``value`` as an object (absent: empty); Unserved naming the field otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Unserved(f"inbound {tag!r}: {what} is not an object")
+    return value
+
+
+def _text(value, tag: str, what: str, default: str = "") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise Unserved(f"inbound {tag!r}: {what} is not a string")
+    return str(value)
+
+
+def _list(value, tag: str, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Unserved(f"inbound {tag!r}: {what} is not a list")
+    return value
+
+
 def _listen(inbound: dict, tag: str) -> str:
     host = inbound.get("listen") or "0.0.0.0"
     port = inbound.get("port")
@@ -54,10 +79,8 @@ def _pem(value) -> str | None:
 
 
 def _stream(inbound: dict, tag: str, out: Converted, entry: dict) -> None:
-    stream = inbound.get("streamSettings") or {}
-    if not isinstance(stream, dict):
-        raise Unserved(f"inbound {tag!r}: streamSettings is not an object")
-    network = str(stream.get("network") or "tcp").lower()
+    stream = _obj(inbound.get("streamSettings"), tag, "streamSettings")
+    network = _text(stream.get("network"), tag, "streamSettings.network", "tcp").lower() or "tcp"
     if network == "raw":
         network = "tcp"
     if network in UNSERVED_TRANSPORTS:
@@ -66,31 +89,34 @@ def _stream(inbound: dict, tag: str, out: Converted, entry: dict) -> None:
     if network not in ("tcp", "ws"):
         raise Unserved(f"inbound {tag!r}: network {network!r} is not served (tcp, ws)")
     if network == "tcp":
-        tcp = stream.get("tcpSettings") or stream.get("rawSettings") or {}
-        header = (tcp.get("header") or {}).get("type", "none") if isinstance(tcp, dict) else "none"
-        if header not in ("none", None):
+        tcp = _obj(stream.get("tcpSettings") or stream.get("rawSettings"), tag, "tcpSettings")
+        header = _text(_obj(tcp.get("header"), tag, "tcpSettings.header").get("type"), tag,
+                       "tcpSettings.header.type", "none")
+        if header not in ("none", ""):
             raise Unserved(f"inbound {tag!r}: the TCP {header!r} header obfuscation is not served")
     else:
-        ws = stream.get("wsSettings") or {}
-        headers = ws.get("headers") or {}
-        host = ws.get("host") or headers.get("Host") or headers.get("host")
-        entry["transport"] = {"type": "ws", "path": ws.get("path") or "/"}
+        ws = _obj(stream.get("wsSettings"), tag, "wsSettings")
+        headers = _obj(ws.get("headers"), tag, "wsSettings.headers")
+        host = _text(ws.get("host") or headers.get("Host") or headers.get("host"), tag,
+                     "wsSettings.host")
+        entry["transport"] = {"type": "ws", "path": _text(ws.get("path"), tag, "wsSettings.path") or "/"}
         if host:
             entry["transport"]["host"] = host
-    security = str(stream.get("security") or "none").lower()
+    security = _text(stream.get("security"), tag, "streamSettings.security", "none").lower() or "none"
     if security in UNSERVED_SECURITY:
         raise Unserved(f"inbound {tag!r}: {UNSERVED_SECURITY[security]} is not served by this node "
                        "(security tls or none)")
     if security not in ("tls", "none"):
         raise Unserved(f"inbound {tag!r}: security {security!r} is not served (tls, none)")
     if security == "tls":
-        tls = stream.get("tlsSettings") or {}
-        certs = tls.get("certificates") or []
+        tls = _obj(stream.get("tlsSettings"), tag, "tlsSettings")
+        certs = _list(tls.get("certificates"), tag, "tlsSettings.certificates")
         if not certs:
             entry["tls"] = True                   # the node's own certificate
             return
-        first = certs[0]
-        cert_file, key_file = first.get("certificateFile"), first.get("keyFile")
+        first = _obj(certs[0], tag, "tlsSettings.certificates[0]")
+        cert_file = _text(first.get("certificateFile"), tag, "certificateFile")
+        key_file = _text(first.get("keyFile"), tag, "keyFile")
         if cert_file and key_file:
             entry["tls"] = {"cert": cert_file, "key": key_file}
             return
@@ -105,34 +131,34 @@ def _stream(inbound: dict, tag: str, out: Converted, entry: dict) -> None:
 
 
 def _entry(inbound: dict, tag: str, out: Converted) -> dict:
-    protocol = str(inbound.get("protocol") or "").lower()
-    settings = inbound.get("settings") or {}
-    if not isinstance(settings, dict):
-        raise Unserved(f"inbound {tag!r}: settings is not an object")
+    protocol = _text(inbound.get("protocol"), tag, "protocol").lower()
+    settings = _obj(inbound.get("settings"), tag, "settings")
     if protocol not in SERVED:
         reason = UNSERVED_TYPES.get(protocol, f"protocol {protocol!r} is not served by this node")
         raise Unserved(f"inbound {tag!r}: {reason} (served: {', '.join(SERVED)}, hysteria)")
     entry: dict = {"type": "socks" if protocol == "socks" else protocol, "tag": tag,
                    "listen": _listen(inbound, tag)}
     if protocol == "vless":
-        if str(settings.get("decryption") or "none").lower() != "none":
+        if _text(settings.get("decryption"), tag, "decryption", "none").lower() not in ("none", ""):
             raise Unserved(f"inbound {tag!r}: VLESS decryption {settings.get('decryption')!r} is "
                            "not served (none)")
-        flows = {c.get("flow") for c in settings.get("clients") or [] if isinstance(c, dict)}
-        flows |= {settings.get("flow")}
-        flows -= {None, "", "none"}
+        clients = _list(settings.get("clients"), tag, "settings.clients")
+        flows = {_text(c.get("flow"), tag, "clients[].flow") for c in clients if isinstance(c, dict)}
+        flows |= {_text(settings.get("flow"), tag, "settings.flow")}
+        flows -= {"", "none"}
         if flows:
             entry["flow"] = sorted(flows)[0]      # refused by the check, naming the tag
     elif protocol == "shadowsocks":
-        method = settings.get("method")
+        method = _text(settings.get("method"), tag, "settings.method")
         if not method:
-            clients = [c for c in settings.get("clients") or [] if isinstance(c, dict)]
-            method = clients[0].get("method") if clients else None
+            clients = [c for c in _list(settings.get("clients"), tag, "settings.clients")
+                       if isinstance(c, dict)]
+            method = _text(clients[0].get("method"), tag, "clients[].method") if clients else ""
         if not method:
             raise Unserved(f"inbound {tag!r}: a Shadowsocks inbound needs settings.method")
         entry["method"] = method
     elif protocol == "trojan":
-        for fallback in settings.get("fallbacks") or []:
+        for fallback in _list(settings.get("fallbacks"), tag, "settings.fallbacks"):
             dest = fallback.get("dest") if isinstance(fallback, dict) else None
             if isinstance(dest, int) or (isinstance(dest, str) and dest.isdigit()):
                 entry["fallback"] = f"127.0.0.1:{dest}"
@@ -141,13 +167,13 @@ def _entry(inbound: dict, tag: str, out: Converted) -> dict:
                 entry["fallback"] = dest
                 break
     elif protocol == "socks":
-        entry["auth"] = str(settings.get("auth") or "noauth").lower() == "password"
+        entry["auth"] = _text(settings.get("auth"), tag, "settings.auth", "noauth").lower() == "password"
     if protocol in ("vless", "vmess", "trojan"):
         _stream(inbound, tag, out, entry)
     else:
-        stream = inbound.get("streamSettings") or {}
-        if str(stream.get("network") or "tcp").lower() not in ("tcp", "raw") or \
-                str(stream.get("security") or "none").lower() != "none":
+        stream = _obj(inbound.get("streamSettings"), tag, "streamSettings")
+        if _text(stream.get("network"), tag, "network", "tcp").lower() not in ("tcp", "raw", "") or \
+                _text(stream.get("security"), tag, "security", "none").lower() not in ("none", ""):
             raise Unserved(f"inbound {tag!r}: a {protocol} inbound is served over plain TCP only")
     return entry
 
