@@ -59,7 +59,8 @@ def parse_inbounds_config(raw) -> list[InboundSettings]:
         method = None
         if kind == "shadowsocks":
             from fastpath.inbounds.shadowsocks_aead import METHODS
-            method = s.str("method", required=True, choices=tuple(METHODS))
+            # "per-user": each user's own method (a panel's inbound; see shadowsocks.py)
+            method = s.str("method", required=True, choices=(*METHODS, "per-user"))
             if not auth:
                 raise ConfigError(s.key("auth"), "a Shadowsocks inbound always authenticates")
         fallback = cert = key = None

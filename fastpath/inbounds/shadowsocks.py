@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 
-from fastpath.inbounds.credentials import admit, user_password
+from fastpath.inbounds.credentials import admit, panel_credential, user_password
 from fastpath.inbounds.node_proxies import InboundCore, Refused
 from fastpath.inbounds.shadowsocks_aead import (METHODS, TAG, ChunkError, Opener, Sealer,
                                                 master_key, session_cipher)
@@ -28,6 +28,18 @@ HANDSHAKE_SECONDS = 30.0
 DRAIN_SECONDS = 30.0
 MAX_HEADER = 1024 + 2 + TAG + 0x3FFF + TAG    # salt + a first chunk of the longest length
 SALT_MEMORY = 1 << 16                       # salts remembered per generation
+
+
+PER_USER = "per-user"          # method of an inbound whose users each bring their own
+
+
+ALIASES = {"chacha20-poly1305": "chacha20-ietf-poly1305"}     # xray's other spelling
+
+
+def user_method(user) -> str | None:
+    entry = panel_credential(user, "shadowsocks")
+    method = str(entry.get("method") or "") if entry else ""
+    return ALIASES.get(method, method) or None
 
 
 class SaltMemory:
@@ -54,20 +66,27 @@ class ShadowsocksInbound:
 
     def __init__(self, core: InboundCore, method: str) -> None:
         self.core = core
-        self.method = method
-        self.size = METHODS[method][0]
+        # PER_USER: each user's own method (a panel's xray inbound without settings.method,
+        # whose users carry shadowsocks.method).
+        self.method = None if method == PER_USER else method
         self.salts = SaltMemory()
         self._keys_of = None
-        self._keys: list[tuple[str, bytes]] = []
+        self._keys: list[tuple[str, str, bytes]] = []
+        self.head_size = 2 + TAG + (METHODS[method][0] if self.method else
+                                    max(size for size, _aead in METHODS.values()))
 
-    def keys(self) -> list[tuple[str, bytes]]:
-        """(user id, master key) of every user with a Shadowsocks password (credentials.py:
-        the panel's, or the auth secret), rebuilt when the user table changes."""
+    def keys(self) -> list[tuple[str, str, bytes]]:
+        """(user id, method, master key) of every user with a Shadowsocks password
+        (credentials.py: the panel's, or the auth secret), rebuilt when the table changes."""
         table = self.core.users.by_id
         if table is not self._keys_of:
-            self._keys = [(user.id, master_key(password, self.size)) for user in table.values()
-                          if (password := user_password(user, "shadowsocks"))]
-            self._keys_of = table
+            keys = []
+            for user in table.values():
+                password = user_password(user, "shadowsocks")
+                method = self.method or user_method(user)
+                if password and method in METHODS:
+                    keys.append((user.id, method, master_key(password, METHODS[method][0])))
+            self._keys, self._keys_of = keys, table
         return self._keys
 
     def protocol(self) -> "Handshake":
@@ -113,19 +132,19 @@ class Handshake(asyncio.Protocol):
     # -- the head: salt, user, target ---------------------------------------------------------
     def _read_head(self) -> None:
         inbound = self.inbound
-        size = inbound.size
         if self.opener is None:
-            if len(self.buf) < size + 2 + TAG:
+            # Every client sends more than the longest salt and a length chunk at once.
+            if len(self.buf) < inbound.head_size:
                 return
-            salt = bytes(self.buf[:size])
-            first = bytes(self.buf[size:size + 2 + TAG])
-            for secret, key in inbound.keys():
-                opener = Opener(session_cipher(inbound.method, key, salt))
+            for user_id, method, key in inbound.keys():
+                size = METHODS[method][0]
+                salt = bytes(self.buf[:size])
+                opener = Opener(session_cipher(method, key, salt))
                 try:
-                    opener.feed(first)
+                    opener.feed(bytes(self.buf[size:size + 2 + TAG]))
                 except ChunkError:
                     continue
-                self.opener, self.secret = opener, secret
+                self.opener, self.secret, self.method, self.key = opener, user_id, method, key
                 break
             else:
                 self._drain("no user's key opens it")
@@ -176,13 +195,9 @@ class Handshake(asyncio.Protocol):
             return
         if self.timer is not None:
             self.timer.cancel()
-        salt = os.urandom(self.inbound.size)
+        salt = os.urandom(METHODS[self.method][0])
         splice.up_codec = self.opener
-        key = dict(self.inbound.keys()).get(user_id)
-        if key is None:                           # the user went while the target was dialed
-            splice.abort("user removed")
-            return
-        splice.down_codec = Sealer(session_cipher(self.inbound.method, key, salt), salt)
+        splice.down_codec = Sealer(session_cipher(self.method, self.key, salt), salt)
         if first_data:
             splice.send_to_target(first_data)
         splice.attach_client(self.transport)

@@ -153,10 +153,13 @@ def _entry(inbound: dict, tag: str, out: Converted) -> dict:
         if not method:
             clients = [c for c in _list(settings.get("clients"), tag, "settings.clients")
                        if isinstance(c, dict)]
-            method = _text(clients[0].get("method"), tag, "clients[].method") if clients else ""
-        if not method:
-            raise Unserved(f"inbound {tag!r}: a Shadowsocks inbound needs settings.method")
-        entry["method"] = method
+            method = ""
+            if len(clients) == 1:       # one fixed client: its method is the inbound's
+                method = _text(clients[0].get("method"), tag, "clients[].method")
+        # Without a method of the inbound's own, each user brings its own
+        # (``shadowsocks.method`` in user sync), as the panel's template has it.
+        entry["method"] = {"chacha20-poly1305": "chacha20-ietf-poly1305"}.get(method, method) \
+            if method else "per-user"
     elif protocol == "trojan":
         for fallback in _list(settings.get("fallbacks"), tag, "settings.fallbacks"):
             dest = fallback.get("dest") if isinstance(fallback, dict) else None

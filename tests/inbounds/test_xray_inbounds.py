@@ -30,10 +30,13 @@ def test_each_served_kind_converts():
         {"tag": "d", "protocol": "shadowsocks", "port": 1004, "settings": {"method": "aes-256-gcm"}},
         {"tag": "e", "protocol": "socks", "port": 1005, "listen": "127.0.0.1",
          "settings": {"auth": "noauth"}},
+        {"tag": "f", "protocol": "shadowsocks", "port": 1007,
+         "settings": {"clients": [], "network": "tcp,udp"}},
         {"tag": "gone", "protocol": "wireguard", "port": 1006}, exclude=["gone"])
     assert converted.hysteria_tags == {"HY"}
     by_tag = {s.tag: s for s in settings}
-    assert set(by_tag) == {"a", "b", "c", "d", "e"}
+    assert set(by_tag) == {"a", "b", "c", "d", "e", "f"}
+    assert by_tag["f"].method == "per-user"        # the panel's template: users bring theirs
     a = by_tag["a"]
     assert (a.type, a.tls, a.transport, a.ws_path, a.ws_host) == ("vless", True, "ws", "/p", "h.example")
     assert by_tag["b"].transport == "tcp" and not by_tag["b"].tls
