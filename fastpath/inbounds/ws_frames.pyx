@@ -25,6 +25,15 @@ OP_PING = 9
 OP_PONG = 10
 MAX_CONTROL = 125
 
+cdef enum:          # the same, as C constants for the per-frame code
+    C_CONTINUATION = 0
+    C_TEXT = 1
+    C_BINARY = 2
+    C_CLOSE = 8
+    C_PING = 9
+    C_PONG = 10
+    C_MAX_CONTROL = 125
+
 
 class WsError(ValueError):
     """A frame breaks RFC 6455: the connection ends."""
@@ -65,6 +74,7 @@ cdef class WsReader:
         cdef int n7 = self.head[1] & 0x7F
         cdef int at = 2
         cdef unsigned long long length
+        cdef int i
         if self.head[0] & 0x70:
             raise WsError("reserved bits set (no extension was agreed)")
         if not self.head[1] & 0x80:
@@ -82,14 +92,14 @@ cdef class WsReader:
         else:
             length = n7
         if op >= 8:
-            if length > MAX_CONTROL or not self.head[0] & 0x80:
+            if length > C_MAX_CONTROL or not self.head[0] & 0x80:
                 raise WsError("a control frame is fragmented or too long")
-            if op == OP_CLOSE:
+            if op == C_CLOSE:
                 raise WsClosed("the client closed the WebSocket")
-            if op not in (OP_PING, OP_PONG):
+            if op != C_PING and op != C_PONG:
                 raise WsError(f"opcode {op}")
             self.data_frame = False
-        elif op in (OP_CONTINUATION, OP_TEXT, OP_BINARY):
+        elif op == C_CONTINUATION or op == C_TEXT or op == C_BINARY:
             self.data_frame = True
         else:
             raise WsError(f"opcode {op}")
@@ -161,7 +171,7 @@ cdef class WsWriter:
     def seal(self, bytes data):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         cdef Py_ssize_t pre = PyBytes_GET_SIZE(self.prefix)
-        cdef int h
+        cdef int h, i
         cdef bytes frame
         cdef unsigned char *p
         h = 2 if n < 126 else (4 if n < 65536 else 10)
@@ -171,7 +181,7 @@ cdef class WsWriter:
             memcpy(p, PyBytes_AS_STRING(self.prefix), pre)
             self.prefix = b""
             p += pre
-        p[0] = 0x80 | OP_BINARY
+        p[0] = 0x80 | C_BINARY
         if h == 2:
             p[1] = <unsigned char>n
         elif h == 4:
