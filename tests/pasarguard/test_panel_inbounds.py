@@ -194,3 +194,25 @@ def test_a_vision_flow_is_refused_naming_the_inbound(panel_node):
                                     users=[{**ALICE, "vless_flow": "xtls-rprx-vision",
                                             "inbounds": ["HY", *TAGS]}])
     assert "VLESS TLS" in str(error.detail) and "xtls-rprx-vision" in str(error.detail)
+
+
+def test_a_new_start_with_exclude_inbounds_closes_that_inbound_live(panel_node, targets, tmp_path):
+    import socket
+    panel_node.driver.call("start", node="rest", config=panel_node.xray, exclude=["SS"],
+                           users=[{**ALICE, "inbounds": ["HY", *TAGS]}])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", panel_node.ports["SS"]), 2).close()
+    # The others were kept open, and alice still passes.
+    with sing_box_client(tmp_path, outbound(panel_node, "VMESS TCP", ALICE)) as local:
+        download_and_upload(local, targets, 1 << 20, 11)
+    panel_node.driver.call("start", node="rest", config=panel_node.xray,
+                           users=[{**ALICE, "inbounds": ["HY", *TAGS]}])
+    socket.create_connection(("127.0.0.1", panel_node.ports["SS"]), 2).close()
+
+
+def test_stop_closes_the_panels_inbounds(panel_node):
+    import socket
+    panel_node.driver.call("stop", node="rest")
+    for tag in TAGS:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", panel_node.ports[tag]), 2).close()
