@@ -26,6 +26,7 @@ from control.pasarguard import service_pb2 as pb
 from control.pasarguard import inbounds as panel_inbounds
 from control.pasarguard.accounting import (OUTBOUND_TAG, SCOPE_INBOUND, SCOPE_OUTBOUND,
                                            Accounting, Traffic)
+from control.pasarguard.inbound_stats import proxy_totals
 from control.pasarguard.errors import FaceError, Failure, bad_request, not_found, not_started
 from control.pasarguard.system_stats import GcClock, HostSampler, backend_stats
 from control.pasarguard.users import (SOURCE, InboundMap, check_delta, check_full_set, convert,
@@ -303,10 +304,21 @@ class PasarGuardFace:
             rows = [row]
         elif kind in (pb.Inbounds, pb.Inbound):
             tag = self.settings.inbound_tag
-            if kind == pb.Inbound and name != tag and name not in self.inbounds.aliases:
+            proxies = sorted(e["tag"] for e in self.panel_inbounds)
+            hysteria = kind == pb.Inbounds or name == tag or name in self.inbounds.aliases
+            if kind == pb.Inbound and not hysteria and name not in proxies:
                 raise not_found(f"inbound {name!r} not found")
-            row = acc.tag(SCOPE_INBOUND, tag, reset)
-            rows = [Traffic(name if kind == pb.Inbound else tag, row.uplink, row.downlink)]
+            client = getattr(self.notifier, "client", None)
+            totals = proxy_totals(self.store, client) if proxies and client is not None else {}
+            rows = []
+            if hysteria:
+                minus = (sum(t[0] for t in totals.values()), sum(t[1] for t in totals.values()))
+                row = acc.tag(SCOPE_INBOUND, tag, reset, minus=minus)
+                rows.append(Traffic(name if kind == pb.Inbound else tag, row.uplink, row.downlink))
+            for proxy in proxies:
+                if kind == pb.Inbounds or name == proxy:
+                    rows.append(acc.tag(SCOPE_INBOUND, proxy, reset,
+                                        total=totals.get(proxy, (0, 0))))
         else:
             if kind == pb.Outbound and name != OUTBOUND_TAG:
                 raise not_found(f"outbound {name!r} not found")

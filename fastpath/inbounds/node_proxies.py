@@ -35,6 +35,16 @@ class InboundCore:
         self.users = users
         self.counters = counters
         self.live: dict[TcpSplice, tuple] = {}          # splice -> (user, writer, slots)
+        self.ended = [0, 0]        # bytes up / down of this inbound's finished connections
+
+    def totals(self) -> tuple[int, int]:
+        """Bytes up / down through this inbound in this worker since it opened (counted as
+        the users' are), for per-inbound statistics."""
+        up, down = self.ended
+        for splice in self.live:
+            up += splice.up_bytes
+            down += splice.down_bytes
+        return up, down
 
     # -- credentials ------------------------------------------------------------------------
     async def check_credentials(self, user: bytes, password: bytes):
@@ -131,6 +141,8 @@ class InboundCore:
     def _finished(self, splice: TcpSplice, reason: str) -> None:
         entry = self.live.pop(splice, None)
         if entry is not None:
+            self.ended[0] += splice.up_bytes
+            self.ended[1] += splice.down_bytes
             self._close_slots(entry[2])
             log.debug("inbound %s: %s: %s", self.settings.tag, entry[0], reason)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from pathlib import Path
 
@@ -110,7 +111,17 @@ async def start(ctx):
     async def inbounds_changed(_args):
         return await service.panel.reconcile()
 
+    async def inbound_totals(_args):
+        # Per-inbound bytes of this worker process (PasarGuard's inbound statistics); the
+        # pid lets the reader notice a restarted worker, whose tallies start again at 0.
+        tags = {}
+        for core in service.cores + [c for _s, c, _v in service.panel.open.values()]:
+            up, down = core.totals()
+            tags[core.settings.tag] = [up, down]
+        return {"pid": os.getpid(), "tags": tags}
+
     ctx.users.on_cutoff(cutoff)
     ctx.on_command("kick", kick)
     ctx.on_command("inbounds_changed", inbounds_changed)
+    ctx.on_command("inbound_totals", inbound_totals)
     return service

@@ -196,6 +196,26 @@ def test_a_vision_flow_is_refused_naming_the_inbound(panel_node):
     assert "VLESS TLS" in str(error.detail) and "xtls-rprx-vision" in str(error.detail)
 
 
+def test_inbound_statistics_split_by_tag(panel_node, targets, tmp_path):
+    panel_node.driver.call("stats", node="rest", type="Inbounds", reset=True)
+    size = 1 << 20
+    with sing_box_client(tmp_path, outbound(panel_node, "VMESS WS TLS", ALICE)) as local:
+        download_and_upload(local, targets, size, 13)
+    tx, rx = counted_both_ways(size)
+    deadline = time.monotonic() + 5
+    while True:
+        rows = panel_node.driver.call("stats", node="rest", type="Inbounds")
+        got = {(r[0], r[1]): r[3] for r in rows}
+        if got.get(("VMESS WS TLS", "uplink")) == tx or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert got[("VMESS WS TLS", "uplink")] == tx and got[("VMESS WS TLS", "downlink")] == rx
+    for tag in [t for t in TAGS if t != "VMESS WS TLS"] + ["hysteria2"]:
+        assert got[(tag, "uplink")] == 0 and got[(tag, "downlink")] == 0, (tag, got)
+    one = panel_node.driver.call("stats", node="rest", type="Inbound", name="VMESS WS TLS")
+    assert {r[1]: r[3] for r in one} == {"uplink": tx, "downlink": rx}
+
+
 def test_a_new_start_with_exclude_inbounds_closes_that_inbound_live(panel_node, targets, tmp_path):
     import socket
     panel_node.driver.call("start", node="rest", config=panel_node.xray, exclude=["SS"],
