@@ -182,6 +182,25 @@ def _stream_client(tmp_path, name: str, kind: str, port: int, extras: dict, clie
     return proc, local
 
 
+CONNECTIONS = int(os.environ.get("FASTPATH_BENCH_CONNECTIONS", "200"))
+
+
+def _connections_per_second(local: int, target: int, n: int) -> float:
+    """``n`` connections one after the other through the client's SOCKS5 port, each a
+    one-byte echo (so each is a new connection to the server: handshake, dial, relay)."""
+    start = time.perf_counter()
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", local), 10)
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+        s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
+        assert s.recv(10)[:2] == b"\x05\x00"
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+        s.close()
+    return n / (time.perf_counter() - start)
+
+
 @pytest.mark.parametrize("row", list(STREAM_ROWS))
 def test_stream_inbound_download_vs_sing_box_server(tmp_path, targets, compare, row):
     kind, node_extra, box_extra, client = STREAM_ROWS[row]
@@ -214,22 +233,28 @@ def test_stream_inbound_download_vs_sing_box_server(tmp_path, targets, compare, 
                 _download(local, targets.source, 16 << 20)
             rates = {name: [] for name in servers}
             cpu = {name: [] for name in servers}
+            conns = {name: [] for name in servers}
             for _ in range(ROUNDS):
                 for name, (local, pid) in servers.items():
                     before = _cpu(pid)
                     seconds = _download(local, targets.source, size)
                     rates[name].append(size / seconds / 1e6)
                     cpu[name].append((_cpu(pid) - before) / (size / (1 << 30)))
+                    conns[name].append(_connections_per_second(local, targets.echo, CONNECTIONS))
         finally:
             for proc in (to_node, to_box, box):
                 proc.kill()
                 proc.wait(5)
     med = {name: statistics.median(v) for name, v in rates.items()}
+    cps = {name: statistics.median(v) for name, v in conns.items()}
     for name in servers:
+        print(f"\n{row} inbound, {name} server: {cps[name]:.0f} connections/s "
+              f"(rounds {[round(c) for c in conns[name]]})")
         print(f"\n{row} inbound, {name} server: {med[name]:.0f} MB/s "
               f"(rounds {[round(r) for r in rates[name]]}), "
               f"server CPU {statistics.median(cpu[name]):.2f} s/GiB")
-    print(f"{row}: fastpath / sing-box = {med['fastpath'] / med['sing-box']:.2f}x")
+    print(f"{row}: fastpath / sing-box = {med['fastpath'] / med['sing-box']:.2f}x, "
+          f"connections/s {cps['fastpath'] / cps['sing-box']:.2f}x")
     compare.record(f"{row} inbound {MIB} MiB download: sing-box server", med["sing-box"], "MB/s",
                    better="higher")
     compare.record(f"{row} inbound {MIB} MiB download: fastpath", med["fastpath"], "MB/s",

@@ -50,23 +50,25 @@ def cmd_key(user_uuid: bytes) -> bytes:
     return hashlib.md5(user_uuid + b"c48619fe-8f02-49e0-b9e9-edf763e17e21").digest()
 
 
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
 def _hmac(keys: tuple[bytes, ...], message: bytes) -> bytes:
     """HMAC whose hash is the HMAC of the keys before the last (SHA-256 at the bottom): the
-    nesting VMess's KDF uses.  Block size 64 at every level, as Go's hmac reports it."""
+    nesting VMess's KDF uses.  Block size 64 at every level, as Go's hmac reports it.  A KDF of
+    depth n is 2^n short SHA-256 digests; the pads are made by ``bytes.translate``."""
     if not keys:
         return hashlib.sha256(message).digest()
-    *inner, key = keys
-    inner = tuple(inner)
+    inner, key = keys[:-1], keys[-1]
     if len(key) > 64:
         key = _hmac(inner, key)
     key = key.ljust(64, b"\0")
-    ipad = bytes(b ^ 0x36 for b in key)
-    opad = bytes(b ^ 0x5C for b in key)
-    return _hmac(inner, opad + _hmac(inner, ipad + message))
+    return _hmac(inner, key.translate(_OPAD) + _hmac(inner, key.translate(_IPAD) + message))
 
 
-def kdf(key: bytes, *path: bytes) -> bytes:
-    return _hmac((b"VMess AEAD KDF", *path), key)
+def kdf(key: bytes, salt: bytes, *path: bytes) -> bytes:
+    return _hmac((b"VMess AEAD KDF", salt, *path), key)
 
 
 def chacha_key(key: bytes) -> bytes:
