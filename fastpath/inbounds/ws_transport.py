@@ -16,9 +16,6 @@ import base64
 import binascii
 import logging
 
-from websockets.datastructures import Headers
-from websockets.server import ServerProtocol
-
 log = logging.getLogger("fastpath.inbounds.ws")
 
 HANDSHAKE_SECONDS = 30.0
@@ -33,7 +30,15 @@ def _host_only(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-def _early_data(headers: Headers) -> bytes:
+def _server_protocol():
+    """websockets' ServerProtocol, imported on first use: the package costs ~0.1-0.4 s to
+    import (its version lookup), which every worker would pay at start for nothing when no
+    inbound uses WebSocket."""
+    from websockets.server import ServerProtocol
+    return ServerProtocol()
+
+
+def _early_data(headers) -> bytes:
     value = headers.get(EARLY_HEADER)
     if not value or "," in value:
         return b""
@@ -57,7 +62,7 @@ async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, 
     if len(head) > MAX_REQUEST:
         writer.close()
         return None
-    protocol = ServerProtocol()
+    protocol = _server_protocol()
     protocol.receive_data(head)
     events = protocol.events_received()
     if not events:
