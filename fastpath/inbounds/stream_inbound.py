@@ -81,7 +81,11 @@ class StreamInbound:
             conn.close()
             return
         request, used = parsed
-        await self.serve(request, head[used:], conn)
+        try:
+            await self.serve(request, head[used:], conn)
+        except (ValueError, ConnectionError) as exc:      # a malformed request ends only itself
+            log.debug("inbound %s: request refused: %s", self.tag, exc)
+            conn.close()
 
     def admit(self, user_id: str | None) -> bool:
         if user_id is None:
