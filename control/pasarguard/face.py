@@ -27,7 +27,8 @@ from control.pasarguard import inbounds as panel_inbounds
 from control.pasarguard.accounting import (OUTBOUND_TAG, SCOPE_INBOUND, SCOPE_OUTBOUND,
                                            Accounting, Traffic)
 from control.pasarguard.inbound_stats import proxy_totals
-from control.pasarguard.errors import FaceError, Failure, bad_request, not_found, not_started
+from control.pasarguard.errors import (FaceError, Failure, bad_request, not_found, not_started,
+                                      refused)
 from control.pasarguard.system_stats import GcClock, HostSampler, backend_stats
 from control.pasarguard.users import (SOURCE, InboundMap, check_delta, check_full_set, convert,
                                       last_wins)
@@ -260,7 +261,7 @@ class PasarGuardFace:
         """SyncUsers: the panel's full user set."""
         self.require_started()
         changes = await self.run(convert, users, self.inbounds)
-        panel_inbounds.check_flows(changes, self.panel_inbounds)
+        panel_inbounds.check_flows(changes, self.panel_inbounds, refused)
         changed, removed = await self.run(self._replace, changes)
         if changed or removed:
             await self.notifier.notify()
@@ -272,7 +273,7 @@ class PasarGuardFace:
         returns (updated, removed).  The workers are not told: see ``sync_delta``."""
         self.require_started()
         changes = await self.run(convert, users, self.inbounds)
-        panel_inbounds.check_flows(changes, self.panel_inbounds)
+        panel_inbounds.check_flows(changes, self.panel_inbounds, refused)
         await self.run(self._apply_delta, changes)
         removed = sum(1 for c in changes if c.user is None)
         return len(changes) - removed, removed

@@ -66,9 +66,11 @@ def build(config_text: str, exclude, node_config) -> list[dict]:
     return converted.entries
 
 
-def check_flows(changes, entries: list[dict]) -> None:
+def check_flows(changes, entries: list[dict], failure=bad_request) -> None:
     """A user with the Vision flow on a VLESS inbound it may use: refused naming both (this
-    node serves VLESS without a flow; see fastpath/inbounds/vless.py)."""
+    node serves VLESS without a flow; see fastpath/inbounds/vless.py).  ``failure``: a 400 at
+    Start; for a user sync ``errors.refused``, the answer with which the panel's client sets
+    that user aside and delivers the others (any other error makes it resend the batch)."""
     vless = {e["tag"] for e in entries if e["type"] == "vless"}
     if not vless:
         return
@@ -80,7 +82,7 @@ def check_flows(changes, entries: list[dict]) -> None:
         if flow and flow != "none":
             tags = sorted(vless & set(user.inbounds))
             if tags:
-                raise bad_request(f"inbound {tags[0]!r}: user {user.id!r} has VLESS flow {flow!r}, "
+                raise failure(f"inbound {tags[0]!r}: user {user.id!r} has VLESS flow {flow!r}, "
                                   "which this node does not serve (VLESS without a flow is served"
                                   f"{'; ' + VISION + ' needs a TLS layer the node can leave mid-stream' if flow == VISION else ''})")
 

@@ -230,6 +230,22 @@ def test_a_new_start_with_exclude_inbounds_closes_that_inbound_live(panel_node, 
     socket.create_connection(("127.0.0.1", panel_node.ports["SS"]), 2).close()
 
 
+def test_a_synced_vision_user_is_refused_by_name(panel_node):
+    carol = {"email": "3.carol", "vless": str(uuid.uuid4()), "vless_flow": "xtls-rprx-vision",
+             "inbounds": ["VLESS TLS"]}
+    dave = {"email": "4.dave", "vmess": str(uuid.uuid4()), "inbounds": ["VMESS TCP"]}
+    alice = {**ALICE, "inbounds": ["HY", *TAGS]}
+    # A chunked sync is applied whole or not at all: refused, naming the inbound and the flow.
+    result = panel_node.driver.call("sync_users_chunked", node="rest", chunk_size=1,
+                                    users=[alice, carol, dave])
+    assert result["rejected"] and "3.carol" in result["failed"]
+    assert "VLESS TLS" in result["detail"] and "xtls-rprx-vision" in result["detail"]
+    assert panel_node.driver.error("stats", node="rest", type="UserStat", name="4.dave").code == 404
+    # One user at a time (the client's path for older nodes): carol is set aside, dave lands.
+    assert panel_node.driver.call("sync_user_each", node="rest", users=[alice, carol, dave]) == ["3.carol"]
+    panel_node.driver.call("stats", node="rest", type="UserStat", name="4.dave")
+
+
 def test_stop_closes_the_panels_inbounds(panel_node):
     import socket
     panel_node.driver.call("stop", node="rest")
