@@ -216,6 +216,29 @@ def test_inbound_statistics_split_by_tag(panel_node, targets, tmp_path):
     assert {r[1]: r[3] for r in one} == {"uplink": tx, "downlink": rx}
 
 
+def test_a_start_whose_port_is_taken_is_undone(panel_node, targets, tmp_path):
+    import socket
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    try:
+        extra = {"tag": "VMESS EXTRA", "protocol": "vmess", "port": taken, "listen": "127.0.0.1",
+                 "settings": {"clients": []}}
+        # The Start would also drop SS: undone with it.
+        config = json.loads(xray_config(panel_node.ports, str(panel_node.data_dir / "tls" / "node.crt"),
+                                        str(panel_node.data_dir / "tls" / "node.key"), [extra]))
+        config["inbounds"] = [i for i in config["inbounds"] if i["tag"] != "SS"]
+        error = panel_node.driver.error("start", node="rest", config=json.dumps(config),
+                                        users=[{**ALICE, "inbounds": ["HY", *TAGS]}])
+        assert "VMESS EXTRA" in str(error.detail) and "could not open" in str(error.detail)
+    finally:
+        holder.close()
+    socket.create_connection(("127.0.0.1", panel_node.ports["SS"]), 2).close()
+    with sing_box_client(tmp_path, outbound(panel_node, "SS", ALICE)) as local:
+        download_and_upload(local, targets, 1 << 20, 17)
+
+
 def test_a_new_start_with_exclude_inbounds_closes_that_inbound_live(panel_node, targets, tmp_path):
     import socket
     panel_node.driver.call("start", node="rest", config=panel_node.xray, exclude=["SS"],
