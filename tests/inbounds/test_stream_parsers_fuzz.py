@@ -184,3 +184,59 @@ def test_ws_close_unmasked_and_writer_frames():
         frame = WsWriter().seal(b"z" * n)
         assert frame[0] == 0x82 and frame.endswith(b"z" * n)
         assert len(frame) == n + (2 if n < 126 else 4 if n < 65536 else 10)
+
+
+# -- the WebSocket upgrade ---------------------------------------------------------------------
+
+class _Writer:
+    def __init__(self):
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data):
+        self.out += data
+
+    def close(self):
+        self.closed = True
+
+    def is_closing(self):
+        return self.closed
+
+
+def _accept(raw: bytes, path: str = "/ws", host: str | None = "h.example"):
+    import asyncio
+    from fastpath.inbounds import ws_transport
+
+    async def run():
+        reader = asyncio.StreamReader(limit=64 * 1024)
+        reader.feed_data(raw)
+        reader.feed_eof()
+        writer = _Writer()
+        early = await ws_transport.accept(reader, writer, path=path, host=host, tag="t")
+        return early, writer
+    return asyncio.run(run())
+
+
+UPGRADE = (b"GET /ws?ed=2048 HTTP/1.1\r\nHost: h.example:443\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n")
+
+
+def test_the_upgrade_answers_101_and_early_data_comes_back():
+    import base64
+    early, writer = _accept(UPGRADE + b"\r\n")
+    assert early == b"" and writer.out.startswith(b"HTTP/1.1 101")
+    data = base64.urlsafe_b64encode(b"\x00first bytes").rstrip(b"=")
+    early, writer = _accept(UPGRADE + b"Sec-WebSocket-Protocol: " + data + b"\r\n\r\n")
+    assert early == b"\x00first bytes" and b"Sec-WebSocket-Protocol: " + data in writer.out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.booleans())
+def test_hostile_upgrade_requests_get_an_answer_or_a_close(noise, as_headers):
+    raw = (UPGRADE + noise + b"\r\n\r\n") if as_headers else noise
+    early, writer = _accept(raw)
+    if early is None:
+        assert writer.closed
+    else:
+        assert writer.out.startswith(b"HTTP/1.1 101") and not writer.closed
