@@ -15,7 +15,7 @@ import logging
 from fastpath.inbounds import ws_transport
 from fastpath.inbounds.credentials import admit
 from fastpath.inbounds.node_proxies import InboundCore, Refused
-from fastpath.inbounds.ws_frames import CodecChain, WsReader, WsWriter
+from fastpath.inbounds.ws_frames import CodecChain, WsReader, WsWriter, pong
 
 log = logging.getLogger("fastpath.inbounds")
 
@@ -57,6 +57,9 @@ class StreamInbound:
             if early is None:
                 return
             conn.ws_in, conn.ws_out = WsReader(), WsWriter()
+            # Pings are answered on the socket itself (before and during the splice: writes
+            # happen on the loop's thread, one whole frame each, so never inside a data frame).
+            conn.ws_in.on_ping = lambda payload, w=writer: w.transport.write(pong(payload))
             head = early + conn.take_buffered()
         try:
             async with asyncio.timeout(HEAD_SECONDS):

@@ -8,9 +8,9 @@ layer builds Python objects per frame and unmasks in a separate pass; a relay at
 needs the unmasking in the loop that copies (8 bytes at a time), and a frame's payload is
 passed on as it arrives, so memory stays bounded whatever length a frame announces.
 
-Control frames: ping and pong are read and dropped (the clients this serves do not need the
-pong; the server never pings), close ends the stream (``WsClosed``).  Text frames are taken
-as data, as the reference servers do.
+Control frames: a ping's payload goes to ``on_ping`` (the transport answers it with
+``WsWriter.pong``), a pong is dropped (the server never pings), close ends the stream
+(``WsClosed``).  Text frames are taken as data, as the reference servers do.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
@@ -52,9 +52,19 @@ cdef class WsReader:
     cdef bint data_frame       # the current frame's payload is data (else it is dropped)
     cdef unsigned char *out
     cdef size_t cap
+    cdef unsigned char ctrl[125]   # the payload of the control frame being read
+    cdef int ctrl_len
+    cdef int op
+    cdef public object on_ping     # called with a ping's payload once it is whole
 
     def __dealloc__(self):
         free(self.out)
+
+    cdef int _end_frame(self) except -1:
+        self.head_len = 0
+        if self.op == C_PING and self.on_ping is not None:
+            self.on_ping(PyBytes_FromStringAndSize(<char *>self.ctrl, self.ctrl_len))
+        return 0
 
     cdef int _head_size(self) noexcept:
         """Header bytes the current frame needs (as far as known)."""
@@ -106,6 +116,8 @@ cdef class WsReader:
         memcpy(self.mask, self.head + at, 4)
         self.mask_pos = 0
         self.left = length
+        self.op = op
+        self.ctrl_len = 0
         return 0
 
     def feed(self, bytes data):
@@ -134,7 +146,7 @@ cdef class WsReader:
                 self._start_frame()
                 self.head_len = -1          # in a payload
                 if self.left == 0:
-                    self.head_len = 0
+                    self._end_frame()
                 continue
             take = n - pos
             if take > self.left:
@@ -153,11 +165,15 @@ cdef class WsReader:
                     self.out[out_len + i] = src[pos + i] ^ self.mask[(self.mask_pos + i) & 3]
                     i += 1
                 out_len += take
+            else:                           # a control frame: at most 125 bytes, kept
+                for i in range(take):
+                    self.ctrl[self.ctrl_len + i] = src[pos + i] ^ self.mask[(self.mask_pos + i) & 3]
+                self.ctrl_len += <int>take
             self.mask_pos = (self.mask_pos + take) & 3
             self.left -= take
             pos += take
             if self.left == 0:
-                self.head_len = 0
+                self._end_frame()
         return PyBytes_FromStringAndSize(<char *>self.out, out_len)
 
 
@@ -194,6 +210,13 @@ cdef class WsWriter:
                 p[2 + i] = (n >> (8 * (7 - i))) & 0xFF
         memcpy(p + h, PyBytes_AS_STRING(data), n)
         return frame
+
+
+def pong(bytes payload):
+    """The server's answer to a ping: its payload back, unmasked (RFC 6455 section 5.5.3)."""
+    if len(payload) > MAX_CONTROL:
+        raise WsError("a ping payload has at most 125 bytes")
+    return bytes([0x80 | OP_PONG, len(payload)]) + payload
 
 
 cdef class CodecChain:

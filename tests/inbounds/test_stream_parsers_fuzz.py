@@ -18,7 +18,7 @@ from fastpath.inbounds.vmess_chunks import ChunkError, VmessChunks
 from fastpath.inbounds.vmess_header import (VmessError, VmessUsers, chacha_key, cmd_key, kdf,
                                             encode_request as vmess_request,
                                             parse_request as parse_vmess)
-from fastpath.inbounds.ws_frames import WsClosed, WsError, WsReader, WsWriter
+from fastpath.inbounds.ws_frames import WsClosed, WsError, WsReader, WsWriter, pong
 
 USER = uuid.uuid4().bytes
 USERS = VmessUsers([("u", cmd_key(USER))])
@@ -169,10 +169,19 @@ def test_ws_frames_come_out_whole_at_any_cut(payloads, with_ping, cuts):
         if with_ping:
             wire += _client_frame(b"ping", opcode=9)
     reader, out, i = WsReader(), [], 0
+    pings = []
+    reader.on_ping = pings.append
     for cut in cuts + [len(wire)]:
         out.append(reader.feed(wire[i:i + cut]))
         i += cut
     assert b"".join(out) == b"".join(payloads)
+    assert pings == ([b"ping"] * len(payloads) if with_ping else [])
+
+
+def test_pong_echoes_the_ping():
+    assert pong(b"abc") == b"\x8a\x03abc" and pong(b"") == b"\x8a\x00"
+    with pytest.raises(WsError):
+        pong(b"x" * 126)
 
 
 def test_ws_close_unmasked_and_writer_frames():

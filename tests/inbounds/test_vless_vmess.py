@@ -148,6 +148,22 @@ def test_a_wrong_host_gets_404_and_the_right_one_101(node):
             assert s.recv(100).startswith(b"HTTP/1.1 " + status)
 
 
+def test_a_websocket_ping_gets_its_pong(node):
+    import os as _os
+    with socket.create_connection(("127.0.0.1", node.ports["vless-ws"]), 5) as s:
+        s.sendall(b"GET /vl HTTP/1.1\r\nHost: cdn.example\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        s.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101")
+        mask = _os.urandom(4)
+        s.sendall(b"\x89\x85" + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(b"hello")))
+        assert s.recv(7) == b"\x8a\x05hello"
+
+
 @pytest.mark.parametrize("entry, words", [
     ({"type": "vless", "security": "reality"}, ["'x'", "REALITY"]),
     ({"type": "vless", "transport": {"type": "grpc"}}, ["'x'", "gRPC transport"]),
