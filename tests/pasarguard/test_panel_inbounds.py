@@ -48,6 +48,9 @@ def xray_config(ports: dict, cert: str, key: str, extra=()) -> str:
          "streamSettings": {"network": "ws", "wsSettings": {"path": "/vm"}, **tls}},
         {"tag": "TROJAN", "protocol": "trojan", "port": ports["TROJAN"], "listen": "127.0.0.1",
          "settings": {"clients": []}, "streamSettings": {"network": "tcp", **tls}},
+        {"tag": "TROJAN WS", "protocol": "trojan", "port": ports["TROJAN WS"], "listen": "127.0.0.1",
+         "settings": {"clients": []},
+         "streamSettings": {"network": "ws", "wsSettings": {"path": "/tj"}, **tls}},
         {"tag": "SS", "protocol": "shadowsocks", "port": ports["SS"], "listen": "127.0.0.1",
          # The panel's template: no method of the inbound's own; each user brings one.
          "settings": {"clients": [], "network": "tcp,udp"}},
@@ -56,7 +59,7 @@ def xray_config(ports: dict, cert: str, key: str, extra=()) -> str:
     return json.dumps({"log": {}, "inbounds": inbounds, "outbounds": [{"protocol": "freedom"}]})
 
 
-TAGS = ["VLESS TLS", "VLESS WS", "VMESS TCP", "VMESS WS TLS", "TROJAN", "SS"]
+TAGS = ["VLESS TLS", "VLESS WS", "VMESS TCP", "VMESS WS TLS", "TROJAN", "TROJAN WS", "SS"]
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +97,14 @@ def outbound(node, tag: str, user: dict) -> dict:
         out = {"type": "vless", "uuid": user["vless"], **base}
     elif tag.startswith("VMESS"):
         out = {"type": "vmess", "uuid": user["vmess"], "security": "chacha20-poly1305", **base}
-    elif tag == "TROJAN":
+    elif tag.startswith("TROJAN"):
         out = {"type": "trojan", "password": user["trojan"], **base}
     else:
         out = {"type": "shadowsocks", "method": user["ss_method"], "password": user["ss"], **base}
-    if tag in ("VLESS TLS", "VMESS WS TLS", "TROJAN"):
+    if tag in ("VLESS TLS", "VMESS WS TLS", "TROJAN", "TROJAN WS"):
         out["tls"] = tls
+    if tag == "TROJAN WS":
+        out["transport"] = {"type": "ws", "path": "/tj"}
     if tag == "VLESS WS":
         out["transport"] = {"type": "ws", "path": "/vl", "headers": {"Host": "cdn.example"}}
     if tag == "VMESS WS TLS":
