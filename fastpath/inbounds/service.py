@@ -12,16 +12,22 @@ from pathlib import Path
 from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
 from fastpath.inbounds.shadowsocks import ShadowsocksInbound
 from fastpath.inbounds.trojan import TrojanInbound
-from fastpath.inbounds.trojan_ws import TrojanWsInbound
-from fastpath.inbounds.vless import VlessInbound
-from fastpath.inbounds.vmess import VmessInbound
 from fastpath.proxy.http import MAX_HEAD
 
 log = logging.getLogger("fastpath.inbounds")
 
 PROTOCOLS = {"socks": NodeSocks5, "http": NodeHttpProxy}
 # Inbounds on the shared stream layer (stream_inbound.py): any transport, TLS optional.
-STREAM_INBOUNDS = {"vless": VlessInbound, "vmess": VmessInbound, "trojan": TrojanWsInbound}
+# Imported when one is opened: a worker without them does not pay for their modules at start.
+STREAM_INBOUNDS = {"vless": ("fastpath.inbounds.vless", "VlessInbound"),
+                   "vmess": ("fastpath.inbounds.vmess", "VmessInbound"),
+                   "trojan": ("fastpath.inbounds.trojan_ws", "TrojanWsInbound")}
+
+
+def _stream_inbound(kind: str):
+    import importlib
+    module, name = STREAM_INBOUNDS[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 class InboundService:
@@ -60,7 +66,7 @@ async def open_listener(settings, ctx):
     host, port = settings.listen
     if settings.type in STREAM_INBOUNDS and (settings.type != "trojan"
                                              or settings.transport != "tcp"):
-        inbound = STREAM_INBOUNDS[settings.type](core)
+        inbound = _stream_inbound(settings.type)(core)
         server = await asyncio.start_server(
             inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
             ssl=_tls_context(settings, ctx.config.data_dir) if settings.tls else None,
