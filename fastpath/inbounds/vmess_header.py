@@ -57,7 +57,9 @@ _OPAD = bytes(b ^ 0x5C for b in range(256))
 def _hmac(keys: tuple[bytes, ...], message: bytes) -> bytes:
     """HMAC whose hash is the HMAC of the keys before the last (SHA-256 at the bottom): the
     nesting VMess's KDF uses.  Block size 64 at every level, as Go's hmac reports it.  A KDF of
-    depth n is 2^n short SHA-256 digests; the pads are made by ``bytes.translate``."""
+    depth n is 2^n short SHA-256 digests; the pads are made by ``bytes.translate``.  Written
+    here because ``cryptography``'s HMAC takes a fixed hash algorithm, not another HMAC; the
+    SHA-256 under it is hashlib's (OpenSSL)."""
     if not keys:
         return hashlib.sha256(message).digest()
     inner, key = keys[:-1], keys[-1]
