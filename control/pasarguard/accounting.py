@@ -101,13 +101,21 @@ class Accounting:
         return Traffic(user_id, up, down)
 
     # -- inbound / outbound tags ------------------------------------------------------------
-    def tag(self, scope: str, tag: str, reset: bool) -> Traffic:
+    def tag(self, scope: str, tag: str, reset: bool, *, total: tuple[int, int] | None = None,
+            minus: tuple[int, int] = (0, 0)) -> Traffic:
+        """A tag's traffic since its last reset: ``total`` when given (a proxy inbound's, see
+        inbound_stats.py), else every id's traffic less ``minus`` (what the proxy inbounds
+        carried, for the Hysteria tag)."""
         with self.store.transaction(immediate=reset) as db:
             mark = read_baselines(db, scope).get(tag, (0, 0))
-            tx = rx = 0
-            for utx, urx in self.node.user_totals().values():
-                tx += utx
-                rx += urx
+            if total is None:
+                tx = rx = 0
+                for utx, urx in self.node.user_totals().values():
+                    tx += utx
+                    rx += urx
+                tx, rx = max(0, tx - minus[0]), max(0, rx - minus[1])
+            else:
+                tx, rx = total
             up, down = _delta((tx, rx), mark)
             if reset and (tx, rx) != mark:
                 write_baselines(db, scope, {tag: (tx, rx)})

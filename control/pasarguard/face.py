@@ -23,9 +23,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from control.pasarguard import service_pb2 as pb
+from control.pasarguard import inbounds as panel_inbounds
 from control.pasarguard.accounting import (OUTBOUND_TAG, SCOPE_INBOUND, SCOPE_OUTBOUND,
                                            Accounting, Traffic)
-from control.pasarguard.errors import FaceError, Failure, bad_request, not_found, not_started
+from control.pasarguard.inbound_stats import proxy_totals
+from control.pasarguard.errors import (FaceError, Failure, bad_request, not_found, not_started,
+                                      refused)
 from control.pasarguard.system_stats import GcClock, HostSampler, backend_stats
 from control.pasarguard.users import (SOURCE, InboundMap, check_delta, check_full_set, convert,
                                       last_wins)
@@ -88,6 +91,7 @@ class PasarGuardFace:
         self.started = False
         self.keep_alive = 0
         self.inbounds = InboundMap(settings.inbound_tag)
+        self.panel_inbounds = panel_inbounds.stored(self.store)   # node.yaml-form entries
         self.last_ok = time.monotonic()
         self.panel_away = False
         self.host = HostSampler()
@@ -177,8 +181,18 @@ class PasarGuardFace:
             raise bad_request(f"unknown backend type {backend.type}")
         inbounds = InboundMap.from_backend(self.settings.inbound_tag, backend.config,
                                            backend.exclude_inbounds)
+        entries = await self.run(panel_inbounds.build, backend.config, backend.exclude_inbounds,
+                                 self.node.config)
         changes = await self.run(convert, backend.users, inbounds)
-        changed, removed = await self.run(self._replace, changes)
+        panel_inbounds.check_flows(changes, entries)
+        previous = await self.run(panel_inbounds.stored, self.store)
+        await panel_inbounds.apply(self.store, self.notifier, entries)
+        try:
+            changed, removed = await self.run(self._replace, changes)
+        except BaseException:
+            await panel_inbounds.apply(self.store, self.notifier, previous)
+            raise
+        self.panel_inbounds = entries
         self.inbounds = inbounds
         self.keep_alive = int(backend.keep_alive)
         self.started = True
@@ -194,6 +208,8 @@ class PasarGuardFace:
     async def stop(self) -> None:
         self.require_started()
         _changed, removed = await self.run(self._replace, [])
+        await panel_inbounds.apply(self.store, self.notifier, [])
+        self.panel_inbounds = []
         self.started = False
         self.keep_alive = 0
         await self.run(self._save_session)
@@ -245,6 +261,7 @@ class PasarGuardFace:
         """SyncUsers: the panel's full user set."""
         self.require_started()
         changes = await self.run(convert, users, self.inbounds)
+        panel_inbounds.check_flows(changes, self.panel_inbounds, refused)
         changed, removed = await self.run(self._replace, changes)
         if changed or removed:
             await self.notifier.notify()
@@ -256,6 +273,7 @@ class PasarGuardFace:
         returns (updated, removed).  The workers are not told: see ``sync_delta``."""
         self.require_started()
         changes = await self.run(convert, users, self.inbounds)
+        panel_inbounds.check_flows(changes, self.panel_inbounds, refused)
         await self.run(self._apply_delta, changes)
         removed = sum(1 for c in changes if c.user is None)
         return len(changes) - removed, removed
@@ -287,10 +305,21 @@ class PasarGuardFace:
             rows = [row]
         elif kind in (pb.Inbounds, pb.Inbound):
             tag = self.settings.inbound_tag
-            if kind == pb.Inbound and name != tag and name not in self.inbounds.aliases:
+            proxies = sorted(e["tag"] for e in self.panel_inbounds)
+            hysteria = kind == pb.Inbounds or name == tag or name in self.inbounds.aliases
+            if kind == pb.Inbound and not hysteria and name not in proxies:
                 raise not_found(f"inbound {name!r} not found")
-            row = acc.tag(SCOPE_INBOUND, tag, reset)
-            rows = [Traffic(name if kind == pb.Inbound else tag, row.uplink, row.downlink)]
+            client = getattr(self.notifier, "client", None)
+            totals = proxy_totals(self.store, client) if proxies and client is not None else {}
+            rows = []
+            if hysteria:
+                minus = (sum(t[0] for t in totals.values()), sum(t[1] for t in totals.values()))
+                row = acc.tag(SCOPE_INBOUND, tag, reset, minus=minus)
+                rows.append(Traffic(name if kind == pb.Inbound else tag, row.uplink, row.downlink))
+            for proxy in proxies:
+                if kind == pb.Inbounds or name == proxy:
+                    rows.append(acc.tag(SCOPE_INBOUND, proxy, reset,
+                                        total=totals.get(proxy, (0, 0))))
         else:
             if kind == pb.Outbound and name != OUTBOUND_TAG:
                 raise not_found(f"outbound {name!r} not found")

@@ -98,8 +98,20 @@ def convert(messages, inbound_map: InboundMap) -> list[Change]:
             continue
         secret = msg.proxies.hysteria.auth or None
         out.append(Change(email, User(id=email, auth_secret=secret, inbounds=list(inbounds), source=SOURCE,
-                                      meta={"panel_inbounds": list(tags)})))
+                                      meta={"panel_inbounds": list(tags),
+                                            "proxies": proxy_credentials(msg.proxies)})))
     return out
+
+
+def proxy_credentials(proxies) -> dict:
+    """The user's credentials of the other protocols, as the inbounds read them
+    (``fastpath/inbounds/credentials.py``).  Every protocol gets an entry, empty when the panel
+    gave none, so a panel user is never found by a credential derived from its Hysteria auth."""
+    return {"vmess": {"id": proxies.vmess.id},
+            "vless": {"id": proxies.vless.id, "flow": proxies.vless.flow},
+            "trojan": {"password": proxies.trojan.password},
+            "shadowsocks": {"password": proxies.shadowsocks.password,
+                            "method": proxies.shadowsocks.method}}
 
 
 def last_wins(changes: list[Change]) -> list[Change]:

@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastpath.config.fields import ConfigError, Section
+from fastpath.inbounds.stream_config import STREAM_TYPES, check_type, parse_stream_options
 
-TYPES = ("socks", "http", "shadowsocks", "trojan")
+TYPES = ("socks", "http", "shadowsocks", "trojan", "vless", "vmess")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -42,6 +43,11 @@ class InboundSettings:
     psk: str | None = None              # shadowsocks 2022: the server key (identity headers)
     exit_via: str | None = None         # the peer this listener's traffic leaves through
     passwords: str = "secret"           # shadowsocks: "secret" (auth secret) or "password"
+    # vless / vmess / trojan (stream_config.py): TLS on, the transport and its WebSocket options
+    tls: bool = False
+    transport: str = "tcp"
+    ws_path: str = "/"
+    ws_host: str | None = None
 
 
 def parse_inbounds_config(raw) -> list[InboundSettings]:
@@ -52,15 +58,18 @@ def parse_inbounds_config(raw) -> list[InboundSettings]:
     out: list[InboundSettings] = []
     for i, item in enumerate(raw):
         s = Section(item, f"inbounds[{i}]")
-        kind = s.str("type", required=True, choices=TYPES)
+        kind = s.str("type", required=True)
         listen = s.listen("listen", required=True)
         tag = s.str("tag", f"{kind}-{listen[1]}")
+        check_type(s.key("type"), tag, kind, TYPES)
         auth = s.bool("auth", True)
         method = psk = None
         if kind == "shadowsocks":
             from fastpath.inbounds.shadowsocks_2022 import METHODS_2022, decode_psk
             from fastpath.inbounds.shadowsocks_aead import METHODS
-            method = s.str("method", required=True, choices=tuple(METHODS) + tuple(METHODS_2022))
+            # "per-user": each user's own method (a panel's inbound; see shadowsocks.py)
+            method = s.str("method", required=True,
+                           choices=(*METHODS, *METHODS_2022, "per-user"))
             psk = s.str("psk")
             if psk is not None:
                 if method not in METHODS_2022:
@@ -72,19 +81,19 @@ def parse_inbounds_config(raw) -> list[InboundSettings]:
             if not auth:
                 raise ConfigError(s.key("auth"), "a Shadowsocks inbound always authenticates")
         fallback = cert = key = None
+        stream = {}
         if kind == "trojan":
             fallback = s.listen("fallback")
-            tls = s.section("tls")
-            cert, key = tls.str("cert"), tls.str("key")
-            tls.finish()
-            if (cert is None) != (key is None):
-                raise ConfigError(tls.key("cert"), "give both cert and key, or neither")
+        if kind in STREAM_TYPES:
+            stream = parse_stream_options(s, kind, tag)
+            cert, key = stream.pop("cert"), stream.pop("key")
             if not auth:
-                raise ConfigError(s.key("auth"), "a Trojan inbound always authenticates")
+                raise ConfigError(s.key("auth"), f"a {kind} inbound always authenticates")
         s.finish()
         if not auth and listen[0] not in LOOPBACK:
             raise ConfigError(s.key("auth"), "an inbound without auth may only listen on loopback")
-        out.append(InboundSettings(kind, listen, tag, auth, method, fallback, cert, key, psk))
+        out.append(InboundSettings(kind, listen, tag, auth, method, fallback, cert, key, psk,
+                                   **stream))
     tags = [i.tag for i in out]
     for tag in tags:
         if tags.count(tag) > 1:

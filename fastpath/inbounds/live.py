@@ -38,7 +38,7 @@ def scale_password(secret: str, user) -> str:
         password = meta.get("password")
         if isinstance(password, str) and password:
             return password
-    return secret
+    return own_secret(secret, user)
 
 
 PASSWORD_FORMS = {"secret": own_secret, "password": scale_password}

@@ -36,6 +36,16 @@ class InboundCore:
         self.counters = counters
         self.live: dict[TcpSplice, tuple] = {}          # splice -> (user, writer, slots)
         self.udp_live: set = set()                      # UdpRelay sessions (udp_relay.py)
+        self.ended = [0, 0]        # bytes up / down of this inbound's finished connections
+
+    def totals(self) -> tuple[int, int]:
+        """Bytes up / down through this inbound in this worker since it opened (counted as
+        the users' are), for per-inbound statistics."""
+        up, down = self.ended
+        for splice in self.live:
+            up += splice.up_bytes
+            down += splice.down_bytes
+        return up, down
 
     # -- credentials ------------------------------------------------------------------------
     async def check_credentials(self, user: bytes, password: bytes):
@@ -58,10 +68,13 @@ class InboundCore:
 
     # -- connections ------------------------------------------------------------------------
     async def open_and_splice(self, reader, writer, address: str, user_id, *,
-                              answer: bytes, prefix: bytes = b"") -> None:
+                              answer: bytes, prefix: bytes = b"", up_codec=None,
+                              down_codec=None) -> None:
         """Dial ``address`` for ``user_id`` and splice; raises OSError, Refused or
-        TimeoutError before anything was written to the client when it cannot."""
+        TimeoutError before anything was written to the client when it cannot.  The codecs
+        (an encrypted protocol's, a WebSocket's) are the splice's ``up_codec``/``down_codec``."""
         splice = await self.dial(address, user_id, writer.get_extra_info("peername"))
+        splice.up_codec, splice.down_codec = up_codec, down_codec
         if splice.finished:                 # the target closed at once
             writer.write(answer)
             writer.close()
@@ -137,6 +150,8 @@ class InboundCore:
     def _finished(self, splice: TcpSplice, reason: str) -> None:
         entry = self.live.pop(splice, None)
         if entry is not None:
+            self.ended[0] += splice.up_bytes
+            self.ended[1] += splice.down_bytes
             self._close_slots(entry[2])
             log.debug("inbound %s: %s: %s", self.settings.tag, entry[0], reason)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from pathlib import Path
 
-from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
 from fastpath.inbounds.live import PASSWORD_FORMS, LiveInbounds
+from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
 from fastpath.inbounds.shadowsocks import ShadowsocksInbound
 from fastpath.inbounds.shadowsocks_2022 import METHODS_2022
 from fastpath.inbounds.shadowsocks_2022_tcp import Shadowsocks2022Inbound
@@ -20,24 +21,38 @@ from fastpath.proxy.http import MAX_HEAD
 log = logging.getLogger("fastpath.inbounds")
 
 PROTOCOLS = {"socks": NodeSocks5, "http": NodeHttpProxy}
+# Inbounds on the shared stream layer (stream_inbound.py): any transport, TLS optional.
+# Imported when one is opened: a worker without them does not pay for their modules at start.
+STREAM_INBOUNDS = {"vless": ("fastpath.inbounds.vless", "VlessInbound"),
+                   "vmess": ("fastpath.inbounds.vmess", "VmessInbound"),
+                   "trojan": ("fastpath.inbounds.trojan_ws", "TrojanWsInbound")}
+
+
+def _stream_inbound(kind: str):
+    import importlib
+    module, name = STREAM_INBOUNDS[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 class InboundService:
     def __init__(self) -> None:
         self.cores: list[InboundCore] = []
         self.servers: list[asyncio.AbstractServer] = []
-        self.live = None
+        self.panel = None       # the PasarGuard panel's inbounds (panel_inbounds.py)
+        self.live = None        # HY2 SCALE's /api/proxies listeners (live.py)
 
     def remove(self, core, server) -> None:
         self.cores.remove(core)
         self.servers.remove(server)
 
     def kick(self, ids) -> int:
-        return sum(core.kick(ids) for core in self.cores)
+        return sum(core.kick(ids) for core in self.cores) + (self.panel.kick(ids) if self.panel else 0)
 
     async def close(self) -> None:
         if self.live is not None:
             self.live.close()
+        if self.panel is not None:
+            await self.panel.close()
         for server in self.servers:
             server.close()
         for core in self.cores:
@@ -70,11 +85,18 @@ def _tls_context(settings, data_dir) -> ssl.SSLContext:
     return context
 
 
-async def open_inbound(ctx, settings):
-    """Bind one inbound in this worker: (its core, its server)."""
+async def open_listener(settings, ctx):
+    """(core, server) of one inbound, listening (SO_REUSEPORT: every worker binds it)."""
     core = InboundCore(settings, ctx.users, ctx.counters)
     host, port = settings.listen
-    if settings.type == "trojan":
+    if settings.type in STREAM_INBOUNDS and (settings.type != "trojan"
+                                             or settings.transport != "tcp"):
+        inbound = _stream_inbound(settings.type)(core)
+        server = await asyncio.start_server(
+            inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
+            ssl=_tls_context(settings, ctx.config.data_dir) if settings.tls else None,
+            ssl_handshake_timeout=10 if settings.tls else None)
+    elif settings.type == "trojan":
         inbound = TrojanInbound(core, settings.fallback)
         server = await asyncio.start_server(
             inbound.handle, host or None, port, reuse_port=True, limit=MAX_HEAD,
@@ -96,7 +118,8 @@ async def open_inbound(ctx, settings):
         server = TcpAndUdp(server, udp)
     else:
         proxy = PROTOCOLS[settings.type](core)
-        tls = _tls_context(settings, ctx.config.data_dir) if settings.cert else None
+        tls = (_tls_context(settings, ctx.config.data_dir) if settings.cert or settings.tls
+               else None)
         server = await asyncio.start_server(proxy._handle, host or None, port, reuse_port=True,
                                             limit=MAX_HEAD, ssl=tls,
                                             ssl_handshake_timeout=10 if tls else None)
@@ -106,17 +129,23 @@ async def open_inbound(ctx, settings):
 
 
 async def start(ctx):
+    inbounds = ctx.config.sections.get("inbounds") or []
     service = InboundService()
     try:
-        for settings in ctx.config.sections.get("inbounds") or []:
-            core, server = await open_inbound(ctx, settings)
+        for settings in inbounds:
+            core, server = await open_listener(settings, ctx)
             service.cores.append(core)
             service.servers.append(server)
-        # Listeners made at run time (HY2 SCALE /api/proxies), started, moved and stopped live.
-        service.live = await LiveInbounds(ctx, service, open_inbound).start()
     except BaseException:
         await service.close()
         raise
+    # The inbounds a PasarGuard panel's Start asked for (kept in the store; opened here at
+    # worker start and whenever the face says they changed).
+    from fastpath.inbounds.panel_inbounds import PanelInbounds
+    service.panel = PanelInbounds(ctx, service)
+    await service.panel.reconcile()
+    # Listeners made at run time (HY2 SCALE /api/proxies), started, moved and stopped live.
+    service.live = await LiveInbounds(ctx, service, lambda c, s: open_listener(s, c)).start()
 
     def cutoff(ids):
         closed = service.kick(ids)
@@ -126,10 +155,25 @@ async def start(ctx):
     async def kick(args):
         return service.kick([str(i) for i in args.get("ids") or []])
 
+    async def inbounds_changed(_args):
+        return await service.panel.reconcile()
+
     async def proxies_changed(_args):
         return await service.live.reload()
 
+    async def inbound_totals(_args):
+        # Per-inbound bytes of this worker process (PasarGuard's inbound statistics); the
+        # pid lets the reader notice a restarted worker, whose tallies start again at 0.
+        tags = {}
+        # (service.cores holds the config's and HY2 SCALE's listeners.)
+        for core in service.cores + [c for _s, c, _v in service.panel.open.values()]:
+            up, down = core.totals()
+            tags[core.settings.tag] = [up, down]
+        return {"pid": os.getpid(), "tags": tags}
+
     ctx.users.on_cutoff(cutoff)
     ctx.on_command("kick", kick)
+    ctx.on_command("inbounds_changed", inbounds_changed)
     ctx.on_command("proxies_changed", proxies_changed)
+    ctx.on_command("inbound_totals", inbound_totals)
     return service

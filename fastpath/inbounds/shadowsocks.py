@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 
+from fastpath.inbounds.credentials import admit, panel_credential, user_password
 from fastpath.inbounds.node_proxies import InboundCore, Refused
 from fastpath.inbounds.shadowsocks_aead import (METHODS, TAG, ChunkError, Opener, Sealer,
                                                 master_key, session_cipher)
@@ -27,6 +28,18 @@ HANDSHAKE_SECONDS = 30.0
 DRAIN_SECONDS = 30.0
 MAX_HEADER = 1024 + 2 + TAG + 0x3FFF + TAG    # salt + a first chunk of the longest length
 SALT_MEMORY = 1 << 16                       # salts remembered per generation
+
+
+PER_USER = "per-user"          # method of an inbound whose users each bring their own
+
+
+ALIASES = {"chacha20-poly1305": "chacha20-ietf-poly1305"}     # xray's other spelling
+
+
+def user_method(user) -> str | None:
+    entry = panel_credential(user, "shadowsocks")
+    method = str(entry.get("method") or "") if entry else ""
+    return ALIASES.get(method, method) or None
 
 
 class SaltMemory:
@@ -48,9 +61,10 @@ class SaltMemory:
         return False
 
 
-def own_secret(secret: str, _user) -> str:
-    """A user's Shadowsocks password: its auth secret (the default)."""
-    return secret
+def own_secret(secret: str | None, user) -> str | None:
+    """A user's Shadowsocks password (the default): the panel's Shadowsocks credential when the
+    user has one (credentials.py), else its auth secret."""
+    return user_password(user, "shadowsocks") if user is not None else secret
 
 
 class ShadowsocksInbound:
@@ -60,19 +74,27 @@ class ShadowsocksInbound:
 
     def __init__(self, core: InboundCore, method: str) -> None:
         self.core = core
-        self.method = method
-        self.size = METHODS[method][0]
+        # PER_USER: each user's own method (a panel's xray inbound without settings.method,
+        # whose users carry shadowsocks.method).
+        self.method = None if method == PER_USER else method
         self.salts = SaltMemory()
         self._keys_of = None
-        self._keys: list[tuple[str, bytes]] = []
+        self._keys: list[tuple[str, str, bytes]] = []
+        self.head_size = 2 + TAG + (METHODS[method][0] if self.method else
+                                    max(size for size, _aead in METHODS.values()))
 
-    def keys(self) -> list[tuple[str, bytes]]:
-        """(auth secret, master key) of every user, rebuilt when the user table changes."""
-        table = self.core.users.by_secret
+    def keys(self) -> list[tuple[str, str, bytes]]:
+        """(user id, method, master key) of every user with a Shadowsocks password
+        (credentials.py: the panel's, or the auth secret), rebuilt when the table changes."""
+        table = self.core.users.by_id
         if table is not self._keys_of:
-            self._keys = [(secret, master_key(self.password_of(secret, user), self.size))
-                          for secret, user in table.items()]
-            self._keys_of = table
+            keys = []
+            for user in table.values():
+                password = self.password_of(user.auth_secret, user)
+                method = self.method or user_method(user)
+                if password and method in METHODS:
+                    keys.append((user.id, method, master_key(password, METHODS[method][0])))
+            self._keys, self._keys_of = keys, table
         return self._keys
 
     def protocol(self) -> "Handshake":
@@ -119,19 +141,19 @@ class Handshake(asyncio.Protocol):
     # -- the head: salt, user, target ---------------------------------------------------------
     def _read_head(self) -> None:
         inbound = self.inbound
-        size = inbound.size
         if self.opener is None:
-            if len(self.buf) < size + 2 + TAG:
+            # Every client sends more than the longest salt and a length chunk at once.
+            if len(self.buf) < inbound.head_size:
                 return
-            salt = bytes(self.buf[:size])
-            first = bytes(self.buf[size:size + 2 + TAG])
-            for secret, key in inbound.keys():
-                opener = Opener(session_cipher(inbound.method, key, salt))
+            for user_id, method, key in inbound.keys():
+                size = METHODS[method][0]
+                salt = bytes(self.buf[:size])
+                opener = Opener(session_cipher(method, key, salt))
                 try:
-                    opener.feed(first)
+                    opener.feed(bytes(self.buf[size:size + 2 + TAG]))
                 except ChunkError:
                     continue
-                self.opener, self.secret, self.key = opener, secret, key
+                self.opener, self.secret, self.method, self.key = opener, user_id, method, key
                 break
             else:
                 self._drain("no user's key opens it")
@@ -165,16 +187,16 @@ class Handshake(asyncio.Protocol):
 
     async def _dial(self, address: str, first_data: bytes) -> None:
         core = self.inbound.core
-        found, refused = core.users.authenticate(self.secret, core.settings.tag)
-        if found is None or refused:
-            log.info("inbound %s: user %s refused: %s", core.settings.tag,
-                     found.id if found else "?", refused or "unknown")
+        user_id = self.secret                     # the user whose key opened the head
+        refused = admit(core.users, user_id, core.settings.tag)
+        if refused:
+            log.info("inbound %s: user %s refused: %s", core.settings.tag, user_id, refused)
             self._close()
             return
         try:
-            splice = await core.dial(address, found.id, self.transport.get_extra_info("peername"))
+            splice = await core.dial(address, user_id, self.transport.get_extra_info("peername"))
         except (Refused, OSError, ValueError, asyncio.TimeoutError) as exc:
-            log.debug("inbound %s: %s for %s: %s", core.settings.tag, address, found.id, exc)
+            log.debug("inbound %s: %s for %s: %s", core.settings.tag, address, user_id, exc)
             self._close()
             return
         if self.transport.is_closing() or splice.finished:
@@ -193,8 +215,8 @@ class Handshake(asyncio.Protocol):
 
     def _down_codec(self):
         """The sealer of what goes back to the client (a fresh salt)."""
-        salt = os.urandom(self.inbound.size)
-        return Sealer(session_cipher(self.inbound.method, self.key, salt), salt)
+        salt = os.urandom(METHODS[self.method][0])
+        return Sealer(session_cipher(self.method, self.key, salt), salt)
 
     # -- endings ----------------------------------------------------------------------------
     def _drain(self, why: str) -> None:

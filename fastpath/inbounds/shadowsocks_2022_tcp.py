@@ -45,10 +45,11 @@ class Users2022:
         self.by_hash: dict[bytes, tuple[str, bytes]] = {}
 
     def refresh(self) -> None:
-        table = self.core.users.by_secret
+        table = self.core.users.by_id
         if table is not self._of:
-            self.keys = [(secret, user_key(self.password_of(secret, user), self.size))
-                         for secret, user in table.items()]
+            # (user id, key): the handshake's dial admits the user by its id.
+            self.keys = [(user.id, user_key(password, self.size)) for user in table.values()
+                         if (password := self.password_of(user.auth_secret, user))]
             self.by_hash = {key_hash(k): (s, k) for s, k in self.keys}
             self._of = table
 

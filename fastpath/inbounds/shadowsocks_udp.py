@@ -29,7 +29,8 @@ from fastpath.inbounds.shadowsocks_2022 import (TYPE_CLIENT, TYPE_SERVER, Packet
                                                 open_separate_header, open_udp_body,
                                                 PacketError, seal_separate_header,
                                                 udp_body_aead, user_of_udp_eih)
-from fastpath.inbounds.shadowsocks_aead import TAG, session_cipher
+from fastpath.inbounds.credentials import admit
+from fastpath.inbounds.shadowsocks_aead import METHODS, TAG, session_cipher
 from fastpath.inbounds.udp_relay import UdpRelay
 from fastpath.proxy.socks5 import decode_address, encode_address
 
@@ -80,15 +81,14 @@ class _UdpInbound(asyncio.DatagramProtocol):
                 self.sessions.pop(key, None)
         self.sweeper = asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
 
-    def _new_relay(self, key, secret: str, addr, on_reply) -> UdpRelay | None:
+    def _new_relay(self, key, user_id: str, addr, on_reply) -> UdpRelay | None:
         core = self.core
-        found, refused = core.users.authenticate(secret, core.settings.tag)
-        if found is None or refused:
+        if admit(core.users, user_id, core.settings.tag):
             return None
         if len(self.sessions) >= MAX_SESSIONS:
             oldest = min(self.sessions, key=lambda k: self.sessions[k].last)
             self.sessions.pop(oldest).close("too many sessions")
-        relay = UdpRelay(core, found.id, f"{addr[0]}:{addr[1]}", on_reply,
+        relay = UdpRelay(core, user_id, f"{addr[0]}:{addr[1]}", on_reply,
                          lambda r, k=key: self._forget(k, r))
         self.sessions[key] = relay
         return relay
@@ -104,18 +104,19 @@ class ShadowsocksUdp(_UdpInbound):
     def __init__(self, inbound) -> None:
         super().__init__(inbound.core)
         self.inbound = inbound
-        self.last_key: dict = {}            # client address -> (secret, key) that opened last
+        # client address -> (user id, method, key) that opened its last datagram
+        self.last_key: dict = {}
 
     def datagram_received(self, data: bytes, addr) -> None:
-        inbound, size = self.inbound, self.inbound.size
-        if len(data) < size + TAG + 1:
-            return
-        salt, sealed = data[:size], data[size:]
-        keys = inbound.keys()
+        inbound = self.inbound
         last = self.last_key.get(addr)
-        for secret, key in ([last] if last else []) + keys:
+        for secret, method, key in ([last] if last else []) + inbound.keys():
+            size = METHODS[method][0]
+            if len(data) < size + TAG + 1:
+                continue
+            salt, sealed = data[:size], data[size:]
             try:
-                plain = session_cipher(inbound.method, key, salt).decrypt(ZERO_NONCE, sealed, None)
+                plain = session_cipher(method, key, salt).decrypt(ZERO_NONCE, sealed, None)
             except InvalidTag:
                 continue
             break
@@ -126,18 +127,18 @@ class ShadowsocksUdp(_UdpInbound):
             return
         if len(self.last_key) > MAX_SESSIONS:
             self.last_key.clear()
-        self.last_key[addr] = (secret, key)
+        self.last_key[addr] = (secret, method, key)
         relay = self.sessions.get((addr, secret))
         if relay is None or relay.closed:
             relay = self._new_relay((addr, secret), secret, addr,
-                                    lambda a, p, k=key, to=addr: self._reply(k, to, a, p))
+                                    lambda a, p, m=method, k=key, to=addr: self._reply(m, k, to, a, p))
             if relay is None:
                 return
         relay.send(*parsed)
 
-    def _reply(self, key: bytes, to, address: str, payload: bytes) -> None:
-        salt = os.urandom(self.inbound.size)
-        sealed = session_cipher(self.inbound.method, key, salt).encrypt(
+    def _reply(self, method: str, key: bytes, to, address: str, payload: bytes) -> None:
+        salt = os.urandom(METHODS[method][0])
+        sealed = session_cipher(method, key, salt).encrypt(
             ZERO_NONCE, encode_address(address) + payload, None)
         self.transport.sendto(salt + sealed, to)
 
@@ -171,7 +172,7 @@ class Shadowsocks2022Udp(_UdpInbound):
         self.last_key: dict = {}
 
     def _candidates(self, data: bytes, addr):
-        """(secret, user key, separate header plaintext, sealed body) to try, best first."""
+        """(user id, user key, separate header plaintext, sealed body) to try, best first."""
         inbound = self.inbound
         inbound.users.refresh()
         if inbound.server_psk is not None and len(data) >= 32 + TAG:

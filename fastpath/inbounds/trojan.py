@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 
+from fastpath.inbounds.credentials import admit, user_password
 from fastpath.inbounds.node_proxies import InboundCore, Refused
 from fastpath.proxy.socks5 import ATYP_DOMAIN, ATYP_V4, ATYP_V6, decode_address
 
@@ -75,10 +76,12 @@ class TrojanInbound:
         self._hashes: dict[bytes, str] = {}
 
     def hashes(self) -> dict[bytes, str]:
-        """SHA-224 hex of every user's secret -> the secret, rebuilt when the table changes."""
-        table = self.core.users.by_secret
+        """SHA-224 hex of every user's Trojan password (credentials.py: the panel's, or the
+        auth secret) -> the user id, rebuilt when the table changes."""
+        table = self.core.users.by_id
         if table is not self._hashes_of:
-            self._hashes = {password_hash(secret): secret for secret in table}
+            self._hashes = {password_hash(password): user.id for user in table.values()
+                            if (password := user_password(user, "trojan"))}
             self._hashes_of = table
         return self._hashes
 
@@ -110,10 +113,10 @@ class TrojanInbound:
             return
         user_hash, cmd, address, used = parsed
         core = self.core
-        found, refused = core.users.authenticate(self.hashes()[user_hash], core.settings.tag)
-        if found is None or refused:
-            log.info("inbound %s: user %s refused: %s", core.settings.tag,
-                     found.id if found else "?", refused or "unknown")
+        user_id = self.hashes()[user_hash]
+        refused = admit(core.users, user_id, core.settings.tag)
+        if refused:
+            log.info("inbound %s: user %s refused: %s", core.settings.tag, user_id, refused)
             writer.close()
             return
         if cmd != CMD_CONNECT:
@@ -122,9 +125,9 @@ class TrojanInbound:
             return
         reader._buffer[:0] = head[used:]        # the data that came with the request
         try:
-            await core.open_and_splice(reader, writer, address, found.id, answer=b"")
+            await core.open_and_splice(reader, writer, address, user_id, answer=b"")
         except (Refused, OSError, ValueError, asyncio.TimeoutError) as exc:
-            log.debug("inbound %s: %s for %s: %s", core.settings.tag, address, found.id, exc)
+            log.debug("inbound %s: %s for %s: %s", core.settings.tag, address, user_id, exc)
             writer.close()
 
     async def _fall_back(self, reader, writer, head: bytes) -> None:

@@ -31,8 +31,12 @@ prepared = {}
 def to_users(items):
     if isinstance(items, str):          # the name of a set built earlier by "prepare"
         return prepared[items]
-    return [create_user(u["email"], create_proxy(hysteria_auth=u.get("auth") or None),
-                        u.get("inbounds", ["hysteria2"])) for u in items]
+    return [create_user(u["email"], create_proxy(
+        hysteria_auth=u.get("auth") or None, vmess_id=u.get("vmess") or None,
+        vless_id=u.get("vless") or None, vless_flow=u.get("vless_flow") or None,
+        trojan_password=u.get("trojan") or None, shadowsocks_password=u.get("ss") or None,
+        shadowsocks_method=u.get("ss_method") or None), u.get("inbounds", ["hysteria2"]))
+        for u in items]
 
 
 async def op_prepare(_node, r):

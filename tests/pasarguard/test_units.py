@@ -59,7 +59,10 @@ def test_panel_user_becomes_table_user():
     alice = changes[0].user
     assert (alice.id, alice.auth_secret, alice.inbounds, alice.source) == \
         ("7.alice", "s1", ["hysteria2", "VLESS"], "pasarguard")
-    assert alice.meta == {"panel_inbounds": ["HY2 in", "VLESS", "old"]}
+    assert alice.meta["panel_inbounds"] == ["HY2 in", "VLESS", "old"]
+    # Every protocol has an entry (empty here), so no credential is derived from the auth.
+    assert alice.meta["proxies"]["vless"] == {"id": "", "flow": ""}
+    assert set(alice.meta["proxies"]) == {"vmess", "vless", "trojan", "shadowsocks"}
     assert changes[1].user.auth_secret is None          # no Hysteria credentials: stays, cannot connect
     assert changes[2].user is None and changes[3].user is None   # no inbound left: removal
 
