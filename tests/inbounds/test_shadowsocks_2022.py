@@ -14,6 +14,8 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from fastpath.store import User
+
 from fastpath.inbounds.shadowsocks_2022 import (METHODS_2022, TAG, ChunkError, Opener2022,
                                                 PacketWindow, SaltWindow, Sealer2022,
                                                 identity_header, session_aead, user_key,
@@ -323,7 +325,7 @@ def test_garbage_after_a_valid_salt_never_crashes_the_header_reader(blob):
     from fastpath.inbounds.shadowsocks_2022_tcp import Handshake2022, Shadowsocks2022Inbound
 
     class Users:
-        by_secret = {ERIN_SECRET: object()}
+        by_id = {"erin": User(id="erin", auth_secret=ERIN_SECRET)}
 
     class Core:
         users = Users()
@@ -347,7 +349,8 @@ def test_the_udp_servers_drop_garbage_silently(blob, with_psk):
     from fastpath.inbounds.socks5_udp import parse_datagram
 
     class Users:
-        by_secret = {ERIN_SECRET: object(), DAVE_SECRET: object()}
+        by_id = {"erin": User(id="erin", auth_secret=ERIN_SECRET),
+                 "dave": User(id="dave", auth_secret=DAVE_SECRET)}
 
     class Core:
         users = Users()
