@@ -12,7 +12,6 @@ from control.node_model import not_yet_enforced
 from control.errors import bad_request, conflict, not_found
 from control.openapi import path_param
 from control.route_guard import PUBLIC
-from control.traffic_accounting import usage
 from fastpath import __version__
 from fastpath.store import Conflict, NotFound, User
 
@@ -118,8 +117,8 @@ class Users:
     def on_get(self, req, resp):
         live = self.node.live_users()
         totals = self.node.user_totals(live)
-        used = usage(self.node, live)
-        users = self.node.store.list_users()
+        used = self.node.ledger.usage(live=live)
+        users = self.node.ledger.users()
         resp.media = {"users": [user_view(u, totals, live, used) for u in users], "total": len(users)}
 
     def on_post(self, req, resp):
@@ -129,7 +128,7 @@ class Users:
         user = User(id=user_id, auth_secret=fields.pop("auth_secret", None) or secrets.token_urlsafe(18),
                     created=time.time(), **fields)
         try:
-            self.node.store.create_user(user)
+            self.node.ledger.create_user(user)
         except Conflict as exc:
             raise conflict(str(exc)) from None
         if not self.node.notify_users_changed():
@@ -144,14 +143,14 @@ class UserItem:
 
     def _get(self, user_id):
         try:
-            return self.node.store.get_user(user_id)
+            return self.node.ledger.get_user(user_id)
         except NotFound as exc:
             raise not_found(str(exc)) from None
 
     def on_get(self, req, resp, user_id):
         user = self._get(user_id)
         live = self.node.live_users()
-        resp.media = user_view(user, self.node.user_totals(live), live, usage(self.node, live))
+        resp.media = user_view(user, self.node.user_totals(live), live, self.node.ledger.usage([user.id], live))
 
     def on_patch(self, req, resp, user_id):
         body = v.json_object(req, allowed=USER_FIELDS - {"id"})
@@ -159,7 +158,7 @@ class UserItem:
         if not fields:
             raise bad_request("nothing to change")
         try:
-            user = self.node.store.update_user(user_id, **fields)
+            user = self.node.ledger.update_user(user_id, **fields)
         except NotFound as exc:
             raise not_found(str(exc)) from None
         except Conflict as exc:
@@ -167,13 +166,13 @@ class UserItem:
         if not self.node.notify_users_changed():
             not_yet_enforced(resp)
         live = self.node.live_users()
-        resp.media = user_view(user, self.node.user_totals(live), live, usage(self.node, live))
+        resp.media = user_view(user, self.node.user_totals(live), live, self.node.ledger.usage([user.id], live))
 
     on_put = on_patch
 
     def on_delete(self, req, resp, user_id):
         try:
-            self.node.store.delete_user(user_id)
+            self.node.ledger.delete_user(user_id)
         except NotFound as exc:
             raise not_found(str(exc)) from None
         if not self.node.notify_users_changed():
