@@ -5,8 +5,8 @@ import falcon
 
 from control import validation as v
 from control.auth import bearer_rule
-from control.node_model import not_yet_enforced
-from control.errors import bad_request, not_found
+from control.node_model import users_changed
+from control.errors import bad_request, store_refusals
 from control.openapi import path_param, query
 from control.traffic_accounting import traffic_cache
 from fastpath.store.ledger import USAGE
@@ -17,7 +17,6 @@ from fastpath.shm import (
     KIND_UDP_SESSION,
     STATE_NAMES,
 )
-from fastpath.store import NotFound
 
 STREAM_KINDS = {"tcp": KIND_TCP_STREAM, "udp": KIND_UDP_SESSION}
 
@@ -119,13 +118,10 @@ class UserReset:
         self.node = node
 
     def on_post(self, req, resp, user_id):
-        try:
+        with store_refusals():
             self.node.ledger.get_user(user_id)
-        except NotFound as exc:
-            raise not_found(str(exc)) from None
         cleared = self.node.ledger.traffic(USAGE, clear=True, ids=[user_id])[user_id]
-        if not self.node.notify_users_changed():
-            not_yet_enforced(resp)
+        users_changed(self.node, resp)
         resp.media = {"id": user_id, "cleared": {"tx": cleared[0], "rx": cleared[1]}}
 
 

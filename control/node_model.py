@@ -41,6 +41,13 @@ def not_yet_enforced(resp) -> None:
     resp.set_header("X-Fastpath-Enforced", "pending")
 
 
+def users_changed(node, resp) -> None:
+    """Tell the workers the users changed and wait for them; an answer they did not confirm
+    in time says so (``not_yet_enforced``)."""
+    if not node.notify_users_changed():
+        not_yet_enforced(resp)
+
+
 class NodeModel:
     def __init__(self, config: NodeConfig):
         self.config = config

@@ -38,7 +38,7 @@ class ScaleFace:
         return self.node.ledger
 
     def setting(self, key: str, default=None):
-        return self.store.get_setting(key, default)
+        return self.ledger.setting(key, default)
 
     def fixed_ui(self) -> dict:
         """The ``settings/ui`` keys the node config decides (see ``ui_settings.py``)."""

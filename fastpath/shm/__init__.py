@@ -14,16 +14,7 @@ SLOT_SIZE = _ct.SLOT_SIZE
 KIND_NAMES = _ct.KIND_NAMES
 STATE_NAMES = _ct.STATE_NAMES
 
-KIND_FREE = int(_ct.SlotKind.KIND_FREE)
-KIND_USER = int(_ct.SlotKind.KIND_USER)
-KIND_CONNECTION = int(_ct.SlotKind.KIND_CONNECTION)
-KIND_TCP_STREAM = int(_ct.SlotKind.KIND_TCP_STREAM)
-KIND_UDP_SESSION = int(_ct.SlotKind.KIND_UDP_SESSION)
-KIND_MEDIA_STREAM = int(_ct.SlotKind.KIND_MEDIA_STREAM)
-KIND_MEDIA_CLIENT = int(_ct.SlotKind.KIND_MEDIA_CLIENT)
-
-STATE_INIT = int(_ct.SlotState.STATE_INIT)
-STATE_HOOK = int(_ct.SlotState.STATE_HOOK)
-STATE_CONNECT = int(_ct.SlotState.STATE_CONNECT)
-STATE_ESTAB = int(_ct.SlotState.STATE_ESTAB)
-STATE_CLOSED = int(_ct.SlotState.STATE_CLOSED)
+# The enums of counter_table.pxd (declared there once), as plain ints, in declaration order.
+(KIND_FREE, KIND_USER, KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, KIND_MEDIA_STREAM,
+ KIND_MEDIA_CLIENT) = (int(k) for k in _ct.SlotKind)
+STATE_INIT, STATE_HOOK, STATE_CONNECT, STATE_ESTAB, STATE_CLOSED = (int(s) for s in _ct.SlotState)
