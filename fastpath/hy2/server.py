@@ -44,7 +44,6 @@ HOUSEKEEPING_SECONDS = 1.0
 SPEEDTEST_HOST = "@SpeedTest"
 
 
-
 def _peer_text(addr) -> str:
     host, port = addr[0], addr[1]
     if host.startswith("::ffff:"):
