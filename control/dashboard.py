@@ -29,6 +29,7 @@ from control.dashboard_log import LEVELS, LogTail
 from control.openapi import query
 from control import shared_root
 from control.route_guard import OPEN, PUBLIC
+from control.node_model import NodeUnavailable
 from fastpath._native import load as _load
 from fastpath.shm import (
     KIND_CONNECTION,
@@ -191,7 +192,7 @@ class LiveTicker:
         now = time.time()
         try:
             cur = tick_figures(*node_tick(self.node.table))
-        except falcon.HTTPServiceUnavailable:
+        except NodeUnavailable:
             return {"t": now, "error": "the counter segment is not there yet"}
         self.ticks += 1
         prev_t, prev = self._prev if self._prev else (now, None)

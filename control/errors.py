@@ -9,6 +9,7 @@ import errno
 import json
 import logging
 import sqlite3
+from contextlib import contextmanager
 
 import falcon
 
@@ -25,6 +26,19 @@ def not_found(message: str) -> falcon.HTTPNotFound:
 
 def conflict(message: str) -> falcon.HTTPConflict:
     return falcon.HTTPConflict(title="conflict", description=message)
+
+
+@contextmanager
+def store_refusals():
+    """The store's refusals as the native API answers them: 404 for an unknown id, 409 for a
+    clash, with the store's message."""
+    from fastpath.store import Conflict, NotFound
+    try:
+        yield
+    except NotFound as exc:
+        raise not_found(str(exc)) from None
+    except Conflict as exc:
+        raise conflict(str(exc)) from None
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -67,6 +81,9 @@ def handle_unexpected(req, resp, exc, params):
     a full or unwritable disk is a 507 or 503 (see ``storage_error``)."""
     if isinstance(exc, falcon.HTTPError):
         raise exc
+    from control.node_model import NodeUnavailable
+    if isinstance(exc, NodeUnavailable):
+        raise falcon.HTTPServiceUnavailable(title=exc.title, description=exc.description)
     storage = storage_error(exc)
     if storage is not None:
         log.warning("%s %s not saved: %s", req.method, req.path, exc)

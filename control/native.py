@@ -8,13 +8,12 @@ import falcon
 
 from control import validation as v
 from control.auth import bearer_rule
-from control.node_model import not_yet_enforced
-from control.errors import bad_request, conflict, not_found
+from control.node_model import users_changed
+from control.errors import bad_request, store_refusals
 from control.openapi import path_param
 from control.route_guard import PUBLIC
-from control.traffic_accounting import usage
 from fastpath import __version__
-from fastpath.store import Conflict, NotFound, User
+from fastpath.store import User
 
 USER_FIELDS = {"id", "auth_secret", "enabled", "traffic_limit", "expiry", "inbounds"}
 
@@ -118,8 +117,8 @@ class Users:
     def on_get(self, req, resp):
         live = self.node.live_users()
         totals = self.node.user_totals(live)
-        used = usage(self.node, live)
-        users = self.node.store.list_users()
+        used = self.node.ledger.usage(live=live)
+        users = self.node.ledger.users()
         resp.media = {"users": [user_view(u, totals, live, used) for u in users], "total": len(users)}
 
     def on_post(self, req, resp):
@@ -128,12 +127,9 @@ class Users:
         fields = parse_user_fields(body)
         user = User(id=user_id, auth_secret=fields.pop("auth_secret", None) or secrets.token_urlsafe(18),
                     created=time.time(), **fields)
-        try:
-            self.node.store.create_user(user)
-        except Conflict as exc:
-            raise conflict(str(exc)) from None
-        if not self.node.notify_users_changed():
-            not_yet_enforced(resp)
+        with store_refusals():
+            self.node.ledger.create_user(user)
+        users_changed(self.node, resp)
         resp.status = falcon.HTTP_201
         resp.media = user_view(user, {}, {})
 
@@ -142,42 +138,31 @@ class UserItem:
     def __init__(self, node):
         self.node = node
 
-    def _get(self, user_id):
-        try:
-            return self.node.store.get_user(user_id)
-        except NotFound as exc:
-            raise not_found(str(exc)) from None
+    def _view(self, user) -> dict:
+        live = self.node.live_users()
+        return user_view(user, self.node.user_totals(live), live, self.node.ledger.usage([user.id], live))
 
     def on_get(self, req, resp, user_id):
-        user = self._get(user_id)
-        live = self.node.live_users()
-        resp.media = user_view(user, self.node.user_totals(live), live, usage(self.node, live))
+        with store_refusals():
+            user = self.node.ledger.get_user(user_id)
+        resp.media = self._view(user)
 
     def on_patch(self, req, resp, user_id):
         body = v.json_object(req, allowed=USER_FIELDS - {"id"})
         fields = parse_user_fields(body)
         if not fields:
             raise bad_request("nothing to change")
-        try:
-            user = self.node.store.update_user(user_id, **fields)
-        except NotFound as exc:
-            raise not_found(str(exc)) from None
-        except Conflict as exc:
-            raise conflict(str(exc)) from None
-        if not self.node.notify_users_changed():
-            not_yet_enforced(resp)
-        live = self.node.live_users()
-        resp.media = user_view(user, self.node.user_totals(live), live, usage(self.node, live))
+        with store_refusals():
+            user = self.node.ledger.update_user(user_id, **fields)
+        users_changed(self.node, resp)
+        resp.media = self._view(user)
 
     on_put = on_patch
 
     def on_delete(self, req, resp, user_id):
-        try:
-            self.node.store.delete_user(user_id)
-        except NotFound as exc:
-            raise not_found(str(exc)) from None
-        if not self.node.notify_users_changed():
-            not_yet_enforced(resp)
+        with store_refusals():
+            self.node.ledger.delete_user(user_id)
+        users_changed(self.node, resp)
         resp.status = falcon.HTTP_204
 
 

@@ -5,10 +5,11 @@ import falcon
 
 from control import validation as v
 from control.auth import bearer_rule
-from control.node_model import not_yet_enforced
-from control.errors import bad_request, not_found
+from control.node_model import users_changed
+from control.errors import bad_request, store_refusals
 from control.openapi import path_param, query
-from control.traffic_accounting import read_traffic, traffic_cache
+from control.traffic_accounting import traffic_cache
+from fastpath.store.ledger import USAGE
 from fastpath.shm import (
     KIND_CONNECTION,
     KIND_NAMES,
@@ -16,7 +17,6 @@ from fastpath.shm import (
     KIND_UDP_SESSION,
     STATE_NAMES,
 )
-from fastpath.store import NotFound
 
 STREAM_KINDS = {"tcp": KIND_TCP_STREAM, "udp": KIND_UDP_SESSION}
 
@@ -118,13 +118,10 @@ class UserReset:
         self.node = node
 
     def on_post(self, req, resp, user_id):
-        try:
-            self.node.store.get_user(user_id)
-        except NotFound as exc:
-            raise not_found(str(exc)) from None
-        cleared = read_traffic(self.node, "usage", clear=True, ids=[user_id])[user_id]
-        if not self.node.notify_users_changed():
-            not_yet_enforced(resp)
+        with store_refusals():
+            self.node.ledger.get_user(user_id)
+        cleared = self.node.ledger.traffic(USAGE, clear=True, ids=[user_id])[user_id]
+        users_changed(self.node, resp)
         resp.media = {"id": user_id, "cleared": {"tx": cleared[0], "rx": cleared[1]}}
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import time
 
-import falcon
-
 from fastpath.config import NodeConfig
 from fastpath.shm import CounterTable, scan_slots, scan_users
 from fastpath.store import StateStore
+from fastpath.store.ledger import Ledger
 from fastpath.supervisor.command_channel import CommandClient, CommandError
 from control.openapi import OpenApiBuilder
 
@@ -24,6 +23,17 @@ USERS_CHANGED_WAIT = 5.0
 USERS_CHANGED_RETRY_AFTER = 1
 
 
+class NodeUnavailable(Exception):
+    """The node cannot answer this now (counters not mapped yet, supervisor unreachable).
+    A domain error: every face maps it to its own shape (the falcon faces to a 503 with this
+    title and description, ``control/errors.py``; PasarGuard to its UNAVAILABLE)."""
+
+    def __init__(self, title: str, description: str):
+        super().__init__(description)
+        self.title = title
+        self.description = description
+
+
 def not_yet_enforced(resp) -> None:
     """Mark an answer whose user change a live worker has not confirmed: the change is
     stored and applies within ``Retry-After`` seconds, not yet at this instant."""
@@ -31,10 +41,19 @@ def not_yet_enforced(resp) -> None:
     resp.set_header("X-Fastpath-Enforced", "pending")
 
 
+def users_changed(node, resp) -> None:
+    """Tell the workers the users changed and wait for them; an answer they did not confirm
+    in time says so (``not_yet_enforced``)."""
+    if not node.notify_users_changed():
+        not_yet_enforced(resp)
+
+
 class NodeModel:
     def __init__(self, config: NodeConfig):
         self.config = config
         self.store = StateStore(config.store_path)
+        # The one model of users, usage and settings every face reads and writes through.
+        self.ledger = Ledger(self.store, live=self.live_users)
         self.commands = CommandClient(str(config.command_socket))
         self.openapi = OpenApiBuilder(title="fastpath node API", version=_version())
         self.started = time.time()
@@ -56,8 +75,7 @@ class NodeModel:
         try:
             inode = os.stat(path).st_ino
         except FileNotFoundError:
-            raise falcon.HTTPServiceUnavailable(title="starting",
-                                                description="the counter segment is not there yet") from None
+            raise NodeUnavailable("starting", "the counter segment is not there yet") from None
         if self._table is None or inode != self._table_inode:
             self._table = CounterTable.attach(path, readonly=True)
             self._table_inode = inode
@@ -72,20 +90,14 @@ class NodeModel:
 
     def user_totals(self, live: dict | None = None) -> dict[str, tuple[int, int]]:
         """All traffic per id, across restarts: carried in the store + the live segment."""
-        live = self.live_users() if live is None else live
-        totals = {uid: (tx, rx) for uid, (tx, rx) in self.store.carried().items()}
-        for uid, rec in live.items():
-            ctx, crx = totals.get(uid, (0, 0))
-            totals[uid] = (ctx + rec[0], crx + rec[1])
-        return totals
+        return self.ledger.totals(live)
 
     # -- commands ---------------------------------------------------------------------------
     def command(self, cmd: str, args: dict | None = None, timeout: float = 5.0):
         try:
             return self.commands.call(cmd, args, timeout)
         except CommandError as exc:
-            raise falcon.HTTPServiceUnavailable(title="supervisor unavailable",
-                                                description=str(exc)) from None
+            raise NodeUnavailable("supervisor unavailable", str(exc)) from None
 
     def notify_users_changed(self, wait: float = USERS_CHANGED_WAIT) -> bool:
         """Tell every worker to reload users, and return only once each has (True), so an

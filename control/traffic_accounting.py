@@ -13,53 +13,29 @@ compiled view with the same semantics.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 
 from fastpath._native import load as _load
-from fastpath.store.state_store import read_baselines, write_baselines
+from fastpath.store.ledger import since
 
 TrafficView = _load("fastpath.shm.traffic_view").TrafficView
 
 
 def since_baseline(totals: dict, marks: dict) -> dict[str, tuple[int, int]]:
-    out = {}
-    for uid, (tx, rx) in totals.items():
-        btx, brx = marks.get(uid, (0, 0))
-        out[uid] = (max(0, tx - btx), max(0, rx - brx))
-    return out
+    return {uid: since(t, marks.get(uid)) for uid, t in totals.items()}
 
 
 def read_traffic(node, scope: str, clear: bool = False, ids: list[str] | None = None) -> dict[str, tuple[int, int]]:
     """``{id: (tx, rx)}`` counted since the scope's last clear (optionally only ``ids``);
-    with ``clear`` the returned amounts become the new baseline in the same transaction."""
-    if not clear:
-        totals = node.user_totals()
-        with node.store.transaction(immediate=False) as db:
-            marks = read_baselines(db, scope)
-        return _pick(since_baseline(totals, marks), ids)
-    with node.store.transaction() as db:
-        totals = node.user_totals()
-        if ids is not None:
-            totals = {uid: totals.get(uid, (0, 0)) for uid in ids}
-        marks = read_baselines(db, scope)
-        result = since_baseline(totals, marks)
-        write_baselines(db, scope, {uid: totals[uid] for uid, (tx, rx) in result.items() if tx or rx})
-    return result
+    with ``clear`` the returned amounts become the new baseline in the same transaction
+    (``Ledger.traffic``)."""
+    return node.ledger.traffic(scope, clear, ids)
 
 
 def usage(node, live: dict | None = None) -> dict[str, int]:
-    """Bytes (tx + rx) each id has used toward its traffic limit: since its last reset."""
-    totals = node.user_totals(live)
-    with node.store.transaction(immediate=False) as db:
-        marks = read_baselines(db, "usage")
-    return {uid: tx + rx for uid, (tx, rx) in since_baseline(totals, marks).items()}
-
-
-def _pick(values: dict, ids):
-    if ids is None:
-        return values
-    return {uid: values.get(uid, (0, 0)) for uid in ids}
+    """Bytes (tx + rx) each id has used toward its traffic limit: since its last reset
+    (``Ledger.usage``, the rule enforcement uses too)."""
+    return node.ledger.usage(live=live)
 
 
 class TrafficCache:
@@ -80,57 +56,35 @@ class TrafficCache:
         self.list_all = list_all
         self.lock = threading.Lock()
         self.view = TrafficView()
-        self._db: sqlite3.Connection | None = None
-        self._version = None
+        self.watch = node.ledger.watcher()
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = sqlite3.connect(self.node.store.path, timeout=30, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA busy_timeout=30000")
-            self._db = db
-        return self._db
-
-    def _fresh(self, db: sqlite3.Connection, in_transaction: bool) -> None:
-        """Reload the store's figures if another connection committed since the last load."""
-        if db.execute("PRAGMA data_version").fetchone()[0] == self._version:
+    def _fresh(self, book) -> None:
+        """Inside a watcher transaction: reload the store's figures if another connection
+        committed since the last load."""
+        if not self.watch.take():
             return
-        if not in_transaction:
-            db.execute("BEGIN")
-        try:
-            version = db.execute("PRAGMA data_version").fetchone()[0]
-            carried = db.execute("SELECT user_id, tx, rx FROM carried").fetchall()
-            marks = db.execute("SELECT user_id, tx, rx FROM baselines WHERE scope = ?",
-                               (self.scope,)).fetchall()
-            listed = [r[0] for r in db.execute("SELECT id FROM users")] if self.list_all else ()
-        finally:
-            if not in_transaction:
-                db.execute("COMMIT")
-        self._version = None
+        carried = [(uid, tx, rx) for uid, (tx, rx) in book.carried().items()]
+        marks = [(uid, tx, rx) for uid, (tx, rx) in book.baselines(self.scope).items()]
+        listed = book.user_ids() if self.list_all else ()
         self.view.load(carried, marks, listed)
-        self._version = version
+
+    def _current(self) -> None:
+        if self.watch.changed():
+            with self.watch.transaction() as book:
+                self._fresh(book)
 
     def traffic(self, clear: bool = False) -> bytes:
         """The ``/traffic`` body; with ``clear`` the reported amounts become the baselines in
         the same write transaction (BEGIN IMMEDIATE: clearers of every process serialize)."""
         table = self.node.table
         with self.lock:
-            db = self._conn()
             if not clear:
-                self._fresh(db, False)
+                self._current()
                 return self.view.traffic(table, self.list_all)
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                self._fresh(db, True)
+            with self.watch.transaction(write=True) as book:
+                self._fresh(book)
                 body, rows = self.view.traffic_clear(table, self.list_all)
-                db.executemany("INSERT OR REPLACE INTO baselines (scope, user_id, tx, rx) "
-                               "VALUES (?, ?, ?, ?)", [(self.scope, *row) for row in rows])
-                db.execute("COMMIT")
-            except BaseException:
-                self._version = None  # the view may not match the store any more: reload
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+                book.set_baselines(self.scope, {uid: (tx, rx) for uid, tx, rx in rows})
             self.view.set_baselines(rows)
             return body
 
@@ -143,14 +97,14 @@ class TrafficCache:
         """The native ``/api/v1/traffic`` body (carried + live; baselines do not apply)."""
         table = self.node.table
         with self.lock:
-            self._fresh(self._conn(), False)
+            self._current()
             return self.view.totals(table)
 
     def user_metrics(self, families: list) -> bytes:
         """The per-user families of ``/metrics`` (carried + live; baselines do not apply)."""
         table = self.node.table
         with self.lock:
-            self._fresh(self._conn(), False)
+            self._current()
             return self.view.user_metrics(table, families)
 
     def dump_streams(self, now_ns: int, text: bool, header: bytes = b"") -> bytes:

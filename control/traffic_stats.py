@@ -21,9 +21,8 @@ from control.auth import bearer_token, required_token, token_matches
 from control import shared_root
 from control.route_guard import OPEN, PUBLIC, Rule
 from control.traffic_accounting import traffic_cache
-from control.traffic_format import TABLE_FORMAT, go_bool, rfc3339_nano
+from control.traffic_format import TABLE_FORMAT, go_bool
 from control.traffic_format import TABLE_HEADER as _HEADER_FIELDS
-from fastpath.shm import KIND_TCP_STREAM, STATE_NAMES
 
 SCOPE = "traffic_stats"
 ROUTES = {("GET", "/traffic"), ("POST", "/kick"), ("GET", "/online"), ("GET", "/dump/streams"),
@@ -40,10 +39,6 @@ def _plain(resp: falcon.Response, status, text: str) -> None:
     resp.content_type = TEXT_TYPE
     resp.set_header("X-Content-Type-Options", "nosniff")
     resp.text = text
-
-
-def _compact(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def _local_port(req: falcon.Request) -> int | None:
@@ -148,46 +143,6 @@ class Online:
     def on_get(self, req, resp):
         resp.content_type = JSON_TYPE
         resp.data = traffic_cache(self.node, SCOPE).online()
-
-
-# -- reference renderings -------------------------------------------------------------------
-# The compiled view (fastpath.shm.traffic_view) serves these bodies; these plain-Python
-# renderings are the executable spec its tests compare it against, byte for byte.
-
-def traffic_json(counted: dict, listed=()) -> bytes:
-    """``/traffic`` from ``{id: (tx, rx)}``: ids sorted, fields in the reference's order."""
-    out = {uid: {"tx": tx, "rx": rx} for uid, (tx, rx) in counted.items() if tx or rx}
-    for uid in listed:
-        out.setdefault(uid, {"tx": 0, "rx": 0})
-    return json.dumps(dict(sorted(out.items())), separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def online_json(live: dict) -> bytes:
-    """``/online`` from ``scan_users`` records."""
-    return _compact({uid: rec[2] for uid, rec in live.items() if rec[2] > 0}).encode()
-
-
-def stream_records(node) -> list[dict]:
-    """TCP streams in the reference's field order, sorted by auth, connection, stream."""
-    rows = []
-    for s in node.slots([KIND_TCP_STREAM]):
-        state = STATE_NAMES[s["state"]] if s["state"] < len(STATE_NAMES) else "closed"
-        rows.append({
-            "state": state, "auth": s["key"], "connection": s["conn_id"] & 0xFFFFFFFF,
-            "stream": s["stream_id"], "req_addr": s["text_b"], "hooked_req_addr": "",
-            "tx": s["tx"], "rx": s["rx"],
-            "initial_at": rfc3339_nano(s["created_ns"]),
-            "last_active_at": rfc3339_nano(s["last_active_ns"]),
-            "_initial_ns": s["created_ns"], "_last_ns": s["last_active_ns"],
-        })
-    rows.sort(key=lambda r: (r["auth"], r["connection"], r["stream"]))
-    return rows
-
-
-def streams_json(rows: list[dict]) -> bytes:
-    """``/dump/streams`` JSON from ``stream_records``."""
-    rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    return (json.dumps({"streams": rows}, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
 class DumpStreams:

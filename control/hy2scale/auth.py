@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import time
@@ -75,7 +74,7 @@ class Auth:
         creds = self.face.setting(CRED_KEY)
         if creds is None:
             fresh = make_credentials(DEFAULT_USERNAME, DEFAULT_HASH)
-            with self.store.transaction() as db:
+            with self.face.ledger.write() as db:
                 creds = read_setting(db, CRED_KEY)
                 if creds is None:
                     write_setting(db, CRED_KEY, fresh)
@@ -95,7 +94,7 @@ class Auth:
         s = self.face.settings
         key = FAIL_PREFIX + addr
         now = time.time()
-        with self.store.transaction() as db:
+        with self.face.ledger.write() as db:
             rec = read_setting(db, key)
             if rec is None or now - rec["since"] >= s.login_window:
                 rec = {"count": 0, "since": now}
@@ -109,24 +108,22 @@ class Auth:
             write_setting(db, key, rec)
 
     def clear_attempts(self, addr: str) -> None:
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM settings WHERE key = ?", (FAIL_PREFIX + addr,))
+        with self.face.ledger.write() as db:
+            db.delete_setting(FAIL_PREFIX + addr)
 
     # -- tokens ---------------------------------------------------------------------------------
     def issue_token(self) -> str:
         token = secrets.token_hex(32)
         now = time.time()
         ttl = self.face.token_ttl()
-        with self.store.transaction() as db:
+        with self.face.ledger.write() as db:
             # Forget expired tokens and old failure counts (cheap: only at login).
-            for key, value in db.execute("SELECT key, value FROM settings WHERE key LIKE ?",
-                                         (TOKEN_PREFIX + "%",)).fetchall():
+            for key, value in db.settings_with_prefix(TOKEN_PREFIX).items():
                 if now - _last_use(value) > ttl:
-                    db.execute("DELETE FROM settings WHERE key = ?", (key,))
-            for key, value in db.execute("SELECT key, value FROM settings WHERE key LIKE ?",
-                                         (FAIL_PREFIX + "%",)).fetchall():
+                    db.delete_setting(key)
+            for key, value in db.settings_with_prefix(FAIL_PREFIX).items():
                 if now - _since(value) > self.face.settings.login_window:
-                    db.execute("DELETE FROM settings WHERE key = ?", (key,))
+                    db.delete_setting(key)
             write_setting(db, token_key(token), {"created": now, "last": now})
         return token
 
@@ -141,12 +138,12 @@ class Auth:
         now = time.time()
         idle = now - rec["last"]
         if idle > ttl:
-            with self.store.transaction() as db:
-                db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            with self.face.ledger.write() as db:
+                db.delete_setting(key)
             return False
         if idle > min(60.0, ttl / 4):
             rec["last"] = now
-            with self.store.transaction() as db:
+            with self.face.ledger.write() as db:
                 if read_setting(db, key) is not None:   # not revoked meanwhile
                     write_setting(db, key, rec)
         return True
@@ -167,21 +164,21 @@ class Auth:
         return self.face.node.config.control.on_loopback or not self.credentials().get("default")
 
     def revoke_all(self, db) -> None:
-        db.execute("DELETE FROM settings WHERE key LIKE ?", (TOKEN_PREFIX + "%",))
+        db.delete_settings_with_prefix(TOKEN_PREFIX)
 
 
-def _field(value: str, name: str) -> float:
+def _field(value, name: str) -> float:
     try:
-        return float(json.loads(value)[name])
+        return float(value[name])
     except (ValueError, KeyError, TypeError):
         return 0.0
 
 
-def _last_use(value: str) -> float:
+def _last_use(value) -> float:
     return _field(value, "last")
 
 
-def _since(value: str) -> float:
+def _since(value) -> float:
     return _field(value, "since")
 
 
@@ -281,7 +278,7 @@ class Password:
             fresh = dict(creds, username=new_username)
         else:
             fresh = make_credentials(new_username or creds["username"], new_password)
-        with self.auth.store.transaction() as db:
+        with self.auth.face.ledger.write() as db:
             write_setting(db, CRED_KEY, fresh)
             self.auth.revoke_all(db)
         resp.media = {"ok": True, "username": fresh["username"],

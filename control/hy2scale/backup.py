@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 import time
 
 import falcon
@@ -30,9 +29,8 @@ from control.hy2scale.face import LAYOUT_KEY, NODE_KEY, UI_KEY, ScaleFace, write
 from control.hy2scale.layout import parse_layout, write_layout
 from control.hy2scale.node_info import NodeSettings
 from control.hy2scale.users import SOURCE, check_exit, parse_fields
-from fastpath.hy2.exit_peers import CLIENTS_KEY
-from fastpath.store import User
-from fastpath.store.state_store import USER_COLUMNS
+from fastpath.store import Conflict, User
+from fastpath.store.ledger import CLIENTS_KEY
 
 FORMAT = "fastpath-hy2scale-backup"
 VERSION = 2                    # 2 added "clients"; a version 1 document leaves the clients as they are
@@ -57,15 +55,11 @@ class Backup:
 
     def document(self) -> dict:
         self.node_settings.stored()       # the node id exists before it is saved
-        with self.face.store.transaction(immediate=False) as db:
-            rows = db.execute(f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE source = ? ORDER BY id",
-                              (SOURCE,)).fetchall()
-            settings = {k: json.loads(val) for k, val in db.execute(
-                "SELECT key, value FROM settings WHERE key IN (?, ?, ?, ?)",
-                (NODE_KEY, UI_KEY, LAYOUT_KEY, CLIENTS_KEY))}
+        with self.face.ledger.read() as db:
+            rows = db.users(SOURCE)
+            settings = db.settings((NODE_KEY, UI_KEY, LAYOUT_KEY, CLIENTS_KEY))
         users = []
-        for row in rows:
-            u = User.from_row(row)
+        for u in rows:
             users.append({"id": u.id, "username": u.meta.get("username", u.id),
                           "password": u.meta.get("password", ""), "exit_via": u.meta.get("exit_via", ""),
                           "exit_paths": u.meta.get("exit_paths", []), "exit_mode": u.meta.get("exit_mode", ""),
@@ -172,21 +166,19 @@ class Restore:
         users, node, ui, layout, clients = self.check(v.request_body(req))
         wanted = {u.id for u in users}
         try:
-            with self.face.store.transaction() as db:
-                foreign = [r[0] for r in db.execute("SELECT id FROM users WHERE source != ?", (SOURCE,))
-                           if r[0] in wanted]
+            with self.face.ledger.write() as db:
+                foreign = [u.id for u in db.credentials_except(SOURCE) if u.id in wanted]
                 if foreign:
                     raise conflict(f"user id {foreign[0]!r} belongs to a user this face does not manage")
                 # All out, then all in: two restored users may swap secrets without a clash.
-                db.execute("DELETE FROM users WHERE source = ?", (SOURCE,))
-                db.executemany(f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
-                               f"({', '.join('?' * len(USER_COLUMNS))})", [u.to_row() for u in users])
+                db.delete_source(SOURCE)
+                db.insert_users(users)
                 write_setting(db, NODE_KEY, node)
                 write_setting(db, UI_KEY, ui)
                 write_layout(db, layout)
                 if clients is not None:
                     write_setting(db, CLIENTS_KEY, clients)
-        except sqlite3.IntegrityError:
+        except Conflict:
             raise conflict("a restored user's username and password equal another user's secret; "
                            "nothing was restored") from None
         self.face.node.notify_users_changed()

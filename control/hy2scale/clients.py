@@ -28,7 +28,7 @@ import re
 from control import validation as v
 from control.errors import bad_request, conflict, not_found
 from control.hy2scale.face import NODE_KEY, ScaleFace, read_setting, write_setting
-from fastpath.hy2.exit_peers import CLIENTS_KEY
+from fastpath.store.ledger import CLIENTS_KEY
 from fastpath.hy2.udp_relay import split_address
 
 log = logging.getLogger("fastpath.control.hy2scale")
@@ -243,11 +243,7 @@ def parse_client(body, old: dict | None = None, ca_dir: str | None = None) -> di
 
 def exit_users(db, name: str) -> list[str]:
     """Usernames of the scale users whose exit is client ``name``."""
-    rows = db.execute(
-        "SELECT json_extract(meta, '$.username') FROM users WHERE source = 'hy2scale' AND "
-        "(json_extract(meta, '$.exit_via') = ? OR json_extract(meta, '$.exit_paths[0]') = ?) "
-        "ORDER BY 1 LIMIT 6", (name, name)).fetchall()
-    return [r[0] for r in rows]
+    return db.usernames_exiting_via("hy2scale", name)
 
 
 class ClientBook:
@@ -265,7 +261,7 @@ class ClientBook:
 
     def _change(self, name: str | None, body, *, delete: bool = False) -> dict | None:
         """Create (``name`` None), update or delete one entry in one transaction."""
-        with self.face.store.transaction() as db:
+        with self.face.ledger.write() as db:
             clients = [c for c in (read_setting(db, CLIENTS_KEY, []) or []) if isinstance(c, dict)]
             index = next((i for i, c in enumerate(clients) if c.get("name") == name), None)
             if name is not None and index is None:

@@ -7,8 +7,6 @@ process sees the same state, and no schema migration is needed.
 """
 from __future__ import annotations
 
-import json
-
 import falcon
 
 from control.hy2scale.config import ScaleSettings
@@ -34,8 +32,13 @@ class ScaleFace:
     def store(self):
         return self.node.store
 
+    @property
+    def ledger(self):
+        """The node's ledger (``fastpath.store.ledger``): every read and write of the face."""
+        return self.node.ledger
+
     def setting(self, key: str, default=None):
-        return self.store.get_setting(key, default)
+        return self.ledger.setting(key, default)
 
     def fixed_ui(self) -> dict:
         """The ``settings/ui`` keys the node config decides (see ``ui_settings.py``)."""
@@ -59,10 +62,10 @@ class ScaleFace:
 
 
 def write_setting(db, key: str, value) -> None:
-    """Inside a ``store.transaction()``: set one settings row."""
-    db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+    """Inside ``ledger.write()`` (``db`` is its ``Book``): set one settings row."""
+    db.set_setting(key, value)
 
 
 def read_setting(db, key: str, default=None):
-    row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-    return json.loads(row[0]) if row else default
+    """Inside ``ledger.read()`` or ``ledger.write()``: one settings row."""
+    return db.setting(key, default)

@@ -68,7 +68,7 @@ class Layout:
         self.face = face
 
     def current(self) -> tuple[int, dict]:
-        with self.face.store.transaction(immediate=False) as db:
+        with self.face.ledger.read() as db:
             return (read_setting(db, LAYOUT_VERSION_KEY, 0) or 0,
                     {"positions": read_setting(db, LAYOUT_KEY, {}) or {}})
 
@@ -80,7 +80,7 @@ class Layout:
 
     def on_put(self, req, resp):
         positions = parse_layout(v.request_body(req))
-        with self.face.store.transaction() as db:
+        with self.face.ledger.write() as db:
             write_layout(db, positions)
         resp.media = {"positions": positions}
 

@@ -13,7 +13,6 @@ import secrets
 import socket
 from importlib import metadata
 
-import falcon
 
 from control import validation as v
 from control.errors import bad_request
@@ -26,6 +25,7 @@ from control.hy2scale.face import (
 )
 from control.hy2scale import ui_settings
 from control.route_guard import PUBLIC
+from control.node_model import NodeUnavailable
 from fastpath import __version__
 from fastpath.config.fields import parse_listen
 from fastpath.shm import scan_totals
@@ -54,7 +54,7 @@ class NodeSettings:
     def stored(self) -> dict:
         rec = self.face.setting(NODE_KEY)
         if rec is None or "node_id" not in rec:
-            with self.face.store.transaction() as db:
+            with self.face.ledger.write() as db:
                 rec = read_setting(db, NODE_KEY) or {}
                 if "node_id" not in rec:
                     rec["node_id"] = secrets.token_hex(4)
@@ -118,7 +118,7 @@ class NodeSettings:
 
     def update(self, changes: dict) -> None:
         self.stored()
-        with self.face.store.transaction() as db:
+        with self.face.ledger.write() as db:
             rec = read_setting(db, NODE_KEY) or {}
             server = dict(rec.get("server") or {})
             server.update(changes.pop("server", {}))
@@ -130,10 +130,11 @@ class NodeSettings:
 
 def traffic_totals(face: ScaleFace) -> tuple[int, int]:
     """Every byte the node counted: carried from earlier segments plus the live segment."""
-    row = face.store._db().execute("SELECT COALESCE(SUM(tx), 0), COALESCE(SUM(rx), 0) FROM carried").fetchone()
+    with face.ledger.read() as db:
+        row = db.carried_sum()
     try:
         _used, ltx, lrx = scan_totals(face.node.table)
-    except falcon.HTTPServiceUnavailable:
+    except NodeUnavailable:
         ltx = lrx = 0
     return row[0] + ltx, row[1] + lrx
 
@@ -221,7 +222,7 @@ class UiSettings:
         body = v.json_object(req)
         changes, applied, not_applicable, ignored = ui_settings.parse_put(body, self.face.fixed_ui())
         if changes:
-            with self.face.store.transaction() as db:
+            with self.face.ledger.write() as db:
                 rec = read_setting(db, UI_KEY) or {}
                 rec.update(changes)
                 write_setting(db, UI_KEY, rec)

@@ -13,6 +13,7 @@ import falcon
 
 from control.hy2scale.clients import ClientBook
 from control.hy2scale.node_info import NodeSettings
+from control.node_model import NodeUnavailable
 
 
 def merge(results) -> dict[str, dict]:
@@ -51,7 +52,7 @@ class Peers:
         if any(not c.get("disabled") for c in clients):
             try:
                 status = merge(self.book.face.tell_workers("peers_status", {}))
-            except falcon.HTTPError:
+            except (falcon.HTTPError, NodeUnavailable):
                 status = {}
         out = [{"name": self.node_settings.stored()["node_id"], "direction": "local", "latency_ms": 0,
                 "is_self": True}]

@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import time
 
-import falcon
 
 from control.errors import not_found
 from control.hy2scale.face import ScaleFace
 from control.hy2scale.user_cache import ScaleUserCache
+from control.node_model import NodeUnavailable
 from fastpath.shm import KIND_CONNECTION
-from fastpath.worker.user_directory import record_refusal
 
 PROTOCOL = "hysteria2"
 
@@ -52,7 +51,7 @@ class Devices:
     def devices(self) -> list[dict]:
         try:
             slots = self.face.node.slots([KIND_CONNECTION])
-        except falcon.HTTPServiceUnavailable:
+        except NodeUnavailable:
             slots = []
         groups: dict[tuple, dict] = {}
         for s in slots:
@@ -105,7 +104,7 @@ class SessionItem:
         if device is None:
             raise not_found(f"no connected device {key!r}")
         seconds = self.devices.face.settings.kick_refusal
-        record_refusal(self.devices.face.store, device["user_id"], device["remote_ip"], seconds)
+        self.devices.face.ledger.refuse_device(device["user_id"], device["remote_ip"], seconds)
         results = self.devices.face.tell_workers(
             "refuse_device", {"user": device["user_id"], "ip": device["remote_ip"], "seconds": seconds})
         closed = sum(_ints(results))

@@ -29,6 +29,7 @@ import falcon
 from control.hy2scale.clients import ClientBook, all_addrs, rate_bytes
 from control.hy2scale.node_info import NodeSettings, traffic_totals
 from control.hy2scale.peers import merge
+from control.node_model import NodeUnavailable
 from fastpath.shm import KIND_CONNECTION, count_kinds, scan_totals
 
 RATE_WINDOW = 10.0      # seconds of samples a rate is taken over (the UI polls every 2-5 s)
@@ -42,7 +43,7 @@ def peer_status(book: ClientBook) -> dict:
         return {}
     try:
         return merge(book.face.tell_workers("peers_status", {}))
-    except falcon.HTTPError:
+    except (falcon.HTTPError, NodeUnavailable):
         return {}
 
 
@@ -122,7 +123,7 @@ class Stats:
             table = self.face.node.table
             _used, ltx, lrx = scan_totals(table)
             conns = sum(shard[KIND_CONNECTION] for shard in count_kinds(table))
-        except falcon.HTTPServiceUnavailable:
+        except NodeUnavailable:
             ltx = lrx = conns = 0
         tx_rate, rx_rate = self.meter.rates(ltx, lrx)
         resp.media = {"tx_bytes": tx, "rx_bytes": rx, "tx_rate": tx_rate, "rx_rate": rx_rate,

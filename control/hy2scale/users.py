@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import logging
 import secrets
-import sqlite3
 import time
 
 import falcon
@@ -26,12 +25,10 @@ import falcon
 from control import validation as v
 from control.errors import bad_request, conflict, not_found
 from control.hy2scale.clients import self_names
-from control.hy2scale.face import ScaleFace, not_supported, read_setting
+from control.hy2scale.face import ScaleFace, not_supported
 from control.hy2scale.user_cache import ScaleUserCache
-from control.traffic_accounting import read_traffic
-from fastpath.hy2.exit_peers import CLIENTS_KEY
-from fastpath.store import User
-from fastpath.store.state_store import USER_COLUMNS
+from fastpath.store import Conflict, User, exit_paths
+from fastpath.store.ledger import CLIENTS_KEY, USAGE, used
 from fastpath.supervisor.command_channel import CommandError
 
 log = logging.getLogger("fastpath.control.hy2scale")
@@ -57,8 +54,10 @@ def _iso(ts):
 
 
 def fixed_view(user: User) -> dict:
-    """The fields of a user that do not move with its traffic."""
-    m = user.meta
+    """The fields of a user that do not move with its traffic.  A user another face created
+    (native API, PasarGuard) is listed too, under its id, with no password: its secret is
+    that face's, and it has no exit."""
+    m = user.meta if user.source == SOURCE else {}
     limit = user.traffic_limit
     return {
         "id": user.id,
@@ -74,13 +73,6 @@ def fixed_view(user: User) -> dict:
         "enabled": user.enabled,
         "created": _iso(user.created),
     }
-
-
-def used_bytes(tx: int, rx: int, mark) -> int:
-    """Bytes toward the limit since the last reset (the native API's ``usage`` rule)."""
-    if mark is None:
-        return tx + rx
-    return max(0, tx - mark[0]) + max(0, rx - mark[1])
 
 
 def user_view(user: User, used: int, online: int = 0) -> dict:
@@ -172,74 +164,57 @@ def parse_fields(body: dict) -> dict:
 
 
 def check_exit(meta: dict, clients: list, own: set, *, allow_disabled: bool = False) -> None:
-    """A user's exit must be one hop through one enabled client of this node (a restored
-    backup may name a disabled one): 501 for what is not supported, 400 for a wrong name."""
-    name = meta.get("exit_via") or ""
-    paths = meta.get("exit_paths") or []
-    if not name and not paths:
-        return
-    if len(paths) > 1:
-        raise not_supported("several exit paths are not supported: single-hop exits are")
-    if paths and paths[0] != name:
-        raise bad_request("exit_via must equal exit_paths[0]")
-    if "/" in name:
-        raise not_supported(f"multi-hop exit paths ({name!r}) are not supported: single-hop exits "
-                            f"through one client of this node are")
-    if meta.get("exit_mode") in ("quality", "aggregate"):
-        raise not_supported(f"exit_mode {meta['exit_mode']!r} is not supported with exits: single-hop "
-                            f"exits with exit_mode \"\" or \"direct\" are")
-    if name in own:
-        raise bad_request(f"exit {name!r} names this node itself")
-    entry = next((c for c in clients if isinstance(c, dict) and c.get("name") == name), None)
-    if entry is None:
-        raise bad_request(f"exit {name!r} is not a client of this node (see /clients)")
-    if entry.get("disabled") and not allow_disabled:
-        raise bad_request(f"exit {name!r} is a disabled client")
+    """``fastpath.store.exit_paths.check_exit`` in this face's answers: 501 for what is not
+    supported, 400 for a wrong name."""
+    try:
+        exit_paths.check_exit(meta, clients, own, allow_disabled=allow_disabled)
+    except exit_paths.ExitRefused as exc:
+        raise (bad_request if exc.supported else not_supported)(exc.message) from None
 
 
 class UserBook:
     """The face's users: reads, and writes as single transactions that check the username
-    is free among scale users and the secret among all users."""
+    is free among scale users and the secret among all users.  Lists and reads cover every
+    user of the node; writes only the face's own (``source`` hy2scale)."""
 
     def __init__(self, face: ScaleFace):
         self.face = face
         self.node = face.node
-        self.cache = ScaleUserCache(face.node, SOURCE, fixed_view)
+        self.cache = ScaleUserCache(face.node, None, fixed_view)
 
     def list(self) -> list[User]:
-        return self.node.store.list_users(SOURCE)
+        return self.node.ledger.users()
+
+    def find(self, user_id: str) -> User:
+        """Any user of the node (404 when there is none)."""
+        user = self.node.ledger.user(user_id)
+        if user is None:
+            raise not_found(f"user {user_id!r} not found")
+        return user
 
     def get(self, user_id: str) -> User:
-        row = self.node.store._db().execute(
-            f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE id = ? AND source = ?",
-            (user_id, SOURCE)).fetchone()
-        if row is None:
-            raise not_found(f"user {user_id!r} not found")
-        return User.from_row(row)
+        """A user of this face: 404 for none, 409 for one another face manages."""
+        user = self.find(user_id)
+        if user.source != SOURCE:
+            raise conflict(f"user {user_id!r} is managed by the {user.source} face, "
+                           f"not HY2 SCALE")
+        return user
 
     def _write(self, user: User, insert: bool) -> None:
         name = user.meta["username"]
         try:
-            with self.node.store.transaction() as db:
-                check_exit(user.meta, read_setting(db, CLIENTS_KEY, []) or [], self_names(db, self.face))
-                taken = db.execute(
-                    "SELECT id FROM users WHERE source = ? AND id != ? AND "
-                    "lower(json_extract(meta, '$.username')) = lower(?)",
-                    (SOURCE, user.id, name)).fetchone()
-                if taken:
+            with self.node.ledger.write() as db:
+                check_exit(user.meta, db.setting(CLIENTS_KEY, []) or [], self_names(db, self.face))
+                if db.username_holder(SOURCE, name, user.id):
                     raise conflict(f"username {name!r} is taken")
                 if insert:
-                    db.execute(f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
-                               f"({', '.join('?' * len(USER_COLUMNS))})", user.to_row())
-                else:
-                    n = db.execute(f"UPDATE users SET {', '.join(c + ' = ?' for c in USER_COLUMNS[1:])} "
-                                   "WHERE id = ? AND source = ?", user.to_row()[1:] + (user.id, SOURCE)).rowcount
-                    if n == 0:
-                        raise not_found(f"user {user.id!r} not found")
-        except sqlite3.IntegrityError as exc:
-            if "auth_secret" in str(exc):
+                    db.insert_users([user])
+                elif not db.update_user(user, SOURCE):
+                    raise not_found(f"user {user.id!r} not found")
+        except Conflict as exc:
+            if exc.column == "auth_secret":
                 raise conflict("another user already has this username and password") from None
-            if "users.id" in str(exc):
+            if exc.column == "id":
                 raise conflict(f"user id {user.id!r} exists") from None
             raise conflict(f"conflict: {exc}") from None
 
@@ -270,32 +245,25 @@ class UserBook:
         return user
 
     def delete(self, user_id: str) -> None:
-        with self.node.store.transaction() as db:
-            if db.execute("DELETE FROM users WHERE id = ? AND source = ?", (user_id, SOURCE)).rowcount == 0:
+        with self.node.ledger.write() as db:
+            if not db.delete_users([user_id], SOURCE):
+                other = db.user(user_id)
+                if other is not None:
+                    raise conflict(f"user {user_id!r} is managed by the {other.source} face, "
+                                   f"not HY2 SCALE")
                 raise not_found(f"user {user_id!r} not found")
-            db.execute("DELETE FROM baselines WHERE user_id = ?", (user_id,))
 
     def views(self, users: list[User]) -> list[dict]:
         """Full views of a few users: carried totals and baselines read for them only."""
         live = self.node.live_users()
         ids = [u.id for u in users]
-        carried, marks = {}, {}
-        db = self.node.store._db()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks_sql = ", ".join("?" * len(chunk))
-            carried.update((r[0], (r[1], r[2])) for r in db.execute(
-                f"SELECT user_id, tx, rx FROM carried WHERE user_id IN ({marks_sql})", chunk))
-            marks.update((r[0], (r[1], r[2])) for r in db.execute(
-                f"SELECT user_id, tx, rx FROM baselines WHERE scope = 'usage' AND user_id IN ({marks_sql})",
-                chunk))
+        with self.node.ledger.read() as db:
+            carried, marks = db.carried(ids), db.baselines(USAGE, ids)
         out = []
         for u in users:
-            tx, rx = carried.get(u.id, (0, 0))
             rec = live.get(u.id)
-            if rec is not None:
-                tx, rx = tx + rec[0], rx + rec[1]
-            out.append(user_view(u, used_bytes(tx, rx, marks.get(u.id)), rec[2] if rec is not None else 0))
+            out.append(user_view(u, used(carried.get(u.id), rec, marks.get(u.id)),
+                                 rec[2] if rec is not None else 0))
         return out
 
     def cut(self, user_id: str) -> None:
@@ -331,7 +299,7 @@ class UserItem:
         self.book = book
 
     def on_get(self, req, resp, user_id):
-        resp.media = self.book.views([self.book.get(user_id)])[0]
+        resp.media = self.book.views([self.book.find(user_id)])[0]
 
     def on_put(self, req, resp, user_id):
         body = v.json_object(req)
@@ -374,7 +342,7 @@ class UserResetTraffic:
 
     def on_put(self, req, resp, user_id):
         self.book.get(user_id)
-        read_traffic(self.book.node, "usage", clear=True, ids=[user_id])
+        self.book.node.ledger.reset_usage([user_id])
         self.book.node.notify_users_changed()
         resp.media = self.book.views([self.book.get(user_id)])[0]
 

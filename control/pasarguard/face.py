@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from control.node_model import NodeUnavailable
 from control.pasarguard import service_pb2 as pb
 from control.pasarguard import inbounds as panel_inbounds
 from control.pasarguard.accounting import (OUTBOUND_TAG, SCOPE_INBOUND, SCOPE_OUTBOUND,
-                                           Accounting, Traffic)
+                                           SCOPE_USERS, Accounting, Traffic)
 from control.pasarguard.inbound_stats import proxy_totals
 from control.pasarguard.errors import (FaceError, Failure, bad_request, not_found, not_started,
                                       refused)
@@ -35,7 +35,7 @@ from control.pasarguard.users import (SOURCE, InboundMap, check_delta, check_ful
 from fastpath import __version__
 from fastpath.shm import KIND_CONNECTION, KIND_USER, STATE_CLOSED
 from fastpath.store import User
-from fastpath.store.state_store import USER_COLUMNS, Conflict, NotFound
+from fastpath.store.state_store import Conflict
 from fastpath.supervisor.command_channel import CommandClient, CommandError
 
 log = logging.getLogger("fastpath.pasarguard")
@@ -44,12 +44,6 @@ log = logging.getLogger("fastpath.pasarguard")
 # version (up to a "+") to pick features: 0.2.0 and later get user changes as chunked deltas.
 PANEL_API_LEVEL = "0.2.0"
 SESSION_SETTING = "pasarguard.session"
-
-_UPSERT = (f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES ({', '.join('?' * len(USER_COLUMNS))}) "
-           "ON CONFLICT(id) DO UPDATE SET "
-           + ", ".join(f"{c} = excluded.{c}" for c in USER_COLUMNS[1:] if c != "created")
-           + " WHERE users.source = excluded.source")
-
 
 class UsersChangedNotifier:
     """Tells the supervisor the user table changed and waits for the workers to reload it.
@@ -84,6 +78,7 @@ class PasarGuardFace:
         self.node = node
         self.settings = settings
         self.store = node.store
+        self.ledger = node.ledger
         self.accounting = Accounting(node)
         self.notifier = notifier or UsersChangedNotifier(CommandClient(str(node.config.command_socket)))
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="pasarguard-store")
@@ -100,7 +95,7 @@ class PasarGuardFace:
 
     # -- session ----------------------------------------------------------------------------
     def _restore(self) -> None:
-        session = self.store.get_setting(SESSION_SETTING)
+        session = self.ledger.setting(SESSION_SETTING)
         if isinstance(session, dict) and session.get("started"):
             self.started = True
             self.keep_alive = int(session.get("keep_alive") or 0)
@@ -110,11 +105,11 @@ class PasarGuardFace:
 
     def _save_session(self) -> None:
         if self.started:
-            self.store.set_setting(SESSION_SETTING, {"started": True, "keep_alive": self.keep_alive,
+            self.ledger.set_setting(SESSION_SETTING, {"started": True, "keep_alive": self.keep_alive,
                                                      "inbounds": self.inbounds.to_json(),
                                                      "at": time.time()})
         else:
-            self.store.set_setting(SESSION_SETTING, {"started": False, "at": time.time()})
+            self.ledger.set_setting(SESSION_SETTING, {"started": False, "at": time.time()})
 
     @property
     def core_version(self) -> str:
@@ -168,6 +163,8 @@ class PasarGuardFace:
             return await loop.run_in_executor(self.executor, fn, *args)
         except FaceError:
             raise
+        except NodeUnavailable as exc:
+            raise FaceError(Failure.UNAVAILABLE, exc.description) from None
         except Exception as exc:
             status = getattr(exc, "status", None)   # falcon.HTTPError from the node model
             if status is not None and getattr(exc, "description", None):
@@ -219,26 +216,22 @@ class PasarGuardFace:
     # -- users ------------------------------------------------------------------------------
     def _foreign_users(self) -> list[User]:
         """Users of the table the panel does not own (their ids and secrets are off limits)."""
-        with self.store.transaction(immediate=False) as db:
-            return [User(id=r[0], auth_secret=r[1], source=r[2]) for r in db.execute(
-                "SELECT id, auth_secret, source FROM users WHERE source != ?", (SOURCE,))]
+        with self.ledger.read() as db:
+            return db.credentials_except(SOURCE)
 
     def _replace(self, changes) -> tuple[list[str], list[str]]:
         users = check_full_set(changes, self._foreign_users())
-        with self.store.transaction() as db:
-            self.accounting.adopt(db, [u.id for u in users])
         try:
-            return self.store.replace_users(SOURCE, users)
+            # The new ids' baselines are adopted in the same transaction as the users.
+            return self.ledger.replace_users(SOURCE, users, adopt_scope=SCOPE_USERS)
         except Conflict as exc:
             raise FaceError(Failure.REFUSED, f"failed to update users: {exc}") from None
 
     def _apply_delta(self, changes) -> int:
         changes = last_wins(changes)
-        with self.store.transaction(immediate=False) as db:
-            source_of = dict(_select_in(db, "SELECT id, source FROM users WHERE id IN ({})",
-                                        [c.user_id for c in changes]))
-            owner_of = dict(_select_in(db, "SELECT auth_secret, id FROM users WHERE auth_secret IN ({})",
-                                       [c.user.auth_secret for c in changes if c.user and c.user.auth_secret]))
+        with self.ledger.read() as db:
+            source_of = db.sources_of([c.user_id for c in changes])
+            owner_of = db.owners_of([c.user.auth_secret for c in changes if c.user and c.user.auth_secret])
         check_delta(changes, source_of, owner_of)
         upserts = [c.user for c in changes if c.user is not None]
         removals = [c.user_id for c in changes if c.user is None]
@@ -246,14 +239,13 @@ class PasarGuardFace:
         for user in upserts:
             user.created = user.created or now
         try:
-            with self.store.transaction() as db:
+            with self.ledger.write() as db:
                 self.accounting.adopt(db, [u.id for u in upserts])
-                db.executemany(_UPSERT, [u.to_row() for u in upserts])
-                # Not store.delete_user(): that drops the user's baselines too, and the panel
-                # must still collect the bytes it moved since the last poll.
-                db.executemany("DELETE FROM users WHERE id = ? AND source = ?",
-                               [(uid, SOURCE) for uid in removals])
-        except sqlite3.IntegrityError as exc:
+                db.upsert_users(upserts, keep_created=True, same_source=True)
+                # Baselines kept: the panel must still collect the bytes a removed user
+                # moved since the last poll.
+                db.delete_users(removals, SOURCE, keep_baselines=True)
+        except Conflict as exc:
             raise FaceError(Failure.REFUSED, f"failed to update users: {exc}") from None
         return len(changes)
 
@@ -334,10 +326,7 @@ class PasarGuardFace:
     def _panel_user(self, name: str) -> User:
         if not name:
             raise bad_request("name (the user's email) is required")
-        try:
-            user = self.store.get_user(name)
-        except NotFound:
-            user = None
+        user = self.ledger.user(name)
         if user is None or user.source != SOURCE:
             raise not_found(f"user {name!r} not found")
         return user
@@ -394,13 +383,6 @@ class PasarGuardFace:
         self.require_started()
         return await asyncio.to_thread(backend_stats, pb.BackendStatsResponse, self.gc_clock,
                                        self.supervisor_pid)
-
-
-def _select_in(db, sql: str, values: list, batch: int = 500):
-    """Rows of ``sql`` (one ``IN ({})``) for all ``values``, a batch of parameters at a time."""
-    for i in range(0, len(values), batch):
-        part = values[i:i + batch]
-        yield from db.execute(sql.format(", ".join("?" * len(part))), part)
 
 
 def host_of(address: str) -> str:

@@ -20,7 +20,8 @@ from control.stream_proxy.face import Face
 from control.stream_proxy.kinds import M3U_PROXY_VERSION
 from control.stream_proxy.monitor import proxy_stats
 from fastpath import __version__
-from fastpath.media import outbound, transcode
+from fastpath.media import outbound
+from fastpath.store import media_profiles as transcode
 
 log = logging.getLogger("fastpath.control.stream_proxy")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-import falcon
 
 from control.stream_proxy.figures import Rates
 from control.stream_proxy.live import LiveView, clients_json, read_live
 from control.stream_proxy.stream_cache import StreamCache
+from control.node_model import NodeUnavailable
 from fastpath.media.outbound import OutboundPolicy
 from fastpath.supervisor.command_channel import CommandError
 
@@ -44,14 +44,14 @@ class Face:
     def live(self, clients_of: bool | str = True) -> LiveView:
         try:
             return read_live(self.node.table, clients_of)
-        except falcon.HTTPServiceUnavailable:
+        except NodeUnavailable:
             return LiveView()  # no segment yet: nothing is relayed
 
     def clients_json(self) -> tuple[bytes, int, int]:
         """Every viewer as a JSON array, (bytes, viewers, connected viewers)."""
         try:
             return clients_json(self.node.table)
-        except falcon.HTTPServiceUnavailable:
+        except NodeUnavailable:
             return b"[]", 0, 0
 
     def uptime(self) -> float:

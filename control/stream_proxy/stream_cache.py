@@ -2,15 +2,16 @@
 
 Reading 1k streams costs ~20 ms (four JSON columns a row) and every listing and figure needs
 them, while they change only when a stream is created, steered or deleted, or a worker folds
-its counters back.  SQLite says when: ``PRAGMA data_version`` moves when another connection
-committed, and the connection's ``total_changes`` when this one wrote.  Connections are per
-thread (``StateStore``), and so are those two numbers, so the cache is per thread too.
+its counters back.  The ledger's ``Watcher`` says when (``PRAGMA data_version`` on a connection
+of its own moves when any other connection commits, this thread's store connection included).
+A watcher is one connection, used by one thread at a time, so the cache is per thread.
 """
 from __future__ import annotations
 
 import threading
 
 from control.stream_proxy.stream_json import StreamTemplate
+from fastpath.store.ledger import Watcher
 from fastpath.store.media_store import MediaStream, list_streams
 
 
@@ -20,26 +21,26 @@ class StreamCache:
         self.default_agent = default_agent
         self._local = threading.local()
 
-    def _version(self) -> tuple[int, int]:
-        with self.store.transaction(immediate=False) as db:
-            return db.execute("PRAGMA data_version").fetchone()[0], db.total_changes
-
     def streams(self) -> list[MediaStream]:
         """Every stream, in the store's order.  Shared between requests: read, never change."""
-        return self._entry()[1]
+        return self._entry()[0]
 
     def templates(self) -> list[StreamTemplate]:
         """The streams' JSON templates (``stream_json``), built once per store change."""
         entry = self._entry()
-        if entry[2] is None:
-            entry[2] = [StreamTemplate(s, self.default_agent) for s in entry[1]]
-        return entry[2]
+        if entry[1] is None:
+            entry[1] = [StreamTemplate(s, self.default_agent) for s in entry[0]]
+        return entry[1]
 
     def _entry(self) -> list:
-        version = self._version()
-        cached = getattr(self._local, "entry", None)
-        if cached is not None and cached[0] == version:
+        local = self._local
+        watch = getattr(local, "watch", None)
+        if watch is None:
+            watch = local.watch = Watcher(self.store.path)
+        cached = getattr(local, "entry", None)
+        if cached is not None and not watch.changed():
             return cached
         # Read after the version: a commit in between only causes one more reload later.
-        entry = self._local.entry = [version, list_streams(self.store), None]
+        watch.take()
+        entry = local.entry = [list_streams(self.store), None]
         return entry

@@ -14,7 +14,7 @@ from control.stream_proxy.errors import bad_request, invalid, not_found
 from control.stream_proxy.face import Face, result_sum, wants_msgpack
 from control.stream_proxy.kinds import TYPE_NAMES, create_type, kind_of, viewer_urls
 from control.stream_proxy.views import api_index, client_view, current_index, stream_view
-from fastpath.media import transcode
+from fastpath.store import media_profiles as transcode
 from fastpath.store.media_store import (
     MediaStream,
     delete_stream,

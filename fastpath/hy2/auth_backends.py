@@ -161,6 +161,18 @@ class NodeAuthenticator:
             return None
         return self._device_allowed(user_id, addr)
 
+    def refuse_over_limit(self, user_id: str) -> None:
+        """A pump found ``user_id``'s cap reached: refuse it at auth from now on, before the
+        supervisor's next scan says so too (its next over_limit list replaces the set, so a
+        reset lets the user back in)."""
+        if self.users is not None:
+            self.users.over_limit = self.users.over_limit | {user_id}
+
+    def on_device_cutoff(self, listener) -> None:
+        """``listener(user_id, ip) -> closed`` closes a kicked device's live connections."""
+        if self.users is not None:
+            self.users.on_device_cutoff(listener)
+
     def _device_allowed(self, user_id: str, addr: str) -> str | None:
         """``user_id``, or None while this device (user, remote ip) is refused after a kick."""
         refused = getattr(self.users, "device_refused", None)

@@ -33,10 +33,10 @@ from fastpath.hy2.client import (
 )
 from fastpath.hy2.config import ClientSettings, QuicSettings
 from fastpath.hy2.udp_relay import split_address
+from fastpath.store.ledger import CLIENTS_KEY
 
 log = logging.getLogger("fastpath.hy2.exit_peers")
 
-CLIENTS_KEY = "hy2scale.clients"
 CONNECT_TIMEOUT = 5.0          # one address; a dial must not wait for the client's 10 s
 OPEN_TIMEOUT = 8.0             # the peer's answer to a proxy stream request
 TICK_SECONDS = 1.0             # rate samples

@@ -23,7 +23,6 @@ from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.config import ServerSettings
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated, UdpReceived)
-from fastpath.hy2.exit_peers import ExitUdp
 from fastpath.hy2.frames import encode_tcp_response
 from fastpath.hy2.masquerade import decode_headers, go_writer, not_found
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
@@ -33,6 +32,9 @@ from fastpath.hy2.stateless_reset import StatelessResetter
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
+from fastpath.shm import (KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, STATE_CONNECT,
+                          STATE_ESTAB)
+from fastpath.worker.egress import DIRECT, Egress
 
 log = logging.getLogger("fastpath.hy2.server")
 
@@ -40,10 +42,6 @@ HOST_CID_LENGTH = 8
 DIAL_TIMEOUT = 10.0
 HOUSEKEEPING_SECONDS = 1.0
 SPEEDTEST_HOST = "@SpeedTest"
-
-# Counter-table constants (fastpath.shm), imported lazily so the client needs no segment.
-KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION = 2, 3, 4
-STATE_CONNECT, STATE_ESTAB = 2, 3
 
 
 def _peer_text(addr) -> str:
@@ -230,12 +228,12 @@ class ServerConnection(QuicGlue):
         pump.head = encode_tcp_response(True, "Connected")
         try:
             host, port = split_address(address)
-            exit_name = server.exit_of(self.session.auth_id)
+            exit_name = server.egress.exit_of(self.session.auth_id)
             if exit_name is not None:
                 # The user's traffic leaves through another node: opened there or failed,
                 # never dialed from here.
                 async with asyncio.timeout(DIAL_TIMEOUT):
-                    await server.open_exit_stream(exit_name, pump, address)
+                    await server.egress.open_stream(exit_name, pump, address, server.loop)
             else:
                 if host == SPEEDTEST_HOST and server.speedtest is not None:
                     host, port = server.speedtest.address
@@ -243,7 +241,7 @@ class ServerConnection(QuicGlue):
                     raise OSError("speed test is not enabled")
                 # asyncio.timeout runs in this task; wait_for would start one more per dial.
                 async with asyncio.timeout(DIAL_TIMEOUT):
-                    await server.loop.create_connection(lambda: pump, host, port)
+                    await server.egress.direct(server.loop, lambda: pump, host, port)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             if self.closed or pump.finished and pump.stream_id not in self.pumps:
                 return
@@ -292,9 +290,7 @@ class ServerConnection(QuicGlue):
             # Refused at auth from now on, before the supervisor's next scan says so too (it
             # will: the user's count has reached the limit); its next over_limit list
             # replaces this set, so a reset lets the user back in.
-            users = getattr(self.server.authenticator, "users", None)
-            if users is not None and hasattr(users, "over_limit"):
-                users.over_limit = users.over_limit | {user_id}
+            self.server.authenticator.refuse_over_limit(user_id)
             self.server.kick([user_id])
 
     def pump_paused(self, pump) -> None:
@@ -319,11 +315,10 @@ class ServerConnection(QuicGlue):
                 for victim in self.session.udp.over_capacity():
                     self._close_udp(victim)
             slot = self._open_slot(KIND_UDP_SESSION, session.session_id, e.address, STATE_ESTAB)
-            exit_name = self.server.exit_of(self.session.auth_id)
+            exit_name = self.server.egress.exit_of(self.session.auth_id)
             if exit_name is not None:       # relayed by the peer, or dropped: never sent from here
-                pump = ExitUdp(self.server.loop, self, session.session_id,
-                               getattr(self.server.authenticator.users, "exits", None), exit_name,
-                               self.server.counters, slot)
+                pump = self.server.egress.udp(self.server.loop, self, session.session_id, exit_name,
+                                              self.server.counters, slot)
             else:
                 pump = UdpPump(self.server.loop, self, self.quic, session, self.server.counters, slot)
             session.handle = pump
@@ -374,8 +369,11 @@ class ServerConnection(QuicGlue):
 
 class Hy2Server:
     def __init__(self, settings: ServerSettings, *, cert: str, key: str, authenticator,
-                 masquerade, counters=None, obfs=None, speedtest=None,
+                 masquerade, counters=None, egress: Egress = DIRECT, obfs=None, speedtest=None,
                  reset_key: bytes | None = None) -> None:
+        """``authenticator``: who may connect (``auth_backends.NodeAuthenticator``);
+        ``counters``: the counter sink (the worker's ``ShardWriter``, None: not counted);
+        ``egress``: where users' traffic leaves (``fastpath.worker.egress``)."""
         self.settings = settings
         # reset_key: the node-wide key stateless-reset tokens derive from (None: this process's
         # own, which is enough when no other process will take over its socket).
@@ -390,6 +388,7 @@ class Hy2Server:
         self.authenticator = authenticator
         self.masquerade = masquerade
         self.counters = counters
+        self.egress = egress
         self.obfs = obfs
         self.speedtest = speedtest
         self.loop = None
@@ -412,27 +411,12 @@ class Hy2Server:
         self.endpoint = make_endpoint(sock, self._on_batch, obfs=self.obfs)
         self.endpoint.start(self.loop)
         self._housekeeping = asyncio.ensure_future(self._housekeeping_loop())
-        users = getattr(self.authenticator, "users", None)
-        if users is not None and hasattr(users, "on_device_cutoff"):
-            users.on_device_cutoff(self.kick_device)
+        self.authenticator.on_device_cutoff(self.kick_device)
         return self
 
     @property
     def address(self):
         return self.endpoint.local_address
-
-    # -- exits (fastpath.hy2.exit_peers) ----------------------------------------------------
-    def exit_of(self, user_id) -> str | None:
-        """The peer a user's traffic leaves through (None: it exits here), from the user
-        directory's ``exit_of`` map."""
-        exits = getattr(getattr(self.authenticator, "users", None), "exit_of", None)
-        return exits.get(user_id) if exits else None
-
-    async def open_exit_stream(self, exit_name: str, pump, address: str) -> None:
-        peers = getattr(self.authenticator.users, "exits", None)
-        if peers is None:
-            raise OSError(f"exit {exit_name!r}: this worker has no outbound peers; not dialing directly")
-        await peers.open_stream(exit_name, pump, address, self.loop)
 
     # -- packets in -------------------------------------------------------------------------
     def _on_batch(self, batch: list) -> None:

@@ -61,7 +61,7 @@ async def start(ctx):
     authenticator = NodeAuthenticator(ctx.users, make_backend(settings.auth), inbound_tag(ctx.config))
     server = Hy2Server(settings, cert=cert, key=key, authenticator=authenticator,
                        masquerade=make_masquerade(settings.masquerade), counters=ctx.counters,
-                       obfs=obfs, speedtest=speedtest,
+                       egress=ctx.egress, obfs=obfs, speedtest=speedtest,
                        reset_key=ctx.reset_key)
     await server.start(sock=ctx.hy2_socket)
     service = Hy2Service(server, authenticator, speedtest)

@@ -185,7 +185,7 @@ def parse_media_config(raw) -> MediaSettings:
             raise ConfigError(f"{s.key('transcodeProfiles')}.{name}",
                               "expected the FFmpeg arguments as one string")
         try:
-            from fastpath.media.transcode import check_template
+            from fastpath.store.media_profiles import check_template
             check_template(template)
         except ValueError as exc:
             raise ConfigError(f"{s.key('transcodeProfiles')}.{name}", str(exc)) from None

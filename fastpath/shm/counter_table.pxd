@@ -62,6 +62,16 @@ cdef extern from "counter_layout.h":
     size_t fp_segment_size(uint32_t nshards, uint32_t slots_per_shard) noexcept nogil
 
 
+# Stream states (the Traffic Stats API's vocabulary), declared here only: the views cimport
+# them, Python code reads fastpath.shm.STATE_* (re-exported from this enum).
+cpdef enum SlotState:
+    STATE_INIT = 0
+    STATE_HOOK = 1
+    STATE_CONNECT = 2
+    STATE_ESTAB = 3
+    STATE_CLOSED = 4
+
+
 cpdef enum SlotKind:
     KIND_FREE = 0
     KIND_USER = 1

@@ -24,12 +24,7 @@ from libc.string cimport memcpy, memset
 KIND_NAMES = {0: "free", 1: "user", 2: "connection", 3: "tcp", 4: "udp", 5: "media_stream",
               6: "media_client"}
 
-# Stream states (the Traffic Stats API's vocabulary).
-STATE_INIT = 0
-STATE_HOOK = 1
-STATE_CONNECT = 2
-STATE_ESTAB = 3
-STATE_CLOSED = 4
+# Names of the stream states (the SlotState enum of the .pxd), by value.
 STATE_NAMES = ("init", "hook", "connect", "estab", "closed")
 
 SLOT_SIZE = sizeof(fp_slot)

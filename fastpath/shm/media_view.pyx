@@ -21,17 +21,13 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from fastpath.shm.counter_table cimport (
-    KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, fp_shard_slots, fp_slot, fp_slot_copy,
-    shard_high_water)
+    KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, STATE_CLOSED, STATE_CONNECT, STATE_ESTAB, CounterTable,
+    fp_shard_slots, fp_slot, fp_slot_copy, shard_high_water)
 from fastpath.shm.out_buffer cimport (
     Buf, put, put_c, put_date_time, put_digits, put_json_text, put_u64, release, reserve, take)
 from fastpath.shm.utf8_replace cimport utf8_step
 
-# fastpath.shm's STATE_* values (fixed by the slot contract).
 cdef enum:
-    ST_CONNECT = 2
-    ST_ESTAB = 3
-    ST_CLOSED = 4
     ID_MAX = 189    # 63 bytes, each possibly one U+FFFD (3 bytes)
 
 
@@ -146,11 +142,11 @@ cdef size_t copy_slots(CounterTable table, MRec *out, size_t cap) noexcept nogil
 
 
 cdef inline int rank(uint32_t state) noexcept nogil:
-    if state == ST_ESTAB:
+    if state == STATE_ESTAB:
         return 3
-    if state == ST_CONNECT:
+    if state == STATE_CONNECT:
         return 2
-    if state == ST_CLOSED:
+    if state == STATE_CLOSED:
         return 1
     return 0
 
@@ -160,9 +156,9 @@ cdef inline str text(const char *p, size_t n):
 
 
 cdef inline str word(uint32_t state):
-    if state == ST_ESTAB:
+    if state == STATE_ESTAB:
         return "reading"
-    if state == ST_CONNECT:
+    if state == STATE_CONNECT:
         return "connecting"
     return "idle"
 
@@ -172,7 +168,7 @@ cdef tuple fold_stream(MRec **g, size_t n):
     cdef MRec *first = g[0]
     cdef MRec *r
     cdef MRec *cur = NULL
-    cdef uint32_t state = ST_CLOSED
+    cdef uint32_t state = STATE_CLOSED
     cdef uint64_t bin = 0, bout = 0, seg = 0, err = 0, fo = 0, hits = 0, lastfo = 0
     cdef uint64_t created = first.created, last = 0
     cdef size_t i
@@ -224,7 +220,7 @@ cdef void fold_viewer(MRec **g, size_t n, Viewer *v) noexcept nogil:
             v.created = r.created
         v.out += r.tx
         v.seg += r.txp
-        if r.state == ST_ESTAB:
+        if r.state == STATE_ESTAB:
             v.connected = True
         if r.last > v.last:
             v.last = r.last
@@ -423,7 +419,7 @@ def scan_media(CounterTable table, clients_of=True):
                 conn_id = False
                 best = 0
                 for k in range(w.starts[g], w.starts[g + 1]):
-                    if w.b[k].state == ST_ESTAB:
+                    if w.b[k].state == STATE_ESTAB:
                         conn_id = True
                     if w.b[k].last > best:
                         best = w.b[k].last

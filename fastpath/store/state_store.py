@@ -231,8 +231,10 @@ class StateStore:
                 raise NotFound(f"user {user_id!r} not found")
             db.execute("DELETE FROM baselines WHERE user_id = ?", (user_id,))
 
-    def replace_users(self, source: str, users: Iterable[User]) -> tuple[list[str], list[str]]:
-        """Make the users of ``source`` exactly ``users`` in one transaction.
+    def replace_users(self, source: str, users: Iterable[User],
+                      before=None) -> tuple[list[str], list[str]]:
+        """Make the users of ``source`` exactly ``users`` in one transaction (``before(db)``
+        runs first inside it: the ledger adopts baselines there).
 
         Returns (added or changed ids, removed
         ids) so the caller can tell the data plane whom to cut off.
@@ -244,6 +246,8 @@ class StateStore:
         changed: list[str] = []
         try:
             with self.transaction() as db:
+                if before is not None:
+                    before(db)
                 existing = {r[0]: User.from_row(r) for r in db.execute(
                     f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE source = ?", (source,))}
                 removed = [uid for uid in existing if uid not in wanted]
@@ -352,14 +356,3 @@ def _conflict_message(exc: sqlite3.IntegrityError, user: User) -> str:
     if "users.id" in text:
         return f"user {user.id!r} already exists"
     return f"conflict: {text}"
-
-
-def read_baselines(db, scope: str) -> dict[str, tuple[int, int]]:
-    """Reader-side "cleared at" marks of one scope (call inside ``transaction()``)."""
-    return {r[0]: (r[1], r[2]) for r in db.execute(
-        "SELECT user_id, tx, rx FROM baselines WHERE scope = ?", (scope,))}
-
-
-def write_baselines(db, scope: str, marks: dict[str, tuple[int, int]]) -> None:
-    db.executemany("INSERT OR REPLACE INTO baselines (scope, user_id, tx, rx) VALUES (?, ?, ?, ?)",
-                   [(scope, uid, tx, rx) for uid, (tx, rx) in marks.items()])

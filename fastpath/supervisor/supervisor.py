@@ -23,7 +23,8 @@ from fastpath.config import ConfigError, NodeConfig, load_config
 from fastpath.node_log import log_to_node_file, rotate_if_large, setup_process_logging
 from fastpath.shm import KIND_USER, scan_slots
 from fastpath.store import StateStore, User
-from fastpath.store.state_store import StoreUnusable, read_baselines
+from fastpath.store.ledger import USAGE, Ledger, base, used_many
+from fastpath.store.state_store import StoreUnusable
 from fastpath.supervisor import bootstrap, preflight, segment, udp_shards
 from fastpath.supervisor.child_process import STATUS_FD_ENV, child_command, describe_startup_error
 from fastpath.supervisor.command_channel import CommandError, FrameLink, serve_requests
@@ -96,6 +97,7 @@ class Supervisor:
         bootstrap.ensure_certificate(cfg.data_dir)
         self.store = StateStore.open_checked(cfg.store_path, used=not created,
                                              reset=self.reset_store)
+        self.ledger = Ledger(self.store)
         if self.reset_store:
             log.warning("--reset-store given: an unusable %s was moved aside (if any)",
                         cfg.store_path)
@@ -341,9 +343,9 @@ class Supervisor:
         async with self._enforce_lock:
             if refresh or time.time() - self._users_cache_at > 5.0:
                 self._limited = {u.id: u for u in self.store.list_users() if u.traffic_limit}
-                self._carried = self.store.carried()
-                with self.store.transaction(immediate=False) as db:
-                    self._reset_marks = read_baselines(db, "usage")
+                with self.ledger.read() as book:
+                    self._carried = book.carried()
+                    self._reset_marks = book.baselines(USAGE)
                 self._users_cache_at = time.time()
             users = self._limited
             capped = any(sent[1] for sent in self._budgets_sent.values())
@@ -351,12 +353,12 @@ class Supervisor:
                 return
             live = segment.segment_totals(self.table)
             over = set()
-            used: dict[str, int] = {}
+            # The ledger's rule, as every face displays it.
+            ids = list(users)
+            used = dict(zip(ids, used_many(
+                [(uid, *base(self._carried.get(uid), self._reset_marks.get(uid))) for uid in ids],
+                live)))
             for uid, user in users.items():
-                ctx, crx = self._carried.get(uid, (0, 0))
-                ltx, lrx = live.get(uid, (0, 0))
-                mtx, mrx = self._reset_marks.get(uid, (0, 0))
-                used[uid] = ctx + crx + ltx + lrx - mtx - mrx
                 if used[uid] >= user.traffic_limit:
                     over.add(uid)
             await self._push_budgets(users, used)
@@ -382,6 +384,8 @@ class Supervisor:
             if child.link is None:
                 continue
             here = per_shard[child.shard]
+            # The slot's cap is on its own running total (tx + rx since the segment began),
+            # so what the user moved elsewhere less its reset mark may be negative here.
             allow = {uid: max(0, user.traffic_limit - (used[uid] - here.get(uid, 0)))
                      for uid, user in users.items()}
             sent = self._budgets_sent.get(child.shard)

@@ -1,4 +1,4 @@
-"""What a data-plane service gets from its worker: config, counters, users, commands.
+"""What a data-plane service gets from its worker: config, counters, users, egress, commands.
 
 Services (Hysteria 2, media relay) are started by the worker with ``await start(ctx)`` and
 depend only on this object, never on the supervisor or the control API.
@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 
 from fastpath.config import NodeConfig
 from fastpath.store import StateStore
+from fastpath.worker.egress import DIRECT, Egress
 from fastpath.worker.user_directory import UserDirectory
 
 CommandHandler = Callable[[dict], Awaitable[Any]]
@@ -23,6 +24,7 @@ class WorkerContext:
     counters: Any              # fastpath.shm.ShardWriter of this worker's shard
     store: StateStore
     users: UserDirectory
+    egress: Egress = DIRECT    # where users' traffic leaves: here, or through an exit peer
     hy2_socket: Any = None     # the shard's bound UDP socket, inherited from the supervisor
     reset_key: bytes | None = None   # the node's stateless-reset key (secrets.json)
     commands: dict[str, CommandHandler] = field(default_factory=dict)

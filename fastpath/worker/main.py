@@ -16,6 +16,7 @@ import sys
 
 from fastpath.config import ConfigError, load_config
 from fastpath.hy2.exit_peers import ExitPeers
+from fastpath.worker.egress import Egress
 from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.shm import CounterTable
 from fastpath.store import StateStore
@@ -42,8 +43,11 @@ async def worker_main(args) -> int:
     table = CounterTable.attach(config.counter_segment_path)
     writer = table.writer(args.shard)
     store = StateStore(config.store_path)
+    users = UserDirectory(store)
+    # Outbound peers (HY2 SCALE clients) for users whose traffic leaves through another node.
+    exits = await ExitPeers(store).start()
     ctx = WorkerContext(shard=args.shard, config=config, table=table, counters=writer,
-                        store=store, users=UserDirectory(store),
+                        store=store, users=users, egress=Egress(users.exit_for, exits),
                         hy2_socket=socket.socket(fileno=args.hy2_fd) if args.hy2_fd is not None else None,
                         reset_key=stateless_reset_key(config.data_dir))
     stop = asyncio.Event()
@@ -72,9 +76,6 @@ async def worker_main(args) -> int:
     async def refuse_device(a):
         return ctx.users.refuse_device(str(a.get("user") or ""), str(a.get("ip") or ""),
                                        float(a.get("seconds") or 0))
-
-    # Outbound peers (HY2 SCALE clients) for users whose traffic leaves through another node.
-    exits = ctx.users.exits = await ExitPeers(store).start()
 
     async def peers_changed(_args):
         return {"changed": await exits.reload()}

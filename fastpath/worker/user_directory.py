@@ -3,45 +3,12 @@ the supervisor found over their traffic limit.  Services ask it at auth time and
 users must be cut off."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Callable, Iterable
 
 from fastpath.store import StateStore, User
-
-# Settings row of the running device refusals: {"<user id>\t<ip>": until (epoch seconds)}.
-REFUSED_DEVICES_KEY = "refused_devices"
-
-
-def record_refusal(store: StateStore, user_id: str, ip: str, seconds: float) -> None:
-    """Write a device refusal to the store (expired ones pruned), so workers that start while
-    it runs refuse the device too; the live workers are told by command."""
-    now = time.time()
-    with store.transaction() as db:
-        row = db.execute("SELECT value FROM settings WHERE key = ?", (REFUSED_DEVICES_KEY,)).fetchone()
-        rows = json.loads(row[0]) if row else {}
-        rows = {k: t for k, t in rows.items() if isinstance(t, (int, float)) and t > now}
-        if seconds > 0:
-            rows[f"{user_id}\t{ip}"] = now + seconds
-        db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
-                   (REFUSED_DEVICES_KEY, json.dumps(rows)))
-
-
-def exit_name(meta) -> str | None:
-    """The exit a user's ``meta`` names ("" / None: traffic exits here).  Several paths come
-    back joined with "," and a multi-hop path keeps its "/": neither names a peer, so such a
-    user fails closed rather than leaving directly."""
-    if not isinstance(meta, dict):
-        return None
-    paths = meta.get("exit_paths")
-    paths = [p for p in paths if isinstance(p, str) and p] if isinstance(paths, list) else []
-    via = meta.get("exit_via")
-    if len(paths) > 1:
-        return ",".join(paths)
-    if isinstance(via, str) and via:
-        return via
-    return paths[0] if paths else None
-
+from fastpath.store.exit_paths import exit_name
+from fastpath.store.ledger import REFUSED_DEVICES_KEY
 
 class UserDirectory:
     def __init__(self, store: StateStore):
@@ -56,11 +23,14 @@ class UserDirectory:
         self._device_listeners: list[Callable[[str, str], int]] = []
         self.next_expiry = float("inf")
         # user id -> the outbound peer its traffic leaves through (HY2 SCALE ``exit_via``);
-        # the peers themselves: a fastpath.hy2.exit_peers.ExitPeers set by the worker.
+        # the worker's ``Egress`` asks ``exit_for``.
         self.exit_of: dict[str, str] = {}
-        self.exits = None
         self.reload()
         self._load_refusals()
+
+    def exit_for(self, user_id: str) -> str | None:
+        """The exit peer of ``user_id`` (None: its traffic leaves here)."""
+        return self.exit_of.get(user_id)
 
     def on_cutoff(self, listener: Callable[[set[str]], None]) -> None:
         """``listener(ids)`` is called with users whose live connections must close now."""

@@ -66,11 +66,24 @@ def test_crud_round_trip_is_the_nodes_user_table(node, scale, targets):
     assert scale("DELETE", f"/users/{uid}").status == 404
 
 
-def test_native_users_are_not_managed_here(node, scale):
-    assert node.post("/api/v1/users", {"id": "native-one", "auth_secret": "n1"}).status == 201
-    assert scale.get("/users/native-one").status == 404
-    assert scale("PUT", "/users/native-one", {"enabled": False}).status == 404
+def test_native_users_are_listed_but_not_managed_here(node, scale):
+    """One user table: the face lists and shows every user of the node, whichever face made
+    it (under its id, without that face's secret), and refuses to change another face's."""
+    assert node.post("/api/v1/users", {"id": "native-one", "auth_secret": "n1", "traffic_limit": 5000}).status == 201
+    listed = {u["id"]: u for u in scale.get("/users").json()}
+    assert listed["native-one"]["username"] == "native-one"
+    assert listed["native-one"]["password"] == "" and listed["native-one"]["traffic_limit"] == 5000
+    shown = scale.get("/users/native-one")
+    assert shown.status == 200 and shown.json()["traffic_used"] == listed["native-one"]["traffic_used"] == 0
+    for method, path, body in (("PUT", "/users/native-one", {"enabled": False}),
+                               ("PUT", "/users/native-one/toggle", None),
+                               ("PUT", "/users/native-one/reset-traffic", None),
+                               ("DELETE", "/users/native-one", None)):
+        r = scale(method, path, body)
+        assert r.status == 409 and "managed by the native face" in r.json()["message"], (path, r.text)
     assert node.get("/api/v1/users/native-one").json()["enabled"] is True
+    assert scale.get("/users/nobody-here").status == 404
+    assert node.request("DELETE", "/api/v1/users/native-one").status == 204
 
 
 @pytest.mark.parametrize("body, status, words", [

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 from fastpath.media.ts_packets import scan_packets
 
-from fastpath.media import transcode
+from fastpath.media.transcode import ffmpeg_command
+from fastpath.store import media_profiles as transcode
 from tests.media.support import LiveReader, OriginProcess, media_node, register
 from tests.media.test_live import wait_until
 
@@ -44,7 +45,7 @@ def test_variables_fill_placeholders_and_cannot_add_options():
             transcode.check_variables(bad)
     with pytest.raises(ValueError):
         transcode.check_template("-c:v libx264 -i other.ts")
-    cmd = transcode.ffmpeg_command("ffmpeg", args)
+    cmd = ffmpeg_command("ffmpeg", args)
     # ffmpeg reads what the node fetched (stdin) and may open nothing else.
     assert cmd[-1] == "pipe:1" and cmd[cmd.index("-i") + 1] == "pipe:0"
     assert cmd[cmd.index("-protocol_whitelist") + 1] == "pipe"

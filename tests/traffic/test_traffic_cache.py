@@ -14,6 +14,7 @@ import pytest
 import fastpath.shm as shm
 from control.traffic_accounting import TrafficCache, read_traffic
 from fastpath.store import StateStore, User
+from fastpath.store.ledger import Ledger
 
 
 class Node:
@@ -22,17 +23,13 @@ class Node:
     def __init__(self, store, table):
         self.store = store
         self.table = table
+        self.ledger = Ledger(store, live=self.live_users)
 
     def live_users(self):
         return shm.scan_users(self.table)
 
     def user_totals(self, live=None):
-        live = self.live_users() if live is None else live
-        totals = dict(self.store.carried())
-        for uid, rec in live.items():
-            ctx, crx = totals.get(uid, (0, 0))
-            totals[uid] = (ctx + rec[0], crx + rec[1])
-        return totals
+        return self.ledger.totals(live)
 
 
 @pytest.fixture
