@@ -226,7 +226,7 @@ cdef class FanoutRing:
         self.bytes_out += n
         self.sends += 1
         if self.has_writer and cl.slot != NO_SLOT:
-            self.writer.add(cl.slot, n, 0, now)
+            self.writer.add_tx(cl.slot, n, now)
 
     cdef void _event(self, int cid) noexcept nogil:
         self.ev_ids[self.ev_n] = cid
