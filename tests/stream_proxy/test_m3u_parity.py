@@ -100,6 +100,23 @@ EVENT_DATA = {
     "stream_failed": {"error", "error_type"},
 }
 ALL_EVENTS = set(EVENT_DATA)
+# Every route of m3u-proxy's API (``src/api.py``'s decorators; the UI's own ``/static`` and
+# ``/favicon.ico`` are left out) and its documentation pages: ``/docs`` (Swagger UI 5), ``/redoc``
+# and ``/openapi.json``, the FastAPI defaults it keeps.
+M3U_ROUTES = {
+    ("GET", "/"), ("GET", "/info"), ("POST", "/streams"), ("POST", "/transcode"),
+    ("GET", "/transcode/profiles"), ("GET", "/hls/{stream_id}/playlist.m3u8"),
+    ("GET", "/hls/{stream_id}/segment"), ("GET", "/hls/{stream_id}/segment.ts"),
+    ("GET", "/stream/{stream_id}"), ("HEAD", "/stream/{stream_id}"),
+    ("DELETE", "/hls/{stream_id}/clients/{client_id}"), ("GET", "/stats"), ("GET", "/stats/detailed"),
+    ("GET", "/stats/performance"), ("GET", "/stats/streams"), ("GET", "/stats/clients"),
+    ("GET", "/clients"), ("GET", "/streams"), ("GET", "/streams/by-metadata"),
+    ("GET", "/streams/{stream_id}"), ("DELETE", "/streams/oldest-by-metadata"),
+    ("DELETE", "/streams/by-metadata"), ("DELETE", "/streams/{stream_id}"),
+    ("POST", "/streams/{stream_id}/failover"), ("GET", "/health"), ("POST", "/test-connection"),
+    ("POST", "/webhooks"), ("GET", "/webhooks"), ("DELETE", "/webhooks"), ("POST", "/webhooks/test"),
+}
+DOC_PAGES = ("/docs", "/redoc", "/openapi.json")
 # Aware ``isoformat`` (objects) and naive UTC ``isoformat`` (webhook timestamps).
 OBJECT_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 EVENT_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")
@@ -230,6 +247,27 @@ def test_status_health_info_and_profiles(relay, origin):
     assert PROFILE_NAMES <= {p["name"] for p in profiles["profiles"]}
     assert {"available", "type"} <= set(profiles["hardware_acceleration"])
     assert DEFAULT_VARIABLES <= set(profiles["default_variables"])
+
+
+def test_docs_pages_and_the_document_cover_every_route(relay):
+    """``/docs``, ``/redoc`` and ``/openapi.json`` answer where m3u-proxy has them (public here:
+    they hold no data), and the document names every m3u-proxy route.  (Deliberate difference:
+    HLS segments take ``?r=<signed ref>`` where m3u-proxy takes ``?url=&client_id=``, so the node
+    never fetches a URL a viewer names; the paths are the same.)"""
+    import re as _re
+    for page in DOC_PAGES:
+        r = relay.get(page)
+        assert r.status == 200, (page, r.status)
+    assert "swagger-ui-bundle.js" in relay.get("/docs").text
+    assert "redoc.standalone.js" in relay.get("/redoc").text
+    doc = relay.get("/openapi.json").json()
+
+    def shape(path):
+        return _re.sub(r"\{[^}]+\}", "{}", path)
+    documented = {(m.upper(), shape(p)) for p, item in doc["paths"].items()
+                  for m, op in item.items() if isinstance(op, dict) and "responses" in op}
+    missing = {r for r in M3U_ROUTES if (r[0], shape(r[1])) not in documented}
+    assert not missing, sorted(missing)
 
 
 def test_test_connection(relay, origin):
