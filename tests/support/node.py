@@ -66,7 +66,8 @@ class NodeProcess:
     """A supervisor with its workers and control API, on a random control port."""
 
     def __init__(self, tmp_path: Path, config: dict | None = None, *, workers: int = 1,
-                 env: dict | None = None, data_dir: Path | None = None):
+                 env: dict | None = None, data_dir: Path | None = None,
+                 args: list[str] | None = None):
         self.tmp_path = Path(tmp_path)
         self.data_dir = data_dir or self.tmp_path / "data"
         self.config = dict(config or {})
@@ -84,6 +85,7 @@ class NodeProcess:
             media.setdefault("listen", f"127.0.0.1:{free_tcp_port()}")
         self.config_path = self.tmp_path / "node.yaml"
         self.env = env
+        self.args = list(args or [])        # more ``fastpath serve`` options
         self.proc: subprocess.Popen | None = None
         self.log_path = self.tmp_path / "node.log"
 
@@ -98,7 +100,7 @@ class NodeProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastpath", "serve", "-c", str(self.config_path),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), *self.args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
         try:
             self.wait_healthy(timeout)
