@@ -259,7 +259,8 @@ class MediaService:
         except ValueError as exc:
             await self.send(sock, simple_response(503, f"stream cannot be relayed: {exc}", keep_alive=False))
             return False
-        result = await relay.attach(sock, ident, client_id, head_only)
+        result = await relay.attach(sock, ident, client_id, head_only,
+                                    chunked=req.version == "HTTP/1.1")
         return result if result is DETACHED else False
 
     async def _serve_hls(self, req: Request, sock, stream_id: str, segment: bool):

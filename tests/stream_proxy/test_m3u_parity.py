@@ -401,6 +401,46 @@ def test_hls_segments_and_stream_heads(relay, origin):
         relay.request("DELETE", f"/streams/{s}")
 
 
+def _raw_get(url: str, version: str, want: int) -> tuple[bytes, bytes]:
+    """(head, at least ``want`` bytes of body as sent) of a GET over a plain socket."""
+    import socket
+    host, _, rest = url.removeprefix("http://").partition("/")
+    name, _, port = host.partition(":")
+    with socket.create_connection((name, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET /{rest} {version}\r\nHost: {host}\r\nUser-Agent: Raw/1\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < want:
+            more = sock.recv(65536)
+            assert more, data[:300]
+            data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_direct_stream_is_chunked_for_http11_viewers(relay, origin):
+    """m3u-proxy's StreamingResponse is chunked on HTTP/1.1; an HTTP/1.0 viewer gets the bytes
+    ended by the close.  Either way the media inside is whole TS packets."""
+    from tests.media.test_compiled import dechunk
+    sid = relay.post("/streams", {"url": origin.base + "/parity-chunked.ts"}).json()["stream_id"]
+    url = f"{relay.media_url}/stream/{sid}"
+    try:
+        head, body = _raw_get(url, "HTTP/1.1", 200_000)
+        lines = head.decode().split("\r\n")
+        assert lines[0] == "HTTP/1.1 200 OK"
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+        assert headers["access-control-allow-origin"] == "*"
+        chunks, _rest = dechunk(body)
+        media = b"".join(chunks)
+        assert len(chunks) > 3 and len(media) % 188 == 0 and media[::188] == b"\x47" * (len(media) // 188)
+
+        head10, body10 = _raw_get(url, "HTTP/1.0", 50_000)
+        assert b"transfer-encoding" not in head10.lower()
+        assert body10[0] == 0x47 and body10[188] == 0x47
+    finally:
+        relay.request("DELETE", f"/streams/{sid}")
+
+
 # -- a client, end to end -------------------------------------------------------------------
 def test_an_iptv_manager_drives_the_node(relay, origin, receiver):
     """Register channels of two accounts, play them, poll the stats, keep account A at one
@@ -436,6 +476,7 @@ def test_an_iptv_manager_drives_the_node(relay, origin, receiver):
     assert viewer["username"] == "alice" and viewer["is_connected"] is True
     assert OBJECT_TIME.match(viewer["created_at"])
     assert v1.response_headers.get("Content-Type", "").lower() == "video/mp2t"
+    assert v1.response_headers.get("Transfer-Encoding") == "chunked"
 
     # The user zaps to channel 2 of the same account: the manager makes room first.
     ch2 = register("e2e-ch2", "acct-A", "102", failover_urls=[f"{origin.base}/e2e-ch2-backup.ts"])
@@ -466,6 +507,9 @@ def test_an_iptv_manager_drives_the_node(relay, origin, receiver):
                  DELETE_BY_METADATA, "clear account")
     assert cleared["deleted_streams"] == [ch2]
     assert v2.ended.wait(10)
+    # Account B's dead channel is announced before the manager removes it (deleting it first
+    # could beat the relay to the upstream's end, and then nothing failed).
+    receiver.wait_for(lambda e: e["event_type"] == "stream_failed" and e["stream_id"] == ch3, timeout=20)
     relay.request("DELETE", f"/streams/{ch3}")
     assert v3.ended.wait(10)
 
