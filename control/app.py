@@ -72,6 +72,8 @@ def create_app(node: NodeModel) -> falcon.App:
     if root.claims:
         app.add_route("/", root)
         guard.bind({"/"}, root.rule)
+    node.openapi.add("GET", "/openapi.json", "This document: every route of every face", tag="docs",
+                     secured=False, response={"type": "object"})
     app.add_route("/openapi.json", OpenApiResource(node.openapi))
     guard.bind({"/openapi.json", *docs_ui.register(app, node.openapi)}, OPEN)
     return app

@@ -102,6 +102,16 @@ class RedocResource:
 def register(app, builder) -> set[str]:
     """Add the pages and their assets; returns the routes (public, like the document)."""
     assets = Assets()
+    html = {"type": "string", "description": "an HTML page"}
+    builder.add("GET", "/docs", "Swagger UI over /openapi.json (with try-it)", tag="docs",
+                secured=False, response=html, content_type="text/html")
+    builder.add("GET", "/redoc", "ReDoc over /openapi.json", tag="docs", secured=False,
+                response=html, content_type="text/html")
+    builder.add("GET", ASSETS_PREFIX + "/{name}", "A vendored file of Swagger UI or ReDoc "
+                "(ETag: its SHA-256; If-None-Match answers 304)", tag="docs", secured=False,
+                params=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                errors={304: "unchanged", 404: "no such file"},
+                response={"type": "string"}, content_type="text/javascript")
     app.add_route("/docs", SwaggerResource(builder))
     app.add_route("/redoc", RedocResource(builder))
     app.add_route(ASSETS_PREFIX + "/{name}", AssetResource(assets))
