@@ -342,6 +342,33 @@ def test_by_metadata_routes(relay, origin):
         relay.request("DELETE", f"/streams/{s}")
 
 
+# m3u-proxy 0.2.49's failover resolver (src/stream_manager.py ``_resolve_next_failover_url``),
+# as facts: on every failover it POSTs this JSON to the stream's ``failover_resolver_url``
+# (10 s timeout), takes ``next_url`` from a 2xx JSON answer as the new current URL and adds 1
+# to current_failover_index; a non-2xx answer, no ``next_url`` or an error means no failover.
+# The resolver is preferred over failover_urls; with it, POST /streams/{id}/failover is
+# allowed without failover_urls, and ``has_failover`` is true.
+RESOLVER_REQUEST_KEYS = {"current_url", "metadata", "current_failover_index"}
+RESOLVER_ANSWER_KEY = "next_url"
+
+
+def test_failover_resolver_url_is_refused_clearly(relay):
+    """Deliberate difference, for now: the node does not call a resolver, so a stream that
+    names one is refused with a 422 naming the field (nothing is created), rather than
+    accepted with a failover that would never happen."""
+    before = relay.get("/streams").json()["total"]
+    for route, extra in (("/streams", {}), ("/transcode", {"profile": "default"})):
+        detail = unprocessable(relay.post(route, {"url": "http://x.example/res.ts",
+                                                  "failover_resolver_url": "http://x.example/next",
+                                                  **extra}), "body", "failover_resolver_url")
+        assert "not supported" in detail[0]["msg"] and detail[0]["input"] == "http://x.example/next"
+    assert relay.get("/streams").json()["total"] == before
+    # The stream object still carries the key, as null (m3u-proxy's shape).
+    sid = relay.post("/streams", {"url": "http://x.example/nores.ts"}).json()["stream_id"]
+    assert relay.get(f"/streams/{sid}").json()["stream"]["failover_resolver_url"] is None
+    relay.request("DELETE", f"/streams/{sid}")
+
+
 def test_validation_errors_are_fastapi_422s(relay):
     before = relay.get("/streams").json()["total"]
     unprocessable(relay.post("/streams", {}), "body", "url")
