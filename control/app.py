@@ -14,7 +14,8 @@ import falcon.media
 
 from control.errors import handle_unexpected, serialize_error
 from control.node_model import NodeModel
-from control.openapi import DocsResource, OpenApiResource
+from control import docs_ui
+from control.openapi import OpenApiResource
 from control.route_guard import OPEN, PathNormaliser, RecordingApp, RouteGuard
 from control.shared_root import SharedRoot
 from control.validation import BoundedMessagePackHandler
@@ -72,7 +73,8 @@ def create_app(node: NodeModel) -> falcon.App:
     if root.claims:
         app.add_route("/", root)
         guard.bind({"/"}, root.rule)
+    node.openapi.add("GET", "/openapi.json", "This document: every route of every face", tag="docs",
+                     secured=False, response={"type": "object"})
     app.add_route("/openapi.json", OpenApiResource(node.openapi))
-    app.add_route("/docs", DocsResource(node.openapi))
-    guard.bind({"/openapi.json", "/docs"}, OPEN)
+    guard.bind({"/openapi.json", *docs_ui.register(app, node.openapi)}, OPEN)
     return app

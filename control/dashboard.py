@@ -26,7 +26,7 @@ import falcon
 
 from control.auth import bearer_rule
 from control.dashboard_log import LEVELS, LogTail
-from control.openapi import query
+from control.openapi import path_param, query
 from control import shared_root
 from control.route_guard import OPEN, PUBLIC
 from control.node_model import NodeUnavailable
@@ -314,10 +314,24 @@ def register(app: falcon.App, node):
         app.add_route("/", Root(site))
     app.add_route("/dashboard", Page(site, "/dashboard/"))
     app.add_route("/dashboard/assets/{name}", Asset(site))
-    if _scale_enabled(node):
+    scale_on = _scale_enabled(node)
+    if scale_on:
         app.add_route("/scale", Page(site, "/scale/"))
         app.add_route("/scale/assets/{name}", Asset(site))
     live = Live(node, LiveTicker(node))
+    html = {"type": "string", "description": "the dashboard's page (HTML)"}
+    node.openapi.add("GET", "/dashboard", "The web dashboard", tag="dashboard", secured=False,
+                     response=html, content_type="text/html")
+    node.openapi.add("GET", "/dashboard/assets/{name}", "A file of the dashboard's build", tag="dashboard",
+                     secured=False, params=[path_param("name")], errors={404: "no such file"},
+                     response={"type": "string", "format": "binary"}, content_type="application/octet-stream")
+    if scale_on:
+        node.openapi.add("GET", "/scale", "The dashboard under the HY2 SCALE face's path", tag="dashboard",
+                         secured=False, response=html, content_type="text/html")
+        node.openapi.add("GET", "/scale/assets/{name}", "A file of the dashboard's build", tag="dashboard",
+                         secured=False, params=[path_param("name")], errors={404: "no such file"},
+                         response={"type": "string", "format": "binary"},
+                         content_type="application/octet-stream")
     app.add_route(LIVE_PATH, live)
     app.add_route(LOG_PATH, LogTail(node, live.slots))
     node.openapi.add("GET", LIVE_PATH, "Server-sent events, one a second: node rates, connections, "

@@ -1,6 +1,7 @@
 """Native API, part one: health, node, users (``/api/v1``)."""
 from __future__ import annotations
 
+import math
 import secrets
 import time
 
@@ -39,6 +40,28 @@ def user_view(user: User, totals: dict, live: dict, used: dict | None = None) ->
     }
 
 
+# Unix seconds this API accepts for ``expiry``: from 2001-09-09 (1e9) to 5138 (1e11).  A
+# smaller number is almost always a duration or a typo (12345 would be 1970, an already
+# expired user); a larger one is a time in milliseconds.  ISO 8601 strings are taken as given,
+# a past one included (that disables the user at once, which an operator may mean).
+EXPIRY_MIN, EXPIRY_MAX = 1e9, 1e11
+
+
+def expiry(body: dict) -> float | None:
+    value = body["expiry"]
+    ts = v.timestamp(body, "expiry")
+    if isinstance(value, (int, float)) and ts is not None:
+        if not math.isfinite(ts):
+            raise bad_request(f"expiry {value!r} is not a time")
+        if ts < EXPIRY_MIN:
+            raise bad_request(f"expiry {value!r} is unix seconds in {1970 + int(ts // 31_557_600)}: "
+                              "give unix seconds (e.g. 1767225600) or an ISO 8601 time "
+                              "(e.g. 2026-01-01T00:00:00Z); null for never")
+        if ts >= EXPIRY_MAX:
+            raise bad_request(f"expiry {value!r} is too large for unix seconds (milliseconds?)")
+    return ts
+
+
 def parse_user_fields(body: dict) -> dict:
     """Validate every given field first; nothing is applied if one is wrong."""
     out = {}
@@ -49,7 +72,7 @@ def parse_user_fields(body: dict) -> dict:
     if "traffic_limit" in body:
         out["traffic_limit"] = v.integer(body, "traffic_limit")
     if "expiry" in body:
-        out["expiry"] = v.timestamp(body, "expiry")
+        out["expiry"] = expiry(body)
     if "inbounds" in body:
         out["inbounds"] = v.string_list(body, "inbounds")
     return out
@@ -100,6 +123,7 @@ class Node:
             "version": __version__,
             "uptime": status.get("uptime"),
             "data_dir": str(cfg.data_dir),
+            "listeners": listeners(cfg),
             "control": {"listen": f"{cfg.control.host}:{cfg.control.port}"},
             "traffic_stats": {"listen": "%s:%d" % cfg.traffic_stats.listen
                               if cfg.traffic_stats.listen else None},
@@ -108,6 +132,17 @@ class Node:
                          "shards_info": [table.shard_info(i) for i in range(table.nshards)]},
             "children": status.get("children", []),
         }
+
+
+def listeners(cfg) -> list[dict]:
+    """Every port the node listens on, from its config: the list the supervisor checks before
+    any child starts (``port_check.node_ports``), so the two never disagree."""
+    from fastpath.supervisor.port_check import node_ports
+    out = []
+    for p in node_ports(cfg):
+        host = f"[{p.host}]" if ":" in p.host else p.host
+        out.append({"name": p.what, "protocol": p.proto, "listen": f"{host}:{p.port}"})
+    return out
 
 
 class Users:
@@ -173,7 +208,13 @@ USER_SCHEMA = {
         "auth_secret": {"type": "string", "description": "Hysteria 2 auth string; generated if omitted"},
         "enabled": {"type": "boolean"},
         "traffic_limit": {"type": "integer", "minimum": 0, "description": "bytes (tx+rx), 0 = unlimited"},
-        "expiry": {"type": ["string", "null"], "format": "date-time"},
+        "expiry": {"oneOf": [{"type": "string", "format": "date-time"},
+                             {"type": "number", "minimum": 1e9, "exclusiveMaximum": 1e11,
+                              "description": "unix seconds"},
+                             {"type": "null"}],
+                   "description": "when the user stops being accepted; null = never.  Numbers "
+                                  "are unix seconds from 1e9 (2001) on: a smaller one is refused "
+                                  "(400), as a duration or typo would make an expired user"},
         "inbounds": {"type": "array", "items": {"type": "string"}},
     },
 }

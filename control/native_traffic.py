@@ -130,6 +130,11 @@ class UserKick:
         self.node = node
 
     def on_post(self, req, resp, user_id):
+        # An unknown user is a 404, as for reset (a typo must not read as "kicked, 0 open").
+        try:
+            self.node.store.get_user(user_id)
+        except NotFound as exc:
+            raise not_found(str(exc)) from None
         resp.media = self.node.command("kick", {"ids": [user_id]})
 
 
@@ -162,7 +167,7 @@ def register(app: falcon.App, node):
     api.add("POST", "/api/v1/users/{user_id}/reset", "Restart a user's count toward its traffic limit",
             tag=tag, params=[path_param("user_id")], errors={404: "unknown user"})
     api.add("POST", "/api/v1/users/{user_id}/kick", "Close every connection of a user now", tag=tag,
-            params=[path_param("user_id")])
+            params=[path_param("user_id")], errors={404: "unknown user"})
     api.add("POST", "/api/v1/kick", "Close every connection of the listed users now", tag=tag,
             body={"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
             errors={400: "invalid body"})

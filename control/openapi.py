@@ -1,19 +1,15 @@
-"""The OpenAPI 3.1 document, assembled from what each face registers, and a docs page.
+"""The OpenAPI 3.1 document, assembled from what each face registers.
 
-The docs page is rendered on the server from the document itself, so it works on a node with
-no internet access (no CDN-hosted UI bundle).
+Swagger UI (``/docs``) and ReDoc (``/redoc``) render it (control/docs_ui.py).
 """
 from __future__ import annotations
 
-import html
 import json
 
 import falcon
 
 from control.route_guard import PUBLIC
 
-
-_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 class OpenApiBuilder:
@@ -69,33 +65,3 @@ class OpenApiResource:
     def on_get(self, req, resp):
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps(self.builder.doc)
-
-
-class DocsResource:
-    auth_rule = PUBLIC
-
-    def __init__(self, builder: OpenApiBuilder):
-        self.builder = builder
-
-    def on_get(self, req, resp):
-        doc = self.builder.doc
-        rows = []
-        for path in sorted(doc["paths"]):
-            for method, op in doc["paths"][path].items():
-                if method not in _METHODS:      # path-level keys (servers, parameters)
-                    continue
-                params = ", ".join(p["name"] for p in op.get("parameters", []))
-                rows.append(
-                    f"<tr><td class=m>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
-                    f"<td>{html.escape(op['tags'][0])}</td><td>{html.escape(op['summary'])}</td>"
-                    f"<td>{html.escape(params)}</td></tr>")
-        resp.content_type = falcon.MEDIA_HTML
-        resp.text = (
-            "<!doctype html><html><head><meta charset=utf-8><title>"
-            f"{html.escape(doc['info']['title'])}</title><style>body{{font-family:sans-serif;"
-            "margin:2em}}td{{padding:4px 10px;border-bottom:1px solid #ddd}}.m{{font-weight:bold}}"
-            "</style></head><body>"
-            f"<h1>{html.escape(doc['info']['title'])} {html.escape(doc['info']['version'])}</h1>"
-            "<p>Machine-readable document: <a href=/openapi.json>/openapi.json</a></p>"
-            "<table><tr><th>method</th><th>path</th><th>face</th><th>summary</th><th>parameters</th></tr>"
-            + "".join(rows) + "</table></body></html>")

@@ -51,6 +51,20 @@ class NodeLogHandler(logging.handlers.WatchedFileHandler):
         self.failed_at = time.monotonic()
 
 
+class NodeFormatter(logging.Formatter):
+    """``LOG_FORMAT``, with the continuation lines of a many-line record (a traceback,
+    gunicorn's "Current configuration" dump) indented, so every line of node.log either starts
+    with the one time/process/level head or with whitespace: a reader splits records on that."""
+
+    def format(self, record):
+        text = super().format(record)
+        if "\n" not in text:
+            return text
+        head, *rest = text.split("\n")
+        return "\n".join([head, *(line if not line or line[0] in " \t" else "  " + line
+                                  for line in rest)])
+
+
 def node_log_path(data_dir: Path) -> Path:
     return Path(data_dir) / NODE_LOG_NAME
 
@@ -59,6 +73,9 @@ def setup_process_logging(data_dir: Path | None, label: str) -> None:
     """Log to stderr and to the node log, each line tagged with ``label``."""
     logging.basicConfig(level=os.environ.get("FASTPATH_LOG_LEVEL", "INFO"),
                         format=LOG_FORMAT.format(label=label))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setFormatter(NodeFormatter(LOG_FORMAT.format(label=label)))
     if data_dir is not None and Path(data_dir).is_dir():
         log_to_node_file(data_dir, label)
 
@@ -71,7 +88,7 @@ def log_to_node_file(data_dir: Path, label: str, level: int | str | None = None)
         if isinstance(handler, logging.FileHandler) and handler.baseFilename == path:
             return handler
     handler = NodeLogHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT.format(label=label)))
+    handler.setFormatter(NodeFormatter(LOG_FORMAT.format(label=label)))
     if level is not None:
         handler.setLevel(level)
     root.addHandler(handler)

@@ -123,6 +123,20 @@ ROUTES = [
      {"type": "object"}, True, ["name"]),
     ("GET", "/peers", "This node, then each client: connected, latency_ms, tx_rate, rx_rate (B/s)",
      None, True, []),
+    # The reference UI sends some changes as POST: the same resources answer both.
+    ("POST", "/settings/check-ports", "Same as POST /check-ports (the path the UI's settings page uses)",
+     {"type": ["object", "array"]}, True, []),
+    ("POST", "/users/{user_id}/toggle", "Same as PUT", None, True, ["user_id"]),
+    ("POST", "/users/{user_id}/reset-traffic", "Same as PUT", None, True, ["user_id"]),
+    ("POST", "/clients/{name}/disable", "Same as PUT", {"type": "object"}, True, ["name"]),
+    *((m, "/proxies", "501: proxy inbounds are set in the node config (inbounds:)", {"type": "object"}
+       if m != "DELETE" else None, True, []) for m in ("POST", "PUT", "PATCH", "DELETE")),
+    ("GET", "/proxies/{proxy_id}", "One proxy inbound of the node config", None, True, ["proxy_id"]),
+    *((m, "/proxies/{proxy_id}", "501: proxy inbounds are set in the node config (inbounds:)",
+       {"type": "object"} if m != "DELETE" else None, True, ["proxy_id"])
+      for m in ("POST", "PUT", "PATCH", "DELETE")),
+    *((m, "/rules", "501: no rule engine", {"type": "object"} if m != "DELETE" else None, True, [])
+      for m in ("POST", "PUT", "PATCH", "DELETE")),
     ("GET", "/backup", "The face's state as a JSON document with a SHA-256", None, True, []),
     ("POST", "/restore", "Restore a backup: all checked first, applied in one transaction",
      {"type": "object"}, True, []),

@@ -124,10 +124,11 @@ def document(api) -> None:
             op["responses"]["422"] = {"description": invalid,
                                       "content": {"application/json": {"schema": invalid_ref}}}
 
-    def data_plane(path, summary, params, content_type):
+    def data_plane(path, summary, params, content_type, method="GET"):
         """A route of the media listener (not this port): its own ``servers`` entry."""
-        api.add("GET", path, summary, tag=TAG + " (media listener)", secured=False, params=params,
-                errors={404: "unknown stream"}, response={"type": "string", "format": "binary"},
+        api.add(method, path, summary, tag=TAG + " (media listener)", secured=False, params=params,
+                errors={404: "unknown stream"},
+                response=None if method == "HEAD" else {"type": "string", "format": "binary"},
                 content_type=content_type)
         api.doc["paths"][path]["servers"] = [{"url": "{media}", "description": "the media listener "
                                               "(media.listen or media.publicUrl)",
@@ -196,12 +197,19 @@ def document(api) -> None:
         params=[query("webhook_url", {"type": "string"}, required=True)], errors={404: "unknown webhook"})
     add("POST", "/webhooks/test", "Send a test stream_started event now (with the hook's retries)",
         params=[query("webhook_url", {"type": "string"}, required=True)], errors={404: "unknown webhook"})
-    cid = query("client_id", {"type": "string"}, "the viewer's id (derived from IP, user agent and "
-                "username when absent)")
+    # Viewer ids are the node's own: one per connection on a continuous stream, one per
+    # (address, user agent, username) on HLS; m3u-proxy's ``client_id`` query is not read.
+    user = query("username", {"type": "string"}, "the viewer's account name, shown in the client "
+                 "lists (or an X-Username header)")
     data_plane("/stream/{stream_id}", "The continuous stream (MPEG-TS, or the transcoder's output; "
-               "VOD with Range)", [sid, cid], "video/MP2T")
+               "VOD with Range); one viewer per connection", [sid, user], "video/MP2T")
+    data_plane("/stream/{stream_id}", "The stream's headers without a body (Content-Type, "
+               "Access-Control-Allow-Origin: *, Accept-Ranges: none on a live stream)", [sid],
+               "video/MP2T", method="HEAD")
     data_plane("/hls/{stream_id}/playlist.m3u8", "The HLS playlist, every URI rewritten through the node",
-               [sid, cid], "application/vnd.apple.mpegurl")
-    data_plane("/hls/{stream_id}/segment.ts", "One segment named by a reference from the stream's own "
-               "playlists", [sid, query("r", {"type": "string"}, "signed reference", required=True)],
-               "video/MP2T")
+               [sid, user], "application/vnd.apple.mpegurl")
+    ref = query("r", {"type": "string"}, "signed reference", required=True)
+    for name in ("segment", "segment.ts"):
+        data_plane(f"/hls/{{stream_id}}/{name}", "One segment named by a reference from the stream's "
+                   "own playlists (m3u-proxy takes ?url=&client_id= instead: a signed reference "
+                   "keeps the node from fetching URLs a viewer names)", [sid, ref], "video/MP2T")

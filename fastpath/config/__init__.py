@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fastpath.config.yaml_text import YamlProblem, load_yaml
 
 from fastpath.config.fields import ConfigError, Section, parse_listen
 
@@ -93,11 +93,9 @@ def load_config(path: str | os.PathLike | None, data_dir: str | os.PathLike | No
         except OSError as exc:
             raise ConfigError("", f"cannot read config {path}: {exc.strerror}") from None
         try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError("", f"{path}: not valid YAML{where}") from None
+            raw = load_yaml(text) or {}
+        except YamlProblem as exc:
+            raise ConfigError("", f"{path}: not valid YAML {exc}") from None
     return parse_config(raw, source=str(path) if path else None, data_dir=data_dir)
 
 

@@ -54,7 +54,7 @@ class Section:
             raise ConfigError(self.key(name), f"expected a string, got {type(value).__name__}")
         value = str(value)
         if choices is not None and value not in choices:
-            raise ConfigError(self.key(name), f"must be one of {', '.join(choices)}; got {value!r}")
+            raise ConfigError(self.key(name), f"must be {_one_of(choices)}; got {value!r}")
         return value
 
     def int(self, name: str, default: int | None = None, *, minimum: int | None = None,
@@ -184,3 +184,10 @@ def parse_bandwidth(value) -> int:
     if scale is None:
         raise ValueError(f"unknown bandwidth unit {m.group(2)!r} in {value!r}")
     return int(number * scale / 8)
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    """``one of a, b`` for an error message; an accepted empty value is said in words (a bare
+    trailing ``, `` reads as a typo)."""
+    named = ", ".join(c for c in choices if c != "")
+    return f"one of {named}" + (" (or empty)" if "" in choices else "")

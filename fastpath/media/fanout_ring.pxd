@@ -15,6 +15,8 @@ cdef struct fo_chunk:
     Py_ssize_t len
     uint64_t t_ns       # arrival, monotonic clock
     uint32_t flags      # ts_packets CHUNK_* flags
+    char hdr[24]        # its HTTP/1.1 chunk-size line ("<hex>\r\n"), for chunked viewers
+    uint8_t hdr_len
 
 cdef struct fo_client:
     int fd
@@ -30,6 +32,10 @@ cdef struct fo_client:
     uint64_t sent
     uint64_t since_ns   # blocked since (monotonic)
     uint64_t skips
+    uint8_t chunked     # HTTP/1.1 viewer: every chunk goes out framed as one HTTP chunk
+    char pin_hdr[24]    # the pinned chunk's size line (chunked viewers)
+    uint8_t pin_hdr_len
+    Py_ssize_t pin_data_len  # the pinned chunk's payload length (pin_len is framed, then)
     int live_pos        # index in the ring's dense list of clients
 
 
@@ -68,6 +74,8 @@ cdef class FanoutRing:
     cdef int _pump(self, int cid) noexcept nogil
     cdef uint64_t _join_seq(self, uint64_t backlog_ns) noexcept nogil
     cdef void _event(self, int cid) noexcept nogil
+    cdef void _pin_partial(self, fo_client *cl, fo_chunk *ch, uint64_t seq, Py_ssize_t r,
+                           uint64_t now) noexcept nogil
     cdef void _count(self, fo_client *cl, Py_ssize_t n, uint64_t now) noexcept nogil
     cdef _take_pins(self)
     cdef _unpin(self, fo_client *cl)

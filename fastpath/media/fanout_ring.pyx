@@ -18,13 +18,20 @@ ring's cursor already is the backlog, so a full socket only needs a flag.
 
 Late joiners start a few seconds behind live (``backlog``) at a clean point, so players fill
 their buffer at once.
+
+HTTP/1.1 viewers get the body with ``Transfer-Encoding: chunked`` (as m3u-proxy's streaming
+responses are): each ring chunk goes out as one HTTP chunk, its size line kept with the chunk
+and sent in the same ``sendmsg`` as the data (no copy, still one call per viewer per chunk).  A
+chunked viewer about to be skipped ahead finishes the whole chunk it is in (a chunk is whole
+TS packets, so the skip still lands on a packet boundary and the framing stays intact).
 """
 from cpython.bytes cimport PyBytes_AS_STRING
 from cpython.ref cimport PyObject
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memset
+from libc.stdio cimport snprintf
+from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from fastpath.media.ts_packets cimport CHUNK_KEY, CHUNK_PAT, TS_PACKET
@@ -36,8 +43,22 @@ cdef extern from "<sys/types.h>":
 cdef extern from "<errno.h>" nogil:
     int EWOULDBLOCK
 
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+
 cdef extern from "<sys/socket.h>" nogil:
+    struct msghdr:
+        void *msg_name
+        unsigned int msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
     ssize_t send(int fd, const void *buf, size_t n, int flags)
+    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
     int MSG_NOSIGNAL
     int MSG_DONTWAIT
 
@@ -67,6 +88,48 @@ cdef inline ssize_t _send(int fd, const char *p, Py_ssize_t n) noexcept nogil:
         if r < 0 and errno == EINTR:
             continue
         return r
+
+
+cdef const char *CRLF = b"\r\n"
+
+
+cdef inline ssize_t _send_framed(int fd, const char *hdr, Py_ssize_t hl, const char *p,
+                                 Py_ssize_t n, Py_ssize_t off) noexcept nogil:
+    """Send the HTTP chunk ``hdr + p[:n] + CRLF`` from framed offset ``off`` in one
+    ``sendmsg``; returns the framed bytes taken (or -1, errno set)."""
+    cdef iovec iov[3]
+    cdef msghdr m
+    cdef size_t k = 0
+    cdef ssize_t r
+    if off < hl:
+        iov[k].iov_base = <void *>(hdr + off)
+        iov[k].iov_len = <size_t>(hl - off)
+        k += 1
+        off = hl
+    if off < hl + n:
+        iov[k].iov_base = <void *>(p + (off - hl))
+        iov[k].iov_len = <size_t>(hl + n - off)
+        k += 1
+        off = hl + n
+    iov[k].iov_base = <void *>(CRLF + (off - hl - n))
+    iov[k].iov_len = <size_t>(2 - (off - hl - n))
+    k += 1
+    memset(&m, 0, sizeof(m))
+    m.msg_iov = iov
+    m.msg_iovlen = k
+    while True:
+        r = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT)
+        if r < 0 and errno == EINTR:
+            continue
+        return r
+
+
+cdef inline Py_ssize_t _payload(Py_ssize_t hl, Py_ssize_t n, Py_ssize_t off, Py_ssize_t r) noexcept nogil:
+    """Payload bytes among the framed bytes ``[off, off + r)`` of a chunk (what is counted as
+    served: the framing is not the viewer's media)."""
+    cdef Py_ssize_t a = off if off > hl else hl
+    cdef Py_ssize_t b = off + r if off + r < hl + n else hl + n
+    return b - a if b > a else 0
 
 
 cdef class FanoutRing:
@@ -164,6 +227,7 @@ cdef class FanoutRing:
         ch.len = n
         ch.t_ns = _mono_ns()
         ch.flags = <uint32_t>flags
+        ch.hdr_len = <uint8_t>snprintf(ch.hdr, sizeof(ch.hdr), "%zx\r\n", <size_t>n)
         if flags & CHUNK_KEY:
             self.seen_key = True
         if flags & CHUNK_PAT:
@@ -185,6 +249,7 @@ cdef class FanoutRing:
         cdef uint64_t mono = 0
         cdef fo_client *cl
         cdef ssize_t r
+        cdef Py_ssize_t total
         cdef int k, cid
         for k in range(self.nlive):
             cid = self.live[k]
@@ -192,22 +257,21 @@ cdef class FanoutRing:
             if cl.state == FO_LIVE:
                 if cl.seq != seq:
                     continue
-                r = _send(cl.fd, ch.ptr, ch.len)
-                if r == ch.len:
+                if cl.chunked:
+                    total = ch.hdr_len + ch.len + 2
+                    r = _send_framed(cl.fd, ch.hdr, ch.hdr_len, ch.ptr, ch.len, 0)
+                else:
+                    total = ch.len
+                    r = _send(cl.fd, ch.ptr, ch.len)
+                if r == total:
                     cl.seq = seq + 1
-                    self._count(cl, r, now)
+                    self._count(cl, ch.len, now)
                     continue
                 if mono == 0:
                     mono = _mono_ns()
                 if r >= 0:
-                    if r > 0:
-                        self._count(cl, r, now)
+                    self._pin_partial(cl, ch, seq, r, now)
                     cl.seq = seq + 1
-                    cl.pin_ptr = ch.ptr
-                    cl.pin_len = ch.len
-                    cl.pin_off = r
-                    cl.pin_seq = seq
-                    cl.need_pin = 1
                     cl.state = FO_BLOCKED
                     cl.since_ns = mono
                 elif errno == EAGAIN or errno == EWOULDBLOCK:
@@ -221,12 +285,33 @@ cdef class FanoutRing:
                 self.drops += 1
                 self._event(cid)
 
+    cdef void _pin_partial(self, fo_client *cl, fo_chunk *ch, uint64_t seq, Py_ssize_t r,
+                           uint64_t now) noexcept nogil:
+        """``r`` bytes of chunk ``seq`` went out: count its payload part and keep the rest to
+        send when the socket is writable (``pin_len`` is framed for a chunked viewer)."""
+        cdef Py_ssize_t paid
+        cl.pin_ptr = ch.ptr
+        cl.pin_off = r
+        cl.pin_seq = seq
+        cl.need_pin = 1
+        if cl.chunked:
+            memcpy(cl.pin_hdr, ch.hdr, ch.hdr_len)
+            cl.pin_hdr_len = ch.hdr_len
+            cl.pin_data_len = ch.len
+            cl.pin_len = ch.hdr_len + ch.len + 2
+            paid = _payload(ch.hdr_len, ch.len, 0, r)
+        else:
+            cl.pin_len = ch.len
+            paid = r
+        if paid > 0:
+            self._count(cl, paid, now)
+
     cdef void _count(self, fo_client *cl, Py_ssize_t n, uint64_t now) noexcept nogil:
         cl.sent += n
         self.bytes_out += n
         self.sends += 1
         if self.has_writer and cl.slot != NO_SLOT:
-            self.writer.add(cl.slot, n, 0, now)
+            self.writer.add_tx(cl.slot, n, now)
 
     cdef void _event(self, int cid) noexcept nogil:
         self.ev_ids[self.ev_n] = cid
@@ -282,14 +367,16 @@ cdef class FanoutRing:
         self.nfree -= 1
         return self.free_ids[self.nfree]
 
-    def add_client(self, int fd, long slot=-1, join=True):
+    def add_client(self, int fd, long slot=-1, join=True, bint chunked=False):
         """Register a viewer on socket ``fd`` (non-blocking, owned by the caller) and send it
         the backlog it starts with.  ``join`` True starts ``backlog`` seconds behind live at a
-        clean point; False starts at the next chunk.  Returns (client id, state)."""
+        clean point; False starts at the next chunk.  ``chunked``: frame every chunk as an
+        HTTP/1.1 chunk.  Returns (client id, state)."""
         cdef int cid = self._alloc_client()
         cdef fo_client *cl = &self.clients[cid]
         memset(cl, 0, sizeof(fo_client))
         cl.fd = fd
+        cl.chunked = chunked
         cl.slot = NO_SLOT if slot < 0 else <uint32_t>slot
         cl.seq = self._join_seq(self.backlog_ns) if join else self.head
         cl.state = FO_BLOCKED
@@ -315,19 +402,27 @@ cdef class FanoutRing:
         cdef fo_chunk *ch
         cdef uint64_t now = fp_now_ns()
         cdef ssize_t r
-        cdef Py_ssize_t boundary
+        cdef Py_ssize_t boundary, total, paid
         while True:
             if cl.pin_ptr != NULL:
-                if cl.seq < self.tail and self.aligned and not self.drop_slow:
-                    # About to be skipped: finish only the packet it is in.
+                if cl.seq < self.tail and self.aligned and not self.drop_slow and not cl.chunked:
+                    # About to be skipped: finish only the packet it is in (a chunked viewer
+                    # finishes its HTTP chunk instead, which ends on a packet boundary too).
                     boundary = ((cl.pin_off + TS_PACKET - 1) // TS_PACKET) * TS_PACKET
                     if boundary < cl.pin_len:
                         cl.pin_len = boundary
                 while cl.pin_off < cl.pin_len:
-                    r = _send(cl.fd, cl.pin_ptr + cl.pin_off, cl.pin_len - cl.pin_off)
+                    if cl.chunked:
+                        r = _send_framed(cl.fd, cl.pin_hdr, cl.pin_hdr_len, cl.pin_ptr,
+                                         cl.pin_data_len, cl.pin_off)
+                        paid = _payload(cl.pin_hdr_len, cl.pin_data_len, cl.pin_off, r) if r > 0 else 0
+                    else:
+                        r = _send(cl.fd, cl.pin_ptr + cl.pin_off, cl.pin_len - cl.pin_off)
+                        paid = r
                     if r > 0:
                         cl.pin_off += r
-                        self._count(cl, r, now)
+                        if paid > 0:
+                            self._count(cl, paid, now)
                     elif r < 0 and (errno == EAGAIN or errno == EWOULDBLOCK):
                         cl.state = FO_BLOCKED
                         return FO_BLOCKED
@@ -347,19 +442,18 @@ cdef class FanoutRing:
                 cl.state = FO_LIVE
                 return FO_LIVE
             ch = &self.chunks[cl.seq & self.mask]
-            r = _send(cl.fd, ch.ptr, ch.len)
-            if r == ch.len:
+            if cl.chunked:
+                total = ch.hdr_len + ch.len + 2
+                r = _send_framed(cl.fd, ch.hdr, ch.hdr_len, ch.ptr, ch.len, 0)
+            else:
+                total = ch.len
+                r = _send(cl.fd, ch.ptr, ch.len)
+            if r == total:
                 cl.seq += 1
-                self._count(cl, r, now)
+                self._count(cl, ch.len, now)
                 continue
             if r >= 0:
-                if r > 0:
-                    self._count(cl, r, now)
-                cl.pin_ptr = ch.ptr
-                cl.pin_len = ch.len
-                cl.pin_off = r
-                cl.pin_seq = cl.seq
-                cl.need_pin = 1
+                self._pin_partial(cl, ch, cl.seq, r, now)
                 cl.seq += 1
                 cl.state = FO_BLOCKED
                 cl.since_ns = _mono_ns()
@@ -413,6 +507,13 @@ cdef class FanoutRing:
         self.free_ids[self.nfree] = cid
         self.nfree += 1
         return sent
+
+    def between_chunks(self, int cid):
+        """True when nothing of a chunk is pending for this viewer: a chunked viewer can then
+        be sent the last-chunk marker and end cleanly."""
+        self._check(cid)
+        return self.clients[cid].pin_ptr == NULL or \
+            self.clients[cid].pin_off >= self.clients[cid].pin_len
 
     def blocked_longer_than(self, double seconds):
         """Viewers whose socket has been full for more than ``seconds`` (to be dropped)."""

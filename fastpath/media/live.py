@@ -48,6 +48,7 @@ class Parked:
     sock: socket.socket
     ident: tuple[str, str, str]
     client_id: str
+    chunked: bool = False
 
 
 @dataclass(slots=True)
@@ -57,6 +58,7 @@ class Viewer:
     cid: int
     client: ClientSlot
     watching: bool = False     # waiting for its socket to become writable
+    chunked: bool = False      # HTTP/1.1: the body is chunked (the ring frames it)
 
 
 class HttpSource:
@@ -271,8 +273,10 @@ class LiveRelay:
         return len(self.viewers)
 
     async def attach(self, sock: socket.socket, ident: tuple[str, str, str], client_id: str,
-                     head_only: bool) -> object:
-        """Answer ``GET /stream/{id}`` and hand the socket to the ring."""
+                     head_only: bool, chunked: bool = False) -> object:
+        """Answer ``GET /stream/{id}`` and hand the socket to the ring.  ``chunked`` (an
+        HTTP/1.1 request): the body goes out with ``Transfer-Encoding: chunked``, as
+        m3u-proxy's streaming response does; HTTP/1.0 viewers get a body ended by the close."""
         if self.stopping:
             return False
         # Started first: a viewer that is gone before its head is sent still leaves a relay
@@ -284,19 +288,20 @@ class LiveRelay:
         if not self.flowing:
             # No bytes yet: the head waits for them (or for a 503 when every URL fails).
             fd = sock.fileno()
-            self.parked[fd] = Parked(sock, ident, client_id)
+            self.parked[fd] = Parked(sock, ident, client_id, chunked)
             self.loop.add_reader(fd, self._on_parked_readable, fd)
             return DETACHED
-        await self.loop.sock_sendall(sock, self._head())
+        await self.loop.sock_sendall(sock, self._head(chunked))
         if self.stopping:
             return False
-        return self._join(sock, ident, client_id)
+        return self._join(sock, ident, client_id, chunked)
 
-    def _head(self) -> bytes:
-        return response_head(200, [("Content-Type", self.content_type),
-                                   ("Cache-Control", "no-cache, no-store"),
-                                   ("Accept-Ranges", "none"),
-                                   ("Access-Control-Allow-Origin", "*")], keep_alive=False)
+    def _head(self, chunked: bool = False) -> bytes:
+        headers = [("Content-Type", self.content_type), ("Cache-Control", "no-cache, no-store"),
+                   ("Accept-Ranges", "none"), ("Access-Control-Allow-Origin", "*")]
+        if chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        return response_head(200, headers, keep_alive=False)
 
     def _on_parked_readable(self, fd: int) -> None:
         parked = self.parked.get(fd)
@@ -320,21 +325,22 @@ class LiveRelay:
 
     async def _admit_parked(self) -> None:
         """The stream flows: every parked viewer gets its head and joins the ring."""
-        head = self._head()
+        heads = {False: self._head(False), True: self._head(True)}
         for fd in list(self.parked):
             parked = self.parked.get(fd)
             if parked is None:
                 continue
             sock = self._unpark(fd)
             try:
-                await asyncio.wait_for(self.loop.sock_sendall(sock, head), self.settings.client_timeout)
+                await asyncio.wait_for(self.loop.sock_sendall(sock, heads[parked.chunked]),
+                                       self.settings.client_timeout)
             except (OSError, asyncio.TimeoutError):
                 sock.close()
                 continue
             if self.stopping:
                 sock.close()
                 continue
-            self._join(sock, parked.ident, parked.client_id)
+            self._join(sock, parked.ident, parked.client_id, parked.chunked)
 
     def _refuse_parked(self, message: str, redirect: str | None = None) -> None:
         """503 (or a 302 to ``redirect``) to every parked viewer, to whom nothing else was
@@ -357,14 +363,15 @@ class LiveRelay:
         if not self.viewers:
             self.idle_since = time.monotonic()
 
-    def _join(self, sock: socket.socket, ident: tuple[str, str, str], client_id: str) -> object:
+    def _join(self, sock: socket.socket, ident: tuple[str, str, str], client_id: str,
+              chunked: bool = False) -> object:
         ip, username, agent = ident
         client = ClientSlot(self.svc.writer, self.slot, self.stream.id, client_id, ip, username, agent)
         fd = sock.fileno()
         if self.settings.viewer_send_buffer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.viewer_send_buffer)
-        cid, state = self.ring.add_client(fd, client.slot, True)
-        viewer = Viewer(sock, fd, cid, client)
+        cid, state = self.ring.add_client(fd, client.slot, True, chunked)
+        viewer = Viewer(sock, fd, cid, client, chunked=chunked)
         self.viewers[cid] = viewer
         self.loop.add_reader(fd, self._on_readable, cid)
         self.svc.events.client_up(self.stream.id, client_id, event_data.client_connected(
@@ -411,6 +418,13 @@ class LiveRelay:
         self.loop.remove_reader(viewer.fd)
         if viewer.watching:
             self.loop.remove_writer(viewer.fd)
+        if viewer.chunked and self.ring.between_chunks(cid):
+            # The body's last-chunk marker, so the player sees a whole response (best effort:
+            # a viewer whose socket is full or gone just sees the close).
+            try:
+                viewer.sock.send(b"0\r\n\r\n", socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            except OSError:
+                pass
         self.ring.remove_client(cid)
         try:
             viewer.sock.shutdown(socket.SHUT_RDWR)

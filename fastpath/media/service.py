@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import time
 
@@ -60,6 +61,7 @@ class MediaService:
         self.server: HttpServer | None = None
         self.signer: RefSigner | None = None
         self.secret = b""
+        self._connections = 0
         self.tasks: set[asyncio.Task] = set()
         self.ticker: asyncio.Task | None = None
 
@@ -214,10 +216,17 @@ class MediaService:
         await self.send(sock, simple_response(404, "no such endpoint", keep_alive=keep, head_only=head_only))
         return keep
 
-    def _ident(self, req: Request, stream_id: str):
+    def _ident(self, req: Request, stream_id: str, per_connection: bool = False):
+        """(ip, username, agent) and the client id; ``per_connection`` for a continuous
+        stream's viewer (``tracking.make_client_id``): this worker's pid and a running
+        number make the token, so ids never repeat across workers or connections."""
         ident = client_identity(self.settings, req.peer, req.headers, req.query)
         ip, username, agent = ident
-        return ident, make_client_id(self.secret, stream_id, ip, agent, username)
+        connection = ""
+        if per_connection:
+            self._connections += 1
+            connection = f"{os.getpid()}.{self._connections}.{time.monotonic_ns()}"
+        return ident, make_client_id(self.secret, stream_id, ip, agent, username, connection)
 
     async def _not_found(self, req, sock, stream_id: str) -> bool:
         await self.send(sock, simple_response(404, f"stream {stream_id[:64]} not found",
@@ -232,7 +241,9 @@ class MediaService:
             await self.send(sock, response_head(302, [("Location", f"/hls/{stream.id}/playlist.m3u8")],
                                                 content_length=0, keep_alive=req.keep_alive))
             return req.keep_alive
-        ident, client_id = self._ident(req, stream.id)
+        # A VOD player opens a connection per range it reads: one viewer; a live viewer is
+        # one connection.
+        ident, client_id = self._ident(req, stream.id, per_connection=stream.kind != "vod")
         if stream.kind == "vod":
             return await self._relay(stream).serve(req, sock, client_id, ident)
         if head_only:
@@ -248,7 +259,8 @@ class MediaService:
         except ValueError as exc:
             await self.send(sock, simple_response(503, f"stream cannot be relayed: {exc}", keep_alive=False))
             return False
-        result = await relay.attach(sock, ident, client_id, head_only)
+        result = await relay.attach(sock, ident, client_id, head_only,
+                                    chunked=req.version == "HTTP/1.1")
         return result if result is DETACHED else False
 
     async def _serve_hls(self, req: Request, sock, stream_id: str, segment: bool):

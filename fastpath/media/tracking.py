@@ -60,8 +60,13 @@ def _trusted(settings, peer: str) -> bool:
     return any(addr in net for net in settings.trusted_proxies)
 
 
-def make_client_id(secret: bytes, stream_id: str, ip: str, user_agent: str, username: str) -> str:
-    msg = f"{stream_id}\x00{ip}\x00{user_agent}\x00{username}".encode("utf-8", "replace")
+def make_client_id(secret: bytes, stream_id: str, ip: str, user_agent: str, username: str,
+                   connection: str = "") -> str:
+    """The viewer's id.  An HLS viewer is one session of many requests, so its id is who it
+    is (the same on every worker).  A continuous stream's viewer is one connection: three
+    players on one host with one user agent are three viewers (m3u-proxy merges them into
+    one), so those ids also take a ``connection`` token unique to the connection."""
+    msg = f"{stream_id}\x00{ip}\x00{user_agent}\x00{username}\x00{connection}".encode("utf-8", "replace")
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:16]
 
 

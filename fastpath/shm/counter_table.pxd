@@ -159,6 +159,25 @@ cdef class ShardWriter:
                 fp_add_u64(&s.rx, rx)
             fp_store_u64(&s.last_active_ns, now_ns)
 
+    # Bytes sent without a packet count, on the slot and its connection and user slots: a
+    # continuous media stream's writes are not segments (a TS viewer's ``segments_served``
+    # stays 0, as on m3u-proxy), so the fan-out ring counts through this, not ``add``.
+    cdef inline void add_tx(self, uint32_t slot, uint64_t tx, uint64_t now_ns) noexcept nogil:
+        cdef fp_slot *s = &self.slots[slot]
+        cdef uint32_t owner
+        fp_add_u64(&s.tx, tx)
+        fp_store_u64(&s.last_active_ns, now_ns)
+        owner = s.conn_slot
+        if owner:
+            s = &self.slots[owner - 1]
+            fp_add_u64(&s.tx, tx)
+            fp_store_u64(&s.last_active_ns, now_ns)
+        owner = self.slots[slot].user_slot
+        if owner:
+            s = &self.slots[owner - 1]
+            fp_add_u64(&s.tx, tx)
+            fp_store_u64(&s.last_active_ns, now_ns)
+
     cdef int _alloc(self) except -1
     cdef _recover(self)
     cdef void _clear(self, fp_slot *s) noexcept

@@ -218,14 +218,47 @@ class LiveReader:
                 buf += data
                 if b"\r\n\r\n" in buf:
                     self.head, _, rest = buf.partition(b"\r\n\r\n")
-                    self.body += rest
+                    self.chunked = b"transfer-encoding: chunked" in self.head.lower()
+                    self._take(rest)
                     self.times.append((time.monotonic(), len(rest)))
                 continue
-            self.body += data
+            self._take(data)
             self.times.append((time.monotonic(), len(data)))
             if self.delay:
                 time.sleep(self.delay)
         self.closed = True
+
+    chunked = False
+    ended = False               # a chunked body's last-chunk marker arrived
+    framing_error: str | None = None
+    _pending = b""
+
+    def _take(self, data: bytes) -> None:
+        """Body bytes as sent; ``body`` gets the media (a chunked body decoded strictly)."""
+        if not self.chunked:
+            self.body += data
+            return
+        buf = self._pending + data
+        pos = 0
+        while not self.ended and self.framing_error is None:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                break
+            try:
+                size = int(buf[pos:end], 16)
+            except ValueError:
+                self.framing_error = f"bad chunk size line {buf[pos:end][:20]!r}"
+                break
+            if len(buf) < end + 4 + size:
+                break
+            if buf[end + 2 + size:end + 4 + size] != b"\r\n":
+                self.framing_error = "chunk not followed by CRLF"
+                break
+            if size == 0:
+                self.ended = True
+            self.body += buf[end + 2:end + 2 + size]
+            pos = end + 4 + size
+        self._pending = buf[pos:]
 
     def max_gap(self, since: float = 0.0) -> float:
         ts = [t for t, _ in self.times if t >= since]

@@ -134,6 +134,77 @@ def test_ring_serves_every_viewer_the_same_bytes_and_skips_a_slow_one(ts_bytes):
         b.close()
 
 
+def dechunk(data: bytes) -> tuple[list[bytes], bytes]:
+    """Strict HTTP/1.1 chunked decoding: (whole chunks, the undecoded rest); a framing error
+    fails the test."""
+    chunks, pos = [], 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            return chunks, data[pos:]
+        size_text = data[pos:end]
+        assert size_text and all(c in b"0123456789abcdef" for c in size_text), data[pos:pos + 20]
+        size = int(size_text, 16)
+        if len(data) < end + 2 + size + 2:
+            return chunks, data[pos:]
+        assert data[end + 2 + size:end + 4 + size] == b"\r\n", "chunk not followed by CRLF"
+        chunks.append(data[end + 2:end + 2 + size])
+        pos = end + 4 + size
+
+
+def test_chunked_viewers_get_each_chunk_framed_and_plain_ones_raw_bytes(ts_bytes):
+    ring = FanoutRing(64, 1 << 22, None, "skip", 0.0)
+    ring.set_aligned(True)
+    chunks = [c for c, _ in chunks_of(TsChunker(8 * 188), ts_bytes, [])][:200]
+    (pa, pb), (ca, cb) = pair(), pair()
+    plain, _ = ring.add_client(pa.fileno(), -1, False)
+    framed, _ = ring.add_client(ca.fileno(), -1, False, True)
+    raw, wire = b"", b""
+    for chunk in chunks:
+        assert not ring.push(chunk)
+        raw += drain(pb)
+        wire += drain(cb)
+    assert raw == b"".join(chunks)
+    got, rest = dechunk(wire)
+    assert got == chunks and rest == b""
+    # Served bytes are the media, not the framing.
+    assert ring.clients_sent() == {plain: len(raw), framed: len(raw)}
+    assert ring.between_chunks(framed)
+    for a, b in ((pa, pb), (ca, cb)):
+        a.close()
+        b.close()
+
+
+def test_a_slow_chunked_viewer_is_skipped_by_whole_chunks(ts_bytes):
+    """Partial sends resume inside the framing; a skip finishes the HTTP chunk it is in, so
+    the decoded stream is whole ring chunks (whole TS packets) with no framing error."""
+    ring = FanoutRing(32, 96 * 1024, None, "skip", 0.0)
+    ring.set_aligned(True)
+    chunks = [c for c, _ in chunks_of(TsChunker(8 * 188), ts_bytes, [])]
+    a, b = pair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    cid, _ = ring.add_client(a.fileno(), -1, False, True)
+    wire = b""
+    for i, chunk in enumerate(chunks):
+        ring.push(chunk)
+        if i % 40 == 39:                       # the player reads now and then
+            wire += drain(b)
+            ring.resume(cid)
+    for _ in range(50):
+        wire += drain(b)
+        if ring.resume(cid) == LIVE and ring.between_chunks(cid):
+            break
+    wire += drain(b)
+    got, rest = dechunk(wire)
+    assert rest == b"" and ring.skips >= 1
+    pushed = set(chunks)
+    assert got and all(c in pushed for c in got)
+    assert all(aligned(c) for c in got)
+    assert ring.clients_sent()[cid] == sum(len(c) for c in got)
+    a.close()
+    b.close()
+
+
 def test_ring_drop_policy_kills_a_viewer_that_falls_behind(ts_bytes):
     ring = FanoutRing(16, 64 * 1024, None, "drop", 0.0)
     ring.set_aligned(True)

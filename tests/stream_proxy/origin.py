@@ -38,6 +38,9 @@ class Origin:
         self.rate = rate
         self.requests: collections.Counter = collections.Counter()
         self.down: set[str] = set()
+        # Paths whose feed holds still (connection open, no bytes) while listed: figures stop
+        # moving, so totals can be compared exactly.
+        self.paused: set[str] = set()
         # What the origin calls a segment; Python's mimetypes says text/vnd.trolltech.linguist
         # for ``.ts``, and real origins built on it do too.
         self.segment_type = "video/mp2t"
@@ -75,6 +78,8 @@ class Origin:
                     pause = chunk / owner.rate
                     try:
                         while path not in owner.down:
+                            while path in owner.paused and path not in owner.down:
+                                time.sleep(0.05)
                             end = pos + chunk
                             piece = owner.ts[pos:end]
                             if len(piece) < chunk:

@@ -100,6 +100,23 @@ EVENT_DATA = {
     "stream_failed": {"error", "error_type"},
 }
 ALL_EVENTS = set(EVENT_DATA)
+# Every route of m3u-proxy's API (``src/api.py``'s decorators; the UI's own ``/static`` and
+# ``/favicon.ico`` are left out) and its documentation pages: ``/docs`` (Swagger UI 5), ``/redoc``
+# and ``/openapi.json``, the FastAPI defaults it keeps.
+M3U_ROUTES = {
+    ("GET", "/"), ("GET", "/info"), ("POST", "/streams"), ("POST", "/transcode"),
+    ("GET", "/transcode/profiles"), ("GET", "/hls/{stream_id}/playlist.m3u8"),
+    ("GET", "/hls/{stream_id}/segment"), ("GET", "/hls/{stream_id}/segment.ts"),
+    ("GET", "/stream/{stream_id}"), ("HEAD", "/stream/{stream_id}"),
+    ("DELETE", "/hls/{stream_id}/clients/{client_id}"), ("GET", "/stats"), ("GET", "/stats/detailed"),
+    ("GET", "/stats/performance"), ("GET", "/stats/streams"), ("GET", "/stats/clients"),
+    ("GET", "/clients"), ("GET", "/streams"), ("GET", "/streams/by-metadata"),
+    ("GET", "/streams/{stream_id}"), ("DELETE", "/streams/oldest-by-metadata"),
+    ("DELETE", "/streams/by-metadata"), ("DELETE", "/streams/{stream_id}"),
+    ("POST", "/streams/{stream_id}/failover"), ("GET", "/health"), ("POST", "/test-connection"),
+    ("POST", "/webhooks"), ("GET", "/webhooks"), ("DELETE", "/webhooks"), ("POST", "/webhooks/test"),
+}
+DOC_PAGES = ("/docs", "/redoc", "/openapi.json")
 # Aware ``isoformat`` (objects) and naive UTC ``isoformat`` (webhook timestamps).
 OBJECT_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 EVENT_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")
@@ -232,6 +249,27 @@ def test_status_health_info_and_profiles(relay, origin):
     assert DEFAULT_VARIABLES <= set(profiles["default_variables"])
 
 
+def test_docs_pages_and_the_document_cover_every_route(relay):
+    """``/docs``, ``/redoc`` and ``/openapi.json`` answer where m3u-proxy has them (public here:
+    they hold no data), and the document names every m3u-proxy route.  (Deliberate difference:
+    HLS segments take ``?r=<signed ref>`` where m3u-proxy takes ``?url=&client_id=``, so the node
+    never fetches a URL a viewer names; the paths are the same.)"""
+    import re as _re
+    for page in DOC_PAGES:
+        r = relay.get(page)
+        assert r.status == 200, (page, r.status)
+    assert "swagger-ui-bundle.js" in relay.get("/docs").text
+    assert "redoc.standalone.js" in relay.get("/redoc").text
+    doc = relay.get("/openapi.json").json()
+
+    def shape(path):
+        return _re.sub(r"\{[^}]+\}", "{}", path)
+    documented = {(m.upper(), shape(p)) for p, item in doc["paths"].items()
+                  for m, op in item.items() if isinstance(op, dict) and "responses" in op}
+    missing = {r for r in M3U_ROUTES if (r[0], shape(r[1])) not in documented}
+    assert not missing, sorted(missing)
+
+
 def test_test_connection(relay, origin):
     good = ok(relay.post("/test-connection", {"url": origin.base + "/hls/index.m3u8"}), TEST_OK,
               "test-connection 200")
@@ -304,6 +342,33 @@ def test_by_metadata_routes(relay, origin):
         relay.request("DELETE", f"/streams/{s}")
 
 
+# m3u-proxy 0.2.49's failover resolver (src/stream_manager.py ``_resolve_next_failover_url``),
+# as facts: on every failover it POSTs this JSON to the stream's ``failover_resolver_url``
+# (10 s timeout), takes ``next_url`` from a 2xx JSON answer as the new current URL and adds 1
+# to current_failover_index; a non-2xx answer, no ``next_url`` or an error means no failover.
+# The resolver is preferred over failover_urls; with it, POST /streams/{id}/failover is
+# allowed without failover_urls, and ``has_failover`` is true.
+RESOLVER_REQUEST_KEYS = {"current_url", "metadata", "current_failover_index"}
+RESOLVER_ANSWER_KEY = "next_url"
+
+
+def test_failover_resolver_url_is_refused_clearly(relay):
+    """Deliberate difference, for now: the node does not call a resolver, so a stream that
+    names one is refused with a 422 naming the field (nothing is created), rather than
+    accepted with a failover that would never happen."""
+    before = relay.get("/streams").json()["total"]
+    for route, extra in (("/streams", {}), ("/transcode", {"profile": "default"})):
+        detail = unprocessable(relay.post(route, {"url": "http://x.example/res.ts",
+                                                  "failover_resolver_url": "http://x.example/next",
+                                                  **extra}), "body", "failover_resolver_url")
+        assert "not supported" in detail[0]["msg"] and detail[0]["input"] == "http://x.example/next"
+    assert relay.get("/streams").json()["total"] == before
+    # The stream object still carries the key, as null (m3u-proxy's shape).
+    sid = relay.post("/streams", {"url": "http://x.example/nores.ts"}).json()["stream_id"]
+    assert relay.get(f"/streams/{sid}").json()["stream"]["failover_resolver_url"] is None
+    relay.request("DELETE", f"/streams/{sid}")
+
+
 def test_validation_errors_are_fastapi_422s(relay):
     before = relay.get("/streams").json()["total"]
     unprocessable(relay.post("/streams", {}), "body", "url")
@@ -363,6 +428,46 @@ def test_hls_segments_and_stream_heads(relay, origin):
         relay.request("DELETE", f"/streams/{s}")
 
 
+def _raw_get(url: str, version: str, want: int) -> tuple[bytes, bytes]:
+    """(head, at least ``want`` bytes of body as sent) of a GET over a plain socket."""
+    import socket
+    host, _, rest = url.removeprefix("http://").partition("/")
+    name, _, port = host.partition(":")
+    with socket.create_connection((name, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET /{rest} {version}\r\nHost: {host}\r\nUser-Agent: Raw/1\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < want:
+            more = sock.recv(65536)
+            assert more, data[:300]
+            data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_direct_stream_is_chunked_for_http11_viewers(relay, origin):
+    """m3u-proxy's StreamingResponse is chunked on HTTP/1.1; an HTTP/1.0 viewer gets the bytes
+    ended by the close.  Either way the media inside is whole TS packets."""
+    from tests.media.test_compiled import dechunk
+    sid = relay.post("/streams", {"url": origin.base + "/parity-chunked.ts"}).json()["stream_id"]
+    url = f"{relay.media_url}/stream/{sid}"
+    try:
+        head, body = _raw_get(url, "HTTP/1.1", 200_000)
+        lines = head.decode().split("\r\n")
+        assert lines[0] == "HTTP/1.1 200 OK"
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+        assert headers["access-control-allow-origin"] == "*"
+        chunks, _rest = dechunk(body)
+        media = b"".join(chunks)
+        assert len(chunks) > 3 and len(media) % 188 == 0 and media[::188] == b"\x47" * (len(media) // 188)
+
+        head10, body10 = _raw_get(url, "HTTP/1.0", 50_000)
+        assert b"transfer-encoding" not in head10.lower()
+        assert body10[0] == 0x47 and body10[188] == 0x47
+    finally:
+        relay.request("DELETE", f"/streams/{sid}")
+
+
 # -- a client, end to end -------------------------------------------------------------------
 def test_an_iptv_manager_drives_the_node(relay, origin, receiver):
     """Register channels of two accounts, play them, poll the stats, keep account A at one
@@ -398,6 +503,7 @@ def test_an_iptv_manager_drives_the_node(relay, origin, receiver):
     assert viewer["username"] == "alice" and viewer["is_connected"] is True
     assert OBJECT_TIME.match(viewer["created_at"])
     assert v1.response_headers.get("Content-Type", "").lower() == "video/mp2t"
+    assert v1.response_headers.get("Transfer-Encoding") == "chunked"
 
     # The user zaps to channel 2 of the same account: the manager makes room first.
     ch2 = register("e2e-ch2", "acct-A", "102", failover_urls=[f"{origin.base}/e2e-ch2-backup.ts"])
@@ -428,6 +534,9 @@ def test_an_iptv_manager_drives_the_node(relay, origin, receiver):
                  DELETE_BY_METADATA, "clear account")
     assert cleared["deleted_streams"] == [ch2]
     assert v2.ended.wait(10)
+    # Account B's dead channel is announced before the manager removes it (deleting it first
+    # could beat the relay to the upstream's end, and then nothing failed).
+    receiver.wait_for(lambda e: e["event_type"] == "stream_failed" and e["stream_id"] == ch3, timeout=20)
     relay.request("DELETE", f"/streams/{ch3}")
     assert v3.ended.wait(10)
 

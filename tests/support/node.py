@@ -67,7 +67,7 @@ class NodeProcess:
 
     def __init__(self, tmp_path: Path, config: dict | None = None, *, workers: int = 1,
                  env: dict | None = None, data_dir: Path | None = None,
-                 python: str | None = None):
+                 python: str | None = None, args: list[str] | None = None):
         # ``python``: another tree's interpreter (its venv with that tree installed), for a
         # benchmark's baseline; it runs from the node's directory so this tree is not on its path.
         self.python = python
@@ -88,6 +88,7 @@ class NodeProcess:
             media.setdefault("listen", f"127.0.0.1:{free_tcp_port()}")
         self.config_path = self.tmp_path / "node.yaml"
         self.env = env
+        self.args = list(args or [])        # more ``fastpath serve`` options
         self.proc: subprocess.Popen | None = None
         self.log_path = self.tmp_path / "node.log"
 
@@ -102,7 +103,7 @@ class NodeProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.python or sys.executable, "-m", "fastpath", "serve", "-c", str(self.config_path),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), *self.args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
             cwd=self.tmp_path if self.python else None)
         try:
