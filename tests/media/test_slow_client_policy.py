@@ -22,7 +22,8 @@ def stalled_viewer(port: int, path: str) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    # HTTP/1.0: the body is the bare TS (no chunk framing), so its packets can be checked.
+    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
     return sock
 
 
@@ -77,7 +78,7 @@ def run_policy(tmp_path, media_dir, policy: str):
 def test_drop_closes_a_viewer_that_falls_behind(tmp_path, media_dir):
     got, closed, fast_body = run_policy(tmp_path, media_dir, "drop")
     assert closed, f"the stalled viewer is still open after reading {len(got)} bytes"
-    assert got.startswith(b"HTTP/1.1 200"), got[:80]
+    assert got.startswith(b"HTTP/1.") and b" 200 " in got[:20], got[:80]
     assert len(got) < len(fast_body) // 2, "the stalled viewer was not behind"
 
 
@@ -86,7 +87,7 @@ def test_skip_moves_a_viewer_forward_on_a_packet_boundary(tmp_path, media_dir):
     got, closed, _fast = run_policy(tmp_path, media_dir, "skip")
     assert not closed, "skip must keep the viewer"
     head, _, body = got.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head[:80]
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head[:20], head[:80]
     # What it reads after the stall is still a clean TS stream: resumed on a 188-byte packet
     # boundary after a skip, so every packet of the tail keeps its sync byte.
     tail = body[-188 * 200:]
