@@ -25,6 +25,8 @@ from fastpath.hy2.server_transport_params import (ACTIVE_CONNECTION_ID_LIMIT, UN
 from fastpath.hy2.stateless_reset import apply_tokens
 
 aioquic_seam.install()  # the compiled packet builder, unless FASTPATH_QUIC_BUILDER=aioquic
+aioquic_seam.install_send_path()  # the compiled send path, unless FASTPATH_QUIC_SENDPATH=aioquic
+from fastpath.hy2 import send_path  # noqa: E402
 
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
 # AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).
@@ -136,6 +138,19 @@ class Hy2QuicConnection(QuicConnection):
         else:
             self._held.discard(stream_id)
 
+    # -- the send side: compiled unless FASTPATH_QUIC_SENDPATH=aioquic (aioquic_seam) ----------
+    def _write_application(self, builder, network_path, now) -> None:
+        if aioquic_seam.send_path_on:
+            send_path.write_application(self, builder, network_path, now)
+        else:
+            super()._write_application(builder, network_path, now)
+
+    def _flush_builder(self, builder, network_path, peer_cid, now):
+        if aioquic_seam.send_path_on:
+            return send_path.flush_builder(self, builder, network_path, peer_cid, now)
+        return super()._flush_builder(builder, network_path, peer_cid, now)
+
+    # (fastpath.hy2.send_path._write_limits applies the same window policy in C)
     def _write_stream_limits(self, builder, space, stream) -> None:
         held = self._held
         if stream.max_stream_data_local and (not held or stream.stream_id not in held):
