@@ -42,7 +42,7 @@ def install(variant: str) -> None:
 def pair(cert: str, key: str, window: int = 8 << 20):
     client = QuicConnection(configuration=QuicConfiguration(
         is_client=True, alpn_protocols=["h3"], verify_mode=0, max_data=64 << 20,
-        max_stream_data=window))
+        max_stream_data=window, max_datagram_frame_size=1200))
     cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"], max_datagram_frame_size=1200)
     cfg.load_cert_chain(cert, key)
     server = Hy2QuicConnection(configuration=cfg, original_destination_connection_id=(

@@ -24,7 +24,7 @@ aioquic's own ``_write_application``, which picks up where this one stopped.  Ev
 internal read here is listed in ``fastpath/hy2/aioquic_seam.py`` and checked by
 ``tests/hy2/test_aioquic_seam.py``.
 """
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
@@ -365,3 +365,34 @@ def flush_builder(conn, builder, network_path, peer_cid, double now):
     if total:
         network_path.bytes_sent += total
     return ret
+
+
+# -- for tests: one frame written by the compiled writers, as bytes ------------------------------
+def _test_builder(crypto, Py_ssize_t datagram_size):
+    b = QuicPacketBuilder(host_cid=b"", peer_cid=bytes(8), version=1, is_client=False,
+                          max_datagram_size=datagram_size)
+    b.max_flight_bytes = datagram_size
+    b.start_packet(_ONE_RTT_PACKET, crypto)
+    return b
+
+
+def ack_frame_bytes(ranges, uint64_t delay, crypto, Py_ssize_t datagram_size=1252):
+    """The ACK frame (type byte first) ``_write_ack`` writes for ``ranges`` (an aioquic
+    RangeSet) in a fresh 1-RTT packet of a ``datagram_size`` datagram, and how many ranges went
+    in (tests read it back with aioquic's ``pull_ack_frame``)."""
+    cdef QuicPacketBuilder b = _test_builder(crypto, datagram_size)
+    cdef Py_ssize_t begin = b._tell(), count
+    cdef uint8_t *p = b.open_frame(T_ACK, ACK_CAPACITY, None, None)
+    count = write_ack_ranges(b, list(ranges), delay, p)
+    return PyBytes_FromStringAndSize(<char *>b._mem.base + begin, b._tell() - begin), count
+
+
+def stream_frame_bytes(StreamSendBuffer sender, int64_t max_offset, crypto,
+                       Py_ssize_t datagram_size=1252):
+    """The STREAM frame ``StreamSendBuffer.write_frame`` writes into a fresh 1-RTT packet (b""
+    when it writes none) and what it returned, with the delivery handler's arguments."""
+    cdef QuicPacketBuilder b = _test_builder(crypto, datagram_size)
+    cdef Py_ssize_t begin = b._tell()
+    cdef int64_t raised = sender.write_frame(b, max_offset)
+    handlers = b._packet_handlers or []
+    return PyBytes_FromStringAndSize(<char *>b._mem.base + begin, b._tell() - begin), raised, [args for _h, args in handlers]
