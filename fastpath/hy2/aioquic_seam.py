@@ -44,6 +44,8 @@ It relies on:
   ``_on_ack_delivery``, ``_on_ping_delivery``, ``_on_connection_limit_delivery``,
   ``_on_max_stream_data_delivery``; the network path's ``is_validated``,
   ``local_challenge_sent``, ``remote_challenges``, ``addr``, ``bytes_sent``;
+- for the relay pump's read-ahead bound (``Hy2QuicConnection.send_window``): the peer's
+  transport parameters as ``_remote_max_stream_data_bidi_local``, ``_bidi_remote``, ``_uni``;
 - ``RangeSet``'s private list of ``range`` objects (``_RangeSet__ranges``; any other ack queue
   type is read through its sequence interface).
 

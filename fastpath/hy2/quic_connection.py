@@ -6,7 +6,7 @@
   the reference does: quic-go builds of the 2.6 line size fragments from the path MTU when the
   limit is larger and then drop the frames that do not fit a packet.
 - Send side back-pressure: ``send_stream_data`` buffers without limit, so callers watch
-  ``unsent_bytes`` and pause their source.
+  ``unsent_bytes`` and pause their source; ``send_window`` says how far ahead is useful.
 - Receive side back-pressure: aioquic doubles a stream's credit whenever half is used, so a
   slow consumer could be sent unbounded data.  Here the credit is a sliding window over what was
   delivered, and ``hold_credit`` freezes it while the consumer (a TCP socket) is full.
@@ -130,6 +130,18 @@ class Hy2QuicConnection(QuicConnection):
             return 0
         sender = stream.sender
         return sender._buffer_stop - sender._buffer_start
+
+    def send_window(self, stream_id: int) -> int:
+        """The peer's flow-control window for what we send on a stream: the credit its
+        transport parameters give a stream of this kind when it opens
+        (initial_max_stream_data_bidi_local for a stream the peer opened, _bidi_remote for one
+        we opened, RFC 9000 section 18.2).  A sender that keeps no more than this unacknowledged
+        reads its source no further ahead of the peer than the peer lets it send anyway."""
+        if stream_id & 2:
+            return self._remote_max_stream_data_uni
+        if bool(stream_id & 1) == (not self._is_client):       # we opened it
+            return self._remote_max_stream_data_bidi_remote
+        return self._remote_max_stream_data_bidi_local
 
     def hold_credit(self, stream_id: int, hold: bool) -> None:
         """Stop (or resume) granting the peer more credit on a stream."""

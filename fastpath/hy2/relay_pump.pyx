@@ -9,6 +9,13 @@ Back-pressure both ways: when the QUIC stream holds more than ``high_water`` una
 bytes the TCP socket stops being read until it drains below ``low_water``; when the TCP socket's
 write buffer is full the stream's flow-control credit is held, so the peer stops sending.
 
+The read-ahead bound (issue 20, "billing close to delivery"): ``high_water`` is the smaller of
+4 MiB and the peer's flow-control window for the stream (``Hy2QuicConnection.send_window``), so
+the bytes read from the TCP side, which are what the user is billed for, are never more than
+that window plus one socket read (asyncio reads at most 256 KiB at a time) ahead of the bytes the
+peer acknowledged.  Reading further would only fill our buffer: the peer's credit would not let
+those bytes go before it acknowledged the ones before them.
+
 When either side ends the pump ends both, as the reference does (no half-close).
 
 ``head`` (set before the TCP side connects) goes to the QUIC stream in ``connection_made``,
@@ -38,8 +45,9 @@ cdef class RelayPump:
         self.slot = slot if writer is not None else -1
         self.quic_is_tx = quic_is_tx
         self.pending = []
-        self.high_water = DEF_HIGH_WATER
-        self.low_water = DEF_LOW_WATER
+        window = quic.send_window(stream_id) if hasattr(quic, "send_window") else 0
+        self.high_water = min(DEF_HIGH_WATER, window) if window > 0 else DEF_HIGH_WATER
+        self.low_water = min(DEF_LOW_WATER, self.high_water // 4)
 
     # -- counting ---------------------------------------------------------------------------
     cdef void _count(self, Py_ssize_t from_quic, Py_ssize_t from_tcp) noexcept:
@@ -132,7 +140,7 @@ cdef class RelayPump:
             self.stop_sending()
             return
         self.owner.want_transmit()
-        if not self.reading_paused and quic.unsent_bytes(self.stream_id) > self.high_water:
+        if not self.reading_paused and quic.unsent_bytes(self.stream_id) >= self.high_water:
             self.reading_paused = True
             self.transport.pause_reading()
             self.owner.pump_paused(self)

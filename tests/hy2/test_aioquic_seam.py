@@ -217,8 +217,11 @@ def test_connection_fields_the_send_path_reads(tmp_path):
                  "_remote_max_data", "_remote_max_data_used", "_local_ack_delay_exponent",
                  "_quic_logger", "_packet_number", "_ack_eliciting_sent_since_receipt",
                  "_close_at", "_idle_timeout", "_is_client", "_discard_epoch",
-                 "_network_paths"):
+                 "_network_paths", "_remote_max_stream_data_bidi_local",
+                 "_remote_max_stream_data_bidi_remote", "_remote_max_stream_data_uni"):
         assert hasattr(server, name), name
+    # the peer's initial stream windows, as the client advertised them (8 MiB in the pair)
+    assert server.send_window(0) == client._local_max_stream_data_bidi_local == 8 << 20
     from aioquic.tls import Epoch
     space = server._spaces[Epoch.ONE_RTT]
     for name in ("ack_at", "ack_queue", "largest_received_time", "largest_received_packet"):
