@@ -16,6 +16,10 @@ that window plus one socket read (asyncio reads at most 256 KiB at a time) ahead
 peer acknowledged.  Reading further would only fill our buffer: the peer's credit would not let
 those bytes go before it acknowledged the ones before them.
 
+Bytes from the TCP side go straight into the stream's compiled send buffer
+(``fastpath.hy2.stream_send``) when the stream has one, without aioquic's Python
+``send_stream_data``; otherwise (``FASTPATH_QUIC_SENDPATH=aioquic``) through it.
+
 When either side ends the pump ends both, as the reference does (no half-close).
 
 ``head`` (set before the TCP side connects) goes to the QUIC stream in ``connection_made``,
@@ -28,6 +32,9 @@ that would cross it is cut to what is left, counted and forwarded, and the owner
 (``budget_spent``), which closes the user's connections.  So the limit holds to the byte in
 this worker, not one supervisor tick late.
 """
+from cpython.bytes cimport PyBytes_AS_STRING
+
+from fastpath.hy2.stream_send cimport StreamSendBuffer
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 
 DEF_HIGH_WATER = 4 * 1024 * 1024
@@ -133,17 +140,36 @@ cdef class RelayPump:
             return
         self.from_tcp_bytes += n
         self._count(0, n)
+        cdef StreamSendBuffer sender = self._stream_sender()
+        cdef Py_ssize_t unsent
         quic = self.quic
         try:
-            quic.send_stream_data(self.stream_id, data)
+            if sender is not None:
+                sender._write(<const unsigned char *>PyBytes_AS_STRING(data), n, False)
+                unsent = sender.unacked()
+            else:
+                quic.send_stream_data(self.stream_id, data)
+                unsent = -1
         except RuntimeError:            # the peer stopped the stream meanwhile
             self.stop_sending()
             return
         self.owner.want_transmit()
-        if not self.reading_paused and quic.unsent_bytes(self.stream_id) >= self.high_water:
-            self.reading_paused = True
-            self.transport.pause_reading()
-            self.owner.pump_paused(self)
+        if not self.reading_paused:
+            if unsent < 0:
+                unsent = quic.unsent_bytes(self.stream_id)
+            if unsent >= self.high_water:
+                self.reading_paused = True
+                self.transport.pause_reading()
+                self.owner.pump_paused(self)
+
+    cdef StreamSendBuffer _stream_sender(self):
+        """The stream's StreamSendBuffer, looked up once (None: aioquic's sender)."""
+        if self._sender is None:
+            streams = getattr(self.quic, "_streams", None)
+            stream = streams.get(self.stream_id) if streams is not None else None
+            if stream is not None and type(stream.sender) is StreamSendBuffer:
+                self._sender = <StreamSendBuffer>stream.sender
+        return self._sender
 
     def eof_received(self):
         self._finish("tcp side finished")
