@@ -3,12 +3,15 @@ it (issue 12's "profile before and after each lever").
 
     python bench/hy2_profile.py [SECONDS] [ENV=VALUE ...]   # e.g. FASTPATH_UDP_BATCH=0
 
+``HY2_PROFILE_TOP=N`` prints N entries per list; ``HY2_PROFILE_RAW=FILE`` keeps the raw stacks.
+
 Prints the top frames by inclusive and by own share of the samples (from ``py-spy record
 --native --format raw``), and the download's MB/s.  Needs ``py-spy`` (pip) and ptrace rights.
 """
 from __future__ import annotations
 
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -77,7 +80,10 @@ def main(argv: list[str]) -> None:
                             str(seconds), "-o", str(raw), "-p", str(worker)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu = peers.cpu_seconds(node.pid) - c0
-            print("\n".join(summarize(raw)))
+            print("\n".join(summarize(raw, int(os.environ.get("HY2_PROFILE_TOP", 25)))))
+            keep = os.environ.get("HY2_PROFILE_RAW")
+            if keep:                                # the raw stacks, for a closer look
+                shutil.copy(raw, keep)
             print(f"\ndownload so far: {result}")
             print(f"\nserver tree CPU during the profile: {cpu:.1f} s in {seconds} s; env {env}")
         finally:

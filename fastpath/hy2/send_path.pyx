@@ -280,45 +280,48 @@ cdef int _write_streams(conn, QuicPacketBuilder b) except -1:
 def write_application(conn, builder, network_path, double now):
     """``QuicConnection._write_application`` for a Hysteria 2 connection: see the module
     docstring.  Hands the call to aioquic's when the builder is not fastpath's, outside 1-RTT
-    after the handshake, with qlog on, or when anything unusual is pending."""
+    after the handshake, with qlog on, or when anything unusual is pending.
+
+    What makes a call unusual, and the connection and stream limits, can only change when a
+    datagram is received, a timer fires or the application calls the connection, never while
+    this loop builds packets: so they are checked (and MAX_DATA / MAX_STREAM_DATA written) once,
+    in the first packet of the call, as aioquic's loop would have written them there too."""
     global fp_send_fast_packets, fp_send_fallbacks
     cdef QuicPacketBuilder b
+    cdef bint first = True
     if (type(builder) is not QuicPacketBuilder or conn._quic_logger is not None
             or not conn._handshake_complete):
         fp_send_fallbacks += 1
         return _aioquic_write_application(conn, builder, network_path, now)
     crypto = conn._cryptos[_ONE_RTT]
-    if not crypto.send.is_valid():
+    if not crypto.send.is_valid() or _unusual(conn, network_path, conn._crypto_streams[_ONE_RTT]):
         fp_send_fallbacks += 1
         return _aioquic_write_application(conn, builder, network_path, now)
     b = <QuicPacketBuilder>builder
-    crypto_stream = conn._crypto_streams[_ONE_RTT]
     space = conn._spaces[_ONE_RTT]
     pacer = conn._loss._pacer
+    next_send_time = pacer.next_send_time
+    update_after_send = pacer.update_after_send
     while True:
-        if _unusual(conn, network_path, crypto_stream):
-            fp_send_fallbacks += 1
-            return _aioquic_write_application(conn, builder, network_path, now)
         ack_at = space.ack_at
         if ack_at is None or ack_at >= now:
-            pacing_at = pacer.next_send_time(now=now)
-            conn._pacing_at = pacing_at
+            pacing_at = next_send_time(now)
             if pacing_at is not None:
+                conn._pacing_at = pacing_at
                 break
         b.begin_packet(_ONE_RTT_PACKET, crypto)
         if ack_at is not None and ack_at <= now:
             _write_ack(conn, b, space, now)
-        _write_limits(conn, b)
+        if first:
+            _write_limits(conn, b)
+            first = False
         if conn._datagrams_pending:
             _write_datagrams(conn, b)
-
-        if conn._streams_queue:
-            _write_streams(conn, b)
-
+        _write_streams(conn, b)
         if b.packet_empty():
             break
         fp_send_fast_packets += 1
-        pacer.update_after_send(now=now)
+        update_after_send(now)
     return None
 
 
