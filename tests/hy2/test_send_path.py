@@ -192,7 +192,8 @@ def cert_key(tmp_path_factory):
     return tuple(map(str, ensure_certificate(tmp_path_factory.mktemp("tls"))))
 
 
-def run_transfer(cert_key, sizes_per_stream, loss, seed, datagrams=0, window=1 << 20):
+def run_transfer(cert_key, sizes_per_stream, loss, seed, datagrams=0, window=1 << 20,
+                 actions=None, skip_streams=(), server_events=None):
     from bench.send_path_micro import handshake, pair
     rng = random.Random(seed)
     client, server = pair(*cert_key, window=window)
@@ -225,9 +226,12 @@ def run_transfer(cert_key, sizes_per_stream, loss, seed, datagrams=0, window=1 <
     ended = set()
     datagrams_got = 0
     fast_before = send_path.counters()[0]
-    for _ in range(20000):
-        if len(ended) == len(streams) and datagrams_got >= datagrams * (1 - loss) * 0.5:
+    expected = set(streams) - {streams[i] for i in skip_streams}
+    for step in range(20000):
+        if expected <= ended and datagrams_got >= datagrams * (1 - loss) * 0.5:
             break
+        if actions and step in actions:
+            actions[step](server, streams)
         now += 0.002
         for data, _ in server.datagrams_to_send(now):
             if rng.random() >= loss:
@@ -244,14 +248,17 @@ def run_transfer(cert_key, sizes_per_stream, loss, seed, datagrams=0, window=1 <
         for data, _ in client.datagrams_to_send(now):
             if rng.random() >= loss:
                 server.receive_datagram(data, ("10.0.0.2", 2), now)
-        while server.next_event() is not None:
-            pass
+        event = server.next_event()
+        while event is not None:
+            if server_events is not None:
+                server_events.append(event)
+            event = server.next_event()
         for conn in (server, client):
             timer = conn.get_timer()
             if timer is not None and timer <= now:
                 conn.handle_timer(now)
-    assert ended == set(streams)
-    for sid in streams:
+    assert expected <= ended
+    for sid in expected:
         assert bytes(got[sid]) == want[sid], sid
     return send_path.counters()[0] - fast_before, datagrams_got
 
@@ -286,3 +293,29 @@ def test_switch_off_keeps_aioquics_sender(cert_key):
         assert send_path.counters() == before      # nothing went through the compiled loop
     finally:
         aioquic_seam.install_send_path("fastpath")
+
+
+def test_unusual_frames_go_through_aioquics_loop_and_back(cert_key):
+    """A PING on request, a key update, a stream reset and a STOP_SENDING in the middle of a
+    transfer: aioquic's loop writes them, the compiled loop takes over again, and the other
+    streams arrive whole."""
+    def ping(server, streams):
+        server.send_ping(7)
+
+    def key_update(server, streams):
+        server.request_key_update()
+
+    def reset(server, streams):
+        server.reset_stream(streams[1], 0x10C)
+
+    def stop(server, streams):
+        server.stop_stream(streams[2], 0x10C)
+
+    events = []
+    fallbacks = send_path.counters()[1]
+    fast, _ = run_transfer(cert_key, [[400000], [400000], [400000]], 0.01, 3,
+                           actions={5: ping, 20: key_update, 40: reset, 60: stop},
+                           skip_streams=(1,), server_events=events)
+    assert send_path.counters()[1] - fallbacks >= 4
+    assert fast > 200
+    assert any(isinstance(e, qe.PingAcknowledged) and e.uid == 7 for e in events)
