@@ -67,6 +67,12 @@ def test_sent_packet_record_fields():
     assert [f.name for f in dataclasses.fields(packet_builder.QuicSentPacket)] == [
         "epoch", "in_flight", "is_ack_eliciting", "is_crypto_packet", "packet_number",
         "packet_type", "sent_time", "sent_bytes", "delivery_handlers", "quic_logger_frames"]
+    # the compiled builder fills the record's __dict__ instead of calling its __init__: a plain
+    # dataclass whose __init__ only assigns the fields
+    cls = packet_builder.QuicSentPacket
+    assert "__slots__" not in vars(cls) and not hasattr(cls, "__post_init__")
+    assert list(inspect.signature(cls.__init__).parameters)[1:] == [
+        f.name for f in dataclasses.fields(cls)]
 
 
 def test_crypto_internals():
