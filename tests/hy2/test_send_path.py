@@ -34,6 +34,16 @@ from fastpath.hy2.stream_send import StreamSendBuffer
 ACKED, LOST = QuicDeliveryState.ACKED, QuicDeliveryState.LOST
 
 
+@pytest.fixture(autouse=True, scope="module")
+def compiled_send_path():
+    """These tests are about the compiled path: on for them, whatever FASTPATH_QUIC_SENDPATH
+    says (a suite run with it off still tests it here), then back as it was."""
+    before = aioquic_seam.installed_send_path()
+    aioquic_seam.install_send_path("fastpath")
+    yield
+    aioquic_seam.install_send_path(before)
+
+
 def crypto_pair() -> CryptoPair:
     pair = CryptoPair()
     pair.send.setup(cipher_suite=CipherSuite.AES_128_GCM_SHA256, secret=bytes(range(32)),
