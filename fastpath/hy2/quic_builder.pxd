@@ -39,6 +39,11 @@ cdef class QuicPacketBuilder:
     cdef int64_t _packet_number
     cdef int64_t _tag_size
 
+    # the sending keys of the last packet's CryptoPair (a _SendKeys) and its key phase
+    cdef object _keys_crypto
+    cdef object _keys
+    cdef int _keys_phase
+
     cdef object _buffer
     cdef fp_quic_buffer *_mem
     cdef int64_t _buffer_capacity, _flight_capacity

@@ -560,17 +560,27 @@ cdef class QuicPacketBuilder:
                 self._packet_frames.append(self._quic_logger.encode_padding_frame())
 
         crypto = self._packet_crypto
-        send = crypto.send
         if crypto._update_key_requested:
             # aioquic's CryptoPair.encrypt_packet does this before sealing: same here, after
             # noting the header protection key, which stays (RFC 9001 section 6).
-            _send_keys(send)
+            _send_keys(crypto.send)
             crypto._update_key("local_update")
-        keys = _send_keys(send)
+            self._keys_crypto = None
+        if crypto is self._keys_crypto:
+            # Within one builder (one datagrams_to_send call) a CryptoPair's sending keys only
+            # change through the update just above, so the last packet's keys are still good.
+            keys = <_SendKeys>self._keys
+            key_phase = self._keys_phase
+        else:
+            send = crypto.send
+            keys = _send_keys(send)
+            key_phase = send.key_phase
+            self._keys_crypto = crypto
+            self._keys = keys
+            self._keys_phase = key_phase
 
         p = m.base + self._packet_start
         if one_rtt:
-            key_phase = send.key_phase
             p[0] = (FIXED_BIT | (self._spin_bit << 5) | (key_phase << 2)
                     | (PN_SEND_SIZE - 1))
             cid_len = PyBytes_GET_SIZE(self._peer_cid)
