@@ -3,12 +3,16 @@ it (issue 12's "profile before and after each lever").
 
     python bench/hy2_profile.py [SECONDS] [ENV=VALUE ...]   # e.g. FASTPATH_UDP_BATCH=0
 
+``HY2_PROFILE_TOP=N`` prints N entries per list; ``HY2_PROFILE_RAW=FILE`` keeps the raw stacks;
+``python bench/hy2_profile.py --compare A.raw B.raw`` tabulates the send side's entries.
+
 Prints the top frames by inclusive and by own share of the samples (from ``py-spy record
 --native --format raw``), and the download's MB/s.  Needs ``py-spy`` (pip) and ptrace rights.
 """
 from __future__ import annotations
 
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -48,7 +52,48 @@ def summarize(raw: Path, top: int = 25) -> list[str]:
     return lines
 
 
+SEND_SIDE = ["Hy2Server._flush", "QuicConnection.datagrams_to_send", "_write_application",
+             "_write_stream_frame", "QuicStreamSender.get_frame", "send_path__write_streams",
+             "_flush_builder", "QuicPacketRecovery.on_packet_sent",
+             "QuicPacketBuilder__end_packet", "_SendKeys_seal", "sendmmsg",
+             "QuicConnection.receive_datagram", "QuicPacketRecovery.on_ack_received",
+             "QuicStreamSender.on_data_delivery", "StreamSendBuffer_on_data_delivery"]
+
+
+def busy_shares(raw: Path, names: list[str]) -> tuple[int, dict[str, float]]:
+    """Busy samples of the event-loop thread (stacks through ``run_forever`` that are not idle
+    in ``epoll_pwait``) and each name's inclusive share of them (a frame matches when its name
+    contains the given one)."""
+    busy = 0
+    hits = dict.fromkeys(names, 0)
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        if not any("run_forever" in f for f in frames) or frames[-1] == "epoll_pwait":
+            continue
+        n = int(count)
+        busy += n
+        for name in names:
+            if any(name in f for f in frames):
+                hits[name] += n
+    return busy, {k: 100 * v / max(busy, 1) for k, v in hits.items()}
+
+
+def compare(raws: list[str]) -> None:
+    """``--compare A.raw B.raw``: the send side's entries side by side (a markdown table)."""
+    results = [busy_shares(Path(r), SEND_SIDE) for r in raws]
+    print("| entry | " + " | ".join(raws) + " |")
+    print("|---|" + "---:|" * len(raws))
+    print("| busy samples (event-loop thread) | " + " | ".join(str(b) for b, _ in results) + " |")
+    for name in SEND_SIDE:
+        print(f"| `{name}` | " + " | ".join(f"{s[name]:.1f} %" for _, s in results) + " |")
+
+
 def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--compare":
+        return compare(argv[1:])
     seconds = int(argv[0]) if argv and argv[0].isdigit() else 8
     env = dict(a.split("=", 1) for a in argv if "=" in a)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -77,7 +122,10 @@ def main(argv: list[str]) -> None:
                             str(seconds), "-o", str(raw), "-p", str(worker)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu = peers.cpu_seconds(node.pid) - c0
-            print("\n".join(summarize(raw)))
+            print("\n".join(summarize(raw, int(os.environ.get("HY2_PROFILE_TOP", 25)))))
+            keep = os.environ.get("HY2_PROFILE_RAW")
+            if keep:                                # the raw stacks, for a closer look
+                shutil.copy(raw, keep)
             print(f"\ndownload so far: {result}")
             print(f"\nserver tree CPU during the profile: {cpu:.1f} s in {seconds} s; env {env}")
         finally:

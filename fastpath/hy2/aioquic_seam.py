@@ -16,6 +16,42 @@ pyproject.toml pins aioquic to the tested range.
 
 ``FASTPATH_QUIC_BUILDER=aioquic`` keeps aioquic's own builder (for comparisons, or to rule the
 compiled one out when chasing a bug); anything else, or nothing, installs ours.
+
+The compiled send path (``fastpath.hy2.stream_send``, ``fastpath.hy2.send_path``) replaces, for
+Hysteria 2 connections, aioquic's stream sender and the data-rate part of its 1-RTT write loop.
+It relies on:
+
+- the ``QuicStream`` name of ``aioquic.quic.connection`` (every stream is made through it;
+  fastpath's subclass gives streams with an ID the compiled ``StreamSendBuffer``), the
+  ``QuicStream`` fields ``sender``, ``receiver``, ``stream_id``, ``is_blocked``,
+  ``max_stream_data_local``, ``max_stream_data_local_sent``, ``max_stream_data_remote`` and
+  the receiver's ``highest_offset``, ``stop_pending``, ``is_finished``;
+- the stream-sender interface the connection and recovery call (``write``, ``get_frame``,
+  ``on_data_delivery``, ``reset``, ``get_reset_frame``, ``on_reset_delivery`` and the fields
+  ``buffer_is_empty``, ``highest_offset``, ``is_finished``, ``reset_pending``, ``next_offset``);
+- ``QuicConnection._write_application`` and ``_flush_builder`` (their signatures; the
+  compiled versions hand the call back to them when something unusual is pending) and the
+  connection fields they read: ``_cryptos``, ``_crypto_streams``, ``_spaces`` (``ack_at``,
+  ``ack_queue``, ``largest_received_time``, ``largest_received_packet``), ``_loss``
+  (``_pacer.next_send_time``/``update_after_send``, ``on_packet_sent``), ``_pacing_at``,
+  ``_handshake_complete``, ``_handshake_done_pending``, ``_probe_pending``, ``_ping_pending``,
+  ``_host_cids`` (``was_sent``), ``_retire_connection_ids``, ``_streams_blocked_pending``,
+  ``_local_max_data`` / ``_local_max_streams_bidi`` / ``_local_max_streams_uni`` (``Limit``:
+  ``value``, ``sent``, ``used``), ``_streams``, ``_streams_queue``, ``_datagrams_pending``,
+  ``_remote_max_data``, ``_remote_max_data_used``, ``_local_ack_delay_exponent``,
+  ``_quic_logger``, ``_packet_number``, ``_ack_eliciting_sent_since_receipt``, ``_close_at``,
+  ``_idle_timeout()``, ``_is_client``, ``_discard_epoch``, and the delivery handlers
+  ``_on_ack_delivery``, ``_on_ping_delivery``, ``_on_connection_limit_delivery``,
+  ``_on_max_stream_data_delivery``; the network path's ``is_validated``,
+  ``local_challenge_sent``, ``remote_challenges``, ``addr``, ``bytes_sent``;
+- for the relay pump's read-ahead bound (``Hy2QuicConnection.send_window``): the peer's
+  transport parameters as ``_remote_max_stream_data_bidi_local``, ``_bidi_remote``, ``_uni``;
+- ``RangeSet``'s private list of ``range`` objects (``_RangeSet__ranges``; any other ack queue
+  type is read through its sequence interface).
+
+``FASTPATH_QUIC_SENDPATH=aioquic`` keeps aioquic's stream sender and write loop; the compiled
+write loop also needs the compiled builder (with ``FASTPATH_QUIC_BUILDER=aioquic`` it hands
+every call to aioquic's loop).
 """
 from __future__ import annotations
 
@@ -25,6 +61,10 @@ import aioquic.quic.connection as _connection
 from aioquic.quic.packet_builder import QuicPacketBuilder as AioquicPacketBuilder
 
 ENV = "FASTPATH_QUIC_BUILDER"
+SEND_ENV = "FASTPATH_QUIC_SENDPATH"
+AioquicQuicStream = _connection.QuicStream
+# Whether Hy2QuicConnection writes through fastpath.hy2.send_path (set by install_send_path).
+send_path_on = False
 
 
 def chosen_builder() -> str:
@@ -56,3 +96,44 @@ def install(choice: str | None = None) -> str:
 def installed() -> str:
     """Which builder aioquic's connections use now."""
     return "aioquic" if _connection.QuicPacketBuilder is AioquicPacketBuilder else "fastpath"
+
+
+# -- the compiled send path ----------------------------------------------------------------------
+def chosen_send_path() -> str:
+    """``"aioquic"`` or ``"fastpath"``: what ``FASTPATH_QUIC_SENDPATH`` asks for."""
+    return "aioquic" if os.environ.get(SEND_ENV, "").strip().lower() == "aioquic" else "fastpath"
+
+
+class CompiledSenderStream(AioquicQuicStream):
+    """aioquic's QuicStream whose send half is fastpath's compiled ``StreamSendBuffer``
+    (the crypto streams, made without an ID, keep aioquic's sender)."""
+
+    def __init__(self, stream_id=None, max_stream_data_local=0, max_stream_data_remote=0,
+                 readable=True, writable=True):
+        super().__init__(stream_id=stream_id, max_stream_data_local=max_stream_data_local,
+                         max_stream_data_remote=max_stream_data_remote, readable=readable,
+                         writable=writable)
+        if stream_id is not None:
+            from fastpath.hy2.stream_send import StreamSendBuffer
+            self.sender = StreamSendBuffer(stream_id, writable)
+
+
+def install_send_path(choice: str | None = None) -> str:
+    """Makes aioquic's connections create streams with the compiled sender and Hysteria 2
+    connections write 1-RTT packets through ``fastpath.hy2.send_path`` (or undoes both);
+    returns the choice.  Idempotent; called with ``install``."""
+    global send_path_on
+    choice = choice or chosen_send_path()
+    if choice == "aioquic":
+        _connection.QuicStream = AioquicQuicStream
+        send_path_on = False
+        return choice
+    from fastpath.hy2 import send_path  # noqa: F401  (compiled; fails here if not built)
+    _connection.QuicStream = CompiledSenderStream
+    send_path_on = True
+    return "fastpath"
+
+
+def installed_send_path() -> str:
+    return "fastpath" if send_path_on and _connection.QuicStream is CompiledSenderStream \
+        else "aioquic"

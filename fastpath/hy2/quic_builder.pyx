@@ -56,18 +56,6 @@ cdef extern from "openssl/evp.h":
     enum: EVP_CTRL_AEAD_GET_TAG
 
 
-# aioquic's C Buffer object (aioquic/_buffer.c): the Python object header, then the start, end
-# and write position of its memory.  Checked at import by layout_ok().
-cdef extern from *:
-    """
-    typedef struct { PyObject_HEAD uint8_t *base; uint8_t *end; uint8_t *pos; } fp_quic_buffer;
-    """
-    ctypedef struct fp_quic_buffer:
-        uint8_t *base
-        uint8_t *end
-        uint8_t *pos
-
-
 cdef enum:
     TAG_SIZE = 16
     SAMPLE_SIZE = 16
@@ -279,6 +267,30 @@ cdef _SendKeys _send_keys(object context):
     return fresh
 
 
+cdef object _new_object = object.__new__
+
+
+cdef object _sent_packet(object epoch, bint in_flight, bint ack_eliciting, bint is_crypto,
+                         int64_t packet_number, object packet_type, Py_ssize_t sent_bytes,
+                         list handlers, object frames):
+    """aioquic's QuicSentPacket record (a plain dataclass), its fields filled from C rather than
+    through the dataclass's Python ``__init__`` (a third of the cost of registering a packet);
+    tests/hy2/test_quic_builder.py compares the records with aioquic's builder's."""
+    packet = _new_object(QuicSentPacket)
+    cdef dict d = packet.__dict__
+    d["epoch"] = epoch
+    d["in_flight"] = in_flight
+    d["is_ack_eliciting"] = ack_eliciting
+    d["is_crypto_packet"] = is_crypto
+    d["packet_number"] = packet_number
+    d["packet_type"] = packet_type
+    d["sent_time"] = None
+    d["sent_bytes"] = sent_bytes
+    d["delivery_handlers"] = handlers
+    d["quic_logger_frames"] = frames
+    return packet
+
+
 cdef inline int _varint_size(uint64_t value):
     if value <= 0x3F:
         return 1
@@ -300,34 +312,6 @@ cdef inline uint8_t *_put_varint(uint8_t *p, uint64_t value):
 
 cdef class QuicPacketBuilder:
     """Builds the datagrams of one ``datagrams_to_send`` call; see the module docstring."""
-
-    cdef public object quic_logger_frames
-    cdef bint _has_max_flight, _has_max_total
-    cdef int64_t _max_flight_bytes, _max_total_bytes
-
-    cdef bytes _host_cid, _peer_cid, _peer_token
-    cdef bint _is_client, _spin_bit
-    cdef object _quic_logger
-    cdef object _version
-
-    cdef list _datagrams
-    cdef list _packets
-    cdef int64_t _datagram_flight_bytes, _flight_bytes, _total_bytes
-    cdef bint _datagram_init, _datagram_needs_padding
-
-    # the packet being built (_packet_type is None when there is none)
-    cdef object _packet_type
-    cdef object _packet_crypto
-    cdef object _packet_frames
-    cdef list _packet_handlers
-    cdef bint _pkt_ack_eliciting, _pkt_in_flight, _pkt_crypto
-    cdef Py_ssize_t _header_size, _packet_start
-    cdef int64_t _packet_number
-    cdef int64_t _tag_size
-
-    cdef object _buffer
-    cdef fp_quic_buffer *_mem
-    cdef int64_t _buffer_capacity, _flight_capacity
 
     def __init__(self, *, host_cid, peer_cid, version, is_client, max_datagram_size,
                  packet_number=0, peer_token=b"", quic_logger=None, spin_bit=False):
@@ -379,9 +363,6 @@ cdef class QuicPacketBuilder:
         self._max_total_bytes = value if value is not None else 0
 
     # -- state the frame writers read ----------------------------------------------------------
-    cdef inline Py_ssize_t _tell(self):
-        return self._mem.pos - self._mem.base
-
     @property
     def packet_is_empty(self):
         assert self._packet_type is not None
@@ -417,19 +398,37 @@ cdef class QuicPacketBuilder:
         to write it into; raises QuicPacketBuilderStop, writing nothing, when the packet or the
         congestion window has less room."""
         cdef uint64_t ftype = frame_type
+        if ftype >= 64 and (frame_type in _NON_IN_FLIGHT or frame_type in _NON_ACK_ELICITING):
+            # the rare large frame types aioquic classes by set: the general path
+            return self._start_frame_sets(frame_type, capacity, handler, handler_args)
+        self.open_frame(ftype, capacity, handler, handler_args)
+        return self._buffer
+
+    cdef uint8_t *open_frame(self, uint64_t ftype, Py_ssize_t capacity, object handler,
+                             object handler_args) except NULL:
+        """start_frame for a frame type below 64 or one that is in flight and ack-eliciting,
+        for C callers: writes the type and returns where the frame's fields go (the caller
+        writes them and calls close_frame).  Raises QuicPacketBuilderStop, writing nothing,
+        when the packet or the congestion window has less room than ``capacity``."""
+        cdef bint in_flight = True, ack_eliciting = True
+        if ftype < 64:
+            in_flight = not (_non_in_flight_bits >> ftype) & 1
+            ack_eliciting = not (_non_ack_eliciting_bits >> ftype) & 1
+        return self._open(ftype, capacity, in_flight, ack_eliciting, handler, handler_args)
+
+    def _start_frame_sets(self, frame_type, Py_ssize_t capacity, handler, handler_args):
+        self._open(frame_type, capacity, frame_type not in _NON_IN_FLIGHT,
+                   frame_type not in _NON_ACK_ELICITING, handler, handler_args)
+        return self._buffer
+
+    cdef uint8_t *_open(self, uint64_t ftype, Py_ssize_t capacity, bint in_flight,
+                        bint ack_eliciting, object handler, object handler_args) except NULL:
         cdef int64_t tell = self._tell()
-        cdef bint in_flight, ack_eliciting
         if self._packet_type is None:
             raise AssertionError("no packet started")
         # The first frame leaves room for the padding that header protection's sample needs.
         if tell - self._packet_start <= self._header_size and capacity < PN_MAX_SIZE - PN_SEND_SIZE:
             capacity = PN_MAX_SIZE - PN_SEND_SIZE
-        if ftype < 64:
-            in_flight = not (_non_in_flight_bits >> ftype) & 1
-            ack_eliciting = not (_non_ack_eliciting_bits >> ftype) & 1
-        else:
-            in_flight = frame_type not in _NON_IN_FLIGHT
-            ack_eliciting = frame_type not in _NON_ACK_ELICITING
         if (self._buffer_capacity - tell - self._tag_size < capacity
                 or (in_flight and self._flight_capacity - tell - self._tag_size < capacity)):
             raise QuicPacketBuilderStop
@@ -451,11 +450,14 @@ cdef class QuicPacketBuilder:
             if self._packet_handlers is None:
                 self._packet_handlers = []
             self._packet_handlers.append((handler, handler_args))
-        return self._buffer
+        return m.pos
 
     def start_packet(self, packet_type, crypto):
         """Ends the packet being built and starts one of ``packet_type`` sealed with ``crypto``
         (aioquic's CryptoPair)."""
+        self.begin_packet(packet_type, crypto)
+
+    cdef int begin_packet(self, object packet_type, object crypto) except -1:
         cdef Py_ssize_t packet_start, header_size
         cdef int64_t room
         if not (packet_type is _ONE_RTT or packet_type is _HANDSHAKE
@@ -514,6 +516,7 @@ cdef class QuicPacketBuilder:
         self._packet_frames = []
         self.quic_logger_frames = self._packet_frames
         self._mem.pos = self._mem.base + packet_start + header_size
+        return 0
 
     cdef int _end_packet(self) except -1:
         cdef fp_quic_buffer *m = self._mem
@@ -557,17 +560,27 @@ cdef class QuicPacketBuilder:
                 self._packet_frames.append(self._quic_logger.encode_padding_frame())
 
         crypto = self._packet_crypto
-        send = crypto.send
         if crypto._update_key_requested:
             # aioquic's CryptoPair.encrypt_packet does this before sealing: same here, after
             # noting the header protection key, which stays (RFC 9001 section 6).
-            _send_keys(send)
+            _send_keys(crypto.send)
             crypto._update_key("local_update")
-        keys = _send_keys(send)
+            self._keys_crypto = None
+        if crypto is self._keys_crypto:
+            # Within one builder (one datagrams_to_send call) a CryptoPair's sending keys only
+            # change through the update just above, so the last packet's keys are still good.
+            keys = <_SendKeys>self._keys
+            key_phase = self._keys_phase
+        else:
+            send = crypto.send
+            keys = _send_keys(send)
+            key_phase = send.key_phase
+            self._keys_crypto = crypto
+            self._keys = keys
+            self._keys_phase = key_phase
 
         p = m.base + self._packet_start
         if one_rtt:
-            key_phase = send.key_phase
             p[0] = (FIXED_BIT | (self._spin_bit << 5) | (key_phase << 2)
                     | (PN_SEND_SIZE - 1))
             cid_len = PyBytes_GET_SIZE(self._peer_cid)
@@ -623,10 +636,9 @@ cdef class QuicPacketBuilder:
         handlers = self._packet_handlers
         if handlers is None:
             handlers = []
-        self._packets.append(QuicSentPacket(
+        self._packets.append(_sent_packet(
             epoch, self._pkt_in_flight, self._pkt_ack_eliciting, self._pkt_crypto,
-            self._packet_number, packet_type, None, sent_bytes, handlers,
-            self._packet_frames))
+            self._packet_number, packet_type, sent_bytes, handlers, self._packet_frames))
         if self._pkt_in_flight:
             self._datagram_flight_bytes += sent_bytes
         self._packet_number += 1

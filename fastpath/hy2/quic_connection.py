@@ -6,7 +6,7 @@
   the reference does: quic-go builds of the 2.6 line size fragments from the path MTU when the
   limit is larger and then drop the frames that do not fit a packet.
 - Send side back-pressure: ``send_stream_data`` buffers without limit, so callers watch
-  ``unsent_bytes`` and pause their source.
+  ``unsent_bytes`` and pause their source; ``send_window`` says how far ahead is useful.
 - Receive side back-pressure: aioquic doubles a stream's credit whenever half is used, so a
   slow consumer could be sent unbounded data.  Here the credit is a sliding window over what was
   delivered, and ``hold_credit`` freezes it while the consumer (a TCP socket) is full.
@@ -25,6 +25,8 @@ from fastpath.hy2.server_transport_params import (ACTIVE_CONNECTION_ID_LIMIT, UN
 from fastpath.hy2.stateless_reset import apply_tokens
 
 aioquic_seam.install()  # the compiled packet builder, unless FASTPATH_QUIC_BUILDER=aioquic
+aioquic_seam.install_send_path()  # the compiled send path, unless FASTPATH_QUIC_SENDPATH=aioquic
+from fastpath.hy2 import send_path  # noqa: E402
 
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
 # AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).
@@ -129,6 +131,18 @@ class Hy2QuicConnection(QuicConnection):
         sender = stream.sender
         return sender._buffer_stop - sender._buffer_start
 
+    def send_window(self, stream_id: int) -> int:
+        """The peer's flow-control window for what we send on a stream: the credit its
+        transport parameters give a stream of this kind when it opens
+        (initial_max_stream_data_bidi_local for a stream the peer opened, _bidi_remote for one
+        we opened, RFC 9000 section 18.2).  A sender that keeps no more than this unacknowledged
+        reads its source no further ahead of the peer than the peer lets it send anyway."""
+        if stream_id & 2:
+            return self._remote_max_stream_data_uni
+        if bool(stream_id & 1) == (not self._is_client):       # we opened it
+            return self._remote_max_stream_data_bidi_remote
+        return self._remote_max_stream_data_bidi_local
+
     def hold_credit(self, stream_id: int, hold: bool) -> None:
         """Stop (or resume) granting the peer more credit on a stream."""
         if hold:
@@ -136,6 +150,19 @@ class Hy2QuicConnection(QuicConnection):
         else:
             self._held.discard(stream_id)
 
+    # -- the send side: compiled unless FASTPATH_QUIC_SENDPATH=aioquic (aioquic_seam) ----------
+    def _write_application(self, builder, network_path, now) -> None:
+        if aioquic_seam.send_path_on:
+            send_path.write_application(self, builder, network_path, now)
+        else:
+            super()._write_application(builder, network_path, now)
+
+    def _flush_builder(self, builder, network_path, peer_cid, now):
+        if aioquic_seam.send_path_on:
+            return send_path.flush_builder(self, builder, network_path, peer_cid, now)
+        return super()._flush_builder(builder, network_path, peer_cid, now)
+
+    # (fastpath.hy2.send_path._write_limits applies the same window policy in C)
     def _write_stream_limits(self, builder, space, stream) -> None:
         held = self._held
         if stream.max_stream_data_local and (not held or stream.stream_id not in held):

@@ -1,4 +1,5 @@
 # The relay between one QUIC stream and one TCP socket, C level.
+from fastpath.hy2.stream_send cimport StreamSendBuffer
 from fastpath.shm.counter_table cimport ShardWriter
 
 
@@ -30,3 +31,5 @@ cdef class RelayPump:
     cdef bint _spend(self, Py_ssize_t n) noexcept
     cdef void _count(self, Py_ssize_t from_quic, Py_ssize_t from_tcp) noexcept
     cdef _finish(self, str reason)
+    cdef StreamSendBuffer _sender  # the stream's compiled send buffer, once known
+    cdef StreamSendBuffer _stream_sender(self)

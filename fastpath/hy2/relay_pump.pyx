@@ -9,6 +9,17 @@ Back-pressure both ways: when the QUIC stream holds more than ``high_water`` una
 bytes the TCP socket stops being read until it drains below ``low_water``; when the TCP socket's
 write buffer is full the stream's flow-control credit is held, so the peer stops sending.
 
+The read-ahead bound (issue 20, "billing close to delivery"): ``high_water`` is the smaller of
+4 MiB and the peer's flow-control window for the stream (``Hy2QuicConnection.send_window``), so
+the bytes read from the TCP side, which are what the user is billed for, are never more than
+that window plus one socket read (asyncio reads at most 256 KiB at a time) ahead of the bytes the
+peer acknowledged.  Reading further would only fill our buffer: the peer's credit would not let
+those bytes go before it acknowledged the ones before them.
+
+Bytes from the TCP side go straight into the stream's compiled send buffer
+(``fastpath.hy2.stream_send``) when the stream has one, without aioquic's Python
+``send_stream_data``; otherwise (``FASTPATH_QUIC_SENDPATH=aioquic``) through it.
+
 When either side ends the pump ends both, as the reference does (no half-close).
 
 ``head`` (set before the TCP side connects) goes to the QUIC stream in ``connection_made``,
@@ -21,6 +32,9 @@ that would cross it is cut to what is left, counted and forwarded, and the owner
 (``budget_spent``), which closes the user's connections.  So the limit holds to the byte in
 this worker, not one supervisor tick late.
 """
+from cpython.bytes cimport PyBytes_AS_STRING
+
+from fastpath.hy2.stream_send cimport StreamSendBuffer
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 
 DEF_HIGH_WATER = 4 * 1024 * 1024
@@ -38,8 +52,9 @@ cdef class RelayPump:
         self.slot = slot if writer is not None else -1
         self.quic_is_tx = quic_is_tx
         self.pending = []
-        self.high_water = DEF_HIGH_WATER
-        self.low_water = DEF_LOW_WATER
+        window = quic.send_window(stream_id) if hasattr(quic, "send_window") else 0
+        self.high_water = min(DEF_HIGH_WATER, window) if window > 0 else DEF_HIGH_WATER
+        self.low_water = min(DEF_LOW_WATER, self.high_water // 4)
 
     # -- counting ---------------------------------------------------------------------------
     cdef void _count(self, Py_ssize_t from_quic, Py_ssize_t from_tcp) noexcept:
@@ -125,17 +140,36 @@ cdef class RelayPump:
             return
         self.from_tcp_bytes += n
         self._count(0, n)
+        cdef StreamSendBuffer sender = self._stream_sender()
+        cdef Py_ssize_t unsent
         quic = self.quic
         try:
-            quic.send_stream_data(self.stream_id, data)
+            if sender is not None:
+                sender._write(<const unsigned char *>PyBytes_AS_STRING(data), n, False)
+                unsent = sender.unacked()
+            else:
+                quic.send_stream_data(self.stream_id, data)
+                unsent = -1
         except RuntimeError:            # the peer stopped the stream meanwhile
             self.stop_sending()
             return
         self.owner.want_transmit()
-        if not self.reading_paused and quic.unsent_bytes(self.stream_id) > self.high_water:
-            self.reading_paused = True
-            self.transport.pause_reading()
-            self.owner.pump_paused(self)
+        if not self.reading_paused:
+            if unsent < 0:
+                unsent = quic.unsent_bytes(self.stream_id)
+            if unsent >= self.high_water:
+                self.reading_paused = True
+                self.transport.pause_reading()
+                self.owner.pump_paused(self)
+
+    cdef StreamSendBuffer _stream_sender(self):
+        """The stream's StreamSendBuffer, looked up once (None: aioquic's sender)."""
+        if self._sender is None:
+            streams = getattr(self.quic, "_streams", None)
+            stream = streams.get(self.stream_id) if streams is not None else None
+            if stream is not None and type(stream.sender) is StreamSendBuffer:
+                self._sender = <StreamSendBuffer>stream.sender
+        return self._sender
 
     def eof_received(self):
         self._finish("tcp side finished")

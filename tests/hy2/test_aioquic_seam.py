@@ -67,6 +67,12 @@ def test_sent_packet_record_fields():
     assert [f.name for f in dataclasses.fields(packet_builder.QuicSentPacket)] == [
         "epoch", "in_flight", "is_ack_eliciting", "is_crypto_packet", "packet_number",
         "packet_type", "sent_time", "sent_bytes", "delivery_handlers", "quic_logger_frames"]
+    # the compiled builder fills the record's __dict__ instead of calling its __init__: a plain
+    # dataclass whose __init__ only assigns the fields
+    cls = packet_builder.QuicSentPacket
+    assert "__slots__" not in vars(cls) and not hasattr(cls, "__post_init__")
+    assert list(inspect.signature(cls.__init__).parameters)[1:] == [
+        f.name for f in dataclasses.fields(cls)]
 
 
 def test_crypto_internals():
@@ -98,8 +104,9 @@ def test_buffer_layout():
 
 def run_python(code: str, **env) -> str:
     full = {**os.environ, **env}
-    if "FASTPATH_QUIC_BUILDER" not in env:
-        full.pop("FASTPATH_QUIC_BUILDER", None)
+    for name in ("FASTPATH_QUIC_BUILDER", "FASTPATH_QUIC_SENDPATH"):
+        if name not in env:
+            full.pop(name, None)
     return subprocess.run([sys.executable, "-c", code], env=full, cwd=ROOT, check=True,
                           capture_output=True, text=True).stdout.strip()
 
@@ -123,3 +130,120 @@ def test_install_is_reversible():
         assert connection_module.QuicPacketBuilder is quic_builder.QuicPacketBuilder
     finally:
         aioquic_seam.install(before)
+
+
+# -- the compiled send path (fastpath.hy2.stream_send, fastpath.hy2.send_path) -------------------
+def test_streams_are_made_through_the_module_global():
+    from aioquic.quic import stream as stream_module
+    assert connection_module.QuicStream in (stream_module.QuicStream,
+                                            aioquic_seam.CompiledSenderStream)
+    assert aioquic_seam.AioquicQuicStream is stream_module.QuicStream
+    source = inspect.getsource(connection_module.QuicConnection)
+    # peer-opened streams, our own streams, and the three crypto streams (no ID)
+    assert source.count("QuicStream(") == 5
+    assert list(inspect.signature(stream_module.QuicStream.__init__).parameters) == [
+        "self", "stream_id", "max_stream_data_local", "max_stream_data_remote", "readable",
+        "writable"]
+    stream = stream_module.QuicStream(stream_id=4, max_stream_data_local=1,
+                                      max_stream_data_remote=2)
+    for name in ("sender", "receiver", "stream_id", "is_blocked", "max_stream_data_local",
+                 "max_stream_data_local_sent", "max_stream_data_remote"):
+        assert hasattr(stream, name), name
+    for name in ("highest_offset", "stop_pending", "is_finished"):
+        assert hasattr(stream.receiver, name), name
+    assert isinstance(inspect.getattr_static(stream_module.QuicStream, "is_finished"), property)
+
+
+def test_sender_interface_is_the_one_ours_offers():
+    from aioquic.quic.stream import QuicStreamSender
+    from fastpath.hy2.stream_send import StreamSendBuffer
+    public = sorted(n for n, _ in inspect.getmembers(QuicStreamSender) if not n.startswith("_"))
+    assert public == ["get_frame", "get_reset_frame", "next_offset", "on_data_delivery",
+                      "on_reset_delivery", "reset", "write"]
+    theirs = QuicStreamSender(0, True)
+    fields = ("buffer_is_empty", "highest_offset", "is_finished", "reset_pending",
+              "_buffer_start", "_buffer_stop", "_buffer_fin")
+    for name in fields:
+        assert hasattr(theirs, name), name
+    ours = StreamSendBuffer(0, True)
+    for name in public + list(fields):
+        assert hasattr(ours, name), name
+    assert list(inspect.signature(QuicStreamSender.on_data_delivery).parameters) == [
+        "self", "delivery", "start", "stop", "fin"]
+    assert list(inspect.signature(QuicStreamSender.get_frame).parameters) == [
+        "self", "max_size", "max_offset"]
+    assert list(inspect.signature(QuicStreamSender.write).parameters) == [
+        "self", "data", "end_stream"]
+    assert [m.name for m in packet_builder.QuicDeliveryState] == ["ACKED", "LOST"]
+
+
+def test_write_loop_and_registration_signatures():
+    cls = connection_module.QuicConnection
+    assert list(inspect.signature(cls._write_application).parameters) == [
+        "self", "builder", "network_path", "now"]
+    assert list(inspect.signature(cls._flush_builder).parameters) == [
+        "self", "builder", "network_path", "peer_cid", "now"]
+    for name, params in (("_on_ack_delivery", ["self", "delivery", "space", "highest_acked"]),
+                         ("_on_ping_delivery", ["self", "delivery", "uids"]),
+                         ("_on_connection_limit_delivery", ["self", "delivery", "limit"]),
+                         ("_on_max_stream_data_delivery", ["self", "delivery", "stream"])):
+        assert list(inspect.signature(getattr(cls, name)).parameters) == params, name
+    from aioquic.quic import recovery
+    assert list(inspect.signature(recovery.QuicPacketRecovery.on_packet_sent).parameters) == [
+        "self", "packet", "space"]
+    assert list(inspect.signature(recovery.QuicPacketPacer.next_send_time).parameters) == [
+        "self", "now"]
+    assert list(inspect.signature(recovery.QuicPacketPacer.update_after_send).parameters) == [
+        "self", "now"]
+    limit = connection_module.Limit(frame_type=0x10, name="max_data", value=5)
+    assert (limit.value, limit.sent, limit.used) == (5, 5, 0)
+    from aioquic.quic.rangeset import RangeSet
+    ranges = RangeSet([range(1, 3)])
+    assert ranges._RangeSet__ranges == [range(1, 3)]
+    # the frame types the compiled loop writes, and which of them aioquic counts in flight
+    from aioquic.quic.packet import (NON_ACK_ELICITING_FRAME_TYPES, NON_IN_FLIGHT_FRAME_TYPES,
+                                     QuicFrameType)
+    assert (QuicFrameType.PING, QuicFrameType.ACK, QuicFrameType.MAX_DATA,
+            QuicFrameType.MAX_STREAM_DATA, QuicFrameType.DATAGRAM_WITH_LENGTH,
+            QuicFrameType.STREAM_BASE) == (0x01, 0x02, 0x10, 0x11, 0x31, 0x08)
+    assert QuicFrameType.ACK in NON_IN_FLIGHT_FRAME_TYPES & NON_ACK_ELICITING_FRAME_TYPES
+
+
+def test_connection_fields_the_send_path_reads(tmp_path):
+    from bench.send_path_micro import handshake, pair
+    from fastpath.supervisor.bootstrap import ensure_certificate
+    cert, key = map(str, ensure_certificate(tmp_path))
+    client, server = pair(cert, key)
+    handshake(client, server, 1.0)
+    for name in ("_cryptos", "_crypto_streams", "_spaces", "_loss", "_pacing_at",
+                 "_handshake_complete", "_handshake_done_pending", "_probe_pending",
+                 "_ping_pending", "_host_cids", "_retire_connection_ids",
+                 "_streams_blocked_pending", "_local_max_data", "_local_max_streams_bidi",
+                 "_local_max_streams_uni", "_streams", "_streams_queue", "_datagrams_pending",
+                 "_remote_max_data", "_remote_max_data_used", "_local_ack_delay_exponent",
+                 "_quic_logger", "_packet_number", "_ack_eliciting_sent_since_receipt",
+                 "_close_at", "_idle_timeout", "_is_client", "_discard_epoch",
+                 "_network_paths", "_remote_max_stream_data_bidi_local",
+                 "_remote_max_stream_data_bidi_remote", "_remote_max_stream_data_uni"):
+        assert hasattr(server, name), name
+    # the peer's initial stream windows, as the client advertised them (8 MiB in the pair)
+    assert server.send_window(0) == client._local_max_stream_data_bidi_local == 8 << 20
+    from aioquic.tls import Epoch
+    space = server._spaces[Epoch.ONE_RTT]
+    for name in ("ack_at", "ack_queue", "largest_received_time", "largest_received_packet"):
+        assert hasattr(space, name), name
+    assert hasattr(server._loss, "_pacer") and hasattr(server._loss, "on_packet_sent")
+    path = server._network_paths[0]
+    for name in ("is_validated", "local_challenge_sent", "remote_challenges", "addr",
+                 "bytes_sent"):
+        assert hasattr(path, name), name
+    assert all(hasattr(cid, "was_sent") for cid in server._host_cids)
+    assert server._crypto_streams[Epoch.ONE_RTT].sender.buffer_is_empty
+
+
+def test_importing_fastpaths_quic_code_installs_the_send_path_unless_told_otherwise():
+    code = ("import fastpath.hy2.quic_connection, aioquic.quic.connection as c;"
+            "from fastpath.hy2 import aioquic_seam;"
+            "print(aioquic_seam.installed_send_path(), c.QuicStream.__name__)")
+    assert run_python(code) == "fastpath CompiledSenderStream"
+    assert run_python(code, FASTPATH_QUIC_SENDPATH="aioquic") == "aioquic QuicStream"
