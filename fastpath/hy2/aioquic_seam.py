@@ -16,6 +16,19 @@ pyproject.toml pins aioquic to the tested range.
 
 ``FASTPATH_QUIC_BUILDER=aioquic`` keeps aioquic's own builder (for comparisons, or to rule the
 compiled one out when chasing a bug); anything else, or nothing, installs ours.
+
+The compiled loss recovery and ACK path (``fastpath.hy2.quic_recovery``, congestion control in
+``fastpath.hy2.quic_cc``) come in through two more names, switched by
+``FASTPATH_QUIC_RECOVERY=aioquic`` (aioquic's own) the same way:
+
+- ``aioquic.quic.connection.QuicPacketRecovery``, the name the connection constructs its
+  recovery with (keyword arguments ``congestion_control_algorithm``, ``initial_rtt``,
+  ``max_datagram_size``, ``peer_completed_address_validation``, ``send_probe``, ``logger``,
+  ``quic_logger``); a connection with a qlog trace, or an algorithm ours does not have, gets
+  aioquic's;
+- ``QuicConnection._handle_ack_frame``, which the connection's frame table binds at
+  construction; it relies on ``_remote_ack_delay_exponent``, ``_quic_logger``, ``_spaces``,
+  ``_loss`` and the ``QuicReceiveContext`` fields ``epoch``, ``time``, ``quic_logger_frames``.
 """
 from __future__ import annotations
 
@@ -23,8 +36,11 @@ import os
 
 import aioquic.quic.connection as _connection
 from aioquic.quic.packet_builder import QuicPacketBuilder as AioquicPacketBuilder
+from aioquic.quic.recovery import QuicPacketRecovery as AioquicPacketRecovery
 
 ENV = "FASTPATH_QUIC_BUILDER"
+RECOVERY_ENV = "FASTPATH_QUIC_RECOVERY"
+AIOQUIC_HANDLE_ACK_FRAME = _connection.QuicConnection._handle_ack_frame
 
 
 def chosen_builder() -> str:
@@ -56,3 +72,47 @@ def install(choice: str | None = None) -> str:
 def installed() -> str:
     """Which builder aioquic's connections use now."""
     return "aioquic" if _connection.QuicPacketBuilder is AioquicPacketBuilder else "fastpath"
+
+
+def chosen_recovery() -> str:
+    """``"aioquic"`` or ``"fastpath"``: what ``FASTPATH_QUIC_RECOVERY`` asks for."""
+    return "aioquic" if os.environ.get(RECOVERY_ENV, "").strip().lower() == "aioquic" \
+        else "fastpath"
+
+
+def make_recovery(*, congestion_control_algorithm: str = "reno", quic_logger=None, **kwargs):
+    """The recovery a new connection gets: the compiled one, unless the connection keeps a qlog
+    trace (ours writes no recovery events) or asks for an algorithm ours lacks."""
+    from fastpath.hy2 import quic_cc, quic_recovery
+
+    if quic_logger is not None or congestion_control_algorithm not in quic_cc.NAMES:
+        return AioquicPacketRecovery(congestion_control_algorithm=congestion_control_algorithm,
+                                     quic_logger=quic_logger, **kwargs)
+    return quic_recovery.QuicPacketRecovery(
+        congestion_control_algorithm=congestion_control_algorithm, **kwargs)
+
+
+def install_recovery(choice: str | None = None) -> str:
+    """Points aioquic's connection at the chosen recovery and ACK frame handler (new
+    connections only); returns the choice."""
+    choice = choice or chosen_recovery()
+    if choice == "aioquic":
+        _connection.QuicPacketRecovery = AioquicPacketRecovery
+        _connection.QuicConnection._handle_ack_frame = AIOQUIC_HANDLE_ACK_FRAME
+        return choice
+    from fastpath.hy2 import quic_recovery
+
+    _connection.QuicPacketRecovery = make_recovery
+    _connection.QuicConnection._handle_ack_frame = quic_recovery.handle_ack_frame
+    return "fastpath"
+
+
+def installed_recovery() -> str:
+    """Which recovery new aioquic connections get now."""
+    return "fastpath" if _connection.QuicPacketRecovery is make_recovery else "aioquic"
+
+
+def is_compiled_recovery(recovery) -> bool:
+    from fastpath.hy2 import quic_recovery
+
+    return isinstance(recovery, quic_recovery.QuicPacketRecovery)
