@@ -29,6 +29,15 @@ The compiled loss recovery and ACK path (``fastpath.hy2.quic_recovery``, congest
 - ``QuicConnection._handle_ack_frame``, which the connection's frame table binds at
   construction; it relies on ``_remote_ack_delay_exponent``, ``_quic_logger``, ``_spaces``,
   ``_loss`` and the ``QuicReceiveContext`` fields ``epoch``, ``time``, ``quic_logger_frames``.
+
+The compiled 1-RTT receive path (``fastpath.hy2.quic_receive``) replaces
+``QuicConnection.receive_datagram`` and hands every datagram it does not take to aioquic's; it
+reads the connection's ``_state``, ``_quic_logger``, ``_network_paths``, ``host_cid``,
+``_configuration.connection_id_length``, ``_cryptos``, ``_spaces``, ``_close_at``,
+``_close_pending``, ``_is_client``, ``_peer_cid``, ``_spin_bit``/``_spin_highest_pn``,
+``_ack_delay``, ``_idle_timeout()``, ``_ack_eliciting_sent_since_receipt``, the frame table
+``_QuicConnection__frame_handlers``, and the packet space's receive fields.
+``FASTPATH_QUIC_RECEIVE=aioquic`` keeps aioquic's.
 """
 from __future__ import annotations
 
@@ -40,7 +49,9 @@ from aioquic.quic.recovery import QuicPacketRecovery as AioquicPacketRecovery
 
 ENV = "FASTPATH_QUIC_BUILDER"
 RECOVERY_ENV = "FASTPATH_QUIC_RECOVERY"
+RECEIVE_ENV = "FASTPATH_QUIC_RECEIVE"
 AIOQUIC_HANDLE_ACK_FRAME = _connection.QuicConnection._handle_ack_frame
+AIOQUIC_RECEIVE_DATAGRAM = _connection.QuicConnection.receive_datagram
 
 
 def chosen_builder() -> str:
@@ -95,15 +106,17 @@ def make_recovery(*, congestion_control_algorithm: str = "reno", quic_logger=Non
 def install_recovery(choice: str | None = None) -> str:
     """Points aioquic's connection at the chosen recovery and ACK frame handler (new
     connections only); returns the choice."""
+    from fastpath.hy2 import quic_receive, quic_recovery
+
     choice = choice or chosen_recovery()
     if choice == "aioquic":
         _connection.QuicPacketRecovery = AioquicPacketRecovery
         _connection.QuicConnection._handle_ack_frame = AIOQUIC_HANDLE_ACK_FRAME
+        quic_receive.set_direct_ack(False)
         return choice
-    from fastpath.hy2 import quic_recovery
-
     _connection.QuicPacketRecovery = make_recovery
     _connection.QuicConnection._handle_ack_frame = quic_recovery.handle_ack_frame
+    quic_receive.set_direct_ack(True)
     return "fastpath"
 
 
@@ -116,3 +129,26 @@ def is_compiled_recovery(recovery) -> bool:
     from fastpath.hy2 import quic_recovery
 
     return isinstance(recovery, quic_recovery.QuicPacketRecovery)
+
+
+def chosen_receive() -> str:
+    """``"aioquic"`` or ``"fastpath"``: what ``FASTPATH_QUIC_RECEIVE`` asks for."""
+    return "aioquic" if os.environ.get(RECEIVE_ENV, "").strip().lower() == "aioquic" \
+        else "fastpath"
+
+
+def install_receive(choice: str | None = None) -> str:
+    """Points aioquic's connections at the chosen ``receive_datagram``; returns the choice."""
+    choice = choice or chosen_receive()
+    if choice == "aioquic":
+        _connection.QuicConnection.receive_datagram = AIOQUIC_RECEIVE_DATAGRAM
+        return choice
+    from fastpath.hy2 import quic_receive
+
+    _connection.QuicConnection.receive_datagram = quic_receive.receive_datagram
+    return "fastpath"
+
+
+def installed_receive() -> str:
+    return "aioquic" if _connection.QuicConnection.receive_datagram is AIOQUIC_RECEIVE_DATAGRAM \
+        else "fastpath"

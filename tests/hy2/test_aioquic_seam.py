@@ -229,3 +229,53 @@ def test_a_qlog_connection_keeps_aioquics_recovery():
     assert type(aioquic_seam.make_recovery(**kw)) is quic_recovery.QuicPacketRecovery
     assert type(aioquic_seam.make_recovery(congestion_control_algorithm="cubic", **kw)) is \
         quic_recovery.QuicPacketRecovery
+
+
+def test_receive_path_internals():
+    """What fastpath.hy2.quic_receive reads and repeats of aioquic's receive_datagram."""
+    from aioquic.quic import recovery as recovery_module
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.tls import Epoch
+    from fastpath.hy2 import quic_receive
+
+    source = inspect.getsource(aioquic_seam.AIOQUIC_RECEIVE_DATAGRAM)
+    for name in ("self._state in END_STATES", "self._quic_logger", "self._close_at",
+                 "crypto.decrypt_packet(", "packet_number in space.received_packets",
+                 "reserved_mask = 0x18", "space.expected_packet_number = packet_number + 1",
+                 "self._cryptos[tls.Epoch.ZERO_RTT].recv.teardown()",
+                 "self._peer_cid.sequence_number is None", "self._spin_highest_pn",
+                 "self._payload_received(", "self._close_at = now + self._idle_timeout()",
+                 "self._ack_eliciting_sent_since_receipt = False", "space.ack_queue.add(",
+                 "space.received_packets.add(", "len(space.ack_queue) > MAX_ACK_RANGES",
+                 "space.ack_at = now + self._ack_delay", "space.largest_received_time = now"):
+        assert name in source, name
+    assert recovery_module.MAX_ACK_RANGES == 64
+    conn = connection_module.QuicConnection(configuration=QuicConfiguration(is_client=True))
+    conn.connect(("127.0.0.1", 9), 0.0)
+    for name in ("_state", "_quic_logger", "_network_paths", "host_cid", "_cryptos", "_spaces",
+                 "_close_at", "_close_pending", "_is_client", "_peer_cid", "_spin_bit",
+                 "_spin_highest_pn", "_ack_delay", "_ack_eliciting_sent_since_receipt",
+                 "_QuicConnection__frame_handlers", "_logger"):
+        assert hasattr(conn, name), name
+    # every frame type is allowed in 1-RTT packets, so the compiled loop skips the epoch check
+    assert all(Epoch.ONE_RTT in epochs
+               for _, epochs in conn._QuicConnection__frame_handlers.values())
+    recv = conn._cryptos[Epoch.ONE_RTT].recv
+    for name in ("aead", "hp", "secret", "cipher_suite", "version", "key_phase", "teardown"):
+        assert hasattr(recv, name), name
+    assert quic_receive.AIOQUIC_RECEIVE_DATAGRAM is aioquic_seam.AIOQUIC_RECEIVE_DATAGRAM
+
+
+def test_receive_env_switch_and_reversible_install():
+    code = ("import fastpath.hy2.quic_connection, aioquic.quic.connection as c;"
+            "from fastpath.hy2 import aioquic_seam;"
+            "print(aioquic_seam.installed_receive(), c.QuicConnection.receive_datagram.__module__)")
+    assert run_python(code) == "fastpath fastpath.hy2.quic_receive"
+    assert run_python(code, FASTPATH_QUIC_RECEIVE="aioquic") == \
+        "aioquic aioquic.quic.connection"
+    before = aioquic_seam.installed_receive()
+    try:
+        assert aioquic_seam.install_receive("aioquic") == "aioquic"
+        assert aioquic_seam.install_receive("fastpath") == "fastpath"
+    finally:
+        aioquic_seam.install_receive(before)
