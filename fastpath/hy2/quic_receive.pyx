@@ -30,6 +30,7 @@ from aioquic.buffer import Buffer, BufferReadError
 from aioquic.quic import connection as _connection
 from aioquic.quic.crypto import CIPHER_SUITES, derive_key_iv_hp
 from aioquic.quic.packet import NON_ACK_ELICITING_FRAME_TYPES, QuicErrorCode, QuicFrameType
+from aioquic.quic.events import StreamDataReceived
 from aioquic.quic.stream import StreamFinishedError
 from aioquic.tls import Epoch
 
@@ -431,6 +432,8 @@ cdef bint _payload_received(object self, object context, bytes plain) except -1:
         try:
             if _direct_ack and (ftype == 0x02 or ftype == 0x03):
                 _ack_handler(self, context, ftype, buf)
+            elif 0x08 <= ftype <= 0x0E and not ftype & 1 and _stream_frame_in_order(self, ftype, m):
+                pass
             else:
                 if handlers is None:
                     handlers = self._QuicConnection__frame_handlers
@@ -474,3 +477,69 @@ def open_packet(conn, data):
 def decode_packet_number(truncated, bits, expected):
     """The fast path's packet number decoding (for tests against aioquic's)."""
     return _decode_pn(truncated, bits, expected)
+
+
+cdef inline int _peek_varint(const uint8_t **p, const uint8_t *end, uint64_t *out):
+    cdef const uint8_t *q = p[0]
+    cdef int n, i
+    cdef uint64_t v
+    if q >= end:
+        return -1
+    n = 1 << (q[0] >> 6)
+    if q + n > end:
+        return -1
+    v = q[0] & 0x3F
+    for i in range(1, n):
+        v = (v << 8) | q[i]
+    out[0] = v
+    p[0] = q + n
+    return 0
+
+
+cdef bint _stream_frame_in_order(object self, uint64_t ftype, fp_rx_buf *m) except -1:
+    """The common STREAM frame (no FIN) of an upload: the next bytes of an open stream that can
+    receive, within both flow-control limits, with nothing buffered out of order.  Does what
+    aioquic's ``_handle_stream_frame`` and ``QuicStreamReceiver.handle_frame`` do for it (one
+    StreamDataReceived event, the receiver's offsets, the connection's credit used) and returns
+    True; returns False with the buffer untouched for every other case, which aioquic's handler
+    then takes (and, for a bad frame, closes the connection as aioquic does)."""
+    cdef const uint8_t *p = m.pos
+    cdef uint64_t stream_id, offset = 0, length, end
+    cdef bint client_initiated
+    if _peek_varint(&p, m.end, &stream_id):
+        return False
+    if ftype & 4 and _peek_varint(&p, m.end, &offset):
+        return False
+    if ftype & 2:
+        if _peek_varint(&p, m.end, &length):
+            return False
+    else:
+        length = m.end - p
+    if length == 0 or length > <uint64_t>(m.end - p) or offset + length > ((<uint64_t>1) << 62) - 1:
+        return False
+    end = offset + length
+    stream = self._streams.get(stream_id)
+    if stream is None:
+        return False
+    client_initiated = (stream_id & 1) == 0
+    if (stream_id & 2) and client_initiated == self._is_client:
+        return False                                   # our own unidirectional stream
+    if end > <uint64_t>stream.max_stream_data_local:
+        return False
+    receiver = stream.receiver
+    if (receiver._final_size is not None or receiver.is_finished or receiver._buffer
+            or <uint64_t>receiver._buffer_start != offset):
+        return False
+    limit = self._local_max_data
+    cdef uint64_t highest = receiver.highest_offset
+    cdef uint64_t newly = end - highest if end > highest else 0
+    if <uint64_t>limit.used + newly > <uint64_t>limit.value:
+        return False
+    data = PyBytes_FromStringAndSize(<const char *>p, <Py_ssize_t>length)
+    m.pos = <uint8_t *>(p + length)
+    if end > highest:
+        receiver.highest_offset = end
+    receiver._buffer_start = end
+    self._events.append(StreamDataReceived(data=data, end_stream=False, stream_id=stream_id))
+    limit.used += newly
+    return True
