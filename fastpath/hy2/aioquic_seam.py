@@ -50,6 +50,7 @@ from aioquic.quic.recovery import QuicPacketRecovery as AioquicPacketRecovery
 ENV = "FASTPATH_QUIC_BUILDER"
 RECOVERY_ENV = "FASTPATH_QUIC_RECOVERY"
 RECEIVE_ENV = "FASTPATH_QUIC_RECEIVE"
+CC_ENV = "FASTPATH_QUIC_CC"   # reno (default, aioquic's) or cubic: the compiled recovery's controller
 AIOQUIC_HANDLE_ACK_FRAME = _connection.QuicConnection._handle_ack_frame
 AIOQUIC_RECEIVE_DATAGRAM = _connection.QuicConnection.receive_datagram
 
@@ -93,9 +94,14 @@ def chosen_recovery() -> str:
 
 def make_recovery(*, congestion_control_algorithm: str = "reno", quic_logger=None, **kwargs):
     """The recovery a new connection gets: the compiled one, unless the connection keeps a qlog
-    trace (ours writes no recovery events) or asks for an algorithm ours lacks."""
+    trace (ours writes no recovery events) or asks for an algorithm ours lacks.
+    ``FASTPATH_QUIC_CC=cubic`` (or ``reno``) picks the controller of every connection that is
+    not switched to Brutal."""
     from fastpath.hy2 import quic_cc, quic_recovery
 
+    override = os.environ.get(CC_ENV, "").strip().lower()
+    if override in ("reno", "cubic"):
+        congestion_control_algorithm = override
     if quic_logger is not None or congestion_control_algorithm not in quic_cc.NAMES:
         return AioquicPacketRecovery(congestion_control_algorithm=congestion_control_algorithm,
                                      quic_logger=quic_logger, **kwargs)

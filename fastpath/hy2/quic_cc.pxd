@@ -33,6 +33,10 @@ cdef class Controller:
     # CUBIC (RFC 9438): epoch start (< 0: none), W_max, K, the window at the epoch start and
     # the Reno-friendly estimate, all in bytes / seconds
     cdef double _epoch_start, _w_max, _last_w_max, _k, _w_origin, _w_est
+    # HyStart++ (RFC 9406) delay increase: the minimum RTT of this round and the last, the
+    # samples this round, and when the round ends (one smoothed RTT after it began)
+    cdef double _hs_round_min, _hs_last_min, _hs_round_end
+    cdef int _hs_samples
     # Brutal: target bytes/s, and acknowledged / lost packet counts per one-second slot
     cdef public int64_t bps
     cdef int64_t _slot_second[BRUTAL_SLOTS]
@@ -48,7 +52,7 @@ cdef class Controller:
     cdef void on_lost(self, int64_t lost_bytes, int64_t count, double largest_sent_time,
                       double now, double srtt)
     cdef void on_persistent_congestion(self)
-    cdef void on_rtt(self, double now, double srtt)
+    cdef void on_rtt(self, double now, double latest_rtt, double srtt)
     cdef double c_ack_rate(self, double now)
     cdef double rate(self, double now, double srtt)
     cdef void update_pacer(self, Pacer pacer, double now, double srtt)

@@ -11,6 +11,9 @@ expired, persistent congestion and RTT samples; the controller keeps ``congestio
 
 - ``reno``: NewReno as RFC 9002 section 7 and appendix B describe it (slow start, halving once
   per recovery period, one datagram per window in congestion avoidance); aioquic's default.
+  Slow start ends early when the RTT rises (HyStart++'s delay-increase test, RFC 9406 section
+  4.2, without its conservative phase), as aioquic's slow start does with its own RTT monitor:
+  without it a window keeps doubling into a slow receiver's queue until packets drop.
 - ``cubic``: CUBIC as RFC 9438 describes it (beta 0.7, C 0.4, fast convergence, the
   Reno-friendly estimate), with the same slow start and recovery periods.
 - ``brutal``: Hysteria 2's fixed-rate controller (``/work/shared/spec/hysteria2.md``): pacing
@@ -121,6 +124,10 @@ cdef class Controller:
         self._k = 0.0
         self._w_origin = 0.0
         self._w_est = 0.0
+        self._hs_round_min = 1e9
+        self._hs_last_min = 1e9
+        self._hs_round_end = -1.0
+        self._hs_samples = 0
         self.bps = bps if bps > 0 else 1
         for i in range(BRUTAL_SLOTS):
             self._slot_second[i] = -1
@@ -275,9 +282,30 @@ cdef class Controller:
         self._epoch_start = -1.0
         self._ca_acked = 0
 
-    cdef void on_rtt(self, double now, double srtt):
+    cdef void on_rtt(self, double now, double latest_rtt, double srtt):
+        cdef double eta
         if self.mode == CC_BRUTAL:
             self._brutal_window(now, srtt)
+            return
+        if self._ssthresh >= 0 and self.congestion_window >= self._ssthresh:
+            return                                            # not in slow start
+        # HyStart++ delay increase (RFC 9406 section 4.2), rounds of one smoothed RTT
+        if now >= self._hs_round_end:
+            self._hs_last_min = self._hs_round_min
+            self._hs_round_min = 1e9
+            self._hs_samples = 0
+            self._hs_round_end = now + srtt
+        if latest_rtt < self._hs_round_min:
+            self._hs_round_min = latest_rtt
+        self._hs_samples += 1
+        if self._hs_samples >= 8 and self._hs_last_min < 1e9:
+            eta = self._hs_last_min / 8
+            if eta < 0.004:
+                eta = 0.004
+            elif eta > 0.016:
+                eta = 0.016
+            if self._hs_round_min >= self._hs_last_min + eta:
+                self._ssthresh = self.congestion_window       # leave slow start
 
     cdef double rate(self, double now, double srtt):
         """Bytes per second the pacer should allow."""
@@ -302,8 +330,8 @@ cdef class Controller:
                     double now, double srtt=0.0):
         self.on_lost(lost_bytes, count, largest_sent_time, now, srtt)
 
-    def report_rtt(self, double now, double srtt):
-        self.on_rtt(now, srtt)
+    def report_rtt(self, double now, double srtt, latest_rtt=None):
+        self.on_rtt(now, srtt if latest_rtt is None else latest_rtt, srtt)
 
     def report_persistent_congestion(self):
         self.on_persistent_congestion()

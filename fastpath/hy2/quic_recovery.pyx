@@ -427,7 +427,7 @@ cdef class QuicPacketRecovery:
                 self._rtt_variance = (0.75 * self._rtt_variance
                                       + 0.25 * abs(self._rtt_min - self._rtt_latest))
                 self._rtt_smoothed = 0.875 * self._rtt_smoothed + 0.125 * self._rtt_latest
-            self._cc.on_rtt(now, self._rtt_smoothed)
+            self._cc.on_rtt(now, self._rtt_latest, self._rtt_smoothed)
             self._cc.update_pacer(self._pacer, now, self._rtt_smoothed)
 
         self._detect_loss(log, now)

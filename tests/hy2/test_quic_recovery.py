@@ -461,3 +461,81 @@ def test_recovery_switches_to_brutal_and_paces_at_its_rate():
         sent += 1
     assert 2 <= sent <= 16
     assert rec._pacer.next_send_time(now) == pytest.approx(now + 0.001)
+
+
+def test_slow_start_ends_when_the_rtt_rises():
+    """HyStart++'s delay increase: a round of RTTs 10 ms above the last round's minimum ends
+    slow start (ssthresh set) while the window is still growing, for NewReno and CUBIC."""
+    for algorithm in ("reno", "cubic"):
+        cc = quic_cc.Controller(max_datagram_size=1200, algorithm=algorithm)
+        now = 1.0
+        for _ in range(10):                    # one round at 20 ms
+            now += 0.002
+            cc.report_rtt(now, 0.02, latest_rtt=0.02)
+        now += 0.03
+        for _ in range(7):                     # the next round at 30 ms: 7 samples are too few
+            now += 0.001
+            cc.report_rtt(now, 0.02, latest_rtt=0.03)
+        assert cc.ssthresh is None, algorithm
+        cc.report_rtt(now + 0.001, 0.02, latest_rtt=0.03)
+        assert cc.ssthresh == cc.congestion_window, algorithm
+        cc2 = quic_cc.Controller(max_datagram_size=1200, algorithm=algorithm)
+        for i in range(40):                    # a steady RTT never ends it
+            cc2.report_rtt(1.0 + i * 0.005, 0.02, latest_rtt=0.02)
+        assert cc2.ssthresh is None
+
+
+def test_the_cc_env_picks_the_controller(monkeypatch):
+    kw = dict(initial_rtt=0.1, max_datagram_size=1200, peer_completed_address_validation=True,
+              send_probe=lambda: None)
+    monkeypatch.setenv("FASTPATH_QUIC_CC", "cubic")
+    assert aioquic_seam.make_recovery(**kw)._cc.algorithm == "cubic"
+    monkeypatch.setenv("FASTPATH_QUIC_CC", "reno")
+    assert aioquic_seam.make_recovery(congestion_control_algorithm="cubic", **kw)._cc.algorithm \
+        == "reno"
+    monkeypatch.delenv("FASTPATH_QUIC_CC")
+    assert aioquic_seam.make_recovery(**kw)._cc.algorithm == "reno"
+
+
+@pytest.mark.parametrize("algorithm", ["reno", "cubic"])
+def test_transfer_under_loss_with_each_controller(tls_files, monkeypatch, algorithm):
+    """1 MiB over 5 % loss with reordering, SHA-256 equal, with either default controller."""
+    import random
+    monkeypatch.setenv("FASTPATH_QUIC_CC", algorithm)
+    cert, key = tls_files
+    client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=["h3"],
+                                                            verify_mode=0))
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
+    cfg.load_cert_chain(cert, key)
+    server = QuicConnection(configuration=cfg, original_destination_connection_id=(
+        client.original_destination_connection_id))
+    assert client._loss._cc.algorithm == algorithm
+    now = 1.0
+    client.connect(("5.6.7.8", 2), now)
+    exchange(client, server, now)
+    rnd = random.Random(7)
+    payload = hashlib.sha256(b"y").digest() * 32768
+    sid = client.get_next_available_stream_id()
+    client.send_stream_data(sid, payload, end_stream=True)
+    got = bytearray()
+    for _ in range(20000):
+        now += 0.003
+        for src, dst, addr in ((client, server, ("1.2.3.4", 1)),
+                               (server, client, ("5.6.7.8", 2))):
+            out = [d for d, _ in src.datagrams_to_send(now) if rnd.random() >= 0.05]
+            if len(out) > 1 and rnd.random() < 0.3:
+                out[0], out[-1] = out[-1], out[0]
+            for data in out:
+                dst.receive_datagram(data, addr, now)
+        for conn in (client, server):
+            t = conn.get_timer()
+            if t is not None and t <= now:
+                conn.handle_timer(now)
+        ev = server.next_event()
+        while ev is not None:
+            if getattr(ev, "stream_id", None) == sid and hasattr(ev, "data"):
+                got += ev.data
+            ev = server.next_event()
+        if len(got) == len(payload):
+            break
+    assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
