@@ -294,6 +294,52 @@ cdef object _open(_RecvKeys keys, const uint8_t *p, Py_ssize_t n, Py_ssize_t cid
     return plain
 
 
+cdef class _ConnRx:
+    """What the fast path looks up per datagram, cached per connection: the 1-RTT space and
+    crypto pair (aioquic keys those dicts by an Enum whose hash is Python code), the 0-RTT
+    receive context until it is torn down, and the local idle timeout."""
+    cdef object spaces, cryptos, space, crypto, zero_rtt_recv
+    cdef bint zero_rtt_done
+    cdef double idle_timeout
+
+
+cdef _ConnRx _conn_rx(object self):
+    cdef _ConnRx rx = getattr(self, "_fastpath_rx", None)
+    spaces = self._spaces
+    cryptos = self._cryptos
+    if rx is not None and rx.spaces is spaces and rx.cryptos is cryptos:
+        return rx
+    rx = _ConnRx()
+    rx.spaces = spaces
+    rx.cryptos = cryptos
+    rx.space = spaces[_ONE_RTT]
+    rx.crypto = cryptos[_ONE_RTT]
+    rx.zero_rtt_recv = cryptos[_ZERO_RTT].recv
+    rx.zero_rtt_done = False
+    rx.idle_timeout = self._configuration.idle_timeout
+    self._fastpath_rx = rx
+    return rx
+
+
+cdef inline void _ack_queue_add(object ack_queue, int64_t pn) except *:
+    """``RangeSet.add(pn)`` for the common cases -- the next packet number, or one above every
+    range -- on the RangeSet's own list (checked by the seam test); the rest through add()."""
+    cdef list ranges = ack_queue._RangeSet__ranges
+    cdef Py_ssize_t n = len(ranges)
+    if n:
+        last = ranges[n - 1]               # (this module is built without wraparound)
+        stop = last.stop
+        if stop == pn:
+            ranges[n - 1] = range(last.start, pn + 1)
+            return
+        if stop < pn:
+            ranges.append(range(pn, pn + 1))
+            return
+        ack_queue.add(pn)
+        return
+    ranges.append(range(pn, pn + 1))
+
+
 def receive_datagram(self, data, addr, now):
     """aioquic's ``QuicConnection.receive_datagram`` (installed by the seam): the data-rate
     datagrams here, the others to aioquic's."""
@@ -335,13 +381,13 @@ cdef bint _receive_fast(object self, object data, object addr, double now) excep
         return False
     if cid_len and memcmp(p + 1, PyBytes_AS_STRING(host_cid), cid_len) != 0:
         return False                                   # another of our IDs: migration rules
-    crypto = self._cryptos[_ONE_RTT]
-    recv = crypto.recv
+    cdef _ConnRx rx = _conn_rx(self)
+    recv = rx.crypto.recv
     keys = _recv_keys(recv)
     if keys is None or not keys.usable:
         return False
 
-    space = self._spaces[_ONE_RTT]
+    space = rx.space
     plain = _open(keys, p, n, cid_len, recv.key_phase, <uint64_t>space.expected_packet_number,
                   header, &pn)
     if plain is None:
@@ -358,10 +404,10 @@ cdef bint _receive_fast(object self, object data, object addr, double now) excep
     if pn > <uint64_t>space.expected_packet_number:
         space.expected_packet_number = pn + 1
     is_client = self._is_client
-    if not is_client:
-        zero_rtt = self._cryptos[_ZERO_RTT].recv
-        if zero_rtt.aead is not None:
-            zero_rtt.teardown()
+    if not is_client and not rx.zero_rtt_done:
+        if rx.zero_rtt_recv.aead is not None:
+            rx.zero_rtt_recv.teardown()
+        rx.zero_rtt_done = True
     peer_cid = self._peer_cid
     if peer_cid.sequence_number is None:
         peer_cid.cid = b""
@@ -382,7 +428,13 @@ cdef bint _receive_fast(object self, object data, object addr, double now) excep
                    reason_phrase=exc.reason_phrase)
     if self._state in _END_STATES or self._close_pending:
         return True
-    self._close_at = now + self._idle_timeout()
+    # aioquic's _idle_timeout(): the smaller of ours and the peer's, at least 3 PTOs
+    cdef double idle = rx.idle_timeout
+    remote = self._remote_max_idle_timeout
+    if remote is not None and remote < idle:
+        idle = remote
+    cdef double pto3 = 3 * self._loss.get_probe_timeout()
+    self._close_at = now + (idle if idle > pto3 else pto3)
     self._ack_eliciting_sent_since_receipt = False
     # (the path is the validated first one and the connection ID the current one: no
     # migration, no promotion)
@@ -391,9 +443,9 @@ cdef bint _receive_fast(object self, object data, object addr, double now) excep
             space.largest_received_packet = pn
             space.largest_received_time = now
         ack_queue = space.ack_queue
-        ack_queue.add(pn)
+        _ack_queue_add(ack_queue, pn)
         space.received_packets.add(pn)
-        if len(ack_queue) > MAX_ACK_RANGES:
+        if len(ack_queue._RangeSet__ranges) > MAX_ACK_RANGES:
             ack_queue.shift()
         if is_ack_eliciting and space.ack_at is None:
             space.ack_at = now + self._ack_delay

@@ -264,6 +264,18 @@ def test_receive_path_internals():
     for name in ("aead", "hp", "secret", "cipher_suite", "version", "key_phase", "teardown"):
         assert hasattr(recv, name), name
     assert quic_receive.AIOQUIC_RECEIVE_DATAGRAM is aioquic_seam.AIOQUIC_RECEIVE_DATAGRAM
+    # the idle timeout the fast path computes inline, and the RangeSet list it appends to
+    idle = inspect.getsource(connection_module.QuicConnection._idle_timeout)
+    for name in ("self._configuration.idle_timeout", "self._remote_max_idle_timeout",
+                 "3 * self._loss.get_probe_timeout()", "min(", "max("):
+        assert name in idle, name
+    from aioquic.quic.rangeset import RangeSet
+    rs = RangeSet()
+    rs.add(3)
+    rs.add(4)
+    rs.add(9)
+    assert rs._RangeSet__ranges == [range(3, 5), range(9, 10)]
+    assert "self.__ranges" in inspect.getsource(RangeSet.add)
 
 
 def test_receive_env_switch_and_reversible_install():
