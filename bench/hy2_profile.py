@@ -1,7 +1,9 @@
 """py-spy profile of the ``fastpath serve`` worker while the reference client downloads through
 it (issue 12's "profile before and after each lever").
 
-    python bench/hy2_profile.py [SECONDS] [ENV=VALUE ...]   # e.g. FASTPATH_UDP_BATCH=0
+    python bench/hy2_profile.py [SECONDS] [up] [top=N] [ENV=VALUE ...]   # e.g. FASTPATH_UDP_BATCH=0
+
+``up`` profiles an upload (the client sends, the worker receives STREAM frames) instead.
 
 ``HY2_PROFILE_TOP=N`` prints N entries per list; ``HY2_PROFILE_RAW=FILE`` keeps the raw stacks;
 ``python bench/hy2_profile.py --compare A.raw B.raw`` tabulates the send side's entries.
@@ -24,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import hy2_peers as peers  # noqa: E402
-from test_bench_hy2_throughput import Target, download  # noqa: E402
+from test_bench_hy2_throughput import Target, download, upload  # noqa: E402
 
 
 def summarize(raw: Path, top: int = 25) -> list[str]:
@@ -96,20 +98,23 @@ def main(argv: list[str]) -> None:
         return compare(argv[1:])
     seconds = int(argv[0]) if argv and argv[0].isdigit() else 8
     env = dict(a.split("=", 1) for a in argv if "=" in a)
+    top = int(env.pop("top", 25))
+    up = "up" in argv
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="hy2-prof-") as d:
         work = Path(d)
-        source = Target("source")
+        source = Target("sink" if up else "source")
+        transfer = upload if up else download
         node = peers.FastpathServer(work, env=env)
         client = peers.StockClient(work, node.address, node.password)
         try:
-            download(client.socks_port, source.ports[0], 16 << 20)           # warm up
+            transfer(client.socks_port, source.ports[0], 16 << 20)           # warm up
             size = 4 << 30
             result = {}
 
             def pull():
                 try:
-                    result["s"] = download(client.socks_port, source.ports[0], size)
+                    result["s"] = transfer(client.socks_port, source.ports[0], size)
                 except Exception as exc:            # stopped early by closing the client
                     result["err"] = exc
 
@@ -122,11 +127,11 @@ def main(argv: list[str]) -> None:
                             str(seconds), "-o", str(raw), "-p", str(worker)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu = peers.cpu_seconds(node.pid) - c0
-            print("\n".join(summarize(raw, int(os.environ.get("HY2_PROFILE_TOP", 25)))))
+            print("\n".join(summarize(raw, int(os.environ.get("HY2_PROFILE_TOP", top)))))
             keep = os.environ.get("HY2_PROFILE_RAW")
             if keep:                                # the raw stacks, for a closer look
                 shutil.copy(raw, keep)
-            print(f"\ndownload so far: {result}")
+            print(f"\n{'upload' if up else 'download'} so far: {result}")
             print(f"\nserver tree CPU during the profile: {cpu:.1f} s in {seconds} s; env {env}")
         finally:
             client.close()

@@ -5,6 +5,10 @@ back-off: the pacing rate is ``bps / ackRate`` and the window ``bps * srtt * 2 /
 ackRate is the share of packets acknowledged over the last five one-second slots (floored at
 0.8, and 1 until 50 packets were seen).  aioquic derives its pacing rate from cwnd / srtt, so
 ``install_brutal`` also swaps in a pacer that asks Brutal for its rate.
+
+With fastpath's compiled recovery (``fastpath.hy2.quic_recovery``, the default) Brutal is its C
+controller (``fastpath.hy2.quic_cc``, same rules) and this Python class is used only with
+aioquic's recovery (``FASTPATH_QUIC_RECOVERY=aioquic``, or a connection with a qlog trace).
 """
 from __future__ import annotations
 
@@ -114,10 +118,15 @@ class BrutalPacer(QuicPacketPacer):
             self.bucket_time = self.bucket_max
 
 
-def install_brutal(quic, bps: int, now: float) -> BrutalCongestionControl:
+def install_brutal(quic, bps: int, now: float):
     """Switch a live aioquic connection to Brutal at ``bps`` bytes/s (packets in flight carry
-    over).  Returns the controller, whose ``bps`` may be changed later."""
+    over).  Returns the controller (compiled or this module's), whose ``bps`` may be changed
+    later."""
     recovery = quic._loss
+    from fastpath.hy2.aioquic_seam import is_compiled_recovery
+    if is_compiled_recovery(recovery):
+        recovery.use_brutal(max(1, int(bps)), now)
+        return recovery._cc
     old = recovery._cc
     size = quic._max_datagram_size
     brutal = BrutalCongestionControl(max_datagram_size=size, bps=bps,
@@ -137,3 +146,13 @@ def quic_time(fallback: float) -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return fallback if math.isfinite(fallback) else 0.0
+
+
+def brutal_rate(quic) -> int | None:
+    """The Brutal rate (bytes/s) a connection sends at, or None under another controller."""
+    cc = quic._loss._cc
+    if isinstance(cc, BrutalCongestionControl):
+        return cc.bps
+    if getattr(cc, "algorithm", None) == "brutal":
+        return cc.bps
+    return None

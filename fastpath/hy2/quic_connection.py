@@ -27,6 +27,8 @@ from fastpath.hy2.stateless_reset import apply_tokens
 aioquic_seam.install()  # the compiled packet builder, unless FASTPATH_QUIC_BUILDER=aioquic
 aioquic_seam.install_send_path()  # the compiled send path, unless FASTPATH_QUIC_SENDPATH=aioquic
 from fastpath.hy2 import send_path  # noqa: E402
+aioquic_seam.install_recovery()  # compiled recovery + ACK path, unless FASTPATH_QUIC_RECOVERY=aioquic
+aioquic_seam.install_receive()   # compiled 1-RTT receive path, unless FASTPATH_QUIC_RECEIVE=aioquic
 
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
 # AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).

@@ -247,3 +247,171 @@ def test_importing_fastpaths_quic_code_installs_the_send_path_unless_told_otherw
             "print(aioquic_seam.installed_send_path(), c.QuicStream.__name__)")
     assert run_python(code) == "fastpath CompiledSenderStream"
     assert run_python(code, FASTPATH_QUIC_SENDPATH="aioquic") == "aioquic QuicStream"
+
+
+# -- the compiled recovery and ACK path (fastpath.hy2.quic_recovery) ---------------------------
+def test_the_connection_makes_its_recovery_through_its_module_global():
+    from aioquic.quic import recovery as recovery_module
+
+    assert connection_module.QuicPacketRecovery in (recovery_module.QuicPacketRecovery,
+                                                    aioquic_seam.make_recovery)
+    source = inspect.getsource(connection_module.QuicConnection.__init__)
+    assert source.count("QuicPacketRecovery(") == 1
+    call = source[source.index("QuicPacketRecovery("):]
+    call = call[:call.index(")")]
+    for kw in ("congestion_control_algorithm", "initial_rtt", "max_datagram_size",
+               "peer_completed_address_validation", "quic_logger", "send_probe", "logger"):
+        assert f"{kw}=" in call, kw
+    assert list(inspect.signature(recovery_module.QuicPacketRecovery.__init__).parameters) == [
+        "self", "congestion_control_algorithm", "initial_rtt", "max_datagram_size",
+        "peer_completed_address_validation", "send_probe", "logger", "quic_logger"]
+
+
+def test_recovery_interface_is_the_one_ours_offers():
+    from aioquic.quic import recovery as recovery_module
+    from fastpath.hy2 import quic_recovery
+
+    cls = recovery_module.QuicPacketRecovery
+    public = sorted(n for n, _ in inspect.getmembers(cls) if not n.startswith("_"))
+    assert public == ["bytes_in_flight", "congestion_window", "discard_space",
+                      "get_loss_detection_time", "get_probe_timeout", "on_ack_received",
+                      "on_loss_detection_timeout", "on_packet_sent", "reschedule_data"]
+    for name in public:
+        assert hasattr(quic_recovery.QuicPacketRecovery, name), name
+    for name, params in (("on_ack_received", ["self", "ack_rangeset", "ack_delay", "now", "space"]),
+                         ("on_packet_sent", ["self", "packet", "space"]),
+                         ("reschedule_data", ["self", "now", "speed_up_handshake"]),
+                         ("get_loss_detection_time", ["self", "amplification_limited"]),
+                         ("get_probe_timeout", ["self", "include_max_ack_delay"]),
+                         ("on_loss_detection_timeout", ["self", "now"]),
+                         ("discard_space", ["self", "space"])):
+        assert list(inspect.signature(getattr(cls, name)).parameters) == params, name
+    # the connection reaches into these on the recovery and its pacer
+    source = inspect.getsource(connection_module.QuicConnection)
+    assert "self._loss._pacer.next_send_time(now=now)" in source
+    assert "self._loss._pacer.update_after_send(now=now)" in source
+    for attr in ("handshake_confirmed", "peer_completed_address_validation", "max_ack_delay",
+                 "spaces"):
+        assert f"self._loss.{attr}" in source, attr
+    used = set(re.findall(r"self\._loss\.(\w+)", source))
+    assert used <= {"congestion_window", "bytes_in_flight", "spaces", "get_loss_detection_time",
+                    "on_loss_detection_timeout", "get_probe_timeout", "reschedule_data",
+                    "handshake_confirmed", "peer_completed_address_validation",
+                    "discard_space", "on_packet_sent", "on_ack_received", "max_ack_delay",
+                    "_pacer"}, used
+    space = recovery_module.QuicPacketSpace(is_application_data=True)
+    assert space.is_application_data is True and space.ack_at is None
+
+
+def test_ack_frame_handler_internals():
+    from aioquic.quic.connection import QuicReceiveContext
+
+    source = inspect.getsource(connection_module.QuicConnection.__init__)
+    assert "0x02: (self._handle_ack_frame," in source
+    assert "0x03: (self._handle_ack_frame," in source
+    assert list(inspect.signature(aioquic_seam.AIOQUIC_HANDLE_ACK_FRAME).parameters) == [
+        "self", "context", "frame_type", "buf"]
+    original = inspect.getsource(aioquic_seam.AIOQUIC_HANDLE_ACK_FRAME)
+    for name in ("self._remote_ack_delay_exponent", "self._quic_logger", "self._spaces[context.epoch]",
+                 "context.time", "context.quic_logger_frames", "self._loss.on_ack_received",
+                 "peer_completed_address_validation"):
+        assert name in original, name
+    fields = [f.name for f in dataclasses.fields(QuicReceiveContext)]
+    assert {"epoch", "time", "quic_logger_frames"} <= set(fields)
+    # the frame loop turns a BufferReadError from a handler into FRAME_ENCODING_ERROR
+    loop = inspect.getsource(connection_module.QuicConnection._payload_received)
+    assert "except BufferReadError" in loop and "FRAME_ENCODING_ERROR" in loop
+
+
+def test_recovery_env_switch_and_reversible_install():
+    code = ("import fastpath.hy2.quic_connection, aioquic.quic.connection as c;"
+            "from fastpath.hy2 import aioquic_seam;"
+            "print(aioquic_seam.installed_recovery(), c.QuicConnection._handle_ack_frame.__module__)")
+    assert run_python(code) == "fastpath fastpath.hy2.quic_recovery"
+    assert run_python(code, FASTPATH_QUIC_RECOVERY="aioquic") == \
+        "aioquic aioquic.quic.connection"
+    before = aioquic_seam.installed_recovery()
+    try:
+        assert aioquic_seam.install_recovery("aioquic") == "aioquic"
+        assert connection_module.QuicConnection._handle_ack_frame is \
+            aioquic_seam.AIOQUIC_HANDLE_ACK_FRAME
+        assert aioquic_seam.install_recovery("fastpath") == "fastpath"
+    finally:
+        aioquic_seam.install_recovery(before)
+
+
+def test_a_qlog_connection_keeps_aioquics_recovery():
+    from aioquic.quic.logger import QuicLogger
+    from aioquic.quic import recovery as recovery_module
+    from fastpath.hy2 import quic_recovery
+
+    kw = dict(initial_rtt=0.1, max_datagram_size=1200, peer_completed_address_validation=True,
+              send_probe=lambda: None)
+    trace = QuicLogger().start_trace(is_client=True, odcid=b"x")
+    assert type(aioquic_seam.make_recovery(quic_logger=trace, **kw)) is \
+        recovery_module.QuicPacketRecovery
+    assert type(aioquic_seam.make_recovery(**kw)) is quic_recovery.QuicPacketRecovery
+    assert type(aioquic_seam.make_recovery(congestion_control_algorithm="cubic", **kw)) is \
+        quic_recovery.QuicPacketRecovery
+
+
+def test_receive_path_internals():
+    """What fastpath.hy2.quic_receive reads and repeats of aioquic's receive_datagram."""
+    from aioquic.quic import recovery as recovery_module
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.tls import Epoch
+    from fastpath.hy2 import quic_receive
+
+    source = inspect.getsource(aioquic_seam.AIOQUIC_RECEIVE_DATAGRAM)
+    for name in ("self._state in END_STATES", "self._quic_logger", "self._close_at",
+                 "crypto.decrypt_packet(", "packet_number in space.received_packets",
+                 "reserved_mask = 0x18", "space.expected_packet_number = packet_number + 1",
+                 "self._cryptos[tls.Epoch.ZERO_RTT].recv.teardown()",
+                 "self._peer_cid.sequence_number is None", "self._spin_highest_pn",
+                 "self._payload_received(", "self._close_at = now + self._idle_timeout()",
+                 "self._ack_eliciting_sent_since_receipt = False", "space.ack_queue.add(",
+                 "space.received_packets.add(", "len(space.ack_queue) > MAX_ACK_RANGES",
+                 "space.ack_at = now + self._ack_delay", "space.largest_received_time = now"):
+        assert name in source, name
+    assert recovery_module.MAX_ACK_RANGES == 64
+    conn = connection_module.QuicConnection(configuration=QuicConfiguration(is_client=True))
+    conn.connect(("127.0.0.1", 9), 0.0)
+    for name in ("_state", "_quic_logger", "_network_paths", "host_cid", "_cryptos", "_spaces",
+                 "_close_at", "_close_pending", "_is_client", "_peer_cid", "_spin_bit",
+                 "_spin_highest_pn", "_ack_delay", "_ack_eliciting_sent_since_receipt",
+                 "_QuicConnection__frame_handlers", "_logger"):
+        assert hasattr(conn, name), name
+    # every frame type is allowed in 1-RTT packets, so the compiled loop skips the epoch check
+    assert all(Epoch.ONE_RTT in epochs
+               for _, epochs in conn._QuicConnection__frame_handlers.values())
+    recv = conn._cryptos[Epoch.ONE_RTT].recv
+    for name in ("aead", "hp", "secret", "cipher_suite", "version", "key_phase", "teardown"):
+        assert hasattr(recv, name), name
+    assert quic_receive.AIOQUIC_RECEIVE_DATAGRAM is aioquic_seam.AIOQUIC_RECEIVE_DATAGRAM
+    # the idle timeout the fast path computes inline, and the RangeSet list it appends to
+    idle = inspect.getsource(connection_module.QuicConnection._idle_timeout)
+    for name in ("self._configuration.idle_timeout", "self._remote_max_idle_timeout",
+                 "3 * self._loss.get_probe_timeout()", "min(", "max("):
+        assert name in idle, name
+    from aioquic.quic.rangeset import RangeSet
+    rs = RangeSet()
+    rs.add(3)
+    rs.add(4)
+    rs.add(9)
+    assert rs._RangeSet__ranges == [range(3, 5), range(9, 10)]
+    assert "self.__ranges" in inspect.getsource(RangeSet.add)
+
+
+def test_receive_env_switch_and_reversible_install():
+    code = ("import fastpath.hy2.quic_connection, aioquic.quic.connection as c;"
+            "from fastpath.hy2 import aioquic_seam;"
+            "print(aioquic_seam.installed_receive(), c.QuicConnection.receive_datagram.__module__)")
+    assert run_python(code) == "fastpath fastpath.hy2.quic_receive"
+    assert run_python(code, FASTPATH_QUIC_RECEIVE="aioquic") == \
+        "aioquic aioquic.quic.connection"
+    before = aioquic_seam.installed_receive()
+    try:
+        assert aioquic_seam.install_receive("aioquic") == "aioquic"
+        assert aioquic_seam.install_receive("fastpath") == "fastpath"
+    finally:
+        aioquic_seam.install_receive(before)
