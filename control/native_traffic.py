@@ -131,10 +131,8 @@ class UserKick:
 
     def on_post(self, req, resp, user_id):
         # An unknown user is a 404, as for reset (a typo must not read as "kicked, 0 open").
-        try:
-            self.node.store.get_user(user_id)
-        except NotFound as exc:
-            raise not_found(str(exc)) from None
+        with store_refusals():
+            self.node.ledger.get_user(user_id)
         resp.media = self.node.command("kick", {"ids": [user_id]})
 
 
