@@ -3,6 +3,7 @@ token in its place on an exposed node without a secret."""
 from __future__ import annotations
 
 import json
+import time
 
 from tests.security.conftest import AUTH, SECRET, TOKEN, exposed_config, raw_request
 from tests.support.node import NodeProcess
@@ -31,4 +32,8 @@ def test_without_a_secret_an_exposed_node_asks_the_control_token(tmp_path):
         assert raw_request(node, "GET", "/traffic", headers={"Authorization": "nope"}).status == 401
         assert raw_request(node, "GET", "/traffic", headers=AUTH).status == 200
         assert raw_request(node, "GET", "/traffic", headers={"Authorization": TOKEN}).status == 200
-        assert "Traffic Stats routes ask the control token" in node.log()
+        # Said with "serving", once every child is ready (health answers before that).
+        deadline = time.monotonic() + 30
+        while "Traffic Stats routes ask the control token" not in node.log():
+            assert time.monotonic() < deadline, node.log()[-3000:]
+            time.sleep(0.2)

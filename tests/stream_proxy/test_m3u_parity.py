@@ -543,6 +543,11 @@ def test_an_iptv_manager_drives_the_node(relay, origin, receiver):
     # Every event, each with m3u-proxy's keys and format.
     for event_type in ALL_EVENTS:
         receiver.wait_for(lambda e, t=event_type: e["event_type"] == t, timeout=20)
+    # The deleted channels' stops are checked below: wait for each (the webhook queue delivers
+    # them after the deletes answer).
+    for sid in (ch1, ch2):
+        receiver.wait_for(lambda e, s=sid: e["event_type"] == "stream_stopped" and e["stream_id"] == s,
+                          timeout=20)
     events = receiver.events()
     for e in events:
         shaped(e, EVENT, "event")
