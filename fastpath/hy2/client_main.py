@@ -22,9 +22,8 @@ import signal
 import sys
 from pathlib import Path
 
-import yaml
-
 from fastpath.config.fields import ConfigError
+from fastpath.config.yaml_text import YamlProblem, load_yaml
 from fastpath.hy2.client import BACKOFF_MAX, AuthError, CertificateError, Hy2Client, Hy2Error
 from fastpath.hy2.config import parse_client_config
 from fastpath.hy2.forwarding import TcpForward, UdpForward
@@ -170,13 +169,13 @@ def run_client(config_path: str) -> int:
     # itself, once, in its own words (a bad certificate was otherwise told twice per try).
     logging.getLogger("quic").setLevel(logging.ERROR)
     try:
-        raw = yaml.safe_load(Path(config_path).read_text()) or {}
+        raw = load_yaml(Path(config_path).read_text()) or {}
         settings = parse_client_config(raw)
     except OSError as exc:
         print(f"fastpath client: cannot read {config_path}: {exc.strerror}", file=sys.stderr)
         return 2
-    except yaml.YAMLError:
-        print(f"fastpath client: {config_path} is not valid YAML", file=sys.stderr)
+    except YamlProblem as exc:
+        print(f"fastpath client: {config_path} is not valid YAML: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         print(f"fastpath client: config error: {exc}", file=sys.stderr)

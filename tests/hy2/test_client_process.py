@@ -191,3 +191,15 @@ def test_bad_client_config_is_one_line(env):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert out.stderr.strip() == "fastpath client: config error: sock5: unknown key"
+
+
+def test_a_key_written_twice_in_a_client_config_is_refused(env):
+    """As for the node's config: the second ``auth`` would silently win otherwise."""
+    path = env["tmp"] / "twice.yaml"
+    path.write_text("server: 127.0.0.1:1\nauth: first\nauth: second\n")
+    out = subprocess.run([sys.executable, "-m", "fastpath", "client", "-c", str(path)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2, out.stderr
+    line = out.stderr.strip()
+    assert line.startswith(f"fastpath client: {path} is not valid YAML") and "auth" in line, line
+    assert "\n" not in line
