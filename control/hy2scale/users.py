@@ -8,10 +8,10 @@ and cuts it off when it is disabled, expires or crosses its limit, like any tabl
 
 Input forms: ``traffic_limit`` (bytes) or ``traffic_limit_gb`` (GiB, wins when both are given),
 ``expiry`` (ISO 8601, unix seconds, "" or null = never) or ``expiry_date`` (``YYYY-MM-DD``,
-00:00 UTC; wins when both are given).  An exit is one hop: ``exit_via`` (or ``exit_paths`` with
-one entry) names an enabled client of this node (``clients.py``), and the workers open that
-user's streams on that peer; multi-hop paths, several paths and the quality/aggregate modes are
-refused with 501 instead of being stored and silently ignored.
+00:00 UTC; wins when both are given).  Exits: ``exit_paths`` (``exit_via`` is its first) are
+paths of the mesh, ``b`` or ``b/c/...``, each starting at an enabled client of this node
+(``clients.py``); with several, ``exit_mode`` ``quality`` or ``aggregate`` chooses among them
+(``fastpath.mesh.egress``).  Checked by ``fastpath.mesh.paths``.
 """
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ import falcon
 from control import validation as v
 from control.errors import bad_request, conflict, not_found
 from control.hy2scale.clients import self_names
-from control.hy2scale.face import ScaleFace, not_supported, read_setting
+from control.hy2scale.face import ScaleFace, read_setting
 from control.hy2scale.user_cache import ScaleUserCache
 from control.traffic_accounting import read_traffic
 from fastpath.hy2.exit_peers import CLIENTS_KEY
+from fastpath.mesh.paths import PathError, check_paths
 from fastpath.store import User
 from fastpath.store.state_store import USER_COLUMNS
 from fastpath.supervisor.command_channel import CommandError
@@ -152,9 +153,6 @@ def parse_fields(body: dict) -> dict:
             meta["exit_paths"] = [body["exit_via"]] if body["exit_via"] else []
     if paths:
         meta["exit_via"] = paths[0]
-    if len(paths or ()) > 1:
-        raise not_supported("several exit paths are not supported: single-hop exits are "
-                            "(exit_paths with one client name, or exit_via)")
     if "exit_mode" in body and body["exit_mode"] is not None:
         if body["exit_mode"] not in EXIT_MODES:
             raise bad_request(f"exit_mode must be one of {', '.join(repr(m) for m in EXIT_MODES)}")
@@ -172,29 +170,26 @@ def parse_fields(body: dict) -> dict:
 
 
 def check_exit(meta: dict, clients: list, own: set, *, allow_disabled: bool = False) -> None:
-    """A user's exit must be one hop through one enabled client of this node (a restored
-    backup may name a disabled one): 501 for what is not supported, 400 for a wrong name."""
+    """A user's exit paths (``fastpath.mesh.paths``): each starts at an enabled client of this
+    node (a restored backup may name a disabled one), revisits no node, and several paths come
+    with a mode that chooses among them; 400 with the reason otherwise."""
     name = meta.get("exit_via") or ""
     paths = meta.get("exit_paths") or []
     if not name and not paths:
         return
-    if len(paths) > 1:
-        raise not_supported("several exit paths are not supported: single-hop exits are")
     if paths and paths[0] != name:
         raise bad_request("exit_via must equal exit_paths[0]")
-    if "/" in name:
-        raise not_supported(f"multi-hop exit paths ({name!r}) are not supported: single-hop exits "
-                            f"through one client of this node are")
-    if meta.get("exit_mode") in ("quality", "aggregate"):
-        raise not_supported(f"exit_mode {meta['exit_mode']!r} is not supported with exits: single-hop "
-                            f"exits with exit_mode \"\" or \"direct\" are")
-    if name in own:
-        raise bad_request(f"exit {name!r} names this node itself")
-    entry = next((c for c in clients if isinstance(c, dict) and c.get("name") == name), None)
-    if entry is None:
-        raise bad_request(f"exit {name!r} is not a client of this node (see /clients)")
-    if entry.get("disabled") and not allow_disabled:
-        raise bad_request(f"exit {name!r} is a disabled client")
+    if not paths:
+        paths = [name]
+    entries = {c.get("name"): c for c in clients if isinstance(c, dict)}
+    try:
+        check_paths(paths, meta.get("exit_mode") or "", own, set(entries))
+    except PathError as exc:
+        raise bad_request(str(exc)) from None
+    for path in paths:
+        first = path.split("/")[0]
+        if entries[first].get("disabled") and not allow_disabled:
+            raise bad_request(f"exit {first!r} is a disabled client")
 
 
 class UserBook:

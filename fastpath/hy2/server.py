@@ -23,7 +23,10 @@ from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.config import ServerSettings
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated, UdpReceived)
-from fastpath.hy2.exit_peers import ExitUdp
+from fastpath.mesh.relay import serve as serve_relay
+from fastpath.mesh.egress import target_host
+from fastpath.mesh.udp import MeshUdp
+from fastpath.mesh.wire import RELAY_PREFIX
 from fastpath.hy2.frames import encode_tcp_response
 from fastpath.hy2.masquerade import decode_headers, go_writer, not_found
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
@@ -229,21 +232,14 @@ class ServerConnection(QuicGlue):
         # may be read before this coroutine resumes, and must not overtake the response.
         pump.head = encode_tcp_response(True, "Connected")
         try:
-            host, port = split_address(address)
-            exit_name = server.exit_of(self.session.auth_id)
-            if exit_name is not None:
-                # The user's traffic leaves through another node: opened there or failed,
-                # never dialed from here.
-                async with asyncio.timeout(DIAL_TIMEOUT):
-                    await server.open_exit_stream(exit_name, pump, address)
-            else:
-                if host == SPEEDTEST_HOST and server.speedtest is not None:
-                    host, port = server.speedtest.address
-                elif host == SPEEDTEST_HOST:
-                    raise OSError("speed test is not enabled")
-                # asyncio.timeout runs in this task; wait_for would start one more per dial.
-                async with asyncio.timeout(DIAL_TIMEOUT):
-                    await server.loop.create_connection(lambda: pump, host, port)
+            # asyncio.timeout runs in this task; wait_for would start one more per dial.
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                if address.startswith(RELAY_PREFIX):
+                    # A relay request of the mesh (fastpath.mesh.relay): served here, or
+                    # the plain target it asks this node to open.
+                    address = await serve_relay(server.mesh, pump, address, server.loop)
+                if address is not None:
+                    await self._dial_target(pump, address)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             if self.closed or pump.finished and pump.stream_id not in self.pumps:
                 return
@@ -259,6 +255,21 @@ class ServerConnection(QuicGlue):
         if slot >= 0:
             w.set_state(slot, STATE_ESTAB)
         self.want_transmit()
+
+    async def _dial_target(self, pump: RelayPump, address: str) -> None:
+        server = self.server
+        host, port = split_address(address)
+        route = server.route_of(self.session.auth_id, host)
+        if route is not None:
+            # The traffic leaves through other nodes (a user's exit or a rule): opened there
+            # or failed, never dialed from here.
+            await server.open_route(route, pump, address)
+            return
+        if host == SPEEDTEST_HOST and server.speedtest is not None:
+            host, port = server.speedtest.address
+        elif host == SPEEDTEST_HOST:
+            raise OSError("speed test is not enabled")
+        await server.loop.create_connection(lambda: pump, host, port)
 
     def _dial_failed(self, pump: RelayPump, message: str) -> None:
         """Answer a failed dial and end the stream with our FIN only: a STOP_SENDING in the
@@ -319,13 +330,14 @@ class ServerConnection(QuicGlue):
                 for victim in self.session.udp.over_capacity():
                     self._close_udp(victim)
             slot = self._open_slot(KIND_UDP_SESSION, session.session_id, e.address, STATE_ESTAB)
-            exit_name = self.server.exit_of(self.session.auth_id)
-            if exit_name is not None:       # relayed by the peer, or dropped: never sent from here
-                pump = ExitUdp(self.server.loop, self, session.session_id,
-                               getattr(self.server.authenticator.users, "exits", None), exit_name,
-                               self.server.counters, slot)
+            server = self.server
+            # A session's route is decided by its first datagram's destination.
+            route = server.route_of(self.session.auth_id, target_host(e.address))
+            if route is not None:       # relayed along the route, or dropped: never sent from here
+                pump = MeshUdp(server.loop, self, session.session_id, server.mesh, route,
+                               server.counters, slot)
             else:
-                pump = UdpPump(self.server.loop, self, self.quic, session, self.server.counters, slot)
+                pump = UdpPump(server.loop, self, self.quic, session, server.counters, slot)
             session.handle = pump
         pump.send(e.address, e.payload)
 
@@ -421,18 +433,23 @@ class Hy2Server:
     def address(self):
         return self.endpoint.local_address
 
-    # -- exits (fastpath.hy2.exit_peers) ----------------------------------------------------
-    def exit_of(self, user_id) -> str | None:
-        """The peer a user's traffic leaves through (None: it exits here), from the user
-        directory's ``exit_of`` map."""
-        exits = getattr(getattr(self.authenticator, "users", None), "exit_of", None)
-        return exits.get(user_id) if exits else None
+    # -- exits (fastpath.mesh) ---------------------------------------------------------------
+    @property
+    def mesh(self):
+        """The worker's ``fastpath.mesh.egress.MeshEgress`` (on the user directory), or None."""
+        return getattr(getattr(self.authenticator, "users", None), "mesh", None)
 
-    async def open_exit_stream(self, exit_name: str, pump, address: str) -> None:
-        peers = getattr(self.authenticator.users, "exits", None)
-        if peers is None:
-            raise OSError(f"exit {exit_name!r}: this worker has no outbound peers; not dialing directly")
-        await peers.open_stream(exit_name, pump, address, self.loop)
+    def route_of(self, user_id, host: str):
+        """The exit route of a stream of ``user_id`` to ``host`` (a rule's or the user's), or
+        None: it leaves here."""
+        mesh = self.mesh
+        return mesh.route(user_id, host) if mesh is not None else None
+
+    async def open_route(self, route, pump, address: str) -> None:
+        mesh = self.mesh
+        if mesh is None:
+            raise OSError("this worker has no outbound peers; not dialing directly")
+        await mesh.open_stream(route, pump, address, self.loop)
 
     # -- packets in -------------------------------------------------------------------------
     def _on_batch(self, batch: list) -> None:

@@ -79,17 +79,27 @@ class InboundCore:
     async def dial(self, address: str, user_id, peer) -> TcpSplice:
         """Connect to ``address`` for ``user_id``: a splice whose target side is connected and
         whose client side is still to be attached (``TcpSplice.attach_client``)."""
-        if user_id is not None and self.users.exit_of.get(user_id):
-            raise Refused(f"user {user_id} leaves through an exit node, which proxy inbounds "
-                          "do not serve yet")
         host, port = split_address(address)
+        # A user's exit or a rule for the target (fastpath.mesh): opened along that route or
+        # failed (ExitUnavailable, an OSError), never dialed from here.
+        mesh = getattr(self.users, "mesh", None)
+        route = mesh.route(user_id, host) if mesh is not None else None
         peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
         conn_slot, slot = self._open_slots(user_id, peer_text, address)
         splice = TcpSplice(self.counters if slot >= 0 else None, slot, self._finished)
         splice.on_budget = self._budget_reached
         try:
+            loop = asyncio.get_running_loop()
             async with asyncio.timeout(DIAL_TIMEOUT):
-                await asyncio.get_running_loop().create_connection(lambda: splice.target, host, port)
+                if route is not None:
+                    sock = await mesh.open_socket(route, address, loop)
+                    try:
+                        await loop.create_connection(lambda: splice.target, sock=sock)
+                    except BaseException:
+                        sock.close()
+                        raise
+                else:
+                    await loop.create_connection(lambda: splice.target, host, port)
         except BaseException:
             self._close_slots((conn_slot, slot))
             raise

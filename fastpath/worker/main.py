@@ -16,6 +16,7 @@ import sys
 
 from fastpath.config import ConfigError, load_config
 from fastpath.hy2.exit_peers import ExitPeers
+from fastpath.mesh.egress import MeshEgress
 from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.shm import CounterTable
 from fastpath.store import StateStore
@@ -75,15 +76,34 @@ async def worker_main(args) -> int:
 
     # Outbound peers (HY2 SCALE clients) for users whose traffic leaves through another node.
     exits = ctx.users.exits = await ExitPeers(store).start()
+    # Exit paths, rules and nested discovery over those peers (fastpath.mesh).
+    mesh = ctx.users.mesh = await MeshEgress(store, exits, ctx.users, ctx.config.name).start()
 
     async def peers_changed(_args):
-        return {"changed": await exits.reload()}
+        changed = await exits.reload()
+        mesh.reload()
+        mesh.nested.reload()
+        mesh.nested.kick()
+        return {"changed": changed}
 
     async def peers_status(_args):
-        return exits.status()
+        return mesh.peer_status()
+
+    async def rules_changed(_args):
+        mesh.reload()
+        return {"rules": mesh.rules.count}
+
+    async def mesh_status(_args):
+        return mesh.status()
+
+    async def mesh_peer_list(_args):
+        return mesh.peer_list()
 
     ctx.on_command("peers_changed", peers_changed)
     ctx.on_command("peers_status", peers_status)
+    ctx.on_command("rules_changed", rules_changed)
+    ctx.on_command("mesh_status", mesh_status)
+    ctx.on_command("mesh_peer_list", mesh_peer_list)
     ctx.on_command("ping", ping)
     ctx.on_command("refuse_device", refuse_device)
     ctx.on_command("users_changed", users_changed)
@@ -132,6 +152,7 @@ async def worker_main(args) -> int:
             await asyncio.wait_for(service.close(), 3)
         except Exception:
             log.exception("service did not close cleanly")
+    await mesh.close()
     await exits.close()
     link_task.cancel()
     return 0
