@@ -17,7 +17,7 @@ from fastpath.hy2.client import ConnectError, simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2scale.conftest import SCALE, ScaleClient
 from tests.hy2scale.test_exits import download_hash, make_user, settle, upload_hash, used
-from tests.support.node import NodeProcess, free_udp_port
+from tests.support.node import NodeProcess, free_tcp_port, free_udp_port
 
 pytestmark = pytest.mark.integration
 
@@ -81,14 +81,17 @@ class OnlyFrom:
         self.udp = targets.call(start())
 
 
-def scale_node(tmp, name, workers=1):
-    return NodeProcess(tmp.mktemp(name), {"scale": dict(SCALE)}, workers=workers)
+def scale_node(tmp, name, workers=1, **config):
+    return NodeProcess(tmp.mktemp(name), {"scale": dict(SCALE), **config}, workers=workers)
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
+    socks = free_tcp_port()
     with scale_node(tmp_path_factory, "node-c") as c, scale_node(tmp_path_factory, "node-b") as b, \
-            scale_node(tmp_path_factory, "node-a", workers=2) as a:
+            scale_node(tmp_path_factory, "node-a", workers=2, inbounds=[
+                {"type": "socks", "listen": f"127.0.0.1:{socks}", "tag": "socks-in"}]) as a:
+        a.socks = socks
         for n in (a, b, c):
             n.hy2 = n.config["listen"]
             n.scale = ScaleClient(n)
@@ -157,7 +160,9 @@ def test_b_c_path_reaches_a_target_only_c_may_dial_tcp_and_udp(mesh, targets):
     # count up to that much more than A counts payload.
     for moved in (moved_b, moved_c):
         assert moved_alice <= moved <= moved_alice + 40 * 64, (moved_alice, moved_b, moved_c)
-    assert used(c.scale, c.peer_a2) == a2_0     # nothing went A → C directly
+    # Nothing of alice's went A → C directly: at most the node-info request A's nested
+    # discovery makes once per connection (well under a kilobyte).
+    assert used(c.scale, c.peer_a2) - a2_0 < 1000
 
 
 def test_a_user_with_a_direct_exit_is_not_served_by_the_target(mesh, targets):
@@ -229,3 +234,218 @@ def test_a_broken_hop_fails_the_stream_with_a_message(mesh, targets):
     assert "not a configured peer" in run(refused("nowhere:pw-nowhere"))
     assert recorder.seen == []                 # never a direct exit, at A or at B
     assert b.scale("DELETE", "/clients/gone").status == 200
+
+
+# -- nested discovery -----------------------------------------------------------------------
+def wait_for(read, ok, timeout=25.0, step=0.3):
+    deadline = time.monotonic() + timeout
+    last = read()
+    while not ok(last) and time.monotonic() < deadline:
+        time.sleep(step)
+        last = read()
+    return last
+
+
+def child_names(entry) -> list[str]:
+    return [c["name"] for c in entry.get("children") or []]
+
+
+def test_nested_discovery_shows_c_under_b_with_limits_and_no_cycles(mesh):
+    a, b, c = mesh
+    # C has an offline client d; B has a client that is A again (a cycle A → B → A).
+    assert c.scale("POST", "/clients", {"name": "d", "addr": f"127.0.0.1:{free_udp_port()}",
+                                        "password": "x", "insecure": True}).status == 201
+    make_user(a.scale, "peer-b2")
+    assert b.scale("POST", "/clients", {"name": "a-again", "addr": a.hy2, "password": "peer-b2:pw-peer-b2",
+                                        "insecure": True}).status == 201
+
+    def b_entry():
+        return next(p for p in a.scale.get("/topology").json() if p["name"] == "b")
+    assert b_entry()["nested"] is False and child_names(b_entry()) == []
+    assert a.scale("PUT", "/peers/b/nested", {"enabled": True}).json() == {"status": "ok"}
+    # a-again is A itself: dropped as soon as B has learnt its node id (B asks each client
+    # once per connection), and from then on never shown again.
+    entry = wait_for(b_entry, lambda e: child_names(e) == ["c"])
+    assert entry["nested"] is True and child_names(entry) == ["c"], entry
+    for _ in range(12):                        # four nested refreshes of A
+        time.sleep(1)
+        assert child_names(b_entry()) == ["c"]
+    entry = b_entry()
+    kid = entry["children"][0]
+    assert kid["via"] == "b" and kid["connected"] is True and kid["direction"] == "outbound"
+    assert kid["latency_ms"] >= entry["latency_ms"] >= 0
+    assert kid["children"] == []               # B does not publish below c until it marks c nested
+    # Deeper: B marks c nested (so it publishes d), A marks b/c nested (so it shows it).
+    assert b.scale("PUT", "/peers/c/nested", {"enabled": True}).status == 200
+    assert a.scale("PUT", "/peers/b/c/nested", {"enabled": True}).status == 200
+
+    def grandkids():
+        e = b_entry()
+        return [g["name"] for k in e.get("children") or [] for g in k.get("children") or []]
+    assert "d" in wait_for(grandkids, lambda g: "d" in g)
+    d = b_entry()["children"][0]["children"][0]
+    assert d["connected"] is False and d["via"] == "c"
+    # max_nested_depth 1: only the first level below b stays.
+    ui = a.scale.get("/settings/ui").json()
+    r = a.scale("PUT", "/settings/ui", {**ui, "max_nested_depth": 1})
+    assert r.status == 200 and "max_nested_depth" in r.json()["applied"], r.text
+    assert wait_for(grandkids, lambda g: g == []) == []
+    assert child_names(b_entry()) == ["c"]
+    assert a.scale("PUT", "/settings/ui", {**ui, "max_nested_depth": 5}).status == 200
+    # A nested flag for a node the topology does not show, or a bad path: refused.
+    assert a.scale("PUT", "/peers/b/zz/nested", {"enabled": True}).status == 404
+    assert a.scale("PUT", "/peers/nosuch/nested", {"enabled": True}).status == 400
+    assert a.scale("PUT", "/peers/b/b/nested", {"enabled": True}).status == 400
+    assert a.scale("PUT", "/peers/b/nested", {"enabled": "yes"}).status == 400
+    # The internal list, as other nodes read it: behind B's node password.
+    assert b.scale.get("/peers/c/peers").status == 200
+    r = b.request("GET", "/scale/api/internal/peers")
+    assert r.status == 403                       # no node password set yet
+    assert b.scale("PUT", "/node", {"server": {"password": "node-b-secret"}}).status == 200
+    assert b.request("GET", "/scale/api/internal/peers").status == 401
+    assert b.request("GET", "/scale/api/internal/peers",
+                     headers={"Authorization": "Bearer wrong"}).status == 401
+    r = b.request("GET", "/scale/api/internal/peers", headers={"Authorization": "Bearer node-b-secret"})
+    assert r.status == 200, r.text
+    listed = {p["name"]: p for p in r.json()}
+    assert listed["c"]["connected"] is True and "d" in child_names(listed["c"])
+    assert listed["a-again"].get("node_id") == a.node_id      # how A knows to drop it
+    assert b.scale("DELETE", "/clients/a-again").status == 200
+    assert c.scale("DELETE", "/clients/d").status == 200
+
+
+# -- exit modes -----------------------------------------------------------------------------
+def paths_view(a) -> dict:
+    """Per path, the figures of the worker that probed it last (both workers probe)."""
+    out = {}
+    for w in a.scale.get("/diag/paths").json()["workers"]:
+        for p, st in w["paths"].items():
+            out.setdefault(p, []).append(st)
+    return out
+
+
+def all_healthy(view, paths) -> bool:
+    return all(p in view and all(s["healthy"] and s["latency_ms"] is not None for s in view[p]) for p in paths)
+
+
+def via_b(a, b, user, only_c, streams=1, n=100_000) -> int:
+    """Streams of ``user`` that went through B (B's counter of A's peer user moved)."""
+    before = used(b.scale, b.peer_a)
+
+    async def main():
+        client = simple_client(a.hy2, f"{user}:pw-{user}")
+        await client.connect()
+        for _ in range(streams):
+            assert await tcp_echo(client, only_c.tcp, n)
+        await client.close()
+    run(main())
+    return round((settle(lambda: used(b.scale, b.peer_a)) - before) / (2 * n))
+
+
+def test_quality_takes_the_fastest_healthy_path_and_switches_when_a_hop_dies(mesh, targets):
+    a, b, c = mesh
+    only_c = OnlyFrom(targets, lambda: tree_pids(c))
+    make_user(a.scale, "qual", exit_paths=["b/c", "c"], exit_mode="quality")
+    view = wait_for(lambda: paths_view(a), lambda v: all_healthy(v, ["b/c", "c"]))
+    assert all_healthy(view, ["b/c", "c"]), view
+    first = via_b(a, b, "qual", only_c, streams=3)
+    assert first in (0, 3), first                       # one path for all three
+    chosen = "b/c" if first == 3 else "c"
+    # Kill a hop of the chosen path: B's client c (b/c) or A's own client c (c).
+    owner = b if chosen == "b/c" else a
+    assert owner.scale("PUT", "/clients/c/disable", {"disabled": True}).status == 200
+    try:
+        view = wait_for(lambda: paths_view(a), lambda v: not any(s["healthy"] for s in v[chosen]))
+        assert not any(s["healthy"] for s in view[chosen]), view
+        assert via_b(a, b, "qual", only_c, streams=3) == (0 if chosen == "b/c" else 3)
+        assert only_c.seen and all(ok for _p, ok in only_c.seen)
+    finally:
+        assert owner.scale("PUT", "/clients/c/disable", {"disabled": False}).status == 200
+    wait_for(lambda: paths_view(a), lambda v: all_healthy(v, ["b/c", "c"]))
+
+
+def test_aggregate_spreads_a_users_streams_over_the_healthy_paths(mesh, targets):
+    a, b, c = mesh
+    only_c = OnlyFrom(targets, lambda: tree_pids(c))
+    make_user(a.scale, "aggr", exit_paths=["b/c", "c"], exit_mode="aggregate")
+    assert wait_for(lambda: paths_view(a), lambda v: all_healthy(v, ["b/c", "c"])) is not None
+    a2_before = used(c.scale, c.peer_a2)
+    through_b = via_b(a, b, "aggr", only_c, streams=10)
+    direct = round((settle(lambda: used(c.scale, c.peer_a2)) - a2_before) / 200_000)
+    assert through_b + direct == 10 and through_b >= 3 and direct >= 3, (through_b, direct)
+    # Aggregate needs one exit node at the end of every path.
+    r = a.scale("POST", "/users", {"username": "agg2", "password": "x", "exit_paths": ["b/c", "b"],
+                                   "exit_mode": "aggregate"})
+    assert r.status == 400 and "same exit node" in r.text
+
+
+# -- rules ----------------------------------------------------------------------------------
+def socks_echo(port, user, password, target_host, target_port, payload=b"ping through socks") -> bytes:
+    import socket
+    import struct
+    with socket.create_connection(("127.0.0.1", port), 10) as s:
+        s.sendall(b"\x05\x01\x02")
+        assert s.recv(2) == b"\x05\x02"
+        s.sendall(b"\x01" + bytes([len(user)]) + user.encode() + bytes([len(password)]) + password.encode())
+        assert s.recv(2) == b"\x01\x00"
+        host = target_host.encode()
+        s.sendall(b"\x05\x01\x00\x03" + bytes([len(host)]) + host + struct.pack(">H", target_port))
+        rep = s.recv(10)
+        if rep[:2] != b"\x05\x00":
+            return b"refused"
+        s.sendall(payload)
+        got = b""
+        s.settimeout(5)
+        try:
+            while len(got) < len(payload):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except TimeoutError:
+            pass
+        return got
+
+
+def test_rules_route_by_cidr_and_domain_for_hysteria_and_the_socks_inbound(mesh, targets):
+    a, b, c = mesh
+    only_c = OnlyFrom(targets, lambda: tree_pids(c))
+    make_user(a.scale, "ruled")                           # no exit of its own
+
+    async def echo_to(host):
+        client = simple_client(a.hy2, "ruled:pw-ruled")
+        await client.connect()
+        try:
+            reader, writer = await client.open_tcp(f"{host}:{only_c.tcp}")
+            writer.write(b"hello rule")
+            got = await asyncio.wait_for(reader.read(100), 5)
+        finally:
+            await client.close()
+        return got
+    assert run(echo_to("127.0.0.1")) == b""              # exits at A: the target refuses A
+    assert a.scale.get("/rules").json() == {"available": True, "rules": []}
+    r = a.scale("POST", "/rules", {"id": "lo", "name": "loopback via C", "type": "ip",
+                                   "targets": ["127.0.0.0/8", "10.0.0.1-10.0.0.9"],
+                                   "exit_paths": ["b/c"], "enabled": True})
+    assert r.status == 200 and r.json()["status"] == "ok", r.text
+    rules = a.scale.get("/rules").json()["rules"]
+    assert rules[0]["exit_via"] == "b/c" and rules[0]["targets"] == ["127.0.0.0/8", "10.0.0.1-10.0.0.9"]
+    time.sleep(0.3)
+    assert run(echo_to("127.0.0.1")) == b"hello rule"      # the rule sends it along b/c
+    assert socks_echo(a.socks, "ruled", "pw-ruled", "127.0.0.1", only_c.tcp) == b"ping through socks"
+    # Domain rules match the requested name (suffix on label boundaries), not the address.
+    assert a.scale("PUT", "/rules/lo/toggle", {"enabled": False}).status == 200
+    time.sleep(0.3)
+    assert run(echo_to("127.0.0.1")) == b""
+    r = a.scale("POST", "/rules", {"id": "dom", "type": "domain", "targets": ["localhost"],
+                                   "exit_via": "b/c", "enabled": True})
+    assert r.status == 200, r.text
+    time.sleep(0.3)
+    assert run(echo_to("localhost")) == b"hello rule"
+    assert run(echo_to("127.0.0.1")) == b""
+    assert socks_echo(a.socks, "ruled", "pw-ruled", "localhost", only_c.tcp, b"named") == b"named"
+    assert socks_echo(a.socks, "ruled", "pw-ruled", "127.0.0.1", only_c.tcp, b"plain") == b""
+    for rid in ("lo", "dom"):
+        assert a.scale("DELETE", f"/rules/{rid}").json() == {"status": "ok"}
+    assert a.scale("DELETE", "/rules/dom").status == 404
+    assert a.scale.get("/rules").json()["rules"] == []
