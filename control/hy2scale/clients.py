@@ -21,6 +21,7 @@ disabling it is allowed: those users' streams then fail, they never leave direct
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ from control.errors import bad_request, conflict, not_found
 from control.hy2scale.face import NODE_KEY, ScaleFace, read_setting, write_setting
 from fastpath.hy2.exit_peers import CLIENTS_KEY
 from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.egress import RULES_KEY
 
 log = logging.getLogger("fastpath.control.hy2scale")
 
@@ -241,13 +243,31 @@ def parse_client(body, old: dict | None = None, ca_dir: str | None = None) -> di
     return entry
 
 
+def _first_hops(paths, via) -> set:
+    out = {p.split("/")[0] for p in paths if isinstance(p, str) and p} if isinstance(paths, list) else set()
+    if isinstance(via, str) and via:
+        out.add(via.split("/")[0])
+    return out
+
+
 def exit_users(db, name: str) -> list[str]:
-    """Usernames of the scale users whose exit is client ``name``."""
+    """Usernames of the scale users (and ids of the rules, as ``rule <id>``) with an exit path
+    that starts at client ``name``."""
     rows = db.execute(
-        "SELECT json_extract(meta, '$.username') FROM users WHERE source = 'hy2scale' AND "
-        "(json_extract(meta, '$.exit_via') = ? OR json_extract(meta, '$.exit_paths[0]') = ?) "
-        "ORDER BY 1 LIMIT 6", (name, name)).fetchall()
-    return [r[0] for r in rows]
+        "SELECT json_extract(meta, '$.username'), json_extract(meta, '$.exit_paths'), "
+        "json_extract(meta, '$.exit_via') FROM users WHERE source = 'hy2scale' ORDER BY 1").fetchall()
+    out = []
+    for username, paths, via in rows:
+        try:
+            paths = json.loads(paths) if paths else []
+        except ValueError:
+            paths = []
+        if name in _first_hops(paths, via):
+            out.append(username)
+    for rule in read_setting(db, RULES_KEY, []) or []:
+        if isinstance(rule, dict) and name in _first_hops(rule.get("exit_paths"), rule.get("exit_via")):
+            out.append(f"rule {rule.get('id')}")
+    return out[:6]
 
 
 class ClientBook:
@@ -277,7 +297,7 @@ class ClientBook:
                 users = exit_users(db, name)
                 if users:
                     raise conflict(f"client {name!r} is the exit of user(s) {', '.join(users)}; "
-                                   f"change their exit_via first")
+                                   f"change their exit paths first")
             if entry is not None and new_name != name and any(c.get("name") == new_name for c in clients):
                 raise conflict(f"client {new_name!r} exists")
             if entry is not None and new_name in self_names(db, self.face):

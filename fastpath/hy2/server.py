@@ -26,7 +26,7 @@ from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, Stream
 from fastpath.mesh.relay import serve as serve_relay
 from fastpath.mesh.egress import target_host
 from fastpath.mesh.udp import MeshUdp
-from fastpath.mesh.wire import RELAY_PREFIX
+from fastpath.mesh.wire import RELAY_PREFIX, is_control
 from fastpath.hy2.frames import encode_tcp_response
 from fastpath.hy2.masquerade import decode_headers, go_writer, not_found
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
@@ -217,7 +217,9 @@ class ServerConnection(QuicGlue):
     # -- TCP proxy streams ------------------------------------------------------------------
     def _open_tcp(self, e: TcpRequested) -> None:
         # Opened as connecting: the dial starts with the next turn of the loop.
-        slot = self._open_slot(KIND_TCP_STREAM, e.stream_id, e.address, STATE_CONNECT)
+        # Mesh control requests (probes, peer lists) are node-to-node talk: not counted.
+        slot = -1 if is_control(e.address) else self._open_slot(KIND_TCP_STREAM, e.stream_id,
+                                                                e.address, STATE_CONNECT)
         pump = RelayPump(self, self.quic, e.stream_id, self.server.counters, slot, True)
         self.pumps[e.stream_id] = pump
         if e.early or e.end:

@@ -61,11 +61,11 @@ def check_paths(paths, mode: str, own_names=(), clients=None) -> tuple[list[str]
         raise PathError(f"at most {MAX_PATHS} exit paths")
     if len(set(paths)) != len(paths):
         raise PathError("exit_paths lists a path twice")
+    if len(paths) > 1 and mode not in ("quality", "aggregate"):
+        raise PathError("several exit paths need exit_mode 'quality' or 'aggregate'")
     parsed = [check_path(p, own_names, clients) for p in paths]
     if not paths:
         return [], ""
-    if len(paths) > 1 and mode not in ("quality", "aggregate"):
-        raise PathError("several exit paths need exit_mode 'quality' or 'aggregate'")
     if mode == "aggregate" and len({p[-1] for p in parsed}) > 1:
         raise PathError("aggregate mode needs every path to end at the same exit node, got "
                         + " and ".join(sorted({repr(p[-1]) for p in parsed})))

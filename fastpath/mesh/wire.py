@@ -113,6 +113,21 @@ def parse(address: str) -> Via | None:
     raise RelayError(f"unknown relay request {address[:80]!r}")
 
 
+CONTROL_TARGETS = (PING, LIST_PEERS, NODE_INFO)
+
+
+def is_control(address: str) -> bool:
+    """A mesh control request (a path probe, a peer list, node info), here or further along a
+    path: node-to-node talk, not a user's traffic, so no hop counts it."""
+    if not address.startswith(RELAY_PREFIX):
+        return False
+    try:
+        via = parse(address)
+    except RelayError:
+        return False
+    return via is not None and via.target in CONTROL_TARGETS
+
+
 # -- UDP frames on a stream ----------------------------------------------------------------
 _U16 = struct.Struct(">H")
 

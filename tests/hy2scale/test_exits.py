@@ -361,12 +361,14 @@ def test_client_crud_masks_passwords_and_refuses_bad_bodies(pair):
     assert s("PUT", "/clients/jp/disable", {"disabled": "no"}).status == 400
     # Users' exits: self, unknown, disabled, multi-hop, several, modes.
     assert s("PUT", "/clients/jp/disable", {"disabled": True}).status == 200
-    for fields, status, words in (({"exit_via": node_id}, 400, "itself"),
+    for fields, status, words in (({"exit_via": node_id}, 400, "revisits this node"),
                                   ({"exit_via": "nope"}, 400, "not a client"),
                                   ({"exit_via": "jp"}, 400, "disabled"),
-                                  ({"exit_paths": ["b/c"]}, 501, "single-hop"),
-                                  ({"exit_paths": ["b", "jp"]}, 501, "single-hop"),
-                                  ({"exit_via": "b", "exit_mode": "quality"}, 501, "single-hop")):
+                                  ({"exit_paths": ["b/b"]}, 400, "revisits"),
+                                  ({"exit_paths": [f"b/{node_id}"]}, 400, "revisits this node"),
+                                  ({"exit_paths": ["b", "jp"]}, 400, "exit_mode"),
+                                  ({"exit_paths": ["b", "jp"], "exit_mode": "quality"}, 400, "disabled"),
+                                  ({"exit_paths": ["b/x_y"]}, 400, "'_'")):
         r = s("POST", "/users", {"username": "exitless", "password": "x", **fields})
         assert r.status == status and words in r.json()["message"], (fields, r.text)
     uid = make_user(s, "pathy", exit_paths=["b"], exit_mode="direct")
@@ -375,13 +377,15 @@ def test_client_crud_masks_passwords_and_refuses_bad_bodies(pair):
     assert s("DELETE", f"/users/{uid}").status == 200
     assert s("DELETE", "/clients/jp").status == 200
     assert s("DELETE", "/clients/jp").status == 404
-    # Nested discovery stays 501 with its reason; the new routes are documented.
-    for method, path in (("PUT", "/peers/b/nested"), ("GET", "/peers/b/peers"), ("GET", "/internal/peers")):
-        r = s(method, path, {"enabled": True} if method == "PUT" else None)
-        assert r.status == 501 and "nested discovery is not supported" in r.json()["message"], r.text
+    # Nested discovery (tests/mesh): the flag of a client is set; the internal list needs the
+    # node password; the new routes are documented.
+    assert s("PUT", "/peers/b/nested", {"enabled": False}).json() == {"status": "ok"}
+    assert s("PUT", "/peers/nope/nested", {"enabled": True}).status == 400
+    assert a.request("GET", "/scale/api/internal/peers").status in (401, 403)
     doc = a.get("/openapi.json").json()["paths"]
     assert {"get", "post"} <= set(doc["/scale/api/clients"]) and "put" in doc["/scale/api/clients/{name}/disable"]
     assert doc["/scale/api/peers"]["get"]["security"] == [{"hy2scale": []}]
+    assert "put" in doc["/scale/api/peers/{path}/nested"] and "get" in doc["/scale/api/internal/peers"]
 
 
 def test_backup_restore_round_trip_with_clients(pair):
