@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from pathlib import Path
 
 from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
 from fastpath.inbounds.shadowsocks import ShadowsocksInbound
@@ -36,10 +35,9 @@ class InboundService:
 
 
 def _tls_context(settings, data_dir) -> ssl.SSLContext:
-    """The inbound's own certificate, or the node's (``tls/`` of the data dir)."""
-    cert, key = settings.cert, settings.key
-    if cert is None:
-        cert, key = str(Path(data_dir) / "tls" / "node.crt"), str(Path(data_dir) / "tls" / "node.key")
+    """The inbound's certificate: its own files, a TLS-store certificate by id, or the
+    node's (``tls/`` of the data dir)."""
+    cert, key = settings.tls_files(data_dir)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
@@ -65,8 +63,10 @@ async def start(ctx):
                     inbound.protocol, host or None, port, reuse_port=True)
             else:
                 proxy = PROTOCOLS[settings.type](core)
+                tls = _tls_context(settings, ctx.config.data_dir) if settings.tls else None
                 server = await asyncio.start_server(proxy._handle, host or None, port,
-                                                    reuse_port=True, limit=MAX_HEAD)
+                                                    reuse_port=True, limit=MAX_HEAD, ssl=tls,
+                                                    ssl_handshake_timeout=10 if tls else None)
             service.cores.append(core)
             service.servers.append(server)
             log.info("%s inbound %s listening on tcp %s:%d", settings.type, settings.tag,
