@@ -16,8 +16,9 @@ the name itself, so matching the name is exact where resolving is a guess.
 - Domain: a trie over reversed labels; the deepest rule on the way wins (the most specific
   suffix), ties by priority then order.
 
-Profiled in bench/RESULTS.md (rules lookup): a few microseconds per lookup with thousands of
-targets, far below a stream's dial, so it stays in Python.
+Measured (bench/RESULTS.md, mesh section): about 6 us per lookup with 10 000 targets, 2.3x one
+``ipaddress`` parse of the host, against a dial of a millisecond or more, so it stays in Python
+(no Cython: it does not show next to the dial).
 """
 from __future__ import annotations
 
