@@ -27,22 +27,6 @@ def record_refusal(store: StateStore, user_id: str, ip: str, seconds: float) -> 
                    (REFUSED_DEVICES_KEY, json.dumps(rows)))
 
 
-def exit_name(meta) -> str | None:
-    """The exit a user's ``meta`` names ("" / None: traffic exits here).  Several paths come
-    back joined with "," and a multi-hop path keeps its "/": neither names a peer, so such a
-    user fails closed rather than leaving directly."""
-    if not isinstance(meta, dict):
-        return None
-    paths = meta.get("exit_paths")
-    paths = [p for p in paths if isinstance(p, str) and p] if isinstance(paths, list) else []
-    via = meta.get("exit_via")
-    if len(paths) > 1:
-        return ",".join(paths)
-    if isinstance(via, str) and via:
-        return via
-    return paths[0] if paths else None
-
-
 class UserDirectory:
     def __init__(self, store: StateStore):
         self.store = store
@@ -55,10 +39,11 @@ class UserDirectory:
         self.refused_devices: dict[tuple[str, str], float] = {}
         self._device_listeners: list[Callable[[str, str], int]] = []
         self.next_expiry = float("inf")
-        # user id -> the outbound peer its traffic leaves through (HY2 SCALE ``exit_via``);
-        # the peers themselves: a fastpath.hy2.exit_peers.ExitPeers set by the worker.
-        self.exit_of: dict[str, str] = {}
+        # Set by the worker: the outbound peers (fastpath.hy2.exit_peers.ExitPeers) and the
+        # routes over them (fastpath.mesh.egress.MeshEgress, which reads users' exit paths
+        # from ``by_id``).
         self.exits = None
+        self.mesh = None
         self.reload()
         self._load_refusals()
 
@@ -72,7 +57,6 @@ class UserDirectory:
         users = self.store.list_users()
         self.by_id = {u.id: u for u in users}
         self.by_secret = {u.auth_secret: u for u in users if u.auth_secret}
-        self.exit_of = {u.id: name for u in users if (name := exit_name(u.meta))}
         now = time.time()
         gone = {uid for uid in before if uid not in self.by_id}
         gone |= {u.id for u in users if u.refused_reason(0, now)}

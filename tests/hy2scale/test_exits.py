@@ -258,12 +258,12 @@ def test_later_addresses_are_tried_when_addr_fails(pair, targets):
 
 def test_exit_names_and_worker_answers_fold_as_documented():
     from control.hy2scale.peers import merge
-    from fastpath.worker.user_directory import exit_name
-    assert exit_name({"exit_via": "", "exit_paths": []}) is None
-    assert exit_name({"exit_via": "b"}) == "b"
-    assert exit_name({"exit_paths": ["b"]}) == "b"
-    assert exit_name({"exit_via": "b", "exit_paths": ["b", "c"]}) == "b,c"       # names no peer
-    assert exit_name({"exit_paths": "b"}) is None and exit_name(None) is None
+    from fastpath.mesh.paths import route_of
+    assert route_of({"exit_via": "", "exit_paths": []}) is None
+    assert route_of({"exit_via": "b"}) == (("b",), "")
+    assert route_of({"exit_paths": ["b"]}) == (("b",), "")
+    assert route_of({"exit_via": "b", "exit_paths": ["b", "c/d"], "exit_mode": "quality"}) == (("b", "c/d"), "quality")
+    assert route_of({"exit_paths": "b"}) is None and route_of(None) is None
     folded = merge([{"b": {"connected": False, "latency_ms": None, "tx_rate": 5, "rx_rate": 1, "error": "down"}},
                     {"b": {"connected": True, "latency_ms": 3.5, "tx_rate": 10, "rx_rate": 2}},
                     [{"b": {"connected": True, "latency_ms": 2.0, "tx_rate": 0, "rx_rate": 0}}, True],
