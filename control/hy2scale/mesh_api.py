@@ -58,8 +58,9 @@ class RuleBook:
         raw = self.face.setting(RULES_KEY, []) or []
         return [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
 
-    def checked(self, body: dict, db, rule_id: str | None = None) -> dict:
-        """The stored form of ``body`` (400 on the first problem)."""
+    def checked(self, body: dict, db, rule_id: str | None = None, clients=None, own=None) -> dict:
+        """The stored form of ``body`` (400 on the first problem); ``clients`` / ``own``: the
+        client names and this node's names to check paths against (default: the store's)."""
         if rule_id is not None:
             body = {**body, "id": rule_id}
         rid = body.get("id")
@@ -96,9 +97,12 @@ class RuleBook:
         prio = body.get("priority", 0) or 0
         if not isinstance(prio, int) or isinstance(prio, bool) or abs(prio) > PRIORITY_MAX:
             raise bad_request(f"priority must be an integer from -{PRIORITY_MAX} to {PRIORITY_MAX}")
-        clients = {c.get("name") for c in read_setting(db, CLIENTS_KEY, []) or [] if isinstance(c, dict)}
+        if clients is None:
+            clients = {c.get("name") for c in read_setting(db, CLIENTS_KEY, []) or [] if isinstance(c, dict)}
+        if own is None:
+            own = self_names(db, self.face)
         try:
-            paths, mode = check_paths(paths, mode, self_names(db, self.face), clients)
+            paths, mode = check_paths(paths, mode, own, clients)
             rule = check_rule({"type": body.get("type"), "targets": body.get("targets")})
         except (PathError, RuleError) as exc:
             raise bad_request(str(exc)) from None
@@ -127,6 +131,42 @@ class RuleBook:
 def _body(req) -> dict:
     body = v.json_object(req)
     return {k: body[k] for k in RULE_FIELDS if k in body}     # the reference ignores the rest
+
+
+def check_rules(book: RuleBook, raw, clients) -> list[dict]:
+    """A backup's rules, each checked as a POST body against the backup's clients."""
+    if not isinstance(raw, list) or len(raw) > MAX_RULES:
+        raise bad_request(f"rules is missing or not a JSON array of at most {MAX_RULES}")
+    out, seen = [], set()
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise bad_request(f"rules[{i}]: must be an object")
+        try:
+            rule = book.checked({k: entry[k] for k in RULE_FIELDS if k in entry}, None,
+                                clients=clients, own=set())
+        except falcon.HTTPError as exc:
+            raise falcon.HTTPError(exc.status, title=exc.title, description=f"rules[{i}]: {exc.description}")
+        if rule["id"] in seen or "id" not in entry:
+            raise bad_request(f"rules[{i}]: id missing or appears twice")
+        seen.add(rule["id"])
+        out.append(rule)
+    return out
+
+
+def check_peer_flags(raw) -> dict:
+    """A backup's nested flags: ``{path: {"nested": bool}}``."""
+    if not isinstance(raw, dict) or len(raw) > 10_000:
+        raise bad_request("peers is missing or not a JSON object")
+    out = {}
+    for path, entry in raw.items():
+        try:
+            check_path(path)
+        except PathError as exc:
+            raise bad_request(f"peers[{path[:40]!r}]: {exc}") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("nested", False), bool):
+            raise bad_request(f"peers[{path[:40]!r}]: must be {{\"nested\": true|false}}")
+        out[path] = {"nested": entry.get("nested", False)}
+    return out
 
 
 class Rules:

@@ -394,7 +394,7 @@ def test_backup_restore_round_trip_with_clients(pair):
     assert s("POST", "/clients", {"name": "kr", "addr": "127.0.0.1:7000", "password": "kr-pass"}).status == 201
     uid = make_user(s, "kim", exit_via="kr")
     saved = s.get("/backup").json()
-    assert saved["version"] == 2 and {c["name"] for c in saved["clients"]} >= {"b", "kr"}
+    assert saved["version"] == 3 and {c["name"] for c in saved["clients"]} >= {"b", "kr"}
     assert next(c for c in saved["clients"] if c["name"] == "kr")["password"] == "kr-pass"
     assert s("PUT", f"/users/{uid}", {"exit_via": ""}).status == 200
     assert s("DELETE", "/clients/kr").status == 200

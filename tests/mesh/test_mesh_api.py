@@ -112,3 +112,27 @@ def test_random_bodies_on_the_mesh_routes(one, body, route):
     for rule in rules:                                   # whatever was stored is whole
         assert rule["type"] in ("ip", "domain") and rule["targets"] and rule["exit_paths"]
         assert rule["exit_via"] == rule["exit_paths"][0]
+
+
+def test_backup_carries_rules_and_nested_flags(one):
+    s = one.scale
+    assert s("POST", "/rules", {"id": "keep", "type": "domain", "targets": ["corp.example"], "exit_via": "b",
+                                "enabled": True}).status == 200
+    assert s("PUT", "/peers/b/nested", {"enabled": True}).status == 200
+    saved = s.get("/backup").json()
+    assert saved["version"] == 3 and [r["id"] for r in saved["rules"] if r["id"] == "keep"] == ["keep"]
+    assert saved["peers"]["b"] == {"nested": True}
+    assert s("DELETE", "/rules/keep").status == 200
+    assert s("PUT", "/peers/b/nested", {"enabled": False}).status == 200
+    # A rule that names a client the backup lacks: refused, nothing restored.
+    bad = dict(saved, rules=saved["rules"] + [{"id": "x", "type": "ip", "targets": ["10.0.0.1"],
+                                               "exit_via": "ghost", "enabled": True}])
+    bad.pop("sha256")
+    r = s("POST", "/restore", bad)
+    assert r.status == 400 and "rules[" in r.text and "ghost" in r.text, r.text
+    assert s.get("/rules/keep").status == 404
+    r = s("POST", "/restore", saved)
+    assert r.status == 200, r.text
+    assert s.get("/rules/keep").json()["targets"] == ["corp.example"]
+    assert next(p for p in s.get("/topology").json() if p["name"] == "b")["nested"] is True
+    assert s("DELETE", "/rules/keep").status == 200
