@@ -57,10 +57,11 @@ class InboundCore:
 
     # -- connections ------------------------------------------------------------------------
     async def open_and_splice(self, reader, writer, address: str, user_id, *,
-                              answer: bytes, prefix: bytes = b"") -> None:
+                              answer: bytes, prefix: bytes = b"", routed: bool = True) -> None:
         """Dial ``address`` for ``user_id`` and splice; raises OSError, Refused or
-        TimeoutError before anything was written to the client when it cannot."""
-        splice = await self.dial(address, user_id, writer.get_extra_info("peername"))
+        TimeoutError before anything was written to the client when it cannot.  ``routed``
+        false: this node's own service (a fallback), dialed here whatever the rules say."""
+        splice = await self.dial(address, user_id, writer.get_extra_info("peername"), routed=routed)
         if splice.finished:                 # the target closed at once
             writer.write(answer)
             writer.close()
@@ -76,14 +77,14 @@ class InboundCore:
         reader._buffer.clear()
         splice.attach_client(writer.transport, buffered)
 
-    async def dial(self, address: str, user_id, peer) -> TcpSplice:
+    async def dial(self, address: str, user_id, peer, *, routed: bool = True) -> TcpSplice:
         """Connect to ``address`` for ``user_id``: a splice whose target side is connected and
         whose client side is still to be attached (``TcpSplice.attach_client``)."""
         host, port = split_address(address)
         # A user's exit or a rule for the target (fastpath.mesh): opened along that route or
         # failed (ExitUnavailable, an OSError), never dialed from here.
         mesh = getattr(self.users, "mesh", None)
-        route = mesh.route(user_id, host) if mesh is not None else None
+        route = mesh.route(user_id, host) if mesh is not None and routed else None
         peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
         conn_slot, slot = self._open_slots(user_id, peer_text, address)
         splice = TcpSplice(self.counters if slot >= 0 else None, slot, self._finished)
