@@ -262,6 +262,12 @@ class PeerPaths:
         return path
 
     def on_put(self, req, resp, rest):
+        if rest.endswith("/disable"):
+            why = ("peers: disabling a node by path is not supported; disable the client instead "
+                   "(PUT /clients/{name}/disable)")
+            resp.status = "501 Not Implemented"
+            resp.media = {"error": why, "message": why, "capable": False}
+            return
         path = self._split(rest, "nested")
         body = v.json_object(req, required={"enabled"})
         enabled = v.boolean(body, "enabled")

@@ -99,7 +99,7 @@ ROUTES = [
     ("GET", "/peers/{path}/peers", "What nested discovery found below a client", None, True, ["path"]),
     ("GET", "/internal/peers", "This node's peer list for other nodes; needs the node password "
      "(Bearer or Basic)", None, False, []),
-    ("GET", "/diag/paths", "Probed exit paths per worker: healthy, latency_ms, streams", None, True, []),
+    ("GET", "/diag/paths", "Probed exit paths per worker: healthy, latency_ms, opened, probes", None, True, []),
     ("GET", "/users", "List users with live traffic_used", None, True, []),
     ("POST", "/users", "Create a user (Hysteria 2 auth: username:password)", USER, True, []),
     ("GET", "/users/{user_id}", "One user", None, True, ["user_id"]),

@@ -64,7 +64,7 @@ def ensure_node_id(store) -> str:
 class PathState:
     """What the prober and the streams have learnt about one path."""
 
-    __slots__ = ("path", "latency_ms", "ok_at", "failed_at", "error", "streams", "probes")
+    __slots__ = ("path", "latency_ms", "ok_at", "failed_at", "error", "opened", "probes")
 
     def __init__(self, path: str):
         self.path = path
@@ -72,7 +72,7 @@ class PathState:
         self.ok_at = 0.0
         self.failed_at = 0.0
         self.error = ""
-        self.streams = 0          # streams opened on it
+        self.opened = 0           # streams (and UDP sessions) opened on it
         self.probes = 0
 
     def healthy(self, now: float) -> bool:
@@ -84,7 +84,7 @@ class PathState:
 
     def view(self, now: float) -> dict:
         return {"path": self.path, "healthy": self.healthy(now), "latency_ms": self.latency_ms,
-                "streams": self.streams, "probes": self.probes, "error": self.error}
+                "opened": self.opened, "probes": self.probes, "error": self.error}
 
 
 class MeshEgress:
@@ -206,7 +206,7 @@ class MeshEgress:
                 st.failed(str(exc))
                 errors.append(str(exc) if len(route[0]) == 1 else f"path {path}: {exc}")
                 continue
-            st.streams += 1
+            st.opened += 1
             return path, result
         raise ExitUnavailable("; ".join(errors) or "no exit path")
 
@@ -272,7 +272,7 @@ class MeshEgress:
     async def probe_all(self) -> None:
         wanted = self.probed_paths()
         for p in list(self.paths):
-            if p not in wanted and self.paths[p].streams == 0:
+            if p not in wanted and self.paths[p].opened == 0:
                 del self.paths[p]
         if wanted:
             await asyncio.gather(*(self.probe(p) for p in sorted(wanted)), return_exceptions=True)
@@ -280,6 +280,7 @@ class MeshEgress:
     async def _run(self) -> None:
         while True:
             try:
+                self.reload()               # a missed rules_changed only delays a change
                 await self.probe_all()
             except Exception:
                 log.exception("path probes failed")
