@@ -236,12 +236,14 @@ class ServerConnection(QuicGlue):
         try:
             # asyncio.timeout runs in this task; wait_for would start one more per dial.
             async with asyncio.timeout(DIAL_TIMEOUT):
+                visited = ()
                 if address.startswith(RELAY_PREFIX):
                     # A relay request of the mesh (fastpath.mesh.relay): served here, or
-                    # the plain target it asks this node to open.
-                    address = await serve_relay(server.mesh, pump, address, server.loop)
+                    # the target it asks this node to open (with the nodes it went through).
+                    opened = await serve_relay(server.mesh, pump, address, server.loop)
+                    address, visited = opened if opened is not None else (None, ())
                 if address is not None:
-                    await self._dial_target(pump, address)
+                    await self._dial_target(pump, address, visited)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             if self.closed or pump.finished and pump.stream_id not in self.pumps:
                 return
@@ -258,14 +260,14 @@ class ServerConnection(QuicGlue):
             w.set_state(slot, STATE_ESTAB)
         self.want_transmit()
 
-    async def _dial_target(self, pump: RelayPump, address: str) -> None:
+    async def _dial_target(self, pump: RelayPump, address: str, visited=()) -> None:
         server = self.server
         host, port = split_address(address)
         route = server.route_of(self.session.auth_id, host)
         if route is not None:
             # The traffic leaves through other nodes (a user's exit or a rule): opened there
             # or failed, never dialed from here.
-            await server.open_route(route, pump, address)
+            await server.open_route(route, pump, address, visited)
             return
         if host == SPEEDTEST_HOST and server.speedtest is not None:
             host, port = server.speedtest.address
@@ -447,11 +449,11 @@ class Hy2Server:
         mesh = self.mesh
         return mesh.route(user_id, host) if mesh is not None else None
 
-    async def open_route(self, route, pump, address: str) -> None:
+    async def open_route(self, route, pump, address: str, visited=()) -> None:
         mesh = self.mesh
         if mesh is None:
             raise OSError("this worker has no outbound peers; not dialing directly")
-        await mesh.open_stream(route, pump, address, self.loop)
+        await mesh.open_stream(route, pump, address, self.loop, visited)
 
     # -- packets in -------------------------------------------------------------------------
     def _on_batch(self, batch: list) -> None:

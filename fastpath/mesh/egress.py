@@ -9,7 +9,8 @@ hop; a one-hop path is a plain request on the client, as the single-hop exits al
 Choosing among a route's paths:
 
 - mode ``""``: the first path only.
-- ``quality``: the healthy path with the lowest measured latency.  ``PathProber`` probes every
+- ``quality``: the healthy path with the lowest measured latency (smoothed, and sticky: the
+  path in use stays unless another is clearly faster).  The prober probes every
   path of every quality or aggregate route each ``PROBE_SECONDS``: a ping request carried along
   the whole path (``_relay_ping_:0`` at its end), so the latency is the path's, every hop
   included, and a path with a dead hop is unhealthy within one probe.  A path that fails to
@@ -42,6 +43,9 @@ UI_KEY = "hy2scale.ui"
 PROBE_SECONDS = 2.0
 PROBE_TIMEOUT = 3.0
 HEALTHY_FOR = 2.5 * PROBE_SECONDS       # a success older than this no longer counts
+LATENCY_WEIGHT = 0.3                    # each probe's share of the smoothed latency
+SWITCH_RATIO = 1.25                     # quality leaves a healthy path only for one faster than
+SWITCH_MS = 2.0                         # its latency / SWITCH_RATIO - SWITCH_MS
 
 
 def ensure_node_id(store) -> str:
@@ -97,6 +101,7 @@ class MeshEgress:
         self.rules = RuleTable()
         self.paths: dict[str, PathState] = {}
         self.turns: dict = {}              # aggregate round-robin position per route
+        self.current: dict = {}            # quality: the path in use per route
         self.nested = None                 # fastpath.mesh.nested.NestedDiscovery
         self._task: asyncio.Task | None = None
         self._rules_raw = None
@@ -171,6 +176,18 @@ class MeshEgress:
         rest = [s for s in states if not s.healthy(now)]
         if mode == "quality":
             healthy.sort(key=lambda s: s.latency_ms if s.latency_ms is not None else float("inf"))
+            # Sticky: the path in use stays while it is healthy and not clearly slower than the
+            # best (SWITCH_RATIO and SWITCH_MS), so probe noise does not flip streams between
+            # paths of about the same latency.
+            current = self.current.get(paths)
+            cur = next((s for s in healthy if s.path == current), None)
+            if cur is not None and healthy and cur is not healthy[0] and cur.latency_ms is not None \
+                    and healthy[0].latency_ms is not None \
+                    and cur.latency_ms <= healthy[0].latency_ms * SWITCH_RATIO + SWITCH_MS:
+                healthy.remove(cur)
+                healthy.insert(0, cur)
+            if healthy:
+                self.current[paths] = healthy[0].path
             return [s.path for s in healthy + rest]
         # aggregate: the next healthy path in turn, then the others as fallbacks
         if healthy:
@@ -181,12 +198,25 @@ class MeshEgress:
             healthy = healthy[k:] + healthy[:k]
         return [s.path for s in healthy + rest]
 
-    def relay_address(self, path: str, address: str) -> tuple[str, str]:
-        """(first hop, what to ask it for) to reach ``address`` along ``path``."""
+    def is_mesh_node(self, name: str) -> bool:
+        """Whether client ``name`` answered our node-info request (a node of this project),
+        so it understands relay requests with a visited list."""
+        ids = self.nested.ids if self.nested is not None else {}
+        return bool(ids.get(name, (None, ""))[1])
+
+    def relay_address(self, path: str, address: str, visited=()) -> tuple[str, str]:
+        """(first hop, what to ask it for) to reach ``address`` along ``path``.  A one-hop
+        path asks for the plain target (any Hysteria 2 server can be an exit), unless this
+        stream came along a path (``visited``) and the hop is a mesh node: then the ids go
+        on, so routes of several nodes that lead back into each other are refused where they
+        loop instead of relaying in a circle."""
         parts = hops(path)
+        seen = tuple(visited) + (self.node_id,)
         if len(parts) == 1:
+            if visited and self.is_mesh_node(parts[0]):
+                return parts[0], wire.encode_via((), address, seen)
             return parts[0], address
-        return parts[0], wire.encode_via(parts[1:], address, (self.node_id,))
+        return parts[0], wire.encode_via(parts[1:], address, seen)
 
     def udp_address(self, path: str) -> tuple[str, str | None]:
         """(first hop, relay address) of a UDP relay along ``path``; None: one hop, the
@@ -210,11 +240,12 @@ class MeshEgress:
             return path, result
         raise ExitUnavailable("; ".join(errors) or "no exit path")
 
-    async def open_stream(self, route, pump, address: str, loop) -> str:
+    async def open_stream(self, route, pump, address: str, loop, visited=()) -> str:
         """Open ``address`` along the route and connect the server's relay ``pump`` to it;
-        the path used.  ``ExitUnavailable`` with the reasons when no path could."""
+        the path used.  ``ExitUnavailable`` with the reasons when no path could.
+        ``visited``: the node ids of the path this stream came along, if it did."""
         async def opener(path):
-            first, ask = self.relay_address(path, address)
+            first, ask = self.relay_address(path, address, visited)
             await self.peers.open_stream(first, pump, ask, loop)
         path, _ = await self._each(route, opener)
         return path
@@ -265,7 +296,10 @@ class MeshEgress:
         except Exception as exc:
             st.failed(str(exc) or type(exc).__name__)
             return
-        st.latency_ms = round((time.monotonic() - t0) * 1000, 2)
+        sample = (time.monotonic() - t0) * 1000
+        # Smoothed like TCP's SRTT: one slow probe on a busy machine does not reorder paths.
+        st.latency_ms = round(sample if st.latency_ms is None or not st.healthy(time.monotonic())
+                              else st.latency_ms + LATENCY_WEIGHT * (sample - st.latency_ms), 2)
         st.ok_at = time.monotonic()
         st.error = ""
 

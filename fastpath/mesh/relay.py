@@ -43,9 +43,11 @@ async def _local(pump, loop, protocol=None, data: bytes = b""):
     transport.close()
 
 
-async def serve(mesh, pump, address: str, loop) -> str | None:
-    """Serve the relay request ``address``; the plain target when the server is to dial it
-    itself, None when served here.  ``OSError`` with the message for the user otherwise."""
+async def serve(mesh, pump, address: str, loop) -> tuple[str, tuple[str, ...]] | None:
+    """Serve the relay request ``address``; ``(target, visited)`` when the server is to open
+    the target itself (dialed, or along this node's own route for it, which then carries
+    ``visited`` on), None when served here.  ``OSError`` with the message for the user
+    otherwise."""
     try:
         via = wire.parse(address)
     except wire.RelayError as exc:
@@ -81,7 +83,7 @@ async def serve(mesh, pump, address: str, loop) -> str | None:
         return None
     if via.target.startswith(wire.RELAY_PREFIX):
         raise OSError(f"relay target {via.target[:60]!r} is not served")
-    return via.target
+    return via.target, visited
 
 
 def peer_list_json(entries) -> bytes:

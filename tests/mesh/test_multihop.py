@@ -449,3 +449,36 @@ def test_rules_route_by_cidr_and_domain_for_hysteria_and_the_socks_inbound(mesh,
         assert a.scale("DELETE", f"/rules/{rid}").json() == {"status": "ok"}
     assert a.scale("DELETE", "/rules/dom").status == 404
     assert a.scale.get("/rules").json()["rules"] == []
+
+
+def test_routes_of_several_nodes_that_loop_are_refused_where_they_loop(mesh, targets):
+    """A → B → C along alice2's path, then C's own rule for the target sends it to its client
+    "back", which is A: the visited ids travel on with C's route, so A refuses the stream
+    instead of relaying it round again."""
+    a, b, c = mesh
+    recorder = OnlyFrom(targets, lambda: set())          # nobody may reach it
+    make_user(a.scale, "peer-c2")
+    assert c.scale("POST", "/clients", {"name": "back2", "addr": a.hy2, "password": "peer-c2:pw-peer-c2",
+                                        "insecure": True}).status == 201
+    assert c.scale("POST", "/rules", {"id": "loop", "type": "ip", "targets": ["127.0.0.1"],
+                                      "exit_via": "back2", "enabled": True}).status == 200
+    make_user(a.scale, "alice2", exit_paths=["b/c"])
+
+    async def attempt():
+        client = simple_client(a.hy2, "alice2:pw-alice2")
+        await client.connect()
+        try:
+            reader, writer = await client.open_tcp(f"127.0.0.1:{recorder.tcp}")
+        except ConnectError as exc:
+            return str(exc)
+        finally:
+            await client.close()
+        return "opened"
+    try:
+        # C learns that "back2" is a mesh node from its node-info answer (once per connection,
+        # within a nested refresh); until then its one-hop request is plain.
+        message = wait_for(lambda: run(attempt()), lambda m: "revisits" in m, timeout=20, step=0.5)
+        assert f"revisits node {a.node_id}" in message, message
+    finally:
+        assert c.scale("DELETE", "/rules/loop").status == 200
+        assert c.scale("DELETE", "/clients/back2").status == 200
