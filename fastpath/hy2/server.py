@@ -2,8 +2,9 @@
 
 The protocol decisions live in ``ServerSession`` (sans I/O); this module reads the socket,
 finds each packet's connection by its destination connection ID, runs the authenticator and
-the masquerade, dials targets for proxy streams (a ``RelayPump`` each), relays UDP sessions and
-counts everything into the worker's counter shard.  Packets are handled in batches and each
+the masquerade, dials targets for proxy streams (a ``RelayPump`` each) or opens them along the
+stream's exit route and serves the mesh's relay requests (``fastpath.mesh``), relays UDP
+sessions and counts everything into the worker's counter shard.  Packets are handled in batches and each
 connection transmits once per batch.
 """
 from __future__ import annotations
@@ -23,10 +24,6 @@ from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.config import ServerSettings
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated, UdpReceived)
-from fastpath.mesh.relay import serve as serve_relay
-from fastpath.mesh.egress import target_host
-from fastpath.mesh.udp import MeshUdp
-from fastpath.mesh.wire import RELAY_PREFIX, is_control
 from fastpath.hy2.frames import encode_tcp_response
 from fastpath.hy2.masquerade import decode_headers, go_writer, not_found
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
@@ -36,6 +33,10 @@ from fastpath.hy2.stateless_reset import StatelessResetter
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.egress import target_host
+from fastpath.mesh.relay import serve as serve_relay
+from fastpath.mesh.udp import MeshUdp
+from fastpath.mesh.wire import RELAY_PREFIX, is_control
 
 log = logging.getLogger("fastpath.hy2.server")
 
