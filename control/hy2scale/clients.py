@@ -21,7 +21,6 @@ disabling it is allowed: those users' streams then fail, they never leave direct
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
