@@ -18,13 +18,21 @@ from control.hy2scale.clients import ClientBook, ClientDisable, ClientItem, Clie
 from control.hy2scale.extras import (
     DiagPeers,
     DiagResolve,
-    Rules,
     Shadowsocks,
     SystemArch,
     UserConflicts,
 )
 from control.hy2scale.face import BASE, ScaleFace
 from control.hy2scale.layout import Layout, LayoutStream
+from control.hy2scale.mesh_api import (
+    InternalPeers,
+    MeshPaths,
+    PeerPaths,
+    RuleBook,
+    Rules,
+    RuleItem,
+    RuleToggle,
+)
 from control.hy2scale.node_info import (
     BuildId,
     BuildInfo,
@@ -62,6 +70,8 @@ def register(app: falcon.App, node):
     clients = ClientBook(face)
     proxies = ProxyBook(face, clients)
     tls = TlsStore(node.config.data_dir)
+    rules = RuleBook(face)
+    topology = Topology(clients, node_settings)
     routes = {
         "/login": Login(auth),
         "/settings/password": Password(auth),
@@ -85,7 +95,7 @@ def register(app: falcon.App, node):
         "/clients/{name}": ClientItem(clients),
         "/clients/{name}/disable": ClientDisable(clients),
         "/peers": Peers(clients, node_settings),
-        "/topology": Topology(clients, node_settings),
+        "/topology": topology,
         "/stats": Stats(face),
         "/ss": ShadowsocksTab(proxies, Shadowsocks(face)),
         "/system/arch": SystemArch(),
@@ -95,8 +105,12 @@ def register(app: falcon.App, node):
         "/diag/peer-latency": DiagPeers(clients, "latency"),
         "/proxies": Proxies(proxies),
         "/proxies/{proxy_id}": ProxyItem(proxies),
-        "/rules": Rules(),
-        "/rules/{rest:path}": Rules(),
+        "/rules": Rules(rules),
+        "/rules/{rule_id}": RuleItem(rules),
+        "/rules/{rule_id}/toggle": RuleToggle(rules),
+        "/peers/{rest:path}": PeerPaths(face, topology),
+        "/internal/peers": InternalPeers(face),
+        "/diag/paths": MeshPaths(face),
         "/tls": TlsList(tls),
         "/tls/import": TlsAction(tls, "import_pem"),
         "/tls/import-path": TlsAction(tls, "import_path"),

@@ -2,13 +2,14 @@
 
 ``GET /backup`` answers (as a download) ``{"format": "fastpath-hy2scale-backup", "version": 2,
 "created", "users": [...], "node": {...}, "ui": {...}, "layout": {...}, "clients": [...],
-"sha256"}`` (clients with their passwords: a backup restores them) where
+"rules": [...], "peers": {path: {nested}}, "sha256"}`` (clients with their passwords: a backup
+restores them) where
 ``sha256`` covers the canonical JSON of every other field.  Admin credentials and tokens are not
 in it.  ``POST /restore`` takes that document as the body: the checksum (when present), the
 format and every user, node, UI and layout field are checked first; then the scale users
 become exactly the document's users and the settings (and, from version 2, the clients) are
 replaced, in one transaction; a version 1 document (no clients) still restores and leaves the
-clients as they are.  Any
+clients as they are, a version 2 one (no rules, no nested flags) leaves those.  Any
 fault answers 4xx and changes nothing.  Traffic counters are not part of a backup: a restored
 user keeps counting under its id.
 """
@@ -27,14 +28,16 @@ from control.hy2scale import ui_settings
 from control.hy2scale.clients import MAX_CLIENTS, ClientBook, parse_client, row_as_body
 from control.hy2scale.face import LAYOUT_KEY, NODE_KEY, UI_KEY, ScaleFace, write_setting
 from control.hy2scale.layout import parse_layout, write_layout
+from control.hy2scale.mesh_api import RuleBook, check_peer_flags, check_rules
 from control.hy2scale.node_info import NodeSettings
 from control.hy2scale.users import SOURCE, check_exit, parse_fields
+from fastpath.mesh.egress import PEERS_KEY, RULES_KEY
 from fastpath.store import Conflict, User
 from fastpath.store.ledger import CLIENTS_KEY
 
 FORMAT = "fastpath-hy2scale-backup"
-VERSION = 2                    # 2 added "clients"; a version 1 document leaves the clients as they are
-VERSIONS = (1, 2)
+VERSION = 3                    # 2 added "clients", 3 "rules" and "peers" (nested flags); an older
+VERSIONS = (1, 2, 3)           # document leaves what it lacks as it is
 USER_ID = re.compile(r"^[0-9a-f]{8}$")
 MAX_USERS = 1_000_000
 
@@ -57,7 +60,7 @@ class Backup:
         self.node_settings.stored()       # the node id exists before it is saved
         with self.face.ledger.read() as db:
             rows = db.users(SOURCE)
-            settings = db.settings((NODE_KEY, UI_KEY, LAYOUT_KEY, CLIENTS_KEY))
+            settings = db.settings((NODE_KEY, UI_KEY, LAYOUT_KEY, CLIENTS_KEY, RULES_KEY, PEERS_KEY))
         users = []
         for u in rows:
             users.append({"id": u.id, "username": u.meta.get("username", u.id),
@@ -68,7 +71,9 @@ class Backup:
         doc = {"format": FORMAT, "version": VERSION, "created": v.iso(time.time()), "users": users,
                "node": settings.get(NODE_KEY, {}), "ui": settings.get(UI_KEY, {}),
                "layout": {"positions": settings.get(LAYOUT_KEY, {})},
-               "clients": [c for c in settings.get(CLIENTS_KEY, []) or [] if isinstance(c, dict)]}
+               "clients": [c for c in settings.get(CLIENTS_KEY, []) or [] if isinstance(c, dict)],
+               "rules": [r for r in settings.get(RULES_KEY, []) or [] if isinstance(r, dict)],
+               "peers": settings.get(PEERS_KEY, {}) or {}}
         doc["sha256"] = checksum(doc)
         return doc
 
@@ -145,7 +150,12 @@ class Restore:
             layout = parse_layout(doc["layout"])
         except falcon.HTTPError as exc:
             raise _within("layout", exc) from None
-        return users, node, dict(ui), layout, clients
+        rules = peers = None
+        if doc["version"] >= 3:
+            names = {c["name"] for c in (clients if clients is not None else self.clients.list())}
+            rules = check_rules(RuleBook(self.face), doc.get("rules"), names)
+            peers = check_peer_flags(doc.get("peers"))
+        return users, node, dict(ui), layout, clients, rules, peers
 
     def check_clients(self, raw) -> list[dict]:
         if not isinstance(raw, list) or len(raw) > MAX_CLIENTS:
@@ -163,7 +173,7 @@ class Restore:
         return out
 
     def on_post(self, req, resp):
-        users, node, ui, layout, clients = self.check(v.request_body(req))
+        users, node, ui, layout, clients, rules, peers = self.check(v.request_body(req))
         wanted = {u.id for u in users}
         try:
             with self.face.ledger.write() as db:
@@ -178,11 +188,19 @@ class Restore:
                 write_layout(db, layout)
                 if clients is not None:
                     write_setting(db, CLIENTS_KEY, clients)
+                if rules is not None:
+                    write_setting(db, RULES_KEY, rules)
+                    write_setting(db, PEERS_KEY, peers)
         except Conflict:
             raise conflict("a restored user's username and password equal another user's secret; "
                            "nothing was restored") from None
         self.face.node.notify_users_changed()
-        if clients is not None:
+        if clients is not None or rules is not None:
             self.clients.tell_workers()
+        if rules is not None:
+            try:
+                self.face.tell_workers("rules_changed", {})
+            except falcon.HTTPError:
+                pass                      # the workers reread the rules within seconds anyway
         resp.media = {"ok": True, "users": len(users),
                       "clients": len(clients) if clients is not None else len(self.clients.list())}

@@ -28,8 +28,9 @@ import re
 from control import validation as v
 from control.errors import bad_request, conflict, not_found
 from control.hy2scale.face import NODE_KEY, ScaleFace, read_setting, write_setting
-from fastpath.store.ledger import CLIENTS_KEY
+from fastpath.store.ledger import CLIENTS_KEY, first_hops
 from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.egress import RULES_KEY
 
 log = logging.getLogger("fastpath.control.hy2scale")
 
@@ -242,8 +243,13 @@ def parse_client(body, old: dict | None = None, ca_dir: str | None = None) -> di
 
 
 def exit_users(db, name: str) -> list[str]:
-    """Usernames of the scale users whose exit is client ``name``."""
-    return db.usernames_exiting_via("hy2scale", name)
+    """Usernames of the scale users (and ids of the rules, as ``rule <id>``) with an exit path
+    that starts at client ``name``."""
+    out = db.usernames_exiting_via("hy2scale", name)
+    for rule in read_setting(db, RULES_KEY, []) or []:
+        if isinstance(rule, dict) and name in first_hops(rule.get("exit_paths"), rule.get("exit_via")):
+            out.append(f"rule {rule.get('id')}")
+    return out[:6]
 
 
 class ClientBook:
@@ -273,7 +279,7 @@ class ClientBook:
                 users = exit_users(db, name)
                 if users:
                     raise conflict(f"client {name!r} is the exit of user(s) {', '.join(users)}; "
-                                   f"change their exit_via first")
+                                   f"change their exit paths first")
             if entry is not None and new_name != name and any(c.get("name") == new_name for c in clients):
                 raise conflict(f"client {new_name!r} exists")
             if entry is not None and new_name in self_names(db, self.face):

@@ -1,9 +1,8 @@
 """The smaller routes the reference UI calls: password conflicts, the Shadowsocks inbound, the
-system facts, the diagnostics and the rules list (the proxy listeners: ``proxies.py``).
+system facts and the diagnostics (the proxy listeners: ``proxies.py``; rules: ``mesh_api.py``).
 
 Each answers the reference's shape with what this node really has; where the node lacks the
-feature the answer says so in the field the UI reads (``available`` for rules, ``capable``
-elsewhere) instead of pretending.
+feature the answer says so in the field the UI reads (``capable``) instead of pretending.
 """
 from __future__ import annotations
 
@@ -194,22 +193,3 @@ class DiagPeers:
                 row.update({"latency_ms": latency, "history": []})
             rows.append(row)
         resp.media = {"peers": rows}
-
-
-class Rules:
-    """``/rules``: the reference UI shows its "rules unavailable" banner from ``available:
-    false`` in a 200 GET (an error answer would leave it drawing an empty, working-looking
-    page), so GET answers that; every change answers 501."""
-
-    WHY = "rules: routing rules are not supported by this node yet"
-
-    def on_get(self, req, resp, **_):
-        if _:
-            unavailable(resp, self.WHY)
-            return
-        resp.media = {"available": False, "rules": [], "capable": False, "reason": self.WHY}
-
-    def on_post(self, req, resp, **_):
-        unavailable(resp, self.WHY)
-
-    on_put = on_delete = on_patch = on_post

@@ -95,7 +95,19 @@ ROUTES = [
     ("POST", "/tls/sign", "Issue {ca_id, id, name, cn, days?} from a stored CA", {"type": "object"}, True, []),
     ("GET", "/tls/{cert_id}/pem", "{cert, key: \"\", has_key}: keys never leave the node", None, True, ["cert_id"]),
     ("DELETE", "/tls/{cert_id}", "Delete a stored certificate and its key", None, True, ["cert_id"]),
-    ("GET", "/rules", "{available: false, rules: []}: no rule engine (changes answer 501)", None, True, []),
+    ("GET", "/rules", "{available: true, rules}: routing rules by CIDR/range or domain suffix", None, True, []),
+    ("POST", "/rules", "Add {id?, name, type: ip|domain, targets[], exit_via|exit_paths, exit_mode, enabled, "
+     "priority}", {"type": "object"}, True, []),
+    ("GET", "/rules/{rule_id}", "One rule", None, True, ["rule_id"]),
+    ("PUT", "/rules/{rule_id}", "Replace a rule (checked whole first)", {"type": "object"}, True, ["rule_id"]),
+    ("DELETE", "/rules/{rule_id}", "Delete a rule", None, True, ["rule_id"]),
+    ("PUT", "/rules/{rule_id}/toggle", "{enabled: bool}", {"type": "object"}, True, ["rule_id"]),
+    ("PUT", "/peers/{path}/nested", "{enabled}: publish/fetch the peers below a client (b) or a node below "
+     "one (b/c)", {"type": "object"}, True, ["path"]),
+    ("GET", "/peers/{path}/peers", "What nested discovery found below a client", None, True, ["path"]),
+    ("GET", "/internal/peers", "This node's peer list for other nodes; needs the node password "
+     "(Bearer or Basic)", None, False, []),
+    ("GET", "/diag/paths", "Probed exit paths per worker: healthy, latency_ms, opened, probes", None, True, []),
     ("GET", "/users", "List users with live traffic_used", None, True, []),
     ("POST", "/users", "Create a user (Hysteria 2 auth: username:password)", USER, True, []),
     ("GET", "/users/{user_id}", "One user", None, True, ["user_id"]),

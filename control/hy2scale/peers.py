@@ -4,8 +4,8 @@ The figures come from the workers in one broadcast (``peers_status``): a client 
 ``connected`` when any worker holds a live connection to it, ``latency_ms`` is the smallest
 smoothed RTT among those connections (aioquic's estimate, refreshed by a PING every health
 check), ``tx_rate`` / ``rx_rate`` are bytes per second through it over the last ~5 s, summed
-over the workers.  Nested discovery is not supported: ``nested`` is false and ``children``
-empty.
+over the workers; ``nested`` is the client's nested flag and ``children`` what nested
+discovery found below it (``fastpath.mesh.nested``).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import falcon
 from control.hy2scale.clients import ClientBook
 from control.hy2scale.node_info import NodeSettings
 from control.node_model import NodeUnavailable
+from fastpath.mesh.egress import PEERS_KEY
 
 
 def merge(results) -> dict[str, dict]:
@@ -29,6 +30,8 @@ def merge(results) -> dict[str, dict]:
                 continue
             agg = out.setdefault(name, {"connected": False, "latency_ms": None, "tx_rate": 0, "rx_rate": 0,
                                         "error": ""})
+            if st.get("children") and not agg.get("children"):
+                agg["children"] = st["children"]          # nested discovery: any worker's view
             agg["tx_rate"] += int(st.get("tx_rate") or 0)
             agg["rx_rate"] += int(st.get("rx_rate") or 0)
             if st.get("connected"):
@@ -39,6 +42,12 @@ def merge(results) -> dict[str, dict]:
             elif st.get("error") and not agg["error"]:
                 agg["error"] = st["error"]
     return out
+
+
+def nested_flag(face, path: str) -> bool:
+    flags = face.setting(PEERS_KEY, {}) or {}
+    entry = flags.get(path) if isinstance(flags, dict) else None
+    return isinstance(entry, dict) and bool(entry.get("nested"))
 
 
 class Peers:
@@ -59,8 +68,9 @@ class Peers:
         for c in clients:
             st = status.get(c["name"], {})
             entry = {"name": c["name"], "direction": "outbound", "connected": bool(st.get("connected")),
-                     "latency_ms": st.get("latency_ms"), "nested": False, "version": "",
-                     "tx_rate": st.get("tx_rate", 0), "rx_rate": st.get("rx_rate", 0), "children": [],
+                     "latency_ms": st.get("latency_ms"), "nested": nested_flag(self.book.face, c["name"]),
+                     "version": "", "tx_rate": st.get("tx_rate", 0), "rx_rate": st.get("rx_rate", 0),
+                     "children": st.get("children") or [] if st.get("connected") else [],
                      "disabled": bool(c.get("disabled")), "addr": c.get("addr", "")}
             if st.get("error") and not entry["connected"]:
                 entry["error"] = st["error"]

@@ -34,6 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from control import validation as v
 from control.errors import bad_request, not_found
+from fastpath.tls_ids import STORE_DIR
 
 CERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
@@ -100,7 +101,7 @@ def parse_key(pem: str, cert: x509.Certificate):
 
 class TlsStore:
     def __init__(self, data_dir: Path):
-        self.dir = Path(data_dir) / "tls-store"
+        self.dir = Path(data_dir) / STORE_DIR       # where the listeners look ids up
         self.import_dirs = [Path(data_dir) / "tls-import", *map(Path, IMPORT_DIRS)]
 
     def _path(self, cert_id: str, ext: str) -> Path:

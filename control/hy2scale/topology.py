@@ -11,7 +11,10 @@ workers' ``peers_status``) and ``max_rate`` (bytes/s: the larger of the client's
 Inbound peers: a peer node that dials this one authenticates as an ordinary scale user (there
 is no relay handshake that would mark it), so this node cannot tell it from a user's phone and
 reports no inbound peers (self's ``children`` is empty, ``stats.exit_clients`` is 0) rather
-than guessing; nested discovery (issue 16, item 3) is where peers will register.
+than guessing.  An outbound peer marked nested (``PUT /peers/{path}/nested``) carries what
+nested discovery found below it as ``children`` (``fastpath.mesh.nested``: the reference's
+depth, size and fan-out limits, cycles dropped), each ``{name, direction, via, connected,
+latency_ms`` (cumulative from this node), ``nested, max_rate, tx_rate, rx_rate, children}``.
 
 Stats are the four cards: ``tx_bytes`` / ``rx_bytes`` (every byte the node counted, carried
 plus live), ``tx_rate`` / ``rx_rate`` (bytes/s of the users' traffic over the last few seconds,
@@ -28,7 +31,7 @@ import falcon
 
 from control.hy2scale.clients import ClientBook, all_addrs, rate_bytes
 from control.hy2scale.node_info import NodeSettings, traffic_totals
-from control.hy2scale.peers import merge
+from control.hy2scale.peers import merge, nested_flag
 from control.node_model import NodeUnavailable
 from fastpath.shm import KIND_CONNECTION, count_kinds, scan_totals
 
@@ -47,7 +50,7 @@ def peer_status(book: ClientBook) -> dict:
         return {}
 
 
-def outbound_entry(client: dict, st: dict) -> dict:
+def outbound_entry(client: dict, st: dict, nested: bool = False) -> dict:
     disabled = bool(client.get("disabled"))
     connected = bool(st.get("connected")) and not disabled
     lat = st.get("latency_ms")
@@ -55,10 +58,10 @@ def outbound_entry(client: dict, st: dict) -> dict:
     max_rate = max(rate_bytes(client, "max_tx"), rate_bytes(client, "max_rx"))
     entry = {"name": client["name"], "direction": "outbound", "addr": client.get("addr", ""),
              "addrs": all_addrs(client), "exit_node": True, "connected": connected,
-             "disabled": disabled, "nested": False, "native": False, "version": "",
+             "disabled": disabled, "nested": nested, "native": False, "version": "",
              "latency_ms": latency, "tx_rate": int(st.get("tx_rate") or 0),
              "rx_rate": int(st.get("rx_rate") or 0), "max_rate": max_rate, "is_self": False,
-             "children": []}
+             "children": (st.get("children") or []) if nested and connected else []}
     if st.get("error") and not connected:
         entry["error"] = st["error"]
     return entry
@@ -78,7 +81,8 @@ class Topology:
               "native": False, "version": view["version"], "latency_ms": 0, "tx_rate": 0,
               "rx_rate": 0, "max_rate": 0, "is_self": True, "children": []}
         status = peer_status(self.book)
-        peers = [outbound_entry(c, status.get(c["name"], {})) for c in self.book.list()]
+        peers = [outbound_entry(c, status.get(c["name"], {}), nested_flag(self.book.face, c["name"]))
+                 for c in self.book.list()]
         me["tx_rate"] = sum(p["tx_rate"] for p in peers)
         me["rx_rate"] = sum(p["rx_rate"] for p in peers)
         return [me, *sorted(peers, key=lambda p: p["name"])]

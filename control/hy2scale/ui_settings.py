@@ -12,11 +12,14 @@ What each key does on this node:
 - ``listen``, ``base_path``, ``force_https``, ``https_cert_id`` are fixed by the node config
   (the control port's address, the face's mount point, no TLS on the control port): GET shows
   the real values; a PUT with a different value changes nothing and says so.
-- ``dns``, the nested-discovery limits, ``relay_admin_passthrough`` and ``dns_resolver_*`` are
-  stored and returned (a UI round trip keeps them) but nothing on this node reads them yet: no
-  VPN inbound takes a DNS push, nested discovery and relay admin requests are not served, and
-  there is no rule engine whose domain lookups a resolver would serve.  Nested limits are
-  clamped to the reference's ranges on the way in, so GET shows what would be in force.
+- The nested-discovery limits (``max_nested_depth``, ``max_response_nodes``,
+  ``max_cache_entries``, ``max_response_bytes``, ``max_fetch_fan_out``) are applied by the
+  workers' nested discovery (``fastpath.mesh.nested``) from its next refresh, clamped to the
+  reference's ranges on the way in, so GET shows what is in force.
+- ``dns``, ``relay_admin_passthrough`` and ``dns_resolver_*`` are stored and returned (a UI
+  round trip keeps them) but nothing on this node reads them yet: no VPN inbound takes a DNS
+  push, relay admin requests are not served, and domain rules match the requested name itself
+  (``fastpath.mesh.rules``), so no resolver lookup serves them.
 
 The PUT answer is the full document plus ``status``, ``note``, ``applied`` (keys that took
 effect), ``not_applicable`` (``{key: why}``) and ``ignored`` (unknown keys); the reference UI
@@ -27,20 +30,16 @@ from __future__ import annotations
 import falcon
 
 from control.errors import bad_request
+from fastpath.mesh.nested import LIMITS
 
 DEFAULT_DNS = "8.8.8.8,1.1.1.1"          # what the reference shows when none is set
 DEFAULT_TIMEOUT_H = 12
 MAX_TIMEOUT_H = 365 * 24
 INT32 = 2 ** 31 - 1
 
-# Nested-discovery limits: (default, maximum) as the reference clamps them (<= 0 → default).
-NESTED = {
-    "max_nested_depth": (5, 10),
-    "max_response_nodes": (1024, 65536),
-    "max_cache_entries": (5000, 100_000),
-    "max_response_bytes": (1 << 20, 16 << 20),
-    "max_fetch_fan_out": (8, 64),
-}
+# Nested-discovery limits: (default, maximum) as the reference clamps them (<= 0 → default);
+# applied by the workers' nested discovery (fastpath.mesh.nested).
+NESTED = LIMITS
 # DNS resolver: stored as given, 0 = the reference's default (the UI shows it as placeholder).
 RESOLVER_INTS = ("dns_resolver_cache_ttl", "dns_resolver_negative_ttl", "dns_resolver_cache_size",
                  "dns_resolver_query_timeout_ms")
@@ -61,7 +60,6 @@ WHY_FIXED = {
 WHY_STORED = {
     "dns": "stored; this node has no VPN inbound that pushes DNS and no rule resolver",
     "relay_admin_passthrough": "stored; this node serves no relay-delivered admin requests",
-    **{k: "stored; nested discovery is not served by this node yet" for k in NESTED},
     **{k: "stored; this node has no rule engine whose lookups a resolver would serve"
        for k in ("dns_resolver_enabled", *RESOLVER_INTS)},
 }
@@ -138,7 +136,10 @@ def parse_put(body: dict, fixed: dict) -> tuple[dict, list, dict, list]:
                 applied.append(name)
         else:
             changes[name] = clamp_nested(name, value) if name in NESTED else value
-            not_applicable[name] = WHY_STORED[name]
+            if name in NESTED:
+                applied.append(name)
+            else:
+                not_applicable[name] = WHY_STORED[name]
     return changes, applied, not_applicable, ignored
 
 

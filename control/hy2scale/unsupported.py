@@ -13,19 +13,13 @@ from control.openapi import path_param
 
 # (path prefix under /scale/api, what it is, why it is missing)
 UNSUPPORTED = (
-    ("/internal/peers", "relay peer discovery",
-     "nested discovery is not supported: this node dials its own clients only (single-hop exits)"),
     ("/l2tp", "L2TP", "it drives kernel daemons (xl2tpd) outside a Python node's reach"),
     ("/ikev2", "IKEv2", "it drives kernel daemons (strongSwan) outside a Python node's reach"),
     ("/wireguard", "WireGuard", "it needs the kernel's WireGuard; not supported by this node"),
     ("/upgrade", "binary upgrade", "upgrade the node with its package manager instead"),
 )
 # Served at the prefix itself, 501 below it: (prefix, what, why).
-UNSUPPORTED_BELOW = (
-    ("/peers", "nested peer discovery (a peer's peers, the nested flag)",
-     ("nested discovery is not supported: the peer list shows this node's own clients only "
-      "(single-hop exits)")),
-)
+UNSUPPORTED_BELOW = ()
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

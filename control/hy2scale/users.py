@@ -8,10 +8,10 @@ and cuts it off when it is disabled, expires or crosses its limit, like any tabl
 
 Input forms: ``traffic_limit`` (bytes) or ``traffic_limit_gb`` (GiB, wins when both are given),
 ``expiry`` (ISO 8601, unix seconds, "" or null = never) or ``expiry_date`` (``YYYY-MM-DD``,
-00:00 UTC; wins when both are given).  An exit is one hop: ``exit_via`` (or ``exit_paths`` with
-one entry) names an enabled client of this node (``clients.py``), and the workers open that
-user's streams on that peer; multi-hop paths, several paths and the quality/aggregate modes are
-refused with 501 instead of being stored and silently ignored.
+00:00 UTC; wins when both are given).  Exits: ``exit_paths`` (``exit_via`` is its first) are
+paths of the mesh, ``b`` or ``b/c/...``, each starting at an enabled client of this node
+(``clients.py``); with several, ``exit_mode`` ``quality`` or ``aggregate`` chooses among them
+(``fastpath.mesh.egress``).  Checked by ``fastpath.mesh.paths``.
 """
 from __future__ import annotations
 
@@ -144,9 +144,6 @@ def parse_fields(body: dict) -> dict:
             meta["exit_paths"] = [body["exit_via"]] if body["exit_via"] else []
     if paths:
         meta["exit_via"] = paths[0]
-    if len(paths or ()) > 1:
-        raise not_supported("several exit paths are not supported: single-hop exits are "
-                            "(exit_paths with one client name, or exit_via)")
     if "exit_mode" in body and body["exit_mode"] is not None:
         if body["exit_mode"] not in EXIT_MODES:
             raise bad_request(f"exit_mode must be one of {', '.join(repr(m) for m in EXIT_MODES)}")
@@ -164,8 +161,8 @@ def parse_fields(body: dict) -> dict:
 
 
 def check_exit(meta: dict, clients: list, own: set, *, allow_disabled: bool = False) -> None:
-    """``fastpath.store.exit_paths.check_exit`` in this face's answers: 501 for what is not
-    supported, 400 for a wrong name."""
+    """``fastpath.store.exit_paths.check_exit`` (the exit paths of the mesh) in this face's
+    answers: 501 for what is not supported, 400 for a wrong name."""
     try:
         exit_paths.check_exit(meta, clients, own, allow_disabled=allow_disabled)
     except exit_paths.ExitRefused as exc:

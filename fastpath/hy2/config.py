@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from fastpath.tls_ids import CERT_ID
 from typing import Any
 
 from fastpath.config.fields import ConfigError, Section, parse_bandwidth, parse_listen
@@ -76,6 +78,7 @@ class ServerSettings:
     listen: tuple[str, int] = ("0.0.0.0", 8443)
     cert: str | None = None            # None: the node's own certificate in <data_dir>/tls
     key: str | None = None
+    cert_id: str | None = None         # a TLS-store certificate by id (fastpath.tls_ids)
     obfs_password: str | None = None   # Salamander when set
     quic: QuicSettings = field(default_factory=QuicSettings)
     bandwidth_up: int = 0              # bytes/s, 0 = unlimited
@@ -88,6 +91,9 @@ class ServerSettings:
     masquerade: MasqueradeSettings = field(default_factory=MasqueradeSettings)
 
     def tls_files(self, data_dir: str | Path) -> tuple[str, str]:
+        if self.cert_id:
+            from fastpath.tls_ids import store_files
+            return store_files(data_dir, self.cert_id)
         if self.cert and self.key:
             return self.cert, self.key
         tls = Path(data_dir) / "tls"
@@ -240,6 +246,11 @@ def parse_server_config(raw: Any) -> ServerSettings:
     for path_key, path in (("cert", s.cert), ("key", s.key)):
         if path and not Path(path).is_file():
             raise ConfigError(tls.key(path_key), f"{path}: no such file")
+    s.cert_id = tls.str("certId")
+    if s.cert_id and s.cert:
+        raise ConfigError(tls.key("certId"), "give certId or cert and key, not both")
+    if s.cert_id is not None and not CERT_ID.match(s.cert_id):
+        raise ConfigError(tls.key("certId"), f"{s.cert_id!r} is not a certificate id")
     tls.str("sniGuard", choices=("strict", "disable", "dns-san"))
     tls.finish()
     s.obfs_password = _obfs(top.section("obfs"))

@@ -9,7 +9,8 @@ server's relay pump; a peer that is down, disabled or refuses the target fails t
 a message.  Nothing here ever dials the target directly: no traffic leaks around an exit.
 
 UDP of exit-routed users is relayed through one UDP session on the peer per user session
-(``ExitUdp``), or dropped while the peer cannot be reached.
+(``fastpath.mesh.udp.MeshUdp``), or dropped while the peer cannot be reached; paths of several
+hops, path choice and rules are ``fastpath.mesh``'s.
 
 The worker learns the client list at start and again on the ``peers_changed`` command (the
 face broadcasts it after every change); the health check also rereads the row, so a missed
@@ -163,8 +164,10 @@ class ExitPeer:
         return round(loss._rtt_smoothed * 1000, 2)
 
     # -- streams ------------------------------------------------------------------------------
-    async def open_stream(self, pump, address: str, loop) -> None:
-        """Open ``address`` on the peer and connect the server's ``pump`` to it.
+    async def open_socket(self, address: str, loop) -> socket.socket:
+        """Open ``address`` on the peer: the local end of a Unix socket pair whose other end
+        the client's splice carries to the peer's stream (the caller connects its own
+        protocol to it, ``open_stream`` the server's relay pump).
 
         The bridge is a Unix socket pair: the server's relay pump and the client's splice
         both speak to a socket transport (that is where their back-pressure and counting
@@ -199,10 +202,14 @@ class ExitPeer:
             tb.abort()
             a.close()
             raise
+        return a
+
+    async def open_stream(self, pump, address: str, loop) -> None:
+        """Open ``address`` on the peer and connect the server's ``pump`` to it."""
+        a = await self.open_socket(address, loop)
         try:
             await loop.create_connection(lambda: pump, sock=a)
         except BaseException:
-            tb.abort()
             a.close()
             raise
         self.live.add(pump)
@@ -253,77 +260,6 @@ class ExitPeer:
                 await client.close()
             except Exception:
                 log.exception("closing exit peer %s", self.name)
-
-
-class ExitUdp:
-    """One UDP session of an exit-routed user, relayed through a UDP session on the peer.
-
-    Per packet in Python (the direct path stays in C, ``udp_pump``): exit-routed UDP is the
-    rare case, and the peer's client session already hands packets over as Python objects.
-    Packets that arrive before the peer session is open wait (at most ``QUEUE_MAX``); when the
-    peer cannot be reached they are dropped, never sent from here.  Counted like a pump: sent
-    payload as tx, replies as rx, on the session's slot."""
-
-    QUEUE_MAX = 64
-
-    def __init__(self, loop, owner, session_id: int, peers, name: str, counters, slot: int):
-        self.owner = owner
-        self.session_id = session_id
-        self.counters = counters
-        self.slot = slot
-        self.udp = None
-        self.closed = False
-        self.waiting: list = []
-        self.error = ""
-        self.task = loop.create_task(self._run(peers, name))
-
-    def _count(self, tx: int, rx: int) -> None:
-        if self.slot >= 0 and self.counters is not None:
-            self.counters.count(self.slot, tx, rx)
-
-    def send(self, address: str, payload: bytes) -> None:
-        if self.closed:
-            return
-        if self.udp is None:
-            if len(self.waiting) < self.QUEUE_MAX and not self.error:
-                self.waiting.append((address, payload))
-            return
-        if self.udp.send(address, payload):
-            self._count(len(payload), 0)
-
-    async def _run(self, peers, name: str) -> None:
-        try:
-            if peers is None:
-                raise ExitUnavailable(f"exit {name!r}: this worker has no outbound peers")
-            client = await peers.peer(name).connection()
-            self.udp = await client.udp_session()
-        except (Hy2Error, OSError) as exc:
-            self.error = str(exc)
-            self.waiting.clear()
-            log.debug("UDP through exit %s dropped: %s", name, exc)
-            return
-        if self.closed:
-            self.udp.close()
-            return
-        waiting, self.waiting = self.waiting, []
-        for address, payload in waiting:
-            self.send(address, payload)
-        owner = self.owner
-        while not self.closed:
-            try:
-                address, payload = await self.udp.recv()
-            except ConnectionError:
-                return
-            self._count(0, len(payload))
-            if not owner.closed:
-                owner.send_fragmented(self.session_id, address, payload)
-                owner.want_transmit()
-
-    def close(self) -> None:
-        self.closed = True
-        self.task.cancel()
-        if self.udp is not None:
-            self.udp.close()
 
 
 class ExitPeers:

@@ -2,8 +2,9 @@
 
 The protocol decisions live in ``ServerSession`` (sans I/O); this module reads the socket,
 finds each packet's connection by its destination connection ID, runs the authenticator and
-the masquerade, dials targets for proxy streams (a ``RelayPump`` each), relays UDP sessions and
-counts everything into the worker's counter shard.  Packets are handled in batches and each
+the masquerade, dials targets for proxy streams (a ``RelayPump`` each) or opens them along the
+stream's exit route and serves the mesh's relay requests (``fastpath.mesh``), relays UDP
+sessions and counts everything into the worker's counter shard.  Packets are handled in batches and each
 connection transmits once per batch.
 """
 from __future__ import annotations
@@ -32,6 +33,8 @@ from fastpath.hy2.stateless_reset import StatelessResetter
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.egress import target_host
+from fastpath.mesh.wire import RELAY_PREFIX, is_control
 from fastpath.shm import (KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, STATE_CONNECT,
                           STATE_ESTAB)
 from fastpath.worker.egress import DIRECT, Egress
@@ -212,7 +215,9 @@ class ServerConnection(QuicGlue):
     # -- TCP proxy streams ------------------------------------------------------------------
     def _open_tcp(self, e: TcpRequested) -> None:
         # Opened as connecting: the dial starts with the next turn of the loop.
-        slot = self._open_slot(KIND_TCP_STREAM, e.stream_id, e.address, STATE_CONNECT)
+        # Mesh control requests (probes, peer lists) are node-to-node talk: not counted.
+        slot = -1 if is_control(e.address) else self._open_slot(KIND_TCP_STREAM, e.stream_id,
+                                                                e.address, STATE_CONNECT)
         pump = RelayPump(self, self.quic, e.stream_id, self.server.counters, slot, True)
         self.pumps[e.stream_id] = pump
         if e.early or e.end:
@@ -227,21 +232,16 @@ class ServerConnection(QuicGlue):
         # may be read before this coroutine resumes, and must not overtake the response.
         pump.head = encode_tcp_response(True, "Connected")
         try:
-            host, port = split_address(address)
-            exit_name = server.egress.exit_of(self.session.auth_id)
-            if exit_name is not None:
-                # The user's traffic leaves through another node: opened there or failed,
-                # never dialed from here.
-                async with asyncio.timeout(DIAL_TIMEOUT):
-                    await server.egress.open_stream(exit_name, pump, address, server.loop)
-            else:
-                if host == SPEEDTEST_HOST and server.speedtest is not None:
-                    host, port = server.speedtest.address
-                elif host == SPEEDTEST_HOST:
-                    raise OSError("speed test is not enabled")
-                # asyncio.timeout runs in this task; wait_for would start one more per dial.
-                async with asyncio.timeout(DIAL_TIMEOUT):
-                    await server.egress.direct(server.loop, lambda: pump, host, port)
+            # asyncio.timeout runs in this task; wait_for would start one more per dial.
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                visited = ()
+                if address.startswith(RELAY_PREFIX):
+                    # A relay request of the mesh (fastpath.mesh.relay): served here, or
+                    # the target it asks this node to open (with the nodes it went through).
+                    opened = await server.egress.serve_relay(pump, address, server.loop)
+                    address, visited = opened if opened is not None else (None, ())
+                if address is not None:
+                    await self._dial_target(pump, address, visited)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             if self.closed or pump.finished and pump.stream_id not in self.pumps:
                 return
@@ -257,6 +257,21 @@ class ServerConnection(QuicGlue):
         if slot >= 0:
             w.set_state(slot, STATE_ESTAB)
         self.want_transmit()
+
+    async def _dial_target(self, pump: RelayPump, address: str, visited=()) -> None:
+        server = self.server
+        host, port = split_address(address)
+        route = server.egress.exit_of(self.session.auth_id, host)
+        if route is not None:
+            # The traffic leaves through other nodes (a user's exit or a rule): opened there
+            # or failed, never dialed from here.
+            await server.egress.open_stream(route, pump, address, server.loop, visited)
+            return
+        if host == SPEEDTEST_HOST and server.speedtest is not None:
+            host, port = server.speedtest.address
+        elif host == SPEEDTEST_HOST:
+            raise OSError("speed test is not enabled")
+        await server.egress.direct(server.loop, lambda: pump, host, port)
 
     def _dial_failed(self, pump: RelayPump, message: str) -> None:
         """Answer a failed dial and end the stream with our FIN only: a STOP_SENDING in the
@@ -315,12 +330,14 @@ class ServerConnection(QuicGlue):
                 for victim in self.session.udp.over_capacity():
                     self._close_udp(victim)
             slot = self._open_slot(KIND_UDP_SESSION, session.session_id, e.address, STATE_ESTAB)
-            exit_name = self.server.egress.exit_of(self.session.auth_id)
-            if exit_name is not None:       # relayed by the peer, or dropped: never sent from here
-                pump = self.server.egress.udp(self.server.loop, self, session.session_id, exit_name,
-                                              self.server.counters, slot)
+            server = self.server
+            # A session's route is decided by its first datagram's destination.
+            route = server.egress.exit_of(self.session.auth_id, target_host(e.address))
+            if route is not None:       # relayed along the route, or dropped: never sent from here
+                pump = server.egress.udp(server.loop, self, session.session_id, route,
+                                         server.counters, slot)
             else:
-                pump = UdpPump(self.server.loop, self, self.quic, session, self.server.counters, slot)
+                pump = UdpPump(server.loop, self, self.quic, session, server.counters, slot)
             session.handle = pump
         pump.send(e.address, e.payload)
 

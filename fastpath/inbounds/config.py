@@ -17,14 +17,19 @@ inbounds:
     listen: 0.0.0.0:443
     fallback: 127.0.0.1:80   # where a request that is not Trojan goes (else it is closed)
     tls: {cert: /path/cert.pem, key: /path/key.pem}   # default: the node's certificate
+  - type: http
+    listen: 0.0.0.0:8443
+    tls: {certId: web}       # socks/http in TLS; certId: a certificate of the TLS store by id
 ```
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastpath.config.fields import ConfigError, Section
-from fastpath.inbounds.stream_config import STREAM_TYPES, check_type, parse_stream_options
+from fastpath.inbounds.stream_config import (STREAM_TYPES, check_type, parse_stream_options,
+                                             parse_tls_section)
 
 TYPES = ("socks", "http", "shadowsocks", "trojan", "vless", "vmess")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -38,7 +43,7 @@ class InboundSettings:
     auth: bool = True
     method: str | None = None           # shadowsocks: the AEAD cipher
     fallback: tuple[str, int] | None = None   # trojan: where what is not Trojan goes
-    cert: str | None = None             # trojan: TLS certificate and key (default: the node's)
+    cert: str | None = None             # TLS certificate and key (trojan: default the node's)
     key: str | None = None
     psk: str | None = None              # shadowsocks 2022: the server key (identity headers)
     exit_via: str | None = None         # the peer this listener's traffic leaves through
@@ -48,6 +53,15 @@ class InboundSettings:
     transport: str = "tcp"
     ws_path: str = "/"
     ws_host: str | None = None
+    cert_id: str | None = None          # a TLS-store certificate by id (fastpath.tls_ids)
+
+    def tls_files(self, data_dir) -> tuple[str, str]:
+        if self.cert_id:
+            from fastpath.tls_ids import store_files
+            return store_files(data_dir, self.cert_id)
+        if self.cert and self.key:
+            return self.cert, self.key
+        return str(Path(data_dir) / "tls" / "node.crt"), str(Path(data_dir) / "tls" / "node.key")
 
 
 def parse_inbounds_config(raw) -> list[InboundSettings]:
@@ -80,20 +94,24 @@ def parse_inbounds_config(raw) -> list[InboundSettings]:
                     raise ConfigError(s.key("psk"), f"{exc} (base64 of {METHODS_2022[method]} random bytes)")
             if not auth:
                 raise ConfigError(s.key("auth"), "a Shadowsocks inbound always authenticates")
-        fallback = cert = key = None
+        fallback = cert = key = cert_id = None
         stream = {}
         if kind == "trojan":
             fallback = s.listen("fallback")
         if kind in STREAM_TYPES:
             stream = parse_stream_options(s, kind, tag)
-            cert, key = stream.pop("cert"), stream.pop("key")
+            cert, key, cert_id = stream.pop("cert"), stream.pop("key"), stream.pop("cert_id")
             if not auth:
                 raise ConfigError(s.key("auth"), f"a {kind} inbound always authenticates")
+        elif kind in ("socks", "http") and s.has("tls"):
+            # socks / http wrapped in TLS (a tls section is given)
+            cert, key, cert_id = parse_tls_section(s)
+            stream = {"tls": True}
         s.finish()
         if not auth and listen[0] not in LOOPBACK:
             raise ConfigError(s.key("auth"), "an inbound without auth may only listen on loopback")
         out.append(InboundSettings(kind, listen, tag, auth, method, fallback, cert, key, psk,
-                                   **stream))
+                                   cert_id=cert_id, **stream))
     tags = [i.tag for i in out]
     for tag in tags:
         if tags.count(tag) > 1:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from fastpath.hy2.udp_relay import split_address
 from fastpath.inbounds.config import InboundSettings
 from fastpath.inbounds.shadowsocks import own_secret
 from fastpath.store.proxy_listeners import list_proxy_listeners
+from fastpath.tls_ids import store_files
 
 log = logging.getLogger("fastpath.inbounds")
 
@@ -57,12 +57,6 @@ def parse_listen(text) -> tuple[str, int]:
     return host or "0.0.0.0", port
 
 
-def tls_files(data_dir, cert_id: str) -> tuple[str, str]:
-    """The TLS store's certificate and key files of ``cert_id`` (control.hy2scale.tls_store)."""
-    base = Path(data_dir) / "tls-store"
-    return str(base / f"{cert_id}.crt"), str(base / f"{cert_id}.key")
-
-
 def proxy_settings(row: dict, data_dir) -> InboundSettings:
     """The inbound a stored row describes; ValueError with a message when it cannot run."""
     protocol = row.get("protocol") or "socks5"
@@ -77,16 +71,18 @@ def proxy_settings(row: dict, data_dir) -> InboundSettings:
         method = row.get("method") or ""
         if method not in METHODS and method not in METHODS_2022:
             raise ValueError(f"method must be one of {', '.join([*METHODS, *METHODS_2022])}")
-    cert = key = None
+    cert_id = None
     if row.get("tls_cert"):
         if protocol not in TLS_PROTOCOLS:
             raise ValueError(f"tls_cert: a {protocol} listener has no TLS wrapping")
-        cert, key = tls_files(data_dir, str(row["tls_cert"]))
-        if not (Path(cert).is_file() and Path(key).is_file()):
-            raise ValueError(f"tls_cert {str(row['tls_cert'])[:64]!r}: no certificate with a key in the TLS store")
+        cert_id = str(row["tls_cert"])
+        try:
+            store_files(data_dir, cert_id)      # the TLS store's, by id (fastpath.tls_ids)
+        except LookupError:
+            raise ValueError(f"tls_cert {cert_id[:64]!r}: no certificate with a key in the TLS store") from None
     return InboundSettings(type=kind, listen=listen, tag=str(row["id"]), auth=True, method=method,
-                           cert=cert, key=key, exit_via=row.get("exit_via") or None,
-                           passwords="password")
+                           cert_id=cert_id, tls=cert_id is not None or kind == "trojan",
+                           exit_via=row.get("exit_via") or None, passwords="password")
 
 
 class LiveInbounds:

@@ -16,6 +16,7 @@ from fastpath.proxy.http import HttpProxyHandshake, status
 from fastpath.proxy.socks5 import (REP_FAILURE, REP_HOST_UNREACHABLE, REP_NOT_ALLOWED, REP_OK,
                                    REP_REFUSED, Socks5Handshake, reply)
 from fastpath.shm import KIND_CONNECTION, KIND_TCP_STREAM, STATE_ESTAB
+from fastpath.worker.egress import DIRECT, Egress
 
 log = logging.getLogger("fastpath.inbounds")
 
@@ -30,13 +31,19 @@ class Refused(Exception):
 class InboundCore:
     """What both proxy types of one inbound share: users, counters, the live splices."""
 
-    def __init__(self, settings, users, counters) -> None:
+    def __init__(self, settings, users, counters, egress: Egress = DIRECT) -> None:
         self.settings = settings
         self.users = users
         self.counters = counters
+        self.egress = egress      # the worker's (fastpath.worker.egress), as the Hysteria 2 server's
         self.live: dict[TcpSplice, tuple] = {}          # splice -> (user, writer, slots)
         self.udp_live: set = set()                      # UdpRelay sessions (udp_relay.py)
         self.ended = [0, 0]        # bytes up / down of this inbound's finished connections
+
+    def route_of(self, user_id, host: str):
+        """The exit route of ``user_id``'s traffic to ``host`` (a rule's, this listener's
+        ``exit_via``, or the user's exit); None: it leaves here."""
+        return self.egress.exit_of(user_id, host, self.settings.exit_via or None)
 
     def totals(self) -> tuple[int, int]:
         """Bytes up / down through this inbound in this worker since it opened (counted as
@@ -69,11 +76,13 @@ class InboundCore:
     # -- connections ------------------------------------------------------------------------
     async def open_and_splice(self, reader, writer, address: str, user_id, *,
                               answer: bytes, prefix: bytes = b"", up_codec=None,
-                              down_codec=None) -> None:
+                              down_codec=None, routed: bool = True) -> None:
         """Dial ``address`` for ``user_id`` and splice; raises OSError, Refused or
         TimeoutError before anything was written to the client when it cannot.  The codecs
-        (an encrypted protocol's, a WebSocket's) are the splice's ``up_codec``/``down_codec``."""
-        splice = await self.dial(address, user_id, writer.get_extra_info("peername"))
+        (an encrypted protocol's, a WebSocket's) are the splice's ``up_codec``/``down_codec``.
+        ``routed`` false: this node's own service (a fallback), dialed here whatever the rules
+        say."""
+        splice = await self.dial(address, user_id, writer.get_extra_info("peername"), routed=routed)
         splice.up_codec, splice.down_codec = up_codec, down_codec
         if splice.finished:                 # the target closed at once
             writer.write(answer)
@@ -90,25 +99,27 @@ class InboundCore:
         reader._buffer.clear()
         splice.attach_client(writer.transport, buffered)
 
-    async def dial(self, address: str, user_id, peer) -> TcpSplice:
+    async def dial(self, address: str, user_id, peer, *, routed: bool = True) -> TcpSplice:
         """Connect to ``address`` for ``user_id``: a splice whose target side is connected and
         whose client side is still to be attached (``TcpSplice.attach_client``)."""
-        # The listener's own exit (a HY2 SCALE proxy's exit_via) or the user's: opened on that
-        # peer (fastpath.hy2.exit_peers) or failed, never dialed from here.
-        exit_name = self.settings.exit_via or (
-            self.users.exit_of.get(user_id) if user_id is not None else None)
         host, port = split_address(address)
+        # A user's exit or a rule for the target (fastpath.mesh): opened along that route or
+        # failed (ExitUnavailable, an OSError), never dialed from here.
+        route = self.route_of(user_id, host) if routed else None
         peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
         conn_slot, slot = self._open_slots(user_id, peer_text, address)
         splice = TcpSplice(self.counters if slot >= 0 else None, slot, self._finished)
         splice.on_budget = self._budget_reached
         try:
+            loop = asyncio.get_running_loop()
             async with asyncio.timeout(DIAL_TIMEOUT):
-                loop = asyncio.get_running_loop()
-                if exit_name:
-                    if self.users.exits is None:
-                        raise Refused(f"exit {exit_name!r}: this worker has no outbound peers")
-                    await self.users.exits.open_stream(exit_name, splice.target, address, loop)
+                if route is not None:
+                    sock = await self.egress.open_socket(route, address, loop)
+                    try:
+                        await loop.create_connection(lambda: splice.target, sock=sock)
+                    except BaseException:
+                        sock.close()
+                        raise
                 else:
                     await loop.create_connection(lambda: splice.target, host, port)
         except BaseException:

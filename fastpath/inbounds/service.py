@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import ssl
-from pathlib import Path
 
 from fastpath.inbounds.live import PASSWORD_FORMS, LiveInbounds
 from fastpath.inbounds.node_proxies import InboundCore, NodeHttpProxy, NodeSocks5
@@ -76,10 +75,9 @@ class TcpAndUdp:
 
 
 def _tls_context(settings, data_dir) -> ssl.SSLContext:
-    """The inbound's own certificate, or the node's (``tls/`` of the data dir)."""
-    cert, key = settings.cert, settings.key
-    if cert is None:
-        cert, key = str(Path(data_dir) / "tls" / "node.crt"), str(Path(data_dir) / "tls" / "node.key")
+    """The inbound's certificate: its own files, a TLS-store certificate by id, or the
+    node's (``tls/`` of the data dir)."""
+    cert, key = settings.tls_files(data_dir)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
@@ -87,7 +85,7 @@ def _tls_context(settings, data_dir) -> ssl.SSLContext:
 
 async def open_listener(settings, ctx):
     """(core, server) of one inbound, listening (SO_REUSEPORT: every worker binds it)."""
-    core = InboundCore(settings, ctx.users, ctx.counters)
+    core = InboundCore(settings, ctx.users, ctx.counters, ctx.egress)
     host, port = settings.listen
     if settings.type in STREAM_INBOUNDS and (settings.type != "trojan"
                                              or settings.transport != "tcp"):
@@ -118,7 +116,7 @@ async def open_listener(settings, ctx):
         server = TcpAndUdp(server, udp)
     else:
         proxy = PROTOCOLS[settings.type](core)
-        tls = (_tls_context(settings, ctx.config.data_dir) if settings.cert or settings.tls
+        tls = (_tls_context(settings, ctx.config.data_dir) if settings.cert or settings.cert_id or settings.tls
                else None)
         server = await asyncio.start_server(proxy._handle, host or None, port, reuse_port=True,
                                             limit=MAX_HEAD, ssl=tls,

@@ -54,9 +54,25 @@ def check_type(key: str, tag: str, kind: str, served: tuple[str, ...]) -> None:
     raise ConfigError(key, f"inbound {tag!r}: {reason} (served: {', '.join(served)})")
 
 
+def parse_tls_section(s) -> tuple[str | None, str | None, str | None]:
+    """(cert, key, cert_id) of an entry's ``tls`` section: its own files, or a TLS-store
+    certificate by id (``certId``, ``fastpath.tls_ids``), or neither (the node's)."""
+    from fastpath.tls_ids import CERT_ID
+    tls = s.section("tls")
+    cert, key, cert_id = tls.str("cert"), tls.str("key"), tls.str("certId")
+    tls.finish()
+    if (cert is None) != (key is None):
+        raise ConfigError(tls.key("cert"), "give both cert and key, or neither")
+    if cert_id is not None and cert is not None:
+        raise ConfigError(tls.key("certId"), "give certId or cert and key, not both")
+    if cert_id is not None and not CERT_ID.match(cert_id):
+        raise ConfigError(tls.key("certId"), f"{cert_id!r} is not a certificate id")
+    return cert, key, cert_id
+
+
 def parse_stream_options(s, kind: str, tag: str) -> dict:
     """TLS, transport and flow of a VLESS / VMess / Trojan entry (``s``: its Section)."""
-    out = {"tls": kind == "trojan", "cert": None, "key": None, "transport": "tcp",
+    out = {"tls": kind == "trojan", "cert": None, "key": None, "cert_id": None, "transport": "tcp",
            "ws_path": "/", "ws_host": None}
     security = s.str("security")
     if security is not None and security.lower() in UNSERVED_SECURITY:
@@ -70,12 +86,8 @@ def parse_stream_options(s, kind: str, tag: str) -> dict:
         s._get("tls")
         out["tls"] = raw_tls or kind == "trojan"
     elif raw_tls is not None or kind == "trojan" or (security or "").lower() == "tls":
-        tls = s.section("tls")
-        cert, key = tls.str("cert"), tls.str("key")
-        tls.finish()
-        if (cert is None) != (key is None):
-            raise ConfigError(tls.key("cert"), "give both cert and key, or neither")
-        out.update(tls=True, cert=cert, key=key)
+        cert, key, cert_id = parse_tls_section(s)
+        out.update(tls=True, cert=cert, key=key, cert_id=cert_id)
     if (security or "").lower() == "none" and out["tls"] and kind != "trojan":
         raise ConfigError(s.key("security"), f"inbound {tag!r}: security none but tls given")
     transport = s.section("transport")

@@ -137,7 +137,7 @@ class TrojanInbound:
         host, port = self.fallback
         try:
             await self.core.open_and_splice(reader, writer, f"{host}:{port}", None, answer=b"",
-                                            prefix=head)
+                                            prefix=head, routed=False)
         except (OSError, asyncio.TimeoutError) as exc:
             log.debug("inbound %s: fallback %s:%d: %s", self.core.settings.tag, host, port, exc)
             writer.close()

@@ -1,8 +1,9 @@
 """UDP for the proxy inbounds (SOCKS5 UDP ASSOCIATE, Shadowsocks AEAD and 2022): one
 ``UdpRelay`` per client session, counted on a UDP-session slot of the user as Hysteria 2's UDP
 is (payload bytes: sent as tx, replies as rx), held to the user's cap, and leaving through the
-user's exit peer when it has one (``fastpath.hy2.exit_peers.ExitUdp``, the Hysteria 2 path's;
-never sent from here then).
+exit route of the session when it has one (a rule's for the first datagram's destination, the
+listener's ``exit_via`` or the user's exit: the worker's egress, ``fastpath.mesh.udp.MeshUdp``
+as on the Hysteria 2 path; never sent from here then).
 
 Per datagram in Python: the inbounds' UDP is a side path beside the compiled TCP splice (the
 protocols' per-packet crypto and addressing are Python objects already); a compiled pump like
@@ -16,7 +17,7 @@ import logging
 import socket
 import time
 
-from fastpath.hy2.exit_peers import ExitUdp
+from fastpath.mesh.egress import target_host
 from fastpath.hy2.udp_relay import join_address, split_address
 from fastpath.shm import KIND_UDP_SESSION, STATE_ESTAB
 
@@ -39,7 +40,7 @@ class _Socket(asyncio.DatagramProtocol):
 
 
 class _ExitOwner:
-    """What ``ExitUdp`` calls back: replies arrive here (it counted them already)."""
+    """What ``MeshUdp`` calls back: replies arrive here (it counted them already)."""
 
     def __init__(self, relay: "UdpRelay") -> None:
         self.relay = relay
@@ -75,11 +76,7 @@ class UdpRelay:
         if self.slot >= 0:
             core.counters.set_state(self.slot, STATE_ESTAB)
         self.exit = None
-        exit_name = core.settings.exit_via or (
-            core.users.exit_of.get(user_id) if user_id is not None else None)
-        if exit_name:
-            self.exit = ExitUdp(self.loop, _ExitOwner(self), 0, core.users.exits, exit_name,
-                                core.counters if self.slot >= 0 else None, self.slot)
+        self.routed = False        # the route is decided by the first datagram's destination
         core.udp_live.add(self)
 
     # -- budget and counting ---------------------------------------------------------------------
@@ -99,6 +96,13 @@ class UdpRelay:
         if self.closed or not self._fits(len(payload)):
             return
         self.last = time.monotonic()
+        if not self.routed:
+            self.routed = True
+            core = self.core
+            route = core.route_of(self.user_id, target_host(address))
+            if route is not None:
+                self.exit = core.egress.udp(self.loop, _ExitOwner(self), 0, route,
+                                            core.counters if self.slot >= 0 else None, self.slot)
         if self.exit is not None:
             self.exit.send(address, payload)         # counted there, as on Hysteria 2
             return

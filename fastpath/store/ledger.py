@@ -94,6 +94,14 @@ def integrity_conflict(exc: sqlite3.IntegrityError) -> Conflict:
     return conflict
 
 
+def first_hops(paths, via) -> set:
+    """The first hops of a user's (or a rule's) ``exit_paths`` and ``exit_via``."""
+    out = {p.split("/")[0] for p in paths if isinstance(p, str) and p} if isinstance(paths, list) else set()
+    if isinstance(via, str) and via:
+        out.add(via.split("/")[0])
+    return out
+
+
 def _chunks(values: list) -> Iterator[list]:
     for start in range(0, len(values), _BATCH):
         yield values[start:start + _BATCH]
@@ -183,12 +191,23 @@ class Book:
         return row[0] if row else None
 
     def usernames_exiting_via(self, source: str, name: str, limit: int = 6) -> list[str]:
-        """Usernames of the users of ``source`` whose exit is ``name``."""
+        """Usernames of the users of ``source`` with an exit path (``exit_paths`` or
+        ``exit_via``) whose first hop is ``name``."""
         rows = self._db.execute(
-            "SELECT json_extract(meta, '$.username') FROM users WHERE source = ? AND "
-            "(json_extract(meta, '$.exit_via') = ? OR json_extract(meta, '$.exit_paths[0]') = ?) "
-            "ORDER BY 1 LIMIT ?", (source, name, name, limit)).fetchall()
-        return [r[0] for r in rows]
+            "SELECT json_extract(meta, '$.username'), json_extract(meta, '$.exit_paths'), "
+            "json_extract(meta, '$.exit_via') FROM users WHERE source = ? ORDER BY 1",
+            (source,)).fetchall()
+        out = []
+        for username, paths, via in rows:
+            try:
+                paths = json.loads(paths) if paths else []
+            except ValueError:
+                paths = []
+            if name in first_hops(paths, via):
+                out.append(username)
+                if len(out) >= limit:
+                    break
+        return out
 
     def insert_users(self, users: Iterable[User]) -> None:
         try:

@@ -69,6 +69,16 @@ def check_node(config) -> None:
     hy2 = config.sections.get("hysteria")
     if hy2 is not None and hy2.cert and hy2.key:
         check_certificate(hy2.cert, hy2.key)
+    # Certificates of the TLS store by id (fastpath.tls_ids): there, with a matching key.
+    listeners = [("tls.certId", hy2)] if hy2 is not None else []
+    listeners += [(f"inbounds[{i}].tls.certId", s) for i, s in enumerate(config.sections.get("inbounds") or [])]
+    for name, settings in listeners:
+        if getattr(settings, "cert_id", None):
+            try:
+                cert, key = settings.tls_files(config.data_dir)
+            except LookupError as exc:
+                raise StartupError(f"{name}: {exc}") from None
+            check_certificate(cert, key, (name, name))
     try:
         check_ports(node_ports(config))
     except PortInUse as exc:

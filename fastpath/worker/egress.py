@@ -1,45 +1,61 @@
-"""Where a user's traffic leaves the node: here (``direct``), or through an exit peer.
+"""Where a user's traffic leaves the node: here (``direct``), or along an exit route.
 
 The Hysteria 2 server gets one ``Egress`` in its constructor, as it gets its authenticator and
-its counter sink, so a user's route can be followed by reading: the server asks
-``exit_of(user)``, then either dials ``direct`` or opens the stream (``open_stream``) or the
-UDP session (``udp``) on that peer.  The worker builds it from its user directory (who exits
-where, reloaded with the users) and its outbound peers (``fastpath.hy2.exit_peers``).
+its counter sink, and the proxy inbounds get the same one from the worker context, so a user's
+route can be followed by reading: the caller asks ``exit_of(user, host)`` for the route
+(``(paths, mode)``: a rule's for that host, or the user's own exit; None: it leaves here),
+then either dials ``direct`` or opens the stream (``open_stream`` / ``open_socket``) or the
+UDP session (``udp``) along that route.
+
+This base class is the egress of a worker without outbound peers: everything leaves here,
+and a route (which it never gives) would fail closed.  The worker builds the mesh's
+(``fastpath.mesh.egress.MeshEgress``: exit paths, rules, quality / aggregate modes, nested
+discovery) over its outbound peers (``fastpath.hy2.exit_peers``) and its user directory.
 """
 from __future__ import annotations
 
-from typing import Callable
-
-
-def _nowhere(_user_id) -> None:
-    return None
+NO_PEERS = "this worker has no outbound peers; not dialing directly"
 
 
 class Egress:
-    def __init__(self, exit_of: Callable[[str], str | None] = _nowhere, peers=None):
-        self._exit_of = exit_of
-        self.peers = peers          # fastpath.hy2.exit_peers.ExitPeers, or None (no exits here)
-
-    def exit_of(self, user_id) -> str | None:
-        """The peer ``user_id``'s traffic leaves through; None: it leaves here."""
-        return self._exit_of(user_id) if user_id is not None else None
+    def exit_of(self, user_id, host: str = "", via: str | None = None):
+        """The route (``(paths, mode)``) of a stream of ``user_id`` to ``host``; None: it
+        leaves here.  ``via``: the exit of the listener the stream came in on (a HY2 SCALE
+        proxy's ``exit_via``), which goes before the user's own; a rule for ``host`` goes
+        before both."""
+        return ((via,), "") if via else None
 
     async def direct(self, loop, protocol_factory, host: str, port: int):
         """Dial the target from this node."""
         return await loop.create_connection(protocol_factory, host, port)
 
-    async def open_stream(self, exit_name: str, pump, address: str, loop) -> None:
-        """Open ``address`` on the exit peer and relay ``pump`` through it; fails closed (an
-        exit-routed user is never dialed from here)."""
-        if self.peers is None:
-            raise OSError(f"exit {exit_name!r}: this worker has no outbound peers; not dialing directly")
-        await self.peers.open_stream(exit_name, pump, address, loop)
+    async def open_stream(self, route, pump, address: str, loop, visited=()) -> str:
+        """Open ``address`` along ``route`` and relay ``pump`` through it; fails closed (an
+        exit-routed stream is never dialed from here)."""
+        raise OSError(NO_PEERS)
 
-    def udp(self, loop, owner, session_id: int, exit_name: str, counters, slot: int):
-        """The relay of one UDP session through the exit peer (its packets are dropped, never
-        sent from here, while the peer cannot be reached)."""
-        from fastpath.hy2.exit_peers import ExitUdp
-        return ExitUdp(loop, owner, session_id, self.peers, exit_name, counters, slot)
+    async def open_socket(self, route, address: str, loop):
+        """Like ``open_stream`` for a caller with its own protocol (the proxy inbounds): a
+        connected socket whose other end is the stream at the exit."""
+        raise OSError(NO_PEERS)
+
+    async def open_udp(self, route):
+        """A UDP carrier along ``route`` (``fastpath.mesh.udp.MeshUdp`` opens it)."""
+        from fastpath.hy2.exit_peers import ExitUnavailable
+        raise ExitUnavailable(NO_PEERS)
+
+    def udp(self, loop, owner, session_id: int, route, counters, slot: int):
+        """The relay of one UDP session along ``route`` (its packets are dropped, never sent
+        from here, while no path can carry them)."""
+        from fastpath.mesh.udp import MeshUdp
+        return MeshUdp(loop, owner, session_id, self, route, counters, slot)
+
+    async def serve_relay(self, pump, address: str, loop):
+        """A relay request of the mesh (``fastpath.mesh.relay``) that reached this node:
+        served here (None), or (target, visited ids) to open from here.  Without a mesh the
+        request is refused."""
+        from fastpath.mesh.relay import serve
+        return await serve(None, pump, address, loop)
 
 
 DIRECT = Egress()

@@ -16,7 +16,7 @@ import sys
 
 from fastpath.config import ConfigError, load_config
 from fastpath.hy2.exit_peers import ExitPeers
-from fastpath.worker.egress import Egress
+from fastpath.mesh.egress import MeshEgress
 from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.shm import CounterTable
 from fastpath.store import StateStore
@@ -44,10 +44,13 @@ async def worker_main(args) -> int:
     writer = table.writer(args.shard)
     store = StateStore(config.store_path)
     users = UserDirectory(store)
-    # Outbound peers (HY2 SCALE clients) for users whose traffic leaves through another node.
+    # Outbound peers (HY2 SCALE clients) for traffic that leaves through another node, and the
+    # worker's one egress over them (fastpath.mesh: exit paths, rules, nested discovery), which
+    # the Hysteria 2 server and the proxy inbounds get from the context.
     exits = await ExitPeers(store).start()
+    mesh = await MeshEgress(store, exits, users, config.name).start()
     ctx = WorkerContext(shard=args.shard, config=config, table=table, counters=writer,
-                        store=store, users=users, egress=Egress(users.exit_for, exits),
+                        store=store, users=users, egress=mesh,
                         hy2_socket=socket.socket(fileno=args.hy2_fd) if args.hy2_fd is not None else None,
                         reset_key=stateless_reset_key(config.data_dir))
     stop = asyncio.Event()
@@ -78,13 +81,30 @@ async def worker_main(args) -> int:
                                        float(a.get("seconds") or 0))
 
     async def peers_changed(_args):
-        return {"changed": await exits.reload()}
+        changed = await exits.reload()
+        mesh.reload()
+        mesh.nested.reload()
+        mesh.nested.kick()
+        return {"changed": changed}
 
     async def peers_status(_args):
-        return exits.status()
+        return mesh.peer_status()
+
+    async def rules_changed(_args):
+        mesh.reload()
+        return {"rules": mesh.rules.count}
+
+    async def mesh_status(_args):
+        return mesh.status()
+
+    async def mesh_peer_list(_args):
+        return mesh.peer_list()
 
     ctx.on_command("peers_changed", peers_changed)
     ctx.on_command("peers_status", peers_status)
+    ctx.on_command("rules_changed", rules_changed)
+    ctx.on_command("mesh_status", mesh_status)
+    ctx.on_command("mesh_peer_list", mesh_peer_list)
     ctx.on_command("ping", ping)
     ctx.on_command("refuse_device", refuse_device)
     ctx.on_command("users_changed", users_changed)
@@ -133,6 +153,7 @@ async def worker_main(args) -> int:
             await asyncio.wait_for(service.close(), 3)
         except Exception:
             log.exception("service did not close cleanly")
+    await mesh.close()
     await exits.close()
     link_task.cancel()
     return 0

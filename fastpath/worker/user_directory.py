@@ -7,7 +7,6 @@ import time
 from typing import Callable, Iterable
 
 from fastpath.store import StateStore, User
-from fastpath.store.exit_paths import exit_name
 from fastpath.store.ledger import REFUSED_DEVICES_KEY
 
 class UserDirectory:
@@ -22,15 +21,9 @@ class UserDirectory:
         self.refused_devices: dict[tuple[str, str], float] = {}
         self._device_listeners: list[Callable[[str, str], int]] = []
         self.next_expiry = float("inf")
-        # user id -> the outbound peer its traffic leaves through (HY2 SCALE ``exit_via``);
-        # the worker's ``Egress`` asks ``exit_for``.
-        self.exit_of: dict[str, str] = {}
         self.reload()
         self._load_refusals()
 
-    def exit_for(self, user_id: str) -> str | None:
-        """The exit peer of ``user_id`` (None: its traffic leaves here)."""
-        return self.exit_of.get(user_id)
 
     def on_cutoff(self, listener: Callable[[set[str]], None]) -> None:
         """``listener(ids)`` is called with users whose live connections must close now."""
@@ -42,7 +35,6 @@ class UserDirectory:
         users = self.store.list_users()
         self.by_id = {u.id: u for u in users}
         self.by_secret = {u.auth_secret: u for u in users if u.auth_secret}
-        self.exit_of = {u.id: name for u in users if (name := exit_name(u.meta))}
         now = time.time()
         gone = {uid for uid in before if uid not in self.by_id}
         gone |= {u.id for u in users if u.refused_reason(0, now)}

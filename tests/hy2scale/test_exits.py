@@ -258,12 +258,12 @@ def test_later_addresses_are_tried_when_addr_fails(pair, targets):
 
 def test_exit_names_and_worker_answers_fold_as_documented():
     from control.hy2scale.peers import merge
-    from fastpath.worker.user_directory import exit_name
-    assert exit_name({"exit_via": "", "exit_paths": []}) is None
-    assert exit_name({"exit_via": "b"}) == "b"
-    assert exit_name({"exit_paths": ["b"]}) == "b"
-    assert exit_name({"exit_via": "b", "exit_paths": ["b", "c"]}) == "b,c"       # names no peer
-    assert exit_name({"exit_paths": "b"}) is None and exit_name(None) is None
+    from fastpath.mesh.paths import route_of
+    assert route_of({"exit_via": "", "exit_paths": []}) is None
+    assert route_of({"exit_via": "b"}) == (("b",), "")
+    assert route_of({"exit_paths": ["b"]}) == (("b",), "")
+    assert route_of({"exit_via": "b", "exit_paths": ["b", "c/d"], "exit_mode": "quality"}) == (("b", "c/d"), "quality")
+    assert route_of({"exit_paths": "b"}) is None and route_of(None) is None
     folded = merge([{"b": {"connected": False, "latency_ms": None, "tx_rate": 5, "rx_rate": 1, "error": "down"}},
                     {"b": {"connected": True, "latency_ms": 3.5, "tx_rate": 10, "rx_rate": 2}},
                     [{"b": {"connected": True, "latency_ms": 2.0, "tx_rate": 0, "rx_rate": 0}}, True],
@@ -361,12 +361,14 @@ def test_client_crud_masks_passwords_and_refuses_bad_bodies(pair):
     assert s("PUT", "/clients/jp/disable", {"disabled": "no"}).status == 400
     # Users' exits: self, unknown, disabled, multi-hop, several, modes.
     assert s("PUT", "/clients/jp/disable", {"disabled": True}).status == 200
-    for fields, status, words in (({"exit_via": node_id}, 400, "itself"),
+    for fields, status, words in (({"exit_via": node_id}, 400, "revisits this node"),
                                   ({"exit_via": "nope"}, 400, "not a client"),
                                   ({"exit_via": "jp"}, 400, "disabled"),
-                                  ({"exit_paths": ["b/c"]}, 501, "single-hop"),
-                                  ({"exit_paths": ["b", "jp"]}, 501, "single-hop"),
-                                  ({"exit_via": "b", "exit_mode": "quality"}, 501, "single-hop")):
+                                  ({"exit_paths": ["b/b"]}, 400, "revisits"),
+                                  ({"exit_paths": [f"b/{node_id}"]}, 400, "revisits this node"),
+                                  ({"exit_paths": ["b", "jp"]}, 400, "exit_mode"),
+                                  ({"exit_paths": ["b", "jp"], "exit_mode": "quality"}, 400, "disabled"),
+                                  ({"exit_paths": ["b/x_y"]}, 400, "'_'")):
         r = s("POST", "/users", {"username": "exitless", "password": "x", **fields})
         assert r.status == status and words in r.json()["message"], (fields, r.text)
     uid = make_user(s, "pathy", exit_paths=["b"], exit_mode="direct")
@@ -375,13 +377,15 @@ def test_client_crud_masks_passwords_and_refuses_bad_bodies(pair):
     assert s("DELETE", f"/users/{uid}").status == 200
     assert s("DELETE", "/clients/jp").status == 200
     assert s("DELETE", "/clients/jp").status == 404
-    # Nested discovery stays 501 with its reason; the new routes are documented.
-    for method, path in (("PUT", "/peers/b/nested"), ("GET", "/peers/b/peers"), ("GET", "/internal/peers")):
-        r = s(method, path, {"enabled": True} if method == "PUT" else None)
-        assert r.status == 501 and "nested discovery is not supported" in r.json()["message"], r.text
+    # Nested discovery (tests/mesh): the flag of a client is set; the internal list needs the
+    # node password; the new routes are documented.
+    assert s("PUT", "/peers/b/nested", {"enabled": False}).json() == {"status": "ok"}
+    assert s("PUT", "/peers/nope/nested", {"enabled": True}).status == 400
+    assert a.request("GET", "/scale/api/internal/peers").status in (401, 403)
     doc = a.get("/openapi.json").json()["paths"]
     assert {"get", "post"} <= set(doc["/scale/api/clients"]) and "put" in doc["/scale/api/clients/{name}/disable"]
     assert doc["/scale/api/peers"]["get"]["security"] == [{"hy2scale": []}]
+    assert "put" in doc["/scale/api/peers/{path}/nested"] and "get" in doc["/scale/api/internal/peers"]
 
 
 def test_backup_restore_round_trip_with_clients(pair):
@@ -390,7 +394,7 @@ def test_backup_restore_round_trip_with_clients(pair):
     assert s("POST", "/clients", {"name": "kr", "addr": "127.0.0.1:7000", "password": "kr-pass"}).status == 201
     uid = make_user(s, "kim", exit_via="kr")
     saved = s.get("/backup").json()
-    assert saved["version"] == 2 and {c["name"] for c in saved["clients"]} >= {"b", "kr"}
+    assert saved["version"] == 3 and {c["name"] for c in saved["clients"]} >= {"b", "kr"}
     assert next(c for c in saved["clients"] if c["name"] == "kr")["password"] == "kr-pass"
     assert s("PUT", f"/users/{uid}", {"exit_via": ""}).status == 200
     assert s("DELETE", "/clients/kr").status == 200

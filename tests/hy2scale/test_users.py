@@ -97,8 +97,9 @@ def test_native_users_are_listed_but_not_managed_here(node, scale):
     ({"username": "dave", "password": "x", "enabled": "yes"}, 400, "enabled"),
     ({"username": "dave", "password": "x", "exit_mode": "fastest"}, 400, "exit_mode"),
     ({"username": "dave", "password": "x", "colour": "red"}, 400, "colour"),
-    ({"username": "dave", "password": "x", "exit_paths": ["us/us-east"]}, 501, "multi-hop"),
-    ({"username": "dave", "password": "x", "exit_paths": ["us", "jp"]}, 501, "single-hop"),
+    ({"username": "dave", "password": "x", "exit_paths": ["us/us-east"]}, 400, "not a client"),
+    ({"username": "dave", "password": "x", "exit_paths": ["us", "jp"]}, 400, "exit_mode 'quality' or 'aggregate'"),
+    ({"username": "dave", "password": "x", "exit_paths": ["us/us"], "exit_mode": ""}, 400, "revisits"),
     ({"username": "dave", "password": "x", "exit_via": "us"}, 400, "not a client"),
 ])
 def test_bad_bodies_are_refused_and_change_nothing(node, scale, body, status, words):
