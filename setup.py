@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from Cython.Build import cythonize
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.extension import Extension
 
 ROOT = Path(__file__).parent
@@ -36,7 +36,18 @@ def extensions():
     return exts
 
 
+def packages():
+    """fastpath and its subpackages, and the control plane as ``fastpath.control``: its code
+    stays in the repository's ``control/`` folder (package_dir below) so the layout shows the
+    split between data plane and control plane, while the node installs one top-level name."""
+    found = find_packages(include=["fastpath", "fastpath.*"])
+    found += ["fastpath.control"] + ["fastpath.control." + p for p in find_packages("control")]
+    return found
+
+
 setup(
+    packages=packages(),
+    package_dir={"fastpath.control": "control"},
     ext_modules=cythonize(
         extensions(),
         compiler_directives={

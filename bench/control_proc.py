@@ -1,4 +1,4 @@
-"""The control API as production runs it (``python -m control.server``: gunicorn), for the
+"""The control API as production runs it (``python -m fastpath.control.server``: gunicorn), for the
 benchmarks of its faces: a data dir and config prepared, the API started on them and waited
 for until it answers."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def prepare_node(tmp, slots_per_shard: int, **sections):
 
 def start_control_api(cfg_path, data_dir, port: int, timeout: float = 30) -> subprocess.Popen:
     env = dict(os.environ, FASTPATH_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "control.server", "--config", str(cfg_path),
+    proc = subprocess.Popen([sys.executable, "-m", "fastpath.control.server", "--config", str(cfg_path),
                              "--data-dir", str(data_dir)], env=env)
     deadline = time.monotonic() + timeout
     while True:

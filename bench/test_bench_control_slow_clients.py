@@ -1,6 +1,6 @@
 """The control API's requests per second under 300 slow clients vs none, same run (issue 18).
 
-The control API runs as in production (``python -m control.server``, gunicorn with the
+The control API runs as in production (``python -m fastpath.control.server``, gunicorn with the
 head-deadline worker).  Four keep-alive clients in threads fetch ``/api/v1/health`` for a
 window; windows alternate between no slow clients and 300 connections trickling their request
 heads (a header line every 0.5 s; the worker drops them after its 10 s head deadline, so the

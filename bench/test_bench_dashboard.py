@@ -1,7 +1,7 @@
 """CPU of the control API while dashboards watch the live overview route, at 10k users (each
 online: a connection and a stream) and 1k relayed streams with 10k viewers.
 
-The control API runs as in production (``python -m control.server``: gunicorn gthread) over a
+The control API runs as in production (``python -m fastpath.control.server``: gunicorn gthread) over a
 counter segment this benchmark fills the way workers do.  Phases of 10 s alternate on the same
 server: no watcher (the baseline: an idle API), 50 open ``/api/v1/dashboard/live`` streams, 1
 stream; each phase's CPU is read from /proc (psutil) for the gunicorn master and its worker.
@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 import fastpath.shm as shm
-from control.dashboard import tick_figures
+from fastpath.control.dashboard import tick_figures
 from control_proc import prepare_node, start_control_api
 from fastpath._native import load
 from fastpath.store import User

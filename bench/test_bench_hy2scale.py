@@ -1,7 +1,7 @@
 """HY2 SCALE face read latency at 10k users with live connections, against the control API's
 cheapest endpoint served by the same gunicorn in the same run.
 
-The control API runs as in production (``python -m control.server``, gunicorn, gthread) over a
+The control API runs as in production (``python -m fastpath.control.server``, gunicorn, gthread) over a
 store holding 10 000 scale users and a counter segment with their user slots and 2 000 live
 Hysteria 2 connections from 500 addresses; requests come from keep-alive HTTP clients in
 threads, with a token from a real login.  Figures: bench/RESULTS.md (HY2 SCALE API section).

@@ -194,7 +194,7 @@ def standalone_face(tmp_path_factory):
     w = table.writer(0)
     StandInSupervisor(str(cfg.command_socket))
     env = dict(os.environ, FASTPATH_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "control.pasarguard.server", "--config", str(cfg_path),
+    proc = subprocess.Popen([sys.executable, "-m", "fastpath.control.pasarguard.server", "--config", str(cfg_path),
                              "--data-dir", str(cfg.data_dir)], env=env)
     rest_port, grpc_port = int(section["listen"].rsplit(":", 1)[1]), int(section["grpcListen"].rsplit(":", 1)[1])
     wait_tls_port(rest_port)

@@ -1,7 +1,7 @@
 """Traffic Stats API read latency with 10k users and 50k live stream slots, against the
 control API's cheapest endpoint served by the same gunicorn in the same run.
 
-The control API runs as in production (``python -m control.server``, gunicorn, gthread) over a
+The control API runs as in production (``python -m fastpath.control.server``, gunicorn, gthread) over a
 counter segment and a store this benchmark fills; requests come from keep-alive HTTP clients in
 threads.  Goal (issue): ``/traffic`` at 10k users within 5x of the trivial endpoint's latency.
 Figures and history: bench/RESULTS.md (traffic faces section).

@@ -1,7 +1,7 @@
 """The control API's app factory: media handlers, middleware, and one module per face.
 
 Each face module exposes ``register(app, node)``, which adds its routes and returns the
-:class:`~control.route_guard.Rule` that authenticates them (None: the face is off in this
+:class:`~fastpath.control.route_guard.Rule` that authenticates them (None: the face is off in this
 node).  Faces not present in this build are skipped.  The routes each face added are bound to
 its rule here, so no route escapes a check by being forgotten.
 """
@@ -12,23 +12,23 @@ import importlib
 import falcon
 import falcon.media
 
-from control.errors import handle_unexpected, serialize_error
-from control.node_model import NodeModel
-from control import docs_ui
-from control.openapi import OpenApiResource
-from control.route_guard import OPEN, PathNormaliser, RecordingApp, RouteGuard
-from control.shared_root import SharedRoot
-from control.validation import BoundedMessagePackHandler
+from fastpath.control.errors import handle_unexpected, serialize_error
+from fastpath.control.node_model import NodeModel
+from fastpath.control import docs_ui
+from fastpath.control.openapi import OpenApiResource
+from fastpath.control.route_guard import OPEN, PathNormaliser, RecordingApp, RouteGuard
+from fastpath.control.shared_root import SharedRoot
+from fastpath.control.validation import BoundedMessagePackHandler
 
 FACES = (
-    "control.native",
-    "control.native_traffic",
-    "control.native_config",
-    "control.metrics",
-    "control.traffic_stats",
-    "control.stream_proxy",
-    "control.hy2scale",
-    "control.dashboard",
+    "fastpath.control.native",
+    "fastpath.control.native_traffic",
+    "fastpath.control.native_config",
+    "fastpath.control.metrics",
+    "fastpath.control.traffic_stats",
+    "fastpath.control.stream_proxy",
+    "fastpath.control.hy2scale",
+    "fastpath.control.dashboard",
 )
 
 

@@ -14,7 +14,7 @@ import hmac
 
 import falcon
 
-from control.route_guard import Rule
+from fastpath.control.route_guard import Rule
 
 
 def required_token(node) -> str | None:

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import falcon
 
-from control.auth import bearer_rule
-from control.dashboard_log import LEVELS, LogTail
-from control.openapi import path_param, query
-from control import shared_root
-from control.route_guard import OPEN, PUBLIC
-from control.node_model import NodeUnavailable
+from fastpath.control.auth import bearer_rule
+from fastpath.control.dashboard_log import LEVELS, LogTail
+from fastpath.control.openapi import path_param, query
+from fastpath.control import shared_root
+from fastpath.control.route_guard import OPEN, PUBLIC
+from fastpath.control.node_model import NodeUnavailable
 from fastpath._native import load as _load
 from fastpath.shm import (
     KIND_CONNECTION,
@@ -300,7 +300,7 @@ class Live:
 
 def _scale_enabled(node) -> bool:
     try:
-        from control.hy2scale.face import ScaleFace
+        from fastpath.control.hy2scale.face import ScaleFace
     except ModuleNotFoundError:
         return False
     return ScaleFace(node).settings.enabled

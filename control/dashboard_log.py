@@ -15,7 +15,7 @@ from pathlib import Path
 
 import falcon
 
-from control.errors import bad_request
+from fastpath.control.errors import bad_request
 from fastpath.node_log import node_log_path
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
@@ -47,7 +47,7 @@ class LogTail:
         level = (req.get_param("level") or "INFO").upper()
         if level not in LEVELS:
             raise bad_request(f"level must be one of {', '.join(LEVELS)}")
-        from control.dashboard import _Held
+        from fastpath.control.dashboard import _Held
         if not self.slots.acquire(timeout=2.5):     # as control/dashboard.py Live
             raise falcon.HTTPServiceUnavailable(
                 title="too many streams", retry_after=5,

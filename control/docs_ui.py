@@ -13,7 +13,7 @@ from importlib import resources
 
 import falcon
 
-from control.route_guard import PUBLIC
+from fastpath.control.route_guard import PUBLIC
 
 ASSETS_PREFIX = "/docs/assets"
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -29,7 +29,7 @@ class Assets:
     records (the file is the package's, so the hash names its content)."""
 
     def __init__(self):
-        root = resources.files("control.docs_assets")
+        root = resources.files("fastpath.control.docs_assets")
         manifest = json.loads((root / "vendor.json").read_text())
         self.files: dict[str, tuple[bytes, str, str]] = {}
         for package in manifest.values():

@@ -81,7 +81,7 @@ def handle_unexpected(req, resp, exc, params):
     a full or unwritable disk is a 507 or 503 (see ``storage_error``)."""
     if isinstance(exc, falcon.HTTPError):
         raise exc
-    from control.node_model import NodeUnavailable
+    from fastpath.control.node_model import NodeUnavailable
     if isinstance(exc, NodeUnavailable):
         raise falcon.HTTPServiceUnavailable(title=exc.title, description=exc.description)
     storage = storage_error(exc)

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from control.auth import bearer_rule
-from control.traffic_accounting import traffic_cache
+from fastpath.control.auth import bearer_rule
+from fastpath.control.traffic_accounting import traffic_cache
 from fastpath.shm import KIND_NAMES, count_kinds
 
 

@@ -7,12 +7,12 @@ import time
 
 import falcon
 
-from control import validation as v
-from control.auth import bearer_rule
-from control.node_model import users_changed
-from control.errors import bad_request, store_refusals
-from control.openapi import path_param
-from control.route_guard import PUBLIC
+from fastpath.control import validation as v
+from fastpath.control.auth import bearer_rule
+from fastpath.control.node_model import users_changed
+from fastpath.control.errors import bad_request, store_refusals
+from fastpath.control.openapi import path_param
+from fastpath.control.route_guard import PUBLIC
 from fastpath import __version__
 from fastpath.store import User
 

@@ -13,7 +13,7 @@ import re
 
 import falcon
 
-from control.auth import bearer_rule
+from fastpath.control.auth import bearer_rule
 
 # A key whose value is a credential: shown as "***", and so is everything beneath it (an
 # ``auth.userpass`` map holds passwords as values of user names).  Over-eager on purpose.

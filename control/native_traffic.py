@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import falcon
 
-from control import validation as v
-from control.auth import bearer_rule
-from control.node_model import users_changed
-from control.errors import bad_request, store_refusals
-from control.openapi import path_param, query
-from control.traffic_accounting import traffic_cache
+from fastpath.control import validation as v
+from fastpath.control.auth import bearer_rule
+from fastpath.control.node_model import users_changed
+from fastpath.control.errors import bad_request, store_refusals
+from fastpath.control.openapi import path_param, query
+from fastpath.control.traffic_accounting import traffic_cache
 from fastpath.store.ledger import USAGE
 from fastpath.shm import (
     KIND_CONNECTION,

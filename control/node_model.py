@@ -14,7 +14,7 @@ from fastpath.shm import CounterTable, scan_slots, scan_users
 from fastpath.store import StateStore
 from fastpath.store.ledger import Ledger
 from fastpath.supervisor.command_channel import CommandClient, CommandError
-from control.openapi import OpenApiBuilder
+from fastpath.control.openapi import OpenApiBuilder
 
 
 # How long an API request waits for the workers to take a user change before it answers

@@ -8,7 +8,7 @@ import json
 
 import falcon
 
-from control.route_guard import PUBLIC
+from fastpath.control.route_guard import PUBLIC
 
 
 

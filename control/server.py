@@ -57,7 +57,7 @@ class ControlApiServer(BaseApplication):
             "bind": binds,
             "workers": cfg.control.workers,
             "threads": cfg.control.threads,
-            "worker_class": "control.http_worker.HeadDeadlineWorker",
+            "worker_class": "fastpath.control.http_worker.HeadDeadlineWorker",
             "worker_connections": 4096,
             "graceful_timeout": 2,
             "timeout": 60,
@@ -75,8 +75,8 @@ class ControlApiServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from control.app import create_app
-        from control.node_model import NodeModel
+        from fastpath.control.app import create_app
+        from fastpath.control.node_model import NodeModel
         try:
             return create_app(NodeModel(load_config(self.config_path, self.data_dir)))
         except Exception as exc:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import falcon
 
-from control.route_guard import Rule
+from fastpath.control.route_guard import Rule
 
 
 @dataclass

@@ -17,12 +17,12 @@ import time
 
 import falcon
 
-from control.auth import bearer_token, required_token, token_matches
-from control import shared_root
-from control.route_guard import OPEN, PUBLIC, Rule
-from control.traffic_accounting import traffic_cache
-from control.traffic_format import TABLE_FORMAT, go_bool
-from control.traffic_format import TABLE_HEADER as _HEADER_FIELDS
+from fastpath.control.auth import bearer_token, required_token, token_matches
+from fastpath.control import shared_root
+from fastpath.control.route_guard import OPEN, PUBLIC, Rule
+from fastpath.control.traffic_accounting import traffic_cache
+from fastpath.control.traffic_format import TABLE_FORMAT, go_bool
+from fastpath.control.traffic_format import TABLE_HEADER as _HEADER_FIELDS
 
 SCOPE = "traffic_stats"
 ROUTES = {("GET", "/traffic"), ("POST", "/kick"), ("GET", "/online"), ("GET", "/dump/streams"),

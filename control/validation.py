@@ -12,7 +12,7 @@ import falcon
 import falcon.media
 import msgpack
 
-from control.errors import bad_request
+from fastpath.control.errors import bad_request
 
 MAX_BODY = 8 * 1024 * 1024
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,62}$")

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import falcon
 
-from control.hy2scale import unsupported
-from control.hy2scale.auth import Auth, Login, Password, scale_rule
-from control.hy2scale.backup import Backup, Restore
-from control.hy2scale.clients import ClientBook, ClientDisable, ClientItem, Clients
-from control.hy2scale.extras import (
+from fastpath.control.hy2scale import unsupported
+from fastpath.control.hy2scale.auth import Auth, Login, Password, scale_rule
+from fastpath.control.hy2scale.backup import Backup, Restore
+from fastpath.control.hy2scale.clients import ClientBook, ClientDisable, ClientItem, Clients
+from fastpath.control.hy2scale.extras import (
     DiagPeers,
     DiagResolve,
     Shadowsocks,
     SystemArch,
     UserConflicts,
 )
-from control.hy2scale.face import BASE, ScaleFace
-from control.hy2scale.layout import Layout, LayoutStream
-from control.hy2scale.mesh_api import (
+from fastpath.control.hy2scale.face import BASE, ScaleFace
+from fastpath.control.hy2scale.layout import Layout, LayoutStream
+from fastpath.control.hy2scale.mesh_api import (
     InternalPeers,
     MeshPaths,
     PeerPaths,
@@ -33,7 +33,7 @@ from control.hy2scale.mesh_api import (
     RuleItem,
     RuleToggle,
 )
-from control.hy2scale.node_info import (
+from fastpath.control.hy2scale.node_info import (
     BuildId,
     BuildInfo,
     CheckPorts,
@@ -42,13 +42,13 @@ from control.hy2scale.node_info import (
     NodeTraffic,
     UiSettings,
 )
-from control.hy2scale.openapi_doc import document
-from control.hy2scale.peers import Peers
-from control.hy2scale.proxies import Proxies, ProxyBook, ProxyItem, ShadowsocksTab
-from control.hy2scale.sessions import Devices, SessionItem, Sessions
-from control.hy2scale.tls_store import TlsAction, TlsItem, TlsList, TlsPem, TlsStore
-from control.hy2scale.topology import Stats, Topology
-from control.hy2scale.users import (
+from fastpath.control.hy2scale.openapi_doc import document
+from fastpath.control.hy2scale.peers import Peers
+from fastpath.control.hy2scale.proxies import Proxies, ProxyBook, ProxyItem, ShadowsocksTab
+from fastpath.control.hy2scale.sessions import Devices, SessionItem, Sessions
+from fastpath.control.hy2scale.tls_store import TlsAction, TlsItem, TlsList, TlsPem, TlsStore
+from fastpath.control.hy2scale.topology import Stats, Topology
+from fastpath.control.hy2scale.users import (
     UserBook,
     UserItem,
     UserResetTraffic,

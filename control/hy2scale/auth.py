@@ -24,11 +24,11 @@ import time
 
 import falcon
 
-from control import validation as v
-from control.auth import bearer_token, required_token, token_matches
-from control.errors import bad_request
-from control.hy2scale.face import BASE, PREFIX, ScaleFace, read_setting, write_setting
-from control.route_guard import PUBLIC, Rule
+from fastpath.control import validation as v
+from fastpath.control.auth import bearer_token, required_token, token_matches
+from fastpath.control.errors import bad_request
+from fastpath.control.hy2scale.face import BASE, PREFIX, ScaleFace, read_setting, write_setting
+from fastpath.control.route_guard import PUBLIC, Rule
 
 CRED_KEY = PREFIX + "credentials"
 TOKEN_PREFIX = PREFIX + "token."

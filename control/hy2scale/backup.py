@@ -22,15 +22,15 @@ import time
 
 import falcon
 
-from control import validation as v
-from control.errors import bad_request, conflict
-from control.hy2scale import ui_settings
-from control.hy2scale.clients import MAX_CLIENTS, ClientBook, parse_client, row_as_body
-from control.hy2scale.face import LAYOUT_KEY, NODE_KEY, UI_KEY, ScaleFace, write_setting
-from control.hy2scale.layout import parse_layout, write_layout
-from control.hy2scale.mesh_api import RuleBook, check_peer_flags, check_rules
-from control.hy2scale.node_info import NodeSettings
-from control.hy2scale.users import SOURCE, check_exit, parse_fields
+from fastpath.control import validation as v
+from fastpath.control.errors import bad_request, conflict
+from fastpath.control.hy2scale import ui_settings
+from fastpath.control.hy2scale.clients import MAX_CLIENTS, ClientBook, parse_client, row_as_body
+from fastpath.control.hy2scale.face import LAYOUT_KEY, NODE_KEY, UI_KEY, ScaleFace, write_setting
+from fastpath.control.hy2scale.layout import parse_layout, write_layout
+from fastpath.control.hy2scale.mesh_api import RuleBook, check_peer_flags, check_rules
+from fastpath.control.hy2scale.node_info import NodeSettings
+from fastpath.control.hy2scale.users import SOURCE, check_exit, parse_fields
 from fastpath.mesh.egress import PEERS_KEY, RULES_KEY
 from fastpath.store import Conflict, User
 from fastpath.store.ledger import CLIENTS_KEY

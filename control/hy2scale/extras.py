@@ -12,9 +12,9 @@ import re
 import socket
 import threading
 
-from control.errors import bad_request
-from control.hy2scale.clients import ClientBook
-from control.hy2scale.topology import peer_status
+from fastpath.control.errors import bad_request
+from fastpath.control.hy2scale.clients import ClientBook
+from fastpath.control.hy2scale.topology import peer_status
 from fastpath import __version__
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
@@ -67,7 +67,7 @@ class Shadowsocks:
         resp.media = self.current()
 
     def on_put(self, req, resp):
-        from control import validation as v
+        from fastpath.control import validation as v
         body = v.json_object(req)
         for name, kind in (("listen", str), ("enabled", bool), ("method", str)):
             if body.get(name) is not None and not isinstance(body[name], kind):

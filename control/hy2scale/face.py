@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import falcon
 
-from control.hy2scale.config import ScaleSettings
+from fastpath.control.hy2scale.config import ScaleSettings
 
 PREFIX = "hy2scale."
 UI_KEY = PREFIX + "ui"
@@ -48,7 +48,7 @@ class ScaleFace:
                 "https_cert_id": ""}
 
     def ui_settings(self) -> dict:
-        from control.hy2scale import ui_settings
+        from fastpath.control.hy2scale import ui_settings
         return ui_settings.view(self.setting(UI_KEY, {}) or {}, self.fixed_ui(), self.settings.token_ttl)
 
     def token_ttl(self) -> float:

@@ -16,10 +16,10 @@ import time
 
 import falcon
 
-from control import validation as v
-from control.errors import bad_request
-from control.hy2scale.auth import Auth, request_token
-from control.hy2scale.face import (
+from fastpath.control import validation as v
+from fastpath.control.errors import bad_request
+from fastpath.control.hy2scale.auth import Auth, request_token
+from fastpath.control.hy2scale.face import (
     LAYOUT_KEY,
     LAYOUT_VERSION_KEY,
     ScaleFace,

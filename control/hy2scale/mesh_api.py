@@ -25,11 +25,11 @@ import secrets
 
 import falcon
 
-from control import validation as v
-from control.errors import bad_request, conflict, not_found
-from control.hy2scale.clients import self_names
-from control.hy2scale.face import NODE_KEY, read_setting, write_setting
-from control.route_guard import PUBLIC
+from fastpath.control import validation as v
+from fastpath.control.errors import bad_request, conflict, not_found
+from fastpath.control.hy2scale.clients import self_names
+from fastpath.control.hy2scale.face import NODE_KEY, read_setting, write_setting
+from fastpath.control.route_guard import PUBLIC
 from fastpath.mesh.egress import PEERS_KEY, RULES_KEY
 from fastpath.mesh.paths import PathError, check_path, check_paths
 from fastpath.mesh.rules import MAX_RULES, RuleError, check_rule

@@ -14,18 +14,18 @@ import socket
 from importlib import metadata
 
 
-from control import validation as v
-from control.errors import bad_request
-from control.hy2scale.face import (
+from fastpath.control import validation as v
+from fastpath.control.errors import bad_request
+from fastpath.control.hy2scale.face import (
     NODE_KEY,
     UI_KEY,
     ScaleFace,
     read_setting,
     write_setting,
 )
-from control.hy2scale import ui_settings
-from control.route_guard import PUBLIC
-from control.node_model import NodeUnavailable
+from fastpath.control.hy2scale import ui_settings
+from fastpath.control.route_guard import PUBLIC
+from fastpath.control.node_model import NodeUnavailable
 from fastpath import __version__
 from fastpath.config.fields import parse_listen
 from fastpath.shm import scan_totals
@@ -166,14 +166,14 @@ def build_id() -> str:
     (``control/dashboard.py``), so the page and this route name the same build.  Without
     that build the id names the node's (version and the face's code)."""
     try:
-        from control.dashboard import Site
+        from fastpath.control.dashboard import Site
         return Site().build_id
     except (ImportError, OSError, KeyError, ValueError):
         pass
     h = hashlib.sha256(f"fastpath {__version__}".encode())
     from pathlib import Path
 
-    import control.hy2scale as pkg
+    import fastpath.control.hy2scale as pkg
     for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -4,7 +4,7 @@ Its routes use the face's own tokens (``POST /scale/api/login``), declared as th
 scheme ``hy2scale`` rather than the node's bearer token."""
 from __future__ import annotations
 
-from control.openapi import path_param
+from fastpath.control.openapi import path_param
 
 TAG = "hy2scale"
 B = "/scale/api"

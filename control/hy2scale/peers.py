@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import falcon
 
-from control.hy2scale.clients import ClientBook
-from control.hy2scale.node_info import NodeSettings
-from control.node_model import NodeUnavailable
+from fastpath.control.hy2scale.clients import ClientBook
+from fastpath.control.hy2scale.node_info import NodeSettings
+from fastpath.control.node_model import NodeUnavailable
 from fastpath.mesh.egress import PEERS_KEY
 
 

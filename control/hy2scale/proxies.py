@@ -22,9 +22,9 @@ import logging
 import re
 import secrets
 
-from control import validation as v
-from control.errors import bad_request, conflict, not_found
-from control.hy2scale.clients import ClientBook
+from fastpath.control import validation as v
+from fastpath.control.errors import bad_request, conflict, not_found
+from fastpath.control.hy2scale.clients import ClientBook
 from fastpath.inbounds.live import PROTOCOL_TYPES, TLS_PROTOCOLS, parse_listen, proxy_settings
 from fastpath.inbounds.shadowsocks_2022 import METHODS_2022
 from fastpath.inbounds.shadowsocks_aead import METHODS
@@ -32,7 +32,7 @@ from fastpath.supervisor.port_check import Port, node_ports
 from fastpath.supervisor.port_check import _probe as probe
 from fastpath.store.proxy_listeners import list_proxy_listeners, replace_proxy_listeners
 
-log = logging.getLogger("control.hy2scale")
+log = logging.getLogger("fastpath.control.hy2scale")
 
 PROXY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIELDS = ("id", "protocol", "listen", "enabled", "tls_cert", "method", "exit_via", "exit_paths",
@@ -295,7 +295,7 @@ class ShadowsocksTab:
 
     def __init__(self, book: ProxyBook, configured):
         self.book = book
-        self.configured = configured        # control.hy2scale.extras.Shadowsocks
+        self.configured = configured        # fastpath.control.hy2scale.extras.Shadowsocks
 
     def _config_inbound(self) -> bool:
         return any(i.type == "shadowsocks" for i in self.book.configured())

@@ -12,10 +12,10 @@ import hashlib
 import time
 
 
-from control.errors import not_found
-from control.hy2scale.face import ScaleFace
-from control.hy2scale.user_cache import ScaleUserCache
-from control.node_model import NodeUnavailable
+from fastpath.control.errors import not_found
+from fastpath.control.hy2scale.face import ScaleFace
+from fastpath.control.hy2scale.user_cache import ScaleUserCache
+from fastpath.control.node_model import NodeUnavailable
 from fastpath.shm import KIND_CONNECTION
 
 PROTOCOL = "hysteria2"

@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from control import validation as v
-from control.errors import bad_request, not_found
+from fastpath.control import validation as v
+from fastpath.control.errors import bad_request, not_found
 from fastpath.tls_ids import STORE_DIR
 
 CERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

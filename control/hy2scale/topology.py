@@ -29,10 +29,10 @@ import time
 
 import falcon
 
-from control.hy2scale.clients import ClientBook, all_addrs, rate_bytes
-from control.hy2scale.node_info import NodeSettings, traffic_totals
-from control.hy2scale.peers import merge, nested_flag
-from control.node_model import NodeUnavailable
+from fastpath.control.hy2scale.clients import ClientBook, all_addrs, rate_bytes
+from fastpath.control.hy2scale.node_info import NodeSettings, traffic_totals
+from fastpath.control.hy2scale.peers import merge, nested_flag
+from fastpath.control.node_model import NodeUnavailable
 from fastpath.shm import KIND_CONNECTION, count_kinds, scan_totals
 
 RATE_WINDOW = 10.0      # seconds of samples a rate is taken over (the UI polls every 2-5 s)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import falcon
 
-from control.errors import bad_request
+from fastpath.control.errors import bad_request
 from fastpath.mesh.nested import LIMITS
 
 DEFAULT_DNS = "8.8.8.8,1.1.1.1"          # what the reference shows when none is set

@@ -8,8 +8,8 @@ UI reads from a 200); proxies are served (``proxies.py``).
 """
 from __future__ import annotations
 
-from control.hy2scale.face import BASE
-from control.openapi import path_param
+from fastpath.control.hy2scale.face import BASE
+from fastpath.control.openapi import path_param
 
 # (path prefix under /scale/api, what it is, why it is missing)
 UNSUPPORTED = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 
-from control.node_model import NodeUnavailable
+from fastpath.control.node_model import NodeUnavailable
 from fastpath.shm import scan_users
 from fastpath.store.ledger import USAGE, base, used_many
 

@@ -22,11 +22,11 @@ import time
 
 import falcon
 
-from control import validation as v
-from control.errors import bad_request, conflict, not_found
-from control.hy2scale.clients import self_names
-from control.hy2scale.face import ScaleFace, not_supported
-from control.hy2scale.user_cache import ScaleUserCache
+from fastpath.control import validation as v
+from fastpath.control.errors import bad_request, conflict, not_found
+from fastpath.control.hy2scale.clients import self_names
+from fastpath.control.hy2scale.face import ScaleFace, not_supported
+from fastpath.control.hy2scale.user_cache import ScaleUserCache
 from fastpath.store import Conflict, User, exit_paths
 from fastpath.store.ledger import CLIENTS_KEY, USAGE, used
 from fastpath.supervisor.command_channel import CommandError

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import uuid
 
-from control.pasarguard.errors import FaceError, Failure
+from fastpath.control.pasarguard.errors import FaceError, Failure
 
 
 def check_api_key(given: str | None, expected: uuid.UUID) -> None:

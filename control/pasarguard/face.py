@@ -21,16 +21,16 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from control.node_model import NodeUnavailable
-from control.pasarguard import service_pb2 as pb
-from control.pasarguard import inbounds as panel_inbounds
-from control.pasarguard.accounting import (OUTBOUND_TAG, SCOPE_INBOUND, SCOPE_OUTBOUND,
+from fastpath.control.node_model import NodeUnavailable
+from fastpath.control.pasarguard import service_pb2 as pb
+from fastpath.control.pasarguard import inbounds as panel_inbounds
+from fastpath.control.pasarguard.accounting import (OUTBOUND_TAG, SCOPE_INBOUND, SCOPE_OUTBOUND,
                                            SCOPE_USERS, Accounting, Traffic)
-from control.pasarguard.inbound_stats import proxy_totals
-from control.pasarguard.errors import (FaceError, Failure, bad_request, not_found, not_started,
+from fastpath.control.pasarguard.inbound_stats import proxy_totals
+from fastpath.control.pasarguard.errors import (FaceError, Failure, bad_request, not_found, not_started,
                                       refused)
-from control.pasarguard.system_stats import GcClock, HostSampler, backend_stats
-from control.pasarguard.users import (SOURCE, InboundMap, check_delta, check_full_set, convert,
+from fastpath.control.pasarguard.system_stats import GcClock, HostSampler, backend_stats
+from fastpath.control.pasarguard.users import (SOURCE, InboundMap, check_delta, check_full_set, convert,
                                       last_wins)
 from fastpath import __version__
 from fastpath.shm import KIND_CONNECTION, KIND_USER, STATE_CLOSED

@@ -16,11 +16,11 @@ import logging
 
 import grpc
 
-from control.pasarguard import service_pb2 as pb
-from control.pasarguard.auth import check_api_key
-from control.pasarguard.errors import FaceError
-from control.pasarguard.rest import decode
-from control.pasarguard.users import ChunkAssembler
+from fastpath.control.pasarguard import service_pb2 as pb
+from fastpath.control.pasarguard.auth import check_api_key
+from fastpath.control.pasarguard.errors import FaceError
+from fastpath.control.pasarguard.rest import decode
+from fastpath.control.pasarguard.users import ChunkAssembler
 
 log = logging.getLogger("fastpath.pasarguard")
 

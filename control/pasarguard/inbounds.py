@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from control.pasarguard.errors import FaceError, Failure, bad_request
+from fastpath.control.pasarguard.errors import FaceError, Failure, bad_request
 from fastpath.config.fields import ConfigError
 from fastpath.inbounds.config import parse_inbounds_config
 from fastpath.inbounds.panel_inbounds import SETTING

@@ -17,10 +17,10 @@ import logging
 from aiohttp import web
 from google.protobuf.message import DecodeError
 
-from control.pasarguard import service_pb2 as pb
-from control.pasarguard.auth import check_api_key
-from control.pasarguard.errors import FaceError, bad_request
-from control.pasarguard.users import ChunkAssembler
+from fastpath.control.pasarguard import service_pb2 as pb
+from fastpath.control.pasarguard.auth import check_api_key
+from fastpath.control.pasarguard.errors import FaceError, bad_request
+from fastpath.control.pasarguard.users import ChunkAssembler
 
 log = logging.getLogger("fastpath.pasarguard")
 

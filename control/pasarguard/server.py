@@ -1,4 +1,4 @@
-"""``python -m control.pasarguard.server --data-dir D [--config C]``: the PasarGuard node API.
+"""``python -m fastpath.control.pasarguard.server --data-dir D [--config C]``: the PasarGuard node API.
 
 Started by the supervisor when the config has a ``pasarguard`` section.  One process, one
 event loop: the REST listener (aiohttp, TLS, HTTP/1.1) and, when ``grpcListen`` is set, the
@@ -19,11 +19,11 @@ import sys
 import grpc
 from aiohttp import web
 
-from control.pasarguard.face import PasarGuardFace
-from control.pasarguard.grpc_service import ApiKeyFirst, GrpcApi, server_options
-from control.pasarguard.node_log import LogFanout
-from control.pasarguard.rest import RestApi
-from control.pasarguard.tls import resolve_certificate, server_context
+from fastpath.control.pasarguard.face import PasarGuardFace
+from fastpath.control.pasarguard.grpc_service import ApiKeyFirst, GrpcApi, server_options
+from fastpath.control.pasarguard.node_log import LogFanout
+from fastpath.control.pasarguard.rest import RestApi
+from fastpath.control.pasarguard.tls import resolve_certificate, server_context
 from fastpath.config import ConfigError, load_config
 from fastpath.node_log import log_to_node_file, node_log_path
 from fastpath.supervisor.child_process import describe_startup_error, report_failure, report_ready
@@ -44,7 +44,7 @@ def _hostport(host: str, port: int) -> str:
 
 
 async def serve(config, settings, *, ready=None) -> int:
-    from control.node_model import NodeModel
+    from fastpath.control.node_model import NodeModel
 
     cert, key = resolve_certificate(settings, config.data_dir)
     tls = server_context(cert, key)

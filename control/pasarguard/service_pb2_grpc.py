@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from control.pasarguard import service_pb2 as control_dot_pasarguard_dot_service__pb2
+from fastpath.control.pasarguard import service_pb2 as control_dot_pasarguard_dot_service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

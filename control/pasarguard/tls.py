@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from control.pasarguard.config import WILDCARD_HOSTS, PasarGuardSettings
+from fastpath.control.pasarguard.config import WILDCARD_HOSTS, PasarGuardSettings
 from fastpath.supervisor.bootstrap import ensure_certificate, make_self_signed, write_private
 
 log = logging.getLogger("fastpath.pasarguard")

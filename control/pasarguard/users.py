@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from control.pasarguard.errors import bad_request, refused
+from fastpath.control.pasarguard.errors import bad_request, refused
 from fastpath.store import User
 
 SOURCE = "pasarguard"

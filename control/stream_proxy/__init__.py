@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import falcon
 
-from control import shared_root
-from control.stream_proxy.about import Info, Root, TestConnection, TranscodeProfiles
-from control.stream_proxy.auth import stream_rule
-from control.stream_proxy.errors import ProxyError, handle_proxy_error
-from control.stream_proxy.face import Face
-from control.stream_proxy.hooks import Webhooks, WebhookTest
-from control.stream_proxy.monitor import (
+from fastpath.control import shared_root
+from fastpath.control.stream_proxy.about import Info, Root, TestConnection, TranscodeProfiles
+from fastpath.control.stream_proxy.auth import stream_rule
+from fastpath.control.stream_proxy.errors import ProxyError, handle_proxy_error
+from fastpath.control.stream_proxy.face import Face
+from fastpath.control.stream_proxy.hooks import Webhooks, WebhookTest
+from fastpath.control.stream_proxy.monitor import (
     ClientItem,
     Health,
     HlsClient,
@@ -24,8 +24,8 @@ from control.stream_proxy.monitor import (
     StatsPerformance,
     StatsStreams,
 )
-from control.stream_proxy.openapi_doc import document
-from control.stream_proxy.streams import (
+from fastpath.control.stream_proxy.openapi_doc import document
+from fastpath.control.stream_proxy.streams import (
     StreamFailover,
     StreamItem,
     Streams,

@@ -15,10 +15,10 @@ import threading
 
 import aiohttp
 
-from control.stream_proxy import bodies as b
-from control.stream_proxy.face import Face
-from control.stream_proxy.kinds import M3U_PROXY_VERSION
-from control.stream_proxy.monitor import proxy_stats
+from fastpath.control.stream_proxy import bodies as b
+from fastpath.control.stream_proxy.face import Face
+from fastpath.control.stream_proxy.kinds import M3U_PROXY_VERSION
+from fastpath.control.stream_proxy.monitor import proxy_stats
 from fastpath import __version__
 from fastpath.media import outbound
 from fastpath.store import media_profiles as transcode

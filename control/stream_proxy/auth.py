@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import falcon
 
-from control.auth import admin_session, required_token, token_matches
-from control.route_guard import Rule
-from control.stream_proxy.errors import ProxyError
+from fastpath.control.auth import admin_session, required_token, token_matches
+from fastpath.control.route_guard import Rule
+from fastpath.control.stream_proxy.errors import ProxyError
 
 MISSING = ("API token required. Provide token via X-API-Token header or api_token query "
            "parameter.")

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import falcon
 
-from control import validation
-from control.stream_proxy.errors import invalid, invalid_body
+from fastpath.control import validation
+from fastpath.control.stream_proxy.errors import invalid, invalid_body
 
 MAX_URL = 4096
 MAX_FAILOVER_URLS = 32

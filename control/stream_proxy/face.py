@@ -6,10 +6,10 @@ import logging
 import time
 
 
-from control.stream_proxy.figures import Rates
-from control.stream_proxy.live import LiveView, clients_json, read_live
-from control.stream_proxy.stream_cache import StreamCache
-from control.node_model import NodeUnavailable
+from fastpath.control.stream_proxy.figures import Rates
+from fastpath.control.stream_proxy.live import LiveView, clients_json, read_live
+from fastpath.control.stream_proxy.stream_cache import StreamCache
+from fastpath.control.node_model import NodeUnavailable
 from fastpath.media.outbound import OutboundPolicy
 from fastpath.supervisor.command_channel import CommandError
 

@@ -13,10 +13,10 @@ import threading
 import time
 from collections import deque
 
-from control.stream_proxy import stream_json
-from control.stream_proxy.kinds import TYPE_NAMES
-from control.stream_proxy.live import LiveView
-from control.stream_proxy.views import (
+from fastpath.control.stream_proxy import stream_json
+from fastpath.control.stream_proxy.kinds import TYPE_NAMES
+from fastpath.control.stream_proxy.live import LiveView
+from fastpath.control.stream_proxy.views import (
     client_view,
     current_index,
     iso,

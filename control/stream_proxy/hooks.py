@@ -2,11 +2,11 @@
 in memory and loses them on restart); workers reread them on ``media_webhooks_changed``."""
 from __future__ import annotations
 
-from control.stream_proxy import bodies as b
-from control.stream_proxy.auth import protected
-from control.stream_proxy.delivery import deliver, make_event
-from control.stream_proxy.errors import not_found
-from control.stream_proxy.face import Face
+from fastpath.control.stream_proxy import bodies as b
+from fastpath.control.stream_proxy.auth import protected
+from fastpath.control.stream_proxy.delivery import deliver, make_event
+from fastpath.control.stream_proxy.errors import not_found
+from fastpath.control.stream_proxy.face import Face
 from fastpath.store.media_store import (
     Webhook,
     delete_webhook,

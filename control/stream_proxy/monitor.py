@@ -6,12 +6,12 @@ import time
 
 import falcon
 
-from control.stream_proxy import figures, stream_json
-from control.stream_proxy.auth import protected
-from control.stream_proxy.errors import not_found
-from control.stream_proxy.face import Face, result_sum, wants_msgpack
-from control.stream_proxy.kinds import M3U_PROXY_VERSION, root_path
-from control.stream_proxy.views import client_view, stream_view
+from fastpath.control.stream_proxy import figures, stream_json
+from fastpath.control.stream_proxy.auth import protected
+from fastpath.control.stream_proxy.errors import not_found
+from fastpath.control.stream_proxy.face import Face, result_sum, wants_msgpack
+from fastpath.control.stream_proxy.kinds import M3U_PROXY_VERSION, root_path
+from fastpath.control.stream_proxy.views import client_view, stream_view
 from fastpath import __version__
 from fastpath.store.media_store import get_stream
 

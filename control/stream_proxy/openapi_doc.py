@@ -1,8 +1,8 @@
 """The face's entries in the node's OpenAPI document."""
 from __future__ import annotations
 
-from control.openapi import path_param, query
-from control.stream_proxy.bodies import EVENTS
+from fastpath.control.openapi import path_param, query
+from fastpath.control.stream_proxy.bodies import EVENTS
 
 TAG = "stream proxy"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from control.stream_proxy.stream_json import StreamTemplate
+from fastpath.control.stream_proxy.stream_json import StreamTemplate
 from fastpath.store.ledger import Watcher
 from fastpath.store.media_store import MediaStream, list_streams
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 
-from control.stream_proxy.kinds import TYPE_NAMES
-from control.stream_proxy.live import LiveView
-from control.stream_proxy.views import api_index, current_index, iso
+from fastpath.control.stream_proxy.kinds import TYPE_NAMES
+from fastpath.control.stream_proxy.live import LiveView
+from fastpath.control.stream_proxy.views import api_index, current_index, iso
 from fastpath.store.media_store import MediaStream
 
 

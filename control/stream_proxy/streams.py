@@ -7,13 +7,13 @@ import time
 
 import falcon
 
-from control.stream_proxy import bodies as b
-from control.stream_proxy import stream_json
-from control.stream_proxy.auth import protected
-from control.stream_proxy.errors import bad_request, invalid, not_found
-from control.stream_proxy.face import Face, result_sum, wants_msgpack
-from control.stream_proxy.kinds import TYPE_NAMES, create_type, kind_of, viewer_urls
-from control.stream_proxy.views import api_index, client_view, current_index, stream_view
+from fastpath.control.stream_proxy import bodies as b
+from fastpath.control.stream_proxy import stream_json
+from fastpath.control.stream_proxy.auth import protected
+from fastpath.control.stream_proxy.errors import bad_request, invalid, not_found
+from fastpath.control.stream_proxy.face import Face, result_sum, wants_msgpack
+from fastpath.control.stream_proxy.kinds import TYPE_NAMES, create_type, kind_of, viewer_urls
+from fastpath.control.stream_proxy.views import api_index, client_view, current_index, stream_view
 from fastpath.store import media_profiles as transcode
 from fastpath.store.media_store import (
     MediaStream,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from control.stream_proxy.kinds import TYPE_NAMES
-from control.stream_proxy.live import LiveClient, LiveStream, LiveView
+from fastpath.control.stream_proxy.kinds import TYPE_NAMES
+from fastpath.control.stream_proxy.live import LiveClient, LiveStream, LiveView
 from fastpath.store.media_store import MediaStream
 
 _SECONDS: dict[int, str] = {}

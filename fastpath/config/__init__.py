@@ -26,8 +26,8 @@ HYSTERIA_KEYS = ("listen", "tls", "obfs", "quic", "bandwidth", "ignoreClientBand
 SECTION_PARSERS = {
     "hysteria": "fastpath.hy2.config:parse_server_config",
     "media": "fastpath.media.config:parse_media_config",
-    "pasarguard": "control.pasarguard.config:parse_pasarguard_config",
-    "scale": "control.hy2scale.config:parse_scale_config",
+    "pasarguard": "fastpath.control.pasarguard.config:parse_pasarguard_config",
+    "scale": "fastpath.control.hy2scale.config:parse_scale_config",
     "inbounds": "fastpath.inbounds.config:parse_inbounds_config",
 }
 

@@ -10,7 +10,7 @@ owning stream (distinct connected viewers, latest activity), each with one hash 
 stream, viewer tuples only when asked for, or the viewers' JSON written straight into bytes
 (``render_clients``) for the listings of every viewer.
 
-The folding rules are those of ``control.stream_proxy.live.gather`` (tests compare both on
+The folding rules are those of ``tests/oracles/live.py: gather`` (tests compare both on
 random slot sets).  Ids are grouped as Python sees them: bytes are first normalised the way
 ``bytes.decode("utf-8", "replace")`` reads them (a maximal invalid subpart becomes U+FFFD), so
 two ids that decode to the same text are one id.  Sums are uint64, as the counters themselves.

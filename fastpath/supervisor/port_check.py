@@ -138,8 +138,8 @@ def _is_orphaned_child_of_ours(proc) -> bool:
         return False
     try:
         cmd = " ".join(proc.cmdline())
-        return proc.ppid() == 1 and any(m in cmd for m in ("fastpath.worker", "control.server",
-                                                          "control.pasarguard.server"))
+        return proc.ppid() == 1 and any(m in cmd for m in ("fastpath.worker", "fastpath.control.server",
+                                                          "fastpath.control.pasarguard.server"))
     except Exception:
         return False
 

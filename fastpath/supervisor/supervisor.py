@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from control.exposure import exposure_line
+from fastpath.control.exposure import exposure_line
 from fastpath import __version__
 from fastpath.config import ConfigError, NodeConfig, load_config
 from fastpath.node_log import log_to_node_file, rotate_if_large, setup_process_logging
@@ -236,10 +236,10 @@ class Supervisor:
                 args.append("--no-uvloop")
             self.children.append(Child(name=f"worker[{shard}]", module="fastpath.worker",
                                        args=args, shard=shard))
-        self.children.append(Child(name="control-api", module="control.server",
+        self.children.append(Child(name="control-api", module="fastpath.control.server",
                                    args=self._base_args()))
         if self.config.sections.get("pasarguard"):
-            self.children.append(Child(name="pasarguard-api", module="control.pasarguard.server",
+            self.children.append(Child(name="pasarguard-api", module="fastpath.control.pasarguard.server",
                                        args=self._base_args()))
 
     @property

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from control.pasarguard import service_pb2 as pb
+from fastpath.control.pasarguard import service_pb2 as pb
 from fastpath.worker.event_loop import run
 from tests.hy2.test_limit_precision import (CountingSink, refused, upload_until_cut,  # noqa: F401
                                             wait_for)

@@ -10,8 +10,8 @@ import re
 import falcon.inspect
 import yaml
 
-from control.app import create_app
-from control.node_model import NodeModel
+from fastpath.control.app import create_app
+from fastpath.control.node_model import NodeModel
 from fastpath.config import load_config
 
 

@@ -1,7 +1,7 @@
 """Go-compatible renderings of the Traffic Stats API."""
 import pytest
 
-from control.traffic_format import go_bool, go_duration, rfc3339_nano, rounded_duration, stream_table
+from fastpath.control.traffic_format import go_bool, go_duration, rfc3339_nano, rounded_duration, stream_table
 
 
 @pytest.mark.parametrize("value, expected", [

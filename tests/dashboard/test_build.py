@@ -64,7 +64,7 @@ def test_the_wheel_ships_the_build():
     """pyproject's package data names the build's files (``pip install .`` carries them)."""
     import tomllib
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    globs = data["control.dashboard_assets"]
+    globs = data["fastpath.control.dashboard_assets"]
     base = SITE.parent
     covered = {p.relative_to(base).as_posix() for g in globs for p in base.glob(g) if p.is_file()}
     built = {("site/" + n) for n in build()["files"]} | {"site/build.json"}

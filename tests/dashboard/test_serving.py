@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from control.dashboard import SITE
+from fastpath.control.dashboard import SITE
 from tests.support.node import NodeProcess
 
 pytestmark = pytest.mark.integration

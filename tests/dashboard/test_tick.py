@@ -9,7 +9,7 @@ import time
 import pytest
 
 import fastpath.shm as shm
-from control.dashboard import rates, tick_figures
+from fastpath.control.dashboard import rates, tick_figures
 from fastpath._native import load
 
 node_tick = load("fastpath.shm.dashboard_view").node_tick
@@ -101,7 +101,7 @@ def test_one_scan_a_tick_whatever_the_number_of_watchers(seg_path):
     import json
     import threading
 
-    from control.dashboard import LiveTicker
+    from fastpath.control.dashboard import LiveTicker
 
     table = shm.CounterTable.create(seg_path, 1, 64, 1)
     w = table.writer(0)

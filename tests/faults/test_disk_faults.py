@@ -78,7 +78,7 @@ def test_a_read_only_store_maps_to_503(tmp_path):
     opened through a read-only bind mount, as a data dir on a file system gone read-only.)"""
     import sqlite3
 
-    from control.errors import storage_error
+    from fastpath.control.errors import storage_error
     from fastpath.store import StateStore, User
     data, ro = tmp_path / "data", tmp_path / "ro"
     data.mkdir()

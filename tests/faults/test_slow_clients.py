@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from control import http_worker
+from fastpath.control import http_worker
 from tests.faults.slow_clients import SlowClients
 from tests.pasarguard.panel_client import pasarguard_section, wait_tls_port
 from tests.support.node import NodeProcess, free_tcp_port, http

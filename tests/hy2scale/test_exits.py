@@ -257,7 +257,7 @@ def test_later_addresses_are_tried_when_addr_fails(pair, targets):
 
 
 def test_exit_names_and_worker_answers_fold_as_documented():
-    from control.hy2scale.peers import merge
+    from fastpath.control.hy2scale.peers import merge
     from fastpath.mesh.paths import route_of
     assert route_of({"exit_via": "", "exit_paths": []}) is None
     assert route_of({"exit_via": "b"}) == (("b",), "")
@@ -517,7 +517,7 @@ def test_a_client_ca_path_is_no_file_existence_oracle(pair):
 def test_a_client_ca_path_inside_ca_dir(tmp_path, pair):
     """With ``scale.caDir`` a path inside it is accepted (stored resolved); ``..`` out of it
     and absolute paths elsewhere get the same refusal, existing or not."""
-    from control.hy2scale.clients import parse_ca
+    from fastpath.control.hy2scale.clients import parse_ca
     import falcon
     ca_dir = tmp_path / "peer-ca"
     ca_dir.mkdir()
@@ -539,7 +539,7 @@ def test_a_client_ca_path_inside_ca_dir(tmp_path, pair):
 
 
 def test_ca_dir_must_be_an_existing_absolute_directory(tmp_path):
-    from control.hy2scale.config import parse_scale_config
+    from fastpath.control.hy2scale.config import parse_scale_config
     from fastpath.config.fields import ConfigError
     assert parse_scale_config({"caDir": str(tmp_path)}).ca_dir == str(tmp_path.resolve())
     assert parse_scale_config({}).ca_dir is None

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from control.hy2scale.unsupported import UNSUPPORTED
+from fastpath.control.hy2scale.unsupported import UNSUPPORTED
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from control.hy2scale.config import parse_scale_config
+from fastpath.control.hy2scale.config import parse_scale_config
 from fastpath.config.fields import ConfigError
 from fastpath.hy2.auth_backends import NodeAuthenticator
 from fastpath.store import StateStore, User

@@ -69,7 +69,7 @@ def test_ffprobe_reads_the_stream_through_the_node(node, live_origin):
 
 
 def test_streams_registered_through_the_control_face_are_served(node, live_origin):
-    import control.stream_proxy  # noqa: F401  (part of this tree: a broken import fails)
+    import fastpath.control.stream_proxy  # noqa: F401  (part of this tree: a broken import fails)
     sid = register(node, live_origin.base + "/live/stream.ts?via-api", via="api")
     r = LiveReader(node.media_port, f"/stream/{sid}")
     wait_until(lambda: len(r.body) > 50_000)

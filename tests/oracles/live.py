@@ -1,8 +1,8 @@
 """The stream relay's live figures folded in plain Python over ``scan_slots`` dicts: the spec
-``fastpath.shm.media_view`` (``control.stream_proxy.live.read_live``) is tested against."""
+``fastpath.shm.media_view`` (``fastpath.control.stream_proxy.live.read_live``) is tested against."""
 from __future__ import annotations
 
-from control.stream_proxy.live import STATE_WORDS, LiveClient, LiveStream, LiveView
+from fastpath.control.stream_proxy.live import STATE_WORDS, LiveClient, LiveStream, LiveView
 from fastpath.shm import KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, STATE_CLOSED, STATE_CONNECT, STATE_ESTAB, scan_slots
 
 KINDS = (KIND_MEDIA_STREAM, KIND_MEDIA_CLIENT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from control.traffic_format import rfc3339_nano
+from fastpath.control.traffic_format import rfc3339_nano
 from fastpath.shm import KIND_TCP_STREAM, STATE_NAMES
 from fastpath.store.ledger import since
 

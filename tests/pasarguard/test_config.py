@@ -3,8 +3,8 @@ import uuid
 
 import pytest
 
-from control.pasarguard.config import parse_pasarguard_config
-from control.pasarguard.tls import certificate_names, required_names, resolve_certificate
+from fastpath.control.pasarguard.config import parse_pasarguard_config
+from fastpath.control.pasarguard.tls import certificate_names, required_names, resolve_certificate
 from fastpath.config import ConfigError, parse_config
 
 KEY = "3b241101-e2bb-4255-8caf-4136c566a962"

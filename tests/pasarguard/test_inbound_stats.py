@@ -2,7 +2,7 @@
 inbound re-opened by a new Start (the tally restarts at 0, what was seen is carried)."""
 from __future__ import annotations
 
-from control.pasarguard.inbound_stats import proxy_totals
+from fastpath.control.pasarguard.inbound_stats import proxy_totals
 
 
 class Store:

@@ -20,7 +20,7 @@ def protoc(*args, cwd=REPO):
 def test_generated_modules_are_current(tmp_path):
     """The committed modules were generated from this .proto (compared as descriptors, so a
     newer protoc that words its headers differently does not matter)."""
-    from control.pasarguard import service_pb2, service_pb2_grpc
+    from fastpath.control.pasarguard import service_pb2, service_pb2_grpc
     fresh = _descriptor(REPO, PROTO, tmp_path / "fresh.pb")
     committed = descriptor_pb2.FileDescriptorProto.FromString(service_pb2.DESCRIPTOR.serialized_pb)
     for d in (fresh, committed):        # protoc fills json_name in descriptor sets only

@@ -11,8 +11,8 @@ import uuid
 import grpc
 import pytest
 
-from control.pasarguard import service_pb2 as pb
-from control.pasarguard import service_pb2_grpc as pb_grpc
+from fastpath.control.pasarguard import service_pb2 as pb
+from fastpath.control.pasarguard import service_pb2_grpc as pb_grpc
 
 pytestmark = [pytest.mark.integration]
 
@@ -351,7 +351,7 @@ def test_grpc_refuses_a_big_message_without_the_key_before_reading_it(face_node)
 def test_grpc_unary_limit_is_16_mib(face_node, stub):
     """The largest real request (Start or SyncUsers with every user, ~340 bytes a user) fits
     16 MiB; a larger one is RESOURCE_EXHAUSTED, even with the key (chunked sync is for more)."""
-    from control.pasarguard.grpc_service import MAX_MESSAGE
+    from fastpath.control.pasarguard.grpc_service import MAX_MESSAGE
     assert MAX_MESSAGE == 16 * 1024 * 1024
     creds = grpc.ssl_channel_credentials(root_certificates=face_node.ca_path.read_bytes())
     with grpc.secure_channel(f"127.0.0.1:{face_node.grpc_port}", creds,

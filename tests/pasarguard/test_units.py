@@ -8,14 +8,14 @@ import uuid
 
 import pytest
 
-from control.node_model import NodeModel
-from control.pasarguard import service_pb2 as pb
-from control.pasarguard.accounting import SCOPE_USERS, Accounting
-from control.pasarguard.auth import check_api_key
-from control.pasarguard.errors import FaceError, Failure
-from control.pasarguard.face import host_of
-from control.pasarguard.node_log import LogFanout
-from control.pasarguard.users import (ChunkAssembler, InboundMap, check_full_set, convert,
+from fastpath.control.node_model import NodeModel
+from fastpath.control.pasarguard import service_pb2 as pb
+from fastpath.control.pasarguard.accounting import SCOPE_USERS, Accounting
+from fastpath.control.pasarguard.auth import check_api_key
+from fastpath.control.pasarguard.errors import FaceError, Failure
+from fastpath.control.pasarguard.face import host_of
+from fastpath.control.pasarguard.node_log import LogFanout
+from fastpath.control.pasarguard.users import (ChunkAssembler, InboundMap, check_full_set, convert,
                                       hysteria_tags)
 from fastpath.config import parse_config
 from fastpath.shm import CounterTable
@@ -263,7 +263,7 @@ def test_every_subscriber_gets_every_line(tmp_path):
 
 
 def test_delta_clashes():
-    from control.pasarguard.users import check_delta, last_wins
+    from fastpath.control.pasarguard.users import check_delta, last_wins
     imap = InboundMap("hysteria2")
     source_of = {"operator": "native", "a": "pasarguard"}
     owner_of = {"op-secret": "operator", "sa": "a"}
@@ -278,8 +278,8 @@ def test_delta_clashes():
 
 
 def test_started_backend_survives_a_restart_of_the_face(counters):
-    from control.pasarguard.config import parse_pasarguard_config
-    from control.pasarguard.face import PasarGuardFace
+    from fastpath.control.pasarguard.config import parse_pasarguard_config
+    from fastpath.control.pasarguard.face import PasarGuardFace
 
     class Notifier:
         calls = 0

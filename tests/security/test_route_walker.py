@@ -9,9 +9,9 @@ from __future__ import annotations
 import falcon.inspect
 import pytest
 
-from control.app import create_app
-from control.node_model import NodeModel
-from control.route_guard import PUBLIC
+from fastpath.control.app import create_app
+from fastpath.control.node_model import NodeModel
+from fastpath.control.route_guard import PUBLIC
 from fastpath.config import load_config
 from tests.security.conftest import raw_request
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control.stream_proxy.live import clients_json, read_live
-from control.stream_proxy.views import client_view
+from fastpath.control.stream_proxy.live import clients_json, read_live
+from fastpath.control.stream_proxy.views import client_view
 from tests.oracles.live import read_live_python
 from fastpath import shm
 

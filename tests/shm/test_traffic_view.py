@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpath.shm as shm
-from control import validation
-from control.metrics import USER_FAMILIES
-from control.native_traffic import traffic_media
-from control.traffic_format import TABLE_FORMAT, TABLE_HEADER, go_duration, rfc3339_nano, stream_table
+from fastpath.control import validation
+from fastpath.control.metrics import USER_FAMILIES
+from fastpath.control.native_traffic import traffic_media
+from fastpath.control.traffic_format import TABLE_FORMAT, TABLE_HEADER, go_duration, rfc3339_nano, stream_table
 from tests.oracles.traffic import online_json, since_baseline, stream_records, streams_json, traffic_json
 from fastpath.shm import traffic_view as tv
 

@@ -28,7 +28,7 @@ def test_writes_succeed_and_are_logged_when_workers_cannot_be_told(tmp_path):
     cfg = load_config(cfg_path, tmp_path / "data")
     cfg.data_dir.mkdir()
     with open(tmp_path / "control.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "control.server", "--config", str(cfg_path),
+        proc = subprocess.Popen([sys.executable, "-m", "fastpath.control.server", "--config", str(cfg_path),
                                  "--data-dir", str(cfg.data_dir)], stdout=log,
                                 stderr=subprocess.STDOUT, env=dict(os.environ))
     base = f"http://127.0.0.1:{port}"

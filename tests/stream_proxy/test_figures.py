@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control.stream_proxy import bodies
-from control.stream_proxy.errors import ProxyError
-from control.stream_proxy.figures import Rates, overview, performance
-from control.stream_proxy.live import read_live
+from fastpath.control.stream_proxy import bodies
+from fastpath.control.stream_proxy.errors import ProxyError
+from fastpath.control.stream_proxy.figures import Rates, overview, performance
+from fastpath.control.stream_proxy.live import read_live
 from tests.oracles.live import split_client_text
-from control.stream_proxy.views import stream_view
+from fastpath.control.stream_proxy.views import stream_view
 from fastpath.shm import (
     KIND_MEDIA_CLIENT,
     KIND_MEDIA_STREAM,

@@ -9,10 +9,10 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control.stream_proxy import figures
-from control.stream_proxy.live import LiveClient, LiveStream, LiveView
-from control.stream_proxy.stream_json import StreamTemplate, streams_array
-from control.stream_proxy.views import client_view, stream_view
+from fastpath.control.stream_proxy import figures
+from fastpath.control.stream_proxy.live import LiveClient, LiveStream, LiveView
+from fastpath.control.stream_proxy.stream_json import StreamTemplate, streams_array
+from fastpath.control.stream_proxy.views import client_view, stream_view
 from fastpath.shm import STATE_CLOSED, STATE_CONNECT, STATE_ESTAB
 from fastpath.store.media_store import MediaStream
 
@@ -90,7 +90,7 @@ def test_stream_cache_follows_own_and_other_connections_writes(tmp_path):
     """Reused while nothing changed; reloaded after a write on this connection
     (``total_changes``) and after a commit of another connection (``data_version``), e.g. a
     worker folding its counters."""
-    from control.stream_proxy.stream_cache import StreamCache
+    from fastpath.control.stream_proxy.stream_cache import StreamCache
     from fastpath.store import StateStore
     from fastpath.store.media_store import fold_counts, put_stream
 

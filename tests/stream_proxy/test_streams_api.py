@@ -332,7 +332,7 @@ def test_viewer_urls_follow_public_url(tmp_path):
     (("fd00::5", 81), "http://[fd00::5]:81"),
 ])
 def test_public_base_from_the_listen_address(listen, base):
-    from control.stream_proxy.kinds import public_base
+    from fastpath.control.stream_proxy.kinds import public_base
     from fastpath.media.config import MediaSettings
     assert public_base(MediaSettings(listen=listen)) == base
     assert public_base(MediaSettings(listen=listen, public_url="http://x.example")) == "http://x.example"

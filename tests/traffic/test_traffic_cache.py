@@ -12,7 +12,7 @@ import time
 import pytest
 
 import fastpath.shm as shm
-from control.traffic_accounting import TrafficCache, read_traffic
+from fastpath.control.traffic_accounting import TrafficCache, read_traffic
 from fastpath.store import StateStore, User
 from fastpath.store.ledger import Ledger
 
