@@ -13,6 +13,7 @@ import re
 
 import falcon
 
+from fastpath.control import native_schemas as schemas
 from fastpath.control.auth import bearer_rule
 
 # A key whose value is a credential: shown as "***", and so is everything beneath it (an
@@ -66,7 +67,10 @@ def register(app: falcon.App, node):
     app.add_route("/api/v1/reload", Reload(node))
     api = node.openapi
     api.add("GET", "/api/v1/config", "The node's config (credentials hidden) and which parts a "
-            "reload applies", tag="native")
+            "reload applies", tag="native", response=schemas.CONFIG,
+            errors={401: "no or wrong bearer token"})
     api.add("POST", "/api/v1/reload", "Reread the config file, as SIGHUP does", tag="native",
-            errors={400: "the new config has an error: nothing changed", 503: "supervisor unavailable"})
+            response=schemas.RELOADED,
+            errors={400: "the new config has an error: nothing changed", 401: "no or wrong bearer token",
+                    503: "supervisor unavailable"})
     return bearer_rule(node)
