@@ -17,6 +17,7 @@ import threading
 import pytest
 
 from fastpath.hy2.client import simple_client
+from tests.stream_proxy.origin import Origin
 from tests.stream_proxy.viewers import wait_until
 from tests.support.node import NodeProcess, free_tcp_port, http
 from tests.support.openapi_check import Conformance
@@ -29,61 +30,12 @@ MEDIA_TOKEN = "media-token"
 NATIVE = {"Authorization": f"Bearer {TOKEN}"}
 TS = {"Authorization": SECRET}
 MEDIA = {"X-API-Token": MEDIA_TOKEN}
-# A null MPEG-TS packet: what the origin loops (the relay does not decode it).
+# A null MPEG-TS packet.
 TS_PACKET = b"\x47\x1f\xff\x10" + b"\xff" * 184
 
 
-PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n" \
-    b"#EXTINF:1.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
-
-
-class Origin:
-    """``/live*.ts``: null TS packets until the client goes; ``/hls/index.m3u8`` and its one
-    segment; anything else 404."""
-
-    def __init__(self):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        import time
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                files = {"/hls/index.m3u8": ("application/vnd.apple.mpegurl", PLAYLIST),
-                         "/hls/seg0.ts": ("video/mp2t", TS_PACKET * 100)}
-                if self.path in files:
-                    kind, data = files[self.path]
-                    self.send_response(200)
-                    self.send_header("Content-Type", kind)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                if not self.path.startswith("/live"):
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp2t")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                try:
-                    for _ in range(20_000):
-                        self.wfile.write(TS_PACKET * 40)
-                        time.sleep(0.02)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+PLAYLIST = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n" \
+    "#EXTINF:1.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
 
 
 class HeldConnection(threading.Thread):
@@ -121,8 +73,15 @@ class HeldConnection(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def origin():
-    o = Origin()
+def origin(tmp_path_factory):
+    """The stream tests' origin, fed null TS packets (the relay does not decode them) and a
+    one-segment HLS playlist: no ffmpeg needed."""
+    media = tmp_path_factory.mktemp("origin")
+    (media / "live.ts").write_bytes(TS_PACKET * 400)
+    (media / "hls").mkdir()
+    (media / "hls" / "index.m3u8").write_text(PLAYLIST)
+    (media / "hls" / "seg0.ts").write_bytes(TS_PACKET * 100)
+    o = Origin(media)
     yield o
     o.close()
 
