@@ -20,17 +20,21 @@ USER = {
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9a-f]{8}$", "readOnly": True},
         "username": {"type": "string"}, "password": {"type": "string"},
-        "exit_via": {"type": "string", "description": "the name of one enabled client (single-hop exit); "
-                                                      "multi-hop paths a/b answer 501"},
-        "exit_paths": {"type": "array", "items": {"type": "string"}},
-        "exit_mode": {"type": "string", "enum": ["", "direct", "quality", "aggregate"]},
+        "exit_via": {"type": "string", "description": "the first of exit_paths (alone: the one path)"},
+        "exit_paths": {"type": "array", "items": {"type": "string"},
+                       "description": "paths of the mesh (b or b/c/...), each starting at an enabled client"},
+        "exit_mode": {"type": "string", "enum": ["", "direct", "quality", "aggregate"],
+                      "description": "with several paths: quality or aggregate"},
         "traffic_limit": {"type": "integer", "minimum": 0, "description": "bytes (tx+rx), 0 = unlimited"},
         "traffic_limit_gb": {"type": "number", "minimum": 0, "description": "GiB; wins over traffic_limit"},
         "traffic_used": {"type": "integer", "readOnly": True},
         "expiry": {"type": ["string", "number", "null"], "description": "ISO 8601, unix seconds, \"\" = never"},
         "expiry_date": {"type": "string", "description": "YYYY-MM-DD (00:00 UTC); wins over expiry"},
         "enabled": {"type": "boolean"},
+        **{k: {"description": "read-only: echoed back from a listing, ignored"}
+           for k in ("online", "created", "tx_bytes", "rx_bytes")},
     },
+    "additionalProperties": False,
 }
 CLIENT = {
     "type": "object",
@@ -52,7 +56,10 @@ CLIENT = {
         "bbr_profile": {"type": "string", "enum": ["", "standard", "conservative", "aggressive"],
                         "description": "stored, no counterpart here"},
         "conn_mode": {"type": "string", "enum": ["", "quality", "aggregate"], "description": "stored, no counterpart here"},
+        **{k: {"description": "read-only: echoed back from a listing, ignored"}
+           for k in ("connected", "latency_ms", "not_applied")},
     },
+    "additionalProperties": False,
 }
 LOGIN = {"type": "object", "required": ["username", "password"],
          "properties": {"username": {"type": "string"},
@@ -194,9 +201,7 @@ RESPONSES = {
     ("GET", "/backup"): S.BACKUP, ("POST", "/restore"): S.RESTORED,
 }
 # Answered 501 by some requests (``capable: false``) rather than by a 4xx.
-PARTLY_SUPPORTED = {("PUT", "/ss"): "the Shadowsocks inbound is set in the node config",
-                    ("PUT", "/clients/{name}"): "a multi-hop exit path",
-                    ("POST", "/users"): "a multi-hop exit path", ("PUT", "/users/{user_id}"): "a multi-hop exit path"}
+PARTLY_SUPPORTED = {("PUT", "/ss"): "the Shadowsocks inbound is set in the node config"}
 ERRORS = {400: "invalid body", 401: "no or expired token", 403: "the default password is still in use "
           "on a node reachable beyond loopback", 404: "unknown id", 409: "the change clashes with the "
           "face's state (a name taken, a client in use)", 413: "body too large"}
