@@ -76,7 +76,7 @@ def create_app(node: NodeModel) -> falcon.App:
     node.openapi.add("GET", "/openapi.json", "This document: every route of every face", tag="docs",
                      secured=False,
                      response=obj({"openapi": {"const": "3.1.0"}, "info": ANY_OBJECT, "paths": ANY_OBJECT,
-                                   "components": ANY_OBJECT}, extra=True))
+                                   "components": ANY_OBJECT}, extra=True), msgpack=False)
     app.add_route("/openapi.json", OpenApiResource(node.openapi))
     guard.bind({"/openapi.json", *docs_ui.register(app, node.openapi)}, OPEN)
     return app

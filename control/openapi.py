@@ -42,6 +42,7 @@ def map_of(values: dict, **more) -> dict:
     return {"type": "object", "additionalProperties": values, **more}
 
 
+MSGPACK = "application/msgpack"
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 NUMBER = {"type": "number"}
@@ -78,16 +79,23 @@ class OpenApiBuilder:
             errors: dict[int, str] | None = None, secured: bool = True,
             content_type: str = "application/json", status: int = 200,
             content: dict[str, dict] | None = None, empty: bool = False,
-            error_schema: dict | None = None, error_type: str = "application/json") -> dict:
+            error_schema: dict | None = None, error_type: str = "application/json",
+            msgpack: bool = True) -> dict:
         """One operation.  The success answer is ``status`` with ``response`` as
         ``content_type`` (or ``content``: several media types), or no body with ``empty``;
-        each of ``errors`` carries ``error_schema`` (the node's ``Error`` unless given)."""
+        each of ``errors`` carries ``error_schema`` (the node's ``Error`` unless given).
+
+        A JSON success answer is also offered as msgpack, the same shape, to a request with
+        ``Accept: application/msgpack`` (``app.MsgpackNegotiation``); ``msgpack=False`` for a
+        route that writes its JSON bytes whatever is asked (the Traffic Stats API's)."""
         op: dict = {"summary": summary, "tags": [tag], "responses": {}}
         ok: dict = {"description": "no body" if empty else "OK"}
         if empty:
             ok["x-no-body"] = True
         if content is None and response is not None:
             content = {content_type: response}
+        if content and msgpack and "application/json" in content:
+            content = {**content, MSGPACK: content["application/json"]}
         if content:
             ok["content"] = {t: {"schema": s} for t, s in content.items()}
         op["responses"][str(status)] = ok

@@ -192,7 +192,8 @@ TEXT = {"type": "string"}
 def document(api) -> None:
     tag = "traffic-stats"
     refusals = {401: "the secret (or, without one, the control token) is missing or wrong"}
-    plain = {"error_schema": TEXT, "error_type": "text/plain"}
+    # The reference's bytes, whatever the request's Accept (compiled JSON, no msgpack).
+    plain = {"error_schema": TEXT, "error_type": "text/plain", "msgpack": False}
     api.add("GET", "/traffic", "Traffic per auth id since the last clear (?clear=1 clears)", tag=tag,
             secured=False, response=TRAFFIC_BODY, errors=refusals, **plain)
     api.add("POST", "/kick", "Close every connection of the listed ids (JSON array)", tag=tag,

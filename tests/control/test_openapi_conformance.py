@@ -118,6 +118,12 @@ def call(node, spec, method, path, body=None, headers=None, status=None, base=No
     value = spec.check(method, path, r.status, r.headers, r.body)
     if 200 <= r.status < 300:
         spec.check_request(method, path, body)
+        if method == "GET" and spec.offers_msgpack(method, path, r.status):
+            # The same answer in msgpack, as documented (read-only: asked again).
+            again = http(method, (base or node.base_url) + path, None,
+                         {**(headers or {}), "Accept": "application/msgpack"})
+            assert again.headers.get("Content-Type", "").startswith("application/msgpack"), (path, again.headers)
+            spec.check(method, path, again.status, again.headers, again.body)
     if status is not None:
         assert r.status == status, (method, path, r.status, r.body[:300])
     return r.status, value
@@ -413,3 +419,9 @@ def test_every_face_was_exercised(spec):
     assert seen_tags == tags, f"faces never checked: {sorted(tags - seen_tags)}"
     missing = sorted(set(ops) - seen)
     assert not missing, f"{len(seen)} of {len(ops)} operations checked; not: {missing}"
+    # And every GET answered 2xx with msgpack on offer was read in msgpack too.
+    offered = {(a.method, a.template) for a in spec.checked if a.method == "GET" and 200 <= a.status < 300
+               and "application/msgpack" in (ops[(a.method, a.template)]["responses"][str(a.status)]
+                                             .get("content") or {})}
+    in_msgpack = {(a.method, a.template) for a in spec.checked if a.media_type == "application/msgpack"}
+    assert offered and offered <= in_msgpack, sorted(offered - in_msgpack)

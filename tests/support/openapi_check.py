@@ -3,7 +3,7 @@
 :class:`Conformance` finds the operation a request went to (the path matched against every
 template of the document, literal segments preferred to parameters, as the router does), the
 response the status names, and the media type the answer's ``Content-Type`` names, and
-validates a JSON body against that response's schema with ``jsonschema`` (Draft 2020-12, the
+validates a JSON (or msgpack) body against that response's schema with ``jsonschema`` (Draft 2020-12, the
 dialect of OpenAPI 3.1; ``$ref``s resolve into the document's ``components``).  It records
 which operations were exercised, so a test can say how much of the document real answers
 covered.
@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+import msgpack
 from jsonschema import Draft202012Validator
 
 
@@ -76,9 +77,12 @@ class Conformance:
         media = declared.get(ctype) or declared.get(ctype.split("/")[0] + "/*") or declared.get("*/*")
         assert media is not None, f"{where}: Content-Type {ctype!r} not documented ({sorted(declared)})"
         self.checked.append(Answer(method, template, status, ctype))
-        if not (ctype == "application/json" or ctype.endswith("+json")):
+        if ctype == "application/msgpack":
+            value = msgpack.unpackb(body, raw=False)
+        elif ctype == "application/json" or ctype.endswith("+json"):
+            value = json.loads(body)
+        else:
             return None
-        value = json.loads(body)
         errors = sorted(self.validator(media["schema"]).iter_errors(value), key=lambda e: list(e.path))
         assert not errors, f"{where}: the answer does not match its schema:\n" + "\n".join(
             f"  at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}" for e in errors[:10])
@@ -98,6 +102,10 @@ class Conformance:
         errors = list(self.validator(schema).iter_errors(body))
         assert not errors, f"{where}: an accepted body does not match its schema:\n" + "\n".join(
             f"  at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}" for e in errors[:10])
+
+    def offers_msgpack(self, method: str, path: str, status: int) -> bool:
+        _template, op = self.operation(method, path)
+        return "application/msgpack" in (op["responses"].get(str(status), {}).get("content") or {})
 
     def operations(self) -> set[tuple[str, str]]:
         return {(a.method.upper(), a.template) for a in self.checked}
