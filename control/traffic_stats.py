@@ -194,8 +194,10 @@ def document(api) -> None:
     refusals = {401: "the secret (or, without one, the control token) is missing or wrong"}
     # The reference's bytes, whatever the request's Accept (compiled JSON, no msgpack).
     plain = {"error_schema": TEXT, "error_type": "text/plain", "msgpack": False}
+    clear = {"name": "clear", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "Go's strconv.ParseBool: 1, t, T, TRUE, true or True clear after reading"}
     api.add("GET", "/traffic", "Traffic per auth id since the last clear (?clear=1 clears)", tag=tag,
-            secured=False, response=TRAFFIC_BODY, errors=refusals, **plain)
+            secured=False, response=TRAFFIC_BODY, errors=refusals, params=[clear], **plain)
     api.add("POST", "/kick", "Close every connection of the listed ids (JSON array)", tag=tag,
             secured=False, empty=True, errors={**refusals, 400: "body is not a JSON array of strings"},
             body={"type": "array", "items": {"type": "string"}}, **plain)

@@ -4,7 +4,7 @@ Its routes use the face's own tokens (``POST /scale/api/login``), declared as th
 scheme ``hy2scale`` rather than the node's bearer token."""
 from __future__ import annotations
 
-from fastpath.control.openapi import path_param
+from fastpath.control.openapi import path_param, query
 from fastpath.control.hy2scale import schemas as S
 
 TAG = "hy2scale"
@@ -202,6 +202,12 @@ RESPONSES = {
 }
 # Answered 501 by some requests (``capable: false``) rather than by a 4xx.
 PARTLY_SUPPORTED = {("PUT", "/ss"): "the Shadowsocks inbound is set in the node config"}
+# Query parameters, by route.
+QUERIES = {("GET", "/diag/resolve"): [
+    query("name", {"type": "string"}, "the host name to resolve", required=True),
+    query("exit_via", {"type": "string"}, "a client to resolve through (not supported: answers error)")],
+    ("GET", "/graph-layout/stream"): [
+    query("token", {"type": "string"}, "the login token, for an EventSource that cannot send headers")]}
 ERRORS = {400: "invalid body", 401: "no or expired token", 403: "the default password is still in use "
           "on a node reachable beyond loopback", 404: "unknown id", 409: "the change clashes with the "
           "face's state (a name taken, a client in use)", 413: "body too large"}
@@ -233,7 +239,8 @@ def document(api) -> None:
             else:
                 content_type = first
         op = api.add(method, B + path, summary, tag=TAG, body=body, secured=False,
-                     params=[path_param(p) for p in params], response=answer, status=status,
+                     params=[path_param(p) for p in params] + QUERIES.get((method, path), []),
+                     response=answer, status=status,
                      content_type=content_type, errors=ERRORS if secured else PUBLIC_ERRORS)
         if body is S.TOGGLE_BODY:
             op["requestBody"]["required"] = False

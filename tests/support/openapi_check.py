@@ -18,6 +18,9 @@ import msgpack
 from jsonschema import Draft202012Validator
 
 
+CREDENTIALS = {"api_token", "token"}
+
+
 def _template_regex(template: str) -> re.Pattern:
     parts = re.split(r"(\{[^}]+\})", template)
     # A parameter of a HY2 SCALE peer path may hold "/" (``/peers/{path}/nested``).
@@ -64,6 +67,7 @@ class Conformance:
         """Validate one answer; returns its decoded JSON body (or None for other media)."""
         template, op = self.operation(method, path)
         where = f"{method} {path} -> {status}"
+        self.check_query(path, op, where)
         response = op["responses"].get(str(status))
         assert response is not None, f"{where}: status not documented ({sorted(op['responses'])})"
         ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -87,6 +91,14 @@ class Conformance:
         assert not errors, f"{where}: the answer does not match its schema:\n" + "\n".join(
             f"  at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}" for e in errors[:10])
         return value
+
+    def check_query(self, path: str, op: dict, where: str) -> None:
+        """Every query parameter sent is one the operation documents (credentials aside: the
+        security schemes describe ``?api_token=`` and the layout stream's ``?token=``)."""
+        query = path.partition("?")[2]
+        sent = {part.partition("=")[0] for part in query.split("&") if part} - CREDENTIALS
+        declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+        assert sent <= declared, f"{where}: query parameters not documented: {sorted(sent - declared)}"
 
     def check_request(self, method: str, path: str, body) -> None:
         """A body the node accepted (the caller saw a 2xx) matches the documented request
