@@ -163,7 +163,8 @@ ROUTES = [
 ]
 
 
-# The success answer of each route: (status, schema); ``None`` for an empty body.
+# The success answer of each route: its schema (a 200 of JSON), or (status, schema), or
+# (media type, schema).  A route missing here stops the app from being built.
 RESPONSES = {
     ("POST", "/login"): S.LOGIN, ("GET", "/build-id"): S.BUILD_ID, ("GET", "/build-info"): S.BUILD_INFO,
     ("PUT", "/settings/password"): S.PASSWORD, ("GET", "/settings/ui"): S.UI_SETTINGS,
@@ -218,10 +219,9 @@ PUBLIC_ERRORS = {400: "invalid body", 401: "wrong credentials", 403: "no node pa
 def document(api) -> None:
     api.doc["components"]["securitySchemes"]["hy2scale"] = {
         "type": "http", "scheme": "bearer", "description": "token from POST /scale/api/login"}
-    refs = {USER_VIEW_REF["$ref"]: ("Hy2ScaleUserView", S.USER), CLIENT_VIEW_REF["$ref"]: ("Hy2ScaleClientView", S.CLIENT),
-            PROXY_REF["$ref"]: ("Hy2ScaleProxy", S.PROXY), CERT_REF["$ref"]: ("Hy2ScaleCertificate", S.CERT)}
-    for name, schema in refs.values():
-        api.schema(name, schema)
+    for ref, schema in ((USER_VIEW_REF, S.USER), (CLIENT_VIEW_REF, S.CLIENT), (PROXY_REF, S.PROXY),
+                        (CERT_REF, S.CERT)):
+        api.schema(ref["$ref"].rsplit("/", 1)[1], schema)
     not_supported = api.schema("Hy2ScaleNotSupported", S.NOT_SUPPORTED)
     user_ref = api.schema("Hy2ScaleUser", USER)
     client_ref = api.schema("Hy2ScaleClient", CLIENT)

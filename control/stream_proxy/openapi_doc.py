@@ -1,7 +1,7 @@
 """The face's entries in the node's OpenAPI document."""
 from __future__ import annotations
 
-from fastpath.control.openapi import path_param, query
+from fastpath.control.openapi import HTML, INTEGER, array, obj, path_param, query
 from fastpath.control.stream_proxy import schemas as S
 from fastpath.control.stream_proxy.bodies import EVENTS
 
@@ -56,7 +56,6 @@ def document(api) -> None:
         ("MediaStream", S.STREAM), ("MediaClient", S.CLIENT), ("MediaStreamCreated", S.CREATED),
         ("MediaProxyStats", S.PROXY_STATS), ("MediaProxyError", S.PROXY_ERROR),
         ("HTTPValidationError", S.VALIDATION_ERROR))}
-    # Rebuilt with references, so the document names each shape once.
     stream_ref, client_ref, stats_ref = ref["MediaStream"], ref["MediaClient"], ref["MediaProxyStats"]
     sid = path_param("stream_id")
     field_value = [query("field", {"type": "string"}, required=True),
@@ -90,7 +89,8 @@ def document(api) -> None:
                                               "variables": {"media": {"default": "http://127.0.0.1:8085"}}}]
 
     def shaped(name, schema):
-        """The face's schemas with the shared parts as references."""
+        """A named schema whose streams, clients and totals are references to their one
+        entry (the document names each shape once)."""
         return api.schema(name, _with_refs(schema, {id(S.STREAM): stream_ref, id(S.CLIENT): client_ref,
                                                       id(S.PROXY_STATS): stats_ref}))
 
@@ -98,7 +98,7 @@ def document(api) -> None:
         body=api.schema("MediaStreamCreate", STREAM_BODY), response=ref["MediaStreamCreated"],
         invalid=True)
     add("GET", "/streams", "List streams with live figures",
-        response=S.obj({"streams": S.array(stream_ref), "total": S.INTEGER}))
+        response=obj({"streams": array(stream_ref), "total": INTEGER}))
     add("GET", "/streams/by-metadata", "Streams whose metadata field equals a value",
         params=[query("field", {"type": "string"}, required=True),
                 query("value", {"type": "string"}, required=True),
@@ -125,7 +125,7 @@ def document(api) -> None:
         invalid=True, response=S.TESTED)
     add("GET", "/", "m3u-proxy's status to API clients; a browser gets the dashboard (or, on the "
         "Traffic Stats listener, its index page)",
-        content={"application/json": shaped("MediaStatus", S.STATUS), "text/html": S.HTML})
+        content={"application/json": shaped("MediaStatus", S.STATUS), "text/html": HTML})
     clients = shaped("MediaClients", S.CLIENTS)
     add("GET", "/stats", "Totals, every stream and every client", response=shaped("MediaStats", S.STATS))
     add("GET", "/stats/detailed", "Totals with connection, failover, performance and error breakdowns",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from fastpath.control.openapi import (
-    ANY_OBJECT, BOOLEAN, HTML, INTEGER, NUMBER, STRING, array, map_of, nullable, obj,
+    ANY_OBJECT, BOOLEAN, INTEGER, NUMBER, STRING, array, map_of, nullable, obj,
 )
 
 NSTRING = nullable(STRING)
