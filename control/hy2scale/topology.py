@@ -37,7 +37,7 @@ import falcon
 
 from fastpath.control.hy2scale.clients import ClientBook, all_addrs, rate_bytes
 from fastpath.control.hy2scale.node_info import NodeSettings, traffic_totals
-from fastpath.control.hy2scale.peers import merge, nested_flag
+from fastpath.control.hy2scale.peers import inbound_peers, merge, nested_flag
 from fastpath.control.node_model import NodeUnavailable
 from fastpath.shm import KIND_CONNECTION, count_kinds, scan_totals, scan_users
 
@@ -71,29 +71,6 @@ def outbound_entry(client: dict, st: dict, nested: bool = False) -> dict:
     if st.get("error") and not connected:
         entry["error"] = st["error"]
     return entry
-
-
-def inbound_peers(face) -> list[dict]:
-    """The identified peer nodes connected to this node, one per node id (a node with several
-    workers dials once per worker): its name, the users it logged in as, the smallest RTT."""
-    try:
-        answers = face.tell_workers("inbound_peers", {})
-    except (falcon.HTTPError, NodeUnavailable):
-        return []
-    out: dict[str, dict] = {}
-    for answer in answers if isinstance(answers, list) else ():
-        peers = answer.get("peers") if isinstance(answer, dict) else None
-        for p in peers if isinstance(peers, list) else ():
-            if not isinstance(p, dict) or not isinstance(p.get("node_id"), str):
-                continue
-            agg = out.setdefault(p["node_id"], {"node_id": p["node_id"], "name": p.get("name") or p["node_id"],
-                                                "users": set(), "latency_ms": None})
-            if isinstance(p.get("user"), str):
-                agg["users"].add(p["user"])
-            lat = p.get("latency_ms")
-            if isinstance(lat, (int, float)) and (agg["latency_ms"] is None or lat < agg["latency_ms"]):
-                agg["latency_ms"] = lat
-    return sorted(out.values(), key=lambda p: (p["name"], p["node_id"]))
 
 
 class UserRates:

@@ -532,6 +532,34 @@ async def socks_echo_sha256(port, user, password, target_port, n=3 * MB) -> tupl
     return got == n and sent.digest() == back.digest(), True
 
 
+def socks_udp_echo(port, user, password, target_port, count=20) -> int:
+    """Datagrams to the UDP echo target through a SOCKS5 UDP ASSOCIATE; how many came back."""
+    import socket
+    import struct
+    with socket.create_connection(("127.0.0.1", port), 10) as s, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        s.sendall(b"\x05\x01\x02")
+        assert s.recv(2) == b"\x05\x02"
+        s.sendall(b"\x01" + bytes([len(user)]) + user.encode() + bytes([len(password)]) + password.encode())
+        assert s.recv(2) == b"\x01\x00"
+        u.bind(("127.0.0.1", 0))
+        s.sendall(b"\x05\x03\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", u.getsockname()[1]))
+        rep = s.recv(10)
+        assert rep[:2] == b"\x05\x00" and rep[3] == 1, rep
+        relay = (socket.inet_ntoa(rep[4:8]), struct.unpack(">H", rep[8:10])[0])
+        head = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target_port)
+        u.settimeout(3)
+        back = 0
+        for i in range(count):
+            u.sendto(head + b"datagram %d " % i + bytes(1000), relay)
+            try:
+                data = u.recv(65536)
+            except TimeoutError:
+                continue
+            back += data[10:].startswith(b"datagram %d " % i)
+        return back
+
+
 def test_a_socks5_proxy_with_exit_via_b_c_reaches_a_target_only_c_may_dial(mesh, targets):
     """``/api/proxies`` with ``exit_via: "b/c"``: the proxy's streams go A → B → C through
     the one egress, as a Hysteria 2 user's do, and each hop counts the peer user it serves."""
@@ -572,6 +600,10 @@ def test_a_socks5_proxy_with_exit_via_b_c_reaches_a_target_only_c_may_dial(mesh,
             r = a.scale("PUT", "/proxies/via-bc", body)
             assert r.status == 400 and word in r.text, (body, r.text)
         assert a.scale.get("/proxies").json() == before
+        # UDP through the listener (SOCKS5 UDP ASSOCIATE) takes the same path.
+        only_c.seen.clear()
+        assert socks_udp_echo(port, "sox", "pw-sox", only_c.udp) >= 18
+        assert only_c.seen and all(ok for _pid, ok in only_c.seen), only_c.seen
         # A client a listener exits through is not deleted from under it.
         assert a.scale("POST", "/clients", {"name": "spare", "addr": f"127.0.0.1:{free_udp_port()}",
                                             "password": "x", "insecure": True}).status == 201
@@ -603,6 +635,8 @@ def test_a_node_dialing_another_is_its_inbound_child_and_exit_client(mesh):
     assert isinstance(child["latency_ms"], int) and child["latency_ms"] >= 0
     assert isinstance(child["tx_rate"], int) and isinstance(child["rx_rate"], int)
     assert b.scale.get("/stats").json()["exit_clients"] == 1
+    listed = [p for p in b.scale.get("/peers").json() if p["direction"] == "inbound"]
+    assert [(p["node_id"], p["name"], p["connected"]) for p in listed] == [(a.node_id, names[a], True)]
     assert c.scale.get("/stats").json()["exit_clients"] == 2
     assert kids(a) == {}                                  # nobody dials A
     assert a.scale.get("/stats").json()["exit_clients"] == 0
