@@ -238,7 +238,7 @@ class ServerConnection(QuicGlue):
                 if address.startswith(RELAY_PREFIX):
                     # A relay request of the mesh (fastpath.mesh.relay): served here, or
                     # the target it asks this node to open (with the nodes it went through).
-                    opened = await server.egress.serve_relay(pump, address, server.loop)
+                    opened = await server.egress.serve_relay(pump, address, server.loop, self)
                     address, visited = opened if opened is not None else (None, ())
                 if address is not None:
                     await self._dial_target(pump, address, visited)
