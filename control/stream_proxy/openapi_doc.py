@@ -6,6 +6,15 @@ from fastpath.control.stream_proxy.bodies import EVENTS
 
 TAG = "stream proxy"
 
+RESOLVER_FIELD = {
+    "type": ["string", "null"], "format": "uri",
+    "description": "asked for the next URL whenever the current one fails (and on POST "
+                   "/streams/{stream_id}/failover): a POST of JSON {current_url, metadata, "
+                   "current_failover_index}, 10 s; next_url of a 2xx JSON answer becomes the "
+                   "stream's URL.  No answer, an empty or a refused next_url: failover_urls are "
+                   "walked instead (m3u-proxy would not fail over).  The URL and its answers pass "
+                   "the outbound rule, as upstreams do"}
+
 STREAM_BODY = {
     "type": "object", "required": ["url"],
     "properties": {
@@ -16,6 +25,7 @@ STREAM_BODY = {
         "strict_live_ts": {"type": "boolean"},
         "use_sticky_session": {"type": "boolean"},
         "metadata": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "failover_resolver_url": RESOLVER_FIELD,
     },
 }
 CREATED = {
@@ -56,10 +66,11 @@ STREAM = {
         ("failover_urls", "array"), ("current_failover_index", "integer"),
         ("failover_attempts", "integer"), ("last_failover_time", ["string", "null"]),
         ("stream_type", "string"), ("created_at", "string"), ("last_access", "string"),
-        ("metadata", "object"), ("headers", "object"), ("failover_resolver_url", "null"),
+        ("metadata", "object"), ("headers", "object"), ("failover_resolver_url", ["string", "null"]),
         ("url_index", "integer"), ("relaying", "boolean"), ("upstream_state", "string"))},
-    "description": "current_failover_index is a position in failover_urls (m3u-proxy's); "
-                   "url_index counts the primary as 0",
+    "description": "current_failover_index is a position in failover_urls (m3u-proxy's), on a "
+                   "URL the failover resolver gave the number of its answers taken; url_index "
+                   "counts the primary as 0 (the resolver's answer is the index after the list)",
 }
 CLIENT = {
     "type": "object",
@@ -80,6 +91,7 @@ TRANSCODE_BODY = {
                                                       "(allow-listed options and filters only)"},
         "profile_variables": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
         "failover_urls": {"type": "array", "items": {"type": "string", "format": "uri"}},
+        "failover_resolver_url": RESOLVER_FIELD,
         "user_agent": {"type": "string"},
         "metadata": {"type": "object"},
     },
@@ -159,8 +171,11 @@ def document(api) -> None:
         errors={404: "unknown stream"})
     add("DELETE", "/streams/{stream_id}", "Remove a stream and disconnect its clients", params=[sid],
         errors={404: "unknown stream"})
-    add("POST", "/streams/{stream_id}/failover", "Switch to the next URL now", params=[sid],
-        errors={400: "no failover URLs", 404: "unknown stream"})
+    add("POST", "/streams/{stream_id}/failover", "Switch to the next URL now (the failover "
+        "resolver's answer when the stream has one, else the next of failover_urls)", params=[sid],
+        errors={400: "neither failover_urls nor failover_resolver_url", 404: "unknown stream",
+                409: "the stream switched meanwhile", 502: "the resolver gave no URL and there are "
+                "no failover_urls"})
     add("POST", "/transcode", "Register a stream transcoded by FFmpeg with a named profile",
         body=api.schema("MediaTranscodeCreate", TRANSCODE_BODY),
         errors={400: "unknown profile"}, invalid="a field, the template or a variable does not validate")
