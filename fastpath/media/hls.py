@@ -126,7 +126,8 @@ class HlsRelay:
             self.slot.set_url(stream.urls[self.index], self.index)
 
     def request_switch(self, index: int, reason: str) -> None:
-        if 0 <= index < len(self.stream.urls) and index != self.index:
+        """A manual failover; to the resolver's slot even when on it (a new answer is there)."""
+        if 0 <= index < len(self.stream.urls) and (index != self.index or index == self.stream.resolved_index):
             self._switched(index, reason, record=False)
 
     def _switched(self, new: int, reason: str, *, record: bool) -> None:

@@ -223,6 +223,29 @@ def test_manual_failover_asks_the_resolver(relay, origin, resolver):
         relay.request("DELETE", f"/streams/{sid}")
 
 
+def test_manual_failovers_move_a_watched_stream_to_each_new_answer(relay, origin, resolver, tmp_path):
+    """The second answer lands on the index the relay is already on (the resolver's slot): the
+    relay still reconnects, to the new URL, and the viewer keeps receiving."""
+    sid = relay.post("/streams", {"url": origin.base + "/mw.ts",
+                                  "failover_resolver_url": resolver.url}).json()["stream_id"]
+    viewer = CurlViewer(f"{relay.media_url}/stream/{sid}", tmp_path / "mw.ts")
+    try:
+        wait_until(lambda: viewer.size() > 100_000, 15, "bytes from the primary")
+        for n, path in enumerate(("/mw-1.ts", "/mw-2.ts"), 1):
+            resolver.answer = {"next_url": origin.base + path}
+            r = relay.post(f"/streams/{sid}/failover")
+            assert r.status == 200 and r.json()["new_url"] == origin.base + path, r.text
+            assert r.json()["active_clients"] == 1 and r.json()["failover_index"] == n
+            wait_until(lambda p=path: origin.requests[p] >= 1, 15, f"a request for {path}")
+            size = viewer.size()
+            wait_until(lambda s=size: viewer.size() > s + 100_000, 15, f"bytes from {path}")
+            assert viewer.running()
+        assert stream_of(relay, sid)["current_url"] == origin.base + "/mw-2.ts"
+    finally:
+        viewer.close()
+        relay.request("DELETE", f"/streams/{sid}")
+
+
 @pytest.mark.parametrize("value, words", [
     ("ftp://x.example/next", "http or https"),
     ("not a url", "spaces"),
