@@ -325,3 +325,15 @@ def test_two_workers_take_one_answer_and_announce_it_once(tmp_path, origin, reso
             for v in viewers:
                 v.close()
             hooks.close()
+
+
+def test_openapi_documents_the_field(relay):
+    doc = relay.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    for name in ("MediaStreamCreate", "MediaTranscodeCreate"):
+        field = schemas[name]["properties"]["failover_resolver_url"]
+        assert field["format"] == "uri" and "next_url" in field["description"]
+        assert "failover_urls are walked" in field["description"]
+    assert schemas["MediaStream"]["properties"]["failover_resolver_url"]["type"] == ["string", "null"]
+    responses = doc["paths"]["/streams/{stream_id}/failover"]["post"]["responses"]
+    assert {"400", "404", "502"} <= set(responses)
