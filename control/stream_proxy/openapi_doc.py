@@ -7,6 +7,15 @@ from fastpath.control.stream_proxy.bodies import EVENTS
 
 TAG = "stream proxy"
 
+RESOLVER_FIELD = {
+    "type": ["string", "null"], "format": "uri",
+    "description": "asked for the next URL whenever the current one fails (and on POST "
+                   "/streams/{stream_id}/failover): a POST of JSON {current_url, metadata, "
+                   "current_failover_index}, 10 s; next_url of a 2xx JSON answer becomes the "
+                   "stream's URL.  No answer, an empty or a refused next_url: failover_urls are "
+                   "walked instead (m3u-proxy would not fail over).  The URL and its answers pass "
+                   "the outbound rule, as upstreams do"}
+
 STREAM_BODY = {
     "type": "object", "required": ["url"],
     "properties": {
@@ -17,6 +26,7 @@ STREAM_BODY = {
         "strict_live_ts": {"type": "boolean"},
         "use_sticky_session": {"type": "boolean"},
         "metadata": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "failover_resolver_url": RESOLVER_FIELD,
     },
 }
 TRANSCODE_BODY = {
@@ -30,6 +40,7 @@ TRANSCODE_BODY = {
                                                       "(allow-listed options and filters only)"},
         "profile_variables": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
         "failover_urls": {"type": "array", "items": {"type": "string", "format": "uri"}},
+        "failover_resolver_url": RESOLVER_FIELD,
         "user_agent": {"type": "string"},
         "metadata": {"type": "object"},
     },
@@ -112,8 +123,11 @@ def document(api) -> None:
         errors={404: "unknown stream"}, response=shaped("MediaStreamItem", S.STREAM_ITEM))
     add("DELETE", "/streams/{stream_id}", "Remove a stream and disconnect its clients", params=[sid],
         errors={404: "unknown stream"}, response=S.MESSAGE)
-    add("POST", "/streams/{stream_id}/failover", "Switch to the next URL now", params=[sid],
-        errors={400: "no failover URLs", 404: "unknown stream"}, response=S.FAILOVER)
+    add("POST", "/streams/{stream_id}/failover", "Switch to the next URL now (the failover "
+        "resolver's answer when the stream has one, else the next of failover_urls)", params=[sid],
+        errors={400: "neither failover_urls nor failover_resolver_url", 404: "unknown stream",
+                409: "the stream switched meanwhile", 502: "the resolver gave no URL and there are "
+                "no failover_urls"}, response=S.FAILOVER)
     add("POST", "/transcode", "Register a stream transcoded by FFmpeg with a named profile",
         body=api.schema("MediaTranscodeCreate", TRANSCODE_BODY), response=S.TRANSCODE_CREATED,
         errors={400: "unknown profile"}, invalid=True)

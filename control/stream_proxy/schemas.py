@@ -15,7 +15,7 @@ STREAM = obj({
     "stream_id": STRING, "original_url": STRING, "current_url": STRING, "user_agent": NSTRING,
     "client_count": INTEGER, "total_bytes_served": INTEGER, "total_segments_served": INTEGER,
     "error_count": INTEGER, "is_active": BOOLEAN, "has_failover": BOOLEAN,
-    "failover_urls": array(STRING), "failover_resolver_url": {"type": "null"},
+    "failover_urls": array(STRING), "failover_resolver_url": NSTRING,
     "current_failover_index": INTEGER, "failover_attempts": INTEGER, "last_failover_time": NSTRING,
     "stream_type": {"type": "string", "enum": ["HLS", "Live Continuous", "VOD", "Transcoding"]},
     "created_at": STRING, "last_access": STRING, "metadata": ANY_OBJECT, "headers": TEXT_MAP,
