@@ -24,6 +24,7 @@ FACES = (
     "fastpath.control.native",
     "fastpath.control.native_traffic",
     "fastpath.control.native_config",
+    "fastpath.control.native_inbounds",
     "fastpath.control.metrics",
     "fastpath.control.traffic_stats",
     "fastpath.control.stream_proxy",

@@ -27,7 +27,8 @@ LIVE = ("control (token, threads, timeouts: the control API restarts on a reload
         "scale (the HY2 SCALE face's settings)", "pasarguard (the node API face's settings)",
         "users and exits (the workers reread them)")
 AT_RESTART = ("listen, tls, obfs, quic, bandwidth, masquerade (Hysteria 2)",
-              "media.listen and the relay's buffers", "inbounds", "node.workers, counters")
+              "media.listen and the relay's buffers",
+              "inbounds (those of /api/v1/inbounds move live)", "node.workers, counters")
 
 
 def redacted(value, hide: bool = False, key: str = ""):

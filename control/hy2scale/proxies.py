@@ -28,6 +28,9 @@ from fastpath.control import validation as v
 from fastpath.control.errors import bad_request, conflict, not_found
 from fastpath.control.hy2scale.clients import ClientBook, self_names
 from fastpath.control.hy2scale.face import read_setting
+from fastpath.config.fields import ConfigError
+from fastpath.inbounds.config import parse_inbounds_config
+from fastpath.inbounds.panel_inbounds import API_SETTING
 from fastpath.inbounds.live import PROTOCOL_TYPES, TLS_PROTOCOLS, parse_listen, proxy_settings
 from fastpath.inbounds.shadowsocks_2022 import METHODS_2022
 from fastpath.inbounds.shadowsocks_aead import METHODS
@@ -140,6 +143,9 @@ class ProxyBook:
         host, port = listen
         protos = ("tcp", "udp") if row["protocol"] == "shadowsocks" else ("tcp",)
         taken = {(p.port, p.proto): p.what for p in node_ports(self.face.node.config)}
+        for inbound in api_inbounds(self.face.store):
+            for proto in ("tcp", "udp") if inbound.type == "shadowsocks" else ("tcp",):
+                taken[(inbound.listen[1], proto)] = f"inbound {inbound.tag} (native API)"
         for other in others:
             if other["id"] == row["id"]:
                 continue
@@ -160,6 +166,14 @@ class ProxyBook:
                 if error is not None:
                     raise conflict(f"listen {row['listen']}: {proto.upper()} port {port} is not "
                                    f"available: {error.strerror or error}")
+
+
+def api_inbounds(store) -> list:
+    """The inbounds made by the native API (``/api/v1/inbounds``), whose ports are taken."""
+    try:
+        return parse_inbounds_config(store.get_setting(API_SETTING, []) or [])
+    except ConfigError:
+        return []
 
 
 def public(row: dict) -> dict:
