@@ -17,6 +17,7 @@ import logging
 
 from fastpath.inbounds.credentials import admit, user_password
 from fastpath.inbounds.node_proxies import InboundCore, Refused
+from fastpath.inbounds.stream_inbound import is_sing_mux
 from fastpath.proxy.socks5 import ATYP_DOMAIN, ATYP_V4, ATYP_V6, decode_address
 
 log = logging.getLogger("fastpath.inbounds.trojan")
@@ -126,6 +127,11 @@ class TrojanInbound:
             return
         if cmd != CMD_CONNECT:
             log.debug("inbound %s: command %d not served", core.settings.tag, cmd)
+            writer.close()
+            return
+        if is_sing_mux(address):
+            log.info("inbound %s: user %s: sing-box multiplex is not served", core.settings.tag,
+                     user_id)
             writer.close()
             return
         reader._buffer[:0] = head[used:]        # the data that came with the request

@@ -131,7 +131,7 @@ def encode_packetaddr(address: str, payload: bytes) -> bytes:
 class _Addressing:
     """The datagram's own address (packetaddr) or the request's (None)."""
 
-    def __init__(self, packetaddr: bool) -> None:
+    def __init__(self, packetaddr: bool = False) -> None:
         self.packetaddr = packetaddr
 
     def unit(self, payload: bytes):

@@ -200,3 +200,24 @@ def test_udp_over_trojan_is_held_to_the_users_cap(node, targets):
                 break
     assert echoes == 5
     assert wait_traffic(node, "cap", (5000, 5000)) == (5000, 5000)
+
+
+@pytest.mark.parametrize("tag", ["vless-tls", "trojan"])
+def test_sing_box_multiplex_is_refused_with_a_log_line(node, targets, tmp_path, tag):
+    from tests.hy2.singbox import socks5_connect
+    from tests.inbounds.peers import sing_box_client
+    outbound = outbound_of(node, tag, multiplex={"enabled": True, "protocol": "h2mux"})
+    echoed = b""
+    with sing_box_client(tmp_path, outbound) as local:
+        try:                          # sing-box may answer the SOCKS5 request before it knows
+            with socks5_connect(local, "127.0.0.1", targets.echo) as s:
+                s.settimeout(5)
+                s.sendall(b"ping")
+                echoed = s.recv(4)
+        except (OSError, AssertionError):
+            pass
+    assert echoed != b"ping"
+    deadline = time.monotonic() + 5
+    while "sing-box multiplex is not served" not in node.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "sing-box multiplex is not served" in node.log()
