@@ -335,7 +335,7 @@ def register(app: falcon.App, node):
     api.add("GET", "/api/v1/inbounds", "List the proxy inbounds (node.yaml's and the API's)",
             tag="native", response=listing)
     api.add("POST", "/api/v1/inbounds", "Make an inbound; every worker opens it before the answer",
-            tag="native", body=body, response=view, errors=changes)
+            tag="native", body=body, response=view, status=201, errors=changes)
     tag = [path_param("tag", "the inbound's tag")]
     api.add("GET", "/api/v1/inbounds/{tag}", "One inbound", tag="native", params=tag,
             response=view, errors={404: "unknown tag"})
@@ -346,5 +346,6 @@ def register(app: falcon.App, node):
             body={"type": "object", "description": "keys of Inbound"}, response=view,
             errors={404: "unknown tag", **changes})
     api.add("DELETE", "/api/v1/inbounds/{tag}", "Close and remove an inbound made by the API",
-            tag="native", params=tag, errors={404: "unknown tag", 409: "a node.yaml inbound"})
+            tag="native", params=tag, status=204, empty=True,
+            errors={404: "unknown tag", 409: "a node.yaml inbound"})
     return bearer_rule(node)
