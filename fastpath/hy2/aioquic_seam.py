@@ -25,7 +25,10 @@ It relies on:
   fastpath's subclass gives streams with an ID the compiled ``StreamSendBuffer``), the
   ``QuicStream`` fields ``sender``, ``receiver``, ``stream_id``, ``is_blocked``,
   ``max_stream_data_local``, ``max_stream_data_local_sent``, ``max_stream_data_remote`` and
-  the receiver's ``highest_offset``, ``stop_pending``, ``is_finished``;
+  the receiver's ``highest_offset``, ``stop_pending``, ``is_finished``, ``_stop_error_code``,
+  ``on_stop_sending_delivery`` (STOP_SENDING is written by the compiled loop), and the
+  discarding of finished streams (``_streams``, the ``Limit`` ``frame_type`` of
+  ``_local_max_streams_bidi`` / ``_uni`` and aioquic's MAX_STREAMS batching rule);
 - the stream-sender interface the connection and recovery call (``write``, ``get_frame``,
   ``on_data_delivery``, ``reset``, ``get_reset_frame``, ``on_reset_delivery`` and the fields
   ``buffer_is_empty``, ``highest_offset``, ``is_finished``, ``reset_pending``, ``next_offset``);
