@@ -156,6 +156,15 @@ def test_streams_are_made_through_the_module_global():
     stream.receiver.stop(0x10C)
     assert (stream.receiver.stop_pending, stream.receiver._stop_error_code) == (True, 0x10C)
     assert isinstance(inspect.getattr_static(stream_module.QuicStream, "is_finished"), property)
+    # ours sets aioquic's fields without aioquic's __init__: the same fields, the same values
+    ours = aioquic_seam.CompiledSenderStream(stream_id=4, max_stream_data_local=1,
+                                             max_stream_data_remote=2)
+    assert sorted(vars(ours)) == sorted(vars(stream))
+    for name, value in vars(stream).items():
+        if name not in ("sender", "receiver"):
+            assert getattr(ours, name) == value, name
+    assert type(ours.receiver) is type(stream.receiver)
+    assert sorted(vars(ours.receiver)) == sorted(vars(stream.receiver))
 
 
 def test_sender_interface_is_the_one_ours_offers():
