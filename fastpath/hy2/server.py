@@ -31,7 +31,7 @@ from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.stateless_reset import StatelessResetter
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
-from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
+from fastpath.hy2.udp_pump import ClientDatagrams, UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
 from fastpath.mesh.egress import target_host
 from fastpath.mesh.wire import RELAY_PREFIX, is_control
@@ -167,6 +167,8 @@ class ServerConnection(QuicGlue):
         s = server.settings
         answer_rx = None if s.ignore_client_bandwidth else s.bandwidth_down
         self.session.accept_auth(e.stream_id, user_id, answer_rx)
+        if self.session.udp_enabled:
+            self.quic.datagram_sink = ClientDatagrams(self.session.udp.sessions)
         self._count_connection(user_id)
         if not s.ignore_client_bandwidth and e.client_rx > 0:
             rate = e.client_rx if not s.bandwidth_up else min(e.client_rx, s.bandwidth_up)
