@@ -73,6 +73,7 @@ class ServerConnection(QuicGlue):
         self.session = ServerSession(quic, udp_enabled=not s.disable_udp,
                                      udp_idle_timeout=s.udp_idle_timeout)
         self.pumps: dict[int, RelayPump] = {}
+        self.unflushed: list[RelayPump] = []       # see QuicGlue.flush_pumps
         self.paused: set = set()
         self.closed = False
         self.conn_slot = -1
@@ -110,6 +111,7 @@ class ServerConnection(QuicGlue):
             else:
                 self._dispatch(session.handle(event, now))
             event = quic.next_event()
+        self.flush_pumps()
         if self.paused:
             self.paused = {p for p in self.paused if not p.check_resume()}
         self.server.mark_dirty(self)
