@@ -311,11 +311,14 @@ INBOUND_SCHEMA = {
         "flow": {"type": "string", "description": "vless: empty (no flow is served)"},
     },
 }
+# The shown entry is the same object plus managed_by (a copy of the schema, not an allOf:
+# Inbound refuses unknown keys, which would refuse managed_by too).
 INBOUND_VIEW_SCHEMA = {
-    "allOf": [{"$ref": "#/components/schemas/Inbound"},
-              {"type": "object", "required": ["tag", "managed_by"], "properties": {
-                  "managed_by": {"type": "string", "enum": ["config", "api"],
-                                 "description": "config: node.yaml's, not changed here"}}}],
+    **INBOUND_SCHEMA,
+    "required": ["type", "listen", "tag", "managed_by"],
+    "properties": {**INBOUND_SCHEMA["properties"],
+                   "managed_by": {"type": "string", "enum": ["config", "api"],
+                                  "description": "config: node.yaml's, not changed here"}},
     "description": "An inbound as shown: credentials (psk, tls key paths) as ***",
 }
 

@@ -192,6 +192,26 @@ def test_native_api(node, spec):
     first_bytes(node.base_url, spec, "GET", "/api/v1/dashboard/log?level=LOUD", NATIVE, status=400)
 
 
+def test_native_inbounds(node, spec):
+    """``/api/v1/inbounds``: made, read, changed and removed on the running node; refusals."""
+    def c(method, path, body=None, headers=NATIVE, status=None):
+        return call(node, spec, method, path, body, headers, status)
+    port, moved = free_tcp_port(), free_tcp_port()
+    c("GET", "/api/v1/inbounds", status=200)
+    c("POST", "/api/v1/inbounds", {"type": "socks", "listen": f"127.0.0.1:{port}", "tag": "conf-in"},
+      status=201)
+    c("POST", "/api/v1/inbounds", {"type": "socks", "listen": f"127.0.0.1:{port}", "tag": "conf-in"},
+      status=409)
+    c("POST", "/api/v1/inbounds", {"type": "gopher", "listen": f"127.0.0.1:{moved}"}, status=400)
+    c("GET", "/api/v1/inbounds/conf-in", status=200)
+    c("GET", "/api/v1/inbounds/nothing", status=404)
+    c("PATCH", "/api/v1/inbounds/conf-in", {"listen": f"127.0.0.1:{moved}"}, status=200)
+    c("PUT", "/api/v1/inbounds/conf-in", {"type": "http", "listen": f"127.0.0.1:{moved}"}, status=200)
+    c("PUT", "/api/v1/inbounds/nothing", {"type": "http", "listen": f"127.0.0.1:{port}"}, status=404)
+    c("DELETE", "/api/v1/inbounds/conf-in", status=204)
+    c("DELETE", "/api/v1/inbounds/conf-in", status=404)
+
+
 def test_traffic_stats(node, spec):
     c = lambda *a, **k: call(node, spec, *a, **{"headers": TS, **k})  # noqa: E731
     _, traffic = c("GET", "/traffic", status=200)
