@@ -18,7 +18,9 @@ import logging
 from fastpath.inbounds.credentials import admit, user_password
 from fastpath.inbounds.node_proxies import InboundCore, Refused
 from fastpath.inbounds.stream_inbound import is_sing_mux
-from fastpath.proxy.socks5 import ATYP_DOMAIN, ATYP_V4, ATYP_V6, decode_address
+# The request head -> (user hash, command, "host:port", bytes used); None when more bytes are
+# needed; ValueError when it is not one.  Compiled: it runs on the first bytes of anyone.
+from fastpath.inbounds.request_heads import trojan_request as parse_request
 
 log = logging.getLogger("fastpath.inbounds.trojan")
 
@@ -31,38 +33,6 @@ MAX_HEAD = HASH_LEN + 2 + 1 + 1 + 1 + 255 + 2 + 2
 
 def password_hash(secret: str) -> bytes:
     return hashlib.sha224(secret.encode()).hexdigest().encode()
-
-
-def parse_request(head: bytes):
-    """(user hash, command, address, bytes used) of a Trojan request head; None when more
-    bytes are needed; ValueError when it is not one."""
-    n = len(head)
-    if n < HASH_LEN + 2:
-        return None
-    if head[HASH_LEN:HASH_LEN + 2] != b"\r\n":
-        raise ValueError("no CRLF after the password hash")
-    if n < HASH_LEN + 4:
-        return None
-    cmd, atyp = head[HASH_LEN + 2], head[HASH_LEN + 3]
-    if atyp == ATYP_V4:
-        size = 4
-    elif atyp == ATYP_V6:
-        size = 16
-    elif atyp == ATYP_DOMAIN:
-        if n < HASH_LEN + 5:
-            return None
-        if not head[HASH_LEN + 4]:
-            raise ValueError("empty domain name")
-        size = 1 + head[HASH_LEN + 4]
-    else:
-        raise ValueError(f"address type {atyp}")
-    end = HASH_LEN + 4 + size + 2               # after the port
-    if n < end + 2:
-        return None
-    address, _used = decode_address(head, HASH_LEN + 3)
-    if head[end:end + 2] != b"\r\n":
-        raise ValueError("no CRLF after the address")
-    return head[:HASH_LEN], cmd, address, end + 2
 
 
 def _could_be_hash(prefix: bytes) -> bool:

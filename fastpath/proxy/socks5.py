@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import struct
 
-from fastpath.hy2.udp_relay import join_address, split_address
+from fastpath.hy2.udp_relay import split_address
+# (ATYP, address, port) at an offset -> ("host:port", bytes used); ValueError if malformed.  Compiled:
+# it runs per request and per SOCKS5/Shadowsocks UDP datagram on bytes from anyone.
+from fastpath.inbounds.request_heads import socks_address as decode_address
 
 log = logging.getLogger("fastpath.proxy.socks5")
 
@@ -37,35 +39,6 @@ def encode_address(address: str) -> bytes:
     if ip.version == 4:
         return bytes([ATYP_V4]) + ip.packed + struct.pack(">H", port)
     return bytes([ATYP_V6]) + ip.packed + struct.pack(">H", port)
-
-
-def decode_address(data: bytes, offset: int = 0) -> tuple[str, int]:
-    """(address "host:port", bytes used) from ATYP at ``offset``; ValueError if malformed."""
-    if len(data) <= offset:
-        raise ValueError("truncated address")
-    atyp = data[offset]
-    if atyp == ATYP_V4:
-        end = offset + 1 + 4 + 2
-        if len(data) < end:
-            raise ValueError("truncated address")
-        host = socket.inet_ntop(socket.AF_INET, data[offset + 1:offset + 5])
-    elif atyp == ATYP_V6:
-        end = offset + 1 + 16 + 2
-        if len(data) < end:
-            raise ValueError("truncated address")
-        host = socket.inet_ntop(socket.AF_INET6, data[offset + 1:offset + 17])
-    elif atyp == ATYP_DOMAIN:
-        if len(data) < offset + 2:
-            raise ValueError("truncated address")
-        n = data[offset + 1]
-        end = offset + 2 + n + 2
-        if len(data) < end or n == 0:
-            raise ValueError("truncated address")
-        host = data[offset + 2:offset + 2 + n].decode("idna")
-    else:
-        raise ValueError(f"address type {atyp} not supported")
-    (port,) = struct.unpack(">H", data[end - 2:end])
-    return join_address(host, port), end - offset
 
 
 def reply(code: int, bound: str = "0.0.0.0:0") -> bytes:
