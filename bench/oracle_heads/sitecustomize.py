@@ -21,6 +21,7 @@ def _put_back() -> None:
     socks5.decode_address = oracle.socks_address
     vless.parse_request = parse_vless
     trojan.parse_request = trojan_ws.parse_request = oracle.trojan_request
+    trojan._could_be_hash = oracle.could_be_hash
     print("fastpath bench: pure-Python request heads", file=sys.stderr, flush=True)
 
 

@@ -25,6 +25,7 @@ from fastpath.inbounds.request_heads import trojan_request as parse_request
 log = logging.getLogger("fastpath.inbounds.trojan")
 
 HASH_LEN = 56
+HEX_DIGITS = b"0123456789abcdef"
 CMD_CONNECT = 1
 CMD_UDP = 3
 HEAD_SECONDS = 30.0
@@ -36,7 +37,9 @@ def password_hash(secret: str) -> bytes:
 
 
 def _could_be_hash(prefix: bytes) -> bool:
-    return all(c in b"0123456789abcdef" for c in prefix[:HASH_LEN])
+    """Lower-case hex so far (what a hex SHA-224 starts with): bytes.translate deletes the hex
+    digits in C, a per-byte generator took ~2 us a call, more than the whole head's parse."""
+    return not prefix[:HASH_LEN].translate(None, HEX_DIGITS)
 
 
 class TrojanInbound:

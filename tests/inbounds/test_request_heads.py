@@ -134,6 +134,13 @@ def test_trojan_requests_agree(data):
     agree("trojan_request", data)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.binary(max_size=80), st.from_regex(rb"[0-9a-fA-F]{0,70}", fullmatch=True)))
+def test_the_trojan_hash_prefix_check_agrees(prefix):
+    from fastpath.inbounds.trojan import _could_be_hash
+    assert _could_be_hash(prefix) == oracle.could_be_hash(prefix)
+
+
 @settings(max_examples=300, deadline=None)
 @given(vless_heads())
 def test_whole_heads_get_answers_not_only_errors(head):

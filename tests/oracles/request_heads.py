@@ -2,7 +2,8 @@
 replaced, kept as the oracle its tests compare it with (``tests/inbounds/test_request_heads.py``):
 SOCKS5's ``decode_address`` (``fastpath/proxy/socks5.py``), VLESS's ``decode_address`` and
 ``parse_request`` (``fastpath/inbounds/vless_header.py``, the request as a tuple) and Trojan's
-``parse_request`` (``fastpath/inbounds/trojan.py``), as they were."""
+``parse_request`` (``fastpath/inbounds/trojan.py``), as they were; and Trojan's hex check of
+the hash (``_could_be_hash``, now ``bytes.translate``)."""
 from __future__ import annotations
 
 import socket
@@ -167,3 +168,7 @@ def trojan_request(head: bytes):
     if head[end:end + 2] != b"\r\n":
         raise ValueError("no CRLF after the address")
     return head[:HASH_LEN], cmd, address, end + 2
+
+
+def could_be_hash(prefix: bytes) -> bool:
+    return all(c in b"0123456789abcdef" for c in prefix[:HASH_LEN])
