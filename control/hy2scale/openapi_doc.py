@@ -218,7 +218,7 @@ PUBLIC_ERRORS = {400: "invalid body", 401: "wrong credentials", 403: "no node pa
 
 # ``/scale/remote/{chain}/...`` (``remote.py``): a peer's web UI through the mesh, outside
 # ``/scale/api``; whatever the remote node answers, with these refusals of this node's own.
-REMOTE_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+REMOTE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 REMOTE_ERRORS = {400: "usage: /remote/{peer}/{path}, missing peer chain, or a bad chain",
                  403: "proxy chaining not allowed (the request came through a tunnel itself)",
                  413: "request body too large", 501: "streaming answers (server-sent events) are not relayed",

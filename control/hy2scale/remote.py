@@ -96,7 +96,7 @@ class RemoteProxy:
 
     def __init__(self, face):
         self.face = face
-        for method in ("get", "head", "post", "put", "patch", "delete"):
+        for method in ("get", "post", "put", "patch", "delete"):
             setattr(self, f"on_{method}", self._proxy)
 
     def _request(self, req, remote_path: str) -> bytes:

@@ -9,6 +9,7 @@ id, its tokens), under ``/scale/remote/b/c/...`` C's; the serving node's gateway
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -137,6 +138,12 @@ def test_chaining_and_streams_are_refused(mesh):
     assert r.status == 403 and "proxy chaining" in r.text, r.text
     r = remote(a, "GET", "b/scale/api/graph-layout/stream", Accept="text/event-stream")
     assert r.status == 501 and r.json()["capable"] is False
+    # Asked without saying so: the carrying worker sees the event stream's head and stops.
+    token = login(a, "b", PASSWORD).json()["token"]
+    started = time.monotonic()
+    r = remote(a, "GET", f"b/scale/api/graph-layout/stream?token={token}")
+    assert r.status == 501 and "text/event-stream" in r.json()["error"], r.text
+    assert time.monotonic() - started < 10
 
 
 async def _raw_tunnel(listen: str, secret: str, request: bytes) -> bytes:
