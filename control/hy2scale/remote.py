@@ -6,10 +6,12 @@ As in the reference (``remoteProxy``): the chain is the leading segments that ar
 is the remote's base path marker; the request goes to the chain's last node as
 ``/scale/{rest}``; HTML answers get ``window.__BASE__`` rewritten to this proxy's path (and
 ``window.__PROXY__=true``; this node's dashboard: its ``<base href>``), so the UI's own API
-calls come back through here; a ``Location``
-under ``/scale/`` is rewritten the same way.  No local auth (the browser opens the page
-without this node's token): the remote node checks its own, and treats tunnelled requests as
-from beyond loopback (``fastpath.mesh.api_relay``, ``auth.relayed``).
+calls come back through here; a ``Location`` under ``/scale/`` is rewritten the same way.
+No local auth (the browser opens the page without this node's token): the remote node checks
+its own, and treats tunnelled requests as from beyond loopback (``fastpath.mesh.api_relay``,
+``auth.relayed``).  Cookies are not passed either way.  As in the reference, the remote's pages run in this node's
+origin (their scripts could read what this node's UI keeps in the browser): open the UIs of
+nodes you trust.
 
 One worker carries the exchange (the supervisor's ``one_worker`` command, the worker's
 ``remote_http``): bounded by ``api_relay.MAX_BODY`` / ``MAX_ANSWER`` and its timeout; a hop
@@ -34,8 +36,10 @@ PREFIX = "/scale/remote"
 NOT_PEER = frozenset(("api", "login", "nodes", "proxies", "tls", "settings", "remote", "scale", "users",
                       "rules", "assets"))
 USAGE = "usage: /remote/{peer}/{path}"
+# Cookies belong to this node's origin: none go to the remote node, and it sets none here.
 DROP_ANSWER = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive",
-                         "proxy-connection", "trailer", "te", "upgrade"))
+                         "proxy-connection", "trailer", "te", "upgrade", "set-cookie"))
+DROP_REQUEST = frozenset(("accept-encoding", "cookie"))   # accept-encoding: HTML stays rewritable
 
 
 def split_chain(raw: str) -> tuple[list[str], str]:
@@ -111,8 +115,8 @@ class RemoteProxy:
         target = remote_path + (f"?{req.query_string}" if req.query_string else "")
         lines = [f"{req.method} {target} HTTP/1.1"]
         for name, value in req.headers.items():
-            if name.lower() in api_relay.HOP_BY_HOP or name.lower() == "accept-encoding":
-                continue                # accept-encoding: the HTML must stay rewritable
+            if name.lower() in api_relay.HOP_BY_HOP or name.lower() in DROP_REQUEST:
+                continue
             lines.append(f"{name}: {value}")
         lines += ["Host: 127.0.0.1", f"Content-Length: {len(body)}", "Connection: close", "", ""]
         try:
