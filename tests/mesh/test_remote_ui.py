@@ -2,7 +2,7 @@
 
 Three real nodes on loopback, A → B → C as in ``test_multihop`` (A dials B as B's user
 ``peer-a``, B dials C as C's user ``peer-b``), and a client ``down`` of A that nothing
-answers.  What A's control face answers under ``/scale/remote/b/...`` must be B's (its node
+answers; A runs two workers (one carries each exchange).  What A's control face answers under ``/scale/remote/b/...`` must be B's (its node
 id, its tokens), under ``/scale/remote/b/c/...`` C's; the serving node's gateway lets only one
 ``/scale/`` request through, marked as tunnelled (so the default password opens nothing).
 """
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.integration
 PASSWORD = "b-admin-pw"
 
 
-def scale_node(tmp, name, **config):
-    return NodeProcess(tmp.mktemp(name), {"scale": dict(SCALE), **config})
+def scale_node(tmp, name, workers=1):
+    return NodeProcess(tmp.mktemp(name), {"scale": dict(SCALE)}, workers=workers)
 
 
 def set_password(scale, new):
@@ -38,7 +38,7 @@ def set_password(scale, new):
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     with scale_node(tmp_path_factory, "remote-c") as c, scale_node(tmp_path_factory, "remote-b") as b, \
-            scale_node(tmp_path_factory, "remote-a") as a:
+            scale_node(tmp_path_factory, "remote-a", workers=2) as a:
         for n in (a, b, c):
             n.hy2 = n.config["listen"]
             n.scale = ScaleClient(n)
