@@ -44,6 +44,7 @@ from fastpath.control.hy2scale.node_info import (
 )
 from fastpath.control.hy2scale.openapi_doc import document
 from fastpath.control.hy2scale.peers import Peers
+from fastpath.control.hy2scale.remote import PREFIX as REMOTE_PREFIX, RemoteProxy
 from fastpath.control.hy2scale.proxies import Proxies, ProxyBook, ProxyItem, ShadowsocksTab
 from fastpath.control.hy2scale.sessions import Devices, SessionItem, Sessions
 from fastpath.control.hy2scale.tls_store import TlsAction, TlsItem, TlsList, TlsPem, TlsStore
@@ -123,6 +124,9 @@ def register(app: falcon.App, node):
     }
     for path, resource in routes.items():
         app.add_route(BASE + path, resource)
+    remote = RemoteProxy(face)          # a peer's UI through the mesh: outside /scale/api
+    app.add_route(REMOTE_PREFIX, remote)
+    app.add_route(REMOTE_PREFIX + "/{rest:path}", remote)
     document(node.openapi)
     unsupported.register(app, node.openapi)
     return scale_rule(auth)

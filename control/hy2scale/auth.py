@@ -38,6 +38,25 @@ DEFAULT_HASH = hashlib.sha256(b"admin").hexdigest()
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 STREAM_PATHS = {BASE + "/graph-layout/stream"}     # EventSource: ?token= accepted
+RELAY_MARK = "X-Hy2scale-Proxy"
+DEFAULT_VIA_MESH = ("this node's HY2 SCALE admin still has the default password: change it on the node "
+                    "itself before opening its UI through the mesh")
+
+
+def relayed(req: falcon.Request) -> bool:
+    """A request that came through the mesh's remote-UI tunnel (``fastpath.mesh.api_relay``
+    sets the mark and drops any the caller sent): it arrives from loopback but comes from
+    a peer node's caller, so it is treated as from beyond loopback."""
+    return (req.get_header(RELAY_MARK) or "").lower() == "true"
+
+
+def attempt_key(req: falcon.Request) -> str:
+    """Failed logins are counted per address; tunnelled ones all arrive from loopback, so
+    they are counted apart from the node's local callers (a guesser through the mesh cannot
+    lock them out)."""
+    return "mesh-relay" if relayed(req) else (req.remote_addr or "unknown")
+
+
 USERNAME_MAX = 64
 
 
@@ -197,9 +216,15 @@ def scale_rule(auth: Auth) -> Rule:
     Beyond loopback, a node still on the default admin/admin serves a token only the password
     change until the password is changed: the face is on by default, and a default password
     reachable from the network must not open users, clients or restore."""
-    exposed = not auth.face.node.config.control.on_loopback
+    beyond = not auth.face.node.config.control.on_loopback
 
     def check(req: falcon.Request, resource) -> None:
+        # Through the mesh's tunnel a default password opens nothing, not even its change
+        # (the login refuses it too): the node's own admin changes it first.
+        via_mesh = relayed(req)
+        exposed = beyond or via_mesh
+        if via_mesh and auth.credentials().get("default"):
+            raise falcon.HTTPForbidden(title="default password", description=DEFAULT_VIA_MESH)
         token = request_token(req)
         if token is None:
             raise unauthorized("a valid 'Authorization: Bearer <token>' header is required "
@@ -241,12 +266,14 @@ class Login:
         body = v.json_object(req, required={"username", "password"})
         username = username_field(body, "username")
         password = sha_field(body, "password")
-        addr = req.remote_addr or "unknown"
+        addr = attempt_key(req)
         self.auth.take_attempt(addr)
         creds = self.auth.credentials()
         if not self.auth.verify(username, password, creds):
             raise unauthorized("wrong username or password")
         self.auth.clear_attempts(addr)
+        if creds.get("default") and relayed(req):
+            raise falcon.HTTPForbidden(title="default password", description=DEFAULT_VIA_MESH)
         resp.media = {"token": self.auth.issue_token(),
                       "force_password_change": bool(creds.get("default"))}
 
@@ -268,7 +295,7 @@ class Password:
         new_password = sha_field(body, "new_password") if body.get("new_password") else None
         if new_username is None and new_password is None:
             raise bad_request("give new_username, new_password or both")
-        addr = req.remote_addr or "unknown"
+        addr = attempt_key(req)
         self.auth.take_attempt(addr)
         creds = self.auth.credentials()
         if not self.auth.verify(creds["username"], current, creds):

@@ -216,6 +216,28 @@ PUBLIC_ERRORS = {400: "invalid body", 401: "wrong credentials", 403: "no node pa
                  429: "too many failed logins"}
 
 
+# ``/scale/remote/{chain}/...`` (``remote.py``): a peer's web UI through the mesh, outside
+# ``/scale/api`` (so not in ``RESPONSES``, which is keyed by paths under it): whatever the
+# remote node answers, any media type, with these refusals of this node's own.
+REMOTE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+REMOTE_ERRORS = {400: "usage: /remote/{peer}/{path}, missing peer chain, or a bad chain",
+                 403: "proxy chaining not allowed (the request came through a tunnel itself)",
+                 413: "request body too large", 501: "streaming answers (server-sent events) are not relayed",
+                 502: "a hop of the chain is down or refused the tunnel; the message says which",
+                 503: "no worker is running", 504: "no complete answer in time"}
+REMOTE_ANSWER = {"type": "string", "format": "binary", "description": "the remote node's answer as it sent it"}
+
+
+def document_remote(api) -> None:
+    answer = REMOTE_ANSWER
+    for path, params in (("/scale/remote", []), ("/scale/remote/{path}", [path_param("path")])):
+        for method in REMOTE_METHODS:
+            api.add(method, path, "A peer node's web UI and API through the mesh: /scale/remote/{peer1}/"
+                    "{peer2}/.../scale/{rest} is the last peer's /scale/{rest} (its own auth applies; "
+                    "window.__BASE__ rewritten in HTML)", tag=TAG, secured=False, params=params,
+                    content={"*/*": answer}, errors=REMOTE_ERRORS, msgpack=False)
+
+
 def document(api) -> None:
     api.doc["components"]["securitySchemes"]["hy2scale"] = {
         "type": "http", "scheme": "bearer", "description": "token from POST /scale/api/login"}
@@ -250,3 +272,4 @@ def document(api) -> None:
                                       "content": {"application/json": {"schema": not_supported}}}
         if secured:
             op["security"] = [{"hy2scale": []}]
+    document_remote(api)

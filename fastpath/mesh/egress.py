@@ -109,6 +109,7 @@ class MeshEgress(Egress):
         self.current: dict = {}            # quality: the path in use per route
         self.nested = None                 # fastpath.mesh.nested.NestedDiscovery
         self.inbound = InboundPeers()      # the peer nodes that dial this one
+        self.control_addr = None           # (host, port) the remote-UI tunnel dials (fastpath.mesh.api_relay)
         self._task: asyncio.Task | None = None
         self._rules_raw = None
         self.reload()

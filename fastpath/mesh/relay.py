@@ -8,6 +8,8 @@ peer user here), whose relay pump counts every byte for that user, as for any st
 - UDP via with an empty path: this node's ``UdpExit`` sends the datagrams.
 - ping / list peers / node info: answered here (an identified node-info request also notes
   the asker as an inbound peer, ``fastpath.mesh.inbound``).
+- the remote-UI tunnel (``_relay_api_:0``, alone or at a path's end): one HTTP exchange with
+  this node's control listener, through the gateway of ``fastpath.mesh.api_relay``.
 
 Local answers use a Unix socket pair, as the exits do: the pump keeps its socket transport
 (its counting and back-pressure live there) and the other end is written by this module.
@@ -19,7 +21,7 @@ import json
 import socket
 
 from fastpath.hy2.exit_peers import ExitUnavailable
-from fastpath.mesh import wire
+from fastpath.mesh import api_relay, wire
 from fastpath.mesh.udp import UdpExit
 
 
@@ -44,6 +46,26 @@ async def _local(pump, loop, protocol=None, data: bytes = b""):
     transport.close()
 
 
+_tunnels: set = set()      # the running remote-UI exchanges (a task needs a strong reference)
+
+
+async def _local_api(pump, loop, control) -> None:
+    """Connect ``pump`` to a socket pair whose other end the remote-UI gateway serves."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        await loop.create_connection(lambda: pump, sock=a)
+        reader, writer = await asyncio.open_connection(sock=b, limit=api_relay.MAX_HEAD)
+    except BaseException:
+        a.close()
+        b.close()
+        raise
+    task = asyncio.ensure_future(api_relay.serve(reader, writer, control))
+    _tunnels.add(task)
+    task.add_done_callback(_tunnels.discard)
+
+
 async def serve(mesh, pump, address: str, loop, conn=None) -> tuple[str, tuple[str, ...]] | None:
     """Serve the relay request ``address``; ``(target, visited)`` when the server is to open
     the target itself (dialed, or along this node's own route for it, which then carries
@@ -58,6 +80,9 @@ async def serve(mesh, pump, address: str, loop, conn=None) -> tuple[str, tuple[s
         raise OSError("this node does not relay (no outbound peers in this worker)")
     if via.target == wire.PING and not via.path and not via.visited:
         await _local(pump, loop, data=b"\x01")
+        return None
+    if via.target == wire.API and not via.path and not via.visited:
+        await _local_api(pump, loop, mesh.control_addr)
         return None
     if via.target == wire.LIST_PEERS and not via.path:
         await _local(pump, loop, data=peer_list_json(mesh.peer_list()))
@@ -84,6 +109,9 @@ async def serve(mesh, pump, address: str, loop, conn=None) -> tuple[str, tuple[s
         return None
     if via.target == wire.PING:
         await _local(pump, loop, data=b"\x01")
+        return None
+    if via.target == wire.API:
+        await _local_api(pump, loop, mesh.control_addr)
         return None
     if via.target.startswith(wire.RELAY_PREFIX):
         raise OSError(f"relay target {via.target[:60]!r} is not served")

@@ -12,6 +12,9 @@ whose *address* says what to do (the HY2 SCALE wire convention, see
 - ``_relay_ping_:0``: answered with one byte ``0x01`` and closed (the path probe's end).
 - ``_relay_list_peers_:0``: answered with the node's peer list as JSON and closed (nested
   discovery).
+- ``_relay_api_:0``: the stream carries one HTTP/1.1 exchange with the node's own web UI and
+  API (the remote-UI tunnel, HY2 SCALE ``/scale/remote/...``); along a path it is the target
+  of a via request (``_relay_via_<path>__relay_api_:0``).  ``fastpath.mesh.api_relay``.
 
 Two extensions of this project (reference nodes do not send them):
 
@@ -40,6 +43,7 @@ UDP_VIA_PREFIX = "_relay_udpvia_"
 PING = "_relay_ping_:0"
 LIST_PEERS = "_relay_list_peers_:0"
 NODE_INFO = "_relay_node_info_:0"      # ours: {"node_id", "name"} (fastpath.mesh.nested)
+API = "_relay_api_:0"                  # one HTTP exchange with the node's control listener
 RELAY_PREFIX = "_relay_"
 SUFFIX = ":0"
 VISITED_TAG = "#fp-visited="
@@ -125,7 +129,7 @@ def parse(address: str) -> Via | None:
     relay address that is malformed (or one this node does not serve)."""
     if not address.startswith(RELAY_PREFIX):
         return None
-    if address in (PING, LIST_PEERS, NODE_INFO):
+    if address in (PING, LIST_PEERS, NODE_INFO, API):
         return Via((), address, ())
     if not address.endswith(SUFFIX):
         raise RelayError(f"relay address {address[:80]!r} does not end with ':0'")
@@ -144,12 +148,13 @@ def parse(address: str) -> Via | None:
     raise RelayError(f"unknown relay request {address[:80]!r}")
 
 
-CONTROL_TARGETS = (PING, LIST_PEERS, NODE_INFO)
+CONTROL_TARGETS = (PING, LIST_PEERS, NODE_INFO, API)
 
 
 def is_control(address: str) -> bool:
-    """A mesh control request (a path probe, a peer list, node info), here or further along a
-    path: node-to-node talk, not a user's traffic, so no hop counts it."""
+    """A mesh control request (a path probe, a peer list, node info, the remote-UI tunnel),
+    here or further along a path: node-to-node talk, not a user's traffic, so no hop counts
+    it."""
     if not address.startswith(RELAY_PREFIX):
         return False
     try:

@@ -282,6 +282,16 @@ class Supervisor:
                 raise CommandError("broadcast needs 'cmd'")
             return await self.broadcast(name, args.get("args") or {},
                                         float(args.get("timeout", 5.0)))
+        if cmd == "one_worker":
+            # A command with an effect to have once (a request carried to a peer): the first
+            # running worker takes it.
+            name = args.get("cmd")
+            if not isinstance(name, str):
+                raise CommandError("one_worker needs 'cmd'")
+            child = next((c for c in self.workers if c.link is not None), None)
+            if child is None:
+                raise CommandError("no worker is running")
+            return await child.link.call(name, args.get("args") or {}, float(args.get("timeout", 5.0)))
         if cmd == "reload":
             return await self.reload()
         raise CommandError(f"unknown command {cmd!r}")

@@ -16,6 +16,7 @@ import sys
 
 from fastpath.config import ConfigError, load_config
 from fastpath.hy2.exit_peers import ExitPeers
+from fastpath.mesh import api_relay
 from fastpath.mesh.egress import MeshEgress
 from fastpath.node_log import log_to_node_file, setup_process_logging
 from fastpath.shm import CounterTable
@@ -37,6 +38,17 @@ SERVICES = ("fastpath.hy2.service", "fastpath.media.service", "fastpath.inbounds
 HEARTBEAT_SECONDS = 1.0
 
 
+def control_address(config):
+    """Where this node's control listener answers on this machine, for the remote-UI tunnel;
+    None when the HY2 SCALE face is off (there is no UI to show)."""
+    scale = config.sections.get("scale")
+    if scale is not None and not getattr(scale, "enabled", True):
+        return None
+    host = config.control.host
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "localhost": "127.0.0.1"}.get(host, host)
+    return host, config.control.port
+
+
 async def worker_main(args) -> int:
     config = load_config(args.config, data_dir=args.data_dir)
     log_to_node_file(config.data_dir, f"worker[{args.shard}]")
@@ -49,6 +61,7 @@ async def worker_main(args) -> int:
     # the Hysteria 2 server and the proxy inbounds get from the context.
     exits = await ExitPeers(store).start()
     mesh = await MeshEgress(store, exits, users, config.name).start()
+    mesh.control_addr = control_address(config)
     ctx = WorkerContext(shard=args.shard, config=config, table=table, counters=writer,
                         store=store, users=users, egress=mesh,
                         hy2_socket=socket.socket(fileno=args.hy2_fd) if args.hy2_fd is not None else None,
@@ -103,12 +116,21 @@ async def worker_main(args) -> int:
     async def inbound_peers(_args):
         return {"peers": mesh.inbound.listing()}
 
+    async def remote_http(a):
+        # One HTTP exchange with a peer's web UI along a chain (HY2 SCALE /scale/remote/).
+        chain, request = a.get("chain"), a.get("request")
+        if not isinstance(chain, list) or not chain or not all(isinstance(c, str) and c for c in chain) \
+                or not isinstance(request, bytes):
+            raise CommandError("remote_http needs 'chain' (names) and 'request' (bytes)")
+        return await api_relay.carry(exits, chain, request)
+
     ctx.on_command("peers_changed", peers_changed)
     ctx.on_command("peers_status", peers_status)
     ctx.on_command("rules_changed", rules_changed)
     ctx.on_command("mesh_status", mesh_status)
     ctx.on_command("mesh_peer_list", mesh_peer_list)
     ctx.on_command("inbound_peers", inbound_peers)
+    ctx.on_command("remote_http", remote_http)
     ctx.on_command("ping", ping)
     ctx.on_command("refuse_device", refuse_device)
     ctx.on_command("users_changed", users_changed)

@@ -326,6 +326,12 @@ def test_hy2scale(node, spec):
                  "/backup"):
         c("GET", path, status=200)
     c("GET", "/diag/resolve", status=400)
+    # A peer's UI through the mesh: this node's own refusals (no such peer, no chain).
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        body = {} if method in ("POST", "PUT", "PATCH") else None
+        call(node, spec, method, "/scale/remote", body, status=400)
+        call(node, spec, method, "/scale/remote/nope/scale/api/build-id", body, status=502)
+    call(node, spec, "GET", "/scale/remote/scale/api/node", status=400)
     c("PUT", "/settings/ui", {"session_timeout_h": 12, "dns": "9.9.9.9", "listen": "0.0.0.0:1",
                               "unknown": 1}, status=200)
     c("PUT", "/settings/ui", {"session_timeout_h": "long"}, status=400)
