@@ -76,10 +76,34 @@ reads the connection's ``_state``, ``_quic_logger``, ``_network_paths``, ``host_
 ``_ack_delay``, ``_idle_timeout()``, ``_ack_eliciting_sent_since_receipt``, the frame table
 ``_QuicConnection__frame_handlers``, and the packet space's receive fields.
 ``FASTPATH_QUIC_RECEIVE=aioquic`` keeps aioquic's.
+The compiled UDP pumps (``fastpath.hy2.udp_pump``, ``fastpath.hy2.client_udp_pump``) append
+DATAGRAM payloads to the connection's ``_datagrams_pending`` directly.
+
+Outside the compiled modules, only two Python modules touch aioquic's private names:
+
+- this one, whose named functions at the end are what the rest of fastpath calls
+  (``recovery``, ``congestion_control``, ``replace_congestion_control`` (``_loss``, ``_cc``,
+  ``_pacer``), ``smoothed_rtt`` / ``smoothed_rtt_ms`` (``_rtt_initialized``,
+  ``_rtt_smoothed``), ``max_datagram_size``, ``handshake_complete``, ``is_terminated``
+  (``_state``), ``streams``, ``peer_reset_token`` (``_peer_cid``), ``peer_certificate`` (the
+  TLS context's ``_peer_certificate``) and ``local_parameters`` (``_local_max_*``,
+  ``_configuration``, ``_host_cids``, ``_original_destination_connection_id``,
+  ``_local_active_connection_id_limit``, ``_local_initial_source_connection_id``,
+  ``_retry_source_connection_id``));
+- ``fastpath.hy2.quic_connection``, the ``QuicConnection`` subclass, which overrides
+  ``_serialize_transport_parameters``, ``_replenish_connection_ids``, ``_write_application``,
+  ``_flush_builder`` and ``_write_stream_limits`` and reads ``_peer_cid``,
+  ``_max_datagram_size``, ``_remote_max_datagram_frame_size``, the sender's
+  ``_buffer_start`` / ``_buffer_stop`` and the fields above.
+
+``fastpath.hy2.h3_compat`` subclasses aioquic's ``H3Connection`` and overrides its
+``_validate_settings``, ``_get_local_settings``, ``_create_uni_stream`` and its ``_encoder`` /
+``_decoder``; the test checks those too.
 """
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import aioquic.quic.connection as _connection
 import aioquic.quic.stream as _stream
@@ -261,3 +285,99 @@ def install_receive(choice: str | None = None) -> str:
 def installed_receive() -> str:
     return "aioquic" if _connection.QuicConnection.receive_datagram is AIOQUIC_RECEIVE_DATAGRAM \
         else "fastpath"
+
+
+# -- named reads and writes for the rest of fastpath ----------------------------------------------
+# Everything outside this module and fastpath.hy2.quic_connection reaches aioquic's private
+# state through these, so an aioquic release that renames one breaks here (and in
+# tests/hy2/test_aioquic_seam.py), not in the server, the client or the mesh.
+def recovery(quic):
+    """The connection's loss recovery: aioquic's ``QuicPacketRecovery`` or the compiled one."""
+    return quic._loss
+
+
+def congestion_control(quic):
+    """The controller the connection's recovery sends under (``algorithm`` names the compiled
+    one's; aioquic's are its classes, or ``fastpath.hy2.brutal``'s)."""
+    return quic._loss._cc
+
+
+def replace_congestion_control(recovery, controller, pacer) -> None:
+    """Makes aioquic's (Python) recovery send under ``controller``, paced by ``pacer``."""
+    recovery._cc = controller
+    recovery._pacer = pacer
+
+
+def smoothed_rtt(recovery) -> float:
+    """The recovery's smoothed RTT in seconds (0 before the first sample)."""
+    return recovery._rtt_smoothed
+
+
+def smoothed_rtt_ms(quic) -> float | None:
+    """The connection's smoothed RTT in milliseconds, None before the first RTT sample."""
+    loss = quic._loss
+    if not loss._rtt_initialized:
+        return None
+    return round(loss._rtt_smoothed * 1000, 2)
+
+
+def max_datagram_size(quic) -> int:
+    """The UDP payload size the connection builds packets to."""
+    return quic._max_datagram_size
+
+
+def handshake_complete(quic) -> bool:
+    return quic._handshake_complete
+
+
+def is_terminated(quic) -> bool:
+    """The connection reached aioquic's final state (it may not have said so in an event)."""
+    return quic._state is _connection.QuicConnectionState.TERMINATED
+
+
+def streams(quic) -> dict:
+    """aioquic's live streams of the connection, by stream ID (read only: aioquic discards the
+    finished ones itself)."""
+    return quic._streams
+
+
+def peer_reset_token(quic) -> bytes | None:
+    """The stateless-reset token the peer gave with the connection ID we send to."""
+    return quic._peer_cid.stateless_reset_token
+
+
+def peer_certificate(quic):
+    """The peer's leaf certificate (``cryptography`` x509), None before the TLS handshake
+    received it."""
+    tls = getattr(quic, "tls", None)       # aioquic makes it when the connection starts
+    return None if tls is None else tls._peer_certificate
+
+
+class LocalParameters(NamedTuple):
+    """What a connection enforces on its peer, as its transport parameters advertise it."""
+    max_stream_data_bidi_local: int
+    max_stream_data_bidi_remote: int
+    max_stream_data_uni: int
+    max_data: int
+    max_streams_bidi: int
+    max_streams_uni: int
+    idle_timeout: float
+    stateless_reset_token: bytes
+    original_destination_connection_id: bytes | None
+    active_connection_id_limit: int
+    initial_source_connection_id: bytes | None
+    retry_source_connection_id: bytes | None
+    max_datagram_frame_size: int | None
+
+
+def local_parameters(quic) -> LocalParameters:
+    """The connection's own limits and IDs, read from aioquic's state so that what is
+    advertised is what it enforces (``fastpath.hy2.server_transport_params``)."""
+    return LocalParameters(
+        quic._local_max_stream_data_bidi_local, quic._local_max_stream_data_bidi_remote,
+        quic._local_max_stream_data_uni, quic._local_max_data.value,
+        quic._local_max_streams_bidi.value, quic._local_max_streams_uni.value,
+        quic._configuration.idle_timeout, quic._host_cids[0].stateless_reset_token,
+        quic._original_destination_connection_id, quic._local_active_connection_id_limit,
+        quic._local_initial_source_connection_id, quic._retry_source_connection_id,
+        quic._configuration.max_datagram_frame_size)

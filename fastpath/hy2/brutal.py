@@ -18,6 +18,8 @@ from typing import Callable
 from aioquic.quic.congestion.base import QuicCongestionControl
 from aioquic.quic.recovery import K_MICRO_SECOND, K_SECOND, QuicPacketPacer
 
+from fastpath.hy2 import aioquic_seam
+
 SLOTS = 5
 MIN_SAMPLES = 50
 MIN_ACK_RATE = 0.8
@@ -104,15 +106,16 @@ class BrutalPacer(QuicPacketPacer):
     def __init__(self, *, max_datagram_size: int, brutal: BrutalCongestionControl,
                  clock: Callable[[], float]) -> None:
         super().__init__(max_datagram_size=max_datagram_size)
+        self._size = max_datagram_size
         self._brutal = brutal
         self._clock = clock
         self.update_rate(brutal.congestion_window, 0.0)
 
     def update_rate(self, congestion_window: int, smoothed_rtt: float) -> None:
         rate = self._brutal.pacing_rate(self._clock())
-        self.packet_time = max(K_MICRO_SECOND, min(self._max_datagram_size / rate, K_SECOND))
-        burst = max(2 * self._max_datagram_size,
-                    min(max(congestion_window, INITIAL_WINDOW) // 4, 16 * self._max_datagram_size))
+        size = self._size
+        self.packet_time = max(K_MICRO_SECOND, min(size / rate, K_SECOND))
+        burst = max(2 * size, min(max(congestion_window, INITIAL_WINDOW) // 4, 16 * size))
         self.bucket_max = burst / rate
         if self.bucket_time > self.bucket_max:
             self.bucket_time = self.bucket_max
@@ -122,20 +125,19 @@ def install_brutal(quic, bps: int, now: float):
     """Switch a live aioquic connection to Brutal at ``bps`` bytes/s (packets in flight carry
     over).  Returns the controller (compiled or this module's), whose ``bps`` may be changed
     later."""
-    recovery = quic._loss
-    from fastpath.hy2.aioquic_seam import is_compiled_recovery
-    if is_compiled_recovery(recovery):
+    recovery = aioquic_seam.recovery(quic)
+    if aioquic_seam.is_compiled_recovery(recovery):
         recovery.use_brutal(max(1, int(bps)), now)
-        return recovery._cc
-    old = recovery._cc
-    size = quic._max_datagram_size
+        return aioquic_seam.congestion_control(quic)
+    old = aioquic_seam.congestion_control(quic)
+    size = aioquic_seam.max_datagram_size(quic)
     brutal = BrutalCongestionControl(max_datagram_size=size, bps=bps,
-                                     smoothed_rtt=lambda: recovery._rtt_smoothed)
+                                     smoothed_rtt=lambda: aioquic_seam.smoothed_rtt(recovery))
     brutal.bytes_in_flight = old.bytes_in_flight
     brutal._update_window(now)
-    recovery._cc = brutal
-    recovery._pacer = BrutalPacer(max_datagram_size=size, brutal=brutal,
-                                  clock=lambda: quic_time(now))
+    aioquic_seam.replace_congestion_control(
+        recovery, brutal, BrutalPacer(max_datagram_size=size, brutal=brutal,
+                                      clock=lambda: quic_time(now)))
     return brutal
 
 
@@ -150,7 +152,7 @@ def quic_time(fallback: float) -> float:
 
 def brutal_rate(quic) -> int | None:
     """The Brutal rate (bytes/s) a connection sends at, or None under another controller."""
-    cc = quic._loss._cc
+    cc = aioquic_seam.congestion_control(quic)
     if isinstance(cc, BrutalCongestionControl):
         return cc.bps
     if getattr(cc, "algorithm", None) == "brutal":

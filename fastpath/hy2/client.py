@@ -22,6 +22,7 @@ import ssl
 
 from aioquic.quic import events as qe
 
+from fastpath.hy2 import aioquic_seam
 from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.client_udp_pump import deliver_datagram
 from fastpath.hy2.client_session import CLOSE_AUTH_FAILED, ClientSession
@@ -231,7 +232,7 @@ class ClientConnection(QuicGlue):
         # A stateless reset carries the token the server gave for the connection ID we send
         # to; aioquic does not look for one, so a dead server-side connection would otherwise
         # hang until the idle timeout.
-        token = self.quic._peer_cid.stateless_reset_token
+        token = aioquic_seam.peer_reset_token(self.quic)
         for data, addr in batch:
             if (token and not data[0] & 0x80 and len(data) >= MIN_RESET_SIZE
                     and data[-TOKEN_SIZE:] == token):
@@ -362,7 +363,7 @@ class ClientConnection(QuicGlue):
         if keep_alive is not None:
             keep_alive.cancel()      # it would sleep out its period, and be pending at exit
         if not self.auth_result.done():
-            handshaking = not getattr(self.quic, "_handshake_complete", True)
+            handshaking = not aioquic_seam.handshake_complete(self.quic)
             if handshaking and e.error_code - 0x100 in _CERTIFICATE_ALERTS:
                 self.auth_result.set_exception(CertificateError(e.reason or "refused"))
             else:
@@ -501,7 +502,7 @@ class Hy2Client:
         return conn
 
     def _pin_ok(self, quic) -> bool:
-        cert = getattr(quic.tls, "_peer_certificate", None)
+        cert = aioquic_seam.peer_certificate(quic)
         if cert is None:
             return False
         from cryptography.hazmat.primitives.serialization import Encoding

@@ -25,6 +25,7 @@ import logging
 import socket
 import time
 
+from fastpath.hy2 import aioquic_seam
 from fastpath.hy2.client import (
     BACKOFF_MAX,
     AuthError,
@@ -158,10 +159,7 @@ class ExitPeer:
     def latency_ms(self) -> float | None:
         if not self.connected:
             return None
-        loss = self.current.conn.quic._loss
-        if not getattr(loss, "_rtt_initialized", False):
-            return None
-        return round(loss._rtt_smoothed * 1000, 2)
+        return aioquic_seam.smoothed_rtt_ms(self.current.conn.quic)
 
     # -- streams ------------------------------------------------------------------------------
     async def open_socket(self, address: str, loop) -> socket.socket:

@@ -19,6 +19,7 @@ from aioquic.quic import events as qe
 from aioquic.quic.packet import (QuicPacketType, encode_quic_retry, encode_quic_version_negotiation,
                                  pull_quic_header)
 
+from fastpath.hy2 import aioquic_seam
 from fastpath.hy2.address_validation import RetryTokens
 from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.config import ServerSettings
@@ -485,7 +486,7 @@ class Hy2Server:
                 conn.process_events(now)
             except Exception:
                 log.exception("error handling packets from %s", conn.addr)
-            if half_open and conn in half_open and conn.quic._handshake_complete:
+            if half_open and conn in half_open and aioquic_seam.handshake_complete(conn.quic):
                 half_open.discard(conn)
         self._flush()
 
@@ -633,7 +634,7 @@ class Hy2Server:
                     log.exception("housekeeping failed")
             # Connections that ended without a ConnectionTerminated event reaching us.
             for conn in list(self.connections):
-                if conn.quic._state.name in ("TERMINATED",) and not conn.closed:
+                if aioquic_seam.is_terminated(conn.quic) and not conn.closed:
                     conn._terminated(Terminated(0, "terminated"))
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ import logging
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events as qe
 
+from fastpath.hy2 import aioquic_seam
 from fastpath.hy2 import auth_protocol as ap
 from fastpath.hy2.events import (AuthRequested, HttpRequest, SendStopped, StreamClosed, TcpData, TcpRequested,
                                  Terminated)
@@ -200,7 +201,7 @@ class ServerSession:
 
     def housekeeping(self, now: float) -> list:
         """Once a second: forget discarded streams; the UDP sessions idle for too long."""
-        self.router.prune(self.quic._streams)
+        self.router.prune(aioquic_seam.streams(self.quic))
         return self.udp.expire(now)
 
     def send_udp(self, session_id: int, address: str, payload: bytes) -> int:

@@ -21,6 +21,8 @@ import secrets
 
 from aioquic.buffer import Buffer
 
+from fastpath.hy2.aioquic_seam import local_parameters
+
 # Values the reference server advertises that are not configuration.
 MAX_UDP_PAYLOAD_SIZE = 1452
 MAX_ACK_DELAY_MS = 26            # quic-go: its 25 ms ack delay plus the timer granularity
@@ -52,25 +54,27 @@ def _push(buf: Buffer, param_id: int, value: int | bytes) -> None:
 
 def server_transport_parameters(quic) -> bytes:
     """The encoded parameters of a server-side ``QuicConnection`` (read from aioquic's own
-    state, so what is advertised is what the connection enforces)."""
+    state through ``aioquic_seam.local_parameters``, so what is advertised is what the
+    connection enforces)."""
     grease_id, grease_value = grease_parameter()
+    own = local_parameters(quic)
     params: list[tuple[int, int | bytes | None]] = [
         (grease_id, grease_value),
-        (STREAM_BIDI_LOCAL, quic._local_max_stream_data_bidi_local),
-        (STREAM_BIDI_REMOTE, quic._local_max_stream_data_bidi_remote),
-        (STREAM_UNI, quic._local_max_stream_data_uni),
-        (MAX_DATA, quic._local_max_data.value),
-        (STREAMS_BIDI, quic._local_max_streams_bidi.value),
-        (STREAMS_UNI, quic._local_max_streams_uni.value),
-        (IDLE, int(quic._configuration.idle_timeout * 1000)),
+        (STREAM_BIDI_LOCAL, own.max_stream_data_bidi_local),
+        (STREAM_BIDI_REMOTE, own.max_stream_data_bidi_remote),
+        (STREAM_UNI, own.max_stream_data_uni),
+        (MAX_DATA, own.max_data),
+        (STREAMS_BIDI, own.max_streams_bidi),
+        (STREAMS_UNI, own.max_streams_uni),
+        (IDLE, int(own.idle_timeout * 1000)),
         (UDP_PAYLOAD, MAX_UDP_PAYLOAD_SIZE),
         (ACK_DELAY, MAX_ACK_DELAY_MS),
-        (RESET_TOKEN, quic._host_cids[0].stateless_reset_token),
-        (ORIGINAL_DCID, quic._original_destination_connection_id),
-        (CID_LIMIT, quic._local_active_connection_id_limit),
-        (INITIAL_SCID, quic._local_initial_source_connection_id),
-        (RETRY_SCID, quic._retry_source_connection_id),
-        (MAX_DATAGRAM_FRAME, quic._configuration.max_datagram_frame_size),
+        (RESET_TOKEN, own.stateless_reset_token),
+        (ORIGINAL_DCID, own.original_destination_connection_id),
+        (CID_LIMIT, own.active_connection_id_limit),
+        (INITIAL_SCID, own.initial_source_connection_id),
+        (RETRY_SCID, own.retry_source_connection_id),
+        (MAX_DATAGRAM_FRAME, own.max_datagram_frame_size),
     ]
     buf = Buffer(capacity=1024)
     for param_id, value in params:

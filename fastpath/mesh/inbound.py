@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import weakref
 
+from fastpath.hy2 import aioquic_seam
+
 MAX_INBOUND = 4096          # noted connections kept per worker (a peer per connection)
 
 
@@ -57,7 +59,4 @@ class InboundPeers:
 
 
 def rtt_ms(conn) -> float | None:
-    loss = getattr(conn.quic, "_loss", None)
-    if loss is None or not getattr(loss, "_rtt_initialized", False):
-        return None
-    return round(loss._rtt_smoothed * 1000, 2)
+    return aioquic_seam.smoothed_rtt_ms(conn.quic)

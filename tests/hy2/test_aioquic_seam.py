@@ -432,3 +432,139 @@ def test_receive_env_switch_and_reversible_install():
         assert aioquic_seam.install_receive("fastpath") == "fastpath"
     finally:
         aioquic_seam.install_receive(before)
+
+
+# -- the named reads and writes the rest of fastpath goes through ------------------------------
+def test_named_reads_on_a_live_connection(tmp_path):
+    """Each of aioquic_seam's named functions against a real handshake: what it returns is
+    what aioquic holds (and, for the transport parameters, what the peer was told)."""
+    from cryptography import x509
+    from bench.send_path_micro import handshake, pair
+    from fastpath.supervisor.bootstrap import ensure_certificate
+
+    cert, key = map(str, ensure_certificate(tmp_path))
+    client, server = pair(cert, key)
+    assert not aioquic_seam.handshake_complete(client)
+    assert aioquic_seam.peer_certificate(client) is None        # not started: no TLS context
+    handshake(client, server, 1.0)
+    assert aioquic_seam.handshake_complete(client) and aioquic_seam.handshake_complete(server)
+    for quic in (client, server):
+        assert aioquic_seam.recovery(quic) is quic._loss
+        assert aioquic_seam.congestion_control(quic) is quic._loss._cc
+        assert aioquic_seam.max_datagram_size(quic) == quic._max_datagram_size >= 1200
+        rtt = aioquic_seam.smoothed_rtt_ms(quic)
+        assert rtt == round(aioquic_seam.smoothed_rtt(quic._loss) * 1000, 2) and rtt >= 0
+        assert aioquic_seam.streams(quic) is quic._streams
+        assert not aioquic_seam.is_terminated(quic)
+    sid = client.get_next_available_stream_id()
+    client.send_stream_data(sid, b"x")
+    for data, _ in client.datagrams_to_send(1.1):
+        server.receive_datagram(data, ("10.0.0.1", 1), 1.1)
+    assert sid in aioquic_seam.streams(server)
+    # the token the server issued with the connection ID the client sends to
+    token = aioquic_seam.peer_reset_token(client)
+    assert token == next(c.stateless_reset_token for c in server._host_cids
+                         if c.cid == client._peer_cid.cid) and len(token) == 16
+    with open(cert, "rb") as f:
+        assert aioquic_seam.peer_certificate(client) == x509.load_pem_x509_certificate(f.read())
+    own = aioquic_seam.local_parameters(server)
+    assert (own.max_data, own.max_streams_bidi, own.max_streams_uni,
+            own.max_stream_data_bidi_local, own.max_stream_data_bidi_remote,
+            own.max_stream_data_uni, own.max_datagram_frame_size,
+            own.active_connection_id_limit) == (
+        client._remote_max_data, client._remote_max_streams_bidi, client._remote_max_streams_uni,
+        client._remote_max_stream_data_bidi_local, client._remote_max_stream_data_bidi_remote,
+        client._remote_max_stream_data_uni, client._remote_max_datagram_frame_size,
+        client._remote_active_connection_id_limit)
+    assert own.idle_timeout == server._configuration.idle_timeout
+    assert own.stateless_reset_token == server._host_cids[0].stateless_reset_token
+    assert own.original_destination_connection_id == client.original_destination_connection_id
+    assert own.initial_source_connection_id == server._local_initial_source_connection_id
+    assert own.retry_source_connection_id is None
+    # an ended connection is seen as ended once aioquic's close timer ran
+    server.close(error_code=0)
+    server.datagrams_to_send(1.2)
+    server.handle_timer(server.get_timer())
+    assert aioquic_seam.is_terminated(server)
+
+
+def test_aioquics_recovery_fields_the_seam_changes():
+    from aioquic.quic import recovery as recovery_module
+
+    rec = recovery_module.QuicPacketRecovery(
+        congestion_control_algorithm="reno", initial_rtt=0.1, max_datagram_size=1200,
+        peer_completed_address_validation=True, send_probe=lambda: None)
+    assert rec._rtt_initialized is False and aioquic_seam.smoothed_rtt(rec) == 0.0
+    assert isinstance(rec._pacer, recovery_module.QuicPacketPacer) and rec._cc is not None
+    pacer = recovery_module.QuicPacketPacer(max_datagram_size=1200)
+    controller = object()
+    aioquic_seam.replace_congestion_control(rec, controller, pacer)
+    assert rec._cc is controller and rec._pacer is pacer
+    # the compiled recovery offers the same names
+    from fastpath.hy2 import quic_recovery
+    ours = quic_recovery.QuicPacketRecovery(
+        congestion_control_algorithm="reno", initial_rtt=0.1, max_datagram_size=1200,
+        peer_completed_address_validation=True, send_probe=lambda: None)
+    for name in ("_cc", "_pacer", "_rtt_initialized", "_rtt_smoothed"):
+        assert hasattr(ours, name), name
+
+
+def test_the_subclass_overrides_are_aioquics():
+    """fastpath.hy2.quic_connection and fastpath.hy2.h3_compat override these private methods:
+    an aioquic release that renames one would silently stop calling ours."""
+    from aioquic.h3.connection import H3Connection
+    from aioquic.quic.configuration import QuicConfiguration
+
+    cls = connection_module.QuicConnection
+    for name, params in (("_serialize_transport_parameters", ["self"]),
+                         ("_replenish_connection_ids", ["self"]),
+                         ("_write_stream_limits", ["self", "builder", "space", "stream"])):
+        assert list(inspect.signature(getattr(cls, name)).parameters) == params, name
+    for name, params in (("_validate_settings", ["self", "settings"]),
+                         ("_get_local_settings", ["self"]),
+                         ("_create_uni_stream", ["self", "stream_type", "push_id"])):
+        assert list(inspect.signature(getattr(H3Connection, name)).parameters) == params, name
+    source = inspect.getsource(H3Connection)
+    assert "self._get_local_settings()" in source and "self._validate_settings(" in source
+    h3 = H3Connection(connection_module.QuicConnection(
+        configuration=QuicConfiguration(is_client=True, alpn_protocols=["h3"])))
+    assert hasattr(h3, "_encoder") and hasattr(h3, "_decoder")
+    sender = connection_module.QuicStream(stream_id=0).sender
+    assert (sender._buffer_start, sender._buffer_stop) == (0, 0)
+
+
+def _private_names_of_a_connection() -> set[str]:
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic import recovery as recovery_module
+
+    conn = connection_module.QuicConnection(configuration=QuicConfiguration(is_client=True))
+    conn.connect(("127.0.0.1", 9), 0.0)
+    rec = recovery_module.QuicPacketRecovery(
+        congestion_control_algorithm="reno", initial_rtt=0.1, max_datagram_size=1200,
+        peer_completed_address_validation=True, send_probe=lambda: None)
+    names = set(vars(conn)) | set(vars(rec)) | set(vars(conn.tls))
+    names |= {n for n in dir(connection_module.QuicConnection) if not n.startswith("__")}
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def test_no_module_outside_the_seam_reaches_into_aioquic():
+    """Python modules other than aioquic_seam and quic_connection use the seam's functions
+    (the compiled modules named in aioquic_seam's docstring may read aioquic directly)."""
+    names = _private_names_of_a_connection()
+    assert {"_loss", "_peer_cid", "_handshake_complete", "_streams", "_local_max_data"} <= names
+    # ``x._name`` where x is not ``self`` (a subclass's own fields are its own business)
+    touch = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.(_[a-z]\w*)\b")
+    probe = re.compile(r"getattr\([^,]+,\s*[\"'](_[a-z]\w*)[\"']")
+    seam = {ROOT / "fastpath/hy2/aioquic_seam.py", ROOT / "fastpath/hy2/quic_connection.py"}
+    found = []
+    for top in ("fastpath", "control"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if path in seam:
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                hits = [m.group(2) for m in touch.finditer(line)
+                        if m.group(1) not in ("self", "cls")]
+                hits += [m.group(1) for m in probe.finditer(line)]
+                found += [f"{path.relative_to(ROOT)}:{n}: {name}" for name in hits
+                          if name in names]
+    assert found == []
