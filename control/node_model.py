@@ -55,6 +55,9 @@ class NodeModel:
         # The one model of users, usage and settings every face reads and writes through.
         self.ledger = Ledger(self.store, live=self.live_users)
         self.commands = CommandClient(str(config.command_socket))
+        # ``/``, shared by several faces (control/shared_root.py): set by the app being built,
+        # None for a face registered on its own.
+        self.shared_root = None
         self.openapi = OpenApiBuilder(title="fastpath node API", version=_version())
         self.started = time.time()
         # Checks of administrator session tokens issued by faces (control/auth.py).

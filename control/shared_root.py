@@ -58,7 +58,7 @@ class SharedRoot:
 def claim(node, name: str, resource, rule: Rule, *, wants=None, fallback: bool = False) -> bool:
     """Offer ``resource`` for ``GET /``; False when the app being built shares no root (a face
     registered on its own), and the caller then adds nothing."""
-    root = getattr(node, "shared_root", None)
+    root = node.shared_root
     if root is None:
         return False
     root.claims.append(Claim(name, resource, rule, wants, fallback))

@@ -301,7 +301,7 @@ class PasarGuardFace:
             hysteria = kind == pb.Inbounds or name == tag or name in self.inbounds.aliases
             if kind == pb.Inbound and not hysteria and name not in proxies:
                 raise not_found(f"inbound {name!r} not found")
-            client = getattr(self.notifier, "client", None)
+            client = self.notifier.client
             totals = proxy_totals(self.store, client) if proxies and client is not None else {}
             rows = []
             if hysteria:

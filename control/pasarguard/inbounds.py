@@ -95,7 +95,7 @@ async def apply(store, notifier, entries: list[dict], timeout: float = 15.0) -> 
     """Store ``entries`` and wait for every worker to open them; put the old list back and
     raise if one could not (``notifier``: the face's, whose command client reaches the
     supervisor)."""
-    client = getattr(notifier, "client", None)
+    client = notifier.client
     before = await asyncio.to_thread(stored, store)
     if before == entries:
         return

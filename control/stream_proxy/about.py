@@ -88,7 +88,7 @@ class Info:
 
     def on_get(self, req, resp):
         media = self.face.media
-        workers = int(getattr(self.face.node.config, "workers", 1) or 1)
+        workers = int(self.face.node.config.workers or 1)
         resp.media = {
             "version": M3U_PROXY_VERSION,
             "fastpath_version": __version__,

@@ -33,8 +33,17 @@ COMMAND_TIMEOUT = 10.0
 class Authenticator(Protocol):
     async def authenticate(self, addr: str, auth: str, client_rx: int) -> str | None: ...
 
+    async def close(self) -> None: ...
 
-class PasswordAuth:
+
+class _HoldsNothing:
+    """An authenticator with nothing to release when the server stops."""
+
+    async def close(self) -> None:
+        return None
+
+
+class PasswordAuth(_HoldsNothing):
     def __init__(self, password: str):
         self.password = password.encode()
 
@@ -42,7 +51,7 @@ class PasswordAuth:
         return "user" if hmac.compare_digest(auth.encode(), self.password) else None
 
 
-class UserpassAuth:
+class UserpassAuth(_HoldsNothing):
     def __init__(self, table: dict[str, str]):
         self.table = {user.lower(): password.encode() for user, password in table.items()}
 
@@ -86,7 +95,7 @@ class HttpAuth:
             await self._session.close()
 
 
-class CommandAuth:
+class CommandAuth(_HoldsNothing):
     def __init__(self, command: str, argv: bool = False):
         self.command = command
         self.argv = argv
@@ -175,13 +184,11 @@ class NodeAuthenticator:
 
     def _device_allowed(self, user_id: str, addr: str) -> str | None:
         """``user_id``, or None while this device (user, remote ip) is refused after a kick."""
-        refused = getattr(self.users, "device_refused", None)
-        if refused is not None and refused(user_id, addr):
+        if self.users is not None and self.users.device_refused(user_id, addr):
             log.info("auth refused for %s from %s: device kicked recently", user_id, addr)
             return None
         return user_id
 
     async def close(self):
-        closer = getattr(self.backend, "close", None)
-        if closer is not None:
-            await closer()
+        if self.backend is not None:
+            await self.backend.close()

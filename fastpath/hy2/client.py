@@ -210,6 +210,8 @@ class ClientConnection(QuicGlue):
         self.session = ClientSession(quic, s.auth, s.bandwidth_down)
         self.closed = False
         self.close_reason: Terminated | None = None
+        # Pings the server between idle periods (Hy2Client.connect starts it when configured).
+        self.keep_alive_task: asyncio.Task | None = None
         self.auth_result: asyncio.Future = self.loop.create_future()
         self._flush_handle = None
         self.pending_opens: dict[int, asyncio.Future] = {}
@@ -359,7 +361,7 @@ class ClientConnection(QuicGlue):
         self.closed = True
         self.close_reason = e
         self.cancel_timer()
-        keep_alive = getattr(self, "keep_alive_task", None)
+        keep_alive = self.keep_alive_task
         if keep_alive is not None:
             keep_alive.cancel()      # it would sleep out its period, and be pending at exit
         if not self.auth_result.done():
@@ -617,7 +619,7 @@ class Hy2Client:
                 conn._terminated(Terminated(0x100, "closed"))
         # The keep-alive task sleeps between pings: ended here, or asyncio reports it pending
         # at exit.
-        task = getattr(conn, "keep_alive_task", None)
+        task = conn.keep_alive_task if conn is not None else None
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -87,12 +87,20 @@ def not_found() -> Response:
     return _with_length(NOT_FOUND)
 
 
-class NotFoundMasquerade:
+class _HoldsNothing:
+    """A masquerade with nothing to release when the server stops (``ProxyMasquerade`` holds
+    an HTTP session)."""
+
+    async def close(self) -> None:
+        return None
+
+
+class NotFoundMasquerade(_HoldsNothing):
     async def respond(self, headers: dict, body: bytes) -> Response:
         return go_writer(_with_length(NOT_FOUND))
 
 
-class StringMasquerade:
+class StringMasquerade(_HoldsNothing):
     def __init__(self, status: int, headers: dict[str, str], content: str):
         self.response = _with_length((status, [(k.lower(), v) for k, v in headers.items()],
                                       content.encode()))
@@ -101,7 +109,7 @@ class StringMasquerade:
         return go_writer(self.response)
 
 
-class FileMasquerade:
+class FileMasquerade(_HoldsNothing):
     def __init__(self, directory: str):
         self.root = Path(directory).resolve()
 

@@ -30,9 +30,7 @@ class Hy2Service:
     async def close(self) -> None:
         await self.server.close()
         await self.authenticator.close()
-        closer = getattr(self.server.masquerade, "close", None)
-        if closer is not None:
-            await closer()
+        await self.server.masquerade.close()
         if self.speedtest is not None:
             await self.speedtest.close()
 
@@ -41,7 +39,7 @@ def inbound_tag(config) -> str:
     """The name this listener goes by in users' ``inbounds``: the PasarGuard face's
     ``inboundTag`` when that face is configured, so both sides agree."""
     panel = config.sections.get("pasarguard")
-    return getattr(panel, "inbound_tag", None) or INBOUND_TAG
+    return (panel.inbound_tag if panel is not None else None) or INBOUND_TAG
 
 
 async def start(ctx):

@@ -39,14 +39,17 @@ STREAM = ""        # the presence row of the stream itself (client ids are never
 
 
 class NodeEvents:
-    def __init__(self, svc):
+    def __init__(self, svc, *, shard: int, workers: int):
+        """``svc``: the worker's MediaService (its store, hooks and tasks); ``shard``: this
+        worker's; ``workers``: how many the node runs (a starting worker clears the rows of
+        its previous life and those of shards the node no longer has)."""
         self.svc = svc
-        self.shard = int(getattr(svc.ctx, "shard", 0))
+        self.shard = int(shard)
+        self.workers = max(int(workers or 1), 1)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="media-events")
 
     async def start(self) -> None:
-        workers = int(getattr(getattr(self.svc.ctx, "config", None), "workers", 1) or 1)
-        await self._run(media_store.presence_reset, self.svc.store, self.shard, max(workers, 1))
+        await self._run(media_store.presence_reset, self.svc.store, self.shard, self.workers)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False)

@@ -57,7 +57,7 @@ class MediaService:
         self.upstream = Upstream(settings)
         self.hooks = WebhookDispatcher(ctx.store, queue=settings.webhook_queue,
                                        policy=self.upstream.policy)
-        self.events = NodeEvents(self)
+        self.events = NodeEvents(self, shard=ctx.shard, workers=ctx.config.workers)
         self.server: HttpServer | None = None
         self.signer: RefSigner | None = None
         self.secret = b""

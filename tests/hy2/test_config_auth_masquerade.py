@@ -207,6 +207,9 @@ class FakeUsers:
     def refused_reason(self, uid):
         return self.users.get(uid, (None, None))[1]
 
+    def device_refused(self, uid, addr):
+        return False                # no device kicked (UserDirectory's check is tested apart)
+
 
 def test_user_table_decides_first_then_the_backend():
     users = FakeUsers({"tab": ("s1", None), "off": ("s2", "disabled"), "user": ("zz", "expired")})

@@ -283,6 +283,7 @@ def test_started_backend_survives_a_restart_of_the_face(counters):
 
     class Notifier:
         calls = 0
+        client = None          # no supervisor to reach
 
         async def notify(self):
             Notifier.calls += 1
