@@ -29,7 +29,7 @@ from fastpath.control import validation as v
 from fastpath.control.errors import bad_request, conflict, not_found
 from fastpath.control.hy2scale.face import NODE_KEY, ScaleFace, read_setting, write_setting
 from fastpath.store.ledger import CLIENTS_KEY, first_hops
-from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.paths import split_address
 from fastpath.mesh.egress import RULES_KEY
 from fastpath.store.proxy_listeners import PROXIES_KEY
 

@@ -34,7 +34,7 @@ from fastpath.hy2.client import (
     Hy2Error,
 )
 from fastpath.hy2.config import ClientSettings, QuicSettings
-from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.paths import split_address
 from fastpath.store.ledger import CLIENTS_KEY
 
 log = logging.getLogger("fastpath.hy2.exit_peers")

@@ -33,7 +33,7 @@ from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.stateless_reset import StatelessResetter
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 from fastpath.hy2.udp_pump import ClientDatagrams, UdpPump, datagram_from_client
-from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.paths import split_address
 from fastpath.mesh.egress import target_host
 from fastpath.mesh.wire import RELAY_PREFIX, is_control
 from fastpath.shm import (KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, STATE_CONNECT,

@@ -14,7 +14,7 @@ from fastpath.hy2.client_udp_pump import LocalUdpRelay
 from fastpath.hy2.forwarding import open_udp_peer
 from fastpath.hy2.udp_endpoint import make_udp_socket
 from fastpath.hy2.listener import TcpListener
-from fastpath.hy2.udp_relay import join_address
+from fastpath.mesh.paths import join_address
 from fastpath.proxy.credentials import fixed_credentials
 from fastpath.proxy.socks5 import (NO_ADDRESS, REP_FAILURE, REP_HOST_UNREACHABLE, REP_OK,
                                    Socks5Handshake, decode_address, encode_address, reply)

@@ -26,7 +26,8 @@ from libc.string cimport memcmp, memcpy, memset
 
 from fastpath.hy2.frames cimport UdpWhole, udp_header_put, udp_header_size, udp_whole_message
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
-from fastpath.hy2.udp_relay import MAX_NAMES, literal_ip, split_address
+from fastpath.hy2.udp_relay import MAX_NAMES, literal_ip
+from fastpath.mesh.paths import split_address
 
 from fastpath.hy2.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, htons, inet_ntop, inet_pton, ntohs,
                                  recvfrom, sendto, sockaddr, sockaddr_in, sockaddr_in6,

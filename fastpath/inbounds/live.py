@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.paths import split_address
 from fastpath.inbounds.config import InboundSettings
 from fastpath.inbounds.shadowsocks import own_secret
 from fastpath.store.proxy_listeners import list_proxy_listeners

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastpath.hy2.udp_relay import split_address
 from fastpath.inbounds.tcp_splice import TcpSplice
-from fastpath.mesh.paths import route_of
+from fastpath.mesh.paths import route_of, split_address
 from fastpath.proxy.http import HttpProxyHandshake, status
 from fastpath.proxy.socks5 import (REP_FAILURE, REP_HOST_UNREACHABLE, REP_NOT_ALLOWED, REP_OK,
                                    REP_REFUSED, Socks5Handshake, reply)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastpath.hy2.udp_relay import join_address
+from fastpath.mesh.paths import join_address
 from fastpath.inbounds.udp_relay import UdpRelay
 from fastpath.proxy.socks5 import REP_FAILURE, REP_OK, decode_address, encode_address, reply
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from fastpath.hy2.udp_relay import join_address, split_address
+from fastpath.mesh.paths import join_address, split_address
 from fastpath.inbounds.vless_header import decode_address as decode_port_address
 from fastpath.inbounds.vless_header import encode_port_address
 from fastpath.proxy.socks5 import ATYP_DOMAIN, ATYP_V4, ATYP_V6, decode_address, encode_address

@@ -18,7 +18,7 @@ import socket
 import time
 
 from fastpath.mesh.egress import target_host
-from fastpath.hy2.udp_relay import join_address, split_address
+from fastpath.mesh.paths import join_address, split_address
 from fastpath.shm import KIND_UDP_SESSION, STATE_ESTAB
 
 log = logging.getLogger("fastpath.inbounds")

@@ -47,7 +47,7 @@ def parse_request(head: bytes) -> tuple[VlessRequest, int] | None:
 
 def encode_request(user: bytes, address: str, command: int = CMD_TCP, flow: str = "") -> bytes:
     """A request head (for tests and a client)."""
-    from fastpath.hy2.udp_relay import split_address
+    from fastpath.mesh.paths import split_address
     host, port = split_address(address)
     addons = b""
     if flow:

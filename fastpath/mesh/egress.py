@@ -29,10 +29,9 @@ import secrets
 import time
 
 from fastpath.hy2.exit_peers import ExitUnavailable
-from fastpath.hy2.udp_relay import split_address
 from fastpath.mesh import wire
 from fastpath.mesh.inbound import InboundPeers
-from fastpath.mesh.paths import hops, route_of
+from fastpath.mesh.paths import hops, route_of, split_address
 from fastpath.mesh.rules import RuleTable
 from fastpath.store.ledger import Ledger
 from fastpath.store.proxy_listeners import list_proxy_listeners

@@ -6,6 +6,10 @@ the receiving node's own).  Refused: empty hops, a node named twice (the path re
 this node's own names, a first hop that is not a client of this node, names after the first
 with "_" (the relay address ends a name at its first "_", ``fastpath.mesh.wire``), and more
 hops than ``MAX_HOPS``.
+
+The addresses paths end at, and every stream and datagram names, are "host:port" text:
+``split_address`` / ``join_address`` are the one parser and writer, used by the data plane and
+by the faces that check an exit client's ``addr`` (``control/hy2scale/clients.py``).
 """
 from __future__ import annotations
 
@@ -85,3 +89,19 @@ def route_of(meta) -> tuple[tuple[str, ...], str] | None:
         return None
     mode = meta.get("exit_mode") if meta.get("exit_mode") in ("quality", "aggregate") else ""
     return tuple(paths), mode
+
+
+# -- "host:port" addresses -------------------------------------------------------------------
+def split_address(address: str) -> tuple[str, int]:
+    """"host:port" or "[v6]:port" → (host, port); ValueError otherwise."""
+    if address.startswith("["):
+        host, sep, port = address[1:].partition("]:")
+    else:
+        host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"bad address {address!r}")
+    return host, int(port)
+
+
+def join_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastpath.hy2.udp_relay import join_address, literal_ip, split_address
+from fastpath.hy2.udp_relay import literal_ip
+
+from fastpath.mesh.paths import join_address, split_address
 from fastpath.mesh.wire import FrameReader, RelayError, encode_frame
 
 log = logging.getLogger("fastpath.mesh.udp")

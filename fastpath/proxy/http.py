@@ -12,7 +12,7 @@ import asyncio
 import base64
 import urllib.parse
 
-from fastpath.hy2.udp_relay import join_address
+from fastpath.mesh.paths import join_address
 
 MAX_HEAD = 64 * 1024
 HEAD_TIMEOUT = 30.0

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import struct
 
-from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.paths import split_address
 # (ATYP, address, port) at an offset -> ("host:port", bytes used); ValueError if malformed.  Compiled:
 # it runs per request and per SOCKS5/Shadowsocks UDP datagram on bytes from anyone.
 from fastpath.inbounds.request_heads import socks_address as decode_address

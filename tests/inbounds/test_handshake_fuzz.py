@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from fastpath.proxy.credentials import fixed_credentials
 from fastpath.proxy.http import HttpProxyHandshake
 from fastpath.proxy.socks5 import Socks5Handshake
-from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.paths import split_address
 
 
 class Writer:

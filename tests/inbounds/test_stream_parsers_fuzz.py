@@ -11,7 +11,7 @@ import uuid
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fastpath.hy2.udp_relay import split_address
+from fastpath.mesh.paths import split_address
 from fastpath.inbounds.vless_header import encode_port_address, encode_request as vless_request
 from fastpath.inbounds.vless_header import parse_request as parse_vless
 from fastpath.inbounds.vmess_chunks import ChunkError, VmessChunks
@@ -44,7 +44,7 @@ def test_vless_parser_on_random_bytes(data):
 @given(hosts, st.integers(0, 65535), st.sampled_from(["", "xtls-rprx-vision"]),
        st.integers(min_value=0, max_value=80))
 def test_a_vless_head_parses_at_every_cut(host, port, flow, cut):
-    from fastpath.hy2.udp_relay import join_address
+    from fastpath.mesh.paths import join_address
     head = vless_request(USER, join_address(host, port), flow=flow)
     cut = min(cut, len(head) - 1)
     assert parse_vless(head[:cut]) is None

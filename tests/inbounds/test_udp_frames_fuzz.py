@@ -9,7 +9,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fastpath.hy2.udp_relay import join_address, split_address
+from fastpath.mesh.paths import join_address, split_address
 from fastpath.inbounds.udp_frames import (Datagrams, LengthPackets, MuxFrames, TrojanPackets,
                                           decode_packetaddr, encode_packetaddr, is_packetaddr,
                                           mux_new)

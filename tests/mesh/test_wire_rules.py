@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastpath.mesh import wire
-from fastpath.mesh.paths import PathError, check_path, check_paths
+from fastpath.mesh.paths import PathError, check_path, check_paths, join_address, split_address
 from fastpath.mesh.rules import RuleError, RuleTable, check_rule, domain_labels, parse_ip_target
 
 NAMES = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,8}", fullmatch=True)
@@ -184,3 +186,27 @@ def test_rule_bodies_are_checked():
     t = RuleTable([{"id": "m", "type": "ip", "targets": ["10.0.0.0/8"], "exit_via": "b"}])
     assert t.lookup("::ffff:10.1.2.3").id == "m" and t.lookup("[::ffff:10.1.2.3]").id == "m"
     assert t.lookup("11.0.0.1") is None
+
+
+# -- "host:port" addresses: one parser for the data plane and the faces ---------------------------
+@given(host=st.one_of(st.from_regex(r"[a-z0-9.-]{1,30}", fullmatch=True),
+                      st.ip_addresses().map(str)), port=st.integers(0, 65535))
+def test_addresses_round_trip(host, port):
+    assert split_address(join_address(host, port)) == (host, port)
+
+
+@pytest.mark.parametrize("bad", ["", "host", "host:", ":80", "host:x", "host:65536", "[::1]80",
+                                 "[::1]:", "host:-1"])
+def test_a_bad_address_is_refused(bad):
+    with pytest.raises(ValueError):
+        split_address(bad)
+
+
+def test_the_control_faces_import_no_data_plane_module():
+    """Faces share the parsers in fastpath.mesh (and the ledger in fastpath.store); the
+    Hysteria 2 data plane's modules are not theirs to import."""
+    root = Path(__file__).resolve().parents[2] / "control"
+    found = [f"{path.relative_to(root)}:{n}" for path in sorted(root.rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.match(r"\s*(from|import) fastpath\.hy2\b", line)]
+    assert found == []

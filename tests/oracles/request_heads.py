@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from fastpath.hy2.udp_relay import join_address
+from fastpath.mesh.paths import join_address
 
 ATYP_V4, ATYP_DOMAIN, ATYP_V6 = 1, 2, 3             # VLESS's address types
 SOCKS_V4, SOCKS_DOMAIN, SOCKS_V6 = 1, 3, 4          # SOCKS5's (and Trojan's)
