@@ -79,7 +79,8 @@ reads the connection's ``_state``, ``_quic_logger``, ``_network_paths``, ``host_
 The compiled UDP pumps (``fastpath.hy2.udp_pump``, ``fastpath.hy2.client_udp_pump``) append
 DATAGRAM payloads to the connection's ``_datagrams_pending`` directly.
 
-Outside the compiled modules, only two Python modules touch aioquic's private names:
+Outside the compiled modules, aioquic's private state is read and written in two Python modules
+(``tests/hy2/test_aioquic_seam.py`` checks that no other does):
 
 - this one, whose named functions at the end are what the rest of fastpath calls
   (``recovery``, ``congestion_control``, ``replace_congestion_control`` (``_loss``, ``_cc``,
@@ -96,7 +97,7 @@ Outside the compiled modules, only two Python modules touch aioquic's private na
   ``_max_datagram_size``, ``_remote_max_datagram_frame_size``, the sender's
   ``_buffer_start`` / ``_buffer_stop`` and the fields above.
 
-``fastpath.hy2.h3_compat`` subclasses aioquic's ``H3Connection`` and overrides its
+Besides, ``fastpath.hy2.h3_compat`` subclasses aioquic's ``H3Connection`` and overrides its
 ``_validate_settings``, ``_get_local_settings``, ``_create_uni_stream`` and its ``_encoder`` /
 ``_decoder``; the test checks those too.
 """
