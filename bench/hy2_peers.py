@@ -154,11 +154,12 @@ class Peer:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
 
-    def _spawn(self, argv: list[str], env: dict | None = None) -> None:
+    def _spawn(self, argv: list[str], env: dict | None = None, cwd: Path | None = None) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+                                     cwd=cwd)
 
     @property
     def pid(self) -> int:
@@ -264,12 +265,15 @@ class FastpathClient(Peer):
     """``fastpath client`` with a SOCKS5 listener."""
 
     def __init__(self, workdir: Path, server: str, password: str, tag: str = "",
-                 env: dict | None = None):
+                 env: dict | None = None, python: str | None = None):
         super().__init__(f"fastpath-client{tag}", workdir)
         self.socks_port = free_tcp_port()
         config = {"server": server, "auth": password, "tls": {"insecure": True},
                   "socks5": {"listen": f"127.0.0.1:{self.socks_port}"}, **obfs_section()}
         path = workdir / f"{self.name}.yaml"
         path.write_text(yaml.safe_dump(config))
-        self._spawn([sys.executable, "-m", "fastpath", "client", "-c", str(path)], env=env)
+        # Another interpreter runs from the work directory, so ``-m`` finds its tree's
+        # fastpath, not this checkout's.
+        self._spawn([python or sys.executable, "-m", "fastpath", "client", "-c", str(path)],
+                    env=env, cwd=workdir if python else None)
         wait_tcp(self.socks_port, self.proc, self.name)

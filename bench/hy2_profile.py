@@ -1,9 +1,11 @@
 """py-spy profile of the ``fastpath serve`` worker while the reference client downloads through
 it (issue 12's "profile before and after each lever").
 
-    python bench/hy2_profile.py [SECONDS] [up] [top=N] [ENV=VALUE ...]   # e.g. FASTPATH_UDP_BATCH=0
+    python bench/hy2_profile.py [SECONDS] [up] [client] [top=N] [ENV=VALUE ...]   # e.g. FASTPATH_UDP_BATCH=0
 
 ``up`` profiles an upload (the client sends, the worker receives STREAM frames) instead.
+``client`` puts ``fastpath client`` (started with the same ENV) in place of the reference
+client and profiles that process instead of the server's worker.
 
 ``HY2_PROFILE_TOP=N`` prints N entries per list; ``HY2_PROFILE_RAW=FILE`` keeps the raw stacks;
 ``python bench/hy2_profile.py --compare A.raw B.raw`` tabulates the send side's entries.
@@ -100,13 +102,17 @@ def main(argv: list[str]) -> None:
     env = dict(a.split("=", 1) for a in argv if "=" in a)
     top = int(env.pop("top", 25))
     up = "up" in argv
+    of_client = "client" in argv
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="hy2-prof-") as d:
         work = Path(d)
         source = Target("sink" if up else "source")
         transfer = upload if up else download
         node = peers.FastpathServer(work, env=env)
-        client = peers.StockClient(work, node.address, node.password)
+        if of_client:
+            client = peers.FastpathClient(work, node.address, node.password, env=env)
+        else:
+            client = peers.StockClient(work, node.address, node.password)
         try:
             transfer(client.socks_port, source.ports[0], 16 << 20)           # warm up
             size = 4 << 30
@@ -118,21 +124,23 @@ def main(argv: list[str]) -> None:
                 except Exception as exc:            # stopped early by closing the client
                     result["err"] = exc
 
-            worker = peers.worker_pid(node.pid)
+            worker = client.pid if of_client else peers.worker_pid(node.pid)
+            watched = client.pid if of_client else node.pid
             t = threading.Thread(target=pull, daemon=True)
             t.start()
             raw = work / "profile.txt"
-            c0 = peers.cpu_seconds(node.pid)
+            c0 = peers.cpu_seconds(watched)
             subprocess.run([spy, "record", "--native", "--format", "raw", "-r", "200", "-d",
                             str(seconds), "-o", str(raw), "-p", str(worker)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            cpu = peers.cpu_seconds(node.pid) - c0
+            cpu = peers.cpu_seconds(watched) - c0
             print("\n".join(summarize(raw, int(os.environ.get("HY2_PROFILE_TOP", top)))))
             keep = os.environ.get("HY2_PROFILE_RAW")
             if keep:                                # the raw stacks, for a closer look
                 shutil.copy(raw, keep)
             print(f"\n{'upload' if up else 'download'} so far: {result}")
-            print(f"\nserver tree CPU during the profile: {cpu:.1f} s in {seconds} s; env {env}")
+            print(f"\n{'client' if of_client else 'server tree'} CPU during the profile: "
+                  f"{cpu:.1f} s in {seconds} s; env {env}")
         finally:
             client.close()
             node.close()

@@ -27,7 +27,9 @@ Environment:
   HY2_TPUT_CANDIDATES   which of a,b,c,d,e (default all)
   HY2_TPUT_VARIANTS     fastpath variants run side by side, e.g.
                         "batch:FASTPATH_UDP_BATCH=1;plain:FASTPATH_UDP_BATCH=0" — each gets its own
-                        node and client started with that environment, b and c run for each
+                        node and client started with that environment, b and c run for each;
+                        PYTHON=/path/to/python in a variant runs its node and client with that
+                        interpreter (another tree's venv: the code before a change, same run)
   HY2_TPUT_EXTRAS       0 skips the short connection, UDP and memory figures
   HY2_TPUT_FRESH        1: new client processes (new QUIC connections) every round
   HY2_TPUT_OBFS         a Salamander password for fastpath and the reference client (b, c;
@@ -175,7 +177,9 @@ class Bench:
             vdir.mkdir(exist_ok=True)
             if not want & {"b", "c"}:
                 break
-            node = self._keep(peers.FastpathServer(vdir, env=venv))
+            venv = dict(venv)
+            python = venv.pop("PYTHON", None)
+            node = self._keep(peers.FastpathServer(vdir, env=venv, python=python))
             if "b" in want:
                 label = f"b fastpath serve + ref client{tag}"
                 self._pair(label, node, lambda vdir=vdir, node=node, vname=vname: peers.StockClient(
@@ -183,9 +187,10 @@ class Bench:
                 self.same_client_baseline[label] = "a sing-box srv + ref client"
             if "c" in want:
                 label = f"c fastpath serve + fastpath client{tag}"
-                self._pair(label, node, lambda vdir=vdir, node=node, vname=vname, venv=venv:
-                           peers.FastpathClient(vdir, node.address, node.password, f"-c{vname}",
-                                                env=venv))
+                self._pair(label, node, lambda vdir=vdir, node=node, vname=vname, venv=venv,
+                           python=python: peers.FastpathClient(
+                               vdir, node.address, node.password, f"-c{vname}", env=venv,
+                               python=python))
                 self.same_client_baseline[label] = "d sing-box srv + sing-box client"
         self.bare = self._keep(Target("bare-server")) if "e" in want else None
         time.sleep(0.5)

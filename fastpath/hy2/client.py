@@ -218,6 +218,7 @@ class ClientConnection(QuicGlue):
         self.unclaimed: dict[int, TcpResponse] = {}
         self.readers: dict[int, asyncio.StreamReader] = {}
         self.pumps: dict[int, RelayPump] = {}
+        self.unflushed: list[RelayPump] = []       # see QuicGlue.flush_pumps
         self.socket_owners: dict[int, object] = {}      # see Hy2Client.splice_streams
         self.paused: set = set()
         self.waiting_writers: set = set()
@@ -260,6 +261,7 @@ class ClientConnection(QuicGlue):
             for e in self.session.handle(event, now):
                 self._dispatch(e)
             event = quic.next_event()
+        self.flush_pumps()
         if self.paused:
             self.paused = {p for p in self.paused if not p.check_resume()}
         if self.waiting_writers:
@@ -589,6 +591,7 @@ class Hy2Client:
             pump.data_received(bytes(buffered))
         if resp.early or resp.end:
             pump.from_quic(resp.early, resp.end)
+            pump.flush()
         conn.want_transmit()
         return pump
 

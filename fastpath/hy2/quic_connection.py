@@ -55,6 +55,10 @@ def quic_configuration(*, is_client: bool, quic_settings, **kwargs) -> QuicConfi
 
 
 class Hy2QuicConnection(QuicConnection):
+    # Called by the compiled receive path with each DATAGRAM payload and the time
+    # (fastpath.hy2.quic_receive): True when it took the payload, else aioquic's event is made.
+    datagram_sink = None
+
     def __init__(self, *, configuration: QuicConfiguration, stream_window: int | None = None,
                  max_incoming_streams: int | None = None,
                  initial_streams: tuple[int, int] | None = None,
@@ -208,11 +212,25 @@ class QuicGlue:
     """What the server's and the client's per-connection glue share: sending the datagrams
     aioquic has ready and keeping one event-loop timer at aioquic's next deadline.
 
-    Subclasses set ``quic`` and ``loop`` and define ``process_events(now)``.
+    Subclasses set ``quic`` and ``loop``, an empty list ``unflushed`` and define
+    ``process_events(now)``, which ends with ``flush_pumps()``.
     """
 
     timer = None
     timer_at = None
+
+    # -- relay pumps: their QUIC -> TCP bytes are written once per batch ---------------------
+    def pump_pending(self, pump) -> None:
+        """A pump kept bytes for its TCP socket (``RelayPump.from_quic``)."""
+        self.unflushed.append(pump)
+
+    def flush_pumps(self) -> None:
+        """Every pump that kept bytes since the last call writes them, one write each."""
+        pumps = self.unflushed
+        if pumps:
+            self.unflushed = []
+            for pump in pumps:
+                pump.flush()
 
     def send_datagrams(self, endpoint) -> None:
         datagrams = self.quic.datagrams_to_send(self.loop.time())

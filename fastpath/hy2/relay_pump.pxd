@@ -4,7 +4,8 @@ from fastpath.shm.counter_table cimport ShardWriter
 
 
 cdef class RelayPump:
-    cdef object owner            # the glue: want_transmit(), pump_paused(p), pump_finished(p, why)
+    cdef object owner            # the glue: want_transmit(), pump_paused(p), pump_pending(p),
+                                 # pump_finished(p, why)
     cdef object quic             # Hy2QuicConnection
     cdef object transport        # the TCP transport once connected
     cdef readonly long long stream_id
@@ -23,7 +24,10 @@ cdef class RelayPump:
     cdef public Py_ssize_t high_water
     cdef public Py_ssize_t low_water
 
+    cdef list unwritten          # QUIC bytes for the TCP side, written by flush()
+    cdef bint flush_asked        # the owner was told (pump_pending) and has not flushed yet
     cpdef from_quic(self, bytes data, bint end)
+    cpdef flush(self)
     cpdef check_resume(self)
     cpdef abort(self)
     cpdef stop_sending(self)

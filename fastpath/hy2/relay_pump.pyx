@@ -20,6 +20,13 @@ Bytes from the TCP side go straight into the stream's compiled send buffer
 (``fastpath.hy2.stream_send``) when the stream has one, without aioquic's Python
 ``send_stream_data``; otherwise (``FASTPATH_QUIC_SENDPATH=aioquic``) through it.
 
+Bytes from the QUIC side are written to the TCP socket once per received batch, not once per
+STREAM frame: ``from_quic`` keeps them and tells the owner (``pump_pending``, on the first
+chunk after a flush), and the owner calls ``flush`` when it has handled the batch's events.
+One write (one syscall) per batch instead of one per packet was 45 % of ``fastpath client``'s
+time during a download (bench/RESULTS.md, issue 12).  A FIN, an abort or the TCP side's end
+flushes (or drops) what is kept first, so the order and the bytes are the same as before.
+
 When either side ends the pump ends both, as the reference does (no half-close).
 
 ``head`` (set before the TCP side connects) goes to the QUIC stream in ``connection_made``,
@@ -52,6 +59,7 @@ cdef class RelayPump:
         self.slot = slot if writer is not None else -1
         self.quic_is_tx = quic_is_tx
         self.pending = []
+        self.unwritten = []
         window = quic.send_window(stream_id) if hasattr(quic, "send_window") else 0
         self.high_water = min(DEF_HIGH_WATER, window) if window > 0 else DEF_HIGH_WATER
         self.low_water = min(DEF_LOW_WATER, self.high_water // 4)
@@ -94,9 +102,23 @@ cdef class RelayPump:
         if n:
             self.from_quic_bytes += n
             self._count(n, 0)
-            self.transport.write(data)
+            self.unwritten.append(data)
         if end:
             self._finish("peer finished")
+        elif n and not self.flush_asked:
+            self.flush_asked = True
+            self.owner.pump_pending(self)
+
+    cpdef flush(self):
+        """Write what ``from_quic`` kept to the TCP socket, in one write."""
+        self.flush_asked = False
+        cdef list out = self.unwritten
+        if not out:
+            return
+        self.unwritten = []
+        if self.transport is None or self.finished:
+            return
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     # -- TCP side: asyncio.Protocol -----------------------------------------------------------
     def connection_made(self, transport):
@@ -209,6 +231,7 @@ cdef class RelayPump:
 
     cpdef abort(self):
         """The stream was reset: drop the TCP side at once."""
+        self.unwritten = []
         if self.transport is not None:
             self.transport.abort()
         self._finish("stream reset")
@@ -220,5 +243,9 @@ cdef class RelayPump:
         if self.credit_held:
             self.quic.hold_credit(self.stream_id, False)
         if self.transport is not None:
+            if self.unwritten:
+                out, self.unwritten = self.unwritten, []
+                if not self.transport.is_closing():
+                    self.transport.write(b"".join(out))
             self.transport.close()          # flushes what was written, then closes
         self.owner.pump_finished(self, reason)
