@@ -10,6 +10,11 @@ user's cap ends the sessions and the stream; a malformed frame ends this stream 
 datagram either way for ``IDLE_SECONDS`` it is closed.  A reply that finds the stream's write
 buffer over ``WRITE_LIMIT`` is dropped: it is UDP, and a client that reads slowly must not make
 the node hold its replies.
+
+Replies are framed and sealed as they come but written together: at the end of a target
+socket's burst (``UdpRelay.on_burst``) or, for those that came otherwise (an exit's, a control
+frame), on the next loop pass.  One write is one TLS record and one ``send`` for the burst
+instead of one per datagram, which is most of a reply's cost here.
 """
 from __future__ import annotations
 
@@ -45,6 +50,9 @@ class StreamUdp:
         self.relays: dict[int, UdpRelay] = {}
         self.closed = False
         self.dropped = 0
+        self.pending: list[bytes] = []          # sealed replies not yet written
+        self.pending_size = 0
+        self.flush_due = False
         peer = conn.writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
 
@@ -111,7 +119,7 @@ class StreamUdp:
         if relay is None and not self.closed:
             relay = UdpRelay(self.core, self.user_id, self.peer,
                              lambda address, payload, s=session: self._reply(s, address, payload),
-                             lambda r, s=session: self._relay_closed(s, r))
+                             lambda r, s=session: self._relay_closed(s, r), self._flush)
             self.relays[session] = relay
         return relay
 
@@ -126,17 +134,33 @@ class StreamUdp:
 
     def _write(self, plain: bytes, whole: bool = False) -> None:
         """One framed datagram (or, ``whole``, a control frame that is never dropped) sealed
-        and sent."""
+        and queued for the next ``_flush``."""
         writer = self.conn.writer
         if self.closed or writer.is_closing():
             return
-        if not whole and writer.transport.get_write_buffer_size() > WRITE_LIMIT:
+        if not whole and writer.transport.get_write_buffer_size() + self.pending_size > WRITE_LIMIT:
             self.dropped += 1
             return
         sealer = self.sealer
         if sealer is not None:
             plain = sealer.seal_packet(plain) if self.chunked else sealer.seal(plain)
-        writer.write(self.conn.frame(plain))
+        self.pending.append(plain)
+        self.pending_size += len(plain)
+        if not self.flush_due:
+            self.flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """The queued replies in one write (one WebSocket frame, one TLS record run)."""
+        self.flush_due = False
+        pending = self.pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self.pending, self.pending_size = [], 0
+        writer = self.conn.writer
+        if not self.closed and not writer.is_closing():
+            writer.write(self.conn.frame(data))
 
     # -- end --------------------------------------------------------------------------------------
     def _idle(self) -> bool:
@@ -157,6 +181,7 @@ class StreamUdp:
     def close(self) -> None:
         if self.closed:
             return
+        self._flush()
         self.closed = True
         relays, self.relays = self.relays, {}
         for relay in relays.values():

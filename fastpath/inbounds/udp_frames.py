@@ -44,6 +44,17 @@ STATUS_NEW, STATUS_KEEP, STATUS_END, STATUS_KEEPALIVE = 1, 2, 3, 4
 OPTION_DATA, OPTION_ERROR = 1, 2
 NETWORK_TCP, NETWORK_UDP = 1, 2
 MAX_SESSIONS = 64                   # mux UDP sessions open at once on one stream
+CACHED = 64                         # addresses remembered per stream, each way
+
+
+def _remember(cache: dict, key, value):
+    """``value`` kept under ``key`` in a per-stream cache of at most ``CACHED`` entries: a
+    stream talks to a handful of addresses, and parsing or printing one costs more than the
+    rest of a datagram's framing."""
+    if len(cache) >= CACHED:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def is_packetaddr(address: str | None) -> bool:
@@ -81,11 +92,14 @@ class TrojanPackets:
 
     def __init__(self) -> None:
         self.buf = bytearray()
+        self.decoded: dict[bytes, str] = {}
+        self.encoded: dict[str, bytes] = {}
 
     def feed(self, data: bytes) -> list:
         buf = self.buf
         buf += data
         out, pos = [], 0
+        decoded = self.decoded
         while True:
             size = _socks_address_size(buf, pos)
             if size is None or len(buf) < pos + size + 4:
@@ -96,15 +110,20 @@ class TrojanPackets:
             end = pos + size + 4 + length
             if len(buf) < end:
                 break
-            address, _used = decode_address(bytes(buf[pos:pos + size]))
+            raw = bytes(buf[pos:pos + size])
+            address = decoded.get(raw)
+            if address is None:
+                address = _remember(decoded, raw, decode_address(raw)[0])
             out.append((0, address, bytes(buf[pos + size + 4:end])))
             pos = end
         del buf[:pos]
         return out
 
-    @staticmethod
-    def wrap(_session: int, address: str, payload: bytes) -> bytes:
-        return encode_address(address) + struct.pack(">H", len(payload)) + b"\r\n" + payload
+    def wrap(self, _session: int, address: str, payload: bytes) -> bytes:
+        field = self.encoded.get(address)
+        if field is None:
+            field = _remember(self.encoded, address, encode_address(address))
+        return field + struct.pack(">H", len(payload)) + b"\r\n" + payload
 
 
 # -- VLESS ------------------------------------------------------------------------------------
@@ -188,6 +207,7 @@ class MuxFrames:
         self.buf = bytearray()
         self.refused: list[int] = []
         self.target: dict[int, str] = {}        # session -> its address from the new frame
+        self.encoded: dict[str, bytes] = {}
 
     def feed(self, data: bytes) -> list:
         buf = self.buf
@@ -259,10 +279,10 @@ class MuxFrames:
             return None
         raise ValueError(f"mux frame status {status}")
 
-    @staticmethod
-    def wrap(session: int, address: str, payload: bytes) -> bytes:
-        host, port = split_address(address)
-        field = encode_port_address(host, port)
+    def wrap(self, session: int, address: str, payload: bytes) -> bytes:
+        field = self.encoded.get(address)
+        if field is None:
+            field = _remember(self.encoded, address, encode_port_address(*split_address(address)))
         return (struct.pack(">HHBBB", 5 + len(field), session, STATUS_KEEP, OPTION_DATA, NETWORK_UDP)
                 + field + struct.pack(">H", len(payload)) + payload)
 

@@ -26,17 +26,58 @@ log = logging.getLogger("fastpath.inbounds")
 IDLE_SECONDS = 60.0            # a session with no packet either way this long is closed
 RESOLVE_CACHE = 64             # names remembered per session
 MAX_DATAGRAM = 65507
+BURST = 64                     # datagrams read from a target socket per readiness event
 
 
-class _Socket(asyncio.DatagramProtocol):
-    def __init__(self, relay: "UdpRelay") -> None:
+class _Socket:
+    """A session's UDP socket toward its targets (one per address family).  Read on readiness,
+    up to ``BURST`` datagrams per event (asyncio's datagram transport reads one per event and
+    per loop pass), so the replies of one burst can leave in one write of the client's stream
+    (the relay's ``on_burst``).  Sent without a buffer: a datagram the kernel will not take now
+    is dropped, as UDP may be."""
+
+    def __init__(self, relay: "UdpRelay", family: int) -> None:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            relay.loop.add_reader(sock.fileno(), self._readable)
+        except BaseException:
+            sock.close()
+            raise
         self.relay = relay
+        self.sock = sock
 
-    def datagram_received(self, data, addr) -> None:
-        self.relay._from_target(join_address(addr[0], addr[1]), data)
+    def _readable(self) -> None:
+        relay, recv = self.relay, self.sock.recvfrom
+        for _ in range(BURST):
+            try:
+                data, addr = recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("inbound UDP: %s", exc)
+                break
+            relay._from_target(join_address(addr[0], addr[1]), data)
+            if relay.closed:
+                return
+        if relay.on_burst is not None:
+            relay.on_burst()
 
-    def error_received(self, exc) -> None:
-        log.debug("inbound UDP: %s", exc)
+    def sendto(self, payload: bytes, addr) -> bool:
+        try:
+            self.sock.sendto(payload, addr)
+            return True
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            log.debug("inbound UDP: to %s: %s", addr[0], exc)
+            return False
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.relay.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class _ExitOwner:
@@ -59,17 +100,19 @@ class _ExitOwner:
 
 class UdpRelay:
     """A user's UDP session toward any targets.  ``on_reply(address, payload)`` carries a
-    target's answer back in the protocol's framing; ``on_close(relay)`` is told once."""
+    target's answer back in the protocol's framing; ``on_burst()``, when given, is told after
+    the replies read in one readiness event (a stream framing flushes its writes there);
+    ``on_close(relay)`` is told once."""
 
-    def __init__(self, core, user_id, peer: str, on_reply, on_close=None) -> None:
+    def __init__(self, core, user_id, peer: str, on_reply, on_close=None, on_burst=None) -> None:
         self.core = core
         self.user_id = user_id
         self.on_reply = on_reply
         self.on_close = on_close
+        self.on_burst = on_burst
         self.closed = False
         self.last = time.monotonic()
-        self.sockets: dict[int, asyncio.DatagramTransport] = {}
-        self.opening: dict[int, asyncio.Future] = {}
+        self.sockets: dict[int, _Socket] = {}
         self.names: dict[str, str] = {}
         self.loop = asyncio.get_running_loop()
         self.conn_slot, self.slot = core._open_slots(user_id, peer, "udp", KIND_UDP_SESSION)
@@ -133,36 +176,15 @@ class UdpRelay:
 
     def _send_to(self, ip: str, port: int, payload: bytes) -> None:
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        transport = self.sockets.get(family)
-        if transport is None:
-            self.loop.create_task(self._open_then_send(family, ip, port, payload))
-            return
-        transport.sendto(payload, (ip, port))
-        if self.slot >= 0:
-            self.core.counters.count(self.slot, len(payload), 0)
-
-    async def _open_then_send(self, family: int, ip: str, port: int, payload: bytes) -> None:
-        pending = self.opening.get(family)
-        if pending is None:
-            pending = self.opening[family] = self.loop.create_future()
+        sock = self.sockets.get(family)
+        if sock is None:
             try:
-                transport, _ = await self.loop.create_datagram_endpoint(
-                    lambda: _Socket(self), family=family,
-                    local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+                sock = self.sockets[family] = _Socket(self, family)
             except OSError as exc:
                 log.debug("inbound UDP: no socket: %s", exc)
-                pending.set_result(None)
                 return
-            if self.closed:
-                transport.close()
-                pending.set_result(None)
-                return
-            self.sockets[family] = transport
-            pending.set_result(transport)
-        elif await pending is None:
-            return
-        if not self.closed:
-            self._send_to(ip, port, payload)
+        if sock.sendto(payload, (ip, port)) and self.slot >= 0:
+            self.core.counters.count(self.slot, len(payload), 0)
 
     # -- target -> client ---------------------------------------------------------------------------
     def _from_target(self, address: str, payload: bytes) -> None:
@@ -190,8 +212,8 @@ class UdpRelay:
             return
         self.closed = True
         self.core.udp_live.discard(self)
-        for transport in self.sockets.values():
-            transport.close()
+        for sock in self.sockets.values():
+            sock.close()
         self.sockets.clear()
         if self.exit is not None:
             self.exit.close()

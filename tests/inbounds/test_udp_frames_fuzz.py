@@ -68,12 +68,31 @@ def test_a_huge_declared_length_is_held_to_one_frame(make, start):
 @given(st.lists(st.tuples(addresses, payloads), min_size=1, max_size=6),
        st.lists(st.integers(0, 600), max_size=12))
 def test_trojan_frames_come_back_at_any_cut(datagrams, sizes):
-    stream = b"".join(TrojanPackets.wrap(0, a, p) for a, p in datagrams)
+    writer = TrojanPackets()                   # one writer: its address cache is in play
+    stream = b"".join(writer.wrap(0, a, p) for a, p in datagrams)
     reader, got = TrojanPackets(), []
     for piece in cuts(stream, sizes):
         got += reader.feed(piece)
     assert [(_norm(a), p) for _s, a, p in got] == [(_norm(a), p) for a, p in datagrams]
     assert not reader.buf
+
+
+@pytest.mark.parametrize("framing", [TrojanPackets, MuxFrames])
+def test_address_caches_stay_right_past_their_size(framing):
+    """More addresses than a stream remembers, cycled: every datagram still names its own."""
+    from fastpath.inbounds.udp_frames import CACHED, mux_new as new
+    addresses = [f"10.0.{i // 250}.{i % 250}:{1000 + i}" for i in range(CACHED + 5)]
+    addresses += [f"host{i}.example:53" for i in range(5)]
+    writer, reader = framing(), framing()
+    sent = [(addresses[i % len(addresses)], bytes([i % 256])) for i in range(3 * CACHED)]
+    stream = b"".join(writer.wrap(3, a, p) for a, p in sent)
+    if framing is MuxFrames:
+        stream = new(3, addresses[0], b"opened") + stream
+    got = reader.feed(stream)
+    if framing is MuxFrames:
+        assert got.pop(0) == (3, addresses[0], b"opened")
+    assert [(a, p) for _s, a, p in got] == sent
+    assert len(writer.encoded) <= CACHED and len(getattr(reader, "decoded", {})) <= CACHED
 
 
 def _norm(address: str):
@@ -107,10 +126,10 @@ def test_vless_length_frames_come_back_at_any_cut(datagrams, packetaddr, sizes):
                                                  min_size=1, max_size=5),
        st.lists(st.integers(0, 600), max_size=12))
 def test_mux_udp_sessions_come_back_at_any_cut(session, first, datagrams, sizes):
-    stream = mux_new(session, first, datagrams[0][1])
+    stream, writer = mux_new(session, first, datagrams[0][1]), MuxFrames()
     for address, payload in datagrams[1:]:
         # keep frames: with their own address (XUDP) or none (the session's)
-        stream += MuxFrames.wrap(session, address, payload) if address else (
+        stream += writer.wrap(session, address, payload) if address else (
             bytes([0, 4]) + session.to_bytes(2, "big") + bytes([2, 1])
             + len(payload).to_bytes(2, "big") + payload)
     stream += MuxFrames.end(session)
@@ -135,7 +154,7 @@ def test_mux_refuses_tcp_and_sessions_past_the_limit_and_ignores_keepalives():
     assert len(got) == MAX_SESSIONS
     assert reader.refused == [1, MAX_SESSIONS + 2]
     # a keep frame of a refused session is dropped, not an error
-    assert reader.feed(MuxFrames.wrap(1, "127.0.0.1:80", b"late")) == []
+    assert reader.feed(MuxFrames().wrap(1, "127.0.0.1:80", b"late")) == []
     with pytest.raises(ValueError):
         MuxFrames().feed(bytes([0, 4, 0, 1, 9, 0]))              # status 9
     with pytest.raises(ValueError):
