@@ -400,6 +400,13 @@ def test_receive_path_internals():
     rs.add(9)
     assert rs._RangeSet__ranges == [range(3, 5), range(9, 10)]
     assert "self.__ranges" in inspect.getsource(RangeSet.add)
+    # the packet-number window the fast path swaps for its own (its state and its size)
+    from aioquic.quic.recovery import MAX_ACK_RANGES, QuicPacketNumberWindow
+    window = QuicPacketNumberWindow()
+    window.add(300)
+    assert (window._lower, window._received, window._size) == (300 - 2 * MAX_ACK_RANGES + 1,
+                                                                {300}, 2 * MAX_ACK_RANGES)
+    assert set(vars(window)) == {"_lower", "_received", "_size"}
 
 
 def test_receive_env_switch_and_reversible_install():
