@@ -205,6 +205,24 @@ async def proxy_download(server: str, auth: str, target: str, n: int) -> float:
     return elapsed
 
 
+async def peer_nodes(server: str, auth: str, count: int):
+    """``count`` Hysteria 2 connections to ``server``, each naming itself a peer node (the
+    identified node-info request, ``fastpath.mesh.wire``), held open: the server lists them
+    as inbound peers.  Prints ``ready`` when every one has been answered."""
+    from fastpath.hy2.client import simple_client
+    from fastpath.mesh.wire import encode_node_info
+    clients = []
+    for i in range(count):
+        client = simple_client(server, auth)
+        await asyncio.wait_for(client.ensure_connected(), 20)
+        reader, writer = await client.open_tcp(encode_node_info(f"peer{i:04d}", f"peer node {i}"))
+        assert await reader.read(4096)
+        writer.close()
+        clients.append(client)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
 def main(argv):
     cmd = argv[0]
     if cmd == "bare-server":
@@ -221,6 +239,8 @@ def main(argv):
         print(run(bare_download(int(argv[1]), int(argv[2]))), flush=True)
     elif cmd == "download":
         print(run(proxy_download(argv[1], argv[2], argv[3], int(argv[4]))), flush=True)
+    elif cmd == "peer-nodes":
+        run(peer_nodes(argv[1], argv[2], int(argv[3])))
     else:
         raise SystemExit(f"unknown command {cmd}")
 

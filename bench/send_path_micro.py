@@ -65,6 +65,18 @@ def handshake(client, server, now: float) -> None:
     assert server._handshake_complete and client._handshake_complete
 
 
+def exchange(client, server, now: float, rounds: int = 5, step: float = 0.01) -> float:
+    """Moves what each side has to send to the other ``rounds`` times, ``step`` apart; the
+    time after."""
+    for _ in range(rounds):
+        for data, _ in client.datagrams_to_send(now):
+            server.receive_datagram(data, ("10.0.0.2", 2), now)
+        for data, _ in server.datagrams_to_send(now):
+            client.receive_datagram(data, ("10.0.0.1", 1), now)
+        now += step
+    return now
+
+
 def download(variant: str, cert: str, key: str, total: int, loss: float = 0.0,
              seed: int = 1) -> tuple[float, int, bool]:
     """(server CPU s per packet, packets, received bytes equal)."""
@@ -75,12 +87,7 @@ def download(variant: str, cert: str, key: str, total: int, loss: float = 0.0,
     handshake(client, server, now)
     sid = client.get_next_available_stream_id()
     client.send_stream_data(sid, b"go")
-    for _ in range(5):
-        for data, _ in client.datagrams_to_send(now):
-            server.receive_datagram(data, ("10.0.0.2", 2), now)
-        for data, _ in server.datagrams_to_send(now):
-            client.receive_datagram(data, ("10.0.0.1", 1), now)
-        now += 0.01
+    now = exchange(client, server, now)
     while server.next_event() is not None:
         pass
     assert sid in server._streams, "the stream did not reach the server"

@@ -1,8 +1,9 @@
 """Multi-hop exit paths (issue 16's benchmark): bulk TCP download through node A with the
 user's exit path ``b/c`` (client -> A -> B -> C -> target), against the same download through
 A directly and with the one-hop exit ``b``, in the same run; each node's worker CPU per MiB.
-Then ``GET /topology`` on A at 50 peers with nested discovery on (C under B), against
-``/clients`` (no broadcast), same run.
+The same download through SOCKS5 listeners of A (``/api/proxies``), one with ``exit_via:
+"b/c"``.  Then ``GET /topology`` on A at 50 peers with nested discovery on (C under B), and
+on B at 50 inbound peers (``/stats`` too), against ``/clients`` (no broadcast), same run.
 
 Three real nodes (``fastpath serve``, one worker each), the target (``hy2_procs.py source``)
 and each client download (``hy2_procs.py download``) in their own processes; rounds
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -80,19 +82,27 @@ def download(server: str, auth: str, target: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def interleaved(routes: dict, workers: dict):
+    """Run each route's download (a callable: seconds for ``BULK`` bytes) once per round, the
+    routes interleaved; Mbit/s per route and round, and each worker's CPU ms per MiB."""
+    rate = {r: [] for r in routes}
+    cpu = {r: {n: [] for n in workers} for r in routes}
+    for _ in range(ROUNDS):
+        for name, fetch in routes.items():
+            before = {n: cpu_seconds(p) for n, p in workers.items()}
+            seconds = fetch()
+            rate[name].append(BULK * 8 / seconds / 1e6)
+            for n, p in workers.items():
+                cpu[name][n].append((cpu_seconds(p) - before[n]) / (BULK / 2**20) * 1e3)
+    return rate, cpu
+
+
 def test_download_through_b_c_vs_direct(mesh, compare):
     (a, b, c), _scales, target = mesh
     workers = {"A": worker_of(a), "B": worker_of(b), "C": worker_of(c)}
     routes = {"direct A": "here:pw", "exit b": "viab:pw", "exit b/c": "viabc:pw"}
-    rate = {r: [] for r in routes}
-    cpu = {r: {n: [] for n in workers} for r in routes}
-    for _ in range(ROUNDS):
-        for name, auth in routes.items():
-            before = {n: cpu_seconds(p) for n, p in workers.items()}
-            seconds = download(a.config["listen"], auth, target)
-            rate[name].append(BULK * 8 / seconds / 1e6)
-            for n, p in workers.items():
-                cpu[name][n].append((cpu_seconds(p) - before[n]) / (BULK / 2**20) * 1e3)
+    rate, cpu = interleaved({name: (lambda auth=auth: download(a.config["listen"], auth, target))
+                             for name, auth in routes.items()}, workers)
     print(f"\n{BULK >> 20} MiB downloads through A, {ROUNDS} interleaved rounds (Mbit/s per round):")
     for name in routes:
         print(f"  {name:9s} " + " ".join(f"{m:6.0f}" for m in rate[name])
@@ -125,23 +135,105 @@ def test_topology_at_50_peers_with_nested_children(mesh):
             break
         time.sleep(0.5)
     assert len(topo) == PEERS + 1 and [k["name"] for k in entry["children"]] == ["c"]
+    time_routes(sa, ("/topology", "/clients"),
+                f"/topology at {PEERS} peers, b nested (c below), {len(sa.get('/topology').body)} bytes")
 
-    def timed(path, n=15):
+
+def time_routes(scale, paths, title: str, n: int = 15, rounds: int = 4) -> None:
+    """ms per GET of each path, ``n`` requests a turn, the paths alternating for ``rounds``
+    rounds after a warm-up; printed with each round's ratio of the first to the last."""
+    def timed(path):
         t0 = time.perf_counter()
         for _ in range(n):
-            assert sa.get(path).status == 200
+            assert scale.get(path).status == 200
         return (time.perf_counter() - t0) * 1000 / n
-    for path in ("/topology", "/clients"):
+    for path in paths:
         timed(path)
-    rows = {"/topology": [], "/clients": []}
-    for _ in range(4):
+    rows = {path: [] for path in paths}
+    for _ in range(rounds):
         for path in rows:
             rows[path].append(timed(path))
-    print(f"\n/topology at {PEERS} peers, b nested (c below), {len(sa.get('/topology').body)} bytes; ms per request:")
+    print(f"\n{title}; ms per request:")
     for path, ms in rows.items():
         print(f"  {path:10s} " + " ".join(f"{m:6.1f}" for m in ms) + f"   median {statistics.median(ms):6.1f}")
-    print("  /topology / /clients per round: "
-          + " ".join(f"{t / c:.2f}" for t, c in zip(rows["/topology"], rows["/clients"])))
+    print(f"  {paths[0]} / {paths[-1]} per round: "
+          + " ".join(f"{t / c:.2f}" for t, c in zip(rows[paths[0]], rows[paths[-1]])))
+
+
+def socks_download(port: int, user: str, password: str, target: str, size: int) -> float:
+    """Seconds to read ``size`` bytes from the source ``target`` through a SOCKS5 proxy."""
+    host, _, tport = target.rpartition(":")
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.sendall(b"\x05\x01\x02")
+    assert s.recv(2) == b"\x05\x02"
+    s.sendall(b"\x01" + bytes([len(user)]) + user.encode() + bytes([len(password)]) + password.encode())
+    assert s.recv(2) == b"\x01\x00"
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(host) + struct.pack(">H", int(tport)))
+    assert s.recv(10)[:2] == b"\x05\x00"
+    start = time.perf_counter()
+    s.sendall(struct.pack(">Q", size))
+    got = 0
+    buf = bytearray(1 << 20)
+    while got < size:
+        n = s.recv_into(buf)
+        if not n:
+            raise ConnectionError(f"ended after {got} bytes")
+        got += n
+    elapsed = time.perf_counter() - start
+    s.close()
+    return elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_socks5_proxy_through_b_c_vs_direct(mesh, compare):
+    """The same download through a SOCKS5 listener of A (``/api/proxies``): one leaving at A,
+    one with ``exit_via: "b/c"`` (the egress opens the path as for a Hysteria 2 user)."""
+    (a, b, c), (sa, _sb, _sc), target = mesh
+    ports = {"socks direct A": free_port(), "socks exit b/c": free_port()}
+    for (name, port), via in zip(ports.items(), ("", "b/c")):
+        r = sa("POST", "/proxies", {"id": name.replace(" ", "-").replace("/", ""), "protocol": "socks5",
+                                    "listen": f"127.0.0.1:{port}", "enabled": True, "exit_via": via})
+        assert r.status == 200, r.text
+    workers = {"A": worker_of(a), "B": worker_of(b), "C": worker_of(c)}
+    rate, cpu = interleaved({name: (lambda port=port: socks_download(port, "here", "pw", target, BULK))
+                             for name, port in ports.items()}, workers)
+    print(f"\n{BULK >> 20} MiB downloads through A's SOCKS5 listeners, {ROUNDS} interleaved rounds (Mbit/s):")
+    for name in ports:
+        print(f"  {name:15s} " + " ".join(f"{m:6.0f}" for m in rate[name])
+              + "   CPU ms/MiB (median) " + ", ".join(f"{n} {statistics.median(v):.1f}" for n, v in cpu[name].items()))
+    pairs = [x / d for x, d in zip(rate["socks exit b/c"], rate["socks direct A"])]
+    print("  socks exit b/c / socks direct A per round: " + " ".join(f"{r:.2f}x" for r in pairs))
+    compare.record("mesh socks5 on A, exit b/c (Mbit/s)", max(rate["socks exit b/c"]), "Mbit/s", better="higher")
+    assert min(rate["socks exit b/c"]) > 0
+    # The b/c listener's bytes went through B and C: both workers carried them.
+    assert statistics.median(cpu["socks exit b/c"]["C"]) > 0 and statistics.median(cpu["socks exit b/c"]["B"]) > 0
+
+
+def test_topology_and_stats_at_50_inbound_peers(mesh):
+    """B with 50 peer nodes connected to it (one process, 50 Hysteria 2 connections, each
+    naming itself): ``/topology`` lists them as self's children, ``/stats`` counts them; both
+    against ``/clients`` (no broadcast), same run."""
+    (_a, b, _c), (_sa, sb, _sc), _target = mesh
+    proc = subprocess.Popen([*PROCS, "peer-nodes", b.config["listen"], "peer-a:pw", str(PEERS)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(sb.get("/topology").json()[0]["children"]) < PEERS:
+            time.sleep(0.3)
+        kids = sb.get("/topology").json()[0]["children"]
+        assert sum(k["node_id"].startswith("peer0") for k in kids) == PEERS, len(kids)
+        assert sb.get("/stats").json()["exit_clients"] >= PEERS
+        time_routes(sb, ("/topology", "/stats", "/clients"),
+                    f"B with {PEERS} inbound peers, /topology {len(sb.get('/topology').body)} bytes")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_rule_lookup_cost(compare):

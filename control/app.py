@@ -15,7 +15,7 @@ import falcon.media
 from fastpath.control.errors import handle_unexpected, serialize_error
 from fastpath.control.node_model import NodeModel
 from fastpath.control import docs_ui
-from fastpath.control.openapi import OpenApiResource
+from fastpath.control.openapi import ANY_OBJECT, OpenApiResource, obj
 from fastpath.control.route_guard import OPEN, PathNormaliser, RecordingApp, RouteGuard
 from fastpath.control.shared_root import SharedRoot
 from fastpath.control.validation import BoundedMessagePackHandler
@@ -24,6 +24,7 @@ FACES = (
     "fastpath.control.native",
     "fastpath.control.native_traffic",
     "fastpath.control.native_config",
+    "fastpath.control.native_inbounds",
     "fastpath.control.metrics",
     "fastpath.control.traffic_stats",
     "fastpath.control.stream_proxy",
@@ -74,7 +75,9 @@ def create_app(node: NodeModel) -> falcon.App:
         app.add_route("/", root)
         guard.bind({"/"}, root.rule)
     node.openapi.add("GET", "/openapi.json", "This document: every route of every face", tag="docs",
-                     secured=False, response={"type": "object"})
+                     secured=False,
+                     response=obj({"openapi": {"const": "3.1.0"}, "info": ANY_OBJECT, "paths": ANY_OBJECT,
+                                   "components": ANY_OBJECT}, extra=True), msgpack=False)
     app.add_route("/openapi.json", OpenApiResource(node.openapi))
     guard.bind({"/openapi.json", *docs_ui.register(app, node.openapi)}, OPEN)
     return app

@@ -26,6 +26,7 @@ import falcon
 
 from fastpath.control.auth import bearer_rule
 from fastpath.control.dashboard_log import LEVELS, LogTail
+from fastpath.control.native_schemas import EVENTS
 from fastpath.control.openapi import path_param, query
 from fastpath.control import shared_root
 from fastpath.control.route_guard import OPEN, PUBLIC
@@ -320,23 +321,29 @@ def register(app: falcon.App, node):
         app.add_route("/scale/assets/{name}", Asset(site))
     live = Live(node, LiveTicker(node))
     html = {"type": "string", "description": "the dashboard's page (HTML)"}
+    # The build's files: scripts and styles, images and fonts as they are.
+    asset_types = {"text/javascript": {"type": "string"}, "text/css": {"type": "string"},
+                   "*/*": {"type": "string", "format": "binary"}}
     node.openapi.add("GET", "/dashboard", "The web dashboard", tag="dashboard", secured=False,
                      response=html, content_type="text/html")
     node.openapi.add("GET", "/dashboard/assets/{name}", "A file of the dashboard's build", tag="dashboard",
                      secured=False, params=[path_param("name")], errors={404: "no such file"},
-                     response={"type": "string", "format": "binary"}, content_type="application/octet-stream")
+                     content=asset_types)
     if scale_on:
         node.openapi.add("GET", "/scale", "The dashboard under the HY2 SCALE face's path", tag="dashboard",
                          secured=False, response=html, content_type="text/html")
         node.openapi.add("GET", "/scale/assets/{name}", "A file of the dashboard's build", tag="dashboard",
                          secured=False, params=[path_param("name")], errors={404: "no such file"},
-                         response={"type": "string", "format": "binary"},
-                         content_type="application/octet-stream")
+                         content=asset_types)
     app.add_route(LIVE_PATH, live)
     app.add_route(LOG_PATH, LogTail(node, live.slots))
     node.openapi.add("GET", LIVE_PATH, "Server-sent events, one a second: node rates, connections, "
-                     "users online, streams live, viewers (the dashboard's overview)", tag="native")
+                     "users online, streams live, viewers (the dashboard's overview)", tag="native",
+                     response=EVENTS, content_type="text/event-stream",
+                     errors={401: "no or wrong bearer token", 503: "too many streams open"})
     node.openapi.add("GET", LOG_PATH, "Server-sent events: the node log's last lines, then each new "
-                     "one at or above ?level=", tag="native", errors={400: "unknown level"},
+                     "one at or above ?level=", tag="native", response=EVENTS,
+                     content_type="text/event-stream",
+                     errors={400: "unknown level", 401: "no or wrong bearer token", 503: "too many streams open"},
                      params=[query("level", {"type": "string", "enum": list(LEVELS)})])
     return bearer_rule(node)

@@ -111,7 +111,7 @@ def register(app, builder) -> set[str]:
                 "(ETag: its SHA-256; If-None-Match answers 304)", tag="docs", secured=False,
                 params=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
                 errors={304: "unchanged", 404: "no such file"},
-                response={"type": "string"}, content_type="text/javascript")
+                content={"text/javascript": {"type": "string"}, "text/css": {"type": "string"}})
     app.add_route("/docs", SwaggerResource(builder))
     app.add_route("/redoc", RedocResource(builder))
     app.add_route(ASSETS_PREFIX + "/{name}", AssetResource(assets))

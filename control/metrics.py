@@ -102,5 +102,7 @@ class Metrics:
 def register(app: falcon.App, node):
     app.add_route("/metrics", Metrics(node))
     node.openapi.add("GET", "/metrics", "Prometheus metrics from the shared counters", tag="metrics",
-                     content_type="text/plain")
+                     content_type=CONTENT_TYPE_LATEST.split(";")[0],
+                     response={"type": "string", "description": "Prometheus text exposition format"},
+                     errors={401: "no or wrong bearer token (when control.token is set)"})
     return bearer_rule(node)

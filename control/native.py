@@ -11,7 +11,8 @@ from fastpath.control import validation as v
 from fastpath.control.auth import bearer_rule
 from fastpath.control.node_model import users_changed
 from fastpath.control.errors import bad_request, store_refusals
-from fastpath.control.openapi import path_param
+from fastpath.control import native_schemas as schemas
+from fastpath.control.openapi import INTEGER, array, obj, path_param
 from fastpath.control.route_guard import PUBLIC
 from fastpath import __version__
 from fastpath.store import User
@@ -203,6 +204,8 @@ class UserItem:
 
 USER_SCHEMA = {
     "type": "object",
+    "additionalProperties": False,
+    "description": "id is required to create and cannot be changed",
     "properties": {
         "id": {"type": "string", "pattern": v.USER_ID.pattern},
         "auth_secret": {"type": "string", "description": "Hysteria 2 auth string; generated if omitted"},
@@ -228,17 +231,27 @@ def register(app: falcon.App, node):
     app.add_route("/api/v1/users/{user_id}", UserItem(node))
     api = node.openapi
     user_ref = api.schema("User", USER_SCHEMA)
+    create_ref = api.schema("UserCreate", {**USER_SCHEMA, "required": ["id"]})
+    view_ref = api.schema("UserView", schemas.USER_VIEW)
+    auth = {401: "no or wrong bearer token"}
     api.add("GET", "/api/v1/health", "Liveness: status, uptime, version, workers alive", tag="native",
-            secured=False, errors={503: "a worker or the supervisor is down"})
+            secured=False, response=schemas.HEALTH,
+            errors={503: "a worker or the supervisor is down (the same body, status degraded)"},
+            error_schema=schemas.HEALTH)
     api.add("GET", "/api/v1/ping", "Answer at once (no supervisor call): cheap probe", tag="native",
-            secured=False)
-    api.add("GET", "/api/v1/node", "Node identity, listeners, counter segment, children", tag="native")
-    api.add("GET", "/api/v1/users", "List users with traffic used and online connections", tag="native")
-    api.add("POST", "/api/v1/users", "Create a user", tag="native", body=user_ref, response=user_ref,
-            errors={400: "invalid body", 409: "id or auth secret taken"})
+            secured=False, response=schemas.PONG)
+    api.add("GET", "/api/v1/node", "Node identity, listeners, counter segment, children", tag="native",
+            response=schemas.NODE, errors={**auth, 503: "the node is starting"})
+    api.add("GET", "/api/v1/users", "List users with traffic used and online connections", tag="native",
+            response=obj({"users": array(view_ref), "total": INTEGER}), errors=auth)
+    api.add("POST", "/api/v1/users", "Create a user", tag="native", body=create_ref, response=view_ref,
+            status=201, errors={**auth, 400: "invalid body", 409: "id or auth secret taken",
+                                413: "body too large"})
     for method, summary in (("GET", "Get one user"), ("PATCH", "Change some fields of a user"),
-                            ("PUT", "Same as PATCH"), ("DELETE", "Delete a user")):
+                            ("PUT", "Same as PATCH")):
         api.add(method, "/api/v1/users/{user_id}", summary, tag="native",
                 params=[path_param("user_id")], body=user_ref if method in ("PATCH", "PUT") else None,
-                errors={404: "unknown user", 400: "invalid body"})
+                response=view_ref, errors={**auth, 404: "unknown user", 400: "invalid body"})
+    api.add("DELETE", "/api/v1/users/{user_id}", "Delete a user", tag="native", status=204, empty=True,
+            params=[path_param("user_id")], errors={**auth, 404: "unknown user"})
     return bearer_rule(node)

@@ -13,6 +13,7 @@ import re
 
 import falcon
 
+from fastpath.control import native_schemas as schemas
 from fastpath.control.auth import bearer_rule
 
 # A key whose value is a credential: shown as "***", and so is everything beneath it (an
@@ -26,7 +27,8 @@ LIVE = ("control (token, threads, timeouts: the control API restarts on a reload
         "scale (the HY2 SCALE face's settings)", "pasarguard (the node API face's settings)",
         "users and exits (the workers reread them)")
 AT_RESTART = ("listen, tls, obfs, quic, bandwidth, masquerade (Hysteria 2)",
-              "media.listen and the relay's buffers", "inbounds", "node.workers, counters")
+              "media.listen and the relay's buffers",
+              "inbounds (those of /api/v1/inbounds move live)", "node.workers, counters")
 
 
 def redacted(value, hide: bool = False, key: str = ""):
@@ -66,7 +68,10 @@ def register(app: falcon.App, node):
     app.add_route("/api/v1/reload", Reload(node))
     api = node.openapi
     api.add("GET", "/api/v1/config", "The node's config (credentials hidden) and which parts a "
-            "reload applies", tag="native")
+            "reload applies", tag="native", response=schemas.CONFIG,
+            errors={401: "no or wrong bearer token"})
     api.add("POST", "/api/v1/reload", "Reread the config file, as SIGHUP does", tag="native",
-            errors={400: "the new config has an error: nothing changed", 503: "supervisor unavailable"})
+            response=schemas.RELOADED,
+            errors={400: "the new config has an error: nothing changed", 401: "no or wrong bearer token",
+                    503: "supervisor unavailable"})
     return bearer_rule(node)

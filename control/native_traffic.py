@@ -7,6 +7,7 @@ from fastpath.control import validation as v
 from fastpath.control.auth import bearer_rule
 from fastpath.control.node_model import users_changed
 from fastpath.control.errors import bad_request, store_refusals
+from fastpath.control import native_schemas as schemas
 from fastpath.control.openapi import path_param, query
 from fastpath.control.traffic_accounting import traffic_cache
 from fastpath.store.ledger import USAGE
@@ -154,19 +155,24 @@ def register(app: falcon.App, node):
     app.add_route("/api/v1/users/{user_id}/kick", UserKick(node))
     app.add_route("/api/v1/kick", Kick(node))
     api, tag = node.openapi, "native"
+    auth = {401: "no or wrong bearer token"}
     page = [query("offset", {"type": "integer", "minimum": 0}), query("limit", {"type": "integer", "minimum": 1})]
-    api.add("GET", "/api/v1/traffic", "Monotonic tx/rx per id, online connections, live streams", tag=tag)
+    api.add("GET", "/api/v1/traffic", "Monotonic tx/rx per id, online connections, live streams", tag=tag,
+            response=schemas.TRAFFIC, errors=auth)
     api.add("GET", "/api/v1/connections", "Live connections (remote address, since, tx/rx)", tag=tag,
-            params=[query("user", {"type": "string"}), *page])
+            params=[query("user", {"type": "string"}), *page], response=schemas.CONNECTIONS,
+            errors={**auth, 400: "bad offset or limit"})
     api.add("GET", "/api/v1/streams", "Live TCP streams and UDP sessions", tag=tag,
             params=[query("user", {"type": "string"}), query("state", {"type": "string", "enum": list(STATE_NAMES)}),
                     query("kind", {"type": "string", "enum": ["tcp", "udp"]}), *page],
-            errors={400: "bad filter"})
+            response=schemas.STREAMS, errors={**auth, 400: "bad filter"})
     api.add("POST", "/api/v1/users/{user_id}/reset", "Restart a user's count toward its traffic limit",
-            tag=tag, params=[path_param("user_id")], errors={404: "unknown user"})
+            tag=tag, params=[path_param("user_id")], response=schemas.RESET,
+            errors={**auth, 404: "unknown user"})
     api.add("POST", "/api/v1/users/{user_id}/kick", "Close every connection of a user now", tag=tag,
-            params=[path_param("user_id")], errors={404: "unknown user"})
+            params=[path_param("user_id")], response=schemas.KICKED, errors={**auth, 404: "unknown user"})
     api.add("POST", "/api/v1/kick", "Close every connection of the listed users now", tag=tag,
-            body={"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
-            errors={400: "invalid body"})
+            body={"type": "object", "required": ["ids"], "additionalProperties": False,
+                  "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
+            response=schemas.KICKED, errors={**auth, 400: "invalid body"})
     return bearer_rule(node)

@@ -167,6 +167,48 @@ class Index:
                      "<li><a href=\"/dump/streams\">GET /dump/streams</a></li></ul></body></html>\n")
 
 
+# The reference's bodies (shared/spec/traffic-stats-api.md): maps keyed by auth id; refusals
+# are Go's ``http.Error`` text.
+TRAFFIC_BODY = {"type": "object", "additionalProperties": {
+    "type": "object", "required": ["tx", "rx"], "additionalProperties": False,
+    "properties": {"tx": {"type": "integer"}, "rx": {"type": "integer"}}}}
+ONLINE_BODY = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+               "description": "authenticated QUIC connections per id"}
+DUMP_STREAM = {"type": "object", "additionalProperties": False,
+               "required": ["state", "auth", "connection", "stream", "req_addr", "hooked_req_addr",
+                            "tx", "rx", "initial_at", "last_active_at"],
+               "properties": {"state": {"type": "string", "enum": ["init", "hook", "connect", "estab", "closed"]},
+                              "auth": {"type": "string"}, "connection": {"type": "integer"},
+                              "stream": {"type": "integer"}, "req_addr": {"type": "string"},
+                              "hooked_req_addr": {"type": "string"}, "tx": {"type": "integer"},
+                              "rx": {"type": "integer"},
+                              "initial_at": {"type": "string", "format": "date-time"},
+                              "last_active_at": {"type": "string", "format": "date-time"}}}
+DUMP_BODY = {"type": "object", "required": ["streams"], "additionalProperties": False,
+             "properties": {"streams": {"type": "array", "items": DUMP_STREAM}}}
+TEXT = {"type": "string"}
+
+
+def document(api) -> None:
+    tag = "traffic-stats"
+    refusals = {401: "the secret (or, without one, the control token) is missing or wrong"}
+    # The reference's bytes, whatever the request's Accept (compiled JSON, no msgpack).
+    plain = {"error_schema": TEXT, "error_type": "text/plain", "msgpack": False}
+    clear = {"name": "clear", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "Go's strconv.ParseBool: 1, t, T, TRUE, true or True clear after reading"}
+    api.add("GET", "/traffic", "Traffic per auth id since the last clear (?clear=1 clears)", tag=tag,
+            secured=False, response=TRAFFIC_BODY, errors=refusals, params=[clear], **plain)
+    api.add("POST", "/kick", "Close every connection of the listed ids (JSON array)", tag=tag,
+            secured=False, empty=True, errors={**refusals, 400: "body is not a JSON array of strings"},
+            body={"type": "array", "items": {"type": "string"}}, **plain)
+    api.add("GET", "/online", "Authenticated connections per id", tag=tag, secured=False,
+            response=ONLINE_BODY, errors=refusals, **plain)
+    api.add("GET", "/dump/streams", "TCP streams (JSON, or a text table with Accept: text/plain)",
+            tag=tag, secured=False, errors=refusals, **plain,
+            content={"application/json": DUMP_BODY,
+                     "text/plain": {"type": "string", "description": "the reference's table, header first"}})
+
+
 def register(app: falcon.App, node):
     gate = TrafficStatsGate(node)
     app.add_middleware(gate)
@@ -182,13 +224,5 @@ def register(app: falcon.App, node):
     if not shared_root.claim(node, "traffic_stats", index, OPEN, fallback=True,
                              wants=lambda req: gate.port is not None and _local_port(req) == gate.port):
         app.add_route("/", index)
-    api = node.openapi
-    tag = "traffic-stats"
-    api.add("GET", "/traffic", "Traffic per auth id since the last clear (?clear=1 clears)", tag=tag,
-            secured=False)
-    api.add("POST", "/kick", "Close every connection of the listed ids (JSON array)", tag=tag,
-            secured=False, errors={400: "body is not a JSON array of strings"})
-    api.add("GET", "/online", "Authenticated connections per id", tag=tag, secured=False)
-    api.add("GET", "/dump/streams", "TCP streams (JSON, or a text table with Accept: text/plain)",
-            tag=tag, secured=False)
+    document(node.openapi)
     return rule

@@ -31,6 +31,7 @@ from fastpath.control.hy2scale.face import NODE_KEY, ScaleFace, read_setting, wr
 from fastpath.store.ledger import CLIENTS_KEY, first_hops
 from fastpath.hy2.udp_relay import split_address
 from fastpath.mesh.egress import RULES_KEY
+from fastpath.store.proxy_listeners import PROXIES_KEY
 
 log = logging.getLogger("fastpath.control.hy2scale")
 
@@ -243,12 +244,13 @@ def parse_client(body, old: dict | None = None, ca_dir: str | None = None) -> di
 
 
 def exit_users(db, name: str) -> list[str]:
-    """Usernames of the scale users (and ids of the rules, as ``rule <id>``) with an exit path
-    that starts at client ``name``."""
+    """Usernames of the scale users (and ids of the rules and proxy listeners, as ``rule
+    <id>`` / ``proxy <id>``) with an exit path that starts at client ``name``."""
     out = db.usernames_exiting_via("hy2scale", name)
-    for rule in read_setting(db, RULES_KEY, []) or []:
-        if isinstance(rule, dict) and name in first_hops(rule.get("exit_paths"), rule.get("exit_via")):
-            out.append(f"rule {rule.get('id')}")
+    for kind, key in (("rule", RULES_KEY), ("proxy", PROXIES_KEY)):
+        for row in read_setting(db, key, []) or []:
+            if isinstance(row, dict) and name in first_hops(row.get("exit_paths"), row.get("exit_via")):
+                out.append(f"{kind} {row.get('id')}")
     return out[:6]
 
 

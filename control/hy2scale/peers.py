@@ -5,7 +5,8 @@ The figures come from the workers in one broadcast (``peers_status``): a client 
 smoothed RTT among those connections (aioquic's estimate, refreshed by a PING every health
 check), ``tx_rate`` / ``rx_rate`` are bytes per second through it over the last ~5 s, summed
 over the workers; ``nested`` is the client's nested flag and ``children`` what nested
-discovery found below it (``fastpath.mesh.nested``).
+discovery found below it (``fastpath.mesh.nested``).  Then the inbound peers (the nodes that
+dial this one, ``direction: "inbound"``), as the reference lists them too.
 """
 from __future__ import annotations
 
@@ -44,6 +45,29 @@ def merge(results) -> dict[str, dict]:
     return out
 
 
+def inbound_peers(face) -> list[dict]:
+    """The identified peer nodes connected to this node, one per node id (a node with several
+    workers dials once per worker): its name, the users it logged in as, the smallest RTT."""
+    try:
+        answers = face.tell_workers("inbound_peers", {})
+    except (falcon.HTTPError, NodeUnavailable):
+        return []
+    out: dict[str, dict] = {}
+    for answer in answers if isinstance(answers, list) else ():
+        peers = answer.get("peers") if isinstance(answer, dict) else None
+        for p in peers if isinstance(peers, list) else ():
+            if not isinstance(p, dict) or not isinstance(p.get("node_id"), str):
+                continue
+            agg = out.setdefault(p["node_id"], {"node_id": p["node_id"], "name": p.get("name") or p["node_id"],
+                                                "users": set(), "latency_ms": None})
+            if isinstance(p.get("user"), str):
+                agg["users"].add(p["user"])
+            lat = p.get("latency_ms")
+            if isinstance(lat, (int, float)) and (agg["latency_ms"] is None or lat < agg["latency_ms"]):
+                agg["latency_ms"] = lat
+    return sorted(out.values(), key=lambda p: (p["name"], p["node_id"]))
+
+
 def nested_flag(face, path: str) -> bool:
     flags = face.setting(PEERS_KEY, {}) or {}
     entry = flags.get(path) if isinstance(flags, dict) else None
@@ -75,4 +99,9 @@ class Peers:
             if st.get("error") and not entry["connected"]:
                 entry["error"] = st["error"]
             out.append(entry)
+        for p in inbound_peers(self.book.face):     # the nodes that dial this one, as the reference lists them
+            lat = p["latency_ms"]
+            out.append({"name": p["name"], "node_id": p["node_id"], "direction": "inbound", "exit_node": False,
+                        "connected": True, "latency_ms": int(round(lat)) if lat is not None else 0,
+                        "nested": False, "version": "", "children": [], "disabled": False})
         resp.media = out

@@ -14,7 +14,9 @@ listed too (``managed_by: "config"``) and cannot be changed here.
 
 Users log in with their HY2 SCALE credentials (SOCKS5/HTTP: username and password;
 Shadowsocks: the password is the key's), are counted on the same counters as their Hysteria 2
-traffic, and leave through their exit (or the listener's ``exit_via``), never around it.
+traffic, and leave through their exit (or the listener's ``exit_via`` / ``exit_paths`` /
+``exit_mode``: multi-hop paths ``b/c`` and the quality and aggregate modes, checked as a
+user's exit is and followed by the same egress, ``fastpath.mesh.egress``), never around it.
 """
 from __future__ import annotations
 
@@ -24,12 +26,18 @@ import secrets
 
 from fastpath.control import validation as v
 from fastpath.control.errors import bad_request, conflict, not_found
-from fastpath.control.hy2scale.clients import ClientBook
+from fastpath.control.hy2scale.clients import ClientBook, self_names
+from fastpath.control.hy2scale.face import read_setting
+from fastpath.config.fields import ConfigError
+from fastpath.inbounds.config import parse_inbounds_config
+from fastpath.inbounds.panel_inbounds import API_SETTING
 from fastpath.inbounds.live import PROTOCOL_TYPES, TLS_PROTOCOLS, parse_listen, proxy_settings
 from fastpath.inbounds.shadowsocks_2022 import METHODS_2022
 from fastpath.inbounds.shadowsocks_aead import METHODS
 from fastpath.supervisor.port_check import Port, node_ports
 from fastpath.supervisor.port_check import _probe as probe
+from fastpath.store.exit_paths import ExitRefused, check_exit
+from fastpath.store.ledger import CLIENTS_KEY
 from fastpath.store.proxy_listeners import list_proxy_listeners, replace_proxy_listeners
 
 log = logging.getLogger("fastpath.control.hy2scale")
@@ -107,13 +115,7 @@ class ProxyBook:
             raise bad_request(f"method is for shadowsocks listeners, not {row['protocol']}")
         if row["tls_cert"] and row["protocol"] not in TLS_PROTOCOLS:
             raise bad_request(f"tls_cert: a {row['protocol']} listener has no TLS wrapping")
-        if row["exit_mode"]:
-            raise bad_request("exit_mode: only the single-path mode (\"\") is supported by this node")
-        paths = row["exit_paths"]
-        if len(paths) > 1 or any("/" in p for p in paths):
-            raise bad_request("exit_paths: only one single-hop exit is supported by this node")
-        if row["exit_via"] and row["exit_via"] not in {c.get("name") for c in self.clients.list()}:
-            raise bad_request(f"exit_via {row['exit_via'][:64]!r} is not a client of this node")
+        self._check_exit(row)
         try:
             proxy_settings(row, self.face.node.config.data_dir)
         except ValueError as exc:
@@ -121,12 +123,29 @@ class ProxyBook:
         self._check_port(row, (host, port), others)
         return row
 
+    def _check_exit(self, row: dict) -> None:
+        """The listener's exit as a user's is checked (``fastpath.store.exit_paths``): paths
+        that start at an enabled client, revisit no node, several with quality or aggregate;
+        a mode without a path is refused rather than stored to mean nothing."""
+        if row["exit_mode"] and not row["exit_paths"]:
+            raise bad_request(f"exit_mode {row['exit_mode'][:16]!r} needs exit_paths (or exit_via)")
+        with self.face.ledger.read() as db:
+            clients = read_setting(db, CLIENTS_KEY, []) or []
+            own = self_names(db, self.face)
+        try:
+            check_exit(row, clients, own)
+        except ExitRefused as exc:
+            raise bad_request(f"exit_via / exit_paths: {exc.message}") from None
+
     def _check_port(self, row: dict, listen: tuple[str, int], others: list[dict]) -> None:
         """No two listeners of this node on one port of the same transport, and a new port
         free on the machine, before the workers are asked to bind it."""
         host, port = listen
         protos = ("tcp", "udp") if row["protocol"] == "shadowsocks" else ("tcp",)
         taken = {(p.port, p.proto): p.what for p in node_ports(self.face.node.config)}
+        for inbound in api_inbounds(self.face.store):
+            for proto in ("tcp", "udp") if inbound.type == "shadowsocks" else ("tcp",):
+                taken[(inbound.listen[1], proto)] = f"inbound {inbound.tag} (native API)"
         for other in others:
             if other["id"] == row["id"]:
                 continue
@@ -147,6 +166,14 @@ class ProxyBook:
                 if error is not None:
                     raise conflict(f"listen {row['listen']}: {proto.upper()} port {port} is not "
                                    f"available: {error.strerror or error}")
+
+
+def api_inbounds(store) -> list:
+    """The inbounds made by the native API (``/api/v1/inbounds``), whose ports are taken."""
+    try:
+        return parse_inbounds_config(store.get_setting(API_SETTING, []) or [])
+    except ConfigError:
+        return []
 
 
 def public(row: dict) -> dict:
@@ -186,6 +213,9 @@ def row_from_body(body: dict, base: dict | None, pid: str | None) -> dict:
                 or len(paths) > 8:
             raise bad_request("exit_paths must be a list of at most 8 peer names")
         row["exit_paths"] = list(paths)
+    elif "exit_via" in body and body["exit_via"] is not None:
+        # A new exit_via alone replaces the paths (it is the one path now, or none).
+        row["exit_paths"] = [row["exit_via"]] if row["exit_via"] else []
     # As the reference: exit_paths[0] is the exit; a lone exit_via is the one path.
     if row["exit_paths"]:
         row["exit_via"] = row["exit_paths"][0]

@@ -8,10 +8,16 @@ connected, as the reference), ``tx_rate`` / ``rx_rate`` (bytes/s through the pee
 workers' ``peers_status``) and ``max_rate`` (bytes/s: the larger of the client's ``max_tx`` and
 ``max_rx``, 0 when unknown).
 
-Inbound peers: a peer node that dials this one authenticates as an ordinary scale user (there
-is no relay handshake that would mark it), so this node cannot tell it from a user's phone and
-reports no inbound peers (self's ``children`` is empty, ``stats.exit_clients`` is 0) rather
-than guessing.  An outbound peer marked nested (``PUT /peers/{path}/nested``) carries what
+Inbound peers: a peer node that dials this one logs in as an ordinary scale user; it names
+itself in the node-info request it sends once per connection (``fastpath.mesh.inbound``),
+and the workers list the peers on their open connections (``inbound_peers``).  Each is one of
+self's ``children`` as the reference shows them: ``{name, node_id, exit_node: false,
+direction: "inbound", via`` (this node's id), ``latency_ms`` (the connection's smoothed RTT),
+``nested: false, disabled: false, version, tx_rate, rx_rate`` (bytes/s of the user it logged
+in as), ``max_rate: 0, connected: true, children: []}`` (this node has no client to it, so it
+neither relays through it nor discovers below it), and ``stats.exit_clients`` counts them.
+A reference node does not name itself, so it is not listed (nothing is guessed).  An outbound
+peer marked nested (``PUT /peers/{path}/nested``) carries what
 nested discovery found below it as ``children`` (``fastpath.mesh.nested``: the reference's
 depth, size and fan-out limits, cycles dropped), each ``{name, direction, via, connected,
 latency_ms`` (cumulative from this node), ``nested, max_rate, tx_rate, rx_rate, children}``.
@@ -31,9 +37,9 @@ import falcon
 
 from fastpath.control.hy2scale.clients import ClientBook, all_addrs, rate_bytes
 from fastpath.control.hy2scale.node_info import NodeSettings, traffic_totals
-from fastpath.control.hy2scale.peers import merge, nested_flag
+from fastpath.control.hy2scale.peers import inbound_peers, merge, nested_flag
 from fastpath.control.node_model import NodeUnavailable
-from fastpath.shm import KIND_CONNECTION, count_kinds, scan_totals
+from fastpath.shm import KIND_CONNECTION, count_kinds, scan_totals, scan_users
 
 RATE_WINDOW = 10.0      # seconds of samples a rate is taken over (the UI polls every 2-5 s)
 MIN_SPAN = 0.5          # a rate needs samples at least this far apart
@@ -67,10 +73,43 @@ def outbound_entry(client: dict, st: dict, nested: bool = False) -> dict:
     return entry
 
 
+class UserRates:
+    """Bytes/s per user (the inbound peers' users), one ``RateMeter`` each, sampled when the
+    topology is read; meters of users no longer asked about are dropped."""
+
+    def __init__(self):
+        self.meters: dict[str, RateMeter] = {}
+
+    def rates(self, face, users: set) -> dict[str, tuple[int, int]]:
+        self.meters = {u: m for u, m in self.meters.items() if u in users}
+        if not users:
+            return {}
+        try:
+            totals = scan_users(face.node.table)
+        except NodeUnavailable:
+            return {}
+        out = {}
+        for u in users:
+            tx, rx = (totals.get(u) or (0, 0))[:2]
+            out[u] = self.meters.setdefault(u, RateMeter()).rates(tx, rx)
+        return out
+
+
+def inbound_entry(peer: dict, via: str, rates: dict) -> dict:
+    lat = peer["latency_ms"]
+    tx = sum(rates.get(u, (0, 0))[0] for u in peer["users"])
+    rx = sum(rates.get(u, (0, 0))[1] for u in peer["users"])
+    return {"name": peer["name"], "node_id": peer["node_id"], "exit_node": False, "direction": "inbound",
+            "via": via, "latency_ms": int(round(lat)) if lat is not None else 0, "nested": False,
+            "disabled": False, "version": "", "tx_rate": tx, "rx_rate": rx, "max_rate": 0,
+            "connected": True, "children": []}
+
+
 class Topology:
     def __init__(self, book: ClientBook, node_settings: NodeSettings):
         self.book = book
         self.node_settings = node_settings
+        self.user_rates = UserRates()
 
     def tree(self) -> list[dict]:
         view = self.node_settings.view()
@@ -80,6 +119,9 @@ class Topology:
               "disabled": not view["server_effective"].get("listen"), "nested": False,
               "native": False, "version": view["version"], "latency_ms": 0, "tx_rate": 0,
               "rx_rate": 0, "max_rate": 0, "is_self": True, "children": []}
+        inbound = inbound_peers(self.book.face)
+        rates = self.user_rates.rates(self.book.face, set().union(*(p["users"] for p in inbound)))
+        me["children"] = [inbound_entry(p, view["node_id"], rates) for p in inbound]
         status = peer_status(self.book)
         peers = [outbound_entry(c, status.get(c["name"], {}), nested_flag(self.book.face, c["name"]))
                  for c in self.book.list()]
@@ -131,4 +173,4 @@ class Stats:
             ltx = lrx = conns = 0
         tx_rate, rx_rate = self.meter.rates(ltx, lrx)
         resp.media = {"tx_bytes": tx, "rx_bytes": rx, "tx_rate": tx_rate, "rx_rate": rx_rate,
-                      "conns": conns, "exit_clients": 0}
+                      "conns": conns, "exit_clients": len(inbound_peers(self.face))}

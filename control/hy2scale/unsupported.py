@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastpath.control.hy2scale.face import BASE
 from fastpath.control.openapi import path_param
+from fastpath.control.hy2scale.schemas import NOT_SUPPORTED
 
 # (path prefix under /scale/api, what it is, why it is missing)
 UNSUPPORTED = (
@@ -35,18 +36,23 @@ class NotSupported:
 
 
 def register(app, api) -> None:
+    not_supported = api.schema("Hy2ScaleNotSupported", NOT_SUPPORTED)
     for prefix, what, why in UNSUPPORTED:
         resource = NotSupported(what, why)
         app.add_route(BASE + prefix, resource)
         app.add_route(BASE + prefix + "/{rest:path}", resource)
         for method in METHODS:
-            api.add(method.upper(), BASE + prefix, f"Not supported: {what} (501)", tag="hy2scale",
-                    errors={501: why}, secured=False)
-            api.doc["paths"][BASE + prefix][method]["security"] = [{"hy2scale": []}]
+            op = api.add(method.upper(), BASE + prefix, f"Not supported: {what} (501)", tag="hy2scale",
+                         status=501, response=not_supported, secured=False,
+                         errors={401: "no or expired token"})
+            op["responses"]["501"]["description"] = why
+            op["security"] = [{"hy2scale": []}]
     for prefix, what, why in UNSUPPORTED_BELOW:
         resource = NotSupported(what, why)
         app.add_route(BASE + prefix + "/{rest:path}", resource)
         path = BASE + prefix + "/{path}/nested"
-        api.add("PUT", path, f"Not supported: {what} (501)", tag="hy2scale", errors={501: why}, secured=False,
-                params=[path_param("path")])
-        api.doc["paths"][path]["put"]["security"] = [{"hy2scale": []}]
+        op = api.add("PUT", path, f"Not supported: {what} (501)", tag="hy2scale", status=501,
+                     response=not_supported, secured=False, params=[path_param("path")],
+                     errors={401: "no or expired token"})
+        op["responses"]["501"]["description"] = why
+        op["security"] = [{"hy2scale": []}]

@@ -12,7 +12,7 @@ import json
 
 from fastpath.control.stream_proxy.kinds import TYPE_NAMES
 from fastpath.control.stream_proxy.live import LiveView
-from fastpath.control.stream_proxy.views import api_index, current_index, iso
+from fastpath.control.stream_proxy.views import current_index, iso
 from fastpath.store.media_store import MediaStream
 
 
@@ -42,8 +42,8 @@ class StreamTemplate:
             + _lit(f', "user_agent": {_j(s.user_agent or default_agent)}, "client_count": ')
             + '%d, "total_bytes_served": %d, "total_segments_served": %d, "error_count": %d, '
               '"is_active": true, '
-            + _lit(f'"has_failover": {_j(bool(s.failover_urls))}, "failover_urls": {_j(list(s.failover_urls))}, '
-                   '"failover_resolver_url": null, "current_failover_index": ')
+            + _lit(f'"has_failover": {_j(s.has_failover)}, "failover_urls": {_j(list(s.failover_urls))}, '
+                   f'"failover_resolver_url": {_j(s.failover_resolver_url)}, "current_failover_index": ')
             + '%d, "failover_attempts": %d, "last_failover_time": %s, '
             + _lit(f'"stream_type": {_j(TYPE_NAMES.get(s.kind, s.kind))}, "created_at": {_j(iso(s.created))}, '
                    '"last_access": ')
@@ -94,7 +94,7 @@ def render(t: StreamTemplate, view: LiveView) -> tuple[str, bool, int, int]:
     active = bool(connected or active)
     idx = current_index(stream, live)
     text = t.fmt % (
-        t.urls[idx], connected, out, seg, errors, api_index(idx), failovers,
+        t.urls[idx], connected, out, seg, errors, stream.failover_position(idx), failovers,
         _time(last_failover), _time(last if last is not None else stream.created), idx,
         "true" if active else "false", state)
     return text, active, out, seg

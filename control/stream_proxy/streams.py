@@ -2,6 +2,7 @@
 ``/transcode``: registering upstream streams and steering them."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -10,10 +11,11 @@ import falcon
 from fastpath.control.stream_proxy import bodies as b
 from fastpath.control.stream_proxy import stream_json
 from fastpath.control.stream_proxy.auth import protected
-from fastpath.control.stream_proxy.errors import bad_request, invalid, not_found
+from fastpath.control.stream_proxy.errors import ProxyError, bad_request, invalid, not_found
 from fastpath.control.stream_proxy.face import Face, result_sum, wants_msgpack
 from fastpath.control.stream_proxy.kinds import TYPE_NAMES, create_type, kind_of, viewer_urls
-from fastpath.control.stream_proxy.views import api_index, client_view, current_index, stream_view
+from fastpath.control.stream_proxy.views import client_view, current_index, stream_view
+from fastpath.media import failover_resolver
 from fastpath.store import media_profiles as transcode
 from fastpath.store.media_store import (
     MediaStream,
@@ -21,32 +23,33 @@ from fastpath.store.media_store import (
     get_stream,
     put_stream,
     record_failover,
+    switch_to_resolved,
 )
 
 # Fields of an existing stream that a new POST with the same URL replaces (when given).
 UPDATABLE = {"failover_urls": "failover_urls", "user_agent": "user_agent", "headers": "headers",
              "strict_live_ts": "strict_live_ts", "use_sticky_session": "sticky",
-             "metadata": "metadata"}
+             "metadata": "metadata", "failover_resolver_url": "failover_resolver_url"}
 
-TRANSCODE_UPDATABLE = ("failover_urls", "user_agent", "headers", "metadata")
+TRANSCODE_UPDATABLE = ("failover_urls", "user_agent", "headers", "metadata", "failover_resolver_url")
 
 
-def no_resolver(body: dict) -> None:
-    """``failover_resolver_url`` (m3u-proxy asks that URL for the next upstream) is not
-    supported here: refused with a clear 422 rather than accepted and never called."""
-    if body.get("failover_resolver_url") is not None:
-        raise invalid("failover_resolver_url", "failover_resolver_url is not supported by this node; "
-                      "list the backups in failover_urls", body["failover_resolver_url"])
+def resolver_url(body: dict, policy) -> str | None:
+    """``failover_resolver_url``: the URL the workers ask for the next upstream when the
+    current one fails (``fastpath.media.failover_resolver``); an http(s) URL the outbound
+    rule allows, as upstreams and webhooks are."""
+    value = body.get("failover_resolver_url")
+    return None if value is None else b.target_url(value, "failover_resolver_url", policy)
 
 
 def parse_stream_body(body: dict, policy=None) -> tuple[MediaStream, set[str]]:
     """The stream a create body describes, and the stored fields it names; ``policy`` (the
     outbound rule) refuses URLs the relay would not connect to."""
     url = b.target_url(b.required(body, "url"), "url", policy)
-    no_resolver(body)
     stream = MediaStream(
         id="", url=url, kind=kind_of(url),
         failover_urls=b.url_list(body, "failover_urls", policy),
+        failover_resolver_url=resolver_url(body, policy),
         user_agent=b.optional_text(body, "user_agent"),
         headers=b.headers(body),
         strict_live_ts=b.flag(body, "strict_live_ts"),
@@ -125,24 +128,55 @@ class StreamFailover:
 
     def on_post(self, req, resp, stream_id):
         stream = _stream_or_404(self.face, stream_id)
-        if not stream.failover_urls:
+        if not stream.has_failover:
             raise bad_request("No failover mechanism configured for this stream (neither "
                               "failover_urls nor failover_resolver_url)")
         live = self.face.live(clients_of=False).streams.get(stream.id)
-        index = (current_index(stream, live) + 1) % len(stream.urls)
-        stored = record_failover(self.face.store, stream.id, index)
+        current = current_index(stream, live)
+        stored = self._resolved(stream, current) if stream.failover_resolver_url else None
+        if stored is not None:
+            index = stored.failover_index
+            command = {"stream_id": stream.id, "index": index, "resolved_url": stored.resolved_url,
+                       "resolved_count": stored.resolved_count}
+        elif stream.failover_urls:
+            # No resolver, or it gave no URL: the next URL of the list, as the workers walk it.
+            index = (current + 1) % len(stream.urls)
+            stored = record_failover(self.face.store, stream.id, index)
+            command = {"stream_id": stream.id, "index": index}
+        else:
+            raise ProxyError(falcon.HTTP_502, "bad gateway", "Failover failed - the failover resolver "
+                             "gave no URL and the stream has no failover_urls")
         if stored is None:  # deleted meanwhile
             raise not_found("Stream not found")
-        results = self.face.tell_workers("media_failover", {"stream_id": stream.id, "index": index})
+        results = self.face.tell_workers("media_failover", command)
         resp.media = {
             "message": "Failover triggered successfully - all clients will seamlessly reconnect",
             "new_url": stored.urls[index],
-            "failover_index": api_index(index),
+            "failover_index": stored.failover_position(index),
             "url_index": index,
             "failover_attempts": stored.failover_attempts,
             "active_clients": result_sum(results, "active_clients"),
             "stream_type": TYPE_NAMES.get(stored.kind, stored.kind),
         }
+
+    def _resolved(self, stream: MediaStream, current: int) -> MediaStream | None:
+        """Ask the stream's resolver (as the workers do on a failure, within its 10 s) and
+        record its answer as the stream's URL; None when it gave none (logged)."""
+        old_url = stream.urls[current]
+        answer = asyncio.run(failover_resolver.resolve_once(
+            self.face.outbound, stream.id, stream.failover_resolver_url,
+            failover_resolver.request_body(old_url, stream.metadata, stream.failover_position(current))))
+        if answer is None:
+            return None
+        # Recorded against the index the store holds (the live view's may run ahead of it).
+        at = stream.failover_index if 0 <= stream.failover_index < len(stream.urls) else 0
+        won, stored = switch_to_resolved(self.face.store, stream.id, at, stream.urls[at], answer)
+        if stored is None:
+            raise not_found("Stream not found")
+        if not won:
+            raise ProxyError(falcon.HTTP_409, "conflict", "The stream switched upstream meanwhile; "
+                             "trigger the failover again")
+        return stored
 
 
 @protected()
@@ -254,7 +288,7 @@ class Transcode:
     def on_post(self, req, resp):
         body = b.json_body(req)
         url = b.target_url(b.required(body, "url"), "url", self.face.outbound)
-        no_resolver(body)
+        resolver = resolver_url(body, self.face.outbound)
         profile = body.get("profile") or "default"
         extra = getattr(self.face.media, "transcode_profiles", None) or {}
         if not isinstance(profile, str):
@@ -282,6 +316,7 @@ class Transcode:
             id="", url=url, kind="transcode",
             dedup_key=transcode_dedup_key(url, profile, variables),
             failover_urls=b.url_list(body, "failover_urls", self.face.outbound),
+            failover_resolver_url=resolver,
             user_agent=b.optional_text(body, "user_agent"),
             headers=b.headers(body),
             metadata={**transcode_metadata(profile, variables, args), **user_metadata},

@@ -34,16 +34,10 @@ def iso(ts: float | None) -> str | None:
 def current_index(stream: MediaStream, live: LiveStream | None) -> int:
     """The URL the relay uses now: the worker's published index when it has one, else the
     stored one (which every failover also writes)."""
-    urls = len(stream.failover_urls) + 1
+    urls = len(stream.urls)
     if live is not None and live.url_index is not None and 0 <= live.url_index < urls:
         return live.url_index
     return stream.failover_index if 0 <= stream.failover_index < urls else 0
-
-
-def api_index(url_index: int) -> int:
-    """m3u-proxy's ``current_failover_index``: a position in ``failover_urls`` (0 on the
-    primary, and 0 on ``failover_urls[0]``).  Ours counts the primary as 0 (``url_index``)."""
-    return max(url_index - 1, 0)
 
 
 def stream_figures(stream: MediaStream, live: LiveStream | None) -> dict:
@@ -86,10 +80,11 @@ def stream_view(stream: MediaStream, view: LiveView, default_agent: str | None =
         # A registered stream is active (m3u-proxy: until it is deleted or expires); whether
         # it relays now is ``upstream_state``.
         "is_active": True,
-        "has_failover": bool(stream.failover_urls),
+        "has_failover": stream.has_failover,
         "failover_urls": list(stream.failover_urls),
-        "failover_resolver_url": None,
-        "current_failover_index": api_index(idx),
+        "failover_resolver_url": stream.failover_resolver_url,
+        # m3u-proxy's index (``MediaStream.failover_position``); ours is ``url_index``.
+        "current_failover_index": stream.failover_position(idx),
         "failover_attempts": fig["failovers"],
         "last_failover_time": iso(fig["last_failover"]),
         "stream_type": TYPE_NAMES.get(stream.kind, stream.kind),

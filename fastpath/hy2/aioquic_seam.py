@@ -25,7 +25,10 @@ It relies on:
   fastpath's subclass gives streams with an ID the compiled ``StreamSendBuffer``), the
   ``QuicStream`` fields ``sender``, ``receiver``, ``stream_id``, ``is_blocked``,
   ``max_stream_data_local``, ``max_stream_data_local_sent``, ``max_stream_data_remote`` and
-  the receiver's ``highest_offset``, ``stop_pending``, ``is_finished``;
+  the receiver's ``highest_offset``, ``stop_pending``, ``is_finished``, ``_stop_error_code``,
+  ``on_stop_sending_delivery`` (STOP_SENDING is written by the compiled loop), and the
+  discarding of finished streams (``_streams``, the ``Limit`` ``frame_type`` of
+  ``_local_max_streams_bidi`` / ``_uni`` and aioquic's MAX_STREAMS batching rule);
 - the stream-sender interface the connection and recovery call (``write``, ``get_frame``,
   ``on_data_delivery``, ``reset``, ``get_reset_frame``, ``on_reset_delivery`` and the fields
   ``buffer_is_empty``, ``highest_offset``, ``is_finished``, ``reset_pending``, ``next_offset``);
@@ -79,12 +82,15 @@ from __future__ import annotations
 import os
 
 import aioquic.quic.connection as _connection
+import aioquic.quic.stream as _stream
 from aioquic.quic.packet_builder import QuicPacketBuilder as AioquicPacketBuilder
 from aioquic.quic.recovery import QuicPacketRecovery as AioquicPacketRecovery
 
 ENV = "FASTPATH_QUIC_BUILDER"
 SEND_ENV = "FASTPATH_QUIC_SENDPATH"
 AioquicQuicStream = _connection.QuicStream
+_QuicStreamReceiver = _stream.QuicStreamReceiver
+_StreamSendBuffer = None        # fastpath.hy2.stream_send's, once install_send_path ran
 # Whether Hy2QuicConnection writes through fastpath.hy2.send_path (set by install_send_path).
 send_path_on = False
 RECOVERY_ENV = "FASTPATH_QUIC_RECOVERY"
@@ -133,16 +139,34 @@ def chosen_send_path() -> str:
 
 class CompiledSenderStream(AioquicQuicStream):
     """aioquic's QuicStream whose send half is fastpath's compiled ``StreamSendBuffer``
-    (the crypto streams, made without an ID, keep aioquic's sender)."""
+    (the crypto streams, made without an ID, keep aioquic's sender).
+
+    A stream with an ID sets aioquic's fields itself rather than through aioquic's
+    ``__init__``, which would build a Python sender only to be replaced: one stream per
+    proxied connection, so this is on the short-connection path.
+    ``tests/hy2/test_aioquic_seam.py`` checks that the fields are aioquic's."""
 
     def __init__(self, stream_id=None, max_stream_data_local=0, max_stream_data_remote=0,
                  readable=True, writable=True):
-        super().__init__(stream_id=stream_id, max_stream_data_local=max_stream_data_local,
-                         max_stream_data_remote=max_stream_data_remote, readable=readable,
-                         writable=writable)
-        if stream_id is not None:
-            from fastpath.hy2.stream_send import StreamSendBuffer
-            self.sender = StreamSendBuffer(stream_id, writable)
+        if stream_id is None:
+            super().__init__(stream_id=stream_id, max_stream_data_local=max_stream_data_local,
+                             max_stream_data_remote=max_stream_data_remote, readable=readable,
+                             writable=writable)
+            return
+        self.is_blocked = False
+        self.max_stream_data_local = max_stream_data_local
+        self.max_stream_data_local_sent = max_stream_data_local
+        self.max_stream_data_remote = max_stream_data_remote
+        self.receiver = _QuicStreamReceiver(stream_id=stream_id, readable=readable)
+        self.sender = (_StreamSendBuffer or _stream_send_buffer())(stream_id, writable)
+        self.stream_id = stream_id
+
+
+def _stream_send_buffer():
+    global _StreamSendBuffer
+    from fastpath.hy2.stream_send import StreamSendBuffer
+    _StreamSendBuffer = StreamSendBuffer
+    return StreamSendBuffer
 
 
 def install_send_path(choice: str | None = None) -> str:
@@ -156,6 +180,7 @@ def install_send_path(choice: str | None = None) -> str:
         send_path_on = False
         return choice
     from fastpath.hy2 import send_path  # noqa: F401  (compiled; fails here if not built)
+    _stream_send_buffer()
     _connection.QuicStream = CompiledSenderStream
     send_path_on = True
     return "fastpath"

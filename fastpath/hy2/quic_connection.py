@@ -55,6 +55,10 @@ def quic_configuration(*, is_client: bool, quic_settings, **kwargs) -> QuicConfi
 
 
 class Hy2QuicConnection(QuicConnection):
+    # Called by the compiled receive path with each DATAGRAM payload and the time
+    # (fastpath.hy2.quic_receive): True when it took the payload, else aioquic's event is made.
+    datagram_sink = None
+
     def __init__(self, *, configuration: QuicConfiguration, stream_window: int | None = None,
                  max_incoming_streams: int | None = None,
                  initial_streams: tuple[int, int] | None = None,

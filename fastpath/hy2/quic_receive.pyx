@@ -30,7 +30,7 @@ from aioquic.buffer import Buffer, BufferReadError
 from aioquic.quic import connection as _connection
 from aioquic.quic.crypto import CIPHER_SUITES, derive_key_iv_hp
 from aioquic.quic.packet import NON_ACK_ELICITING_FRAME_TYPES, QuicErrorCode, QuicFrameType
-from aioquic.quic.events import StreamDataReceived
+from aioquic.quic.events import DatagramFrameReceived, StreamDataReceived
 from aioquic.quic.stream import StreamFinishedError
 from aioquic.tls import Epoch
 
@@ -498,7 +498,7 @@ cdef bint _receive_fast(object self, object data, object addr, double now) excep
                        quic_logger_frames=None, time=now, version=None)
     is_ack_eliciting = False
     try:
-        is_ack_eliciting = _payload_received(self, context, plain)
+        is_ack_eliciting = _payload_received(self, context, plain, now)
     except _ConnectionError as exc:
         self._logger.warning(exc)
         self.close(error_code=exc.error_code, frame_type=exc.frame_type,
@@ -529,7 +529,7 @@ cdef bint _receive_fast(object self, object data, object addr, double now) excep
     return True
 
 
-cdef bint _payload_received(object self, object context, bytes plain) except -1:
+cdef bint _payload_received(object self, object context, bytes plain, double now) except -1:
     """aioquic's frame loop for a 1-RTT packet (every frame type is allowed in 1-RTT, checked
     by the seam test): PADDING skipped in C, ACK to the compiled ACK path, the rest to the
     connection's own handlers.  Returns whether the packet was ack-eliciting."""
@@ -562,6 +562,8 @@ cdef bint _payload_received(object self, object context, bytes plain) except -1:
             if _direct_ack and (ftype == 0x02 or ftype == 0x03):
                 _ack_handler(self, context, ftype, buf)
             elif 0x08 <= ftype <= 0x0E and not ftype & 1 and _stream_frame_in_order(self, ftype, m):
+                pass
+            elif (ftype == 0x30 or ftype == 0x31) and _datagram_frame(self, ftype, m, now):
                 pass
             else:
                 if handlers is None:
@@ -671,4 +673,32 @@ cdef bint _stream_frame_in_order(object self, uint64_t ftype, fp_rx_buf *m) exce
     receiver._buffer_start = end
     self._events.append(StreamDataReceived(data=data, end_stream=False, stream_id=stream_id))
     limit.used += newly
+    return True
+
+
+cdef bint _datagram_frame(object self, uint64_t ftype, fp_rx_buf *m, double now) except -1:
+    """A DATAGRAM frame (RFC 9221 section 4) within the size we advertised: its payload goes
+    to the connection's ``datagram_sink`` (``Hy2QuicConnection``; the server's relays a client's
+    UDP message to its target straight from here, ``fastpath.hy2.udp_pump.ClientDatagrams``)
+    or, when the sink does not take it, becomes aioquic's ``DatagramFrameReceived`` event, as
+    aioquic's ``_handle_datagram_frame`` makes it.  Returns False with the buffer untouched for
+    anything else (no limit advertised, too large, truncated), which aioquic's handler then
+    takes and, for a bad frame, closes the connection as aioquic does."""
+    cdef const uint8_t *p = m.pos
+    cdef uint64_t length
+    if ftype == 0x31:
+        if _peek_varint(&p, m.end, &length):
+            return False
+    else:
+        length = m.end - p
+    if length > <uint64_t>(m.end - p):
+        return False
+    limit = self._configuration.max_datagram_frame_size
+    if limit is None or <uint64_t>(p + length - m.pos) >= <uint64_t>limit:
+        return False
+    data = PyBytes_FromStringAndSize(<const char *>p, <Py_ssize_t>length)
+    m.pos = <uint8_t *>(p + length)
+    sink = getattr(self, "datagram_sink", None)
+    if sink is None or not sink(data, now):
+        self._events.append(DatagramFrameReceived(data=data))
     return True

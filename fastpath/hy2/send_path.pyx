@@ -8,17 +8,21 @@ from RFC 9000 (sections 13.2 and 19.3 ACK, 19.8 STREAM, 19.9/19.10 MAX_DATA and
 MAX_STREAM_DATA, RFC 9221 DATAGRAM), straight into the compiled builder's memory:
 
 - per packet, in aioquic's order: ACK when one is due (with a PING every eighth packet whose
-  ACK has more than one range, so the peer acknowledges our ACKs), MAX_DATA, MAX_STREAM_DATA
-  (Hysteria 2's sliding window, as ``Hy2QuicConnection._write_stream_limits``), DATAGRAM
-  frames, then STREAM frames from each stream's compiled sender (``StreamSendBuffer``) in
-  round-robin order, bounded by the packet's room, the peer's stream and connection credit;
+  ACK has more than one range, so the peer acknowledges our ACKs), MAX_DATA, MAX_STREAMS,
+  MAX_STREAM_DATA (Hysteria 2's sliding window, as ``Hy2QuicConnection._write_stream_limits``),
+  DATAGRAM frames, then for each stream in round-robin order its STOP_SENDING and
+  RESET_STREAM when pending and STREAM frames from its compiled sender (``StreamSendBuffer``),
+  bounded by the packet's room, the peer's stream and connection credit;
+- the streams finished both ways are discarded first (the opening and closing of streams:
+  without this, every write with a stream ending in it, nearly all of them under short
+  connections, went to aioquic's Python loop);
 - pacing and the packets' registration go through aioquic's recovery interface
   (``_loss._pacer.next_send_time``/``update_after_send``, ``_loss.on_packet_sent``), so any
   recovery implementation with that interface plugs in (fastpath compiles recovery separately).
 
 Everything else (the handshake and its crypto spaces, 0-RTT, path validation, HANDSHAKE_DONE,
-NEW/RETIRE_CONNECTION_ID, STREAMS_BLOCKED, MAX_STREAMS, PING on request or as a probe, 1-RTT
-CRYPTO, STOP_SENDING, RESET_STREAM, discarding finished streams, qlog) stays aioquic's: the loop
+NEW/RETIRE_CONNECTION_ID, STREAMS_BLOCKED, PING on request or as a probe, 1-RTT CRYPTO,
+qlog) stays aioquic's: the loop
 checks, before each packet, whether any of it is pending, and if so hands the rest of the call to
 aioquic's own ``_write_application``, which picks up where this one stopped.  Every aioquic
 internal read here is listed in ``fastpath/hy2/aioquic_seam.py`` and checked by
@@ -48,6 +52,8 @@ cdef object _RangeSet = RangeSet
 cdef enum:
     T_PING = 0x01
     T_ACK = 0x02
+    T_RESET_STREAM = 0x04
+    T_STOP_SENDING = 0x05
     T_MAX_DATA = 0x10
     T_MAX_STREAM_DATA = 0x11
     T_DATAGRAM_LEN = 0x31
@@ -55,8 +61,11 @@ cdef enum:
     ACK_CAPACITY = 1 + 4 * UINT_VAR_MAX
     LIMIT_CAPACITY = 1 + UINT_VAR_MAX
     STREAM_LIMIT_CAPACITY = 1 + 2 * UINT_VAR_MAX
+    STOP_SENDING_CAPACITY = 1 + 2 * UINT_VAR_MAX
+    RESET_STREAM_CAPACITY = 1 + 3 * UINT_VAR_MAX
 
 cdef tuple _NO_UIDS = ((),)
+cdef tuple _NO_ARGS = ()
 
 # counters for tests and profiles: packets this loop built, and calls handed to aioquic
 cdef public long long fp_send_fast_packets = 0
@@ -169,21 +178,42 @@ cdef bint _unusual(conn, network_path, crypto_stream) except -1:
     for cid in conn._host_cids:
         if not cid.was_sent:
             return True
-    for limit in (conn._local_max_streams_bidi, conn._local_max_streams_uni):
-        if limit.value != limit.sent and not (limit.sent - limit.used
-                                              >= limit.value - limit.sent):
-            return True
-    cdef StreamSendBuffer sender
     for stream in conn._streams_queue:
-        s = stream.sender
-        if type(s) is not StreamSendBuffer:
+        if type(stream.sender) is not StreamSendBuffer:
             return True
-        sender = <StreamSendBuffer>s
-        if sender.reset_pending or stream.receiver.stop_pending:
-            return True
-        if sender.is_finished and stream.receiver.is_finished:
-            return True                 # to be discarded, which aioquic does
     return False
+
+
+cdef int _discard_finished(conn) except -1:
+    """Forget the streams finished both ways, as aioquic's loop does before it writes their
+    frames (RFC 9000 section 4.6: each one the peer opened lets it open one more, announced by
+    MAX_STREAMS in ``_write_limits``).  A stream only finishes when a datagram is received or
+    the application calls the connection, so once per call is where aioquic would do it too:
+    its first packet."""
+    cdef list queue = conn._streams_queue
+    cdef list kept = None
+    cdef Py_ssize_t i, n = len(queue)
+    cdef StreamSendBuffer sender
+    cdef bint is_client = conn._is_client
+    cdef int64_t sid
+    for i in range(n):
+        stream = queue[i]
+        sender = <StreamSendBuffer>stream.sender
+        if sender.is_finished and stream.receiver.is_finished:
+            if kept is None:
+                kept = queue[:i]
+            sid = sender._sid
+            conn._streams.pop(sid, None)
+            if ((sid & 1) == 0) != is_client:     # opened by the peer
+                if sid & 2:
+                    conn._local_max_streams_uni.value += 1
+                else:
+                    conn._local_max_streams_bidi.value += 1
+        elif kept is not None:
+            kept.append(stream)
+    if kept is not None:
+        conn._streams_queue = kept
+    return 0
 
 
 cdef int _write_limits(conn, QuicPacketBuilder builder) except -1:
@@ -200,6 +230,15 @@ cdef int _write_limits(conn, QuicPacketBuilder builder) except -1:
                                (limit,))
         builder.close_frame(_put_varint(p, limit.value))
         limit.sent = limit.value
+    for limit in (conn._local_max_streams_bidi, conn._local_max_streams_uni):
+        # aioquic's batching: only once the peer has fewer streams left to open (sent - used)
+        # than the update would grant (value - sent)
+        if limit.value != limit.sent and not (limit.sent - limit.used
+                                              >= limit.value - limit.sent):
+            p = builder.open_frame(limit.frame_type, LIMIT_CAPACITY,
+                                   conn._on_connection_limit_delivery, (limit,))
+            builder.close_frame(_put_varint(p, limit.value))
+            limit.sent = limit.value
     held = conn._held
     window = conn._stream_window
     for stream in conn._streams.values():
@@ -251,8 +290,15 @@ cdef int _write_streams(conn, QuicPacketBuilder b) except -1:
     cdef int64_t used = conn._remote_max_data_used, max_offset, credit, raised, total = 0
     cdef list queue = conn._streams_queue
     cdef list sent = None
+    cdef uint8_t *p
     for stream in queue:
         sender = <StreamSendBuffer>stream.sender
+        receiver = stream.receiver
+        if receiver.stop_pending or sender.reset_pending:
+            try:
+                _write_stream_ends(b, sender, receiver)
+            except QuicPacketBuilderStop:
+                break                   # no room left in this packet: the next one
         if sender.buffer_is_empty or stream.is_blocked:
             continue
         max_offset = sender.highest_offset + remote - used
@@ -277,6 +323,26 @@ cdef int _write_streams(conn, QuicPacketBuilder b) except -1:
     return 0
 
 
+cdef int _write_stream_ends(QuicPacketBuilder b, StreamSendBuffer sender, receiver) except -1:
+    """STOP_SENDING (RFC 9000 19.5) and RESET_STREAM (19.4) for one stream, when pending; each
+    is pending again if its packet is lost (the delivery handlers, as in aioquic)."""
+    cdef uint8_t *p
+    if receiver.stop_pending:
+        p = b.open_frame(T_STOP_SENDING, STOP_SENDING_CAPACITY,
+                         receiver.on_stop_sending_delivery, _NO_ARGS)
+        p = _put_varint(p, <uint64_t>sender._sid)
+        b.close_frame(_put_varint(p, <uint64_t>receiver._stop_error_code))
+        receiver.stop_pending = False
+    if sender.reset_pending:
+        p = b.open_frame(T_RESET_STREAM, RESET_STREAM_CAPACITY, sender.on_reset_delivery,
+                         _NO_ARGS)
+        p = _put_varint(p, <uint64_t>sender._sid)
+        p = _put_varint(p, <uint64_t>sender._reset_error_code)
+        b.close_frame(_put_varint(p, <uint64_t>sender.highest_offset))
+        sender.reset_pending = False
+    return 0
+
+
 def write_application(conn, builder, network_path, double now):
     """``QuicConnection._write_application`` for a Hysteria 2 connection: see the module
     docstring.  Hands the call to aioquic's when the builder is not fastpath's, outside 1-RTT
@@ -298,6 +364,7 @@ def write_application(conn, builder, network_path, double now):
         fp_send_fallbacks += 1
         return _aioquic_write_application(conn, builder, network_path, now)
     b = <QuicPacketBuilder>builder
+    _discard_finished(conn)
     space = conn._spaces[_ONE_RTT]
     pacer = conn._loss._pacer
     next_send_time = pacer.next_send_time

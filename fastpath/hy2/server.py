@@ -31,7 +31,7 @@ from fastpath.hy2.relay_pump import RelayPump
 from fastpath.hy2.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.stateless_reset import StatelessResetter
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
-from fastpath.hy2.udp_pump import UdpPump, datagram_from_client
+from fastpath.hy2.udp_pump import ClientDatagrams, UdpPump, datagram_from_client
 from fastpath.hy2.udp_relay import split_address
 from fastpath.mesh.egress import target_host
 from fastpath.mesh.wire import RELAY_PREFIX, is_control
@@ -45,6 +45,12 @@ HOST_CID_LENGTH = 8
 DIAL_TIMEOUT = 10.0
 HOUSEKEEPING_SECONDS = 1.0
 SPEEDTEST_HOST = "@SpeedTest"
+
+
+def _expire(task, expired: list) -> None:
+    """A dial's deadline: its task is cancelled, marked as by the deadline."""
+    expired.append(True)
+    task.cancel()
 
 
 def _peer_text(addr) -> str:
@@ -163,6 +169,8 @@ class ServerConnection(QuicGlue):
         s = server.settings
         answer_rx = None if s.ignore_client_bandwidth else s.bandwidth_down
         self.session.accept_auth(e.stream_id, user_id, answer_rx)
+        if self.session.udp_enabled:
+            self.quic.datagram_sink = ClientDatagrams(self.session.udp.sessions)
         self._count_connection(user_id)
         if not s.ignore_client_bandwidth and e.client_rx > 0:
             rate = e.client_rx if not s.bandwidth_up else min(e.client_rx, s.bandwidth_up)
@@ -233,27 +241,34 @@ class ServerConnection(QuicGlue):
         # target (or the exit peer) sends: a banner, or the echo of the client's early data,
         # may be read before this coroutine resumes, and must not overtake the response.
         pump.head = encode_tcp_response(True, "Connected")
+        loop = server.loop
+        # The dial's deadline is one timer that cancels this task: asyncio.timeout's context
+        # manager costs several Python calls per dial, and there is one dial per stream.
+        expired = []
+        timer = loop.call_later(DIAL_TIMEOUT, _expire, asyncio.current_task(), expired)
         try:
-            # asyncio.timeout runs in this task; wait_for would start one more per dial.
-            async with asyncio.timeout(DIAL_TIMEOUT):
-                visited = ()
-                if address.startswith(RELAY_PREFIX):
-                    # A relay request of the mesh (fastpath.mesh.relay): served here, or
-                    # the target it asks this node to open (with the nodes it went through).
-                    opened = await server.egress.serve_relay(pump, address, server.loop)
-                    address, visited = opened if opened is not None else (None, ())
-                if address is not None:
-                    await self._dial_target(pump, address, visited)
-        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+            visited = ()
+            if address.startswith(RELAY_PREFIX):
+                # A relay request of the mesh (fastpath.mesh.relay): served here, or
+                # the target it asks this node to open (with the nodes it went through).
+                opened = await server.egress.serve_relay(pump, address, loop, self)
+                address, visited = opened if opened is not None else (None, ())
+            if address is not None:
+                await self._dial_target(pump, address, visited)
+        except (OSError, ValueError, asyncio.CancelledError) as exc:
+            if type(exc) is asyncio.CancelledError and (self.closed or not expired):
+                raise                   # cancelled by the connection's end, not the deadline
             if self.closed or pump.finished and pump.stream_id not in self.pumps:
                 return
             message = str(exc) or type(exc).__name__
-            if isinstance(exc, asyncio.TimeoutError):
+            if type(exc) is asyncio.CancelledError:
                 message = f"dial {address}: timeout"
             log.debug("%s stream %d: dial %s failed: %s", self.peer, pump.stream_id, address,
                       message)
             self._dial_failed(pump, message)
             return
+        finally:
+            timer.cancel()
         if self.closed or pump.finished:
             return
         if slot >= 0:

@@ -323,3 +323,19 @@ def datagram_from_client(dict sessions not None, data, double now):
         return False
     session.last_active = now
     return True
+
+
+cdef class ClientDatagrams:
+    """The server connection's ``datagram_sink`` once its client may send UDP
+    (``Hy2QuicConnection.datagram_sink``): the compiled receive path hands it each DATAGRAM's
+    payload as the frame is read, so the common message (a whole one, for a session whose
+    pump is open, to the destination it sent to last) goes to its target without an event, a
+    trip through the connection's event loop or a Python frame.  False: the event is made and
+    the Python path takes the message (``datagram_from_client``'s cases)."""
+    cdef dict sessions
+
+    def __init__(self, dict sessions not None):
+        self.sessions = sessions
+
+    def __call__(self, data, double now):
+        return datagram_from_client(self.sessions, data, now)

@@ -46,7 +46,9 @@ class InboundSettings:
     cert: str | None = None             # TLS certificate and key (trojan: default the node's)
     key: str | None = None
     psk: str | None = None              # shadowsocks 2022: the server key (identity headers)
-    exit_via: str | None = None         # the peer this listener's traffic leaves through
+    exit_via: str | None = None         # the exit path ("b" or "b/c") this listener's traffic takes
+    exit_paths: tuple[str, ...] = ()    # HY2 SCALE proxies: several paths, chosen by exit_mode
+    exit_mode: str = ""                 # "", "quality" or "aggregate" (fastpath.mesh.egress)
     passwords: str = "secret"           # shadowsocks: "secret" (auth secret) or "password"
     # vless / vmess / trojan (stream_config.py): TLS on, the transport and its WebSocket options
     tls: bool = False

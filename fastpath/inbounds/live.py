@@ -82,7 +82,9 @@ def proxy_settings(row: dict, data_dir) -> InboundSettings:
             raise ValueError(f"tls_cert {cert_id[:64]!r}: no certificate with a key in the TLS store") from None
     return InboundSettings(type=kind, listen=listen, tag=str(row["id"]), auth=True, method=method,
                            cert_id=cert_id, tls=cert_id is not None or kind == "trojan",
-                           exit_via=row.get("exit_via") or None, passwords="password")
+                           exit_via=row.get("exit_via") or None,
+                           exit_paths=tuple(p for p in row.get("exit_paths") or () if isinstance(p, str) and p),
+                           exit_mode=row.get("exit_mode") or "", passwords="password")
 
 
 class LiveInbounds:

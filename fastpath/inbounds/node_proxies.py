@@ -12,6 +12,7 @@ import logging
 
 from fastpath.hy2.udp_relay import split_address
 from fastpath.inbounds.tcp_splice import TcpSplice
+from fastpath.mesh.paths import route_of
 from fastpath.proxy.http import HttpProxyHandshake, status
 from fastpath.proxy.socks5 import (REP_FAILURE, REP_HOST_UNREACHABLE, REP_NOT_ALLOWED, REP_OK,
                                    REP_REFUSED, Socks5Handshake, reply)
@@ -39,11 +40,15 @@ class InboundCore:
         self.live: dict[TcpSplice, tuple] = {}          # splice -> (user, writer, slots)
         self.udp_live: set = set()                      # UdpRelay sessions (udp_relay.py)
         self.ended = [0, 0]        # bytes up / down of this inbound's finished connections
+        # The listener's own exit as a route ((paths, mode), read as a user's exit is), or
+        # None: its users' own exits apply.
+        self.via = route_of({"exit_via": settings.exit_via, "exit_paths": list(settings.exit_paths),
+                             "exit_mode": settings.exit_mode})
 
     def route_of(self, user_id, host: str):
         """The exit route of ``user_id``'s traffic to ``host`` (a rule's, this listener's
-        ``exit_via``, or the user's exit); None: it leaves here."""
-        return self.egress.exit_of(user_id, host, self.settings.exit_via or None)
+        exit, or the user's exit); None: it leaves here."""
+        return self.egress.exit_of(user_id, host, self.via)
 
     def totals(self) -> tuple[int, int]:
         """Bytes up / down through this inbound in this worker since it opened (counted as

@@ -1,7 +1,9 @@
-"""Inbounds a control face asked for at run time (PasarGuard ``Start``), in a worker.
+"""Inbounds a control face asked for at run time, in a worker: a PasarGuard panel's ``Start``
+(setting ``SETTING``) and the native API's ``/api/v1/inbounds`` (setting ``API_SETTING``).
 
-The face keeps the list in the store (setting ``SETTING``: node.yaml-form entries, checked
-there before they were saved) and broadcasts ``inbounds_changed``; each worker then opens what
+The face keeps its list in the store (node.yaml-form entries, checked there before they were
+saved) and broadcasts ``inbounds_changed`` (``{"set": "api"}`` for the native API's list, the
+panel's otherwise); each worker then opens what
 is new, closes what went (its connections end) and keeps what is unchanged, connections and
 all.  A worker that starts reads the same list, so the panel's inbounds outlive restarts as
 its users do.  ``reconcile`` answers which tags are open and which could not be (a taken
@@ -17,12 +19,16 @@ from fastpath.inbounds.config import parse_inbounds_config
 log = logging.getLogger("fastpath.inbounds")
 
 SETTING = "pasarguard.inbounds"
+API_SETTING = "api.inbounds"
 
 
-class PanelInbounds:
-    def __init__(self, ctx, service) -> None:
+class StoredInbounds:
+    """One stored list of inbounds (``setting``), followed by this worker."""
+
+    def __init__(self, ctx, service, setting: str = SETTING) -> None:
         self.ctx = ctx
         self.service = service
+        self.setting = setting
         self.open: dict[str, tuple] = {}        # tag -> (settings, core, server)
 
     def kick(self, ids) -> int:
@@ -41,11 +47,11 @@ class PanelInbounds:
 
     async def reconcile(self) -> dict:
         from fastpath.inbounds.service import open_listener
-        raw = self.ctx.store.get_setting(SETTING, []) or []
+        raw = self.ctx.store.get_setting(self.setting, []) or []
         try:
             wanted = {s.tag: s for s in parse_inbounds_config(raw)}
         except ConfigError as exc:
-            log.error("stored panel inbounds refused: %s", exc)
+            log.error("stored inbounds (%s) refused: %s", self.setting, exc)
             return {"open": sorted(self.open), "errors": {"config": str(exc)}}
         for tag in [t for t, (s, _c, _v) in self.open.items() if wanted.get(t) != s]:
             await self._close(tag)

@@ -38,20 +38,24 @@ class InboundService:
         self.cores: list[InboundCore] = []
         self.servers: list[asyncio.AbstractServer] = []
         self.panel = None       # the PasarGuard panel's inbounds (panel_inbounds.py)
+        self.api = None         # the native API's /api/v1/inbounds (panel_inbounds.py too)
         self.live = None        # HY2 SCALE's /api/proxies listeners (live.py)
 
     def remove(self, core, server) -> None:
         self.cores.remove(core)
         self.servers.remove(server)
 
+    def stored_sets(self) -> list:
+        return [s for s in (self.panel, self.api) if s is not None]
+
     def kick(self, ids) -> int:
-        return sum(core.kick(ids) for core in self.cores) + (self.panel.kick(ids) if self.panel else 0)
+        return sum(core.kick(ids) for core in self.cores) + sum(s.kick(ids) for s in self.stored_sets())
 
     async def close(self) -> None:
         if self.live is not None:
             self.live.close()
-        if self.panel is not None:
-            await self.panel.close()
+        for stored in self.stored_sets():
+            await stored.close()
         for server in self.servers:
             server.close()
         for core in self.cores:
@@ -139,9 +143,12 @@ async def start(ctx):
         raise
     # The inbounds a PasarGuard panel's Start asked for (kept in the store; opened here at
     # worker start and whenever the face says they changed).
-    from fastpath.inbounds.panel_inbounds import PanelInbounds
-    service.panel = PanelInbounds(ctx, service)
+    # And those of the native API (/api/v1/inbounds), kept and followed the same way.
+    from fastpath.inbounds.panel_inbounds import API_SETTING, SETTING, StoredInbounds
+    service.panel = StoredInbounds(ctx, service, SETTING)
+    service.api = StoredInbounds(ctx, service, API_SETTING)
     await service.panel.reconcile()
+    await service.api.reconcile()
     # Listeners made at run time (HY2 SCALE /api/proxies), started, moved and stopped live.
     service.live = await LiveInbounds(ctx, service, lambda c, s: open_listener(s, c)).start()
 
@@ -153,8 +160,8 @@ async def start(ctx):
     async def kick(args):
         return service.kick([str(i) for i in args.get("ids") or []])
 
-    async def inbounds_changed(_args):
-        return await service.panel.reconcile()
+    async def inbounds_changed(args):
+        return await (service.api if (args or {}).get("set") == "api" else service.panel).reconcile()
 
     async def proxies_changed(_args):
         return await service.live.reload()
@@ -164,7 +171,8 @@ async def start(ctx):
         # pid lets the reader notice a restarted worker, whose tallies start again at 0.
         tags = {}
         # (service.cores holds the config's and HY2 SCALE's listeners.)
-        for core in service.cores + [c for _s, c, _v in service.panel.open.values()]:
+        for core in service.cores + [c for stored in service.stored_sets()
+                                     for _s, c, _v in stored.open.values()]:
             up, down = core.totals()
             tags[core.settings.tag] = [up, down]
         return {"pid": os.getpid(), "tags": tags}

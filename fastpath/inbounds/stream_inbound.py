@@ -21,6 +21,13 @@ log = logging.getLogger("fastpath.inbounds")
 
 HEAD_SECONDS = 30.0
 READ = 64 * 1024
+SING_MUX_HOST = "sp.mux.sing-box.arpa"      # sing-box's multiplex (sing-mux) carrier address
+
+
+def is_sing_mux(address: str) -> bool:
+    """Whether a TCP request is sing-box's ``multiplex`` carrier, which is not served: it is
+    closed with a log line rather than dialed (the name does not resolve anyway)."""
+    return address.rpartition(":")[0] == SING_MUX_HOST
 
 
 class StreamInbound:
@@ -142,6 +149,11 @@ class ClientConn:
         """Dial ``address`` for ``user_id`` and relay: ``answer`` (already framed) goes to the
         client first, ``first`` (plaintext) to the target."""
         core = self.inbound.core
+        if is_sing_mux(address):
+            log.info("inbound %s: user %s: sing-box multiplex is not served (turn multiplex off "
+                     "in the client)", self.inbound.tag, user_id)
+            self.close()
+            return
         up, down = self.codecs(opener, sealer)
         try:
             await core.open_and_splice(self.reader, self.writer, address, user_id, answer=answer,

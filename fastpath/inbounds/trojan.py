@@ -5,8 +5,9 @@ command byte, a SOCKS5-form address, CRLF, then its data.  The password is a nod
 secret, so the hash names the user.  A connection whose first bytes are not a known user's
 hash (a browser, a prober) is spliced as it came, bytes already read included, to the
 inbound's ``fallback`` address (an ordinary web site), as Trojan servers do, so the port looks
-like that site; with no fallback it is closed.  Only CONNECT is served; UDP ASSOCIATE (``3``)
-is refused.
+like that site; with no fallback it is closed.  CONNECT (``1``) is spliced; UDP ASSOCIATE
+(``3``) carries datagrams framed in the stream (``udp_frames.TrojanPackets``,
+``stream_udp.py``).
 """
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ import logging
 
 from fastpath.inbounds.credentials import admit, user_password
 from fastpath.inbounds.node_proxies import InboundCore, Refused
+from fastpath.inbounds.stream_inbound import is_sing_mux
 from fastpath.proxy.socks5 import ATYP_DOMAIN, ATYP_V4, ATYP_V6, decode_address
 
 log = logging.getLogger("fastpath.inbounds.trojan")
 
 HASH_LEN = 56
 CMD_CONNECT = 1
+CMD_UDP = 3
 HEAD_SECONDS = 30.0
 MAX_HEAD = HASH_LEN + 2 + 1 + 1 + 1 + 255 + 2 + 2
 
@@ -119,8 +122,16 @@ class TrojanInbound:
             log.info("inbound %s: user %s refused: %s", core.settings.tag, user_id, refused)
             writer.close()
             return
+        if cmd == CMD_UDP:
+            await _serve_udp(self, reader, writer, user_id, head[used:])
+            return
         if cmd != CMD_CONNECT:
             log.debug("inbound %s: command %d not served", core.settings.tag, cmd)
+            writer.close()
+            return
+        if is_sing_mux(address):
+            log.info("inbound %s: user %s: sing-box multiplex is not served", core.settings.tag,
+                     user_id)
             writer.close()
             return
         reader._buffer[:0] = head[used:]        # the data that came with the request
@@ -141,3 +152,10 @@ class TrojanInbound:
         except (OSError, asyncio.TimeoutError) as exc:
             log.debug("inbound %s: fallback %s:%d: %s", self.core.settings.tag, host, port, exc)
             writer.close()
+
+
+async def _serve_udp(inbound: TrojanInbound, reader, writer, user_id: str, rest: bytes) -> None:
+    from fastpath.inbounds.stream_inbound import ClientConn
+    from fastpath.inbounds.stream_udp import StreamUdp
+    from fastpath.inbounds.udp_frames import TrojanPackets
+    await StreamUdp(ClientConn(inbound, reader, writer), user_id, TrojanPackets(), None).run(rest)

@@ -5,7 +5,12 @@ one derived from the user's auth secret) and the target; the answer ``00 00`` go
 before the target's first byte, and from then on the connection is the compiled splice
 (with the WebSocket frame codec when that is the transport; VLESS adds nothing of its own).
 
-Only TCP is served.  ``flow: xtls-rprx-vision`` is refused where it is configured (config
+TCP is spliced; UDP (command ``2``: length-prefixed datagrams to the request's address, or
+to each datagram's own with packetaddr) and XUDP (command ``3``, Mux.Cool carrying UDP
+sessions: sing-box's default for VLESS UDP) are ``stream_udp.py``'s; a mux TCP sub-connection
+is refused with an error end frame.
+
+``flow: xtls-rprx-vision`` is refused where it is configured (config
 check, PasarGuard Start): Vision's point is to stop the outer TLS once the inner TLS is
 seen, which needs a TLS layer this node can leave in the middle of a stream; asyncio's cannot,
 and doing it halfway would mean a client that believes it has Vision and does not.  A request
@@ -17,7 +22,9 @@ import logging
 
 from fastpath.inbounds.credentials import CredentialIndex, user_uuid
 from fastpath.inbounds.stream_inbound import StreamInbound
-from fastpath.inbounds.vless_header import CMD_TCP, MAX_HEAD, RESPONSE, parse_request
+from fastpath.inbounds.stream_udp import StreamUdp
+from fastpath.inbounds.udp_frames import LengthPackets, MuxFrames, is_packetaddr
+from fastpath.inbounds.vless_header import CMD_MUX, CMD_UDP, MAX_HEAD, RESPONSE, parse_request
 
 log = logging.getLogger("fastpath.inbounds.vless")
 
@@ -47,9 +54,9 @@ class VlessInbound(StreamInbound):
                      self.tag, user_id, request.flow)
             conn.close()
             return
-        if request.command != CMD_TCP:
-            log.info("inbound %s: user %s: VLESS command %d (UDP/mux) is not served", self.tag,
-                     user_id, request.command)
-            conn.close()
+        if request.command in (CMD_UDP, CMD_MUX):
+            framing = (MuxFrames() if request.command == CMD_MUX
+                       else LengthPackets(packetaddr=is_packetaddr(request.address)))
+            await StreamUdp(conn, user_id, framing, request.address).run(rest, answer=RESPONSE)
             return
         await conn.splice(request.address, user_id, answer=conn.frame(RESPONSE), first=rest)

@@ -3,7 +3,9 @@
 The head (``vmess_header.py``) names the user by whose key opens its auth id, then the body
 is the compiled per-chunk codec (``vmess_chunks.pyx``) in the splice: ``aes-128-gcm``,
 ``chacha20-poly1305`` or ``none``, with the chunk options (masking, padding, authenticated
-length) the client chose.  Only TCP is served.
+length) the client chose.  TCP is spliced; UDP (command ``2``: one datagram per chunk, to the
+request's address or, with packetaddr, each datagram's own) and XUDP (command ``3``, Mux.Cool
+UDP sessions in the body) are ``stream_udp.py``'s.
 
 A head no user's key opens, a stale timestamp or a replayed auth id gets no answer: the
 connection is read and dropped until the client goes (at most ``DRAIN_SECONDS``), as the
@@ -17,8 +19,11 @@ import logging
 from fastpath.inbounds.credentials import CredentialIndex, user_uuid
 from fastpath.inbounds.shadowsocks import SaltMemory
 from fastpath.inbounds.stream_inbound import StreamInbound
-from fastpath.inbounds.vmess_header import (CMD_TCP, MAX_HEADER, PREAMBLE, TAG, VmessUsers,
-                                            body_codecs, cmd_key, parse_request, response_header)
+from fastpath.inbounds.stream_udp import StreamUdp
+from fastpath.inbounds.udp_frames import Datagrams, MuxFrames, is_packetaddr
+from fastpath.inbounds.vmess_header import (CMD_MUX, CMD_UDP, MAX_HEADER, PREAMBLE, TAG,
+                                            VmessUsers, body_codecs, cmd_key, parse_request,
+                                            response_header)
 
 log = logging.getLogger("fastpath.inbounds.vmess")
 
@@ -64,12 +69,10 @@ class VmessInbound(StreamInbound):
         if not self.admit(user_id):
             conn.close()
             return
-        if request.command != CMD_TCP:
-            log.info("inbound %s: user %s: VMess command %d (UDP/mux) is not served", self.tag,
-                     user_id, request.command)
-            conn.close()
-            return
         opener, sealer = body_codecs(request)
+        if request.command in (CMD_UDP, CMD_MUX):
+            await self._serve_udp(request, rest, conn, opener, sealer)
+            return
         answer = b""
         if opener is None:                       # "none" without chunks: the raw stream
             answer = conn.frame(response_header(request))
@@ -83,3 +86,17 @@ class VmessInbound(StreamInbound):
                 return
         await conn.splice(request.address, user_id, answer=answer, first=first, opener=opener,
                           sealer=sealer)
+
+    async def _serve_udp(self, request, rest: bytes, conn, opener, sealer) -> None:
+        if request.command == CMD_MUX:
+            framing, chunked = MuxFrames(), False
+        elif opener is None:
+            log.info("inbound %s: user %s: VMess UDP without the chunk stream has no datagram "
+                     "boundaries; not served", self.tag, request.user_id)
+            conn.close()
+            return
+        else:
+            framing, chunked = Datagrams(packetaddr=is_packetaddr(request.address)), True
+        answer = response_header(request) if opener is None else b""
+        await StreamUdp(conn, request.user_id, framing, request.address, opener=opener,
+                        sealer=sealer, chunked=chunked).run(rest, answer=answer)

@@ -71,6 +71,7 @@ OPTION_AUTHENTICATED_LENGTH = 0x10
 DEF TAG = 16
 DEF MAX_PLAIN = 16384          # payload per sealed chunk, as the reference writers use
 DEF MASK_START = 4096
+DEF MAX_PACKET = 65535 - TAG - 63   # the largest chunk a 16-bit length with padding can carry
 
 
 class ChunkError(ValueError):
@@ -285,6 +286,17 @@ cdef class VmessChunks:
         return 0
 
     def feed(self, bytes data):
+        """The plaintext of every whole chunk in what has come so far, joined."""
+        return self._open(data, None)
+
+    def feed_packets(self, bytes data):
+        """The plaintext of every whole chunk so far, one ``bytes`` each: VMess UDP carries
+        one datagram per chunk, so the chunk boundaries are the datagrams'."""
+        packets = []
+        self._open(data, packets)
+        return packets
+
+    cdef object _open(self, bytes data, list packets):
         cdef _Buffer buf = self.inbuf
         cdef _Buffer out = self.outbuf
         cdef size_t pos = 0
@@ -310,6 +322,8 @@ cdef class VmessChunks:
             else:
                 payload = self.need
                 memcpy(out.data + out.len, buf.data + pos, payload)
+            if packets is not None and payload:
+                packets.append(PyBytes_FromStringAndSize(<char *>out.data + out.len, payload))
             out.len += payload
             pos += self.need + self.pad
             self.need = 0
@@ -319,9 +333,22 @@ cdef class VmessChunks:
         buf.consume(pos)
         if self.ended:
             buf.len = 0
+        if packets is not None:
+            return None
         return PyBytes_FromStringAndSize(<char *>out.data, out.len)
 
     def seal(self, bytes data):
+        """``data`` as chunks of at most 16 KiB each (``prefix`` first, once)."""
+        return self._seal(data, MAX_PLAIN)
+
+    def seal_packet(self, bytes data):
+        """One datagram as one chunk (VMess UDP); ValueError if it cannot fit one.  An empty
+        datagram makes no chunk (an empty chunk would end the stream)."""
+        if PyBytes_GET_SIZE(data) > MAX_PACKET:
+            raise ValueError(f"a {PyBytes_GET_SIZE(data)}-byte datagram does not fit a VMess chunk")
+        return self._seal(data, MAX_PACKET)
+
+    cdef bytes _seal(self, bytes data, int max_piece):
         cdef _Buffer out = self.outbuf
         cdef const unsigned char *src = <unsigned char *>PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data), done = 0
@@ -332,9 +359,9 @@ cdef class VmessChunks:
         if self.prefix:
             out.append(<unsigned char *>PyBytes_AS_STRING(self.prefix), PyBytes_GET_SIZE(self.prefix))
             self.prefix = b""
-        out.reserve((n // MAX_PLAIN + 1) * (lsize + tag + 64) + n)
+        out.reserve((n // max_piece + 1) * (lsize + tag + 64) + n)
         while done < n:
-            piece = MAX_PLAIN if n - done > MAX_PLAIN else <int>(n - done)
+            piece = max_piece if n - done > max_piece else <int>(n - done)
             pad = self.shake.next16() % 64 if self.padding else 0
             length = piece + tag + pad
             if self.length_aead is not None:

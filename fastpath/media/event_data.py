@@ -41,10 +41,13 @@ def client_disconnected(client_id: str, bytes_served: int, segments: int, reason
 
 
 def failover_triggered(stream: MediaStream, old: int, new: int, reason: str, clients: int,
-                       attempt: int) -> dict:
+                       attempt: int, old_url: str | None = None) -> dict:
+    """``old_url`` when URL ``old`` is no longer in ``stream.urls`` (the resolver's earlier
+    answer, replaced by its new one)."""
     urls = stream.urls
-    old_url = urls[old] if 0 <= old < len(urls) else ""
-    return {"old_url": old_url, "new_url": urls[new], "failover_index": max(new - 1, 0),
+    if old_url is None:
+        old_url = urls[old] if 0 <= old < len(urls) else ""
+    return {"old_url": old_url, "new_url": urls[new], "failover_index": stream.failover_position(new),
             "attempt_number": attempt, "reason": reason, "client_count": clients,
             "from_url": old_url, "to_url": urls[new], "from_index": old, "url_index": new}
 

@@ -19,7 +19,7 @@ import logging
 import time
 from urllib.parse import quote
 
-from fastpath.media import event_data
+from fastpath.media import event_data, failover_resolver
 from fastpath.media.http_io import response_head, simple_response
 from fastpath.media.playlist import (
     PLAYLIST,
@@ -73,6 +73,7 @@ class HlsRelay:
         self.errors = 0
         self.failures = 0
         self.switches = 0
+        self.resolving: asyncio.Task | None = None    # the failover resolver being asked
         svc.events.stream_up(stream.id, event_data.stream_started(stream, stream.urls[self.index]))
         self.started = True
 
@@ -125,36 +126,77 @@ class HlsRelay:
             self.slot.set_url(stream.urls[self.index], self.index)
 
     def request_switch(self, index: int, reason: str) -> None:
-        if 0 <= index < len(self.stream.urls) and index != self.index:
+        """A manual failover; to the resolver's slot even when on it (a new answer is there)."""
+        if 0 <= index < len(self.stream.urls) and (index != self.index or index == self.stream.resolved_index):
             self._switched(index, reason, record=False)
 
     def _switched(self, new: int, reason: str, *, record: bool) -> None:
         """Switch at once in this worker; the store decides which worker counts and announces
         it (``node_events.py``): a compare-and-set for a failure, a claim for a manual switch."""
         old = self.index
-        self.index = new
-        self.sticky_url = None
-        self.slot.set_url(self.stream.urls[new], new)
-        self.switches += 1
-        data = event_data.failover_triggered(self.stream, old, new, reason, len(self.clients),
-                                             self.stream.failover_attempts + self.switches)
+        self._move(new)
+        data = self._switch_data(old, new, reason)
         if record:
             self.svc.events.switch_later(self.stream.id, old, new, count=True, data=data,
                                          on_win=self.slot.failover)
         else:
             self.svc.events.manual_switch(self.stream.id, data, on_win=self.slot.failover)
 
+    def _move(self, new: int) -> None:
+        self.index = new
+        self.sticky_url = None
+        if new == self.stream.resolved_index:
+            self.masters.pop(new, None)     # the resolver's slot may hold a new URL
+        self.slot.set_url(self.stream.urls[new], new)
+
+    def _switch_data(self, old: int, new: int, reason: str, stream: media_store.MediaStream | None = None,
+                     old_url: str | None = None) -> dict:
+        self.switches += 1
+        return event_data.failover_triggered(stream or self.stream, old, new, reason, len(self.clients),
+                                             self.stream.failover_attempts + self.switches, old_url)
+
     def _failed(self, reason: str) -> None:
         self.errors += 1
         self.failures += 1
         self.slot.error()
         self.svc.background(media_store.add_errors, self.svc.store, self.stream.id, 1)
-        if len(self.stream.urls) > 1:
+        if self.stream.failover_resolver_url:
+            # One question at a time: viewers failing together wait for the same answer.
+            if self.resolving is None or self.resolving.done():
+                self.resolving = self.svc.loop.create_task(self._follow_resolver(reason))
+        elif len(self.stream.urls) > 1:
             self._switched((self.index + 1) % len(self.stream.urls), reason, record=True)
         if self.failures == len(self.stream.urls):
             self.svc.hooks.emit("stream_failed", self.stream.id, event_data.stream_failed(
                 self.stream.urls[self.index], reason, reason.split(" ", 1)[0] or "error", self.index,
                 len(self.stream.urls) > 1))
+
+    async def _follow_resolver(self, reason: str) -> None:
+        """Move to the resolver's answer for the failing URL, or walk ``failover_urls`` when it
+        gave none (``failover_resolver.follow``)."""
+        stream, old = self.stream, self.index
+        try:
+            now = await failover_resolver.follow(
+                self.svc, stream, old,
+                lambda moved, left: self._switch_data(old, moved.resolved_index, reason, moved, left),
+                self.slot.failover)
+        except Exception:       # a task of its own: nobody else would see it
+            log.exception("stream %s: failover through the resolver failed", stream.id)
+            now = None
+        if self.stopping or self.index != old:
+            return
+        if now is None:
+            if len(stream.urls) > 1:
+                self._switched((old + 1) % len(stream.urls), reason, record=True)
+            return
+        stream.resolved_url, stream.resolved_count = now.resolved_url, now.resolved_count
+        self._move(now.failover_index if 0 <= now.failover_index < len(stream.urls) else 0)
+
+    async def _resolved(self) -> None:
+        """Wait for the resolver's answer when one is being asked (a playlist retried after a
+        failure should use it)."""
+        if self.resolving is not None and not self.resolving.done():
+            await asyncio.shield(self.resolving)
 
     # -- playlists ------------------------------------------------------------------------------
     async def playlist(self, req, sock, client: ClientSlot) -> bool:
@@ -186,7 +228,8 @@ class HlsRelay:
         return req.keep_alive
 
     async def _playlist_text(self, target: str | None, slot: str | None, origin: int) -> str:
-        tries = len(self.stream.urls) + (1 if self.sticky_url else 0) + (1 if target else 0)
+        tries = (len(self.stream.urls) + (1 if self.sticky_url else 0) + (1 if target else 0)
+                 + (1 if self.stream.failover_resolver_url else 0))
         last: UpstreamError | None = None
         for _ in range(max(tries, 1)):
             url = None
@@ -211,6 +254,7 @@ class HlsRelay:
                         # origin is not at fault, so no failover, just the same slot there.
                         continue
                 self._failed(f"{exc.kind}: {exc}")
+                await self._resolved()
                 if len(self.stream.urls) == 1:
                     break
         raise last or UpstreamError("no upstream")
@@ -330,6 +374,8 @@ class HlsRelay:
         if self.stopping:
             return
         self.stopping = True
+        if self.resolving is not None:
+            self.resolving.cancel()
         for client_id in list(self.clients):
             self._forget(client_id, reason)
         record = self.slot.close()

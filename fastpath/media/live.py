@@ -8,7 +8,8 @@ writability, a dead one is closed.
 
 Failover lives here too: a connect error, an HTTP error, the end of the stream or a stall (no
 bytes for ``stallTimeout``) moves to the next of ``[url, *failover_urls]`` at once, without
-closing any viewer; the ring simply continues with the new source's bytes (after a clean packet
+closing any viewer (a stream with a ``failover_resolver_url`` asks it first and goes to its
+answer, ``fastpath.media.failover_resolver``); the ring simply continues with the new source's bytes (after a clean packet
 boundary, and with ``strict_live_ts`` after a PAT).  While on a backup, the primary is probed
 every ``primaryRecheck`` seconds and taken back when it answers (``returnToPrimary``).
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from fastpath.media import event_data, transcode
+from fastpath.media import event_data, failover_resolver, transcode
 from fastpath.media.fanout_ring import BLOCKED, DEAD, LIVE, FanoutRing
 from fastpath.media.http_io import DETACHED, response_head, simple_response
 from fastpath.media.tracking import ClientSlot, StreamSlot
@@ -546,15 +547,24 @@ class LiveRelay:
                 return
             if self.switch_to is not None:
                 new, self.switch_to = self.switch_to, None
-                self._switched(new, self.switch_reason, mode=self.switch_mode)
+                # A manual failover through the resolver may name the index the reader is on,
+                # with the resolver's new answer there.
+                self._switched(new, self.switch_reason, mode=self.switch_mode,
+                               url_changed=self.switch_mode == "manual" and self.stream.urls[new] != url)
                 continue
             if not reason:
                 continue
             await self._failed(url, reason, got)
 
+    def _tries(self) -> int:
+        """How many failures in a row try every URL once: the list's, and the resolver's
+        answer when it has not given one yet."""
+        s = self.stream
+        return max(len(s.urls), 1) + (1 if s.failover_resolver_url and not s.resolved_url else 0)
+
     def _on_first_bytes(self) -> None:
         self.slot.reading()
-        if self.dead >= max(len(self.stream.urls), 1):
+        if self.dead >= self._tries():
             log.warning("stream %s: upstream %s serves again", self.stream.id, self.current_url())
         self.failures = 0
         self.dead = 0
@@ -595,14 +605,20 @@ class LiveRelay:
         # again, for a single URL) gets a try before viewers are told.
         self.dead = self.dead + 1 if not got else 0
         self.url_errors[url] = reason
-        if self.dead and self.dead >= max(len(self.stream.urls), 1):
+        tries = self._tries()
+        if self.dead and self.dead >= tries:
             self._every_url_failed()
         if self.sticky_url is not None:
             # Sticky: the redirect target failed; go back to the URL we were given.
             self.sticky_url = None
             return
+        resolved = False
+        if self.stream.failover_resolver_url:
+            resolved = await self._follow_resolver(reason)
+            if self.stopping or self.switch_to is not None:
+                return
         urls = self.stream.urls
-        if len(urls) > 1:
+        if not resolved and len(urls) > 1:
             # Every worker's reader sees the origin fail: the node's stored index decides who
             # counts and announces the switch, and where the others go (node_events.py).
             old = self.index
@@ -615,17 +631,35 @@ class LiveRelay:
             if self.stopping or self.switch_to is not None:
                 return
             self._switched(new, reason, mode="failed")
-        if self.failures >= max(len(urls), 1):
-            if self.failures == max(len(urls), 1):
+        if self.failures >= tries:
+            if self.failures == tries:
                 self.svc.hooks.emit("stream_failed", self.stream.id, event_data.stream_failed(
                     url, reason, reason.split(" ", 1)[0] or "error", self.index, len(urls) > 1))
             rounds = self.failures // max(len(urls), 1)
             await asyncio.sleep(min(0.25 * (2 ** min(rounds, 10)), self.settings.retry_backoff_max))
 
+    async def _follow_resolver(self, reason: str) -> bool:
+        """Move to the resolver's answer for the failing URL; False when it gave none (the
+        caller walks ``failover_urls``)."""
+        stream, old = self.stream, self.index
+        old_url = stream.urls[old]
+        now = await failover_resolver.follow(
+            self.svc, stream, old,
+            lambda moved, left: self._switch_data(old, moved.resolved_index, reason, moved, left),
+            self.slot.failover)
+        if now is None:
+            return False
+        stream.resolved_url, stream.resolved_count = now.resolved_url, now.resolved_count
+        if self.stopping or self.switch_to is not None:
+            return True
+        new = now.failover_index if 0 <= now.failover_index < len(stream.urls) else 0
+        self._switched(new, reason, mode="failed", url_changed=stream.urls[new] != old_url)
+        return True
+
     def _every_url_failed(self) -> None:
         """Said once per outage at WARNING; parked viewers get a 503, watching ones are closed
         (each later round answers the viewers that came in the meantime)."""
-        if self.dead == max(len(self.stream.urls), 1):
+        if self.dead == self._tries():
             errors = "; ".join(f"{u}: {self.url_errors.get(u, 'not tried')}" for u in self.stream.urls)
             log.warning("stream %s: every upstream URL failed (%s); closing %d viewer(s), "
                         "answering %d with 503", self.stream.id, errors, len(self.viewers),
@@ -634,16 +668,20 @@ class LiveRelay:
         for cid in list(self.viewers):
             self.drop(cid, "every upstream URL failed")
 
-    def _switch_data(self, old: int, new: int, reason: str) -> dict:
+    def _switch_data(self, old: int, new: int, reason: str, stream: media_store.MediaStream | None = None,
+                     old_url: str | None = None) -> dict:
+        """``stream``: the stream as it is after the switch, when that differs from
+        ``self.stream`` (a new answer of the resolver); ``old_url`` then the URL left."""
         self.switches += 1
-        return event_data.failover_triggered(self.stream, old, new, reason, len(self.viewers),
-                                             self.stream.failover_attempts + self.switches)
+        return event_data.failover_triggered(stream or self.stream, old, new, reason, len(self.viewers),
+                                             self.stream.failover_attempts + self.switches, old_url)
 
-    def _switched(self, new: int, reason: str, *, mode: str) -> None:
-        """Move this worker's reader to URL ``new``.  A ``failed`` switch was recorded and
-        announced by ``_failed``; the others are recorded and announced here, once per node."""
+    def _switched(self, new: int, reason: str, *, mode: str, url_changed: bool = False) -> None:
+        """Move this worker's reader to URL ``new`` (``url_changed``: the same index, now a
+        new answer of the resolver).  A ``failed`` switch was recorded and announced by
+        ``_failed``; the others are recorded and announced here, once per node."""
         old = self.index
-        if new == old:
+        if new == old and not url_changed:
             return
         self.index = new
         self.sticky_url = None

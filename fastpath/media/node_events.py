@@ -92,12 +92,24 @@ class NodeEvents:
                      on_win=None) -> tuple[bool, int]:
         """Move the node's stream from URL ``old`` to ``new``; (won, the node's index).  The
         winner fires ``failover_triggered``."""
+        return await self._compare_and_set(stream_id, data, on_win, new, media_store.switch_index,
+                                           old, new, count=count)
+
+    async def switch_resolved(self, stream_id: str, old: int, old_url: str, new_url: str, *,
+                              data: dict, on_win=None) -> tuple[bool, media_store.MediaStream | None]:
+        """Move the node's stream from URL ``old`` (``old_url``) to the resolver's answer;
+        (won, the stored stream).  The winner fires ``failover_triggered``."""
+        return await self._compare_and_set(stream_id, data, on_win, None, media_store.switch_to_resolved,
+                                           old, old_url, new_url)
+
+    async def _compare_and_set(self, stream_id: str, data: dict, on_win, fallback, func, *args, **kwargs):
+        """``func(store, stream_id, ...)`` -> (won, stored); when the store cannot answer, this
+        worker counts itself the winner (``fallback`` as the stored value)."""
         try:
-            won, stored = await self._run(media_store.switch_index, self.svc.store, stream_id, old, new,
-                                          count=count)
+            won, stored = await self._run(func, self.svc.store, stream_id, *args, **kwargs)
         except Exception:
             log.exception("stream %s: switch not recorded", stream_id)
-            won, stored = True, new
+            won, stored = True, fallback
         if won:
             if on_win is not None:
                 on_win()

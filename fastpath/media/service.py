@@ -289,10 +289,16 @@ class MediaService:
     async def _cmd_failover(self, args) -> dict:
         stream_id = str(args.get("stream_id", ""))
         index = int(args.get("index", 0))
-        stream = self.streams.get(stream_id)
-        if stream is not None and 0 <= index < len(stream.urls):
-            stream.failover_index = index
         relay = self.relays.get(stream_id)
+        resolved = args.get("resolved_url")
+        for stream in {id(s): s for s in (self.streams.get(stream_id), getattr(relay, "stream", None))
+                       if s is not None}.values():
+            if isinstance(resolved, str) and resolved:
+                # The control face asked the stream's failover resolver: its answer is the URL.
+                stream.resolved_url = resolved
+                stream.resolved_count = int(args.get("resolved_count", stream.resolved_count + 1))
+            if 0 <= index < len(stream.urls):
+                stream.failover_index = index
         if relay is None:
             return {"active_clients": 0}
         relay.request_switch(index, "manual failover")

@@ -100,9 +100,9 @@ class Upstream:
             try:
                 following = resp.url.join(URL(location))
             except ValueError:
-                raise UpstreamError(f"{_host(target)}: bad redirect {location[:200]!r}", "http") from None
+                raise UpstreamError(f"{host_of(target)}: bad redirect {location[:200]!r}", "http") from None
             if check_url(str(following)) is not None:
-                raise UpstreamError(f"{_host(target)}: redirect to a non-http(s) URL refused", "bad_url")
+                raise UpstreamError(f"{host_of(target)}: redirect to a non-http(s) URL refused", "bad_url")
             if following.origin() != resp.url.origin():
                 # As a browser would: credentials stay with the origin they were given for.
                 for name in ("Authorization", "Cookie", "Proxy-Authorization"):
@@ -110,10 +110,10 @@ class Upstream:
                     request_headers.pop(name.lower(), None)
             target = str(following)
         else:
-            raise UpstreamError(f"{_host(url)}: too many redirects", "http")
+            raise UpstreamError(f"{host_of(url)}: too many redirects", "http")
         if resp.status >= 400:
             resp.release()
-            raise UpstreamError(f"{_host(url)}: HTTP {resp.status}", "http", resp.status)
+            raise UpstreamError(f"{host_of(url)}: HTTP {resp.status}", "http", resp.status)
         return resp
 
     async def _request(self, url: str, headers: dict[str, str],
@@ -124,15 +124,15 @@ class Upstream:
             return await self.session.get(url, headers=headers, allow_redirects=False,
                                           timeout=timeout)
         except outbound.RefusedAddress as exc:
-            raise UpstreamError(f"{_host(url)}: {exc}", "refused") from None
+            raise UpstreamError(f"{host_of(url)}: {exc}", "refused") from None
         except TimeoutError:
-            raise UpstreamError(f"{_host(url)}: no answer within {self.settings.connect_timeout:g}s",
+            raise UpstreamError(f"{host_of(url)}: no answer within {self.settings.connect_timeout:g}s",
                                 "timeout") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             refused = outbound.refused_cause(exc)
             if refused is not None:
-                raise UpstreamError(f"{_host(url)}: {refused}", "refused") from None
-            raise UpstreamError(f"{_host(url)}: {_reason(exc)}", "connect") from None
+                raise UpstreamError(f"{host_of(url)}: {refused}", "refused") from None
+            raise UpstreamError(f"{host_of(url)}: {_reason(exc)}", "connect") from None
 
     async def fetch(self, url: str, headers: dict[str, str], *, max_bytes: int,
                     read_timeout: float | None = None, extra: dict[str, str] | None = None) -> Fetched:
@@ -143,20 +143,20 @@ class Upstream:
         try:
             length = resp.content_length
             if length is not None and length > max_bytes:
-                raise UpstreamError(f"{_host(url)}: body of {length} bytes exceeds {max_bytes}",
+                raise UpstreamError(f"{host_of(url)}: body of {length} bytes exceeds {max_bytes}",
                                     "too_large")
             parts = []
             size = 0
             async for data in resp.content.iter_any():
                 size += len(data)
                 if size > max_bytes:
-                    raise UpstreamError(f"{_host(url)}: body exceeds {max_bytes} bytes", "too_large")
+                    raise UpstreamError(f"{host_of(url)}: body exceeds {max_bytes} bytes", "too_large")
                 parts.append(data)
             body = parts[0] if len(parts) == 1 else b"".join(parts)
         except TimeoutError:
-            raise UpstreamError(f"{_host(url)}: read timed out", "timeout") from None
+            raise UpstreamError(f"{host_of(url)}: read timed out", "timeout") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(f"{_host(url)}: {_reason(exc)}", "connect") from None
+            raise UpstreamError(f"{host_of(url)}: {_reason(exc)}", "connect") from None
         finally:
             resp.release()
         return Fetched(url=url, final_url=str(resp.url), status=resp.status,
@@ -164,7 +164,8 @@ class Upstream:
                        first_byte_ms=first)
 
 
-def _host(url: str) -> str:
+def host_of(url: str) -> str:
+    """The host:port of ``url`` for messages (not the path or query, which may carry tokens)."""
     try:
         from urllib.parse import urlsplit
         return urlsplit(url).netloc or url[:80]

@@ -31,10 +31,12 @@ import time
 from fastpath.hy2.exit_peers import ExitUnavailable
 from fastpath.hy2.udp_relay import split_address
 from fastpath.mesh import wire
+from fastpath.mesh.inbound import InboundPeers
 from fastpath.mesh.paths import hops, route_of
 from fastpath.mesh.rules import RuleTable
 from fastpath.store.ledger import Ledger
-from fastpath.worker.egress import Egress
+from fastpath.store.proxy_listeners import list_proxy_listeners
+from fastpath.worker.egress import Egress, as_route
 
 log = logging.getLogger("fastpath.mesh")
 
@@ -106,6 +108,7 @@ class MeshEgress(Egress):
         self.turns: dict = {}              # aggregate round-robin position per route
         self.current: dict = {}            # quality: the path in use per route
         self.nested = None                 # fastpath.mesh.nested.NestedDiscovery
+        self.inbound = InboundPeers()      # the peer nodes that dial this one
         self._task: asyncio.Task | None = None
         self._rules_raw = None
         self.reload()
@@ -138,29 +141,31 @@ class MeshEgress(Egress):
                 st["children"] = self.nested.children(name, st.get("latency_ms")) if st["nested"] else []
         return out
 
-    def route(self, user_id, host: str, via: str | None = None):
+    def route(self, user_id, host: str, via=None):
         """(paths, mode) for a stream of ``user_id`` to ``host``; None: it leaves here.  A
-        rule for ``host`` wins; then ``via`` (the listener's own exit), then the user's."""
+        rule for ``host`` wins; then ``via`` (the listener's own exit: a path, or a route
+        with its mode), then the user's."""
         rule = self.rules.lookup(host) if self.rules.count else None
         if rule is not None:
             return rule.paths, rule.mode
         if via:
-            return (via,), ""
+            return as_route(via)
         if self.users is None or user_id is None:
             return None
         user = self.users.by_id.get(user_id)
         return route_of(user.meta) if user is not None else None
 
-    def exit_of(self, user_id, host: str = "", via: str | None = None):
+    def exit_of(self, user_id, host: str = "", via=None):
         """The egress seam's name for ``route``."""
         return self.route(user_id, host, via)
 
-    async def serve_relay(self, pump, address: str, loop):
+    async def serve_relay(self, pump, address: str, loop, conn=None):
         from fastpath.mesh.relay import serve
-        return await serve(self, pump, address, loop)
+        return await serve(self, pump, address, loop, conn)
 
     def probed_paths(self) -> set[str]:
-        """Paths of every quality/aggregate route, users' and rules'."""
+        """Paths of every quality/aggregate route: users', rules' and the HY2 SCALE proxy
+        listeners'."""
         out: set[str] = set()
         if self.users is not None:
             for user in self.users.by_id.values():
@@ -168,9 +173,10 @@ class MeshEgress(Egress):
                 if r is not None and r[1]:
                     out.update(r[0])
         raw = self.store.get_setting(RULES_KEY, []) or []
-        for rule in raw if isinstance(raw, list) else ():
-            if isinstance(rule, dict) and rule.get("enabled", True) and rule.get("exit_mode") in ("quality", "aggregate"):
-                out.update(p for p in rule.get("exit_paths") or () if isinstance(p, str) and p)
+        listeners = list_proxy_listeners(self.store)
+        for row in (raw if isinstance(raw, list) else []) + [r for r in listeners if r.get("enabled")]:
+            if isinstance(row, dict) and row.get("enabled", True) and row.get("exit_mode") in ("quality", "aggregate"):
+                out.update(p for p in row.get("exit_paths") or () if isinstance(p, str) and p)
         return out
 
     def state(self, path: str) -> PathState:

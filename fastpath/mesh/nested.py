@@ -28,7 +28,7 @@ import time
 
 log = logging.getLogger("fastpath.mesh.nested")
 
-from fastpath.mesh.wire import LIST_PEERS, NODE_INFO
+from fastpath.mesh.wire import LIST_PEERS, NODE_INFO, encode_node_info
 REFRESH_SECONDS = 3.0
 FETCH_TIMEOUT = 3.0
 MBIT = 125_000
@@ -166,7 +166,11 @@ class NestedDiscovery:
         known = self.ids.get(peer.name)
         if known is not None and known[0] is conn:
             return
-        data = await self._read(peer, NODE_INFO, 4096)
+        # Identified (so the peer lists this node as its inbound peer); a node that does
+        # not know that form (an older one) is asked the plain way.
+        data = await self._read(peer, encode_node_info(self.node_id(), self.node_name() or self.node_id()), 4096)
+        if data is None:
+            data = await self._read(peer, NODE_INFO, 4096)
         try:
             info = json.loads(data) if data else None
         except ValueError:

@@ -6,7 +6,8 @@ peer user here), whose relay pump counts every byte for that user, as for any st
   client named first, asking it for the rest (``ExitPeers.open_stream``), hop by hop.
 - via with an empty path: the target, for the server's ordinary dial (``serve`` returns it).
 - UDP via with an empty path: this node's ``UdpExit`` sends the datagrams.
-- ping / list peers: answered here.
+- ping / list peers / node info: answered here (an identified node-info request also notes
+  the asker as an inbound peer, ``fastpath.mesh.inbound``).
 
 Local answers use a Unix socket pair, as the exits do: the pump keeps its socket transport
 (its counting and back-pressure live there) and the other end is written by this module.
@@ -43,11 +44,12 @@ async def _local(pump, loop, protocol=None, data: bytes = b""):
     transport.close()
 
 
-async def serve(mesh, pump, address: str, loop) -> tuple[str, tuple[str, ...]] | None:
+async def serve(mesh, pump, address: str, loop, conn=None) -> tuple[str, tuple[str, ...]] | None:
     """Serve the relay request ``address``; ``(target, visited)`` when the server is to open
     the target itself (dialed, or along this node's own route for it, which then carries
     ``visited`` on), None when served here.  ``OSError`` with the message for the user
-    otherwise."""
+    otherwise.  ``conn``: the server connection the request came on (an identified
+    node-info request marks it as an inbound peer's)."""
     try:
         via = wire.parse(address)
     except wire.RelayError as exc:
@@ -61,6 +63,8 @@ async def serve(mesh, pump, address: str, loop) -> tuple[str, tuple[str, ...]] |
         await _local(pump, loop, data=peer_list_json(mesh.peer_list()))
         return None
     if via.target == wire.NODE_INFO:
+        if via.asker is not None and via.asker[0] != mesh.node_id:
+            mesh.inbound.note(conn, {"node_id": via.asker[0], "name": via.asker[1]})
         await _local(pump, loop, data=peer_list_json({"node_id": mesh.node_id, "name": mesh.node_name()}))
         return None
     me = mesh.node_id

@@ -20,6 +20,9 @@ Two extensions of this project (reference nodes do not send them):
   that loops back is refused at the hop where it loops, whatever the nodes call each other.
   For that, the last hop also receives a via request, with an empty path
   (``_relay_via__<target>#fp-visited=...:0``): "open ``target`` here".
+- ``_relay_node_info_<node id>/<name>:0`` (each percent-encoded): the node-info request of a
+  node that names itself, so the node it asks lists it as an inbound peer
+  (``fastpath.mesh.inbound``); answered as ``_relay_node_info_:0`` is.
 - ``_relay_udpvia_<path>#fp-visited=...:0``: a UDP relay carried on a stream, hop by hop like
   ``_relay_via_``; the node where ``path`` is empty sends the datagrams from its own socket.
   The stream carries frames both ways: ``u16 address length, address, u16 payload length,
@@ -30,6 +33,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 VIA_PREFIX = "_relay_via_"
 UDP_VIA_PREFIX = "_relay_udpvia_"
@@ -56,6 +60,31 @@ class Via:
     target: str                  # "host:port", or PING at a path's end; "" for UDP
     visited: tuple[str, ...]
     udp: bool = False
+    asker: tuple[str, str] | None = None     # NODE_INFO: (node id, name) of the node asking
+
+
+NODE_INFO_PREFIX = NODE_INFO[:-len(SUFFIX)]
+MAX_NAME = 64
+
+
+def encode_node_info(node_id: str, name: str) -> str:
+    """The identified node-info request of the node ``node_id`` called ``name``."""
+    return f"{NODE_INFO_PREFIX}{quote(node_id, safe='')}/{quote(name[:MAX_NAME], safe='')}{SUFFIX}"
+
+
+def _parse_asker(text: str) -> tuple[str, str]:
+    node_id, sep, name = text.partition("/")
+    if not sep or "/" in name:
+        raise RelayError("node-info request: expected <node id>/<name>")
+    try:
+        node_id, name = unquote(node_id, errors="strict"), unquote(name, errors="strict")
+    except UnicodeDecodeError:
+        raise RelayError("node-info request: names are not UTF-8") from None
+    if not NODE_ID.match(node_id):
+        raise RelayError("node-info request: bad node id")
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise RelayError(f"node-info request: a name is 1-{MAX_NAME} printable characters")
+    return node_id, name
 
 
 def _visited_text(visited) -> str:
@@ -101,6 +130,8 @@ def parse(address: str) -> Via | None:
     if not address.endswith(SUFFIX):
         raise RelayError(f"relay address {address[:80]!r} does not end with ':0'")
     body = address[:-len(SUFFIX)]
+    if body.startswith(NODE_INFO_PREFIX):
+        return Via((), NODE_INFO, (), asker=_parse_asker(body[len(NODE_INFO_PREFIX):]))
     if body.startswith(VIA_PREFIX):
         body, visited = _split_visited(body[len(VIA_PREFIX):])
         name, sep, target = body.partition("_")

@@ -19,7 +19,8 @@ STREAM_KINDS = ("hls", "direct", "vod", "transcode")
 _STREAM_COLUMNS = ("id", "dedup_key", "url", "kind", "failover_urls", "user_agent", "headers",
                    "strict_live_ts", "sticky", "metadata", "profile", "profile_variables",
                    "failover_index", "failover_attempts", "last_failover", "error_count",
-                   "bytes_in", "bytes_served", "segments_served", "created", "last_access")
+                   "bytes_in", "bytes_served", "segments_served", "created", "last_access",
+                   "failover_resolver_url", "resolved_url", "resolved_count")
 _SELECT_STREAM = f"SELECT {', '.join(_STREAM_COLUMNS)} FROM media_streams"
 
 
@@ -46,11 +47,36 @@ class MediaStream:
     segments_served: int = 0
     created: float = 0.0
     last_access: float | None = None
+    # m3u-proxy's failover resolver: asked for the next URL when the current one fails; its
+    # last answer is the URL after the list, and ``resolved_count`` how many were taken.
+    failover_resolver_url: str | None = None
+    resolved_url: str | None = None
+    resolved_count: int = 0
 
     @property
     def urls(self) -> list[str]:
-        """Primary first, then the failover URLs in order."""
+        """Primary first, then the failover URLs in order, then the resolver's last answer
+        (when it gave one): every URL the relay may be on, so one index names each."""
+        if self.resolved_url:
+            return [self.url, *self.failover_urls, self.resolved_url]
         return [self.url, *self.failover_urls]
+
+    @property
+    def resolved_index(self) -> int:
+        """The index of the resolver's answer in ``urls`` (the slot after the list)."""
+        return len(self.failover_urls) + 1
+
+    @property
+    def has_failover(self) -> bool:
+        return bool(self.failover_urls or self.failover_resolver_url)
+
+    def failover_position(self, index: int) -> int:
+        """m3u-proxy's ``current_failover_index`` of URL ``index``: a position in
+        ``failover_urls`` (0 on the primary and on ``failover_urls[0]``), and on the
+        resolver's answer the number of answers taken (m3u-proxy adds 1 per answer)."""
+        if self.resolved_url and index == self.resolved_index:
+            return self.resolved_count
+        return max(index - 1, 0)
 
     @classmethod
     def from_row(cls, row) -> "MediaStream":
@@ -104,9 +130,13 @@ def put_stream(store: StateStore, stream: MediaStream, *, update: set[str] | Non
             old = MediaStream.from_row(row)
             changes = {name: getattr(stream, name) for name in (update or ())}
             if changes:
+                if any(getattr(old, name) != changes[name]
+                       for name in ("failover_urls", "failover_resolver_url") if name in changes):
+                    # The resolver's last answer belonged to the old failover settings.
+                    old.resolved_url, old.resolved_count = None, 0
                 for name, value in changes.items():
                     setattr(old, name, value)
-                if old.failover_index > len(old.failover_urls):
+                if old.failover_index >= len(old.urls):
                     old.failover_index = 0
                 _write_stream(db, old, replace=True)
             return old, False
@@ -125,7 +155,7 @@ def _write_stream(db, s: MediaStream, *, replace: bool) -> None:
               json.dumps(s.headers), int(s.strict_live_ts), int(s.sticky), json.dumps(s.metadata),
               s.profile, json.dumps(s.profile_variables), s.failover_index, s.failover_attempts,
               s.last_failover, s.error_count, s.bytes_in, s.bytes_served, s.segments_served,
-              s.created, s.last_access)
+              s.created, s.last_access, s.failover_resolver_url, s.resolved_url, s.resolved_count)
     verb = "INSERT OR REPLACE" if replace else "INSERT"
     db.execute(f"{verb} INTO media_streams ({', '.join(_STREAM_COLUMNS)}) VALUES "
                f"({', '.join('?' * len(_STREAM_COLUMNS))})", values)
@@ -282,6 +312,31 @@ def switch_index(store: StateStore, stream_id: str, old: int, new: int, *, count
         row = db.execute("SELECT failover_index FROM media_streams WHERE id = ?",
                          (stream_id,)).fetchone()
     return cur.rowcount == 1, (row[0] if row else int(new))
+
+
+def switch_to_resolved(store: StateStore, stream_id: str, old: int, old_url: str, new_url: str, *,
+                       when: float | None = None) -> tuple[bool, MediaStream | None]:
+    """Compare-and-set the stream from URL ``old`` (which was ``old_url``) to the resolver's
+    answer ``new_url``, counting a failover and an answer.  Returns (won, the stored stream):
+    as with ``switch_index``, a worker that lost follows what the store holds."""
+    with store.transaction() as db:
+        row = db.execute(_SELECT_STREAM + " WHERE id = ?", (stream_id,)).fetchone()
+        if row is None:
+            return False, None
+        stream = MediaStream.from_row(row)
+        at = stream.failover_index if 0 <= stream.failover_index < len(stream.urls) else 0
+        if at != old or stream.urls[at] != old_url:
+            return False, stream
+        stream.resolved_url = new_url
+        stream.resolved_count += 1
+        stream.failover_index = stream.resolved_index
+        stream.failover_attempts += 1
+        stream.last_failover = when or time.time()
+        db.execute("UPDATE media_streams SET resolved_url = ?, resolved_count = ?, failover_index = ?, "
+                   "failover_attempts = ?, last_failover = ? WHERE id = ?",
+                   (new_url, stream.resolved_count, stream.failover_index, stream.failover_attempts,
+                    stream.last_failover, stream_id))
+    return True, stream
 
 
 def claim_event(store: StateStore, stream_id: str, event: str, epoch: int) -> bool:

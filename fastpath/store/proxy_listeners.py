@@ -8,8 +8,6 @@ command and every few seconds (``fastpath.inbounds.live``).
 """
 from __future__ import annotations
 
-import json
-
 from fastpath.store.state_store import StateStore
 
 PROXIES_KEY = "hy2scale.proxies"
@@ -23,12 +21,7 @@ def list_proxy_listeners(store: StateStore) -> list[dict]:
 def replace_proxy_listeners(store: StateStore, rows: list[dict], expect: list[dict] | None = None) -> bool:
     """Write ``rows`` as the whole list.  With ``expect``, only if the stored list still is
     ``expect`` (another API process may have changed it since it was read): False if not."""
-    with store.transaction() as db:
-        if expect is not None:
-            row = db.execute("SELECT value FROM settings WHERE key = ?", (PROXIES_KEY,)).fetchone()
-            current = json.loads(row[0]) if row else []
-            if current != expect:
-                return False
-        db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
-                   (PROXIES_KEY, json.dumps(rows)))
-    return True
+    if expect is None:
+        store.set_setting(PROXIES_KEY, rows)
+        return True
+    return store.swap_setting(PROXIES_KEY, rows, expect, default=[])

@@ -98,4 +98,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (stream_id, event, epoch)
     );
     """,
+    # 5: m3u-proxy's failover resolver: the URL the node asks for a stream's next upstream, the
+    # last URL it answered (the stream's current URL while the index points past the list)
+    # and how many answers were taken (m3u-proxy's ``current_failover_index`` on them).
+    """
+    ALTER TABLE media_streams ADD COLUMN failover_resolver_url TEXT;
+    ALTER TABLE media_streams ADD COLUMN resolved_url TEXT;
+    ALTER TABLE media_streams ADD COLUMN resolved_count INTEGER NOT NULL DEFAULT 0;
+    """,
 ]

@@ -283,6 +283,19 @@ class StateStore:
             db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
                        (key, json.dumps(value)))
 
+    def swap_setting(self, key: str, value, expect, default=None) -> bool:
+        """Write ``value`` only if the stored one still is ``expect`` (``default`` when there
+        is none), in one transaction: False if another process changed it since it was read.
+        How a face that checks a whole list before writing it stays atomic across the API's
+        processes."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+            if (json.loads(row[0]) if row else default) != expect:
+                return False
+            db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                       (key, json.dumps(value)))
+        return True
+
     # -- traffic carried across counter segments -----------------------------------------------
     def snapshot_segment(self, segment_id: int, totals: dict[str, tuple[int, int]]) -> None:
         """Record the live totals of a segment, so a crash that loses the segment loses at most

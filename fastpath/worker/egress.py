@@ -18,12 +18,12 @@ NO_PEERS = "this worker has no outbound peers; not dialing directly"
 
 
 class Egress:
-    def exit_of(self, user_id, host: str = "", via: str | None = None):
+    def exit_of(self, user_id, host: str = "", via=None):
         """The route (``(paths, mode)``) of a stream of ``user_id`` to ``host``; None: it
         leaves here.  ``via``: the exit of the listener the stream came in on (a HY2 SCALE
-        proxy's ``exit_via``), which goes before the user's own; a rule for ``host`` goes
-        before both."""
-        return ((via,), "") if via else None
+        proxy's ``exit_via`` path, or its ``(paths, mode)`` route), which goes before the
+        user's own; a rule for ``host`` goes before both."""
+        return as_route(via)
 
     async def direct(self, loop, protocol_factory, host: str, port: int):
         """Dial the target from this node."""
@@ -50,12 +50,20 @@ class Egress:
         from fastpath.mesh.udp import MeshUdp
         return MeshUdp(loop, owner, session_id, self, route, counters, slot)
 
-    async def serve_relay(self, pump, address: str, loop):
-        """A relay request of the mesh (``fastpath.mesh.relay``) that reached this node:
-        served here (None), or (target, visited ids) to open from here.  Without a mesh the
-        request is refused."""
+    async def serve_relay(self, pump, address: str, loop, conn=None):
+        """A relay request of the mesh (``fastpath.mesh.relay``) that reached this node on
+        the server connection ``conn``: served here (None), or (target, visited ids) to open
+        from here.  Without a mesh the request is refused."""
         from fastpath.mesh.relay import serve
-        return await serve(None, pump, address, loop)
+        return await serve(None, pump, address, loop, conn)
+
+
+def as_route(via):
+    """A listener's exit as a route: a path ``"b/c"`` is ``(("b/c",), "")``; a route is
+    itself; nothing is None."""
+    if not via:
+        return None
+    return ((via,), "") if isinstance(via, str) else via
 
 
 DIRECT = Egress()

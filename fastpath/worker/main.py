@@ -100,11 +100,15 @@ async def worker_main(args) -> int:
     async def mesh_peer_list(_args):
         return mesh.peer_list()
 
+    async def inbound_peers(_args):
+        return {"peers": mesh.inbound.listing()}
+
     ctx.on_command("peers_changed", peers_changed)
     ctx.on_command("peers_status", peers_status)
     ctx.on_command("rules_changed", rules_changed)
     ctx.on_command("mesh_status", mesh_status)
     ctx.on_command("mesh_peer_list", mesh_peer_list)
+    ctx.on_command("inbound_peers", inbound_peers)
     ctx.on_command("ping", ping)
     ctx.on_command("refuse_device", refuse_device)
     ctx.on_command("users_changed", users_changed)

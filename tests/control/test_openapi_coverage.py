@@ -1,5 +1,9 @@
 """The one OpenAPI document names every route of every face: the router's own table of an app
-built with every face on is walked, so a route added later without a document entry fails here.
+built with every face on is walked, so a route added later without a document entry fails here;
+every operation says what its success answers carry (a schema, or explicitly no body) and
+what each error it lists carries; and no operation is documented that the router does not
+serve.  That the schemas are what the handlers answer is ``test_openapi_conformance.py``'s
+part (a running node, real answers).
 
 A path-wildcard route (``/scale/api/l2tp/{rest:path}``, answering 501 below a documented prefix)
 is covered by its prefix's entry: OpenAPI has no way to say "any path below"."""
@@ -9,6 +13,7 @@ import re
 
 import falcon.inspect
 import yaml
+from jsonschema import Draft202012Validator
 
 from fastpath.control.app import create_app
 from fastpath.control.node_model import NodeModel
@@ -66,3 +71,68 @@ def test_the_document_has_request_bodies_and_response_schemas_where_they_are_dec
                 continue
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert names <= declared, (method, path, names - declared)
+
+
+def _operations(doc):
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if isinstance(op, dict) and "responses" in op:
+                yield method.upper(), path, item, op
+
+
+def test_every_operation_has_a_response_schema(tmp_path):
+    """A success answer (2xx; 501 for what the node does not support) with a schema per media
+    type or an explicit ``x-no-body``; an error listed with the schema of its body."""
+    _, doc = _app(tmp_path)
+    lacking = []
+    for method, path, _item, op in _operations(doc):
+        answers = op["responses"]
+        success = [c for c in answers if c.startswith("2")] or [c for c in answers if c == "501"]
+        if not success:
+            lacking.append((method, path, "no success answer"))
+        for code, answer in answers.items():
+            if code == "304" or answer.get("x-no-body"):
+                assert "content" not in answer, (method, path, code)
+                continue
+            content = answer.get("content") or {}
+            if not content or not all("schema" in media for media in content.values()):
+                lacking.append((method, path, code))
+    assert not lacking, f"{len(lacking)} answers without a schema: {lacking}"
+
+
+def test_every_schema_is_valid_json_schema(tmp_path):
+    """OpenAPI 3.1 schemas are JSON Schema 2020-12: each one checks as such, with its
+    references resolved inside the document."""
+    _, doc = _app(tmp_path)
+    components = doc["components"]
+    for name, schema in components["schemas"].items():
+        Draft202012Validator.check_schema({**schema, "components": components})
+    for method, path, _item, op in _operations(doc):
+        bodies = [op.get("requestBody", {}).get("content", {})]
+        bodies += [a.get("content", {}) for a in op["responses"].values()]
+        for content in bodies:
+            for media in content.values():
+                Draft202012Validator.check_schema({**media["schema"], "components": components})
+
+
+def _router_pattern(template: str) -> re.Pattern:
+    out = re.sub(r"\\\{\w+:path\\\}", ".+", re.escape(template))
+    return re.compile("^" + re.sub(r"\\\{\w+\\\}", "[^/]+", out) + "$")
+
+
+def test_no_operation_is_documented_that_the_router_does_not_serve(tmp_path):
+    """The reverse of the first test: a documented method the route does not answer (405 in
+    truth) fails, whatever the document says.  The media listener's routes (their own
+    ``servers`` entry) are served by the workers, not this app."""
+    app, doc = _app(tmp_path)
+    routes = [(_router_pattern(info.path), {m.method for m in info.methods if not m.internal})
+              for info in falcon.inspect.inspect_routes(app)]
+    ghosts = []
+    for method, path, item, _op in _operations(doc):
+        if "servers" in item:
+            continue
+        sample = re.sub(r"\{[^}]+\}", "x", path)
+        served = set().union(*(methods for rx, methods in routes if rx.match(sample)))
+        if method not in served:
+            ghosts.append((method, path))
+    assert not ghosts, f"documented but not served: {ghosts}"

@@ -149,9 +149,22 @@ def test_streams_are_made_through_the_module_global():
     for name in ("sender", "receiver", "stream_id", "is_blocked", "max_stream_data_local",
                  "max_stream_data_local_sent", "max_stream_data_remote"):
         assert hasattr(stream, name), name
-    for name in ("highest_offset", "stop_pending", "is_finished"):
+    for name in ("highest_offset", "stop_pending", "is_finished", "_stop_error_code",
+                 "on_stop_sending_delivery"):
         assert hasattr(stream.receiver, name), name
+    # the compiled loop writes STOP_SENDING from the receiver's state as get_stop_frame would
+    stream.receiver.stop(0x10C)
+    assert (stream.receiver.stop_pending, stream.receiver._stop_error_code) == (True, 0x10C)
     assert isinstance(inspect.getattr_static(stream_module.QuicStream, "is_finished"), property)
+    # ours sets aioquic's fields without aioquic's __init__: the same fields, the same values
+    ours = aioquic_seam.CompiledSenderStream(stream_id=4, max_stream_data_local=1,
+                                             max_stream_data_remote=2)
+    assert sorted(vars(ours)) == sorted(vars(stream))
+    for name, value in vars(stream).items():
+        if name not in ("sender", "receiver"):
+            assert getattr(ours, name) == value, name
+    assert type(ours.receiver) is type(stream.receiver)
+    assert sorted(vars(ours.receiver)) == sorted(vars(stream.receiver))
 
 
 def test_sender_interface_is_the_one_ours_offers():
@@ -205,7 +218,11 @@ def test_write_loop_and_registration_signatures():
                                      QuicFrameType)
     assert (QuicFrameType.PING, QuicFrameType.ACK, QuicFrameType.MAX_DATA,
             QuicFrameType.MAX_STREAM_DATA, QuicFrameType.DATAGRAM_WITH_LENGTH,
-            QuicFrameType.STREAM_BASE) == (0x01, 0x02, 0x10, 0x11, 0x31, 0x08)
+            QuicFrameType.STREAM_BASE, QuicFrameType.RESET_STREAM,
+            QuicFrameType.STOP_SENDING) == (0x01, 0x02, 0x10, 0x11, 0x31, 0x08, 0x04, 0x05)
+    # MAX_STREAMS goes out with the type its Limit carries, past aioquic's batching rule
+    source = inspect.getsource(connection_module.QuicConnection._write_connection_limits)
+    assert "limit.sent - limit.used >= limit.value - limit.sent" in source
     assert QuicFrameType.ACK in NON_IN_FLIGHT_FRAME_TYPES & NON_ACK_ELICITING_FRAME_TYPES
 
 

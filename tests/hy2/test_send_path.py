@@ -203,8 +203,8 @@ def cert_key(tmp_path_factory):
 
 
 def run_transfer(cert_key, sizes_per_stream, loss, seed, datagrams=0, window=1 << 20,
-                 actions=None, skip_streams=(), server_events=None):
-    from bench.send_path_micro import handshake, pair
+                 actions=None, skip_streams=(), server_events=None, client_events=None):
+    from bench.send_path_micro import exchange, handshake, pair
     rng = random.Random(seed)
     client, server = pair(*cert_key, window=window)
     now = 1.0
@@ -214,12 +214,7 @@ def run_transfer(cert_key, sizes_per_stream, loss, seed, datagrams=0, window=1 <
         sid = client.get_next_available_stream_id()
         client.send_stream_data(sid, b"x")
         streams.append(sid)
-    for _ in range(5):
-        for data, _ in client.datagrams_to_send(now):
-            server.receive_datagram(data, ("10.0.0.2", 2), now)
-        for data, _ in server.datagrams_to_send(now):
-            client.receive_datagram(data, ("10.0.0.1", 1), now)
-        now += 0.01
+    now = exchange(client, server, now)
     while server.next_event() is not None:
         pass
     want = {}
@@ -254,6 +249,8 @@ def run_transfer(cert_key, sizes_per_stream, loss, seed, datagrams=0, window=1 <
                     ended.add(event.stream_id)
             elif isinstance(event, qe.DatagramFrameReceived):
                 datagrams_got += 1
+            if client_events is not None:
+                client_events.append(event)
             event = client.next_event()
         for data, _ in client.datagrams_to_send(now):
             if rng.random() >= loss:
@@ -307,8 +304,8 @@ def test_switch_off_keeps_aioquics_sender(cert_key):
 
 def test_unusual_frames_go_through_aioquics_loop_and_back(cert_key):
     """A PING on request, a key update, a stream reset and a STOP_SENDING in the middle of a
-    transfer: aioquic's loop writes them, the compiled loop takes over again, and the other
-    streams arrive whole."""
+    transfer: aioquic's loop writes the first two, the compiled loop the stream ends, and the
+    other streams arrive whole."""
     def ping(server, streams):
         server.send_ping(7)
 
@@ -321,11 +318,49 @@ def test_unusual_frames_go_through_aioquics_loop_and_back(cert_key):
     def stop(server, streams):
         server.stop_stream(streams[2], 0x10C)
 
-    events = []
+    events, client_events = [], []
     fallbacks = send_path.counters()[1]
     fast, _ = run_transfer(cert_key, [[400000], [400000], [400000]], 0.01, 3,
                            actions={5: ping, 20: key_update, 40: reset, 60: stop},
-                           skip_streams=(1,), server_events=events)
-    assert send_path.counters()[1] - fallbacks >= 4
+                           skip_streams=(1,), server_events=events, client_events=client_events)
+    assert send_path.counters()[1] - fallbacks >= 2
+    assert any(isinstance(e, qe.StreamReset) and e.error_code == 0x10C for e in client_events)
+    assert any(isinstance(e, qe.StopSendingReceived) and e.error_code == 0x10C
+               for e in client_events)
     assert fast > 200
     assert any(isinstance(e, qe.PingAcknowledged) and e.uid == 7 for e in events)
+
+
+def test_stream_ends_are_written_by_the_compiled_loop(cert_key):
+    """Short streams (the peer opens one, both sides FIN it, ours also STOP_SENDING, one of
+    them reset): the compiled loop writes STOP_SENDING, RESET_STREAM and MAX_STREAMS and
+    discards the finished streams, without handing a single write to aioquic's loop, and the
+    peer may keep opening streams past its initial limit."""
+    from bench.send_path_micro import exchange, handshake, pair
+    client, server = pair(*cert_key)
+    now = 1.0
+    handshake(client, server, now)
+    limit = server._local_max_streams_bidi.value
+    now = exchange(client, server, now, 4, 0.005)
+    fallbacks = send_path.counters()[1]
+    resets = stops = 0
+    for i in range(limit * 2):
+        sid = client.get_next_available_stream_id()
+        client.send_stream_data(sid, b"q" * 32, end_stream=True)
+        now = exchange(client, server, now, 4, 0.005)
+        if i % 5 == 0:
+            server.reset_stream(sid, 0x10C)
+        else:
+            server.send_stream_data(sid, b"a" * 32, end_stream=True)
+        server.stop_stream(sid, 0x10C)
+        now = exchange(client, server, now, 4, 0.005)
+        while (e := client.next_event()) is not None:
+            resets += isinstance(e, qe.StreamReset)
+            stops += isinstance(e, qe.StopSendingReceived)
+        while server.next_event() is not None:
+            pass
+    assert send_path.counters()[1] == fallbacks
+    assert resets == len(range(0, limit * 2, 5))
+    assert stops == limit * 2
+    assert len(server._streams) <= 1               # the finished ones are discarded
+    assert server._local_max_streams_bidi.value >= limit * 2

@@ -177,3 +177,46 @@ def test_hostile_bytes_on_streams_never_break_the_connection(tls_files, chunks):
         await client.close()
         await server.close()
     run(main())
+
+
+def test_a_dial_past_its_deadline_is_answered_and_the_connection_goes_on(tls_files, monkeypatch):
+    """The dial's deadline (one timer cancelling its task): a target that never answers gets
+    the client a "timeout" answer on that stream only; the next stream dials normally."""
+    import fastpath.hy2.server as server_module
+    from fastpath.hy2.client import ConnectError
+    from fastpath.worker.egress import Egress
+
+    class HangsOnce(Egress):
+        hung = 0
+
+        async def direct(self, loop, protocol_factory, host, port):
+            if not self.hung:
+                self.hung += 1
+                await asyncio.Event().wait()        # a target that never answers
+            return await super().direct(loop, protocol_factory, host, port)
+
+    monkeypatch.setattr(server_module, "DIAL_TIMEOUT", 0.3)
+
+    async def main():
+        echo = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
+        target = f"127.0.0.1:{echo.sockets[0].getsockname()[1]}"
+        settings = parse_server_config({"listen": "127.0.0.1:0"})
+        server = await Hy2Server(settings, cert=tls_files[0], key=tls_files[1],
+                                 authenticator=NodeAuthenticator(None, PasswordAuth("pw")),
+                                 masquerade=NotFoundMasquerade(), egress=HangsOnce()).start()
+        client = simple_client(addr(server), "pw")
+        try:
+            try:
+                await asyncio.wait_for(client.open_tcp(target), 5)
+                raise AssertionError("the hanging dial was answered as connected")
+            except ConnectError as exc:
+                assert "timeout" in str(exc)
+            reader, writer = await asyncio.wait_for(client.open_tcp(target), 5)
+            writer.write(b"after")
+            assert await asyncio.wait_for(reader.readexactly(5), 5) == b"after"
+            writer.close()
+        finally:
+            await client.close()
+            await server.close()
+            echo.close()
+    run(main())

@@ -76,3 +76,25 @@ def download_and_upload(local: int, targets, size: int, seed: int) -> None:
 def counted_both_ways(size: int) -> tuple[int, int]:
     """What ``download_and_upload`` moves for the user: (tx, rx)."""
     return 16 + 8 + size, size + 32
+
+
+def sing_box_moves_counted_bytes(node, user: str, tmp_path, outbound: dict, targets, size: int,
+                                 seed: int) -> None:
+    """sing-box through ``outbound`` moves ``size`` bytes each way (SHA-256 checked), and the
+    user's counters grow by exactly what that is."""
+    with sing_box_client(tmp_path, outbound) as local:
+        before = traffic(node, user)
+        download_and_upload(local, targets, size, seed)
+    tx, rx = counted_both_ways(size)
+    expected = (before[0] + tx, before[1] + rx)
+    assert wait_traffic(node, user, expected) == expected
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Something accepts TCP connections on ``port``."""
+    import socket
+    try:
+        socket.create_connection((host, port), 1).close()
+        return True
+    except OSError:
+        return False

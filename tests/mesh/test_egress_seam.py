@@ -42,6 +42,26 @@ def test_the_mesh_is_the_egress_and_rules_win(tmp_path):
                        mesh).route_of("u1", "1.2.3.4") == (("b",), "")
 
 
+def test_a_listener_with_paths_and_a_mode_routes_as_a_user_would(tmp_path):
+    """A HY2 SCALE proxy row's exit_paths / exit_mode become the listener's route, multi-hop
+    paths included; the prober probes the paths of a listener's quality route."""
+    from fastpath.inbounds.live import proxy_settings
+    from fastpath.store.proxy_listeners import replace_proxy_listeners
+    users = SimpleNamespace(by_id={"u1": SimpleNamespace(meta={"exit_via": "b"})})
+    mesh = _mesh(tmp_path, users=users)
+    row = {"id": "p", "protocol": "socks5", "listen": "127.0.0.1:1080", "enabled": True,
+           "exit_via": "b/c", "exit_paths": ["b/c", "d"], "exit_mode": "quality"}
+    core = InboundCore(proxy_settings(row, tmp_path), users, None, mesh)
+    assert core.route_of("u1", "1.2.3.4") == (("b/c", "d"), "quality")
+    one = InboundCore(proxy_settings({**row, "exit_paths": ["b/c"], "exit_mode": ""}, tmp_path), users, None, mesh)
+    assert one.route_of("u1", "1.2.3.4") == (("b/c",), "")
+    assert mesh.probed_paths() == set()
+    assert replace_proxy_listeners(mesh.store, [row])
+    assert mesh.probed_paths() == {"b/c", "d"}
+    assert replace_proxy_listeners(mesh.store, [{**row, "enabled": False}])
+    assert mesh.probed_paths() == set()
+
+
 def test_direct_egress_routes_nothing_and_fails_closed():
     assert DIRECT.exit_of("u1", "example.com") is None
     assert DIRECT.exit_of("u1", "example.com", via="b") == (("b",), "")

@@ -482,3 +482,171 @@ def test_routes_of_several_nodes_that_loop_are_refused_where_they_loop(mesh, tar
     finally:
         assert c.scale("DELETE", "/rules/loop").status == 200
         assert c.scale("DELETE", "/clients/back2").status == 200
+
+
+# -- the proxy inbounds along a path, and inbound peers -------------------------------------
+async def socks_open(port, user, password, host, target_port):
+    import struct
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x05\x01\x02")
+    assert await reader.readexactly(2) == b"\x05\x02"
+    writer.write(b"\x01" + bytes([len(user)]) + user.encode() + bytes([len(password)]) + password.encode())
+    assert await reader.readexactly(2) == b"\x01\x00"
+    name = host.encode()
+    writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack(">H", target_port))
+    rep = await reader.readexactly(4)
+    if rep[1] != 0:
+        writer.close()
+        return None
+    await reader.readexactly({1: 6, 4: 18}[rep[3]])
+    return reader, writer
+
+
+async def socks_echo_sha256(port, user, password, target_port, n=3 * MB) -> tuple[bool, bool]:
+    """Send ``n`` bytes through the SOCKS5 proxy to the echo target while reading what comes
+    back: (the SHA-256 of what came back is that of what was sent, the proxy connected)."""
+    import hashlib
+    opened = await socks_open(port, user, password, "127.0.0.1", target_port)
+    if opened is None:
+        return False, False
+    reader, writer = opened
+    sent, back = hashlib.sha256(), hashlib.sha256()
+    chunk = bytes(range(256)) * 256
+
+    async def send():
+        for i in range(n // len(chunk)):
+            piece = chunk[i % 256:] + chunk[:i % 256]
+            sent.update(piece)
+            writer.write(piece)
+            await writer.drain()
+    task = asyncio.ensure_future(send())
+    got = 0
+    while got < n:
+        data = await asyncio.wait_for(reader.read(1 << 20), 15)
+        if not data:
+            break
+        back.update(data)
+        got += len(data)
+    await task
+    writer.close()
+    return got == n and sent.digest() == back.digest(), True
+
+
+def socks_udp_echo(port, user, password, target_port, count=20) -> int:
+    """Datagrams to the UDP echo target through a SOCKS5 UDP ASSOCIATE; how many came back."""
+    import socket
+    import struct
+    with socket.create_connection(("127.0.0.1", port), 10) as s, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        s.sendall(b"\x05\x01\x02")
+        assert s.recv(2) == b"\x05\x02"
+        s.sendall(b"\x01" + bytes([len(user)]) + user.encode() + bytes([len(password)]) + password.encode())
+        assert s.recv(2) == b"\x01\x00"
+        u.bind(("127.0.0.1", 0))
+        s.sendall(b"\x05\x03\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", u.getsockname()[1]))
+        rep = s.recv(10)
+        assert rep[:2] == b"\x05\x00" and rep[3] == 1, rep
+        relay = (socket.inet_ntoa(rep[4:8]), struct.unpack(">H", rep[8:10])[0])
+        head = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target_port)
+        u.settimeout(3)
+        back = 0
+        for i in range(count):
+            u.sendto(head + b"datagram %d " % i + bytes(1000), relay)
+            try:
+                data = u.recv(65536)
+            except TimeoutError:
+                continue
+            back += data[10:].startswith(b"datagram %d " % i)
+        return back
+
+
+def test_a_socks5_proxy_with_exit_via_b_c_reaches_a_target_only_c_may_dial(mesh, targets):
+    """``/api/proxies`` with ``exit_via: "b/c"``: the proxy's streams go A → B → C through
+    the one egress, as a Hysteria 2 user's do, and each hop counts the peer user it serves."""
+    a, b, c = mesh
+    only_c = OnlyFrom(targets, lambda: tree_pids(c))
+    sox = make_user(a.scale, "sox")                        # no exit of its own: the listener's
+    port = free_tcp_port()
+    r = a.scale("POST", "/proxies", {"id": "via-bc", "protocol": "socks5", "listen": f"127.0.0.1:{port}",
+                                     "enabled": True, "exit_via": "b/c"})
+    assert r.status == 200, r.text
+    view = a.scale.get("/proxies/via-bc").json()
+    assert view["exit_via"] == "b/c" and view["exit_paths"] == ["b/c"] and view["exit_mode"] == ""
+    b0, c0, sox0 = used(b.scale, b.peer_a), used(c.scale, c.peer_b), used(a.scale, sox)
+    a2_0 = used(c.scale, c.peer_a2)
+    try:
+        same, opened = run(socks_echo_sha256(port, "sox", "pw-sox", only_c.tcp))
+        assert opened and same
+        assert only_c.seen and all(ok for _pid, ok in only_c.seen), only_c.seen
+        moved = settle(lambda: used(a.scale, sox)) - sox0
+        assert moved >= 6 * MB
+        for hop in (settle(lambda: used(b.scale, b.peer_a)) - b0, settle(lambda: used(c.scale, c.peer_b)) - c0):
+            assert moved <= hop <= moved + 1000, (moved, hop)
+        assert used(c.scale, c.peer_a2) - a2_0 < 1000          # not A → C directly
+        # The same listener with two paths and the quality mode: still only from C.
+        r = a.scale("PUT", "/proxies/via-bc", {"exit_paths": ["b/c", "c"], "exit_mode": "quality"})
+        assert r.status == 200, r.text
+        assert a.scale.get("/proxies/via-bc").json()["exit_mode"] == "quality"
+        wait_for(lambda: paths_view(a), lambda v: all_healthy(v, ["b/c", "c"]))
+        only_c.seen.clear()
+        same, opened = run(socks_echo_sha256(port, "sox", "pw-sox", only_c.tcp, n=MB))
+        assert opened and same and only_c.seen and all(ok for _pid, ok in only_c.seen), only_c.seen
+        # Paths the node refuses for a user are refused for a listener too, and nothing changes.
+        before = a.scale.get("/proxies").json()
+        for body, word in (({"exit_via": "b/b"}, "revisits"), ({"exit_via": f"b/{a.node_id}"}, "revisits"),
+                           ({"exit_paths": ["b/c", "c"], "exit_mode": ""}, "exit_mode"),
+                           ({"exit_paths": ["b/c", "b"], "exit_mode": "aggregate"}, "same exit node"),
+                           ({"exit_via": "nosuch/c"}, "not a client")):
+            r = a.scale("PUT", "/proxies/via-bc", body)
+            assert r.status == 400 and word in r.text, (body, r.text)
+        assert a.scale.get("/proxies").json() == before
+        # UDP through the listener (SOCKS5 UDP ASSOCIATE) takes the same path.
+        only_c.seen.clear()
+        assert socks_udp_echo(port, "sox", "pw-sox", only_c.udp) >= 18
+        assert only_c.seen and all(ok for _pid, ok in only_c.seen), only_c.seen
+        # A client a listener exits through is not deleted from under it.
+        assert a.scale("POST", "/clients", {"name": "spare", "addr": f"127.0.0.1:{free_udp_port()}",
+                                            "password": "x", "insecure": True}).status == 201
+        assert a.scale("PUT", "/proxies/via-bc", {"exit_via": "spare/c"}).status == 200
+        r = a.scale("DELETE", "/clients/spare")
+        assert r.status == 409 and "proxy via-bc" in r.text, r.text
+    finally:
+        assert a.scale("DELETE", "/proxies/via-bc").status == 200
+        a.scale("DELETE", "/clients/spare")
+
+
+def test_a_node_dialing_another_is_its_inbound_child_and_exit_client(mesh):
+    """B sees A (which dials it as user peer-a) among its topology's children and counts it in
+    ``stats.exit_clients``; C sees both A and B; a peer whose connection closes goes away."""
+    a, b, c = mesh
+    names = {n: n.scale.get("/node").json()["name"] for n in (a, b)}
+
+    def kids(node):
+        me = node.scale.get("/topology").json()[0]
+        assert me["is_self"] and me["direction"] == "local"
+        return {k["node_id"]: k for k in me["children"]}
+    got = wait_for(lambda: kids(c), lambda k: set(k) == {a.node_id, b.node_id})
+    assert set(got) == {a.node_id, b.node_id}, got
+    got = wait_for(lambda: kids(b), lambda k: a.node_id in k)
+    assert set(got) == {a.node_id}, got
+    child = got[a.node_id]
+    assert child["name"] == names[a] and child["direction"] == "inbound" and child["via"] == b.node_id
+    assert child["connected"] is True and child["exit_node"] is False and child["children"] == []
+    assert isinstance(child["latency_ms"], int) and child["latency_ms"] >= 0
+    assert isinstance(child["tx_rate"], int) and isinstance(child["rx_rate"], int)
+    assert b.scale.get("/stats").json()["exit_clients"] == 1
+    listed = [p for p in b.scale.get("/peers").json() if p["direction"] == "inbound"]
+    assert [(p["node_id"], p["name"], p["connected"]) for p in listed] == [(a.node_id, names[a], True)]
+    assert c.scale.get("/stats").json()["exit_clients"] == 2
+    assert kids(a) == {}                                  # nobody dials A
+    assert a.scale.get("/stats").json()["exit_clients"] == 0
+    # A stops dialing C: its connection closes and C lists only B.
+    assert a.scale("PUT", "/clients/c/disable", {"disabled": True}).status == 200
+    try:
+        got = wait_for(lambda: kids(c), lambda k: set(k) == {b.node_id})
+        assert set(got) == {b.node_id}, got
+        assert c.scale.get("/stats").json()["exit_clients"] == 1
+    finally:
+        assert a.scale("PUT", "/clients/c/disable", {"disabled": False}).status == 200
+    got = wait_for(lambda: kids(c), lambda k: a.node_id in k)
+    assert a.node_id in got

@@ -37,6 +37,37 @@ def test_parse_takes_any_text_and_only_refuses_with_relay_error(text):
         assert str(exc)
 
 
+@given(node_id=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
+       name=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Co", "Cn")),
+                    min_size=1, max_size=64).filter(str.isprintable))
+def test_identified_node_info_round_trips_any_printable_name(node_id, name):
+    address = wire.encode_node_info(node_id, name)
+    via = wire.parse(address)
+    assert via.target == wire.NODE_INFO and via.asker == (node_id, name) and not via.path
+    assert wire.is_control(address)            # node-to-node talk: no hop counts it
+
+
+@settings(max_examples=300)
+@given(tail=st.text(max_size=80))
+def test_node_info_with_any_tail_is_parsed_or_refused_with_relay_error(tail):
+    try:
+        via = wire.parse("_relay_node_info_" + tail + ":0")
+    except wire.RelayError as exc:
+        assert str(exc)
+        return
+    assert via.target == wire.NODE_INFO
+    assert via.asker is None or (wire.NODE_ID.match(via.asker[0]) and 0 < len(via.asker[1]) <= 64)
+
+
+def test_node_info_refuses_bad_askers():
+    for bad in ("_relay_node_info_abc:0", "_relay_node_info_/name:0", "_relay_node_info_abc/:0",
+                "_relay_node_info_abc/x/y:0", "_relay_node_info_abc/%FF:0", "_relay_node_info_abc/%0A:0",
+                "_relay_node_info_" + "a" * 65 + "/n:0", "_relay_node_info_abc/" + "n" * 65 + ":0"):
+        with pytest.raises(wire.RelayError):
+            wire.parse(bad)
+    assert wire.parse(wire.NODE_INFO).asker is None
+
+
 def test_parse_refuses_what_it_must():
     for bad in ("_relay_via_b_:0", "_relay_via_b/b_h:1:0", "_relay_via_b_h:1", "_relay_nope_:0",
                 "_relay_via_b_h:1#fp-visited=" + ",".join(["x"] * 20) + ":0", "_relay_via_b//c_h:1:0"):

@@ -23,6 +23,7 @@ import pytest
 from tests.stream_proxy.conftest import TOKEN, media_node
 from tests.stream_proxy.origin import Origin, make_media
 from tests.stream_proxy.receiver import Receiver
+from tests.stream_proxy.resolver import Resolver
 from tests.stream_proxy.viewers import Viewer, wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,7 +48,7 @@ TRANSCODE = {"stream_id": STR, "primary_url": STR, "failover_urls": LIST, "user_
 STREAM = {"stream_id": STR, "original_url": STR, "current_url": STR, "user_agent": STR,
           "client_count": INT, "total_bytes_served": INT, "total_segments_served": INT,
           "error_count": INT, "is_active": BOOL, "has_failover": BOOL, "failover_urls": LIST,
-          "failover_resolver_url": type(None), "current_failover_index": INT,
+          "failover_resolver_url": OPT_STR, "current_failover_index": INT,
           "failover_attempts": INT, "last_failover_time": OPT_STR, "stream_type": STR,
           "created_at": STR, "last_access": STR, "metadata": DICT, "headers": DICT}
 CLIENT = {"client_id": STR, "stream_id": STR, "user_agent": STR, "ip_address": STR,
@@ -345,28 +346,49 @@ def test_by_metadata_routes(relay, origin):
 # m3u-proxy 0.2.49's failover resolver (src/stream_manager.py ``_resolve_next_failover_url``),
 # as facts: on every failover it POSTs this JSON to the stream's ``failover_resolver_url``
 # (10 s timeout), takes ``next_url`` from a 2xx JSON answer as the new current URL and adds 1
-# to current_failover_index; a non-2xx answer, no ``next_url`` or an error means no failover.
-# The resolver is preferred over failover_urls; with it, POST /streams/{id}/failover is
-# allowed without failover_urls, and ``has_failover`` is true.
+# to current_failover_index.  The resolver is preferred over failover_urls; with it, POST
+# /streams/{id}/failover is allowed without failover_urls, and ``has_failover`` is true.
+# Deliberate difference: where m3u-proxy does not fail over when the resolver fails (a non-2xx
+# answer, no ``next_url``, an error), the node walks failover_urls instead
+# (tests/stream_proxy/test_failover_resolver.py), and a manual failover with nothing to walk is
+# a 502 rather than m3u-proxy's 500.
 RESOLVER_REQUEST_KEYS = {"current_url", "metadata", "current_failover_index"}
 RESOLVER_ANSWER_KEY = "next_url"
 
 
-def test_failover_resolver_url_is_refused_clearly(relay):
-    """Deliberate difference, for now: the node does not call a resolver, so a stream that
-    names one is refused with a 422 naming the field (nothing is created), rather than
-    accepted with a failover that would never happen."""
-    before = relay.get("/streams").json()["total"]
-    for route, extra in (("/streams", {}), ("/transcode", {"profile": "default"})):
-        detail = unprocessable(relay.post(route, {"url": "http://x.example/res.ts",
-                                                  "failover_resolver_url": "http://x.example/next",
-                                                  **extra}), "body", "failover_resolver_url")
-        assert "not supported" in detail[0]["msg"] and detail[0]["input"] == "http://x.example/next"
-    assert relay.get("/streams").json()["total"] == before
-    # The stream object still carries the key, as null (m3u-proxy's shape).
-    sid = relay.post("/streams", {"url": "http://x.example/nores.ts"}).json()["stream_id"]
-    assert relay.get(f"/streams/{sid}").json()["stream"]["failover_resolver_url"] is None
-    relay.request("DELETE", f"/streams/{sid}")
+def test_failover_resolver_url_is_asked_on_failover(relay, origin):
+    resolver = Resolver({RESOLVER_ANSWER_KEY: origin.base + "/parity-resolved.ts"})
+    meta = {"playlist_uuid": "acct-res", "id": "9"}
+    created = ok(relay.post("/streams", {"url": origin.base + "/parity-res.ts", "metadata": meta,
+                                         "failover_resolver_url": resolver.url}), CREATE, "create")
+    sid = created["stream_id"]
+    try:
+        obj = shaped(relay.get(f"/streams/{sid}").json()["stream"], STREAM, "stream")
+        assert obj["failover_resolver_url"] == resolver.url and obj["has_failover"] is True
+        viewer = Viewer(relay.media_url + created["direct_url"])
+        wait_until(lambda: viewer.bytes > 50_000, 15, "bytes from the primary")
+        origin.down.add("/parity-res.ts")
+        wait_until(lambda: resolver.bodies(), 15, "a call of the resolver")
+        body = resolver.bodies()[0]
+        assert set(body) == RESOLVER_REQUEST_KEYS
+        assert body == {"current_url": origin.base + "/parity-res.ts", "metadata": meta,
+                        "current_failover_index": 0}
+        wait_until(lambda: relay.get(f"/streams/{sid}").json()["stream"]["current_url"]
+                   == origin.base + "/parity-resolved.ts", 15, "the answer as the current URL")
+        size = viewer.bytes
+        wait_until(lambda: viewer.bytes > size + 50_000, 15, "bytes from the answer")
+        assert not viewer.ended.is_set()
+        obj = shaped(relay.get(f"/streams/{sid}").json()["stream"], STREAM, "stream")
+        assert obj["current_failover_index"] == 1
+        # The manual failover asks it too, without failover_urls.
+        resolver.answer = {RESOLVER_ANSWER_KEY: origin.base + "/parity-resolved-2.ts"}
+        out = ok(relay.post(f"/streams/{sid}/failover"), FAILOVER, "failover")
+        assert out["new_url"] == origin.base + "/parity-resolved-2.ts" and out["failover_index"] == 2
+        assert set(resolver.bodies()[-1]) == RESOLVER_REQUEST_KEYS
+        viewer.stop = True
+    finally:
+        resolver.close()
+        relay.request("DELETE", f"/streams/{sid}")
 
 
 def test_validation_errors_are_fastapi_422s(relay):

@@ -1,7 +1,7 @@
 """Stream objects from templates (``stream_json``) against ``json.dumps(stream_view(...))``,
 byte for byte, and ``/stats`` from parts against ``overview``: random stored streams (URLs,
 agents and metadata with quotes, ``%``, control characters and non-ASCII; transcode
-profiles) and random live figures, including none."""
+profiles, failover resolvers and their answers) and random live figures, including none."""
 from __future__ import annotations
 
 import json
@@ -36,7 +36,10 @@ def stored(draw, i):
         failover_index=draw(st.integers(-1, 4)), failover_attempts=draw(counts),
         last_failover=draw(times), error_count=draw(counts), bytes_in=draw(counts),
         bytes_served=draw(counts), segments_served=draw(counts),
-        created=draw(st.floats(0, 4e9, allow_nan=False)), last_access=draw(times))
+        created=draw(st.floats(0, 4e9, allow_nan=False)), last_access=draw(times),
+        failover_resolver_url=draw(st.one_of(st.none(), texts.map(lambda t: "http://r/" + t))),
+        resolved_url=draw(st.one_of(st.none(), texts.map(lambda t: "http://n/" + t))),
+        resolved_count=draw(st.integers(0, 5)))
 
 
 @st.composite
