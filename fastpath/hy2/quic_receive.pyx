@@ -104,11 +104,14 @@ for _t in NON_ACK_ELICITING_FRAME_TYPES:
 
 # datagrams taken here / handed to aioquic (C counters: no dict update per datagram)
 cdef uint64_t _fast_count = 0, _fallback_count = 0
+# STREAM frames whose bytes went to a relay pump directly (RelayPump.take)
+cdef uint64_t _pump_count = 0
 
 
 def stats():
-    """{"fast": datagrams handled here, "fallback": datagrams handed to aioquic}."""
-    return {"fast": _fast_count, "fallback": _fallback_count}
+    """{"fast": datagrams handled here, "fallback": datagrams handed to aioquic, "pump":
+    STREAM frames handed to a relay pump without an event}."""
+    return {"fast": _fast_count, "fallback": _fallback_count, "pump": _pump_count}
 
 # True while the seam has the compiled ACK handler installed: ACK frames then skip the
 # connection's handler table.
@@ -682,6 +685,7 @@ cdef bint _stream_frame_in_order(object self, uint64_t ftype, fp_rx_buf *m) exce
     StreamDataReceived event, the receiver's offsets, the connection's credit used) and returns
     True; returns False with the buffer untouched for every other case, which aioquic's handler
     then takes (and, for a bad frame, closes the connection as aioquic does)."""
+    global _pump_count
     cdef const uint8_t *p = m.pos
     cdef uint64_t stream_id, offset = 0, length, end
     cdef bint client_initiated
@@ -728,6 +732,7 @@ cdef bint _stream_frame_in_order(object self, uint64_t ftype, fp_rx_buf *m) exce
         pump = pumps.get(stream_id)
         if (type(pump) is RelayPump
                 and (<RelayPump>pump).take(p, <Py_ssize_t>length)):
+            _pump_count += 1
             return True
     data = PyBytes_FromStringAndSize(<const char *>p, <Py_ssize_t>length)
     events.append(StreamDataReceived(data=data, end_stream=False, stream_id=stream_id))
