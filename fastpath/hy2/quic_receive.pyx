@@ -35,7 +35,7 @@ from aioquic.quic.stream import StreamFinishedError
 from aioquic.tls import Epoch
 
 from fastpath.hy2 import quic_recovery
-from fastpath.hy2.stateless_reset import MIN_RESET_SIZE
+from fastpath.hy2.stateless_reset import MIN_RESET_SIZE as _RESET_MIN
 from fastpath.hy2.relay_pump cimport RelayPump
 
 
@@ -437,7 +437,7 @@ def receive_datagram(self, data, addr, now):
         _fast_count += 1
 
 
-cdef Py_ssize_t _MIN_RESET_SIZE = MIN_RESET_SIZE
+cdef Py_ssize_t _MIN_RESET_SIZE = _RESET_MIN
 
 
 def receive_batch(self, list batch, double now, reset_token=None):
