@@ -22,7 +22,7 @@ import ssl
 
 from aioquic.quic import events as qe
 
-from fastpath.hy2 import aioquic_seam
+from fastpath.hy2 import aioquic_seam, quic_receive
 from fastpath.hy2.brutal import install_brutal
 from fastpath.hy2.client_udp_pump import deliver_datagram
 from fastpath.hy2.client_session import CLOSE_AUTH_FAILED, ClientSession
@@ -32,7 +32,6 @@ from fastpath.hy2.events import (AuthResult, SendStopped, StreamClosed, TcpData,
                                  UdpReceived)
 from fastpath.hy2.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
 from fastpath.hy2.relay_pump import RelayPump
-from fastpath.hy2.stateless_reset import MIN_RESET_SIZE, TOKEN_SIZE
 from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 
 log = logging.getLogger("fastpath.hy2.client")
@@ -221,6 +220,7 @@ class ClientConnection(QuicGlue):
         self.unclaimed: dict[int, TcpResponse] = {}
         self.readers: dict[int, asyncio.StreamReader] = {}
         self.pumps: dict[int, RelayPump] = {}
+        self.attach_pumps()
         self.unflushed: list[RelayPump] = []       # see QuicGlue.flush_pumps
         self.socket_owners: dict[int, object] = {}      # see Hy2Client.splice_streams
         self.paused: set = set()
@@ -234,15 +234,13 @@ class ClientConnection(QuicGlue):
         # A stateless reset carries the token the server gave for the connection ID we send
         # to; aioquic does not look for one, so a dead server-side connection would otherwise
         # hang until the idle timeout.
-        token = aioquic_seam.peer_reset_token(self.quic)
-        for data, addr in batch:
-            if (token and not data[0] & 0x80 and len(data) >= MIN_RESET_SIZE
-                    and data[-TOKEN_SIZE:] == token):
-                log.info("stateless reset from %s: the server no longer knows this connection",
-                         addr[0])
-                self._terminated(Terminated(0, "stateless reset"))
-                return
-            self.quic.receive_datagram(data, addr, now)
+        # (the loop is quic_receive.receive_batch, in C)
+        if quic_receive.receive_batch(self.quic, batch, now,
+                                      aioquic_seam.peer_reset_token(self.quic)):
+            log.info("stateless reset from %s: the server no longer knows this connection",
+                     self.server_addr[0])
+            self._terminated(Terminated(0, "stateless reset"))
+            return
         self.process_events(now)
         self.transmit()
 

@@ -30,6 +30,9 @@ from fastpath.hy2 import send_path  # noqa: E402
 aioquic_seam.install_recovery()  # compiled recovery + ACK path, unless FASTPATH_QUIC_RECOVERY=aioquic
 aioquic_seam.install_receive()   # compiled 1-RTT receive path, unless FASTPATH_QUIC_RECEIVE=aioquic
 
+# FASTPATH_QUIC_PUMPSINK=0: STREAM bytes reach relay pumps through aioquic's events only.
+PUMP_SINK = os.environ.get("FASTPATH_QUIC_PUMPSINK", "1") != "0"
+
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
 # AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).
 DATAGRAM_OVERHEAD = 1 + 2 + 16 + 1 + 2
@@ -58,6 +61,9 @@ class Hy2QuicConnection(QuicConnection):
     # Called by the compiled receive path with each DATAGRAM payload and the time
     # (fastpath.hy2.quic_receive): True when it took the payload, else aioquic's event is made.
     datagram_sink = None
+    # The glue's {stream id: RelayPump}: the compiled receive path hands a pump the bytes of
+    # an in-order STREAM frame itself, without aioquic's event (fastpath.hy2.quic_receive).
+    stream_pumps = None
 
     def __init__(self, *, configuration: QuicConfiguration, stream_window: int | None = None,
                  max_incoming_streams: int | None = None,
@@ -220,6 +226,12 @@ class QuicGlue:
     timer_at = None
 
     # -- relay pumps: their QUIC -> TCP bytes are written once per batch ---------------------
+    def attach_pumps(self) -> None:
+        """Lets the compiled receive path hand in-order stream bytes to ``self.pumps``
+        directly (``Hy2QuicConnection.stream_pumps``), unless FASTPATH_QUIC_PUMPSINK=0."""
+        if PUMP_SINK:
+            self.quic.stream_pumps = self.pumps
+
     def pump_pending(self, pump) -> None:
         """A pump kept bytes for its TCP socket (``RelayPump.from_quic``)."""
         self.unflushed.append(pump)

@@ -27,6 +27,7 @@ cdef class RelayPump:
     cdef list unwritten          # QUIC bytes for the TCP side, written by flush()
     cdef bint flush_asked        # the owner was told (pump_pending) and has not flushed yet
     cpdef from_quic(self, bytes data, bint end)
+    cdef bint take(self, const unsigned char *data, Py_ssize_t n) except -1
     cpdef flush(self)
     cpdef check_resume(self)
     cpdef abort(self)

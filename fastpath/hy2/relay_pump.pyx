@@ -39,7 +39,7 @@ that would cross it is cut to what is left, counted and forwarded, and the owner
 (``budget_spent``), which closes the user's connections.  So the limit holds to the byte in
 this worker, not one supervisor tick late.
 """
-from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 from fastpath.hy2.stream_send cimport StreamSendBuffer
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
@@ -108,6 +108,22 @@ cdef class RelayPump:
         elif n and not self.flush_asked:
             self.flush_asked = True
             self.owner.pump_pending(self)
+
+    cdef bint take(self, const unsigned char *data, Py_ssize_t n) except -1:
+        """``from_quic(data, False)`` called from the compiled receive path as the STREAM
+        frame is read (``fastpath.hy2.quic_receive``), without aioquic's event and the glue's
+        event loop; False (nothing done) where ``from_quic`` would do more than keep the bytes
+        for the next flush -- no TCP side yet, finished, or the user's cap crossed -- and the
+        frame then becomes aioquic's event as before."""
+        if self.transport is None or self.finished or n <= 0 or self._spend(n):
+            return False
+        self.from_quic_bytes += n
+        self._count(n, 0)
+        self.unwritten.append(PyBytes_FromStringAndSize(<const char *>data, n))
+        if not self.flush_asked:
+            self.flush_asked = True
+            self.owner.pump_pending(self)
+        return True
 
     cpdef flush(self):
         """Write what ``from_quic`` kept to the TCP socket, in one write."""

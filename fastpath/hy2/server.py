@@ -74,6 +74,7 @@ class ServerConnection(QuicGlue):
         self.session = ServerSession(quic, udp_enabled=not s.disable_udp,
                                      udp_idle_timeout=s.udp_idle_timeout)
         self.pumps: dict[int, RelayPump] = {}
+        self.attach_pumps()
         self.unflushed: list[RelayPump] = []       # see QuicGlue.flush_pumps
         self.paused: set = set()
         self.closed = False

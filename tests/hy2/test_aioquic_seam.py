@@ -390,6 +390,14 @@ def test_receive_path_internals():
                  "space.received_packets.add(", "len(space.ack_queue) > MAX_ACK_RANGES",
                  "space.ack_at = now + self._ack_delay", "space.largest_received_time = now"):
         assert name in source, name
+    # the end states the fast path compares by identity
+    from aioquic.quic.connection import END_STATES, QuicConnectionState
+    assert END_STATES == {QuicConnectionState.CLOSING, QuicConnectionState.DRAINING,
+                          QuicConnectionState.TERMINATED}
+    # the Buffer the payload is decrypted into: a positional capacity, its memory at base
+    from aioquic.buffer import Buffer
+    buf = Buffer(5)
+    assert (buf.capacity, buf.tell()) == (5, 0)
     assert recovery_module.MAX_ACK_RANGES == 64
     conn = connection_module.QuicConnection(configuration=QuicConfiguration(is_client=True))
     conn.connect(("127.0.0.1", 9), 0.0)
@@ -417,6 +425,13 @@ def test_receive_path_internals():
     rs.add(9)
     assert rs._RangeSet__ranges == [range(3, 5), range(9, 10)]
     assert "self.__ranges" in inspect.getsource(RangeSet.add)
+    # the packet-number window the fast path swaps for its own (its state and its size)
+    from aioquic.quic.recovery import MAX_ACK_RANGES, QuicPacketNumberWindow
+    window = QuicPacketNumberWindow()
+    window.add(300)
+    assert (window._lower, window._received, window._size) == (300 - 2 * MAX_ACK_RANGES + 1,
+                                                                {300}, 2 * MAX_ACK_RANGES)
+    assert set(vars(window)) == {"_lower", "_received", "_size"}
 
 
 def test_receive_env_switch_and_reversible_install():
