@@ -28,7 +28,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder as AioquicBuilder  # n
 from aioquic.quic.packet_builder import QuicPacketBuilderStop  # noqa: E402
 from aioquic.tls import CipherSuite  # noqa: E402
 
-from fastpath.hy2.quic_builder import QuicPacketBuilder as OurBuilder  # noqa: E402
+from fastpath.hy2.quic.quic_builder import QuicPacketBuilder as OurBuilder  # noqa: E402
 
 PAYLOAD = bytes(1400)
 
@@ -91,7 +91,7 @@ def connection_send_cost(choice: str, cert: str, key: str, total: int) -> tuple[
     """A whole aioquic server connection in memory sending ``total`` stream bytes to a client:
     the server's CPU per packet sent (its datagrams_to_send plus handling the client's ACKs),
     with the builder ``choice`` installed.  The client's work is not counted."""
-    from fastpath.hy2 import aioquic_seam
+    from fastpath.hy2.quic import aioquic_seam
     aioquic_seam.install(choice)
     client, server = connection_pair(cert, key)
     now = 1.0

@@ -106,10 +106,10 @@ async def bare_download(port: int, n: int) -> float:
 
 
 async def hy2_server(password: str):
-    from fastpath.hy2.auth_backends import NodeAuthenticator, PasswordAuth
+    from fastpath.hy2.server.auth_backends import NodeAuthenticator, PasswordAuth
     from fastpath.hy2.config import parse_server_config
-    from fastpath.hy2.masquerade import NotFoundMasquerade
-    from fastpath.hy2.server import Hy2Server
+    from fastpath.hy2.server.masquerade import NotFoundMasquerade
+    from fastpath.hy2.server.server import Hy2Server
     cert, key = _cert()
     server = await Hy2Server(parse_server_config({"listen": "127.0.0.1:0"}), cert=str(cert),
                              key=str(key), authenticator=NodeAuthenticator(None, PasswordAuth(password)),
@@ -190,7 +190,7 @@ async def echo():
 
 
 async def proxy_download(server: str, auth: str, target: str, n: int) -> float:
-    from fastpath.hy2.client import simple_client
+    from fastpath.hy2.client.client import simple_client
     client = simple_client(server, auth)
     await asyncio.wait_for(client.ensure_connected(), 20)
     start = time.perf_counter()
@@ -209,7 +209,7 @@ async def peer_nodes(server: str, auth: str, count: int):
     """``count`` Hysteria 2 connections to ``server``, each naming itself a peer node (the
     identified node-info request, ``fastpath.mesh.wire``), held open: the server lists them
     as inbound peers.  Prints ``ready`` when every one has been answered."""
-    from fastpath.hy2.client import simple_client
+    from fastpath.hy2.client.client import simple_client
     from fastpath.mesh.wire import encode_node_info
     clients = []
     for i in range(count):

@@ -27,7 +27,7 @@ from builder_micro import connection_pair  # noqa: E402
 
 
 def install(choice: str) -> None:
-    from fastpath.hy2 import aioquic_seam
+    from fastpath.hy2.quic import aioquic_seam
     aioquic_seam.install("fastpath")
     aioquic_seam.install_recovery(choice)
     aioquic_seam.install_receive(choice)

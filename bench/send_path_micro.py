@@ -27,8 +27,8 @@ from aioquic.quic import events as qe  # noqa: E402
 from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
 from aioquic.quic.connection import QuicConnection  # noqa: E402
 
-from fastpath.hy2 import aioquic_seam  # noqa: E402
-from fastpath.hy2.quic_connection import Hy2QuicConnection  # noqa: E402
+from fastpath.hy2.quic import aioquic_seam  # noqa: E402
+from fastpath.hy2.quic.quic_connection import Hy2QuicConnection  # noqa: E402
 
 VARIANTS = {"now": ("fastpath", "fastpath"), "sendoff": ("fastpath", "aioquic"),
             "aioquic": ("aioquic", "aioquic")}

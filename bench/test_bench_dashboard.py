@@ -26,7 +26,7 @@ from control_proc import prepare_node, start_control_api
 from fastpath._native import load
 from fastpath.store import User
 
-node_tick = load("fastpath.shm.dashboard_view").node_tick
+node_tick = load("fastpath.views.dashboard_view").node_tick
 USERS, MEDIA_STREAMS, VIEWERS, WATCHERS = 10_000, 1_000, 10_000, 50
 PHASE = 10.0
 

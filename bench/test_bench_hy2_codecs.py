@@ -31,8 +31,8 @@ from tests.hy2 import reference_codecs as ref  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
 from paired import paired, per_op, record  # noqa: E402
 
-frames = load("fastpath.hy2.frames")
-salamander = load("fastpath.hy2.salamander")
+frames = load("fastpath.hy2.wire.frames")
+salamander = load("fastpath.hy2.wire.salamander")
 
 IMPLS = ["compiled", "reference"]
 ADDRESS = "93.184.216.34:443"

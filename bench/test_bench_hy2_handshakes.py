@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2.conftest import default_secret
 from tests.support.node import NodeProcess

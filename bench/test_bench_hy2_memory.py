@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 import hy2_peers as peers  # noqa: E402
 from hy2_peers import rss_bytes  # noqa: E402
-from fastpath.hy2.client import simple_client  # noqa: E402
+from fastpath.hy2.client.client import simple_client  # noqa: E402
 from fastpath.supervisor.bootstrap import ensure_certificate  # noqa: E402
 from tests.hy2.targets import TargetThread, echo_handler  # noqa: E402
 

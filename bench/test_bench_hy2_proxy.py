@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 
 HERE = Path(__file__).resolve().parent

@@ -352,7 +352,7 @@ async def _hold_connections(server: str, password: str, k: int, pid: int, echo_p
                             streams: int) -> tuple[float, float]:
     """RSS of the server tree per idle connection (``k`` of them, our client) and per open
     stream (``streams`` TCP streams held on one connection)."""
-    from fastpath.hy2.client import simple_client
+    from fastpath.hy2.client.client import simple_client
     clients = []
     await asyncio.sleep(0.3)
     base = rss_bytes(pid)

@@ -50,7 +50,7 @@ def driver_or_skip(log) -> PanelDriver:
 # -- 1. sync_users at 10k users on a real node ---------------------------------------------------
 @pytest.fixture(scope="module")
 def real_node(tmp_path_factory):
-    pytest.importorskip("fastpath.hy2.client", reason="needs the Hysteria 2 client to hold a connection")
+    pytest.importorskip("fastpath.hy2.client.client", reason="needs the Hysteria 2 client to hold a connection")
     tmp = tmp_path_factory.mktemp("pg-sync-bench")
     section = pasarguard_section()
     node = NodeProcess(tmp, {"pasarguard": section}, env={"FASTPATH_LOG_LEVEL": "WARNING"}).start()
@@ -69,7 +69,7 @@ def real_node(tmp_path_factory):
 async def hold_connection(node, auth: str):
     """A Hysteria 2 connection of ``auth`` with one proxied TCP connection open; returns
     (client, closed event set when the node closes it)."""
-    from fastpath.hy2.client import Hy2Client
+    from fastpath.hy2.client.client import Hy2Client
     closed = asyncio.Event()
 
     async def target(reader, writer):
@@ -88,7 +88,7 @@ async def hold_connection(node, auth: str):
 
 
 async def can_connect(node, auth: str) -> bool:
-    from fastpath.hy2.client import AuthError, Hy2Client
+    from fastpath.hy2.client.client import AuthError, Hy2Client
     client = Hy2Client(server_host="127.0.0.1", server_port=int(node.config["listen"].rsplit(":", 1)[1]),
                        auth=auth, insecure=True)
     try:

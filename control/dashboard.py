@@ -10,7 +10,7 @@ Bearer token); every API call keeps its own face's auth.
 ``/api/v1/dashboard/log`` is the node log, live (``control/dashboard_log.py``).
 ``/api/v1/dashboard/live`` is the overview's server-sent events: one event a second with the
 node's rates and live figures.  One ticker thread per API process computes it with one
-compiled scan of the counter segment (``fastpath.shm.dashboard_view.node_tick``) and hands the
+compiled scan of the counter segment (``fastpath.views.dashboard_view.node_tick``) and hands the
 same bytes to every open dashboard, so 50 watchers cost one scan, not 50.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from fastpath.shm import (
     KIND_USER,
 )
 
-node_tick = _load("fastpath.shm.dashboard_view").node_tick
+node_tick = _load("fastpath.views.dashboard_view").node_tick
 
 SITE = Path(__file__).parent / "dashboard_assets" / "site"
 LIVE_PATH = "/api/v1/dashboard/live"

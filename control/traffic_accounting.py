@@ -18,7 +18,7 @@ import threading
 from fastpath._native import load as _load
 from fastpath.store.ledger import since
 
-TrafficView = _load("fastpath.shm.traffic_view").TrafficView
+TrafficView = _load("fastpath.views.traffic_view").TrafficView
 
 
 def since_baseline(totals: dict, marks: dict) -> dict[str, tuple[int, int]]:

@@ -27,7 +27,7 @@ def _serve(args) -> int:
 
 def _client(args) -> int:
     try:
-        from fastpath.hy2.client_main import run_client
+        from fastpath.hy2.client.client_main import run_client
     except ModuleNotFoundError:
         print("fastpath: this build has no Hysteria 2 client", file=sys.stderr)
         return 2

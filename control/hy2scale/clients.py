@@ -3,14 +3,14 @@ leave through).
 
 Kept as one settings row, ``hy2scale.clients`` (a list, in creation order), which the workers
 read at start and again when the face broadcasts ``peers_changed``
-(``fastpath.hy2.exit_peers``).  Entry fields: ``name`` (a short token), ``addr`` (host:port),
+(``fastpath.hy2.client.exit_peers``).  Entry fields: ``name`` (a short token), ``addr`` (host:port),
 ``addrs`` (more host:port tried in order when ``addr`` fails), ``password`` (the Hysteria 2
 auth string the peer expects), ``sni``, ``insecure``, ``ca`` (the CA certificate(s) that sign
 the peer's certificate, as PEM text; a file path only inside ``scale.caDir``),
 ``max_tx`` / ``max_rx`` (bytes per second, as the reference: its UI sends Mbit/s x 125000; 0 =
 none), ``disabled``, and the reference's tuning fields (see ``TUNING``).
 
-Units in the row: the workers (``fastpath.hy2.exit_peers``) read ``max_tx`` / ``max_rx`` of the
+Units in the row: the workers (``fastpath.hy2.client.exit_peers``) read ``max_tx`` / ``max_rx`` of the
 row as whole Mbit/s, so the row keeps that contract and, when the bytes/s the API was given
 are not whole Mbit/s, holds them exactly in ``max_tx_bps`` / ``max_rx_bps``; rows and backups
 written before this change (Mbit/s only) read back as Mbit/s x 125000.
@@ -38,7 +38,7 @@ log = logging.getLogger("fastpath.control.hy2scale")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 FIELDS = ("name", "addr", "addrs", "password", "sni", "insecure", "ca", "max_tx", "max_rx", "disabled")
 # The reference's client tuning fields, stored and returned as given.  None is applied yet:
-# the workers build their Hysteria 2 client from the row in ``fastpath.hy2.exit_peers``
+# the workers build their Hysteria 2 client from the row in ``fastpath.hy2.client.exit_peers``
 # (outside the face), which reads only the fields above.  The windows and ``fast_open`` map
 # onto our client's ``QuicSettings`` windows and ``ClientSettings.fast_open`` and take effect
 # once ``exit_peers.client_settings`` passes them on; ``bbr_profile`` has no counterpart

@@ -33,7 +33,7 @@ from fastpath.shm import scan_totals
 NODE_FLAGS = ("exit_node", "hy2_user_auth", "compat", "limited")
 SERVER_FIELDS = ("listen", "password", "tls_cert", "tls_key")
 PYTHON_DEPS = ("aioquic", "falcon", "gunicorn", "msgpack", "cryptography", "uvloop", "aiohttp", "Cython")
-NATIVE_MODULES = ("fastpath.shm.counter_table", "fastpath.shm.traffic_view", "fastpath.shm.media_view")
+NATIVE_MODULES = ("fastpath.shm.counter_table", "fastpath.views.traffic_view", "fastpath.views.media_view")
 MAX_PORTS = 256
 
 

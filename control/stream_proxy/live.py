@@ -4,7 +4,7 @@ One scan per request (the contract's slots: one ``KIND_MEDIA_STREAM`` per worker
 stream, one ``KIND_MEDIA_CLIENT`` per viewer per worker).  Figures are never asked of a worker.
 An HLS viewer's requests can land on several workers, so client slots are merged by client id.
 
-``read_live`` folds the slots in C (``fastpath.shm.media_view``); ``tests/oracles/live.py``
+``read_live`` folds the slots in C (``fastpath.views.media_view``); ``tests/oracles/live.py``
 holds the same folding over ``scan_slots`` dicts, the readable reference the compiled view is
 tested against.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fastpath.shm.media_view import render_clients, scan_media
+from fastpath.views.media_view import render_clients
+from fastpath.views.media_scan import scan_media
 
 from fastpath.shm import (
     STATE_CLOSED,

@@ -171,7 +171,7 @@ cdef class SpliceSide:
         if splice.over_budget:
             splice._budget_reached()
 
-    # What an exit peer (fastpath.hy2.exit_peers) reads of the stream it carries, as of the
+    # What an exit peer (fastpath.hy2.client.exit_peers) reads of the stream it carries, as of the
     # Hysteria 2 relay pump: the bytes toward the target and back, and whether it ended.
     @property
     def finished(self):

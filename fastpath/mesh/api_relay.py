@@ -198,7 +198,7 @@ def _streaming(data: bytes) -> bool:
 async def carry(peers, chain, request: bytes, timeout: float = TIMEOUT) -> dict:
     """Carry ``request`` (a whole HTTP/1.1 request) along ``chain`` (client names, as each
     node names its own) and return ``{"answer": bytes}`` or ``{"status", "error"}``."""
-    from fastpath.hy2.client import Hy2Error
+    from fastpath.hy2.client.client import Hy2Error
     path = "/".join(chain)
     writer = None
     try:

@@ -28,7 +28,7 @@ import logging
 import secrets
 import time
 
-from fastpath.hy2.exit_peers import ExitUnavailable
+from fastpath.hy2.client.exit_peers import ExitUnavailable
 from fastpath.mesh import wire
 from fastpath.mesh.inbound import InboundPeers
 from fastpath.mesh.paths import hops, route_of, split_address
@@ -99,7 +99,7 @@ class MeshEgress(Egress):
     def __init__(self, store, peers, users=None, name: str = ""):
         self.store = store
         self.default_name = name
-        self.peers = peers                 # fastpath.hy2.exit_peers.ExitPeers
+        self.peers = peers                 # fastpath.hy2.client.exit_peers.ExitPeers
         self.users = users                 # fastpath.worker.user_directory.UserDirectory
         self.node_id = ensure_node_id(store)
         self.rules = RuleTable()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import weakref
 
-from fastpath.hy2 import aioquic_seam
+from fastpath.hy2.quic import aioquic_seam
 
 MAX_INBOUND = 4096          # noted connections kept per worker (a peer per connection)
 

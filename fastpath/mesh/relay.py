@@ -20,7 +20,7 @@ import asyncio
 import json
 import socket
 
-from fastpath.hy2.exit_peers import ExitUnavailable
+from fastpath.hy2.client.exit_peers import ExitUnavailable
 from fastpath.mesh import api_relay, wire
 from fastpath.mesh.udp import UdpExit
 

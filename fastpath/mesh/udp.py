@@ -7,14 +7,14 @@ stream, so each counts the bytes for the peer user it serves, and the node at th
 (``UdpExit``) sends them from its own UDP socket and frames the replies back.
 
 Per datagram in Python: exit-routed UDP is the rare case (the direct path stays in C,
-``fastpath.hy2.udp_pump``), and the peers' client sessions hand packets over as objects.
+``fastpath.hy2.server.udp_pump``), and the peers' client sessions hand packets over as objects.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from fastpath.hy2.udp_relay import literal_ip
+from fastpath.hy2.wire.udp_relay import literal_ip
 
 from fastpath.mesh.paths import join_address, split_address
 from fastpath.mesh.wire import FrameReader, RelayError, encode_frame

@@ -31,7 +31,7 @@ def write_private(path: Path, data: bytes) -> None:
 
 # Secrets no operator types or reads: added to an older secrets.json on the next start.
 INTERNAL_SECRETS = {
-    # The key stateless-reset tokens derive from (fastpath.hy2.stateless_reset): shared by every
+    # The key stateless-reset tokens derive from (fastpath.hy2.quic.stateless_reset): shared by every
     # worker and kept across restarts, so a restarted worker can reset the connections it lost.
     "stateless_reset_key": lambda: secrets.token_hex(32),
 }

@@ -10,13 +10,13 @@ So the supervisor binds the group once, one socket per shard, and hands socket *
 (an inherited file descriptor, ``--hy2-fd``).  A worker that dies leaves its socket in the group
 (the supervisor still holds it; datagrams wait in its buffer), the restarted worker takes the
 same socket, and no other worker's flows move.  The connections the dead worker held are ended
-for their clients by stateless resets (``fastpath.hy2.stateless_reset``).
+for their clients by stateless resets (``fastpath.hy2.quic.stateless_reset``).
 """
 from __future__ import annotations
 
 import socket
 
-from fastpath.hy2.udp_endpoint import make_udp_socket
+from fastpath.hy2.quic.udp_endpoint import make_udp_socket
 
 
 def open_shard_sockets(config) -> list[socket.socket]:

@@ -10,7 +10,7 @@ UDP session (``udp``) along that route.
 This base class is the egress of a worker without outbound peers: everything leaves here,
 and a route (which it never gives) would fail closed.  The worker builds the mesh's
 (``fastpath.mesh.egress.MeshEgress``: exit paths, rules, quality / aggregate modes, nested
-discovery) over its outbound peers (``fastpath.hy2.exit_peers``) and its user directory.
+discovery) over its outbound peers (``fastpath.hy2.client.exit_peers``) and its user directory.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class Egress:
 
     async def open_udp(self, route):
         """A UDP carrier along ``route`` (``fastpath.mesh.udp.MeshUdp`` opens it)."""
-        from fastpath.hy2.exit_peers import ExitUnavailable
+        from fastpath.hy2.client.exit_peers import ExitUnavailable
         raise ExitUnavailable(NO_PEERS)
 
     def udp(self, loop, owner, session_id: int, route, counters, slot: int):

@@ -15,7 +15,7 @@ import socket
 import sys
 
 from fastpath.config import ConfigError, load_config
-from fastpath.hy2.exit_peers import ExitPeers
+from fastpath.hy2.client.exit_peers import ExitPeers
 from fastpath.mesh import api_relay
 from fastpath.mesh.egress import MeshEgress
 from fastpath.node_log import log_to_node_file, setup_process_logging
@@ -33,7 +33,7 @@ log = logging.getLogger("fastpath.worker")
 
 # Services every worker runs, each a module with ``async def start(ctx) -> service | None``
 # (None when its config section turns it off).  A service object has ``async close()``.
-SERVICES = ("fastpath.hy2.service", "fastpath.media.service", "fastpath.inbounds.service")
+SERVICES = ("fastpath.hy2.server.service", "fastpath.media.service", "fastpath.inbounds.service")
 
 HEARTBEAT_SECONDS = 1.0
 

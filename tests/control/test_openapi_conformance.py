@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from tests.stream_proxy.origin import Origin
 from tests.stream_proxy.viewers import wait_until
 from tests.support.node import NodeProcess, free_tcp_port, http

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.support.node import NodeProcess
 

@@ -12,7 +12,7 @@ import fastpath.shm as shm
 from fastpath.control.dashboard import rates, tick_figures
 from fastpath._native import load
 
-node_tick = load("fastpath.shm.dashboard_view").node_tick
+node_tick = load("fastpath.views.dashboard_view").node_tick
 
 
 @pytest.fixture

@@ -110,7 +110,7 @@ def test_hysteria_traffic_keeps_moving_and_counting_on_a_full_disk(tmp_path, sma
     import hashlib
     import struct
 
-    from fastpath.hy2.client import simple_client
+    from fastpath.hy2.client.client import simple_client
     from fastpath.worker.event_loop import run
     from tests.hy2.conftest import default_secret
     from tests.hy2.targets import pattern

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2.conftest import default_secret
 from tests.hy2.targets import TargetThread, echo_handler, pattern

@@ -2,10 +2,10 @@
 objects (sessions, pumps): password auth, 404 masquerade, loopback on a free port."""
 from __future__ import annotations
 
-from fastpath.hy2.auth_backends import NodeAuthenticator, PasswordAuth
+from fastpath.hy2.server.auth_backends import NodeAuthenticator, PasswordAuth
 from fastpath.hy2.config import parse_server_config
-from fastpath.hy2.masquerade import NotFoundMasquerade
-from fastpath.hy2.server import Hy2Server
+from fastpath.hy2.server.masquerade import NotFoundMasquerade
+from fastpath.hy2.server.server import Hy2Server
 
 
 async def password_server(tls_files, password: str = "pw", counters=None) -> Hy2Server:

@@ -6,7 +6,7 @@ import time
 
 from hypothesis import given, settings, strategies as st
 
-from fastpath.hy2.address_validation import TOKEN_LIFETIME, RetryTokens
+from fastpath.hy2.quic.address_validation import TOKEN_LIFETIME, RetryTokens
 
 ADDR = ("127.0.0.1", 40000)
 

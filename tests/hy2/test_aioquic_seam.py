@@ -1,4 +1,4 @@
-"""The aioquic internals that fastpath.hy2.aioquic_seam and the compiled packet builder rely on.
+"""The aioquic internals that fastpath.hy2.quic.aioquic_seam and the compiled packet builder rely on.
 
 Each test names one assumption; when an aioquic release breaks it, this fails here, loudly,
 before any packet is built wrong.  pyproject.toml pins aioquic to the range tested."""
@@ -20,7 +20,7 @@ from aioquic.quic import crypto as crypto_module
 from aioquic.quic import packet_builder
 from aioquic.tls import CipherSuite
 
-from fastpath.hy2 import aioquic_seam, quic_builder
+from fastpath.hy2.quic import aioquic_seam, quic_builder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,13 +112,13 @@ def run_python(code: str, **env) -> str:
 
 
 def test_importing_fastpaths_quic_code_installs_ours_unless_told_otherwise():
-    code = ("import fastpath.hy2.quic_connection, aioquic.quic.connection as c;"
-            "from fastpath.hy2 import aioquic_seam;"
+    code = ("import fastpath.hy2.quic.quic_connection, aioquic.quic.connection as c;"
+            "from fastpath.hy2.quic import aioquic_seam;"
             "print(aioquic_seam.installed(), c.QuicPacketBuilder.__module__)")
-    assert run_python(code) == "fastpath fastpath.hy2.quic_builder"
+    assert run_python(code) == "fastpath fastpath.hy2.quic.quic_builder"
     assert run_python(code, FASTPATH_QUIC_BUILDER="aioquic") == \
         "aioquic aioquic.quic.packet_builder"
-    assert run_python(code, FASTPATH_QUIC_BUILDER="ours") == "fastpath fastpath.hy2.quic_builder"
+    assert run_python(code, FASTPATH_QUIC_BUILDER="ours") == "fastpath fastpath.hy2.quic.quic_builder"
 
 
 def test_install_is_reversible():
@@ -132,7 +132,7 @@ def test_install_is_reversible():
         aioquic_seam.install(before)
 
 
-# -- the compiled send path (fastpath.hy2.stream_send, fastpath.hy2.send_path) -------------------
+# -- the compiled send path (fastpath.hy2.quic.stream_send, fastpath.hy2.quic.send_path) -------------------
 def test_streams_are_made_through_the_module_global():
     from aioquic.quic import stream as stream_module
     assert connection_module.QuicStream in (stream_module.QuicStream,
@@ -169,7 +169,7 @@ def test_streams_are_made_through_the_module_global():
 
 def test_sender_interface_is_the_one_ours_offers():
     from aioquic.quic.stream import QuicStreamSender
-    from fastpath.hy2.stream_send import StreamSendBuffer
+    from fastpath.hy2.quic.stream_send import StreamSendBuffer
     public = sorted(n for n, _ in inspect.getmembers(QuicStreamSender) if not n.startswith("_"))
     assert public == ["get_frame", "get_reset_frame", "next_offset", "on_data_delivery",
                       "on_reset_delivery", "reset", "write"]
@@ -259,14 +259,14 @@ def test_connection_fields_the_send_path_reads(tmp_path):
 
 
 def test_importing_fastpaths_quic_code_installs_the_send_path_unless_told_otherwise():
-    code = ("import fastpath.hy2.quic_connection, aioquic.quic.connection as c;"
-            "from fastpath.hy2 import aioquic_seam;"
+    code = ("import fastpath.hy2.quic.quic_connection, aioquic.quic.connection as c;"
+            "from fastpath.hy2.quic import aioquic_seam;"
             "print(aioquic_seam.installed_send_path(), c.QuicStream.__name__)")
     assert run_python(code) == "fastpath CompiledSenderStream"
     assert run_python(code, FASTPATH_QUIC_SENDPATH="aioquic") == "aioquic QuicStream"
 
 
-# -- the compiled recovery and ACK path (fastpath.hy2.quic_recovery) ---------------------------
+# -- the compiled recovery and ACK path (fastpath.hy2.quic.quic_recovery) ---------------------------
 def test_the_connection_makes_its_recovery_through_its_module_global():
     from aioquic.quic import recovery as recovery_module
 
@@ -286,7 +286,7 @@ def test_the_connection_makes_its_recovery_through_its_module_global():
 
 def test_recovery_interface_is_the_one_ours_offers():
     from aioquic.quic import recovery as recovery_module
-    from fastpath.hy2 import quic_recovery
+    from fastpath.hy2.quic import quic_recovery
 
     cls = recovery_module.QuicPacketRecovery
     public = sorted(n for n, _ in inspect.getmembers(cls) if not n.startswith("_"))
@@ -341,10 +341,10 @@ def test_ack_frame_handler_internals():
 
 
 def test_recovery_env_switch_and_reversible_install():
-    code = ("import fastpath.hy2.quic_connection, aioquic.quic.connection as c;"
-            "from fastpath.hy2 import aioquic_seam;"
+    code = ("import fastpath.hy2.quic.quic_connection, aioquic.quic.connection as c;"
+            "from fastpath.hy2.quic import aioquic_seam;"
             "print(aioquic_seam.installed_recovery(), c.QuicConnection._handle_ack_frame.__module__)")
-    assert run_python(code) == "fastpath fastpath.hy2.quic_recovery"
+    assert run_python(code) == "fastpath fastpath.hy2.quic.quic_recovery"
     assert run_python(code, FASTPATH_QUIC_RECOVERY="aioquic") == \
         "aioquic aioquic.quic.connection"
     before = aioquic_seam.installed_recovery()
@@ -360,7 +360,7 @@ def test_recovery_env_switch_and_reversible_install():
 def test_a_qlog_connection_keeps_aioquics_recovery():
     from aioquic.quic.logger import QuicLogger
     from aioquic.quic import recovery as recovery_module
-    from fastpath.hy2 import quic_recovery
+    from fastpath.hy2.quic import quic_recovery
 
     kw = dict(initial_rtt=0.1, max_datagram_size=1200, peer_completed_address_validation=True,
               send_probe=lambda: None)
@@ -373,11 +373,11 @@ def test_a_qlog_connection_keeps_aioquics_recovery():
 
 
 def test_receive_path_internals():
-    """What fastpath.hy2.quic_receive reads and repeats of aioquic's receive_datagram."""
+    """What fastpath.hy2.quic.quic_receive reads and repeats of aioquic's receive_datagram."""
     from aioquic.quic import recovery as recovery_module
     from aioquic.quic.configuration import QuicConfiguration
     from aioquic.tls import Epoch
-    from fastpath.hy2 import quic_receive
+    from fastpath.hy2.quic import quic_receive
 
     source = inspect.getsource(aioquic_seam.AIOQUIC_RECEIVE_DATAGRAM)
     for name in ("self._state in END_STATES", "self._quic_logger", "self._close_at",
@@ -435,10 +435,10 @@ def test_receive_path_internals():
 
 
 def test_receive_env_switch_and_reversible_install():
-    code = ("import fastpath.hy2.quic_connection, aioquic.quic.connection as c;"
-            "from fastpath.hy2 import aioquic_seam;"
+    code = ("import fastpath.hy2.quic.quic_connection, aioquic.quic.connection as c;"
+            "from fastpath.hy2.quic import aioquic_seam;"
             "print(aioquic_seam.installed_receive(), c.QuicConnection.receive_datagram.__module__)")
-    assert run_python(code) == "fastpath fastpath.hy2.quic_receive"
+    assert run_python(code) == "fastpath fastpath.hy2.quic.quic_receive"
     assert run_python(code, FASTPATH_QUIC_RECEIVE="aioquic") == \
         "aioquic aioquic.quic.connection"
     before = aioquic_seam.installed_receive()
@@ -516,7 +516,7 @@ def test_aioquics_recovery_fields_the_seam_changes():
     aioquic_seam.replace_congestion_control(rec, controller, pacer)
     assert rec._cc is controller and rec._pacer is pacer
     # the compiled recovery offers the same names
-    from fastpath.hy2 import quic_recovery
+    from fastpath.hy2.quic import quic_recovery
     ours = quic_recovery.QuicPacketRecovery(
         congestion_control_algorithm="reno", initial_rtt=0.1, max_datagram_size=1200,
         peer_completed_address_validation=True, send_probe=lambda: None)
@@ -525,7 +525,7 @@ def test_aioquics_recovery_fields_the_seam_changes():
 
 
 def test_the_subclass_overrides_are_aioquics():
-    """fastpath.hy2.quic_connection and fastpath.hy2.h3_compat override these private methods:
+    """fastpath.hy2.quic.quic_connection and fastpath.hy2.wire.h3_compat override these private methods:
     an aioquic release that renames one would silently stop calling ours."""
     from aioquic.h3.connection import H3Connection
     from aioquic.quic.configuration import QuicConfiguration
@@ -570,7 +570,7 @@ def test_no_module_outside_the_seam_reaches_into_aioquic():
     # ``x._name`` where x is not ``self`` (a subclass's own fields are its own business)
     touch = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.(_[a-z]\w*)\b")
     probe = re.compile(r"getattr\([^,]+,\s*[\"'](_[a-z]\w*)[\"']")
-    seam = {ROOT / "fastpath/hy2/aioquic_seam.py", ROOT / "fastpath/hy2/quic_connection.py"}
+    seam = {ROOT / "fastpath/hy2/quic/aioquic_seam.py", ROOT / "fastpath/hy2/quic/quic_connection.py"}
     found = []
     for top in ("fastpath", "control"):
         for path in sorted((ROOT / top).rglob("*.py")):

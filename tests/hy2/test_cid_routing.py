@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fastpath.hy2.client import ClientConnection, simple_client
-from fastpath.hy2.server import ServerConnection
+from fastpath.hy2.client.client import ClientConnection, simple_client
+from fastpath.hy2.server.server import ServerConnection
 from fastpath.worker.event_loop import run
 from tests.hy2.inprocess import password_server
 from tests.hy2.targets import echo_handler

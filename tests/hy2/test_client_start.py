@@ -223,7 +223,7 @@ def test_an_idle_forwarded_connection_outlives_the_idle_timeout(tmp_path, echo):
     timeout, loses its connection to the idle timeout."""
     import asyncio
 
-    from fastpath.hy2.client import Hy2Client
+    from fastpath.hy2.client.client import Hy2Client
     from fastpath.hy2.config import ClientSettings, QuicSettings
     from fastpath.worker.event_loop import run
 

@@ -9,7 +9,7 @@ import ssl
 
 import pytest
 
-from fastpath.hy2.client import Hy2Client
+from fastpath.hy2.client.client import Hy2Client
 from fastpath.hy2.config import parse_client_config
 from fastpath.supervisor.bootstrap import ensure_certificate
 from fastpath.worker.event_loop import run

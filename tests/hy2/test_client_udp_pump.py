@@ -1,4 +1,4 @@
-"""The client's local UDP relay (fastpath/hy2/client_udp_pump.pyx) with a real server, client and
+"""The client's local UDP relay (fastpath/hy2/client/client_udp_pump.pyx) with a real server, client and
 UDP echo in one process: a UDP forward with several sources, idle expiry and reconnection;
 SOCKS5 UDP ASSOCIATE with IPv4, IPv6 and name destinations, fragments both ways and malformed
 headers; and ``deliver_datagram`` fuzzed with hostile datagrams."""
@@ -11,12 +11,12 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fastpath.hy2.client import simple_client
-from fastpath.hy2.client_udp_pump import LocalUdpRelay, UdpPeer, deliver_datagram
-from fastpath.hy2.forwarding import UdpForward
-from fastpath.hy2.frames import encode_udp_message
-from fastpath.hy2.socks5 import Socks5Server, encode_address
-from fastpath.hy2.udp_endpoint import make_udp_socket
+from fastpath.hy2.client.client import simple_client
+from fastpath.hy2.client.client_udp_pump import LocalUdpRelay, UdpPeer, deliver_datagram
+from fastpath.hy2.client.forwarding import UdpForward
+from fastpath.hy2.wire.frames import encode_udp_message
+from fastpath.hy2.client.socks5 import Socks5Server, encode_address
+from fastpath.hy2.quic.udp_endpoint import make_udp_socket
 from fastpath.worker.event_loop import run
 from tests.hy2.inprocess import password_server
 from tests.hy2.test_udp_pump import _dual_stack_echo, _has_ipv6_loopback

@@ -16,9 +16,9 @@ from fastpath._native import load  # noqa: E402
 
 from . import reference_codecs as ref  # noqa: E402
 
-varint = load("fastpath.hy2.varint")
-frames = load("fastpath.hy2.frames")
-salamander = load("fastpath.hy2.salamander")
+varint = load("fastpath.hy2.wire.varint")
+frames = load("fastpath.hy2.wire.frames")
+salamander = load("fastpath.hy2.wire.salamander")
 
 FAST = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

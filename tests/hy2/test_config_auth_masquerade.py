@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from fastpath.config.fields import ConfigError
-from fastpath.hy2.auth_backends import (CommandAuth, HttpAuth, NodeAuthenticator, PasswordAuth,
+from fastpath.hy2.server.auth_backends import (CommandAuth, HttpAuth, NodeAuthenticator, PasswordAuth,
                                         UserpassAuth)
-from fastpath.hy2.brutal import BrutalCongestionControl, INITIAL_WINDOW
+from fastpath.hy2.quic.brutal import BrutalCongestionControl, INITIAL_WINDOW
 from fastpath.hy2.config import parse_client_config, parse_server_config
-from fastpath.hy2.masquerade import FileMasquerade, NotFoundMasquerade, StringMasquerade
+from fastpath.hy2.server.masquerade import FileMasquerade, NotFoundMasquerade, StringMasquerade
 
 REFERENCE_SERVER = {
     "listen": ":443",

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from fastpath.hy2.client import AuthError, simple_client
+from fastpath.hy2.client.client import AuthError, simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2.targets import TargetThread, source_handler
 from tests.support.node import NodeProcess

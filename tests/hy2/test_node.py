@@ -17,9 +17,9 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events as qe
 
 from fastpath.config import load_config
-from fastpath.hy2.client import AuthError, ConnectError, simple_client
-from fastpath.hy2.client_session import ClientSession
-from fastpath.hy2.quic_connection import Hy2QuicConnection
+from fastpath.hy2.client.client import AuthError, ConnectError, simple_client
+from fastpath.hy2.client.client_session import ClientSession
+from fastpath.hy2.quic.quic_connection import Hy2QuicConnection
 from fastpath.shm import (KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, CounterTable,
                           scan_slots)
 from fastpath.supervisor.command_channel import CommandClient
@@ -171,9 +171,9 @@ class RawQuic:
     """A bare QUIC connection to the node, driven by hand (no Hysteria client logic)."""
 
     def __init__(self, node, on_event):
-        from fastpath.hy2.client import client_quic_configuration
+        from fastpath.hy2.client.client import client_quic_configuration
         from fastpath.hy2.config import ClientSettings
-        from fastpath.hy2.udp_endpoint import UdpEndpoint, make_udp_socket
+        from fastpath.hy2.quic.udp_endpoint import UdpEndpoint, make_udp_socket
         self.loop = asyncio.get_running_loop()
         host, port = node.hy2.rsplit(":", 1)
         self.quic = Hy2QuicConnection(configuration=client_quic_configuration(
@@ -260,7 +260,7 @@ def test_tcp_request_before_auth_gets_no_answer(node, targets):
         with pytest.raises(asyncio.TimeoutError):
             # A proxy request on a connection that never authenticated: H3 treats it as an
             # unknown frame and nothing comes back.
-            from fastpath.hy2.frames import encode_tcp_request
+            from fastpath.hy2.wire.frames import encode_tcp_request
             await raw_stream_exchange(node, encode_tcp_request(f"127.0.0.1:{targets.echo}") + b"hi")
     run(main())
 

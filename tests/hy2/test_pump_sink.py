@@ -12,9 +12,9 @@ import os
 
 import pytest
 
-from fastpath.hy2 import quic_connection, quic_receive
-from fastpath.hy2.client import simple_client
-from fastpath.hy2.forwarding import TcpForward
+from fastpath.hy2.quic import quic_connection, quic_receive
+from fastpath.hy2.client.client import simple_client
+from fastpath.hy2.client.forwarding import TcpForward
 from fastpath.worker.event_loop import run
 from tests.hy2.inprocess import password_server
 from tests.hy2.targets import echo_handler

@@ -20,8 +20,8 @@ from aioquic.quic.packet_builder import QuicPacketBuilder as AioquicBuilder
 from aioquic.quic.packet_builder import QuicPacketBuilderStop, QuicSentPacket
 from aioquic.tls import CipherSuite, Epoch
 
-from fastpath.hy2 import aioquic_seam
-from fastpath.hy2.quic_builder import QuicPacketBuilder as OurBuilder
+from fastpath.hy2.quic import aioquic_seam
+from fastpath.hy2.quic.quic_builder import QuicPacketBuilder as OurBuilder
 
 INITIAL, HANDSHAKE, ZERO_RTT, ONE_RTT = (QuicPacketType.INITIAL, QuicPacketType.HANDSHAKE,
                                          QuicPacketType.ZERO_RTT, QuicPacketType.ONE_RTT)

@@ -22,8 +22,8 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicErrorCode, decode_packet_number
 from aioquic.tls import CipherSuite, Epoch
 
-import fastpath.hy2.quic_connection  # noqa: F401  (installs the compiled paths)
-from fastpath.hy2 import aioquic_seam, quic_receive
+import fastpath.hy2.quic.quic_connection  # noqa: F401  (installs the compiled paths)
+from fastpath.hy2.quic import aioquic_seam, quic_receive
 
 SUITES = [CipherSuite.AES_128_GCM_SHA256, CipherSuite.AES_256_GCM_SHA384,
           CipherSuite.CHACHA20_POLY1305_SHA256]

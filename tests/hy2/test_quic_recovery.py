@@ -29,10 +29,10 @@ from aioquic.quic.recovery import QuicPacketRecovery as AioquicRecovery
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.tls import Epoch
 
-import fastpath.hy2.quic_connection  # noqa: F401  (installs the compiled builder and recovery)
-from fastpath.hy2 import aioquic_seam, quic_cc
-from fastpath.hy2.quic_recovery import QuicPacketRecovery as OurRecovery
-from fastpath.hy2.quic_recovery import parse_ack_frame
+import fastpath.hy2.quic.quic_connection  # noqa: F401  (installs the compiled builder and recovery)
+from fastpath.hy2.quic import aioquic_seam, quic_cc
+from fastpath.hy2.quic.quic_recovery import QuicPacketRecovery as OurRecovery
+from fastpath.hy2.quic.quic_recovery import parse_ack_frame
 
 
 def varint(v: int) -> bytes:

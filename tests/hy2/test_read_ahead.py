@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2.test_server_inprocess import addr, start_server
 

@@ -1,4 +1,4 @@
-"""The compiled send path (fastpath.hy2.stream_send, fastpath.hy2.send_path) against aioquic.
+"""The compiled send path (fastpath.hy2.quic.stream_send, fastpath.hy2.quic.send_path) against aioquic.
 
 - ``StreamSendBuffer`` and aioquic's ``QuicStreamSender`` run the same random operations
   (writes, frames of random room and credit, acknowledgements and losses of frames sent, FIN,
@@ -27,9 +27,9 @@ from aioquic.tls import CipherSuite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fastpath.hy2.quic_connection  # noqa: F401  (installs the send path)
-from fastpath.hy2 import aioquic_seam, send_path
-from fastpath.hy2.stream_send import StreamSendBuffer
+import fastpath.hy2.quic.quic_connection  # noqa: F401  (installs the send path)
+from fastpath.hy2.quic import aioquic_seam, send_path
+from fastpath.hy2.quic.stream_send import StreamSendBuffer
 
 ACKED, LOST = QuicDeliveryState.ACKED, QuicDeliveryState.LOST
 

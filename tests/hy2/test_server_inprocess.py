@@ -9,13 +9,13 @@ import struct
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fastpath.hy2.auth_backends import NodeAuthenticator, PasswordAuth
-from fastpath.hy2.brutal import brutal_rate
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.server.auth_backends import NodeAuthenticator, PasswordAuth
+from fastpath.hy2.quic.brutal import brutal_rate
+from fastpath.hy2.client.client import simple_client
 from fastpath.hy2.config import parse_server_config
-from fastpath.hy2.masquerade import NotFoundMasquerade, make_masquerade
-from fastpath.hy2.server import Hy2Server
-from fastpath.hy2.speedtest import SpeedTestTarget
+from fastpath.hy2.server.masquerade import NotFoundMasquerade, make_masquerade
+from fastpath.hy2.server.server import Hy2Server
+from fastpath.hy2.server.speedtest import SpeedTestTarget
 from fastpath.worker.event_loop import run
 from tests.hy2.targets import echo_handler
 
@@ -182,8 +182,8 @@ def test_hostile_bytes_on_streams_never_break_the_connection(tls_files, chunks):
 def test_a_dial_past_its_deadline_is_answered_and_the_connection_goes_on(tls_files, monkeypatch):
     """The dial's deadline (one timer cancelling its task): a target that never answers gets
     the client a "timeout" answer on that stream only; the next stream dials normally."""
-    import fastpath.hy2.server as server_module
-    from fastpath.hy2.client import ConnectError
+    import fastpath.hy2.server.server as server_module
+    from fastpath.hy2.client.client import ConnectError
     from fastpath.worker.egress import Egress
 
     class HangsOnce(Egress):

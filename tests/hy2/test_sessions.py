@@ -6,14 +6,14 @@ import ssl
 
 from aioquic.quic import events as qe
 
-from fastpath.hy2 import auth_protocol as ap
-from fastpath.hy2.client_session import ClientSession
+from fastpath.hy2.wire import auth_protocol as ap
+from fastpath.hy2.client.client_session import ClientSession
 from fastpath.hy2.config import QuicSettings
-from fastpath.hy2.events import (AuthRequested, AuthResult, HttpRequest, StreamClosed, TcpData,
+from fastpath.hy2.wire.events import (AuthRequested, AuthResult, HttpRequest, StreamClosed, TcpData,
                                  TcpRequested, TcpResponse, UdpReceived)
-from fastpath.hy2.frames import encode_tcp_request, encode_udp_message
-from fastpath.hy2.quic_connection import Hy2QuicConnection, quic_configuration
-from fastpath.hy2.server_session import ServerSession
+from fastpath.hy2.wire.frames import encode_tcp_request, encode_udp_message
+from fastpath.hy2.quic.quic_connection import Hy2QuicConnection, quic_configuration
+from fastpath.hy2.server.server_session import ServerSession
 
 CLIENT_ADDR = ("127.0.0.1", 40000)
 SERVER_ADDR = ("127.0.0.1", 8443)

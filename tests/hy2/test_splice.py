@@ -14,10 +14,10 @@ import struct
 
 import pytest
 
-from fastpath.hy2.client import simple_client
-from fastpath.hy2.forwarding import TcpForward
-from fastpath.hy2.http_proxy import HttpProxyServer
-from fastpath.hy2.socks5 import Socks5Server
+from fastpath.hy2.client.client import simple_client
+from fastpath.hy2.client.forwarding import TcpForward
+from fastpath.hy2.client.http_proxy import HttpProxyServer
+from fastpath.hy2.client.socks5 import Socks5Server
 from fastpath.worker.event_loop import run
 from tests.hy2.inprocess import password_server
 from tests.hy2.targets import echo_handler

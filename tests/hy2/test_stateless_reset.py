@@ -6,8 +6,8 @@ import os
 
 from aioquic.quic.configuration import QuicConfiguration
 
-from fastpath.hy2.quic_connection import Hy2QuicConnection
-from fastpath.hy2.stateless_reset import (MIN_RESET_SIZE, TOKEN_SIZE, StatelessResetter,
+from fastpath.hy2.quic.quic_connection import Hy2QuicConnection
+from fastpath.hy2.quic.stateless_reset import (MIN_RESET_SIZE, TOKEN_SIZE, StatelessResetter,
                                           reset_token)
 from fastpath.supervisor.bootstrap import load_or_create_secrets, stateless_reset_key
 

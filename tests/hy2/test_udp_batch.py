@@ -1,4 +1,4 @@
-"""The batched UDP endpoint (``fastpath.hy2.udp_batch``) on real loopback sockets: what goes
+"""The batched UDP endpoint (``fastpath.hy2.quic.udp_batch``) on real loopback sockets: what goes
 in comes out whole, in order, from the right address, through every path it has (sendmmsg with
 and without GSO, recvmmsg with and without GRO, Salamander), and what must be dropped is.
 """
@@ -10,10 +10,10 @@ import socket
 
 import pytest
 
-udp_batch = pytest.importorskip("fastpath.hy2.udp_batch",
+udp_batch = pytest.importorskip("fastpath.hy2.quic.udp_batch",
                                 reason="udp_batch is built on Linux only")
-from fastpath.hy2.salamander import Salamander  # noqa: E402
-from fastpath.hy2.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket  # noqa: E402
+from fastpath.hy2.wire.salamander import Salamander  # noqa: E402
+from fastpath.hy2.quic.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket  # noqa: E402
 
 BatchEndpoint = udp_batch.BatchEndpoint
 _probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -1,4 +1,4 @@
-"""The server's UDP pump (fastpath/hy2/udp_pump.pyx) with a real client, server, counter table and
+"""The server's UDP pump (fastpath/hy2/server/udp_pump.pyx) with a real client, server, counter table and
 UDP target in one process: destinations that are names, IPv6 literals and IPv4 literals, more
 destinations than the pump remembers, names that do not resolve, exact byte and packet counts,
 and the sockets closing with the session."""
@@ -10,8 +10,8 @@ import socket
 
 import pytest
 
-from fastpath.hy2 import udp_pump
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.server import udp_pump
+from fastpath.hy2.client.client import simple_client
 from fastpath.shm import CounterTable
 from fastpath.worker.event_loop import run
 from tests.hy2.inprocess import password_server
@@ -133,7 +133,7 @@ def test_datagram_from_client_takes_only_the_common_case(tls_files, tmp_path):
     Python path, which the server then runs."""
     from hypothesis import given, settings, strategies as st
 
-    from fastpath.hy2.frames import encode_udp_message
+    from fastpath.hy2.wire.frames import encode_udp_message
 
     async def setup():
         t = await Setup().start(tls_files, tmp_path, 64)

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastpath.hy2.client import simple_client
-from fastpath.hy2.masquerade import FileMasquerade, NotFoundMasquerade, StringMasquerade, go_writer
-from fastpath.hy2.quic_connection import Hy2QuicConnection
+from fastpath.hy2.client.client import simple_client
+from fastpath.hy2.server.masquerade import FileMasquerade, NotFoundMasquerade, StringMasquerade, go_writer
+from fastpath.hy2.quic.quic_connection import Hy2QuicConnection
 from fastpath.worker.event_loop import run
 from tests.hy2 import reference_codecs as ref
 from tests.hy2.conftest import default_secret
@@ -190,7 +190,7 @@ def test_server_parameters_parse_with_a_stock_parser(tls_files):
     from aioquic.buffer import Buffer
     from aioquic.quic.packet import pull_quic_transport_parameters
 
-    from fastpath.hy2.quic_connection import quic_configuration
+    from fastpath.hy2.quic.quic_connection import quic_configuration
     from fastpath.hy2.config import QuicSettings
     cfg = quic_configuration(is_client=False, quic_settings=QuicSettings(), connection_id_length=8)
     cfg.load_cert_chain(*tls_files)

@@ -21,7 +21,7 @@ import time
 import pytest
 import yaml
 
-from fastpath.hy2 import server_session
+from fastpath.hy2.server import server_session
 from fastpath.worker.event_loop import run
 from tests.hy2 import reference_codecs as ref
 from tests.hy2.inprocess import password_server

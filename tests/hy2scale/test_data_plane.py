@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fastpath.hy2.client import AuthError, simple_client
+from fastpath.hy2.client.client import AuthError, simple_client
 from fastpath.worker.event_loop import run
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastpath.hy2.client import ConnectError, simple_client
+from fastpath.hy2.client.client import ConnectError, simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2.targets import pattern
 from tests.hy2scale.conftest import SCALE, ScaleClient

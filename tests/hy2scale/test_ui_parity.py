@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2scale.conftest import SCALE, ScaleClient
 from tests.hy2scale.test_exits import MB, make_user, upload_hash

@@ -9,7 +9,7 @@ import pytest
 
 from fastpath.control.hy2scale.config import parse_scale_config
 from fastpath.config.fields import ConfigError
-from fastpath.hy2.auth_backends import NodeAuthenticator
+from fastpath.hy2.server.auth_backends import NodeAuthenticator
 from fastpath.store import StateStore, User
 from fastpath.worker.user_directory import UserDirectory
 

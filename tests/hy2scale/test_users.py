@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 
 pytestmark = pytest.mark.integration

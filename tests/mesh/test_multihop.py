@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from fastpath.hy2.client import ConnectError, simple_client
+from fastpath.hy2.client.client import ConnectError, simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2scale.conftest import SCALE, ScaleClient
 from tests.hy2scale.test_exits import download_hash, make_user, settle, upload_hash, used

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2scale.conftest import SCALE, ScaleClient, sha
 from tests.hy2scale.test_exits import make_user

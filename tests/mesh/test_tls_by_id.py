@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2scale.conftest import SCALE, ScaleClient
 from tests.support.node import NodeProcess, free_tcp_port, free_udp_port

@@ -1,5 +1,5 @@
 """The stream relay's live figures folded in plain Python over ``scan_slots`` dicts: the spec
-``fastpath.shm.media_view`` (``fastpath.control.stream_proxy.live.read_live``) is tested against."""
+``fastpath.views.media_view`` (``fastpath.control.stream_proxy.live.read_live``) is tested against."""
 from __future__ import annotations
 
 from fastpath.control.stream_proxy.live import STATE_WORDS, LiveClient, LiveStream, LiveView

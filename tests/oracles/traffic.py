@@ -1,4 +1,4 @@
-"""The Traffic Stats API's bodies in plain Python: the spec ``fastpath.shm.traffic_view`` is
+"""The Traffic Stats API's bodies in plain Python: the spec ``fastpath.views.traffic_view`` is
 tested against (``tests/shm/test_traffic_view.py``)."""
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from fastpath.hy2.client import AuthError, Hy2Client
+from fastpath.hy2.client.client import AuthError, Hy2Client
 from fastpath.worker.event_loop import run
 from tests.pasarguard.panel_client import DriverError
 

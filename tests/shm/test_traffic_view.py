@@ -21,7 +21,7 @@ from fastpath.control.metrics import USER_FAMILIES
 from fastpath.control.native_traffic import traffic_media
 from fastpath.control.traffic_format import TABLE_FORMAT, TABLE_HEADER, go_duration, rfc3339_nano, stream_table
 from tests.oracles.traffic import online_json, since_baseline, stream_records, streams_json, traffic_json
-from fastpath.shm import traffic_view as tv
+from fastpath.views import traffic_view as tv
 
 HEADER = (TABLE_FORMAT % TABLE_HEADER).encode()
 SETTINGS = settings(max_examples=int(os.environ.get("TV_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

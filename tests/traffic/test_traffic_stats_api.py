@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from fastpath.hy2.client import simple_client
+from fastpath.hy2.client.client import simple_client
 from fastpath.worker.event_loop import run
 from tests.hy2.conftest import default_secret
 from tests.support.node import NodeProcess, free_tcp_port, http

@@ -1,7 +1,0 @@
-"""Type stub of the compiled module fastpath.shm.dashboard_view (fastpath/shm/dashboard_view.pyx).
-
-The names here are the module's public names (tests/test_stubs.py checks them).
-"""
-from typing import Any
-
-def node_tick(table) -> Any: ...

@@ -1,8 +1,0 @@
-"""Type stub of the compiled module fastpath.shm.media_view (fastpath/shm/media_view.pyx).
-
-The names here are the module's public names (tests/test_stubs.py checks them).
-"""
-from typing import Any
-
-def render_clients(table) -> Any: ...
-def scan_media(table, clients_of = True) -> Any: ...
