@@ -89,7 +89,10 @@ class Health:
         status = self.node.status()
         workers = [c for c in (status or {}).get("children", []) if c["shard"] is not None]
         alive = sum(1 for c in workers if c["alive"])
-        healthy = status is not None and alive == len(workers) and workers
+        # Healthy means serving: a worker that runs but has not said "ready" yet (first start,
+        # or a restart in progress) does not count, so a probe never sees a half-started node.
+        ready = sum(1 for c in workers if c.get("ready"))
+        healthy = status is not None and ready == len(workers) and workers
         resp.status = falcon.HTTP_200 if healthy else falcon.HTTP_503
         resp.media = {
             "status": "healthy" if healthy else "degraded",
@@ -97,6 +100,7 @@ class Health:
             "uptime": round(status["uptime"], 3) if status else None,
             "workers": len(workers),
             "workers_alive": alive,
+            "workers_ready": ready,
             # Crashes of running children (workers, control API) the supervisor restarted.
             "restarts": sum(c.get("restarts", 0) for c in (status or {}).get("children", [])),
         }

@@ -9,10 +9,13 @@ from fastpath.control.openapi import (
 
 HEALTH = obj({"status": {"type": "string", "enum": ["healthy", "degraded"]}, "version": STRING,
               "uptime": nullable(NUMBER), "workers": INTEGER, "workers_alive": INTEGER,
+              "workers_ready": {"type": "integer", "description": "workers that said ready "
+                                                                  "and still run"},
               "restarts": {"type": "integer", "description": "crashes of running children the "
                                                              "supervisor restarted"}})
 PONG = obj({"pong": {"const": True}})
 CHILD = obj({"name": STRING, "shard": nullable(INTEGER), "pid": nullable(INTEGER), "alive": BOOLEAN,
+             "ready": {"type": "boolean", "description": "running and past its start"},
              "restarts": INTEGER})
 SHARD = obj({"writer_pid": INTEGER, "heartbeat_ns": INTEGER, "restarts": INTEGER,
              "high_water": INTEGER, "live_slots": INTEGER})

@@ -57,6 +57,9 @@ class Child:
     status: asyncio.StreamReader | None = None
     status_writer: asyncio.StreamWriter | None = None
     failed_starts: int = 0
+    # True from this process's "ready" line until it exits: a child that runs but is still
+    # starting (binding, loading users) is alive, not yet serving.
+    serving: bool = False
 
     @property
     def alive(self) -> bool:
@@ -197,8 +200,10 @@ class Supervisor:
                 backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
                 continue
             child.failed_starts = 0
+            child.serving = True
             child.ready.set()
             code = await child.proc.wait()
+            child.serving = False
             self._close_link(child)
             if self.stopping:
                 break
@@ -304,7 +309,8 @@ class Supervisor:
             "started": self.started,
             "segment_id": self.table.segment_id,
             "children": [{"name": c.name, "shard": c.shard, "pid": c.proc.pid if c.proc else None,
-                          "alive": c.alive, "restarts": c.restarts} for c in self.children],
+                          "alive": c.alive, "ready": c.alive and c.serving,
+                          "restarts": c.restarts} for c in self.children],
         }
 
     async def reload(self) -> dict:

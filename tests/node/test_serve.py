@@ -99,7 +99,7 @@ def test_killed_worker_is_restarted_on_its_shard(tmp_path):
         while time.monotonic() < deadline:
             after = node.get("/api/v1/node").json()
             child = next(c for c in after["children"] if c["shard"] == 1)
-            if child["alive"] and child["pid"] != victim["pid"]:
+            if child["ready"] and child["pid"] != victim["pid"]:
                 break
             time.sleep(0.1)
         else:
