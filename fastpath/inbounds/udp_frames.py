@@ -26,7 +26,8 @@ make the node hold is bounded by the frame format, not by the client.
   carrying the error option (``MuxFrames.refused``), as is a session past ``MAX_SESSIONS``.
   Replies are keep frames naming the source.
 
-Per datagram in Python, as the rest of the inbounds' UDP (``udp_relay.py``).
+The framing is per datagram in Python (addresses cached per stream); the target side of the
+sessions is compiled (``udp_targets.pyx``, under ``udp_relay.py``).
 """
 from __future__ import annotations
 

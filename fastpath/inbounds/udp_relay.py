@@ -5,18 +5,20 @@ exit route of the session when it has one (a rule's for the first datagram's des
 listener's ``exit_via`` or the user's exit: the worker's egress, ``fastpath.mesh.udp.MeshUdp``
 as on the Hysteria 2 path; never sent from here then).
 
-Per datagram in Python: the inbounds' UDP is a side path beside the compiled TCP splice (the
-protocols' per-packet crypto and addressing are Python objects already); a compiled pump like
-Hysteria 2's ``udp_pump`` is left for when a benchmark asks for it.
+The target side is compiled (``udp_targets.UdpTargets``): the datagrams that one read of the
+client's stream (or one client datagram) delivered are queued and leave in one ``sendmmsg`` on
+the next loop pass; a target socket's readiness is one ``recvmmsg``; both counted and held to
+the cap in C, datagram by datagram.  What stays here is per session: the route, names, the
+kick and the end.
 """
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import time
 
+from fastpath.inbounds.udp_targets import NEEDS_RESOLVING, OVER_BUDGET, UdpTargets
 from fastpath.mesh.egress import target_host
 from fastpath.mesh.paths import join_address, split_address
 from fastpath.shm import KIND_UDP_SESSION, STATE_ESTAB
@@ -25,16 +27,13 @@ log = logging.getLogger("fastpath.inbounds")
 
 IDLE_SECONDS = 60.0            # a session with no packet either way this long is closed
 RESOLVE_CACHE = 64             # names remembered per session
-MAX_DATAGRAM = 65507
-BURST = 64                     # datagrams read from a target socket per readiness event
+CUT = ("kicked", "traffic limit reached", "inbound closed")   # ends that drop what is queued
 
 
 class _Socket:
-    """A session's UDP socket toward its targets (one per address family).  Read on readiness,
-    up to ``BURST`` datagrams per event (asyncio's datagram transport reads one per event and
-    per loop pass), so the replies of one burst can leave in one write of the client's stream
-    (the relay's ``on_burst``).  Sent without a buffer: a datagram the kernel will not take now
-    is dropped, as UDP may be."""
+    """A session's UDP socket toward its targets (one per address family), read on readiness
+    with one ``recvmmsg`` (``UdpTargets.recv``), so the replies of one burst leave in one write
+    of the client's stream (the relay's ``on_burst``)."""
 
     def __init__(self, relay: "UdpRelay", family: int) -> None:
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -47,35 +46,26 @@ class _Socket:
             raise
         self.relay = relay
         self.sock = sock
+        self.family = family
+        relay.targets.attach(family, sock.fileno())
 
     def _readable(self) -> None:
-        relay, recv = self.relay, self.sock.recvfrom
-        for _ in range(BURST):
-            try:
-                data, addr = recv(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                log.debug("inbound UDP: %s", exc)
-                break
-            relay._from_target(join_address(addr[0], addr[1]), data)
+        relay = self.relay
+        targets = relay.targets
+        batch = targets.recv(self.sock.fileno())
+        for address, payload in batch:
+            relay._deliver(address, payload)
             if relay.closed:
                 return
-        if relay.on_burst is not None:
+        if targets.over_budget:
+            relay._over_budget()
+            return
+        if batch and relay.on_burst is not None:
             relay.on_burst()
-
-    def sendto(self, payload: bytes, addr) -> bool:
-        try:
-            self.sock.sendto(payload, addr)
-            return True
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError as exc:
-            log.debug("inbound UDP: to %s: %s", addr[0], exc)
-            return False
 
     def close(self) -> None:
         if self.sock.fileno() >= 0:
+            self.relay.targets.attach(self.family, -1)
             self.relay.loop.remove_reader(self.sock.fileno())
             self.sock.close()
 
@@ -118,25 +108,31 @@ class UdpRelay:
         self.conn_slot, self.slot = core._open_slots(user_id, peer, "udp", KIND_UDP_SESSION)
         if self.slot >= 0:
             core.counters.set_state(self.slot, STATE_ESTAB)
+        self.targets = UdpTargets(core.counters if self.slot >= 0 else None, self.slot)
+        self.flush_due = False
         self.exit = None
         self.routed = False        # the route is decided by the first datagram's destination
         core.udp_live.add(self)
 
     # -- budget and counting ---------------------------------------------------------------------
     def _fits(self, n: int) -> bool:
-        """Whether ``n`` more bytes fit the user's cap; past it the user's connections end."""
+        """Whether ``n`` more bytes fit the user's cap (the exit path's datagrams; the targets'
+        are held to it in ``UdpTargets``); past it the user's connections end."""
         if self.slot < 0:
             return True
         left = self.core.counters.budget(self.slot)
         if left is None or left >= n:
             return True
+        self._over_budget()
+        return False
+
+    def _over_budget(self) -> None:
         self.core._budget_user(self.user_id)
         self.close("traffic limit reached")
-        return False
 
     # -- client -> target ---------------------------------------------------------------------------
     def send(self, address: str, payload: bytes) -> None:
-        if self.closed or not self._fits(len(payload)):
+        if self.closed:
             return
         self.last = time.monotonic()
         if not self.routed:
@@ -147,53 +143,50 @@ class UdpRelay:
                 self.exit = core.egress.udp(self.loop, _ExitOwner(self), 0, route,
                                             core.counters if self.slot >= 0 else None, self.slot)
         if self.exit is not None:
-            self.exit.send(address, payload)         # counted there, as on Hysteria 2
+            if self._fits(len(payload)):
+                self.exit.send(address, payload)         # counted there, as on Hysteria 2
             return
-        try:
-            host, port = split_address(address)
-        except ValueError:
-            return
-        resolved = self.names.get(host)
-        try:
-            ip = ipaddress.ip_address(resolved or host)
-        except ValueError:
-            self.loop.create_task(self._resolve_and_send(host, port, payload))
-            return
-        self._send_to(str(ip), port, payload)
+        self._queue(self.names.get(address, address), address, payload)
 
-    async def _resolve_and_send(self, host: str, port: int, payload: bytes) -> None:
-        try:
-            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            log.debug("inbound UDP: resolving %s: %s", host[:64], exc)
-            return
-        ip = infos[0][4][0]
-        if len(self.names) >= RESOLVE_CACHE:
-            self.names.clear()
-        self.names[host] = ip
-        if not self.closed:
-            self._send_to(ip, port, payload)
-
-    def _send_to(self, ip: str, port: int, payload: bytes) -> None:
-        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        sock = self.sockets.get(family)
-        if sock is None:
+    def _queue(self, target: str, address: str, payload: bytes) -> None:
+        """``payload`` queued toward ``target`` ("ip:port"; ``address`` as the client named it),
+        sent on the next loop pass with what else comes before it."""
+        result = self.targets.queue(payload, target)
+        if result > 0:                              # the first datagram of this family
             try:
-                sock = self.sockets[family] = _Socket(self, family)
+                self.sockets[result] = _Socket(self, result)
             except OSError as exc:
                 log.debug("inbound UDP: no socket: %s", exc)
                 return
-        if sock.sendto(payload, (ip, port)) and self.slot >= 0:
-            self.core.counters.count(self.slot, len(payload), 0)
+            result = self.targets.queue(payload, target)
+        if result == 0:
+            if not self.flush_due:
+                self.flush_due = True
+                self.loop.call_soon(self.flush)
+        elif result == OVER_BUDGET:
+            self._over_budget()
+        elif result == NEEDS_RESOLVING and target == address:
+            self.loop.create_task(self._resolve_and_send(address, payload))
+
+    def flush(self) -> None:
+        self.flush_due = False
+        if not self.closed:
+            self.targets.flush()
+
+    async def _resolve_and_send(self, address: str, payload: bytes) -> None:
+        try:
+            host, port = split_address(address)
+            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except (OSError, ValueError) as exc:
+            log.debug("inbound UDP: resolving %s: %s", address[:64], exc)
+            return
+        if len(self.names) >= RESOLVE_CACHE:
+            self.names.clear()
+        resolved = self.names[address] = join_address(infos[0][4][0], port)
+        if not self.closed:
+            self._queue(resolved, address, payload)
 
     # -- target -> client ---------------------------------------------------------------------------
-    def _from_target(self, address: str, payload: bytes) -> None:
-        if self.closed or not self._fits(len(payload)):
-            return
-        if self.slot >= 0:
-            self.core.counters.count(self.slot, 0, len(payload))
-        self._deliver(address, payload)
-
     def _deliver(self, address: str, payload: bytes) -> None:
         if self.closed:
             return
@@ -212,7 +205,9 @@ class UdpRelay:
             return
         self.closed = True
         self.core.udp_live.discard(self)
-        for sock in self.sockets.values():
+        if reason not in CUT:                # what the client sent before its end still leaves
+            self.targets.flush()
+        for sock in list(self.sockets.values()):
             sock.close()
         self.sockets.clear()
         if self.exit is not None:

@@ -160,6 +160,13 @@ def _entry(inbound: dict, tag: str, out: Converted) -> dict:
         # (``shadowsocks.method`` in user sync), as the panel's template has it.
         entry["method"] = {"chacha20-poly1305": "chacha20-ietf-poly1305"}.get(method, method) \
             if method else "per-user"
+        if method.startswith("2022-"):
+            # Shadowsocks 2022: the inbound's password is the server key of the identity
+            # headers; each user's ``shadowsocks.password`` is its own key (as the panel's
+            # xray node hands it to xray's shadowsocks_2022 accounts).
+            psk = _text(settings.get("password"), tag, "settings.password")
+            if psk:
+                entry["psk"] = psk
     elif protocol == "trojan":
         for fallback in _list(settings.get("fallbacks"), tag, "settings.fallbacks"):
             dest = fallback.get("dest") if isinstance(fallback, dict) else None

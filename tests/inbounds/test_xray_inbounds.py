@@ -45,6 +45,17 @@ def test_each_served_kind_converts():
     assert by_tag["e"].auth is False
 
 
+
+def test_a_shadowsocks_2022_inbound_keeps_its_password_as_the_server_key():
+    psk = "MTIzNDU2Nzg5MDEyMzQ1Ng=="                     # 16 bytes
+    _, settings = convert({"tag": "ss22", "protocol": "shadowsocks", "port": 1008,
+                           "settings": {"method": "2022-blake3-aes-128-gcm", "password": psk,
+                                        "clients": []}})
+    assert (settings[0].method, settings[0].psk) == ("2022-blake3-aes-128-gcm", psk)
+    with pytest.raises(ConfigError, match="psk"):          # a key of the wrong size, refused
+        convert({"tag": "ss22", "protocol": "shadowsocks", "port": 1008,
+                 "settings": {"method": "2022-blake3-aes-256-gcm", "password": psk}})
+
 @pytest.mark.parametrize("inbound, words", [
     ({"protocol": "vless", "streamSettings": {"security": "reality"}}, ["REALITY"]),
     ({"protocol": "vmess", "streamSettings": {"network": "grpc"}}, ["gRPC"]),

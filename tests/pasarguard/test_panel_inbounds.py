@@ -1,14 +1,17 @@
 """PasarGuard Start builds the node's proxy inbounds from the panel's xray config.
 
 The panel's own client (``pasarguard-node-bridge``) starts a node with one inbound of each
-kind (VLESS over TLS and over WebSocket, VMess over TCP and WebSocket, Trojan, Shadowsocks,
-and the Hysteria one, which is the node's own listener), syncs users with their credentials,
+kind (SOCKS5, HTTP, Shadowsocks AEAD and 2022, Trojan over TLS and WebSocket, VLESS over TLS and
+over WebSocket, VMess over TCP and WebSocket, and the Hysteria one, which is the node's own
+listener), syncs users with their credentials (SOCKS5 and HTTP: the user's email and Hysteria
+auth; Shadowsocks 2022: its Shadowsocks password as its key, as the panel's xray node has it),
 and sing-box connects as those users (20 MiB both ways, SHA-256 equal, the user's bytes exact
 in the panel's statistics); a user removed by a sync is cut within a second; an inbound
 outside the user's list refuses it; REALITY and gRPC inbounds refuse the Start by name.
 """
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import time
@@ -24,8 +27,11 @@ from tests.support.node import NodeProcess, free_tcp_port
 
 SIZE = 20 << 20
 ALICE = {"email": "1.alice", "vless": str(uuid.uuid4()), "vmess": str(uuid.uuid4()),
-         "trojan": "alice-trojan-pw", "ss": "alice-ss-pw", "ss_method": "chacha20-ietf-poly1305",
+         # A 16-byte key in base64: a password for AEAD, the user's key on 2022-blake3-aes-128-gcm.
+         "trojan": "alice-trojan-pw", "ss": base64.b64encode(b"alice-ss-key-16b").decode(),
+         "ss_method": "chacha20-ietf-poly1305",
          "auth": "alice-hy2-auth"}
+SS2022_PSK = base64.b64encode(b"server-psk-16byt").decode()
 BOB = {"email": "2.bob", "vless": str(uuid.uuid4()), "vmess": str(uuid.uuid4()),
        "trojan": "bob-trojan-pw", "ss": "bob-ss-pw", "ss_method": "aes-128-gcm"}
 
@@ -54,12 +60,20 @@ def xray_config(ports: dict, cert: str, key: str, extra=()) -> str:
         {"tag": "SS", "protocol": "shadowsocks", "port": ports["SS"], "listen": "127.0.0.1",
          # The panel's template: no method of the inbound's own; each user brings one.
          "settings": {"clients": [], "network": "tcp,udp"}},
+        {"tag": "SS2022", "protocol": "shadowsocks", "port": ports["SS2022"], "listen": "127.0.0.1",
+         "settings": {"method": "2022-blake3-aes-128-gcm", "password": SS2022_PSK, "clients": [],
+                      "network": "tcp,udp"}},
+        {"tag": "SOCKS", "protocol": "socks", "port": ports["SOCKS"], "listen": "127.0.0.1",
+         "settings": {"auth": "password", "accounts": [], "udp": True}},
+        {"tag": "HTTP", "protocol": "http", "port": ports["HTTP"], "listen": "127.0.0.1",
+         "settings": {"accounts": []}},
         *extra,
     ]
     return json.dumps({"log": {}, "inbounds": inbounds, "outbounds": [{"protocol": "freedom"}]})
 
 
-TAGS = ["VLESS TLS", "VLESS WS", "VMESS TCP", "VMESS WS TLS", "TROJAN", "TROJAN WS", "SS"]
+TAGS = ["VLESS TLS", "VLESS WS", "VMESS TCP", "VMESS WS TLS", "TROJAN", "TROJAN WS", "SS", "SS2022",
+        "SOCKS", "HTTP"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +113,14 @@ def outbound(node, tag: str, user: dict) -> dict:
         out = {"type": "vmess", "uuid": user["vmess"], "security": "chacha20-poly1305", **base}
     elif tag.startswith("TROJAN"):
         out = {"type": "trojan", "password": user["trojan"], **base}
+    elif tag == "SS2022":
+        out = {"type": "shadowsocks", "method": "2022-blake3-aes-128-gcm",
+               "password": f"{SS2022_PSK}:{user['ss']}", **base}
+    elif tag == "SOCKS":
+        out = {"type": "socks", "version": "5", "username": user["email"], "password": user["auth"],
+               **base}
+    elif tag == "HTTP":
+        out = {"type": "http", "username": user["email"], "password": user["auth"], **base}
     else:
         out = {"type": "shadowsocks", "method": user["ss_method"], "password": user["ss"], **base}
     if tag in ("VLESS TLS", "VMESS WS TLS", "TROJAN", "TROJAN WS"):

@@ -33,28 +33,13 @@ from libc.stdint cimport uint16_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
-from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, htonl, htons, in6_addr,
-                               inet_ntop, inet_pton, ntohl, ntohs, sockaddr, sockaddr_in,
-                               sockaddr_in6, sockaddr_storage, socklen_t)
+from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC, htonl, htons,
+                               in6_addr, inet_ntop, inet_pton, iovec, mmsghdr, msghdr, ntohl,
+                               ntohs, recvmmsg, sendmmsg, sockaddr, sockaddr_in, sockaddr_in6,
+                               sockaddr_storage, socklen_t)
 from fastpath.hy2.wire.salamander cimport Salamander, next_salt
 
-cdef extern from "<sys/uio.h>" nogil:
-    cdef struct iovec:
-        void *iov_base
-        size_t iov_len
-
 cdef extern from "<sys/socket.h>" nogil:
-    cdef struct msghdr:
-        void *msg_name
-        socklen_t msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    cdef struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
     cdef struct cmsghdr:
         size_t cmsg_len
         int cmsg_level
@@ -64,12 +49,9 @@ cdef extern from "<sys/socket.h>" nogil:
     unsigned char *CMSG_DATA(cmsghdr *c)
     size_t CMSG_SPACE(size_t n)
     size_t CMSG_LEN(size_t n)
-    int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, void *timeout)
-    int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
     ssize_t sendmsg(int fd, const msghdr *m, int flags)
     int setsockopt(int fd, int level, int name, const void *val, socklen_t n)
     int getsockopt(int fd, int level, int name, void *val, socklen_t *n)
-    int MSG_TRUNC
 
 cdef enum:
     SOL_UDP_ = 17                 # linux/udp.h (IPPROTO_UDP)

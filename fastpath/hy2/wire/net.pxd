@@ -1,5 +1,5 @@
-# Socket addresses at C level, for the UDP pumps (server and client side): the libc
-# declarations, and "ip:port" text written without Python objects.
+# Socket addresses and batched datagram I/O (recvmmsg/sendmmsg) at C level, for the UDP pumps
+# (Hysteria 2 server and client side, the proxy inbounds' UDP): the libc declarations, and "ip:port" text written without Python objects.
 from libc.stdint cimport uint16_t, uint32_t
 from libc.stdio cimport snprintf
 
@@ -17,6 +17,23 @@ cdef extern from "<sys/socket.h>" nogil:
     int AF_INET
     int AF_INET6
     int MSG_DONTWAIT
+    int MSG_TRUNC
+    cdef struct iovec:
+        void *iov_base
+        size_t iov_len
+    cdef struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    cdef struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+    int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, void *timeout)
+    int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
 
 cdef extern from "<netinet/in.h>" nogil:
     cdef struct in_addr:
