@@ -140,6 +140,18 @@ cdef inline void packet_key_nonce(const PacketKey *k, uint64_t packet_number,
         nonce[IV_SIZE - 1 - i] ^= <uint8_t>(packet_number >> (8 * i))
 
 
+# -- frame types -------------------------------------------------------------------------------
+
+cdef inline uint64_t frame_type_bits(object frame_types):
+    """A bit per frame type below 64 of aioquic's set ``frame_types`` (the ACK-eliciting and
+    in-flight classes), so the per-frame test is a shift; larger types stay in the set."""
+    cdef uint64_t bits = 0
+    for t in frame_types:
+        if int(t) < 64:
+            bits |= (<uint64_t>1) << int(t)
+    return bits
+
+
 # -- QUIC varints (RFC 9000 section 16) over a moving pointer ----------------------------------
 
 cdef inline int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) noexcept nogil:

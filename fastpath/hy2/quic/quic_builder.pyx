@@ -34,8 +34,8 @@ from aioquic.tls import Epoch
 
 from fastpath.hy2.quic.packet_protection cimport (
     EVP_CIPHER_CTX_ctrl, EVP_CTRL_AEAD_GET_TAG, EVP_EncryptFinal_ex, EVP_EncryptInit_ex,
-    EVP_EncryptUpdate, PacketKey, SAMPLE_SIZE, TAG_SIZE, packet_key_free, packet_key_init,
-    packet_key_mask, packet_key_nonce, put_varint as _put_varint)
+    EVP_EncryptUpdate, PacketKey, SAMPLE_SIZE, TAG_SIZE, frame_type_bits, packet_key_free,
+    packet_key_init, packet_key_mask, packet_key_nonce, put_varint as _put_varint)
 from fastpath.hy2.wire.varint cimport varint_size as _varint_size
 
 
@@ -60,14 +60,8 @@ cdef list _NO_ARGS = []
 # sets themselves for the rare larger types.
 cdef object _NON_ACK_ELICITING = _qp.NON_ACK_ELICITING_FRAME_TYPES
 cdef object _NON_IN_FLIGHT = _qp.NON_IN_FLIGHT_FRAME_TYPES
-cdef uint64_t _non_ack_eliciting_bits = 0
-cdef uint64_t _non_in_flight_bits = 0
-for _t in _NON_ACK_ELICITING:
-    if int(_t) < 64:
-        _non_ack_eliciting_bits |= (<uint64_t>1) << int(_t)
-for _t in _NON_IN_FLIGHT:
-    if int(_t) < 64:
-        _non_in_flight_bits |= (<uint64_t>1) << int(_t)
+cdef uint64_t _non_ack_eliciting_bits = frame_type_bits(_NON_ACK_ELICITING)
+cdef uint64_t _non_in_flight_bits = frame_type_bits(_NON_IN_FLIGHT)
 cdef uint64_t _CRYPTO = int(_qp.QuicFrameType.CRYPTO)
 cdef uint64_t _PATH_CHALLENGE = int(_qp.QuicFrameType.PATH_CHALLENGE)
 cdef uint64_t _PATH_RESPONSE = int(_qp.QuicFrameType.PATH_RESPONSE)
@@ -282,6 +276,9 @@ cdef class QuicPacketBuilder:
     # -- building ------------------------------------------------------------------------------
     def flush(self):
         """Ends the packet and the datagram being built; returns (datagrams, sent packets)."""
+        return self.take_flush()
+
+    cdef tuple take_flush(self):
         if self._packet_type is not None:
             self._end_packet()
         self._flush_current_datagram()

@@ -40,8 +40,8 @@ from fastpath.hy2.quic.relay_pump cimport RelayPump
 
 from fastpath.hy2.quic.packet_protection cimport (
     EVP_CIPHER_CTX_ctrl, EVP_CTRL_AEAD_SET_TAG, EVP_DecryptFinal_ex, EVP_DecryptInit_ex,
-    EVP_DecryptUpdate, PacketKey, SAMPLE_SIZE, TAG_SIZE, packet_key_free, packet_key_init,
-    packet_key_mask, packet_key_nonce, read_varint as _peek_varint)
+    EVP_DecryptUpdate, PacketKey, SAMPLE_SIZE, TAG_SIZE, frame_type_bits, packet_key_free,
+    packet_key_init, packet_key_mask, packet_key_nonce, read_varint as _peek_varint)
 
 
 cdef extern from *:
@@ -73,10 +73,7 @@ cdef object _PROTOCOL_VIOLATION = QuicErrorCode.PROTOCOL_VIOLATION
 cdef object _PADDING = QuicFrameType.PADDING
 cdef object _ack_handler = quic_recovery.handle_ack_frame
 cdef object _NON_ACK_ELICITING = NON_ACK_ELICITING_FRAME_TYPES
-cdef uint64_t _non_ack_eliciting_bits = 0
-for _t in NON_ACK_ELICITING_FRAME_TYPES:
-    if int(_t) < 64:
-        _non_ack_eliciting_bits |= (<uint64_t>1) << int(_t)
+cdef uint64_t _non_ack_eliciting_bits = frame_type_bits(NON_ACK_ELICITING_FRAME_TYPES)
 
 # datagrams taken here / handed to aioquic (C counters: no dict update per datagram)
 cdef uint64_t _fast_count = 0, _fallback_count = 0

@@ -387,13 +387,7 @@ def flush_builder(conn, builder, network_path, peer_cid, double now):
     if type(builder) is not QuicPacketBuilder or conn._quic_logger is not None:
         return _aioquic_flush_builder(conn, builder, network_path, peer_cid, now)
     b = <QuicPacketBuilder>builder
-    if b._packet_type is not None:
-        b._end_packet()
-    b._flush_current_datagram()
-    datagrams = b._datagrams
-    packets = b._packets
-    b._datagrams = []
-    b._packets = []
+    datagrams, packets = b.take_flush()
     if datagrams:
         conn._packet_number = b._packet_number
         on_packet_sent = conn._loss.on_packet_sent
