@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from bench.transfer import timed_read
 from tests.hy2.targets import standard_targets
 from tests.support.node import NodeProcess, free_tcp_port
 
@@ -67,16 +68,10 @@ def _start_sing_box(tmp_path, name: str, config: dict) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def _client(tmp_path, name: str, kind: str, port: int) -> tuple[subprocess.Popen, int]:
+def _socks_to(tmp_path, name: str, outbound: dict) -> tuple[subprocess.Popen, int]:
+    """sing-box as the client: a local SOCKS5 port whose every connection leaves through
+    ``outbound``; (its process, the port) once it listens."""
     local = free_tcp_port()
-    outbound = {"type": kind, "tag": "out", "server": "127.0.0.1", "server_port": port,
-                "username": USER, "password": SECRET}
-    if kind == "socks":
-        outbound["version"] = "5"
-    if kind in ("shadowsocks", "ss2022"):
-        method, password = _ss(kind)
-        outbound = {"type": "shadowsocks", "tag": "out", "server": "127.0.0.1", "server_port": port,
-                    "method": method, "password": password}
     proc = _start_sing_box(tmp_path, name, {
         "log": {"level": "error"},
         "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
@@ -85,24 +80,47 @@ def _client(tmp_path, name: str, kind: str, port: int) -> tuple[subprocess.Popen
     return proc, local
 
 
+def _client(tmp_path, name: str, kind: str, port: int) -> tuple[subprocess.Popen, int]:
+    outbound = {"type": kind, "tag": "out", "server": "127.0.0.1", "server_port": port,
+                "username": USER, "password": SECRET}
+    if kind == "socks":
+        outbound["version"] = "5"
+    if kind in ("shadowsocks", "ss2022"):
+        method, password = _ss(kind)
+        outbound = {"type": "shadowsocks", "tag": "out", "server": "127.0.0.1", "server_port": port,
+                    "method": method, "password": password}
+    return _socks_to(tmp_path, name, outbound)
+
+
 def _download(local: int, target: int, size: int) -> float:
     s = socket.create_connection(("127.0.0.1", local), 10)
     s.sendall(b"\x05\x01\x00")
     assert s.recv(2) == b"\x05\x00"
     s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
     assert s.recv(10)[:2] == b"\x05\x00"
-    start = time.perf_counter()
-    s.sendall(struct.pack(">QQ", size, 1))
-    got = 0
-    buf = bytearray(1 << 20)
-    while got < size:
-        n = s.recv_into(buf)
-        if not n:
-            raise ConnectionError(f"ended after {got} bytes")
-        got += n
-    elapsed = time.perf_counter() - start
-    s.close()
-    return elapsed
+    with s:
+        return timed_read(s, struct.pack(">QQ", size, 1), size)
+
+
+def _download_rounds(servers: dict, targets, connections: bool = False):
+    """``ROUNDS`` alternated downloads of ``MIB`` MiB through each server's local client
+    (``servers``: name -> (client port, server pid)) after the same warm-up for both: MB/s,
+    server CPU s/GiB and, with ``connections``, connections/s per round and name."""
+    size = MIB << 20
+    for local, _pid in servers.values():
+        _download(local, targets.source, 16 << 20)
+    rates = {name: [] for name in servers}
+    cpu = {name: [] for name in servers}
+    conns = {name: [] for name in servers}
+    for _ in range(ROUNDS):
+        for name, (local, pid) in servers.items():
+            before = _cpu(pid)
+            seconds = _download(local, targets.source, size)
+            rates[name].append(size / seconds / 1e6)
+            cpu[name].append((_cpu(pid) - before) / (size / (1 << 30)))
+            if connections:
+                conns[name].append(_connections_per_second(local, targets.echo, CONNECTIONS))
+    return rates, cpu, conns
 
 
 @pytest.fixture(scope="module")
@@ -137,18 +155,8 @@ def test_inbound_download_vs_sing_box_server(tmp_path, targets, compare, kind):
         to_node, node_local = _client(tmp_path, f"client-node-{kind}", kind, node_port)
         to_box, box_local = _client(tmp_path, f"client-box-{kind}", kind, box_port)
         servers = {"fastpath": (node_local, worker), "sing-box": (box_local, box.pid)}
-        size = MIB << 20
         try:
-            for local, _pid in servers.values():              # the same warm-up for both
-                _download(local, targets.source, 16 << 20)
-            rates = {name: [] for name in servers}
-            cpu = {name: [] for name in servers}
-            for _ in range(ROUNDS):
-                for name, (local, pid) in servers.items():
-                    before = _cpu(pid)
-                    seconds = _download(local, targets.source, size)
-                    rates[name].append(size / seconds / 1e6)
-                    cpu[name].append((_cpu(pid) - before) / (size / (1 << 30)))
+            rates, cpu, _conns = _download_rounds(servers, targets)
         finally:
             for proc in (to_node, to_box, box):
                 proc.kill()
@@ -180,19 +188,13 @@ STREAM_ROWS = {
 
 
 def _stream_client(tmp_path, name: str, kind: str, port: int, extras: dict, client: dict):
-    local = free_tcp_port()
     outbound = {"type": kind, "tag": "out", "server": "127.0.0.1", "server_port": port,
                 "uuid": STREAM_UUID, **client}
     if extras.get("tls"):
         outbound["tls"] = {"enabled": True, "insecure": True, "server_name": "localhost"}
     if extras.get("transport"):
         outbound["transport"] = extras["transport"]
-    proc = _start_sing_box(tmp_path, name, {
-        "log": {"level": "error"},
-        "inbounds": [{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": local}],
-        "outbounds": [outbound], "route": {"final": "out"}})
-    _wait_port(local)
-    return proc, local
+    return _socks_to(tmp_path, name, outbound)
 
 
 CONNECTIONS = int(os.environ.get("FASTPATH_BENCH_CONNECTIONS", "200"))
@@ -240,20 +242,8 @@ def test_stream_inbound_download_vs_sing_box_server(tmp_path, targets, compare, 
         to_box, box_local = _stream_client(tmp_path, f"client-box-{row}", kind, box_port,
                                            box_extra, client)
         servers = {"fastpath": (node_local, worker), "sing-box": (box_local, box.pid)}
-        size = MIB << 20
         try:
-            for local, _pid in servers.values():              # the same warm-up for both
-                _download(local, targets.source, 16 << 20)
-            rates = {name: [] for name in servers}
-            cpu = {name: [] for name in servers}
-            conns = {name: [] for name in servers}
-            for _ in range(ROUNDS):
-                for name, (local, pid) in servers.items():
-                    before = _cpu(pid)
-                    seconds = _download(local, targets.source, size)
-                    rates[name].append(size / seconds / 1e6)
-                    cpu[name].append((_cpu(pid) - before) / (size / (1 << 30)))
-                    conns[name].append(_connections_per_second(local, targets.echo, CONNECTIONS))
+            rates, cpu, conns = _download_rounds(servers, targets, connections=True)
         finally:
             for proc in (to_node, to_box, box):
                 proc.kill()
