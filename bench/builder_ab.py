@@ -30,6 +30,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.transfer import timed_read  # noqa: E402
 from tests.hy2.conftest import default_secret  # noqa: E402
 from tests.support.node import NodeProcess, free_tcp_port  # noqa: E402
 
@@ -46,16 +47,7 @@ def start_source() -> tuple[subprocess.Popen, int]:
 def download(port: int, n: int) -> float:
     with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        start = time.perf_counter()
-        s.sendall(struct.pack(">Q", n))
-        got = 0
-        buf = bytearray(1 << 20)
-        while got < n:
-            k = s.recv_into(buf)
-            if not k:
-                raise RuntimeError(f"stream ended after {got} of {n} bytes")
-            got += k
-        return time.perf_counter() - start
+        return timed_read(s, struct.pack(">Q", n), n)
 
 
 def worker_pids(node: NodeProcess) -> list[int]:

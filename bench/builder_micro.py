@@ -87,14 +87,9 @@ def connection_pair(cert: str, key: str):
     return client, server
 
 
-def connection_send_cost(choice: str, cert: str, key: str, total: int) -> tuple[float, int]:
-    """A whole aioquic server connection in memory sending ``total`` stream bytes to a client:
-    the server's CPU per packet sent (its datagrams_to_send plus handling the client's ACKs),
-    with the builder ``choice`` installed.  The client's work is not counted."""
-    from fastpath.hy2.quic import aioquic_seam
-    aioquic_seam.install(choice)
-    client, server = connection_pair(cert, key)
-    now = 1.0
+def handshake(client, server, now: float) -> None:
+    """Connects ``client`` and moves datagrams both ways in memory until neither end has
+    anything to send: the handshake is then done at both."""
     client.connect(("10.0.0.1", 1), now)
     for _ in range(50):
         moved = 0
@@ -105,7 +100,18 @@ def connection_send_cost(choice: str, cert: str, key: str, total: int) -> tuple[
                 moved += 1
         if not moved:
             break
-    assert server._handshake_complete
+    assert server._handshake_complete and client._handshake_complete
+
+
+def connection_send_cost(choice: str, cert: str, key: str, total: int) -> tuple[float, int]:
+    """A whole aioquic server connection in memory sending ``total`` stream bytes to a client:
+    the server's CPU per packet sent (its datagrams_to_send plus handling the client's ACKs),
+    with the builder ``choice`` installed.  The client's work is not counted."""
+    from fastpath.hy2.quic import aioquic_seam
+    aioquic_seam.install(choice)
+    client, server = connection_pair(cert, key)
+    now = 1.0
+    handshake(client, server, now)
     sid = server.get_next_available_stream_id()
     server.send_stream_data(sid, b"")
     chunk = bytes(65536)

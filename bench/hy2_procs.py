@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastpath.worker.event_loop import run  # noqa: E402
+from tests.hy2.targets import echo_handler as _echo  # noqa: E402
 
 CHUNK = os.urandom(64 * 1024)
 
@@ -154,17 +155,6 @@ async def sink():
     server = await asyncio.start_server(_sink, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
-
-
-async def _echo(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
 
 
 async def source():

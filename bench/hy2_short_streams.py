@@ -12,14 +12,10 @@ per stream.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import selectors
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,52 +23,29 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import hy2_peers as peers  # noqa: E402
-from hy2_udp_relay import Echo  # noqa: E402
-from tests.support.node import free_tcp_port  # noqa: E402
+from hy2_udp_relay import Echo, ForwardSetup, cli  # noqa: E402
 
 CONCURRENCY = int(os.environ.get("HY2_SHORT_CONCURRENCY", "32"))
 SECONDS = float(os.environ.get("HY2_SHORT_SECONDS", "3"))
 PAYLOAD = b"s" * 32
 
 
-class ShortStreamSetup:
+class ShortStreamSetup(ForwardSetup):
     """A node (with ``env``) and the official client forwarding a TCP port to an echo process."""
 
-    def __init__(self, workdir: Path, echo_port: int, env: dict | None = None, tag: str = "",
-                 python: str | None = None):
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.server = peers.FastpathServer(workdir, env=env, python=python)
-        self.worker = peers.worker_pid(self.server.pid)
-        self.port = free_tcp_port()
-        config = {"server": self.server.address, "auth": self.server.password,
-                  "tls": {"insecure": True}, "fastOpen": False, "lazy": False,
-                  "tcpForwarding": [{"listen": f"127.0.0.1:{self.port}",
-                                     "remote": f"127.0.0.1:{echo_port}"}]}
-        self.client = peers.Peer(f"short-client{tag}", workdir)
-        self.client._spawn([sys.executable, "-c", peers.STOCK_RUNNER, json.dumps(config)])
+    label = "short-client"
+
+    def wait_ready(self) -> None:
         peers.wait_tcp(self.port, self.client.proc, "official client")
         for _ in range(20):
             if streams(self.port, 0.2)[0]:
                 break
             time.sleep(0.2)
 
-    def worker_cpu(self) -> float:
-        fields = peers._stat_fields(self.worker)
-        return (int(fields[11]) + int(fields[12])) / peers.CLK_TCK
-
     def measure(self, seconds: float = SECONDS) -> dict:
-        cpu0 = self.worker_cpu()
-        done, failed, elapsed = streams(self.port, seconds)
-        cpu = self.worker_cpu() - cpu0
-        # The busiest process under load is the worker (at start-up another tree's control
-        # API may have used more CPU than its idle worker).
-        self.worker = peers.worker_pid(self.server.pid)
+        (done, failed, elapsed), cpu = self.timed(lambda: streams(self.port, seconds))
         return {"streams_per_s": done / elapsed, "streams": done, "failed": failed,
                 "cpu_us_per_stream": cpu / done * 1e6 if done else float("nan")}
-
-    def close(self) -> None:
-        self.client.close()
-        self.server.close()
 
 
 def streams(port: int, seconds: float, concurrency: int = CONCURRENCY) -> tuple[int, int, float]:
@@ -125,46 +98,8 @@ def streams(port: int, seconds: float, concurrency: int = CONCURRENCY) -> tuple[
     return done, failed, time.perf_counter() - start
 
 
-def profile(seconds: int, env: dict) -> None:
-    from hy2_profile import summarize
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    echo = Echo()
-    with tempfile.TemporaryDirectory(prefix="hy2-short-prof-") as d:
-        setup = ShortStreamSetup(Path(d), echo.tcp, env)
-        try:
-            setup.measure(1.0)
-            raw = Path(d) / "raw.txt"
-            spy_proc = subprocess.Popen([spy, "record", "--native", "-r", "200", "-d", str(seconds),
-                                         "--format", "raw", "-o", str(raw), "-p",
-                                         str(setup.worker)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-            fig = setup.measure(seconds)
-            spy_proc.wait(60)
-            print(fig)
-            print("\n".join(summarize(raw, 60)))
-        finally:
-            setup.close()
-            echo.close()
-
-
 def main(argv: list[str]) -> None:
-    mode = argv[0] if argv else "rate"
-    rest = argv[1:]
-    seconds = int(rest[0]) if rest and rest[0].isdigit() else 8
-    env = dict(a.split("=", 1) for a in rest if "=" in a)
-    if mode == "profile":
-        profile(seconds, env)
-        return
-    echo = Echo()
-    with tempfile.TemporaryDirectory(prefix="hy2-short-") as d:
-        setup = ShortStreamSetup(Path(d), echo.tcp, env)
-        try:
-            setup.measure(1.0)
-            for _ in range(3):
-                print(setup.measure())
-        finally:
-            setup.close()
-            echo.close()
+    cli(argv, ShortStreamSetup, lambda echo: echo.tcp, str, 60)
 
 
 if __name__ == "__main__":

@@ -27,28 +27,72 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import hy2_peers as peers  # noqa: E402
-from tests.support.node import free_udp_port  # noqa: E402
+from tests.support.node import free_tcp_port, free_udp_port  # noqa: E402
 
 WINDOW = int(os.environ.get("HY2_UDP_WINDOW", "64"))
 SIZE = int(os.environ.get("HY2_UDP_SIZE", "100"))
 SECONDS = float(os.environ.get("HY2_UDP_SECONDS", "3"))
 
 
-class UdpRelaySetup:
-    """A node (with ``env``), the official client forwarding a UDP port to an echo process."""
+class ForwardSetup:
+    """A node (with ``env``; from another tree when ``python`` is that tree's interpreter)
+    and the official client with one forward from a local port to an echo process: what the
+    UDP relay and short-stream benchmarks share.  A subclass names the forward
+    (``forwarding``, ``forward_options``) and says how to wait until it carries."""
+
+    label = "forward-client"
+    forwarding = "tcpForwarding"      # or "udpForwarding"
+    forward_options: dict = {}
 
     def __init__(self, workdir: Path, echo_port: int, env: dict | None = None, tag: str = "",
                  python: str | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
         self.server = peers.FastpathServer(workdir, env=env, python=python)
         self.worker = peers.worker_pid(self.server.pid)
-        self.port = free_udp_port()
+        self.port = free_udp_port() if self.forwarding == "udpForwarding" else free_tcp_port()
+        forward = {"listen": f"127.0.0.1:{self.port}", "remote": f"127.0.0.1:{echo_port}",
+                   **self.forward_options}
         config = {"server": self.server.address, "auth": self.server.password,
                   "tls": {"insecure": True}, "fastOpen": False, "lazy": False,
-                  "udpForwarding": [{"listen": f"127.0.0.1:{self.port}",
-                                     "remote": f"127.0.0.1:{echo_port}", "timeout": "120s"}]}
-        self.client = peers.Peer(f"udp-client{tag}", workdir)
+                  self.forwarding: [forward]}
+        self.client = peers.Peer(f"{self.label}{tag}", workdir)
         self.client._spawn([sys.executable, "-c", peers.STOCK_RUNNER, json.dumps(config)])
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        raise NotImplementedError
+
+    def measure(self, seconds: float) -> dict:
+        raise NotImplementedError
+
+    def worker_cpu(self) -> float:
+        fields = peers._stat_fields(self.worker)
+        return (int(fields[11]) + int(fields[12])) / peers.CLK_TCK
+
+    def timed(self, run):
+        """``run()`` and the worker's CPU seconds meanwhile: (its result, seconds)."""
+        cpu0 = self.worker_cpu()
+        result = run()
+        cpu = self.worker_cpu() - cpu0
+        # The busiest process under load is the worker (at start-up another tree's control
+        # API may have used more CPU than its idle worker).
+        self.worker = peers.worker_pid(self.server.pid)
+        return result, cpu
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.close()
+
+
+class UdpRelaySetup(ForwardSetup):
+    """A node (with ``env``), the official client forwarding a UDP port to an echo process."""
+
+    label = "udp-client"
+    forwarding = "udpForwarding"
+    forward_options = {"timeout": "120s"}
+
+    def wait_ready(self) -> None:
         self._wait_forward()
 
     def _wait_forward(self, timeout: float = 20) -> None:
@@ -67,24 +111,11 @@ class UdpRelaySetup:
                     time.sleep(0.1)
         raise TimeoutError(f"no echo through the UDP forward:\n{self.client.log()}")
 
-    def worker_cpu(self) -> float:
-        fields = peers._stat_fields(self.worker)
-        return (int(fields[11]) + int(fields[12])) / peers.CLK_TCK
-
     def measure(self, seconds: float = SECONDS) -> dict:
         """Echoes for ``seconds``: packets/s and worker CPU µs per packet."""
-        cpu0 = self.worker_cpu()
-        got, elapsed = blast(self.port, seconds)
-        cpu = self.worker_cpu() - cpu0
-        # The busiest process under load is the worker (at start-up another tree's control
-        # API may have used more CPU than its idle worker).
-        self.worker = peers.worker_pid(self.server.pid)
+        (got, elapsed), cpu = self.timed(lambda: blast(self.port, seconds))
         return {"pps": got / elapsed, "packets": got,
                 "cpu_us_per_packet": cpu / got * 1e6 if got else float("nan")}
-
-    def close(self) -> None:
-        self.client.close()
-        self.server.close()
 
 
 def blast(port: int, seconds: float, window: int = WINDOW, size: int = SIZE) -> tuple[int, float]:
@@ -132,14 +163,25 @@ class Echo:
         self.p.wait()
 
 
-def profile(seconds: int, env: dict) -> None:
-    from hy2_profile import summarize
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+def cli(argv: list[str], setup_class, echo_port, show, profile_lines: int) -> None:
+    """``rate [ENV=VALUE ...]``: three measures after a warm-up; ``profile [SECONDS] [ENV=VALUE
+    ...]``: one measure under ``py-spy --native`` and the worker's top frames.  ``echo_port``
+    picks the echo's port, ``show`` prints a measure."""
+    mode = argv[0] if argv else "rate"
+    rest = argv[1:]
+    seconds = int(rest[0]) if rest and rest[0].isdigit() else 8
+    env = dict(a.split("=", 1) for a in rest if "=" in a)
     echo = Echo()
-    with tempfile.TemporaryDirectory(prefix="hy2-udp-prof-") as d:
-        setup = UdpRelaySetup(Path(d), echo.udp, env)
+    with tempfile.TemporaryDirectory(prefix=f"hy2-{setup_class.label}-") as d:
+        setup = setup_class(Path(d), echo_port(echo), env)
         try:
             setup.measure(1.0)
+            if mode != "profile":
+                for _ in range(3):
+                    print(setup.measure())
+                return
+            from hy2_profile import summarize
+            spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             raw = Path(d) / "raw.txt"
             spy_proc = subprocess.Popen([spy, "record", "--native", "-r", "200", "-d", str(seconds),
                                          "--format", "raw", "-o", str(raw), "-p",
@@ -147,31 +189,17 @@ def profile(seconds: int, env: dict) -> None:
                                         stderr=subprocess.DEVNULL)
             fig = setup.measure(seconds)
             spy_proc.wait(60)
-            print(f"{fig['pps']:.0f} packets/s, worker {fig['cpu_us_per_packet']:.1f} µs CPU/packet")
-            print("\n".join(summarize(raw, 40)))
+            print(show(fig))
+            print("\n".join(summarize(raw, profile_lines)))
         finally:
             setup.close()
             echo.close()
 
 
 def main(argv: list[str]) -> None:
-    mode = argv[0] if argv else "rate"
-    rest = argv[1:]
-    seconds = int(rest[0]) if rest and rest[0].isdigit() else 8
-    env = dict(a.split("=", 1) for a in rest if "=" in a)
-    if mode == "profile":
-        profile(seconds, env)
-        return
-    echo = Echo()
-    with tempfile.TemporaryDirectory(prefix="hy2-udp-") as d:
-        setup = UdpRelaySetup(Path(d), echo.udp, env)
-        try:
-            setup.measure(1.0)
-            for _ in range(3):
-                print(setup.measure())
-        finally:
-            setup.close()
-            echo.close()
+    cli(argv, UdpRelaySetup, lambda echo: echo.udp,
+        lambda fig: f"{fig['pps']:.0f} packets/s, worker {fig['cpu_us_per_packet']:.1f} µs CPU/packet",
+        40)
 
 
 if __name__ == "__main__":

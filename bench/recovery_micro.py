@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from builder_micro import connection_pair  # noqa: E402
+from builder_micro import connection_pair, handshake  # noqa: E402
 
 
 def install(choice: str) -> None:
@@ -36,17 +36,7 @@ def install(choice: str) -> None:
 def connected(cert, key):
     client, server = connection_pair(cert, key)
     now = 1.0
-    client.connect(("10.0.0.1", 1), now)
-    for _ in range(50):
-        moved = 0
-        for src, dst, addr in ((client, server, ("10.0.0.2", 2)),
-                               (server, client, ("10.0.0.1", 1))):
-            for data, _addr in src.datagrams_to_send(now):
-                dst.receive_datagram(data, addr, now)
-                moved += 1
-        if not moved:
-            break
-    assert server._handshake_complete
+    handshake(client, server, now)
     return client, server, now
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from aioquic.quic import events as qe  # noqa: E402
 from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
@@ -29,6 +30,8 @@ from aioquic.quic.connection import QuicConnection  # noqa: E402
 
 from fastpath.hy2.quic import aioquic_seam  # noqa: E402
 from fastpath.hy2.quic.quic_connection import Hy2QuicConnection  # noqa: E402
+
+from builder_micro import handshake  # noqa: E402
 
 VARIANTS = {"now": ("fastpath", "fastpath"), "sendoff": ("fastpath", "aioquic"),
             "aioquic": ("aioquic", "aioquic")}
@@ -49,20 +52,6 @@ def pair(cert: str, key: str, window: int = 8 << 20):
     server = Hy2QuicConnection(configuration=cfg, original_destination_connection_id=(
         client.original_destination_connection_id))
     return client, server
-
-
-def handshake(client, server, now: float) -> None:
-    client.connect(("10.0.0.1", 1), now)
-    for _ in range(50):
-        moved = 0
-        for src, dst, addr in ((client, server, ("10.0.0.2", 2)),
-                               (server, client, ("10.0.0.1", 1))):
-            for data, _addr in src.datagrams_to_send(now):
-                dst.receive_datagram(data, addr, now)
-                moved += 1
-        if not moved:
-            break
-    assert server._handshake_complete and client._handshake_complete
 
 
 def exchange(client, server, now: float, rounds: int = 5, step: float = 0.01) -> float:

@@ -82,30 +82,13 @@ def test_short_connections_per_second(benchmark, procs, compare):
     echo_port = procs["echo"].ports[0]
     n, concurrency = 600, 50
 
-    async def through_proxy():
-        client = simple_client(f"127.0.0.1:{procs['hy2'].ports[0]}", PASSWORD)
-        await client.ensure_connected()
+    async def echoes_per_second(open_echo) -> float:
+        """``n`` 32-byte echoes over streams from ``open_echo()``, ``concurrency`` at a time."""
         sem = asyncio.Semaphore(concurrency)
 
         async def one():
             async with sem:
-                reader, writer = await client.open_tcp(f"127.0.0.1:{echo_port}")
-                writer.write(b"x" * 32)
-                await reader.readexactly(32)
-                writer.close()
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(n)))
-        elapsed = time.perf_counter() - start
-        await client.close()
-        return n / elapsed
-
-    async def direct():
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one():
-            async with sem:
-                reader, writer = await asyncio.open_connection("127.0.0.1", echo_port)
+                reader, writer = await open_echo()
                 writer.write(b"x" * 32)
                 await reader.readexactly(32)
                 writer.close()
@@ -113,6 +96,16 @@ def test_short_connections_per_second(benchmark, procs, compare):
         start = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(n)))
         return n / (time.perf_counter() - start)
+
+    async def through_proxy():
+        client = simple_client(f"127.0.0.1:{procs['hy2'].ports[0]}", PASSWORD)
+        await client.ensure_connected()
+        rate = await echoes_per_second(lambda: client.open_tcp(f"127.0.0.1:{echo_port}"))
+        await client.close()
+        return rate
+
+    async def direct():
+        return await echoes_per_second(lambda: asyncio.open_connection("127.0.0.1", echo_port))
 
     result = paired(lambda: run(direct()), lambda: run(through_proxy()), pairs=3, warmup=1,
                     better="higher", unit="conn/s")
@@ -128,50 +121,42 @@ def test_udp_packets_per_second(benchmark, procs, compare):
     n, window, size = 5000, 32, 100
     payload = b"u" * size
 
-    async def through_proxy():
-        client = simple_client(f"127.0.0.1:{procs['hy2'].ports[0]}", PASSWORD)
-        await client.ensure_connected()
-        udp = await client.udp_session()
-        target = f"127.0.0.1:{udp_port}"
+    async def windows(send, recv) -> tuple[float, int]:
+        """``n`` datagrams in bursts of ``window``, each burst's echoes awaited (0.5 s each):
+        (echoes/s, echoes)."""
         received = 0
         start = time.perf_counter()
         sent = 0
         while sent < n:
             burst = min(window, n - sent)
             for _ in range(burst):
-                udp.send(target, payload)
+                send()
             sent += burst
             for _ in range(burst):
                 try:
-                    await asyncio.wait_for(udp.recv(), 0.5)
+                    await asyncio.wait_for(recv(), 0.5)
                     received += 1
                 except asyncio.TimeoutError:
                     break
-        elapsed = time.perf_counter() - start
+        return received / (time.perf_counter() - start), received
+
+    async def through_proxy():
+        client = simple_client(f"127.0.0.1:{procs['hy2'].ports[0]}", PASSWORD)
+        await client.ensure_connected()
+        udp = await client.udp_session()
+        target = f"127.0.0.1:{udp_port}"
+        result = await windows(lambda: udp.send(target, payload), udp.recv)
         await client.close()
-        return received / elapsed, received
+        return result
 
     async def direct():
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.connect(("127.0.0.1", udp_port))
-        received = 0
-        start = time.perf_counter()
-        sent = 0
-        while sent < n:
-            burst = min(window, n - sent)
-            for _ in range(burst):
-                sock.send(payload)
-            sent += burst
-            for _ in range(burst):
-                try:
-                    await asyncio.wait_for(loop.sock_recv(sock, 2048), 0.5)
-                    received += 1
-                except asyncio.TimeoutError:
-                    break
+        result = await windows(lambda: sock.send(payload), lambda: loop.sock_recv(sock, 2048))
         sock.close()
-        return received / (time.perf_counter() - start), received
+        return result
 
     delivered = {"direct": [], "proxy": []}
 

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from bench.test_bench_traffic_api import measure
+from bench.test_bench_traffic_api import measure, report_latency
 from fastpath import shm
 from fastpath.store import User
 from control_proc import prepare_node, start_control_api
@@ -61,12 +61,4 @@ CASES = [
 @pytest.mark.parametrize("label, path", CASES, ids=[c[0] for c in CASES])
 def test_read_latency(control_api, label, path, compare):
     port, headers = control_api
-    lat, rps = measure(port, path, headers=headers)
-    median = sorted(lat)[len(lat) // 2]
-    p99 = sorted(lat)[int(len(lat) * 0.99) - 1]
-    print(f"\n{label}: median {median:.2f} ms, p99 {p99:.2f} ms, {rps:.0f} req/s")
-    trivial = label == "/api/v1/ping"
-    compare.record(f"GET {label} median latency (ms)", median, "ms",
-                   baseline=None if trivial else "GET /api/v1/ping median latency (ms)")
-    compare.record(f"GET {label} requests/s", rps, "req/s", better="higher",
-                   baseline=None if trivial else "GET /api/v1/ping requests/s")
+    report_latency(label, *measure(port, path, headers=headers), compare)

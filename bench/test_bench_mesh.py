@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.transfer import timed_read
 from tests.hy2scale.conftest import SCALE, ScaleClient
 from tests.support.node import NodeProcess
 
@@ -170,18 +171,8 @@ def socks_download(port: int, user: str, password: str, target: str, size: int) 
     assert s.recv(2) == b"\x01\x00"
     s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(host) + struct.pack(">H", int(tport)))
     assert s.recv(10)[:2] == b"\x05\x00"
-    start = time.perf_counter()
-    s.sendall(struct.pack(">Q", size))
-    got = 0
-    buf = bytearray(1 << 20)
-    while got < size:
-        n = s.recv_into(buf)
-        if not n:
-            raise ConnectionError(f"ended after {got} bytes")
-        got += n
-    elapsed = time.perf_counter() - start
-    s.close()
-    return elapsed
+    with s:
+        return timed_read(s, struct.pack(">Q", size), size)
 
 
 def free_port() -> int:

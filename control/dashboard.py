@@ -25,6 +25,7 @@ from pathlib import Path
 import falcon
 
 from fastpath.control.auth import bearer_rule
+from fastpath.control.event_stream import open_event_stream
 from fastpath.control.dashboard_log import LEVELS, LogTail
 from fastpath.control.native_schemas import EVENTS
 from fastpath.control.openapi import path_param, query
@@ -252,29 +253,6 @@ class LiveTicker:
                 self.watchers -= 1
 
 
-class _Held:
-    """A response body that gives its stream slot back exactly once, when the server closes
-    it (WSGI always calls close(), even when the body was never iterated)."""
-
-    def __init__(self, events, release):
-        self.events = events
-        self._release = release
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self.events)
-
-    def close(self):
-        try:
-            self.events.close()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
-
-
 SLOT_WAIT_SECONDS = 2.5
 
 
@@ -289,14 +267,7 @@ class Live:
     def on_get(self, req, resp):
         # A page that went away frees its slot at the stream's next write (within a tick):
         # a reload or a quick tour of the pages waits for that instead of meeting a 503.
-        if not self.slots.acquire(timeout=SLOT_WAIT_SECONDS):
-            raise falcon.HTTPServiceUnavailable(
-                title="too many streams", retry_after=5,
-                description="every thread kept for dashboard streams is in use (raise control.threads)")
-        resp.content_type = "text/event-stream"
-        resp.cache_control = ["no-cache"]
-        resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = _Held(self.ticker.events(), self.slots.release)
+        open_event_stream(resp, self.slots, self.ticker.events(), "dashboard", SLOT_WAIT_SECONDS)
 
 
 def _scale_enabled(node) -> bool:

@@ -13,9 +13,8 @@ import os
 import time
 from pathlib import Path
 
-import falcon
-
 from fastpath.control.errors import bad_request
+from fastpath.control.event_stream import open_event_stream
 from fastpath.node_log import node_log_path
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
@@ -47,15 +46,8 @@ class LogTail:
         level = (req.get_param("level") or "INFO").upper()
         if level not in LEVELS:
             raise bad_request(f"level must be one of {', '.join(LEVELS)}")
-        from fastpath.control.dashboard import _Held
-        if not self.slots.acquire(timeout=2.5):     # as control/dashboard.py Live
-            raise falcon.HTTPServiceUnavailable(
-                title="too many streams", retry_after=5,
-                description="every thread kept for dashboard streams is in use (raise control.threads)")
-        resp.content_type = "text/event-stream"
-        resp.cache_control = ["no-cache"]
-        resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = _Held(self.lines(LEVELS[level]), self.slots.release)
+        # the same wait as control/dashboard.py Live
+        open_event_stream(resp, self.slots, self.lines(LEVELS[level]), "dashboard", 2.5)
 
     def _open(self):
         try:

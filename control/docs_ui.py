@@ -59,8 +59,11 @@ class AssetResource:
         resp.data = data
 
 
-class SwaggerResource:
+class _DocsPage:
+    """An HTML page over ``/openapi.json``: ``head`` (after the title) and ``body`` are the
+    viewer's own markup, served from the vendored assets."""
     auth_rule = PUBLIC
+    name = head = body = ""
 
     def __init__(self, builder):
         self.builder = builder
@@ -70,33 +73,26 @@ class SwaggerResource:
         resp.text = (
             "<!doctype html><html><head><meta charset=utf-8>"
             "<meta name=viewport content='width=device-width, initial-scale=1'>"
-            f"<title>{_title(self.builder)} - Swagger UI</title>"
-            f"<link rel=stylesheet href='{ASSETS_PREFIX}/swagger-ui.css'></head><body>"
-            "<div id=swagger-ui></div>"
+            f"<title>{_title(self.builder)} - {self.name}</title>"
+            f"{self.head}</head><body>{self.body}</body></html>")
+
+
+class SwaggerResource(_DocsPage):
+    name = "Swagger UI"
+    head = f"<link rel=stylesheet href='{ASSETS_PREFIX}/swagger-ui.css'>"
+    body = ("<div id=swagger-ui></div>"
             f"<script src='{ASSETS_PREFIX}/swagger-ui-bundle.js'></script>"
             "<script>window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui', "
             "deepLinking: true, persistAuthorization: true, validatorUrl: null, "
-            "presets: [SwaggerUIBundle.presets.apis], layout: 'BaseLayout'});</script>"
-            "</body></html>")
+            "presets: [SwaggerUIBundle.presets.apis], layout: 'BaseLayout'});</script>")
 
 
-class RedocResource:
-    auth_rule = PUBLIC
-
-    def __init__(self, builder):
-        self.builder = builder
-
-    def on_get(self, req, resp):
-        resp.content_type = falcon.MEDIA_HTML
-        resp.text = (
-            "<!doctype html><html><head><meta charset=utf-8>"
-            "<meta name=viewport content='width=device-width, initial-scale=1'>"
-            f"<title>{_title(self.builder)} - ReDoc</title>"
-            "<style>body{margin:0;padding:0}</style></head><body>"
-            "<div id=redoc></div>"
+class RedocResource(_DocsPage):
+    name = "ReDoc"
+    head = "<style>body{margin:0;padding:0}</style>"
+    body = ("<div id=redoc></div>"
             f"<script src='{ASSETS_PREFIX}/redoc.standalone.js'></script>"
-            "<script>Redoc.init('/openapi.json', {}, document.getElementById('redoc'));</script>"
-            "</body></html>")
+            "<script>Redoc.init('/openapi.json', {}, document.getElementById('redoc'));</script>")
 
 
 def register(app, builder) -> set[str]:

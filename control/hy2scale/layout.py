@@ -14,10 +14,9 @@ import math
 import threading
 import time
 
-import falcon
-
 from fastpath.control import validation as v
 from fastpath.control.errors import bad_request
+from fastpath.control.event_stream import open_event_stream
 from fastpath.control.hy2scale.auth import Auth, request_token
 from fastpath.control.hy2scale.face import (
     LAYOUT_KEY,
@@ -96,14 +95,7 @@ class LayoutStream:
 
     def on_get(self, req, resp):
         token = request_token(req)
-        if not self.slots.acquire(blocking=False):
-            raise falcon.HTTPServiceUnavailable(
-                title="too many streams", retry_after=5,
-                description="every thread kept for layout streams is in use (raise control.threads)")
-        resp.content_type = "text/event-stream"
-        resp.set_header("Cache-Control", "no-cache")
-        resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = _Held(self.events(token), self.slots.release)
+        open_event_stream(resp, self.slots, self.events(token), "layout")
 
     def events(self, token: str):
         s = self.layout.face.settings
@@ -126,24 +118,3 @@ class LayoutStream:
             elif now >= next_ping:
                 yield b": ping\n\n"
                 next_ping = now + s.layout_ping
-
-
-class _Held:
-    """A response iterable that gives its stream slot back exactly once, when the server
-    closes it (WSGI always calls close(), even if the body was never iterated)."""
-
-    def __init__(self, events, release):
-        self.events = events
-        self._release = release
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self.events)
-
-    def close(self):
-        release, self._release = self._release, None
-        self.events.close()
-        if release is not None:
-            release()

@@ -267,13 +267,7 @@ class ProxyItem:
         rows = self.book.stored()
         index = self._stored_index(rows, proxy_id)
         row = row_from_body(body, rows[index] if index is not None else None, proxy_id)
-        row = self.book.check(row, rows)
-        new = list(rows)
-        if index is None:
-            new.append(row)
-        else:
-            new[index] = row
-        apply(self.book, rows, new, proxy_id)
+        put_row(self.book, rows, index, row)
         resp.media = {"status": "ok", "id": proxy_id}
 
     def on_delete(self, req, resp, proxy_id):
@@ -283,6 +277,18 @@ class ProxyItem:
             raise not_found(f"proxy {proxy_id[:64]!r} not found")
         apply(self.book, rows, rows[:index] + rows[index + 1:], None)
         resp.media = {"status": "ok"}
+
+
+def put_row(book: ProxyBook, rows: list[dict], index: int | None, row: dict) -> None:
+    """``row`` checked against the stored ``rows``, in place of ``rows[index]`` (appended when
+    ``index`` is None), stored and applied as ``apply`` does."""
+    row = book.check(row, rows)
+    new = list(rows)
+    if index is None:
+        new.append(row)
+    else:
+        new[index] = row
+    apply(book, rows, new, row["id"])
 
 
 def apply(book: ProxyBook, old: list[dict], new: list[dict], pid: str | None) -> None:
@@ -357,11 +363,5 @@ class ShadowsocksTab:
         if base is None and not fields.get("method"):
             fields["method"] = "aes-256-gcm"            # the reference's default
         row = row_from_body({**fields, "protocol": "shadowsocks"}, base, SS_TAB_ID)
-        row = self.book.check(row, rows)
-        new = list(rows)
-        if index is None:
-            new.append(row)
-        else:
-            new[index] = row
-        apply(self.book, rows, new, SS_TAB_ID)
+        put_row(self.book, rows, index, row)
         resp.media = {"status": "ok"}

@@ -6,12 +6,13 @@ import time
 
 import falcon
 
-from fastpath.control.stream_proxy import figures, stream_json
+from fastpath.control.stream_proxy import figures
 from fastpath.control.stream_proxy.auth import protected
 from fastpath.control.stream_proxy.errors import not_found
 from fastpath.control.stream_proxy.face import Face, result_sum, wants_msgpack
 from fastpath.control.stream_proxy.kinds import M3U_PROXY_VERSION, root_path
-from fastpath.control.stream_proxy.views import client_view, stream_view
+from fastpath.control.stream_proxy.streams import list_streams
+from fastpath.control.stream_proxy.views import client_view
 from fastpath import __version__
 from fastpath.store.media_store import get_stream
 
@@ -39,16 +40,7 @@ class Stats(_Base):
 @protected()
 class StatsStreams(_Base):
     def on_get(self, req, resp):
-        view = self.face.live(clients_of=False)
-        if not wants_msgpack(req):
-            templates = self.face.stream_templates()
-            array = stream_json.streams_array(templates, view)[0]
-            resp.content_type = falcon.MEDIA_JSON
-            resp.data = f'{{"total_streams": {len(templates)}, "streams": {array}}}'.encode()
-            return
-        agent = self.face.default_user_agent
-        streams = [stream_view(s, view, agent) for s in self.face.streams()]
-        resp.media = {"total_streams": len(streams), "streams": streams}
+        list_streams(self.face, req, resp, "total_streams", total_first=True)
 
 
 @protected()

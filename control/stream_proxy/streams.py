@@ -60,22 +60,31 @@ def parse_stream_body(body: dict, policy=None) -> tuple[MediaStream, set[str]]:
     return stream, given
 
 
+def list_streams(face: Face, req, resp, total_key: str, total_first: bool) -> None:
+    """Every stream with its live figures and their count under ``total_key`` (first or last,
+    as the m3u-proxy route has it): the compiled JSON writer's array, or msgpack of the same
+    stream objects when the client asks for it."""
+    view = face.live(clients_of=False)
+    if not wants_msgpack(req):
+        templates = face.stream_templates()
+        parts = [f'"streams": {stream_json.streams_array(templates, view)[0]}',
+                 f'"{total_key}": {len(templates)}']
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = ("{" + ", ".join(parts[::-1] if total_first else parts) + "}").encode()
+        return
+    agent = face.default_user_agent
+    streams = [stream_view(s, view, agent) for s in face.streams()]
+    items = [("streams", streams), (total_key, len(streams))]
+    resp.media = dict(items[::-1] if total_first else items)
+
+
 @protected()
 class Streams:
     def __init__(self, face: Face):
         self.face = face
 
     def on_get(self, req, resp):
-        view = self.face.live(clients_of=False)
-        if not wants_msgpack(req):
-            templates = self.face.stream_templates()
-            array = stream_json.streams_array(templates, view)[0]
-            resp.content_type = falcon.MEDIA_JSON
-            resp.data = f'{{"streams": {array}, "total": {len(templates)}}}'.encode()
-            return
-        agent = self.face.default_user_agent
-        streams = [stream_view(s, view, agent) for s in self.face.streams()]
-        resp.media = {"streams": streams, "total": len(streams)}
+        list_streams(self.face, req, resp, "total", total_first=False)
 
     def on_post(self, req, resp):
         stream, given = parse_stream_body(b.json_body(req), self.face.outbound)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import falcon
 import falcon.testing
 
-from control.native import Health
+from fastpath.control.native import Health
 
 
 class _Node:

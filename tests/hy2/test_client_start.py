@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from tests.hy2.conftest import default_secret
+from tests.hy2.conftest import default_secret, hy2_node
 from tests.hy2.targets import TargetThread, echo_handler
 from tests.support.node import NodeProcess, free_tcp_port, free_udp_port
 
@@ -22,8 +22,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("client-start"), {}) as n:
-        n.secret = default_secret(n.data_dir)
+    with hy2_node(tmp_path_factory, "client-start") as n:
         yield n
 
 

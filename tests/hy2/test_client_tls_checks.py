@@ -13,16 +13,14 @@ from fastpath.hy2.client.client import Hy2Client
 from fastpath.hy2.config import parse_client_config
 from fastpath.supervisor.bootstrap import ensure_certificate
 from fastpath.worker.event_loop import run
-from tests.hy2.conftest import default_secret
-from tests.support.node import NodeProcess
+from tests.hy2.conftest import hy2_node
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("tls-node"), {}) as n:
-        n.secret = default_secret(n.data_dir)
+    with hy2_node(tmp_path_factory, "tls-node") as n:
         n.cert = n.data_dir / "tls" / "node.crt"
         yield n
 

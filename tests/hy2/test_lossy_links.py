@@ -22,10 +22,10 @@ import os
 
 import pytest
 
-from tests.hy2.conftest import default_secret
+from tests.hy2.conftest import hy2_node
 from tests.hy2.lossy_peers import available, both_ways, client_for, wait_listening
 from tests.support.lossy_relay import LossyRelay
-from tests.support.node import NodeProcess, free_tcp_port
+from tests.support.node import free_tcp_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,8 +46,7 @@ def cases():
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("lossy-node"), {}) as n:
-        n.secret = default_secret(n.data_dir)
+    with hy2_node(tmp_path_factory, "lossy-node") as n:
         yield n
 
 

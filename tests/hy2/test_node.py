@@ -24,7 +24,7 @@ from fastpath.shm import (KIND_CONNECTION, KIND_TCP_STREAM, KIND_UDP_SESSION, Co
                           scan_slots)
 from fastpath.supervisor.command_channel import CommandClient
 from fastpath.worker.event_loop import run
-from tests.hy2.conftest import default_secret
+from tests.hy2.conftest import default_secret, hy2_node
 from tests.hy2.targets import pattern
 from tests.support.node import NodeProcess
 
@@ -33,8 +33,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("hy2node"), {}) as n:
-        n.secret = default_secret(n.data_dir)
+    with hy2_node(tmp_path_factory, "hy2node") as n:
         n.hy2 = n.config["listen"]
         yield n
 

@@ -24,6 +24,8 @@ from aioquic.tls import CipherSuite, Epoch
 
 import fastpath.hy2.quic.quic_connection  # noqa: F401  (installs the compiled paths)
 from fastpath.hy2.quic import aioquic_seam, quic_receive
+from tests.hy2.reference_codecs import varint_encode as varint
+from tests.hy2.test_quic_recovery import server_for
 
 SUITES = [CipherSuite.AES_128_GCM_SHA256, CipherSuite.AES_256_GCM_SHA384,
           CipherSuite.CHACHA20_POLY1305_SHA256]
@@ -31,15 +33,11 @@ SUITES = [CipherSuite.AES_128_GCM_SHA256, CipherSuite.AES_256_GCM_SHA384,
 
 def pair(tls_files, suite=None):
     assert aioquic_seam.installed_receive() == "fastpath"
-    cert, key = tls_files
     ccfg = QuicConfiguration(is_client=True, alpn_protocols=["h3"], verify_mode=0)
     if suite is not None:
         ccfg.cipher_suites = [suite]
     client = QuicConnection(configuration=ccfg)
-    cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
-    cfg.load_cert_chain(cert, key)
-    server = QuicConnection(configuration=cfg, original_destination_connection_id=(
-        client.original_destination_connection_id))
+    server = server_for(client, tls_files)
     client.connect(("5.6.7.8", 2), 1.0)
     exchange(client, server, 1.0)
     assert client._handshake_complete and server._handshake_complete
@@ -225,16 +223,6 @@ def test_a_packet_from_another_address_goes_to_aioquic(tls_files):
 
 
 # -- STREAM frames: the compiled in-order path against aioquic's handler --------------------------
-def varint(v: int) -> bytes:
-    if v < 0x40:
-        return bytes([v])
-    if v < 0x4000:
-        return (v | 0x4000).to_bytes(2, "big")
-    if v < 0x40000000:
-        return (v | 0x80000000).to_bytes(4, "big")
-    return (v | 0xC000000000000000).to_bytes(8, "big")
-
-
 CONTENT = hashlib.sha256(b"content").digest() * 4096          # 128 KiB of stream bytes
 
 

@@ -33,16 +33,7 @@ import fastpath.hy2.quic.quic_connection  # noqa: F401  (installs the compiled b
 from fastpath.hy2.quic import aioquic_seam, quic_cc
 from fastpath.hy2.quic.quic_recovery import QuicPacketRecovery as OurRecovery
 from fastpath.hy2.quic.quic_recovery import parse_ack_frame
-
-
-def varint(v: int) -> bytes:
-    if v < 0x40:
-        return bytes([v])
-    if v < 0x4000:
-        return (v | 0x4000).to_bytes(2, "big")
-    if v < 0x40000000:
-        return (v | 0x80000000).to_bytes(4, "big")
-    return (v | 0xC000000000000000).to_bytes(8, "big")
+from tests.hy2.reference_codecs import varint_encode as varint
 
 
 def aioquic_parse(data: bytes):
@@ -135,18 +126,50 @@ def exchange(client, server, now):
             return
 
 
+def server_for(client, tls_files):
+    """The server end of ``client``'s connection (a certificate from ``tls_files``)."""
+    cert, key = tls_files
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
+    cfg.load_cert_chain(cert, key)
+    return QuicConnection(configuration=cfg, original_destination_connection_id=(
+        client.original_destination_connection_id))
+
+
+def deliver(client, server, payload: bytes, step: float, rounds: int, carry) -> bytes:
+    """Connects, sends ``payload`` on a new client stream and runs both ends (``carry(now)``
+    moves their datagrams, then due timers fire) every ``step`` seconds until the server has
+    it all or ``rounds`` ran out; returns what the server received on the stream."""
+    now = 1.0
+    client.connect(("5.6.7.8", 2), now)
+    exchange(client, server, now)
+    sid = client.get_next_available_stream_id()
+    client.send_stream_data(sid, payload, end_stream=True)
+    got = bytearray()
+    for _ in range(rounds):
+        now += step
+        carry(now)
+        for conn in (client, server):
+            t = conn.get_timer()
+            if t is not None and t <= now:
+                conn.handle_timer(now)
+        ev = server.next_event()
+        while ev is not None:
+            if getattr(ev, "stream_id", None) == sid and hasattr(ev, "data"):
+                got += ev.data
+            ev = server.next_event()
+        if len(got) == len(payload):
+            break
+    return bytes(got)
+
+
 @pytest.fixture
 def connected(tls_files):
     """A client and server aioquic connection (built as fastpath installs them) after the
     handshake, in memory."""
     assert aioquic_seam.installed_recovery() == "fastpath"
-    cert, key = tls_files
     client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=["h3"],
                                                             verify_mode=0))
-    cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
-    cfg.load_cert_chain(cert, key)
-    server = QuicConnection(configuration=cfg, original_destination_connection_id=(
-        client.original_destination_connection_id))
+    server = server_for(client, tls_files)
     client.connect(("5.6.7.8", 2), 1.0)
     exchange(client, server, 1.0)
     assert client._handshake_complete and server._handshake_complete
@@ -218,36 +241,14 @@ def test_transfer_with_both_recoveries_on_the_wire(tls_files, client_qlog):
     compiled ACK handler hands it a RangeSet."""
     from aioquic.quic.logger import QuicLogger
 
-    cert, key = tls_files
     client = QuicConnection(configuration=QuicConfiguration(
         is_client=True, alpn_protocols=["h3"], verify_mode=0,
         quic_logger=QuicLogger() if client_qlog else None))
     assert isinstance(client._loss, AioquicRecovery if client_qlog else OurRecovery)
-    cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
-    cfg.load_cert_chain(cert, key)
-    server = QuicConnection(configuration=cfg, original_destination_connection_id=(
-        client.original_destination_connection_id))
-    now = 1.0
-    client.connect(("5.6.7.8", 2), now)
-    exchange(client, server, now)
+    server = server_for(client, tls_files)
     payload = hashlib.sha256(b"x").digest() * 32768
-    sid = client.get_next_available_stream_id()
-    client.send_stream_data(sid, payload, end_stream=True)
-    got = bytearray()
-    for _ in range(3000):
-        now += 0.005
-        exchange(client, server, now)
-        for conn in (client, server):
-            t = conn.get_timer()
-            if t is not None and t <= now:
-                conn.handle_timer(now)
-        ev = server.next_event()
-        while ev is not None:
-            if getattr(ev, "stream_id", None) == sid and hasattr(ev, "data"):
-                got += ev.data
-            ev = server.next_event()
-        if len(got) == len(payload):
-            break
+    got = deliver(client, server, payload, 0.005, 3000,
+                  lambda now: exchange(client, server, now))
     assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
     assert client._loss.bytes_in_flight >= 0 and client._loss._rtt_initialized
 
@@ -502,24 +503,13 @@ def test_transfer_under_loss_with_each_controller(tls_files, monkeypatch, algori
     """1 MiB over 5 % loss with reordering, SHA-256 equal, with either default controller."""
     import random
     monkeypatch.setenv("FASTPATH_QUIC_CC", algorithm)
-    cert, key = tls_files
     client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=["h3"],
                                                             verify_mode=0))
-    cfg = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
-    cfg.load_cert_chain(cert, key)
-    server = QuicConnection(configuration=cfg, original_destination_connection_id=(
-        client.original_destination_connection_id))
+    server = server_for(client, tls_files)
     assert client._loss._cc.algorithm == algorithm
-    now = 1.0
-    client.connect(("5.6.7.8", 2), now)
-    exchange(client, server, now)
     rnd = random.Random(7)
-    payload = hashlib.sha256(b"y").digest() * 32768
-    sid = client.get_next_available_stream_id()
-    client.send_stream_data(sid, payload, end_stream=True)
-    got = bytearray()
-    for _ in range(20000):
-        now += 0.003
+
+    def lossy(now):
         for src, dst, addr in ((client, server, ("1.2.3.4", 1)),
                                (server, client, ("5.6.7.8", 2))):
             out = [d for d, _ in src.datagrams_to_send(now) if rnd.random() >= 0.05]
@@ -527,15 +517,7 @@ def test_transfer_under_loss_with_each_controller(tls_files, monkeypatch, algori
                 out[0], out[-1] = out[-1], out[0]
             for data in out:
                 dst.receive_datagram(data, addr, now)
-        for conn in (client, server):
-            t = conn.get_timer()
-            if t is not None and t <= now:
-                conn.handle_timer(now)
-        ev = server.next_event()
-        while ev is not None:
-            if getattr(ev, "stream_id", None) == sid and hasattr(ev, "data"):
-                got += ev.data
-            ev = server.next_event()
-        if len(got) == len(payload):
-            break
+
+    payload = hashlib.sha256(b"y").digest() * 32768
+    got = deliver(client, server, payload, 0.003, 20000, lossy)
     assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()

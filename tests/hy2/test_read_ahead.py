@@ -43,6 +43,14 @@ async def sized_source(reader, writer):
     writer.close()
 
 
+def window_client(server):
+    """Our client of ``server`` with a stream window of ``WINDOW``."""
+    client = simple_client(addr(server), "pw")
+    client.settings.quic.init_stream_window = WINDOW
+    client.settings.quic.max_stream_window = WINDOW
+    return client
+
+
 async def wait_stalled(pump, seconds: float = 20.0) -> None:
     """Until the pump has stopped reading its target for good (no growth for 0.5 s)."""
     deadline = asyncio.get_running_loop().time() + seconds
@@ -60,9 +68,7 @@ def test_a_reader_that_never_reads_is_billed_at_most_a_window_ahead(tls_files):
         server = await start_server(tls_files)
         endless = await asyncio.start_server(endless_source, "127.0.0.1", 0)
         sized = await asyncio.start_server(sized_source, "127.0.0.1", 0)
-        client = simple_client(addr(server), "pw")
-        client.settings.quic.init_stream_window = WINDOW
-        client.settings.quic.max_stream_window = WINDOW
+        client = window_client(server)
         try:
             slow_reader, _slow_writer = await client.open_tcp(
                 f"127.0.0.1:{endless.sockets[0].getsockname()[1]}")
@@ -119,9 +125,7 @@ def test_a_reader_that_reads_late_gets_every_byte_once_it_reads(tls_files):
     async def main():
         server = await start_server(tls_files)
         sized = await asyncio.start_server(sized_source, "127.0.0.1", 0)
-        client = simple_client(addr(server), "pw")
-        client.settings.quic.init_stream_window = WINDOW
-        client.settings.quic.max_stream_window = WINDOW
+        client = window_client(server)
         try:
             reader, writer = await client.open_tcp(
                 f"127.0.0.1:{sized.sockets[0].getsockname()[1]}")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.hy2.singbox import stream_failures, wait_stream
-from tests.hy2.test_singbox_server import FastpathClient
+from tests.hy2.lossy_peers import FastpathClient
 from tests.hy2.test_stock_client import StockClient, client_config, node, udp_round_trips  # noqa: F401
 from tests.support.node import free_tcp_port, free_udp_port
 

@@ -8,16 +8,18 @@ inbound, all routed to one hysteria2 outbound, and moves known bytes to local ta
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
 import pytest
 
-from tests.hy2.conftest import default_secret
+from tests.hy2.conftest import hy2_node
 from tests.hy2.singbox import (SingBox, client_config, echo_sha256, needs_sing_box, socks5_connect,
                                stream_failures, tcp_forward, udp_forward, wait_stream, wait_tcp)
-from tests.hy2.test_stock_client import OBFS_PASSWORD, udp_round_trips
-from tests.support.node import NodeProcess, free_tcp_port, free_udp_port
+from tests.hy2.test_stock_client import (OBFS_PASSWORD, kick_ends_an_echoing_stream,  # noqa: F401
+                                         obfs_node, udp_round_trips)
+from tests.support.node import free_tcp_port, free_udp_port
 
 pytestmark = [pytest.mark.integration, needs_sing_box]
 
@@ -26,22 +28,23 @@ pytestmark = [pytest.mark.integration, needs_sing_box]
 def node(tmp_path_factory):
     # A receive rate on the server too: with sing-box's up/down set, both ends run Brutal.
     config = {"bandwidth": {"up": "500 mbps", "down": "500 mbps"}}
-    with NodeProcess(tmp_path_factory.mktemp("singbox-node"), config,
-                     env={"FASTPATH_LOG_LEVEL": "DEBUG"}) as n:
-        n.secret = default_secret(n.data_dir)
-        yield n
-
-
-@pytest.fixture(scope="module")
-def obfs_node(tmp_path_factory):
-    config = {"obfs": {"type": "salamander", "salamander": {"password": OBFS_PASSWORD}}}
-    with NodeProcess(tmp_path_factory.mktemp("singbox-obfs-node"), config) as n:
-        n.secret = default_secret(n.data_dir)
+    with hy2_node(tmp_path_factory, "singbox-node", config, env={"FASTPATH_LOG_LEVEL": "DEBUG"}) as n:
         yield n
 
 
 def _port(node) -> int:
     return int(node.config["listen"].rsplit(":", 1)[1])
+
+
+@contextlib.contextmanager
+def connected_sing_box(tmp_path, node, forwards, ready: int, **options):
+    """sing-box with ``forwards`` to ``node``, yielded once a stream through the TCP forward
+    at ``ready`` got through (so the connection is up)."""
+    config = client_config(_port(node), node.secret, forwards, **options)
+    with SingBox(tmp_path, config) as sb:
+        wait_tcp(ready, sb.alive)
+        wait_stream(ready, sb.alive)
+        yield sb
 
 
 def test_tcp_echo_20_mib_through_socks(node, targets, tmp_path):
@@ -60,12 +63,9 @@ def test_banner_and_early_data_streams_all_pass(node, targets, tmp_path):
     """50 streams to a target that speaks first and 50 whose data rides with the request:
     the TCP response must reach sing-box before any byte of the target."""
     banner_fwd, echo_fwd = free_tcp_port(), free_tcp_port()
-    config = client_config(_port(node), node.secret,
-                           [tcp_forward(banner_fwd, targets.banner, "banner"),
-                            tcp_forward(echo_fwd, targets.echo, "echo")])
-    with SingBox(tmp_path, config) as sb:
-        wait_tcp(echo_fwd, sb.alive)
-        wait_stream(echo_fwd, sb.alive)
+    forwards = [tcp_forward(banner_fwd, targets.banner, "banner"),
+                tcp_forward(echo_fwd, targets.echo, "echo")]
+    with connected_sing_box(tmp_path, node, forwards, echo_fwd) as sb:
         banner = stream_failures(banner_fwd, banner=True)
         early = stream_failures(echo_fwd, banner=False)
         assert (len(banner), len(early)) == (0, 0), (banner[:3], early[:3], sb.log[-3000:])
@@ -79,22 +79,15 @@ def test_banner_and_early_data_streams_all_pass(node, targets, tmp_path):
 @pytest.mark.parametrize("sizes", [(100, 3000), (4000,)], ids=["100-3000", "4000"])
 def test_udp_small_and_fragmented(node, targets, tmp_path, sizes):
     udp_fwd, tcp_fwd = free_udp_port(), free_tcp_port()
-    config = client_config(_port(node), node.secret,
-                           [udp_forward(udp_fwd, targets.udp, "udp"),
-                            tcp_forward(tcp_fwd, targets.echo, "echo")])
-    with SingBox(tmp_path, config) as sb:
-        wait_tcp(tcp_fwd, sb.alive)
-        wait_stream(tcp_fwd, sb.alive)          # connected: UDP goes straight out
+    forwards = [udp_forward(udp_fwd, targets.udp, "udp"), tcp_forward(tcp_fwd, targets.echo, "echo")]
+    with connected_sing_box(tmp_path, node, forwards, tcp_fwd):   # connected: UDP goes straight out
         assert udp_round_trips(udp_fwd, sizes) >= 5 * sum(sizes)
 
 
 def test_salamander(obfs_node, targets, tmp_path):
     fwd = free_tcp_port()
-    config = client_config(_port(obfs_node), obfs_node.secret, [tcp_forward(fwd, targets.echo, "echo")],
-                           obfs=OBFS_PASSWORD)
-    with SingBox(tmp_path, config) as sb:
-        wait_tcp(fwd, sb.alive)
-        wait_stream(fwd, sb.alive)
+    with connected_sing_box(tmp_path, obfs_node, [tcp_forward(fwd, targets.echo, "echo")], fwd,
+                            obfs=OBFS_PASSWORD):
         with socket.create_connection(("127.0.0.1", fwd), 20) as s:
             sent, got = echo_sha256(s, 2 << 20)
         assert sent == got
@@ -116,11 +109,8 @@ def test_wrong_password_fails(node, targets, tmp_path):
 
 def test_brutal_with_bandwidth_on_both_sides(node, targets, tmp_path):
     fwd = free_tcp_port()
-    config = client_config(_port(node), node.secret, [tcp_forward(fwd, targets.echo, "echo")],
-                           up_mbps=200, down_mbps=400)
-    with SingBox(tmp_path, config) as sb:
-        wait_tcp(fwd, sb.alive)
-        wait_stream(fwd, sb.alive)
+    with connected_sing_box(tmp_path, node, [tcp_forward(fwd, targets.echo, "echo")], fwd,
+                            up_mbps=200, down_mbps=400):
         with socket.create_connection(("127.0.0.1", fwd), 20) as s:
             sent, got = echo_sha256(s, 8 << 20)
         assert sent == got
@@ -131,22 +121,8 @@ def test_brutal_with_bandwidth_on_both_sides(node, targets, tmp_path):
 
 def test_kick_and_sing_box_reconnects(node, targets, tmp_path):
     fwd = free_tcp_port()
-    config = client_config(_port(node), node.secret, [tcp_forward(fwd, targets.echo, "echo")])
-    with SingBox(tmp_path, config) as sb:
-        wait_tcp(fwd, sb.alive)
-        wait_stream(fwd, sb.alive)
-        s = socket.create_connection(("127.0.0.1", fwd), 10)
-        s.sendall(b"ping")
-        assert s.recv(4) == b"ping"
-        kicked = node.post("/api/v1/users/default/kick")
-        assert kicked.status < 300, kicked.body
-        s.settimeout(5)
-        try:
-            assert s.recv(4) == b""          # the relayed stream ends with the connection
-        except ConnectionResetError:
-            pass
-        finally:
-            s.close()
+    with connected_sing_box(tmp_path, node, [tcp_forward(fwd, targets.echo, "echo")], fwd) as sb:
+        kick_ends_an_echoing_stream(node, fwd)
         # sing-box opens a new connection for a later stream; the node lets the user back in.
         wait_stream(fwd, sb.alive, timeout=20)
         assert node.get("/api/v1/users/default").status == 200

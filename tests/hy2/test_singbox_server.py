@@ -7,34 +7,19 @@ forwards to local targets); sing-box serves one user with a direct outbound.
 from __future__ import annotations
 
 import socket
-import sys
 
 import pytest
-import yaml
 
 from tests.hy2.singbox import (SingBox, echo_sha256, needs_sing_box, server_config, stream_failures,
                                wait_stream, wait_tcp)
+from tests.hy2.lossy_peers import FastpathClient
 from tests.hy2.test_stock_client import udp_round_trips
-from tests.support.logged_process import LoggedProcess
 from tests.support.node import free_tcp_port, free_udp_port
 
 pytestmark = [pytest.mark.integration, needs_sing_box]
 
 PASSWORD = "sing-box-server-password"
 OBFS = "sing-box-server-obfs"
-
-
-class FastpathClient(LoggedProcess):
-    """``fastpath client -c`` in a child process, its log in a file."""
-
-    label = "fastpath client"
-    config_suffix = ".yaml"
-
-    def write_config(self) -> None:
-        self.config_path.write_text(yaml.safe_dump(self.config))
-
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "fastpath", "client", "-c", str(self.config_path)]
 
 
 def _client_config(server_port: int, password: str, tcp: dict, udp: dict, **extra) -> dict:
@@ -73,17 +58,23 @@ def test_tcp_echo_20_mib_banner_and_udp(sing_box_server, targets, tmp_path):
         assert udp_round_trips(udp, (100, 3000, 4000)) >= 5 * 7100
 
 
+def echoed_whole(server, tmp_path, config: dict, echo: int, size: int) -> None:
+    """With the sing-box ``server`` up, our client with ``config`` echoes ``size`` bytes
+    whole through its TCP forward at ``echo``."""
+    with server, FastpathClient(tmp_path, config) as client:
+        wait_tcp(echo, client.alive)
+        wait_stream(echo, client.alive)
+        with socket.create_connection(("127.0.0.1", echo), 20) as s:
+            sent, got = echo_sha256(s, size)
+        assert sent == got
+
+
 def test_salamander(sing_box_server, targets, tmp_path):
     port, server = sing_box_server(obfs=OBFS)
     echo = free_tcp_port()
     config = _client_config(port, PASSWORD, {echo: targets.echo}, {},
                             obfs={"type": "salamander", "salamander": {"password": OBFS}})
-    with server, FastpathClient(tmp_path, config) as client:
-        wait_tcp(echo, client.alive)
-        wait_stream(echo, client.alive)
-        with socket.create_connection(("127.0.0.1", echo), 20) as s:
-            sent, got = echo_sha256(s, 2 << 20)
-        assert sent == got
+    echoed_whole(server, tmp_path, config, echo, 2 << 20)
 
 
 def test_brutal_with_bandwidth_on_both_sides(sing_box_server, targets, tmp_path):
@@ -91,12 +82,7 @@ def test_brutal_with_bandwidth_on_both_sides(sing_box_server, targets, tmp_path)
     echo = free_tcp_port()
     config = _client_config(port, PASSWORD, {echo: targets.echo}, {},
                             bandwidth={"up": "200 mbps", "down": "400 mbps"})
-    with server, FastpathClient(tmp_path, config) as client:
-        wait_tcp(echo, client.alive)
-        wait_stream(echo, client.alive)
-        with socket.create_connection(("127.0.0.1", echo), 20) as s:
-            sent, got = echo_sha256(s, 8 << 20)
-        assert sent == got
+    echoed_whole(server, tmp_path, config, echo, 8 << 20)
 
 
 def test_wrong_password_reports_the_404(sing_box_server, targets, tmp_path):

@@ -21,10 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.hy2.conftest import default_secret
+from tests.hy2.conftest import hy2_node
 from tests.hy2.targets import pattern
 from tests.support.logged_process import LoggedProcess
-from tests.support.node import NodeProcess, free_tcp_port, free_udp_port
+from tests.support.node import free_tcp_port, free_udp_port
 
 # Only looked up here, never imported: the wheel starts a Go runtime, which belongs in its own
 # process, not in the test runner.
@@ -67,16 +67,14 @@ def payload_server(body: bytes) -> tuple[PayloadServer, int]:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("stock-node"), {}) as n:
-        n.secret = default_secret(n.data_dir)
+    with hy2_node(tmp_path_factory, "stock-node") as n:
         yield n
 
 
 @pytest.fixture(scope="module")
 def obfs_node(tmp_path_factory):
     config = {"obfs": {"type": "salamander", "salamander": {"password": OBFS_PASSWORD}}}
-    with NodeProcess(tmp_path_factory.mktemp("stock-obfs-node"), config) as n:
-        n.secret = default_secret(n.data_dir)
+    with hy2_node(tmp_path_factory, "stock-obfs-node", config) as n:
         yield n
 
 
@@ -257,24 +255,30 @@ def test_wrong_password_is_refused_as_a_plain_404(node, tmp_path):
         assert "authentication error, HTTP status code: 404" in client.log
 
 
+def kick_ends_an_echoing_stream(node, port: int) -> None:
+    """A stream through the client's forward at ``port`` echoes; kicking the default user
+    ends it with the connection it rides on."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"ping")
+    assert s.recv(4) == b"ping"
+    kicked = node.post("/api/v1/users/default/kick")
+    assert kicked.status < 300, kicked.body
+    s.settimeout(5)
+    try:
+        assert s.recv(4) == b""          # the relayed stream ends with the connection
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+
+
 def test_kick_closes_the_reference_clients_connection(node, targets, tmp_path):
     port = free_tcp_port()
     config = client_config(node, tcpForwarding=[{"listen": f"127.0.0.1:{port}",
                                                  "remote": f"127.0.0.1:{targets.echo}"}])
     with StockClient(tmp_path, config) as client:
         client.wait_log("TCP forwarding listening")
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(b"ping")
-        assert s.recv(4) == b"ping"
-        kicked = node.post("/api/v1/users/default/kick")
-        assert kicked.status < 300, kicked.body
-        s.settimeout(5)
-        try:
-            assert s.recv(4) == b""          # the relayed stream ends with the connection
-        except ConnectionResetError:
-            pass
-        finally:
-            s.close()
+        kick_ends_an_echoing_stream(node, port)
         client.wait_log("Application error 0x107")      # the kick's close code reached it
         # The reference client notices the closed connection on its next request and
         # reconnects on the one after; the node lets the user back in.

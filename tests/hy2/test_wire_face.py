@@ -22,8 +22,7 @@ from fastpath.hy2.server.masquerade import FileMasquerade, NotFoundMasquerade, S
 from fastpath.hy2.quic.quic_connection import Hy2QuicConnection
 from fastpath.worker.event_loop import run
 from tests.hy2 import reference_codecs as ref
-from tests.hy2.conftest import default_secret
-from tests.support.node import NodeProcess
+from tests.hy2.test_stock_client import node  # noqa: F401  (a node and its default secret)
 
 pytestmark = pytest.mark.integration
 
@@ -83,13 +82,6 @@ class Recording:
         self.parameters: bytes | None = None
         self.uni: dict[int, bytearray] = {}       # server-opened unidirectional streams
         self.odcid = self.scid = None
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    with NodeProcess(tmp_path_factory.mktemp("wire-face-node"), {}) as n:
-        n.secret = default_secret(n.data_dir)
-        yield n
 
 
 @pytest.fixture(scope="module")

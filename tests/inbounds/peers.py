@@ -7,12 +7,76 @@ import contextlib
 import hashlib
 import struct
 import time
+import uuid
 
 import pytest
 
 from tests.hy2.singbox import HAVE_SING_BOX, SingBox, socks5_connect, wait_tcp
 from tests.hy2.targets import pattern
-from tests.support.node import free_tcp_port
+from tests.support.node import NodeProcess, free_tcp_port
+
+
+def secret_uuid(secret: str) -> str:
+    """The VLESS/VMess id a non-UUID secret maps to (uuid5 of the nil namespace)."""
+    return str(uuid.uuid5(uuid.UUID(int=0), secret))
+
+
+@contextlib.contextmanager
+def inbounds_node(workdir, inbounds: dict, user: str, secret: str):
+    """A node serving ``inbounds`` (tag -> node.yaml inbound without its listen) each on a free
+    loopback port, with ``user`` created; ``node.ports`` maps each tag to its port."""
+    ports = {tag: free_tcp_port() for tag in inbounds}
+    config = {"inbounds": [{**spec, "tag": tag, "listen": f"127.0.0.1:{ports[tag]}"}
+                           for tag, spec in inbounds.items()]}
+    with NodeProcess(workdir, config) as n:
+        assert n.post("/api/v1/users", {"id": user, "auth_secret": secret}).status in (200, 201)
+        n.ports = ports
+        yield n
+
+
+def outbound_for(node, spec: dict, tag: str, secret: str, vmess_security: str | None = None,
+                 **extra) -> dict:
+    """sing-box's outbound for the inbound ``tag`` (node.yaml form ``spec``) of ``node``, as
+    ``secret``'s user: TLS without verification, the WebSocket path and Host of the inbound;
+    ``extra`` last (it overrides)."""
+    kind = spec["type"]
+    out = {"type": kind, "server": "127.0.0.1", "server_port": node.ports[tag]}
+    if kind == "trojan":
+        out["password"] = secret
+    else:
+        out["uuid"] = secret_uuid(secret)
+    if kind == "vmess" and vmess_security:
+        out["security"] = vmess_security
+    if spec.get("tls") or kind == "trojan":
+        out["tls"] = {"enabled": True, "insecure": True, "server_name": "localhost"}
+    ws = spec.get("transport")
+    if ws:
+        out["transport"] = {"type": "ws", "path": ws["path"]}
+        if ws.get("host"):
+            out["transport"]["headers"] = {"Host": ws["host"]}
+    out.update(extra)
+    return out
+
+
+class RecordingWriter:
+    """A stand-in for asyncio's ``StreamWriter`` that keeps what is written: what the fuzzed
+    handshakes and parsers do with a writer (answer, close, ask for the peer)."""
+
+    def __init__(self):
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data):
+        self.out += data
+
+    def close(self):
+        self.closed = True
+
+    def is_closing(self):
+        return self.closed
+
+    def get_extra_info(self, name, default=None):
+        return default
 
 
 def traffic(node, user: str) -> tuple[int, int]:

@@ -10,21 +10,7 @@ from fastpath.proxy.credentials import fixed_credentials
 from fastpath.proxy.http import HttpProxyHandshake
 from fastpath.proxy.socks5 import Socks5Handshake
 from fastpath.mesh.paths import split_address
-
-
-class Writer:
-    def __init__(self):
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data):
-        self.out += data
-
-    def close(self):
-        self.closed = True
-
-    def get_extra_info(self, name, default=None):
-        return default
+from tests.inbounds.peers import RecordingWriter
 
 
 class Socks(Socks5Handshake):
@@ -53,12 +39,12 @@ class Http(HttpProxyHandshake):
         self.opened.append(address)
 
 
-def drive(handler, data: bytes) -> Writer:
+def drive(handler, data: bytes) -> RecordingWriter:
     async def main():
         reader = asyncio.StreamReader(limit=64 * 1024)
         reader.feed_data(data)
         reader.feed_eof()
-        writer = Writer()
+        writer = RecordingWriter()
         await asyncio.wait_for(handler._handle(reader, writer), 5)
         return writer
     return asyncio.run(main())

@@ -19,6 +19,7 @@ from fastpath.inbounds.vmess_header import (VmessError, VmessUsers, chacha_key, 
                                             encode_request as vmess_request,
                                             parse_request as parse_vmess)
 from fastpath.inbounds.ws_frames import WsClosed, WsError, WsReader, WsWriter, pong
+from tests.inbounds.peers import RecordingWriter
 
 USER = uuid.uuid4().bytes
 USERS = VmessUsers([("u", cmd_key(USER))])
@@ -197,21 +198,6 @@ def test_ws_close_unmasked_and_writer_frames():
 
 # -- the WebSocket upgrade ---------------------------------------------------------------------
 
-class _Writer:
-    def __init__(self):
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data):
-        self.out += data
-
-    def close(self):
-        self.closed = True
-
-    def is_closing(self):
-        return self.closed
-
-
 def _accept(raw: bytes, path: str = "/ws", host: str | None = "h.example"):
     import asyncio
     from fastpath.inbounds import ws_transport
@@ -220,7 +206,7 @@ def _accept(raw: bytes, path: str = "/ws", host: str | None = "h.example"):
         reader = asyncio.StreamReader(limit=64 * 1024)
         reader.feed_data(raw)
         reader.feed_eof()
-        writer = _Writer()
+        writer = RecordingWriter()
         early = await ws_transport.accept(reader, writer, path=path, host=host, tag="t")
         return early, writer
     return asyncio.run(run())

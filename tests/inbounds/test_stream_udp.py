@@ -17,14 +17,14 @@ from fastpath.inbounds.trojan import password_hash
 from fastpath.inbounds.udp_frames import MuxFrames, TrojanPackets, mux_new
 from fastpath.inbounds.vless_header import CMD_MUX, RESPONSE, encode_request
 from fastpath.proxy.socks5 import encode_address
-from tests.inbounds.peers import traffic, wait_traffic
+from tests.inbounds.peers import (inbounds_node, outbound_for, secret_uuid, traffic,
+                                  wait_traffic)
 from tests.inbounds.test_udp import echo_all, sing_box_udp
-from tests.support.node import NodeProcess, free_tcp_port
 
 pytestmark = pytest.mark.integration
 
 USER, SECRET = "ursula", "ursula-stream-udp-0123456789"
-USER_UUID = str(uuid.uuid5(uuid.UUID(int=0), SECRET))
+USER_UUID = secret_uuid(SECRET)
 # Up to 8000 B: sing-box reads a datagram from the stream into a 16 KiB buffer less its headroom
 # (a 20 000 B echo comes back cut to 16 121 B whoever the server is).
 SIZES = [1, 7, 100, 512, 1000, 1200, 1400, 33, 900, 64, 4000, 8000] * 3
@@ -41,30 +41,12 @@ INBOUNDS = {
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    ports = {tag: free_tcp_port() for tag in INBOUNDS}
-    config = {"inbounds": [{**spec, "tag": tag, "listen": f"127.0.0.1:{ports[tag]}"}
-                           for tag, spec in INBOUNDS.items()]}
-    with NodeProcess(tmp_path_factory.mktemp("stream-udp"), config) as n:
-        assert n.post("/api/v1/users", {"id": USER, "auth_secret": SECRET}).status in (200, 201)
-        n.ports = ports
+    with inbounds_node(tmp_path_factory.mktemp("stream-udp"), INBOUNDS, USER, SECRET) as n:
         yield n
 
 
 def outbound_of(node, tag: str, **extra) -> dict:
-    spec = INBOUNDS[tag]
-    kind = spec["type"]
-    out = {"type": kind, "server": "127.0.0.1", "server_port": node.ports[tag]}
-    if kind == "trojan":
-        out["password"] = SECRET
-    else:
-        out["uuid"] = USER_UUID
-    if spec.get("tls") or kind == "trojan":
-        out["tls"] = {"enabled": True, "insecure": True, "server_name": "localhost"}
-    ws = spec.get("transport")
-    if ws:
-        out["transport"] = {"type": "ws", "path": ws["path"]}
-    out.update(extra)
-    return out
+    return outbound_for(node, INBOUNDS[tag], tag, SECRET, **extra)
 
 
 CASES = {

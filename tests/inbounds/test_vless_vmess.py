@@ -12,13 +12,13 @@ import pytest
 
 from fastpath.config.fields import ConfigError
 from fastpath.inbounds.config import parse_inbounds_config
-from tests.inbounds.peers import (counted_both_ways, download_and_upload, sing_box_client,
-                                  traffic, wait_traffic)
+from tests.inbounds.peers import (inbounds_node, outbound_for, secret_uuid,
+                                  sing_box_moves_counted_bytes)
 from tests.support.node import NodeProcess, free_tcp_port
 
 USER, SECRET = "erin", "erin-stream-secret-0123456789"
 OTHER_ID = str(uuid.uuid4())
-USER_UUID = str(uuid.uuid5(uuid.UUID(int=0), SECRET))   # the id a non-UUID secret maps to
+USER_UUID = secret_uuid(SECRET)
 SIZE = 20 << 20
 
 INBOUNDS = {
@@ -34,43 +34,16 @@ INBOUNDS = {
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    ports = {tag: free_tcp_port() for tag in INBOUNDS}
-    config = {"inbounds": [{**spec, "tag": tag, "listen": f"127.0.0.1:{ports[tag]}"}
-                           for tag, spec in INBOUNDS.items()]}
-    with NodeProcess(tmp_path_factory.mktemp("streams"), config) as n:
-        assert n.post("/api/v1/users", {"id": USER, "auth_secret": SECRET}).status in (200, 201)
-        n.ports = ports
+    with inbounds_node(tmp_path_factory.mktemp("streams"), INBOUNDS, USER, SECRET) as n:
         yield n
 
 
 def outbound_of(node, tag: str, **extra) -> dict:
-    spec = INBOUNDS[tag]
-    kind = spec["type"]
-    out = {"type": kind, "server": "127.0.0.1", "server_port": node.ports[tag]}
-    if kind == "trojan":
-        out["password"] = SECRET
-    else:
-        out["uuid"] = USER_UUID
-    if kind == "vmess":
-        out["security"] = "aes-128-gcm"
-    if spec.get("tls") or kind == "trojan":
-        out["tls"] = {"enabled": True, "insecure": True, "server_name": "localhost"}
-    ws = spec.get("transport")
-    if ws:
-        out["transport"] = {"type": "ws", "path": ws["path"]}
-        if ws.get("host"):
-            out["transport"]["headers"] = {"Host": ws["host"]}
-    out.update(extra)
-    return out
+    return outbound_for(node, INBOUNDS[tag], tag, SECRET, vmess_security="aes-128-gcm", **extra)
 
 
 def moved(node, tmp_path, targets, outbound, seed: int) -> None:
-    with sing_box_client(tmp_path, outbound) as local:
-        before = traffic(node, USER)
-        download_and_upload(local, targets, SIZE, seed)
-    tx, rx = counted_both_ways(SIZE)
-    expected = (before[0] + tx, before[1] + rx)
-    assert wait_traffic(node, USER, expected) == expected
+    sing_box_moves_counted_bytes(node, USER, tmp_path, outbound, targets, SIZE, seed)
 
 
 @pytest.mark.parametrize("tag", ["vless-tls", "vless-ws", "vless-ws-tls"])

@@ -1,4 +1,5 @@
-"""Fixtures of the media relay tests: test media made once by ffmpeg, origin processes."""
+"""Fixtures of the media relay tests: test media made once by ffmpeg, origin processes, a webhook
+receiver."""
 from __future__ import annotations
 
 import shutil
@@ -6,7 +7,7 @@ import shutil
 import pytest
 
 from tests.media.origin import make_media
-from tests.media.support import OriginProcess
+from tests.media.support import OriginProcess, WebhookReceiver
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -28,3 +29,22 @@ def origin(media_dir):
 def backup(media_dir):
     with OriginProcess(media_dir) as o:
         yield o
+
+
+@pytest.fixture(scope="module")
+def module_origin(media_dir):
+    """One origin for a module's tests (each registers its own stream URLs on it)."""
+    with OriginProcess(media_dir) as o:
+        yield o
+
+
+@pytest.fixture
+def hooks():
+    with WebhookReceiver() as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def module_hooks():
+    with WebhookReceiver() as w:
+        yield w

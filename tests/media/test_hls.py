@@ -15,7 +15,6 @@ import pytest
 from fastpath.shm import KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM
 from tests.media.support import (
     OriginProcess,
-    WebhookReceiver,
     add_webhook,
     media_get,
     media_node,
@@ -25,26 +24,14 @@ from tests.media.test_live import slots, wait_until
 
 
 @pytest.fixture(scope="module")
-def hls_origin(media_dir):
-    with OriginProcess(media_dir) as o:
-        yield o
-
-
-@pytest.fixture(scope="module")
-def hooks():
-    with WebhookReceiver() as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory, hls_origin, hooks):
+def node(tmp_path_factory, module_origin, module_hooks):
     with media_node(tmp_path_factory.mktemp("node"), {"clientTimeout": "3s"}) as n:
-        add_webhook(n, hooks.url, ["client_connected", "client_disconnected"])
+        add_webhook(n, module_hooks.url, ["client_connected", "client_disconnected"])
         yield n
 
 
-def test_ffprobe_reads_hls_through_the_node(node, hls_origin):
-    sid = register(node, hls_origin.base + "/hls/playlist.m3u8")
+def test_ffprobe_reads_hls_through_the_node(node, module_origin):
+    sid = register(node, module_origin.base + "/hls/playlist.m3u8")
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
                           "-of", "csv=p=0", f"{node.media_base}/hls/{sid}/playlist.m3u8"],
                          capture_output=True, text=True, timeout=30, check=False)
@@ -52,8 +39,8 @@ def test_ffprobe_reads_hls_through_the_node(node, hls_origin):
     assert "h264" in out.stdout and "aac" in out.stdout
 
 
-def test_playlist_text_is_kept_and_every_uri_goes_through_the_node(node, hls_origin):
-    sid = register(node, hls_origin.base + "/hls/master.m3u8")
+def test_playlist_text_is_kept_and_every_uri_goes_through_the_node(node, module_origin):
+    sid = register(node, module_origin.base + "/hls/master.m3u8")
     master = media_get(node, f"/hls/{sid}/playlist.m3u8")
     assert master.status == 200
     assert master.headers["Content-Type"] == "application/vnd.apple.mpegurl"
@@ -76,10 +63,10 @@ def ref_url(uri: str) -> str:
     return base64.urlsafe_b64decode(payload + "==").decode().split("\n", 1)[1]
 
 
-def test_fifty_viewers_cause_one_upstream_fetch_per_segment(node, hls_origin):
-    sid = register(node, hls_origin.base + "/hls/playlist.m3u8?fifty")
+def test_fifty_viewers_cause_one_upstream_fetch_per_segment(node, module_origin):
+    sid = register(node, module_origin.base + "/hls/playlist.m3u8?fifty")
     base = f"{node.media_base}/hls/{sid}/"
-    before = Counter(hls_origin.stats()["requests"])
+    before = Counter(module_origin.stats()["requests"])
     served: Counter = Counter()
 
     async def viewer(session: aiohttp.ClientSession, n: int):
@@ -108,7 +95,7 @@ def test_fifty_viewers_cause_one_upstream_fetch_per_segment(node, hls_origin):
     started = time.monotonic()
     asyncio.run(main())
     elapsed = time.monotonic() - started
-    after = Counter(hls_origin.stats()["requests"])
+    after = Counter(module_origin.stats()["requests"])
     delta = after - before
     segment_fetches = {p: n for p, n in delta.items() if p.endswith(".ts")}
     assert segment_fetches, delta
@@ -122,9 +109,9 @@ def test_fifty_viewers_cause_one_upstream_fetch_per_segment(node, hls_origin):
     assert delta["/hls/playlist.m3u8"] <= elapsed / 1.0 + 2, (delta, elapsed)
 
 
-def test_references_are_checked(node, hls_origin):
-    sid = register(node, hls_origin.base + "/hls/playlist.m3u8?refs")
-    other = register(node, hls_origin.base + "/hls/playlist.m3u8?refs-other")
+def test_references_are_checked(node, module_origin):
+    sid = register(node, module_origin.base + "/hls/playlist.m3u8?refs")
+    other = register(node, module_origin.base + "/hls/playlist.m3u8?refs-other")
     text = media_get(node, f"/hls/{sid}/playlist.m3u8").text
     uri = next(u for u in text.splitlines() if u.startswith("segment"))
     ref = uri.split("r=", 1)[1]
@@ -140,8 +127,8 @@ def test_references_are_checked(node, hls_origin):
     assert media_get(node, f"/hls/{sid}/playlist.m3u8?r={ref}").status == 403
 
 
-def test_viewers_are_tracked_expire_and_connect_once(node, hls_origin, hooks):
-    sid = register(node, hls_origin.base + "/hls/playlist.m3u8?track")
+def test_viewers_are_tracked_expire_and_connect_once(node, module_origin, module_hooks):
+    sid = register(node, module_origin.base + "/hls/playlist.m3u8?track")
     for agent in ("player-1", "player-2"):
         for _ in range(3):
             text = media_get(node, f"/hls/{sid}/playlist.m3u8", headers={"User-Agent": agent}).text
@@ -158,7 +145,7 @@ def test_viewers_are_tracked_expire_and_connect_once(node, hls_origin, hooks):
     assert stream["text_a"] == "hls" and stream["tx_packets"] == 6
     assert stream["extra"][3] >= 1      # the second viewer's segments came from the cache
     def events(kind):
-        return [e for e in hooks.of_type(kind) if e["stream_id"] == sid]
+        return [e for e in module_hooks.of_type(kind) if e["stream_id"] == sid]
     wait_until(lambda: len(events("client_connected")) >= 2, 5)
     time.sleep(0.3)
     assert len(events("client_connected")) == 2, "client_connected once per viewer, not per request"
@@ -170,8 +157,8 @@ def test_viewers_are_tracked_expire_and_connect_once(node, hls_origin, hooks):
     assert len(gone) == 2 and {e["data"]["reason"] for e in gone} == {"idle"}
 
 
-def test_variant_refs_name_their_slot(node, hls_origin):
-    sid = register(node, hls_origin.base + "/hls/master.m3u8?slots")
+def test_variant_refs_name_their_slot(node, module_origin):
+    sid = register(node, module_origin.base + "/hls/master.m3u8?slots")
     text = media_get(node, f"/hls/{sid}/playlist.m3u8").text
     ref = re.search(r"playlist\.m3u8\?r=(\S+)", text).group(1)
     payload = base64.urlsafe_b64decode(ref.split(".")[0] + "==").decode()

@@ -17,7 +17,6 @@ from fastpath.shm import (
 )
 from tests.media.support import (
     LiveReader,
-    OriginProcess,
     command,
     delete,
     media_get,
@@ -28,13 +27,7 @@ from tests.support.node import http
 
 
 @pytest.fixture(scope="module")
-def live_origin(media_dir):
-    with OriginProcess(media_dir) as o:
-        yield o
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory, live_origin):
+def node(tmp_path_factory, module_origin):
     with media_node(tmp_path_factory.mktemp("node"), {"joinBacklog": "1s"}) as n:
         yield n
 
@@ -59,8 +52,8 @@ def wait_until(cond, timeout=10.0, step=0.05):
     raise AssertionError("condition not met in time")
 
 
-def test_ffprobe_reads_the_stream_through_the_node(node, live_origin):
-    sid = register(node, live_origin.base + "/live/stream.ts")
+def test_ffprobe_reads_the_stream_through_the_node(node, module_origin):
+    sid = register(node, module_origin.base + "/live/stream.ts")
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width",
                           "-of", "csv=p=0", f"{node.media_base}/stream/{sid}"],
                          capture_output=True, text=True, timeout=30, check=False)
@@ -68,25 +61,25 @@ def test_ffprobe_reads_the_stream_through_the_node(node, live_origin):
     assert "h264,320" in out.stdout and "aac" in out.stdout
 
 
-def test_streams_registered_through_the_control_face_are_served(node, live_origin):
+def test_streams_registered_through_the_control_face_are_served(node, module_origin):
     import fastpath.control.stream_proxy  # noqa: F401  (part of this tree: a broken import fails)
-    sid = register(node, live_origin.base + "/live/stream.ts?via-api", via="api")
+    sid = register(node, module_origin.base + "/live/stream.ts?via-api", via="api")
     r = LiveReader(node.media_port, f"/stream/{sid}")
     wait_until(lambda: len(r.body) > 50_000)
     r.close()
     assert scan_packets(bytes(r.body))[1] > 250
 
 
-def test_fifty_viewers_get_identical_bytes_from_one_upstream_connection(node, live_origin):
-    sid = register(node, live_origin.base + "/live/stream.ts?fifty")
+def test_fifty_viewers_get_identical_bytes_from_one_upstream_connection(node, module_origin):
+    sid = register(node, module_origin.base + "/live/stream.ts?fifty")
     first = LiveReader(node.media_port, f"/stream/{sid}")
     wait_until(lambda: len(first.body) > 0)
-    before = live_origin.stats()["live_connections"]
+    before = module_origin.stats()["live_connections"]
     readers = [LiveReader(node.media_port, f"/stream/{sid}") for _ in range(49)]
     time.sleep(3)
     for r in [first, *readers]:
         r.close()
-    assert live_origin.stats()["live_connections"] == before, "one upstream connection only"
+    assert module_origin.stats()["live_connections"] == before, "one upstream connection only"
     ref = bytes(first.body)
     first_sync, packets, _pats, keys, lost = scan_packets(ref)
     assert first_sync == 0 and packets > 500 and keys > 0 and lost == -1
@@ -102,8 +95,8 @@ def test_fifty_viewers_get_identical_bytes_from_one_upstream_connection(node, li
         assert n > 50_000 and body[:n] == ref[off:off + n]
 
 
-def test_a_slow_viewer_does_not_slow_the_others(node, live_origin):
-    sid = register(node, live_origin.base + "/live/stream.ts?slow")
+def test_a_slow_viewer_does_not_slow_the_others(node, module_origin):
+    sid = register(node, module_origin.base + "/live/stream.ts?slow")
     slow = LiveReader(node.media_port, f"/stream/{sid}", rcvbuf=4096, read_size=1024, delay=0.2)
     fast = [LiveReader(node.media_port, f"/stream/{sid}") for _ in range(5)]
     start = time.monotonic()
@@ -119,8 +112,8 @@ def test_a_slow_viewer_does_not_slow_the_others(node, live_origin):
     assert len(slow.body) < 100_000
 
 
-def test_viewers_are_in_shared_memory_and_can_be_disconnected(node, live_origin):
-    url = live_origin.base + "/live/stream.ts?shm"
+def test_viewers_are_in_shared_memory_and_can_be_disconnected(node, module_origin):
+    url = module_origin.base + "/live/stream.ts?shm"
     sid = register(node, url)
     a = LiveReader(node.media_port, f"/stream/{sid}", headers={"User-Agent": "probe-a",
                                                                "X-Username": "alice"})
@@ -149,8 +142,8 @@ def test_viewers_are_in_shared_memory_and_can_be_disconnected(node, live_origin)
     wait_until(lambda: not [s for s in slots(node, KIND_MEDIA_STREAM) if s["key"] == sid], 10)
 
 
-def test_deleting_a_stream_ends_its_viewers(node, live_origin):
-    sid = register(node, live_origin.base + "/live/stream.ts?delete")
+def test_deleting_a_stream_ends_its_viewers(node, module_origin):
+    sid = register(node, module_origin.base + "/live/stream.ts?delete")
     r = LiveReader(node.media_port, f"/stream/{sid}")
     wait_until(lambda: len(r.body) > 10_000)
     delete(node, sid)
@@ -158,15 +151,15 @@ def test_deleting_a_stream_ends_its_viewers(node, live_origin):
     assert media_get(node, f"/stream/{sid}").status == 404
 
 
-def test_head_does_not_touch_upstream(node, live_origin):
-    url = live_origin.base + "/live/stream.ts?head"
+def test_head_does_not_touch_upstream(node, module_origin):
+    url = module_origin.base + "/live/stream.ts?head"
     sid = register(node, url)
-    before = live_origin.stats()["live_connections"]
+    before = module_origin.stats()["live_connections"]
     r = http("HEAD", f"{node.media_base}/stream/{sid}")
     assert r.status == 200 and r.headers["Content-Type"] == "video/mp2t"
     assert r.headers["Accept-Ranges"] == "none"
     time.sleep(0.3)
-    assert live_origin.stats()["live_connections"] == before
+    assert module_origin.stats()["live_connections"] == before
 
 
 def test_unknown_streams_are_404(node):
@@ -178,8 +171,8 @@ def test_unknown_streams_are_404(node):
         assert r.json()["error"] == "not found"
 
 
-def test_vod_serves_ranges_from_the_origin(node, live_origin, media_dir):
-    sid = register(node, live_origin.base + "/movie/film.ts", kind="vod")
+def test_vod_serves_ranges_from_the_origin(node, module_origin, media_dir):
+    sid = register(node, module_origin.base + "/movie/film.ts", kind="vod")
     data = (media_dir / "live.ts").read_bytes()
     r = media_get(node, f"/stream/{sid}", headers={"Range": "bytes=1000-2999"})
     assert r.status == 206 and r.body == data[1000:3000]
@@ -189,22 +182,22 @@ def test_vod_serves_ranges_from_the_origin(node, live_origin, media_dir):
     assert media_get(node, f"/stream/{sid}", headers={"Range": "bytes=zzz"}).status == 416
 
 
-def test_a_redirecting_origin_is_followed(node, live_origin):
-    sid = register(node, live_origin.base + "/redirect/stream.ts", sticky=True)
+def test_a_redirecting_origin_is_followed(node, module_origin):
+    sid = register(node, module_origin.base + "/redirect/stream.ts", sticky=True)
     r = LiveReader(node.media_port, f"/stream/{sid}")
     wait_until(lambda: len(r.body) > 20_000)
     r.close()
     assert scan_packets(bytes(r.body))[1] > 50
 
 
-def test_two_workers_share_the_port_and_answer_every_command(tmp_path, live_origin):
+def test_two_workers_share_the_port_and_answer_every_command(tmp_path, module_origin):
     with media_node(tmp_path, workers=2) as node:
-        sid = register(node, live_origin.base + "/live/stream.ts?two-workers")
-        before = live_origin.stats()["live_connections"]
+        sid = register(node, module_origin.base + "/live/stream.ts?two-workers")
+        before = module_origin.stats()["live_connections"]
         viewers = [LiveReader(node.media_port, f"/stream/{sid}") for _ in range(12)]
         wait_until(lambda: all(len(v.body) > 20_000 for v in viewers))
         shards = {c["shard"] for c in slots(node, KIND_MEDIA_CLIENT) if c["text_a"] == sid}
-        upstream = live_origin.stats()["live_connections"] - before
+        upstream = module_origin.stats()["live_connections"] - before
         # One upstream connection per worker that has viewers (the kernel spreads them).
         assert upstream == len({s["shard"] for s in slots(node, KIND_MEDIA_STREAM) if s["key"] == sid})
         assert 1 <= upstream <= 2 and len(shards) == upstream

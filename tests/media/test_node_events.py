@@ -11,7 +11,6 @@ from fastpath.store import StateStore, media_store
 from tests.media.support import (
     LiveReader,
     OriginProcess,
-    WebhookReceiver,
     add_webhook,
     command,
     media_get,
@@ -22,12 +21,6 @@ from tests.media.test_live import slots, wait_until
 
 ALL = ["stream_started", "stream_stopped", "stream_failed", "client_connected",
        "client_disconnected", "failover_triggered"]
-
-
-@pytest.fixture
-def hooks():
-    with WebhookReceiver() as w:
-        yield w
 
 
 def stream_slots(node, sid):

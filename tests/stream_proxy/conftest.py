@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from tests.stream_proxy.origin import Origin, make_media
 from tests.support.node import NodeProcess, free_tcp_port
 
 TOKEN = "media-token-Xy7"
@@ -51,3 +52,11 @@ def curl(method: str, url: str, body=None, headers: dict | None = None) -> tuple
         return int(code), json.loads(text)
     except ValueError:
         return int(code), text
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    """A media origin (test media made by ffmpeg) for the streams of a module."""
+    o = Origin(make_media(tmp_path_factory.mktemp("media")))
+    yield o
+    o.close()

@@ -10,20 +10,12 @@ import pytest
 from fastpath.config import load_config
 from fastpath.shm import KIND_MEDIA_CLIENT, KIND_MEDIA_STREAM, CounterTable, scan_slots
 from tests.stream_proxy.conftest import media_node
-from tests.stream_proxy.origin import Origin, make_media
 from tests.stream_proxy.viewers import Viewer, wait_until
 
 pytestmark = pytest.mark.integration
 
 # The media data plane is part of this tree: a broken import fails here, it is not skipped.
 import fastpath.media.service  # noqa: E402,F401
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory):
-    o = Origin(make_media(tmp_path_factory.mktemp("media")))
-    yield o
-    o.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import pytest
 
 from tests.stream_proxy.conftest import media_node
-from tests.stream_proxy.origin import Origin, make_media
+from tests.stream_proxy.origin import Origin
 from tests.stream_proxy.receiver import Receiver
 from tests.stream_proxy.resolver import Resolver
 from tests.stream_proxy.viewers import wait_until
@@ -46,13 +46,6 @@ class CurlViewer:
     def close(self):
         self.proc.terminate()
         self.proc.wait(5)
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory):
-    o = Origin(make_media(tmp_path_factory.mktemp("resolver-media")))
-    yield o
-    o.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,11 @@ from urllib.parse import urljoin
 import pytest
 
 from tests.stream_proxy.conftest import media_node
-from tests.stream_proxy.origin import Origin, make_media
 from tests.stream_proxy.viewers import wait_until
 
 pytestmark = pytest.mark.integration
 
 AGENT = "LivingRoom/1.0"
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory):
-    o = Origin(make_media(tmp_path_factory.mktemp("media")))
-    yield o
-    o.close()
 
 
 @pytest.fixture(scope="module")

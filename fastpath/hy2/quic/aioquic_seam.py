@@ -8,7 +8,8 @@ builder (``fastpath.hy2.quic.quic_builder``), which relies on aioquic internals:
 - the memory layout of aioquic's C ``Buffer`` (checked by ``quic_builder.layout_ok()``),
 - ``CryptoPair._update_key_requested`` / ``_update_key`` and the ``CryptoContext`` fields
   ``aead``, ``hp``, ``secret``, ``cipher_suite``, ``version``, ``key_phase``,
-- ``aioquic.quic.crypto.CIPHER_SUITES`` and ``derive_key_iv_hp``,
+- ``aioquic.quic.crypto.CIPHER_SUITES`` and ``derive_key_iv_hp`` (used by the key setup
+  both the builder and the receive path share, ``fastpath/hy2/quic/packet_protection.pxd``),
 - the ``QuicSentPacket`` fields and the ``QuicPacketBuilder`` interface the connection calls.
 
 ``tests/hy2/test_aioquic_seam.py`` fails loudly when an aioquic release changes any of these;

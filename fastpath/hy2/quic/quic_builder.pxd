@@ -68,3 +68,6 @@ cdef class QuicPacketBuilder:
     cdef int begin_packet(self, object packet_type, object crypto) except -1
     cdef int _end_packet(self) except -1
     cdef int _flush_current_datagram(self) except -1
+    # flush(): ends the packet and the datagram being built; (datagrams, sent packets), the
+    # builder left empty (the compiled write loop calls it without the Python method)
+    cdef tuple take_flush(self)

@@ -4,7 +4,6 @@ The names here are the module's public names (tests/test_stubs.py checks them).
 """
 from typing import Any
 
-CIPHER_SUITES: dict
 class QuicPacketBuilder:
     def __init__(self, *args, **kwargs) -> None: ...
     def flush(self) -> Any: ...

@@ -28,37 +28,18 @@ from libc.string cimport memcpy, memset
 
 from aioquic.buffer import Buffer, BufferWriteError
 from aioquic.quic import packet as _qp
-from aioquic.quic.crypto import CIPHER_SUITES, derive_key_iv_hp
 from aioquic.quic.packet_builder import QuicPacketBuilderStop, QuicSentPacket
 from aioquic.tls import Epoch
 
 
-cdef extern from "openssl/evp.h":
-    ctypedef struct EVP_CIPHER_CTX:
-        pass
-    ctypedef struct EVP_CIPHER:
-        pass
-    EVP_CIPHER_CTX *EVP_CIPHER_CTX_new()
-    void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx)
-    const EVP_CIPHER *EVP_aes_128_gcm()
-    const EVP_CIPHER *EVP_aes_256_gcm()
-    const EVP_CIPHER *EVP_chacha20_poly1305()
-    const EVP_CIPHER *EVP_aes_128_ecb()
-    const EVP_CIPHER *EVP_aes_256_ecb()
-    const EVP_CIPHER *EVP_chacha20()
-    int EVP_EncryptInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, void *impl,
-                           const unsigned char *key, const unsigned char *iv) nogil
-    int EVP_EncryptUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl,
-                          const unsigned char *inp, int inl) nogil
-    int EVP_EncryptFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl) nogil
-    int EVP_CIPHER_CTX_ctrl(EVP_CIPHER_CTX *ctx, int type, int arg, void *ptr) nogil
-    int EVP_CIPHER_CTX_set_padding(EVP_CIPHER_CTX *ctx, int pad)
-    enum: EVP_CTRL_AEAD_GET_TAG
+from fastpath.hy2.quic.packet_protection cimport (
+    EVP_CIPHER_CTX_ctrl, EVP_CTRL_AEAD_GET_TAG, EVP_EncryptFinal_ex, EVP_EncryptInit_ex,
+    EVP_EncryptUpdate, PacketKey, SAMPLE_SIZE, TAG_SIZE, frame_type_bits, packet_key_free,
+    packet_key_init, packet_key_mask, packet_key_nonce, put_varint as _put_varint)
+from fastpath.hy2.wire.varint cimport varint_size as _varint_size
 
 
 cdef enum:
-    TAG_SIZE = 16
-    SAMPLE_SIZE = 16
     PN_MAX_SIZE = 4          # RFC 9000 section 17.1: packet numbers take 1 to 4 bytes
     PN_SEND_SIZE = 2         # we always send 2 (as aioquic does)
     NEW_DATAGRAM_BELOW = 128  # start a new datagram when less room than this is left
@@ -79,14 +60,8 @@ cdef list _NO_ARGS = []
 # sets themselves for the rare larger types.
 cdef object _NON_ACK_ELICITING = _qp.NON_ACK_ELICITING_FRAME_TYPES
 cdef object _NON_IN_FLIGHT = _qp.NON_IN_FLIGHT_FRAME_TYPES
-cdef uint64_t _non_ack_eliciting_bits = 0
-cdef uint64_t _non_in_flight_bits = 0
-for _t in _NON_ACK_ELICITING:
-    if int(_t) < 64:
-        _non_ack_eliciting_bits |= (<uint64_t>1) << int(_t)
-for _t in _NON_IN_FLIGHT:
-    if int(_t) < 64:
-        _non_in_flight_bits |= (<uint64_t>1) << int(_t)
+cdef uint64_t _non_ack_eliciting_bits = frame_type_bits(_NON_ACK_ELICITING)
+cdef uint64_t _non_in_flight_bits = frame_type_bits(_NON_IN_FLIGHT)
 cdef uint64_t _CRYPTO = int(_qp.QuicFrameType.CRYPTO)
 cdef uint64_t _PATH_CHALLENGE = int(_qp.QuicFrameType.PATH_CHALLENGE)
 cdef uint64_t _PATH_RESPONSE = int(_qp.QuicFrameType.PATH_RESPONSE)
@@ -110,63 +85,14 @@ cdef class _SendKeys:
     """OpenSSL contexts for one sending key: the AEAD (RFC 9001 5.3) and the header protection
     (5.4).  ``aead_ref``/``hp_ref`` are the aioquic objects they were made for, so a changed
     object (new keys, or a key update, which replaces only the AEAD) is noticed."""
-    cdef EVP_CIPHER_CTX *aead_ctx
-    cdef EVP_CIPHER_CTX *hp_ctx
-    cdef uint8_t iv[12]
-    cdef bint hp_chacha
+    cdef PacketKey k
     cdef object aead_ref
     cdef object hp_ref
     cdef bytes hp_key
-    cdef object hp_name
     cdef object py_hp   # aioquic's own header protection, when ours could not match it
 
     def __dealloc__(self):
-        if self.aead_ctx != NULL:
-            EVP_CIPHER_CTX_free(self.aead_ctx)
-        if self.hp_ctx != NULL:
-            EVP_CIPHER_CTX_free(self.hp_ctx)
-
-    cdef int _init(self, object hp_name, bytes hp_key, object aead_name, bytes key,
-                   bytes iv) except -1:
-        cdef const EVP_CIPHER *aead_cipher
-        cdef const EVP_CIPHER *hp_cipher
-        if aead_name == b"aes-128-gcm":
-            aead_cipher = EVP_aes_128_gcm()
-        elif aead_name == b"aes-256-gcm":
-            aead_cipher = EVP_aes_256_gcm()
-        elif aead_name == b"chacha20-poly1305":
-            aead_cipher = EVP_chacha20_poly1305()
-        else:
-            raise ValueError(f"unknown AEAD {aead_name!r}")
-        if hp_name == b"aes-128-ecb":
-            hp_cipher = EVP_aes_128_ecb()
-        elif hp_name == b"aes-256-ecb":
-            hp_cipher = EVP_aes_256_ecb()
-        elif hp_name == b"chacha20":
-            hp_cipher = EVP_chacha20()
-        else:
-            raise ValueError(f"unknown header protection {hp_name!r}")
-        if len(iv) != 12:
-            raise ValueError("AEAD IV must be 12 bytes")
-        memcpy(self.iv, PyBytes_AS_STRING(iv), 12)
-        self.aead_ctx = EVP_CIPHER_CTX_new()
-        self.hp_ctx = EVP_CIPHER_CTX_new()
-        if self.aead_ctx == NULL or self.hp_ctx == NULL:
-            raise MemoryError()
-        if EVP_EncryptInit_ex(self.aead_ctx, aead_cipher, NULL,
-                              <const unsigned char *>PyBytes_AS_STRING(key), NULL) != 1:
-            raise ValueError("AEAD key setup failed")
-        self.hp_chacha = hp_name == b"chacha20"
-        cdef uint8_t zero_iv[16]
-        memset(zero_iv, 0, 16)
-        if EVP_EncryptInit_ex(self.hp_ctx, hp_cipher, NULL,
-                              <const unsigned char *>PyBytes_AS_STRING(hp_key),
-                              zero_iv if self.hp_chacha else NULL) != 1:
-            raise ValueError("header protection key setup failed")
-        EVP_CIPHER_CTX_set_padding(self.hp_ctx, 0)
-        self.hp_key = hp_key
-        self.hp_name = hp_name
-        return 0
+        packet_key_free(&self.k)
 
     cdef int seal(self, uint8_t *packet, Py_ssize_t header_size, Py_ssize_t payload_size,
                   uint64_t packet_number) except -1:
@@ -178,15 +104,14 @@ cdef class _SendKeys:
         cdef int outl = 0, i
         cdef int pn_length, pn_offset
         cdef uint8_t *payload = packet + header_size
-        memcpy(nonce, self.iv, 12)
-        for i in range(8):
-            nonce[11 - i] ^= <uint8_t>(packet_number >> (8 * i))
-        if (EVP_EncryptInit_ex(self.aead_ctx, NULL, NULL, NULL, nonce) != 1
-                or EVP_EncryptUpdate(self.aead_ctx, NULL, &outl, packet, <int>header_size) != 1
-                or EVP_EncryptUpdate(self.aead_ctx, payload, &outl, payload,
+        packet_key_nonce(&self.k, packet_number, nonce)
+        if (EVP_EncryptInit_ex(self.k.aead_ctx, NULL, NULL, NULL, nonce) != 1
+                or EVP_EncryptUpdate(self.k.aead_ctx, NULL, &outl, packet,
+                                     <int>header_size) != 1
+                or EVP_EncryptUpdate(self.k.aead_ctx, payload, &outl, payload,
                                      <int>payload_size) != 1
-                or EVP_EncryptFinal_ex(self.aead_ctx, scratch, &outl) != 1
-                or EVP_CIPHER_CTX_ctrl(self.aead_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE,
+                or EVP_EncryptFinal_ex(self.k.aead_ctx, scratch, &outl) != 1
+                or EVP_CIPHER_CTX_ctrl(self.k.aead_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE,
                                        payload + payload_size) != 1):
             raise RuntimeError("AEAD encryption failed")
         pn_length = (packet[0] & 0x03) + 1
@@ -205,14 +130,7 @@ cdef class _SendKeys:
         return 0
 
     cdef int mask(self, const uint8_t *sample, uint8_t *out) except -1:
-        cdef int outl = 0
-        cdef uint8_t zeros[5]
-        if self.hp_chacha:
-            memset(zeros, 0, 5)
-            if (EVP_EncryptInit_ex(self.hp_ctx, NULL, NULL, NULL, sample) != 1
-                    or EVP_EncryptUpdate(self.hp_ctx, out, &outl, zeros, 5) != 1):
-                raise RuntimeError("header protection failed")
-        elif EVP_EncryptUpdate(self.hp_ctx, out, &outl, sample, SAMPLE_SIZE) != 1:
+        if packet_key_mask(&self.k, sample, out) != 0:
             raise RuntimeError("header protection failed")
         return 0
 
@@ -248,15 +166,9 @@ cdef _SendKeys _send_keys(object context):
         return keys
     if aead is None:
         raise AssertionError("Encryption key is not available")
-    hp_name, aead_name = CIPHER_SUITES[context.cipher_suite]
-    key, iv, hp_key = derive_key_iv_hp(cipher_suite=context.cipher_suite,
-                                       secret=context.secret, version=context.version)
     same_hp = keys is not None and keys.hp_ref is hp
-    if same_hp:
-        # A key update replaces the packet protection keys only (RFC 9001 section 6).
-        hp_key = keys.hp_key
-    fresh = _SendKeys()
-    fresh._init(hp_name, hp_key, aead_name, key, iv)
+    cdef _SendKeys fresh = _SendKeys()
+    fresh.hp_key = packet_key_init(&fresh.k, context, keys.hp_key if same_hp else None, False)
     if same_hp:
         fresh.py_hp = keys.py_hp
     else:
@@ -289,25 +201,6 @@ cdef object _sent_packet(object epoch, bint in_flight, bint ack_eliciting, bint 
     d["delivery_handlers"] = handlers
     d["quic_logger_frames"] = frames
     return packet
-
-
-cdef inline int _varint_size(uint64_t value):
-    if value <= 0x3F:
-        return 1
-    if value <= 0x3FFF:
-        return 2
-    if value <= 0x3FFFFFFF:
-        return 4
-    return 8
-
-
-cdef inline uint8_t *_put_varint(uint8_t *p, uint64_t value):
-    cdef int n = _varint_size(value), i
-    cdef uint8_t prefix = 0x00 if n == 1 else 0x40 if n == 2 else 0x80 if n == 4 else 0xC0
-    for i in range(n):
-        p[i] = <uint8_t>(value >> (8 * (n - 1 - i)))
-    p[0] |= prefix
-    return p + n
 
 
 cdef class QuicPacketBuilder:
@@ -383,6 +276,9 @@ cdef class QuicPacketBuilder:
     # -- building ------------------------------------------------------------------------------
     def flush(self):
         """Ends the packet and the datagram being built; returns (datagrams, sent packets)."""
+        return self.take_flush()
+
+    cdef tuple take_flush(self):
         if self._packet_type is not None:
             self._end_packet()
         self._flush_current_datagram()

@@ -4,7 +4,6 @@ The names here are the module's public names (tests/test_stubs.py checks them).
 """
 from typing import Any
 
-CIPHER_SUITES: dict
 NON_ACK_ELICITING_FRAME_TYPES: frozenset
 class PacketNumberWindow:
     def __init__(self, *args, **kwargs) -> None: ...

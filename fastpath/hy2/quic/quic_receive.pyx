@@ -28,7 +28,6 @@ from libc.string cimport memcpy, memcmp, memset
 
 from aioquic.buffer import Buffer, BufferReadError
 from aioquic.quic import connection as _connection
-from aioquic.quic.crypto import CIPHER_SUITES, derive_key_iv_hp
 from aioquic.quic.packet import NON_ACK_ELICITING_FRAME_TYPES, QuicErrorCode, QuicFrameType
 from aioquic.quic.events import DatagramFrameReceived, StreamDataReceived
 from aioquic.quic.stream import StreamFinishedError
@@ -39,31 +38,10 @@ from fastpath.hy2.quic.stateless_reset import MIN_RESET_SIZE as _RESET_MIN
 from fastpath.hy2.quic.relay_pump cimport RelayPump
 
 
-cdef extern from "openssl/evp.h":
-    ctypedef struct EVP_CIPHER_CTX:
-        pass
-    ctypedef struct EVP_CIPHER:
-        pass
-    EVP_CIPHER_CTX *EVP_CIPHER_CTX_new()
-    void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx)
-    const EVP_CIPHER *EVP_aes_128_gcm()
-    const EVP_CIPHER *EVP_aes_256_gcm()
-    const EVP_CIPHER *EVP_chacha20_poly1305()
-    const EVP_CIPHER *EVP_aes_128_ecb()
-    const EVP_CIPHER *EVP_aes_256_ecb()
-    const EVP_CIPHER *EVP_chacha20()
-    int EVP_EncryptInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, void *impl,
-                           const unsigned char *key, const unsigned char *iv)
-    int EVP_EncryptUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl,
-                          const unsigned char *inp, int inl)
-    int EVP_DecryptInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, void *impl,
-                           const unsigned char *key, const unsigned char *iv)
-    int EVP_DecryptUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl,
-                          const unsigned char *inp, int inl)
-    int EVP_DecryptFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl)
-    int EVP_CIPHER_CTX_ctrl(EVP_CIPHER_CTX *ctx, int type, int arg, void *ptr)
-    int EVP_CIPHER_CTX_set_padding(EVP_CIPHER_CTX *ctx, int pad)
-    enum: EVP_CTRL_AEAD_SET_TAG
+from fastpath.hy2.quic.packet_protection cimport (
+    EVP_CIPHER_CTX_ctrl, EVP_CTRL_AEAD_SET_TAG, EVP_DecryptFinal_ex, EVP_DecryptInit_ex,
+    EVP_DecryptUpdate, PacketKey, SAMPLE_SIZE, TAG_SIZE, frame_type_bits, packet_key_free,
+    packet_key_init, packet_key_mask, packet_key_nonce, read_varint as _peek_varint)
 
 
 cdef extern from *:
@@ -77,8 +55,6 @@ cdef extern from *:
 
 
 cdef enum:
-    TAG_SIZE = 16
-    SAMPLE_SIZE = 16
     MAX_CID = 20
     MAX_ACK_RANGES = 64      # aioquic.quic.recovery.MAX_ACK_RANGES, checked by the seam test
 
@@ -97,10 +73,7 @@ cdef object _PROTOCOL_VIOLATION = QuicErrorCode.PROTOCOL_VIOLATION
 cdef object _PADDING = QuicFrameType.PADDING
 cdef object _ack_handler = quic_recovery.handle_ack_frame
 cdef object _NON_ACK_ELICITING = NON_ACK_ELICITING_FRAME_TYPES
-cdef uint64_t _non_ack_eliciting_bits = 0
-for _t in NON_ACK_ELICITING_FRAME_TYPES:
-    if int(_t) < 64:
-        _non_ack_eliciting_bits |= (<uint64_t>1) << int(_t)
+cdef uint64_t _non_ack_eliciting_bits = frame_type_bits(NON_ACK_ELICITING_FRAME_TYPES)
 
 # datagrams taken here / handed to aioquic (C counters: no dict update per datagram)
 cdef uint64_t _fast_count = 0, _fallback_count = 0
@@ -128,93 +101,33 @@ cdef class _RecvKeys:
     ``hp_ref`` are the aioquic objects they were made for.  ``usable`` is False when ours could
     not match aioquic's header protection (keys first seen after a key update): then every
     packet goes to aioquic."""
-    cdef EVP_CIPHER_CTX *aead_ctx
-    cdef EVP_CIPHER_CTX *hp_ctx
-    cdef uint8_t iv[12]
-    cdef bint hp_chacha
+    cdef PacketKey k
     cdef bint usable
     cdef object aead_ref
     cdef object hp_ref
     cdef bytes hp_key
 
     def __dealloc__(self):
-        if self.aead_ctx != NULL:
-            EVP_CIPHER_CTX_free(self.aead_ctx)
-        if self.hp_ctx != NULL:
-            EVP_CIPHER_CTX_free(self.hp_ctx)
+        packet_key_free(&self.k)
 
-    cdef int _init(self, object hp_name, bytes hp_key, object aead_name, bytes key,
-                   bytes iv) except -1:
-        cdef const EVP_CIPHER *aead_cipher
-        cdef const EVP_CIPHER *hp_cipher
-        cdef uint8_t zero_iv[16]
-        if aead_name == b"aes-128-gcm":
-            aead_cipher = EVP_aes_128_gcm()
-        elif aead_name == b"aes-256-gcm":
-            aead_cipher = EVP_aes_256_gcm()
-        elif aead_name == b"chacha20-poly1305":
-            aead_cipher = EVP_chacha20_poly1305()
-        else:
-            raise ValueError(f"unknown AEAD {aead_name!r}")
-        if hp_name == b"aes-128-ecb":
-            hp_cipher = EVP_aes_128_ecb()
-        elif hp_name == b"aes-256-ecb":
-            hp_cipher = EVP_aes_256_ecb()
-        elif hp_name == b"chacha20":
-            hp_cipher = EVP_chacha20()
-        else:
-            raise ValueError(f"unknown header protection {hp_name!r}")
-        if len(iv) != 12:
-            raise ValueError("AEAD IV must be 12 bytes")
-        memcpy(self.iv, PyBytes_AS_STRING(iv), 12)
-        self.aead_ctx = EVP_CIPHER_CTX_new()
-        self.hp_ctx = EVP_CIPHER_CTX_new()
-        if self.aead_ctx == NULL or self.hp_ctx == NULL:
-            raise MemoryError()
-        if EVP_DecryptInit_ex(self.aead_ctx, aead_cipher, NULL,
-                              <const unsigned char *>PyBytes_AS_STRING(key), NULL) != 1:
-            raise ValueError("AEAD key setup failed")
-        self.hp_chacha = hp_name == b"chacha20"
-        memset(zero_iv, 0, 16)
-        if EVP_EncryptInit_ex(self.hp_ctx, hp_cipher, NULL,
-                              <const unsigned char *>PyBytes_AS_STRING(hp_key),
-                              zero_iv if self.hp_chacha else NULL) != 1:
-            raise ValueError("header protection key setup failed")
-        EVP_CIPHER_CTX_set_padding(self.hp_ctx, 0)
-        self.hp_key = hp_key
-        self.usable = True
-        return 0
-
-    cdef int mask(self, const uint8_t *sample, uint8_t *out):
+    cdef inline int mask(self, const uint8_t *sample, uint8_t *out):
         """The header protection mask for ``sample`` (16 bytes out, 5 used); 0 on success."""
-        cdef int outl = 0
-        cdef uint8_t zeros[5]
-        if self.hp_chacha:
-            memset(zeros, 0, 5)
-            if (EVP_EncryptInit_ex(self.hp_ctx, NULL, NULL, NULL, sample) != 1
-                    or EVP_EncryptUpdate(self.hp_ctx, out, &outl, zeros, 5) != 1):
-                return -1
-            return 0
-        if EVP_EncryptUpdate(self.hp_ctx, out, &outl, sample, SAMPLE_SIZE) != 1:
-            return -1
-        return 0
+        return packet_key_mask(&self.k, sample, out)
 
     cdef int open(self, const uint8_t *header, int header_len, const uint8_t *payload,
                   int payload_len, uint64_t pn, uint8_t *out):
         """Opens ``payload`` (ciphertext then the 16-byte tag) into ``out``; 0 when the tag
         verifies."""
         cdef uint8_t nonce[12]
-        cdef int outl = 0, i
+        cdef int outl = 0
         cdef int clen = payload_len - TAG_SIZE
-        memcpy(nonce, self.iv, 12)
-        for i in range(8):
-            nonce[11 - i] ^= <uint8_t>(pn >> (8 * i))
-        if (EVP_DecryptInit_ex(self.aead_ctx, NULL, NULL, NULL, nonce) != 1
-                or EVP_DecryptUpdate(self.aead_ctx, NULL, &outl, header, header_len) != 1
-                or EVP_DecryptUpdate(self.aead_ctx, out, &outl, payload, clen) != 1
-                or EVP_CIPHER_CTX_ctrl(self.aead_ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE,
+        packet_key_nonce(&self.k, pn, nonce)
+        if (EVP_DecryptInit_ex(self.k.aead_ctx, NULL, NULL, NULL, nonce) != 1
+                or EVP_DecryptUpdate(self.k.aead_ctx, NULL, &outl, header, header_len) != 1
+                or EVP_DecryptUpdate(self.k.aead_ctx, out, &outl, payload, clen) != 1
+                or EVP_CIPHER_CTX_ctrl(self.k.aead_ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE,
                                        <void *>(payload + clen)) != 1
-                or EVP_DecryptFinal_ex(self.aead_ctx, out + clen, &outl) != 1):
+                or EVP_DecryptFinal_ex(self.k.aead_ctx, out + clen, &outl) != 1):
             return -1
         return 0
 
@@ -243,14 +156,10 @@ cdef _RecvKeys _recv_keys(object context):
     cdef _RecvKeys keys = getattr(context, "_fastpath_recv_keys", None)
     if keys is not None and keys.aead_ref is aead and keys.hp_ref is hp:
         return keys
-    hp_name, aead_name = CIPHER_SUITES[context.cipher_suite]
-    key, iv, hp_key = derive_key_iv_hp(cipher_suite=context.cipher_suite,
-                                       secret=context.secret, version=context.version)
     same_hp = keys is not None and keys.hp_ref is hp
-    if same_hp:
-        hp_key = keys.hp_key           # a key update keeps the header protection key
-    fresh = _RecvKeys()
-    fresh._init(hp_name, hp_key, aead_name, key, iv)
+    cdef _RecvKeys fresh = _RecvKeys()
+    fresh.hp_key = packet_key_init(&fresh.k, context, keys.hp_key if same_hp else None, True)
+    fresh.usable = True
     if same_hp:
         fresh.usable = keys.usable
     else:
@@ -659,23 +568,6 @@ def open_packet(conn, data):
 def decode_packet_number(truncated, bits, expected):
     """The fast path's packet number decoding (for tests against aioquic's)."""
     return _decode_pn(truncated, bits, expected)
-
-
-cdef inline int _peek_varint(const uint8_t **p, const uint8_t *end, uint64_t *out):
-    cdef const uint8_t *q = p[0]
-    cdef int n, i
-    cdef uint64_t v
-    if q >= end:
-        return -1
-    n = 1 << (q[0] >> 6)
-    if q + n > end:
-        return -1
-    v = q[0] & 0x3F
-    for i in range(1, n):
-        v = (v << 8) | q[i]
-    out[0] = v
-    p[0] = q + n
-    return 0
 
 
 cdef bint _stream_frame_in_order(object self, uint64_t ftype, fp_rx_buf *m) except -1:

@@ -34,6 +34,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memmove
 
 from fastpath.hy2.quic.quic_cc cimport Controller, Pacer, CC_BRUTAL
+from fastpath.hy2.quic.packet_protection cimport read_varint as _varint
 
 from aioquic.buffer import BufferReadError
 from aioquic.quic.packet_builder import QuicDeliveryState
@@ -602,23 +603,6 @@ cdef enum:
     ACK_OK = 0
     ACK_TRUNCATED = 1
     ACK_NEGATIVE = 2
-
-
-cdef inline int _varint(const uint8_t **p, const uint8_t *end, uint64_t *out):
-    cdef const uint8_t *q = p[0]
-    cdef int n, i
-    cdef uint64_t v
-    if q >= end:
-        return -1
-    n = 1 << (q[0] >> 6)
-    if q + n > end:
-        return -1
-    v = q[0] & 0x3F
-    for i in range(1, n):
-        v = (v << 8) | q[i]
-    out[0] = v
-    p[0] = q + n
-    return 0
 
 
 cdef int parse_ack(const uint8_t **p, const uint8_t *end, QuicPacketRecovery into,

@@ -39,7 +39,9 @@ from aioquic.quic.rangeset import RangeSet
 from aioquic.tls import Epoch
 
 from fastpath.hy2.quic.quic_builder cimport QuicPacketBuilder
+from fastpath.hy2.quic.packet_protection cimport put_varint as _put_varint
 from fastpath.hy2.quic.stream_send cimport StreamSendBuffer
+from fastpath.hy2.wire.varint cimport varint_size as _varint_size
 
 cdef object _aioquic_write_application = QuicConnection._write_application
 cdef object _aioquic_flush_builder = QuicConnection._flush_builder
@@ -75,25 +77,6 @@ cdef public long long fp_send_fallbacks = 0
 def counters():
     """(packets built here, write calls handed to aioquic) since the process started."""
     return fp_send_fast_packets, fp_send_fallbacks
-
-
-cdef inline int _varint_size(uint64_t value) noexcept:
-    if value <= 0x3F:
-        return 1
-    if value <= 0x3FFF:
-        return 2
-    if value <= 0x3FFFFFFF:
-        return 4
-    return 8
-
-
-cdef inline uint8_t *_put_varint(uint8_t *p, uint64_t value) noexcept:
-    cdef int n = _varint_size(value), i
-    cdef uint8_t prefix = 0x00 if n == 1 else 0x40 if n == 2 else 0x80 if n == 4 else 0xC0
-    for i in range(n):
-        p[i] = <uint8_t>(value >> (8 * (n - 1 - i)))
-    p[0] |= prefix
-    return p + n
 
 
 cdef Py_ssize_t write_ack_ranges(QuicPacketBuilder builder, list ranges, uint64_t delay,
@@ -404,13 +387,7 @@ def flush_builder(conn, builder, network_path, peer_cid, double now):
     if type(builder) is not QuicPacketBuilder or conn._quic_logger is not None:
         return _aioquic_flush_builder(conn, builder, network_path, peer_cid, now)
     b = <QuicPacketBuilder>builder
-    if b._packet_type is not None:
-        b._end_packet()
-    b._flush_current_datagram()
-    datagrams = b._datagrams
-    packets = b._packets
-    b._datagrams = []
-    b._packets = []
+    datagrams, packets = b.take_flush()
     if datagrams:
         conn._packet_number = b._packet_number
         on_packet_sent = conn._loss.on_packet_sent

@@ -29,6 +29,9 @@ from libc.string cimport memcpy, memmove
 from aioquic.quic.packet import QuicResetStreamFrame, QuicStreamFrame
 from aioquic.quic.packet_builder import QuicDeliveryState
 
+from fastpath.hy2.quic.packet_protection cimport put_varint as _put_varint
+from fastpath.hy2.wire.varint cimport varint_size as _varint_size
+
 cdef object _ACKED = QuicDeliveryState.ACKED
 
 cdef enum:
@@ -124,25 +127,6 @@ cdef int _ranges_sub(fp_ranges *r, int64_t start, int64_t stop) except -1:
         v[2 * i] = stop
         v[2 * i + 1] = right_stop
     return 0
-
-
-cdef inline int _varint_size(uint64_t value) noexcept:
-    if value <= 0x3F:
-        return 1
-    if value <= 0x3FFF:
-        return 2
-    if value <= 0x3FFFFFFF:
-        return 4
-    return 8
-
-
-cdef inline uint8_t *_put_varint(uint8_t *p, uint64_t value) noexcept:
-    cdef int n = _varint_size(value), i
-    cdef uint8_t prefix = 0x00 if n == 1 else 0x40 if n == 2 else 0x80 if n == 4 else 0xC0
-    for i in range(n):
-        p[i] = <uint8_t>(value >> (8 * (n - 1 - i)))
-    p[0] |= prefix
-    return p + n
 
 
 cdef class StreamSendBuffer:
