@@ -1,4 +1,5 @@
-"""How often ``fastpath client`` acknowledges a download, as the server sees it (issue 12).
+"""How often ``fastpath client`` acknowledges a download, as the server sees it (issue 12), and
+the settings that choose the rule.
 
 A real ``fastpath client`` process downloads through a TCP forward from a server in this
 process, which counts the ACK frames it receives and the packets they newly acknowledge (its
@@ -92,3 +93,22 @@ def test_the_client_acknowledges_a_download_every_few_packets(tmp_path, tls_file
     print(f"packets per ACK: eager {eager:.1f}, aioquic rule {lazy:.1f}")
     assert eager <= 20, (eager_acks, eager_packets)
     assert lazy >= 2 * eager, (eager, lazy)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("FASTPATH_QUIC_EAGER_ACK", "sometimes", "FASTPATH_QUIC_EAGER_ACK must be one of all, client, none"),
+    ("FASTPATH_QUIC_ACK_SPLIT", "-1", "FASTPATH_QUIC_ACK_SPLIT must be 0 or more"),
+])
+def test_a_bad_ack_setting_is_a_clear_error(name, value, message):
+    out = subprocess.run([sys.executable, "-c", "import fastpath.hy2.quic.quic_connection"],
+                         env=dict(os.environ, **{name: value}), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0
+    assert message in out.stderr
+
+
+def test_which_side_acknowledges_eagerly():
+    from fastpath.hy2.quic.quic_connection import eager_ack_for
+    assert [eager_ack_for(c, "all") for c in (True, False)] == [True, True]
+    assert [eager_ack_for(c, "client") for c in (True, False)] == [True, False]
+    assert [eager_ack_for(c, "none") for c in (True, False)] == [False, False]
