@@ -4,10 +4,10 @@ the settings that choose the rule.
 A real ``fastpath client`` process downloads through a TCP forward from a server in this
 process, which counts the ACK frames it receives and the packets they newly acknowledge (its
 compiled recovery's ``acks_received`` / ``packets_acked``).  aioquic's rule (one ACK 1 ms after
-the first ack-eliciting packet since the last) gave the server one ACK per 40-110 packets and
+the first ack-eliciting packet since the last) gave the server one ACK per 40-80 packets and
 made it send in bursts; the client now acknowledges as quic-go does (at once on the second
-ack-eliciting packet, that is once per receive batch of two or more, and on reordering), so
-the server must see an ACK for every few packets.  ``FASTPATH_QUIC_EAGER_ACK=none`` (aioquic's
+ack-eliciting packet and on reordering, and every 16 datagrams of a large receive batch), so
+the server must see an ACK for every 20 packets or fewer.  ``FASTPATH_QUIC_EAGER_ACK=none`` (aioquic's
 rule in the client) is run beside it and must be the sparse one, so the measure itself is
 shown to tell the two apart.
 """
