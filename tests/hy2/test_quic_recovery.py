@@ -464,6 +464,23 @@ def test_recovery_switches_to_brutal_and_paces_at_its_rate():
     assert rec._pacer.next_send_time(now) == pytest.approx(now + 0.001)
 
 
+def test_a_rate_above_one_packet_per_microsecond_still_sends_bursts():
+    """Above mds bytes per microsecond the packet time stays at its 1 us floor; the bucket
+    must still hold a burst of packets of that time (it held less than one, and each
+    wake-up of the loop sent one packet)."""
+    rec = OurRecovery(initial_rtt=0.1, max_datagram_size=1200,
+                      peer_completed_address_validation=True, send_probe=lambda: None)
+    rec.spaces = [QuicPacketSpace(is_application_data=True)]
+    rec.use_brutal(100_000_000_000, 5.0)
+    assert rec._pacer.packet_time == pytest.approx(1e-6)
+    now = 6.0
+    sent = 0
+    while rec._pacer.next_send_time(now) is None and sent < 100:
+        rec._pacer.update_after_send(now)
+        sent += 1
+    assert 2 <= sent <= 16, sent
+
+
 def test_slow_start_ends_when_the_rtt_rises():
     """HyStart++'s delay increase: a round of RTTs 10 ms above the last round's minimum ends
     slow start (ssthresh set) while the window is still growing, for NewReno and CUBIC."""

@@ -30,7 +30,8 @@ from fastpath.hy2.config import (CHROME_MAX_STREAMS_BIDI, CHROME_MAX_STREAMS_UNI
                                  QuicSettings)
 from fastpath.hy2.wire.events import (AuthResult, SendStopped, StreamClosed, TcpData, TcpResponse, Terminated,
                                  UdpReceived)
-from fastpath.hy2.quic.quic_connection import Hy2QuicConnection, QuicGlue, quic_configuration
+from fastpath.hy2.quic.quic_connection import (ACK_SPLIT, Hy2QuicConnection, QuicGlue,
+                                               quic_configuration)
 from fastpath.hy2.quic.relay_pump import RelayPump
 from fastpath.hy2.quic.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
 
@@ -227,6 +228,8 @@ class ClientConnection(QuicGlue):
         self.waiting_writers: set = set()
         self.udp_sessions: dict = {}           # session id -> UdpSession or UdpPeer
         self.terminated = asyncio.Event()
+        # An eager connection's ACKs also go out within a large receive batch (on_batch)
+        self.ack_split = ACK_SPLIT if quic.eager_ack else 0
 
     # -- I/O --------------------------------------------------------------------------------
     def on_batch(self, batch: list) -> None:
@@ -236,7 +239,8 @@ class ClientConnection(QuicGlue):
         # hang until the idle timeout.
         # (the loop is quic_receive.receive_batch, in C)
         if quic_receive.receive_batch(self.quic, batch, now,
-                                      aioquic_seam.peer_reset_token(self.quic)):
+                                      aioquic_seam.peer_reset_token(self.quic),
+                                      self.transmit, self.ack_split):
             log.info("stateless reset from %s: the server no longer knows this connection",
                      self.server_addr[0])
             self._terminated(Terminated(0, "stateless reset"))

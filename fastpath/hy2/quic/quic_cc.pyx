@@ -74,7 +74,15 @@ cdef class Pacer:
             burst = 16 * self._mds
         if burst < 2 * self._mds:
             burst = 2 * self._mds
+        # The bucket holds burst / mds packets of packet_time each.  That is burst / rate unless
+        # packet_time was raised to its 1 us floor: above mds bytes per microsecond (a window
+        # of a few MB at a loopback RTT) burst / rate is shorter than one packet's time, the
+        # bucket never holds a whole packet, and every wake-up of the event loop sent one
+        # packet -- a server in that state spent 25-30 s of CPU per GiB, 1.1 datagrams per
+        # send, one timer per packet (issue 12's "slow mode").
         self.bucket_max = burst / rate
+        if burst / self._mds * self._packet_time > self.bucket_max:
+            self.bucket_max = burst / self._mds * self._packet_time
         if self.bucket_time > self.bucket_max:
             self.bucket_time = self.bucket_max
 

@@ -33,6 +33,33 @@ aioquic_seam.install_receive()   # compiled 1-RTT receive path, unless FASTPATH_
 # FASTPATH_QUIC_PUMPSINK=0: STREAM bytes reach relay pumps through aioquic's events only.
 PUMP_SINK = os.environ.get("FASTPATH_QUIC_PUMPSINK", "1") != "0"
 
+# Which connections acknowledge as quic-go does (Hy2QuicConnection.eager_ack): "all" (the
+# default: the server's and the client's), "client" (fastpath client and the node's exit
+# peers only) or "none" (aioquic's delayed ACKs everywhere); the last two for same-run
+# comparisons.  The server's too, because in the same runs (bench/RESULTS.md, issue 12) an
+# eager server took the official client's upload from 97-108 to 124 MB/s, and no figure got
+# worse.
+EAGER_ACK_CHOICES = ("all", "client", "none")
+EAGER_ACK = os.environ.get("FASTPATH_QUIC_EAGER_ACK", "all")
+if EAGER_ACK not in EAGER_ACK_CHOICES:
+    raise ValueError(f"FASTPATH_QUIC_EAGER_ACK must be one of {', '.join(EAGER_ACK_CHOICES)}; "
+                     f"got {EAGER_ACK!r}")
+
+
+# An eager receiver that reads its datagrams in batches (the client's recvmmsg/GRO loop,
+# quic_receive.receive_batch) sends the ACK due after every this many datagrams of a batch,
+# not only at its end; FASTPATH_QUIC_ACK_SPLIT=0: once per batch.
+ACK_SPLIT = int(os.environ.get("FASTPATH_QUIC_ACK_SPLIT", "16"))
+if ACK_SPLIT < 0:
+    raise ValueError(f"FASTPATH_QUIC_ACK_SPLIT must be 0 or more; got {ACK_SPLIT}")
+
+
+def eager_ack_for(is_client: bool, choice: str | None = None) -> bool:
+    """Whether a connection of this side acknowledges eagerly under ``choice`` (default: the
+    FASTPATH_QUIC_EAGER_ACK setting)."""
+    choice = choice or EAGER_ACK
+    return choice == "all" or (choice == "client" and is_client)
+
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, 2-byte packet number, 16-byte
 # AEAD tag, frame type and a 2-byte length (the connection ID is added per connection).
 DATAGRAM_OVERHEAD = 1 + 2 + 16 + 1 + 2
@@ -64,6 +91,14 @@ class Hy2QuicConnection(QuicConnection):
     # The glue's {stream id: RelayPump}: the compiled receive path hands a pump the bytes of
     # an in-order STREAM frame itself, without aioquic's event (fastpath.hy2.quic.quic_receive).
     stream_pumps = None
+    # Acknowledge at once on the second ack-eliciting packet since the last ACK and on a
+    # packet out of order, as quic-go does, instead of aioquic's 1 ms delay after the first
+    # (the compiled receive path reads it once per connection: quic_receive._schedule_ack).
+    # Why: with aioquic's rule our client sent the server one ACK per 46 packets of a
+    # download, 1 ms after the packets (the official client: one per 22, 0.18 ms), and the
+    # server, fed few late ACKs, sent in bursts and spent 2.5x the CPU per byte it spends on
+    # the official client (issue 12).
+    eager_ack = False
 
     def __init__(self, *, configuration: QuicConfiguration, stream_window: int | None = None,
                  max_incoming_streams: int | None = None,
@@ -77,6 +112,7 @@ class Hy2QuicConnection(QuicConnection):
         # a Go client moves to a new ID at once, so its next packets would find no route).
         self.on_host_cids = None
         super().__init__(configuration=configuration, **kwargs)
+        self.eager_ack = eager_ack_for(configuration.is_client)
         if self._reset_key:
             apply_tokens(self._reset_key, self._host_cids)
         if not configuration.is_client:

@@ -17,8 +17,9 @@ stateless resets and key updates keep aioquic's behaviour.
 
 What happens to a packet here is what aioquic does to it (duplicate check, reserved bits, the
 expected packet number, 0-RTT key discard, spin bit, idle timer, ACK queue and ACK timer), in
-the same order; ``tests/hy2/test_quic_receive.py`` runs connections with this path and
-without it and compares their state.  Keys are derived once per key with aioquic's own
+the same order, except when the ACK is due on a connection that acknowledges eagerly
+(``Hy2QuicConnection.eager_ack``, quic-go's rule: ``_schedule_ack``); ``tests/hy2/test_quic_receive.py``
+runs connections with this path and without it and compares their state.  Keys are derived once per key with aioquic's own
 derivation and cached on aioquic's ``CryptoContext``, as the packet builder does for sending.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -289,10 +290,11 @@ cdef PacketNumberWindow _window_of(object space):
 cdef class _ConnRx:
     """What the fast path looks up per datagram, cached per connection: the 1-RTT space and
     crypto pair (aioquic keys those dicts by an Enum whose hash is Python code), the 0-RTT
-    receive context until it is torn down, the local idle timeout, and the space's
-    packet-number window."""
+    receive context until it is torn down, the local idle timeout, the space's
+    packet-number window, and whether the connection acknowledges eagerly (see
+    ``_schedule_ack``)."""
     cdef object spaces, cryptos, space, crypto, zero_rtt_recv
-    cdef bint zero_rtt_done
+    cdef bint zero_rtt_done, eager_ack
     cdef double idle_timeout
     cdef PacketNumberWindow window
 
@@ -312,6 +314,7 @@ cdef _ConnRx _conn_rx(object self):
     rx.zero_rtt_done = False
     rx.idle_timeout = self._configuration.idle_timeout
     rx.window = _window_of(rx.space)
+    rx.eager_ack = getattr(self, "eager_ack", False) is True
     self._fastpath_rx = rx
     return rx
 
@@ -349,7 +352,8 @@ def receive_datagram(self, data, addr, now):
 cdef Py_ssize_t _MIN_RESET_SIZE = _RESET_MIN
 
 
-def receive_batch(self, list batch, double now, reset_token=None):
+def receive_batch(self, list batch, double now, reset_token=None, flush=None,
+                  Py_ssize_t flush_every=0):
     """The client's loop over one received batch of ``(data, addr)`` (``fastpath client``'s
     ``ClientConnection.on_batch``), in C: each datagram to the fast path or to aioquic's
     ``receive_datagram`` as ``receive_datagram`` does (or to the connection's own when the seam
@@ -357,14 +361,29 @@ def receive_batch(self, list batch, double now, reset_token=None):
     short-header datagram that ends in ``reset_token`` (the stateless reset the server gave
     for the connection ID we send to, RFC 9000 section 10.3; aioquic does not look for one).
 
+    With ``flush`` and ``flush_every`` > 0, ``flush()`` (the glue's transmit) is called after
+    every ``flush_every`` datagrams of the batch while an ACK is due in the 1-RTT space, so a
+    large batch (recvmmsg/GRO hand over 30-60 datagrams at data rate) is acknowledged in
+    pieces, as a receiver that reads packet by packet does, not with one ACK at its end.
+
     Why: the Python loop, its bound-method call and the token slice per datagram were a few
     per cent of the client's time during a download."""
     global _fast_count, _fallback_count
     cdef bint fast = getattr(type(self), "receive_datagram", None) is receive_datagram
     cdef bytes token = reset_token if reset_token else None
     cdef Py_ssize_t tn = len(token) if token is not None else 0, n
+    cdef Py_ssize_t since_flush = 0
+    cdef _ConnRx rx
     cdef const uint8_t *p
+    if flush is None:
+        flush_every = 0
     for item in batch:
+        if flush_every and since_flush >= flush_every:
+            since_flush = 0
+            rx = getattr(self, "_fastpath_rx", None)
+            if rx is not None and rx.space.ack_at is not None:
+                flush()
+        since_flush += 1
         data, addr = item
         if tn:
             if type(data) is bytes:
@@ -475,8 +494,10 @@ cdef bint _receive_fast(object self, object data, object addr, double now) excep
     self._ack_eliciting_sent_since_receipt = False
     # (the path is the validated first one and the connection ID the current one: no
     # migration, no promotion)
+    cdef int64_t largest
     if not space.discarded:
-        if <int64_t>pn > space.largest_received_packet:
+        largest = space.largest_received_packet
+        if <int64_t>pn > largest:
             space.largest_received_packet = pn
             space.largest_received_time = now
         ack_queue = space.ack_queue
@@ -484,9 +505,33 @@ cdef bint _receive_fast(object self, object data, object addr, double now) excep
         rx.window.put(<int64_t>pn)
         if len(ack_queue._RangeSet__ranges) > MAX_ACK_RANGES:
             ack_queue.shift()
-        if is_ack_eliciting and space.ack_at is None:
-            space.ack_at = now + self._ack_delay
+        if is_ack_eliciting:
+            _schedule_ack(self, space, rx.eager_ack, <int64_t>pn != largest + 1, now)
     return True
+
+
+cdef inline int _schedule_ack(object self, object space, bint eager, bint out_of_order,
+                              double now) except -1:
+    """When the ACK for an ack-eliciting packet is due (``space.ack_at``; the send path writes
+    it in the next packet built at or after that time and clears it).
+
+    aioquic's rule: ``max_ack_delay`` (its 1 ms ``K_GRANULARITY``) after the first
+    ack-eliciting packet since the last ACK.  With a 1 ms event-loop timer that becomes one
+    ACK per 1-2 ms, 40-110 packets at data rate (issue 12, counted on the server), so the
+    sender sees few, large ACKs: its congestion window opens in steps and it sends in bursts.
+    An eager connection (``Hy2QuicConnection.eager_ack``) acknowledges as quic-go does and RFC
+    9000 section 13.2.2 recommends: at once on the second ack-eliciting packet since the last
+    ACK, and at once on a packet out of order (a gap before it, or older than the largest:
+    section 13.2.1).  "At once" is the end of the receive batch, where the glue transmits, so a
+    batch of two or more packets gets one ACK; a lone in-order packet still waits the delay
+    for a second one."""
+    ack_at = space.ack_at
+    if eager and (out_of_order or ack_at is not None):
+        if ack_at is None or <double>ack_at > now:
+            space.ack_at = now
+    elif ack_at is None:
+        space.ack_at = now + self._ack_delay
+    return 0
 
 
 cdef bint _payload_received(object self, object context, object buf, double now) except -1:

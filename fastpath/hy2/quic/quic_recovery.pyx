@@ -200,6 +200,10 @@ cdef class QuicPacketRecovery:
     cdef public double _rtt_smoothed
     cdef public double _rtt_variance
     cdef public double _time_of_last_sent_ack_eliciting_packet
+    # what the peer's ACKs did: ACK frames handled and packets they newly acknowledged (how
+    # often the peer acknowledges, per packet: issue 12's measure of a receiver's ACK pattern)
+    cdef readonly int64_t acks_received
+    cdef readonly int64_t packets_acked
     # ranges of the ACK being handled: (start, stop) pairs, ascending
     cdef int64_t *_ranges
     cdef Py_ssize_t _ranges_cap
@@ -385,6 +389,7 @@ cdef class QuicPacketRecovery:
         cdef Sent *s
         if largest_acked > log.largest_acked_packet:
             log.largest_acked_packet = largest_acked
+        self.acks_received += 1
         for r in range(n):
             start = self._ranges[2 * r]
             stop = self._ranges[2 * r + 1]
@@ -401,6 +406,7 @@ cdef class QuicPacketRecovery:
                     largest_newly_acked = s.pn
                     largest_sent_time = s.sent_time
                     newly = True
+                    self.packets_acked += 1
                     packet = log._take(i)
                     if packet.delivery_handlers:
                         _call_handlers(packet, _ACKED)
