@@ -36,9 +36,10 @@ PUMP_SINK = os.environ.get("FASTPATH_QUIC_PUMPSINK", "1") != "0"
 # Which connections acknowledge as quic-go does (Hy2QuicConnection.eager_ack): "all" (the
 # default: the server's and the client's), "client" (fastpath client and the node's exit
 # peers only) or "none" (aioquic's delayed ACKs everywhere); the last two for same-run
-# comparisons.  The server's too, because in the same runs (bench/RESULTS.md, issue 12) an
-# eager server took the official client's upload from 97-108 to 124 MB/s, and no figure got
-# worse.
+# comparisons.  The server's too: in the helper's runs an eager server took the official
+# client's upload from 97-108 to 124 MB/s; on a quiet machine (bench/RESULTS.md, end of stop 28)
+# the official client through an eager server moved 0.64x / 0.93x of sing-box down / up against
+# 0.57x / 0.90x for the tree before, five rounds each -- within the rounds' spread, not worse.
 EAGER_ACK_CHOICES = ("all", "client", "none")
 EAGER_ACK = os.environ.get("FASTPATH_QUIC_EAGER_ACK", "all")
 if EAGER_ACK not in EAGER_ACK_CHOICES:
