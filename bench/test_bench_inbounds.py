@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from bench.transfer import timed_read
 from tests.hy2.targets import standard_targets
 from tests.support.node import NodeProcess, free_tcp_port
 
@@ -73,16 +74,7 @@ def _download(local: int, target: int, size: int) -> float:
     assert s.recv(2) == b"\x05\x00"
     s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
     assert s.recv(10)[:2] == b"\x05\x00"
-    start = time.perf_counter()
-    s.sendall(struct.pack(">QQ", size, 1))
-    got = 0
-    buf = bytearray(1 << 20)
-    while got < size:
-        n = s.recv_into(buf)
-        if not n:
-            raise ConnectionError(f"ended after {got} bytes")
-        got += n
-    elapsed = time.perf_counter() - start
+    elapsed = timed_read(s, struct.pack(">QQ", size, 1), size)
     s.close()
     return elapsed
 
