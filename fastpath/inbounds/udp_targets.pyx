@@ -22,12 +22,14 @@ kick and the session's end.  A datagram the kernel will not take now is dropped 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport uint16_t, uint64_t
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcmp, memcpy
 
-from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC, htons, inet_pton,
-                                    iovec, mmsghdr, recvmmsg, sendmmsg, sockaddr_in,
+from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC, iovec,
+                                    ip_sockaddr, mmsg_entry, mmsghdr, recvmmsg, sendmmsg,
                                     sockaddr_in6, sockaddr_storage, sockaddr_text, socklen_t)
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
+
+from fastpath.mesh.paths import split_address
 
 cdef enum:
     TX_MAX = 64                   # datagrams queued before a flush is forced
@@ -48,32 +50,12 @@ cdef sockaddr_storage _rx_addr[RX_MAX]
 
 cdef socklen_t _parse(str address, sockaddr_storage *out):
     """``out`` for an "a.b.c.d:port" / "[v6]:port" text; its length, 0 when it is not an IP
-    literal with a port."""
-    cdef Py_ssize_t colon = address.rfind(":")
-    if colon <= 0:
-        return 0
-    host = address[:colon]
+    literal with a port (a name: the relay resolves it)."""
     try:
-        port = int(address[colon + 1:])
+        host, port = split_address(address)
     except ValueError:
         return 0
-    if not 0 <= port <= 65535:
-        return 0
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    raw = host.encode("ascii", "replace")
-    memset(out, 0, sizeof(sockaddr_storage))
-    cdef sockaddr_in *s4 = <sockaddr_in *>out
-    cdef sockaddr_in6 *s6 = <sockaddr_in6 *>out
-    if inet_pton(AF_INET, raw, &s4.sin_addr) == 1:
-        s4.sin_family = AF_INET
-        s4.sin_port = htons(<uint16_t>port)
-        return sizeof(sockaddr_in)
-    if inet_pton(AF_INET6, raw, &s6.sin6_addr) == 1:
-        s6.sin6_family = AF_INET6
-        s6.sin6_port = htons(<uint16_t>port)
-        return sizeof(sockaddr_in6)
-    return 0
+    return ip_sockaddr(host.encode("ascii", "replace"), <uint16_t>port, out)
 
 
 cdef class UdpTargets:
@@ -163,13 +145,7 @@ cdef class UdpTargets:
         memcpy(&self._tx_addr[i], PyBytes_AS_STRING(packed), n)
         self._tx_iov[i].iov_base = PyBytes_AS_STRING(payload)
         self._tx_iov[i].iov_len = <size_t>size
-        self._tx_msgs[i].msg_hdr.msg_name = &self._tx_addr[i]
-        self._tx_msgs[i].msg_hdr.msg_namelen = n
-        self._tx_msgs[i].msg_hdr.msg_iov = &self._tx_iov[i]
-        self._tx_msgs[i].msg_hdr.msg_iovlen = 1
-        self._tx_msgs[i].msg_hdr.msg_control = NULL
-        self._tx_msgs[i].msg_hdr.msg_controllen = 0
-        self._tx_msgs[i].msg_hdr.msg_flags = 0
+        mmsg_entry(&self._tx_msgs[i], &self._tx_addr[i], n, &self._tx_iov[i])
         self._tx_fd[i] = fd
         self._tx_refs.append(payload)
         self._tx_queued += <uint64_t>size
@@ -239,13 +215,7 @@ cdef class UdpTargets:
         for i in range(RX_MAX):
             _rx_iov[i].iov_base = &_rx_buf[i][0]
             _rx_iov[i].iov_len = RX_SLOT
-            _rx_msgs[i].msg_hdr.msg_name = &_rx_addr[i]
-            _rx_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
-            _rx_msgs[i].msg_hdr.msg_iov = &_rx_iov[i]
-            _rx_msgs[i].msg_hdr.msg_iovlen = 1
-            _rx_msgs[i].msg_hdr.msg_control = NULL
-            _rx_msgs[i].msg_hdr.msg_controllen = 0
-            _rx_msgs[i].msg_hdr.msg_flags = 0
+            mmsg_entry(&_rx_msgs[i], &_rx_addr[i], sizeof(sockaddr_storage), &_rx_iov[i])
         while True:
             n = recvmmsg(fd, _rx_msgs, RX_MAX, MSG_DONTWAIT, NULL)
             if n >= 0:

@@ -22,15 +22,15 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport uint16_t, uint32_t
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcmp, memcpy
 
 from fastpath.hy2.wire.frames cimport UdpWhole, udp_header_put, udp_header_size, udp_whole_message
 from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 from fastpath.hy2.wire.udp_relay import MAX_NAMES, literal_ip
 from fastpath.mesh.paths import split_address
 
-from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, htons, inet_ntop, inet_pton, ntohs,
-                                 recvfrom, sendto, sockaddr, sockaddr_in, sockaddr_in6,
+from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, inet_ntop, ip_sockaddr, ntohs,
+                                 recvfrom, sendto, sockaddr, sockaddr_in6,
                                  sockaddr_storage, sockaddr_text, socklen_t)
 
 cdef enum:
@@ -169,20 +169,7 @@ cdef class UdpPump:
     cdef _Target _remember(self, str address, str ip, int port, int version):
         cdef _Target t = _Target.__new__(_Target)
         cdef int family = AF_INET6 if version == 6 else AF_INET
-        cdef sockaddr_in *v4 = <sockaddr_in *>&t.addr
-        cdef sockaddr_in6 *v6 = <sockaddr_in6 *>&t.addr
-        cdef bytes ip_bytes = ip.encode()
-        memset(&t.addr, 0, sizeof(t.addr))
-        if family == AF_INET:
-            v4.sin_family = AF_INET
-            v4.sin_port = htons(<uint16_t>port)
-            inet_pton(AF_INET, ip_bytes, &v4.sin_addr)
-            t.addr_len = sizeof(sockaddr_in)
-        else:
-            v6.sin6_family = AF_INET6
-            v6.sin6_port = htons(<uint16_t>port)
-            inet_pton(AF_INET6, ip_bytes, &v6.sin6_addr)
-            t.addr_len = sizeof(sockaddr_in6)
+        t.addr_len = ip_sockaddr(ip.encode(), <uint16_t>port, &t.addr)   # ``ip``: a checked literal
         t.fd = self._sock(family).fileno()
         if len(self.targets) >= MAX_TARGETS_C:
             self.targets.clear()

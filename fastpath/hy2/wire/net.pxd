@@ -2,6 +2,7 @@
 # (Hysteria 2 server and client side, the proxy inbounds' UDP): the libc declarations, and "ip:port" text written without Python objects.
 from libc.stdint cimport uint16_t, uint32_t
 from libc.stdio cimport snprintf
+from libc.string cimport memset
 
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
@@ -79,3 +80,32 @@ cdef inline size_t sockaddr_text(const sockaddr_storage *addr, char *out, size_t
                             ntohs((<sockaddr_in6 *>addr).sin6_port), out, cap)
     return ip_port_text(AF_INET, &(<sockaddr_in *>addr).sin_addr,
                         ntohs((<sockaddr_in *>addr).sin_port), out, cap)
+
+
+cdef inline socklen_t ip_sockaddr(const char *ip, uint16_t port, sockaddr_storage *out) noexcept nogil:
+    """Fill ``out`` for an IPv4 or IPv6 literal (no brackets) and a port; its length, 0 when
+    ``ip`` is not an IP literal.  The Hysteria 2 server's UDP pump and the inbounds' UDP
+    target side both turn a checked address into a socket address this way."""
+    cdef sockaddr_in *s4 = <sockaddr_in *>out
+    cdef sockaddr_in6 *s6 = <sockaddr_in6 *>out
+    memset(out, 0, sizeof(sockaddr_storage))
+    if inet_pton(AF_INET, ip, &s4.sin_addr) == 1:
+        s4.sin_family = AF_INET
+        s4.sin_port = htons(port)
+        return sizeof(sockaddr_in)
+    if inet_pton(AF_INET6, ip, &s6.sin6_addr) == 1:
+        s6.sin6_family = AF_INET6
+        s6.sin6_port = htons(port)
+        return sizeof(sockaddr_in6)
+    return 0
+
+
+cdef inline void mmsg_entry(mmsghdr *m, void *name, socklen_t name_len, iovec *iov) noexcept nogil:
+    """One ``sendmmsg``/``recvmmsg`` entry of one buffer, no control data."""
+    m.msg_hdr.msg_name = name
+    m.msg_hdr.msg_namelen = name_len
+    m.msg_hdr.msg_iov = iov
+    m.msg_hdr.msg_iovlen = 1
+    m.msg_hdr.msg_control = NULL
+    m.msg_hdr.msg_controllen = 0
+    m.msg_hdr.msg_flags = 0
