@@ -367,7 +367,10 @@ class Supervisor:
             capped = any(sent[1] for sent in self._budgets_sent.values())
             if not users and not self.over_limit and not capped:
                 return
-            live = segment.segment_totals(self.table)
+            # One read of the user slots gives both the live totals and each shard's part, so
+            # a worker's cap (limit - what the user moved elsewhere) is computed from figures
+            # of the same instant: two reads would let bytes moved between them through.
+            per_shard, live = self._user_slots_by_shard(users)
             over = set()
             # The ledger's rule, as every face displays it.
             ids = list(users)
@@ -377,12 +380,30 @@ class Supervisor:
             for uid, user in users.items():
                 if used[uid] >= user.traffic_limit:
                     over.add(uid)
-            await self._push_budgets(users, used)
+            await self._push_budgets(users, used, per_shard)
             if over != self.over_limit:
                 self.over_limit = over
                 await self.broadcast("over_limit", {"ids": sorted(over)})
 
-    async def _push_budgets(self, users: dict[str, User], used: dict[str, int]) -> None:
+    def _user_slots_by_shard(self, users: dict[str, User]):
+        """``({shard: {user: tx + rx}}, {user: (tx, rx)})`` for the limited users, from one scan
+        of the user slots (the totals summed over shards, as ``segment_totals`` does)."""
+        per_shard: dict[int, dict[str, int]] = {c.shard: {} for c in self.workers}
+        live: dict[str, list[int]] = {}
+        if users:
+            for rec in scan_slots(self.table, kinds=[KIND_USER]):
+                uid = rec["key"]
+                if uid not in users:
+                    continue
+                total = live.setdefault(uid, [0, 0])
+                total[0] += rec["tx"]
+                total[1] += rec["rx"]
+                if rec["shard"] in per_shard:
+                    per_shard[rec["shard"]][uid] = rec["tx"] + rec["rx"]
+        return per_shard, live
+
+    async def _push_budgets(self, users: dict[str, User], used: dict[str, int],
+                            per_shard: dict[int, dict[str, int]]) -> None:
         """Give each worker its users' caps, so the pumps cut a user at the byte where the
         limit is reached instead of one tick later (``ShardWriter.set_budgets``).
 
@@ -390,16 +411,10 @@ class Supervisor:
         worker's shard (carried, other shards, less the reset mark): exact while one worker
         carries the user; with several, each may overshoot by what the others moved since
         this scan.  Sent when it changed, and again to a restarted worker."""
-        per_shard: dict[int, dict[str, int]] = {c.shard: {} for c in self.workers}
-        if users:
-            for rec in scan_slots(self.table, kinds=[KIND_USER]):
-                uid = rec["key"]
-                if uid in users and rec["shard"] in per_shard:
-                    per_shard[rec["shard"]][uid] = rec["tx"] + rec["rx"]
         for child in self.workers:
             if child.link is None:
                 continue
-            here = per_shard[child.shard]
+            here = per_shard.get(child.shard, {})
             # The slot's cap is on its own running total (tx + rx since the segment began),
             # so what the user moved elsewhere less its reset mark may be negative here.
             allow = {uid: max(0, user.traffic_limit - (used[uid] - here.get(uid, 0)))
