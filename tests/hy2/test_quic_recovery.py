@@ -481,6 +481,29 @@ def test_a_rate_above_one_packet_per_microsecond_still_sends_bursts():
     assert 2 <= sent <= 16, sent
 
 
+@pytest.mark.parametrize("bps, burst", [(1_200_000, 16), (12_000_000, 16), (24_000_000, 20),
+                                        (48_000_000, 40), (76_800_000, 64), (1_000_000_000, 64)])
+def test_a_pacer_burst_is_a_millisecond_of_the_rate_between_16_and_64_packets(bps, burst):
+    """The burst a full bucket lets go: about 1 ms of data at the pacing rate (as Linux's TSO
+    autosizing), never under 16 packets (what a slow path always had) nor over 64."""
+    pacer = quic_cc.Pacer(max_datagram_size=1200)
+    pacer.set_pacing(bps, 64 << 20)            # a window far larger than any burst
+    now = 6.0
+    sent = 0
+    while pacer.next_send_time(now) is None and sent < 200:
+        pacer.update_after_send(now)
+        sent += 1
+    assert abs(sent - burst) <= 1, (bps, sent)
+    # a window of 8 packets still bounds the burst to a quarter of it
+    pacer = quic_cc.Pacer(max_datagram_size=1200)
+    pacer.set_pacing(bps, 8 * 1200)
+    sent = 0
+    while pacer.next_send_time(now) is None and sent < 200:
+        pacer.update_after_send(now)
+        sent += 1
+    assert sent <= 3, (bps, sent)
+
+
 def test_slow_start_ends_when_the_rtt_rises():
     """HyStart++'s delay increase: a round of RTTs 10 ms above the last round's minimum ends
     slow start (ssthresh set) while the window is still growing, for NewReno and CUBIC."""
