@@ -14,6 +14,19 @@ cdef extern from *:
         uint8_t *pos
 
 
+cdef class SentPacket:
+    # aioquic's QuicSentPacket record, field for field (the names its connection and recovery
+    # read), as a typed object: the compiled recovery and send path read it per packet.
+    cdef public object epoch
+    cdef public bint in_flight, is_ack_eliciting, is_crypto_packet
+    cdef public int64_t packet_number
+    cdef public object packet_type
+    cdef public object sent_time
+    cdef public Py_ssize_t sent_bytes
+    cdef public list delivery_handlers
+    cdef public object quic_logger_frames
+
+
 cdef class QuicPacketBuilder:
     cdef public object quic_logger_frames
     cdef bint _has_max_flight, _has_max_total

@@ -34,6 +34,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memmove
 
 from fastpath.hy2.quic.quic_cc cimport Controller, Pacer, CC_BRUTAL
+from fastpath.hy2.quic.quic_builder cimport SentPacket
 from fastpath.hy2.quic.packet_protection cimport read_varint as _varint
 
 from aioquic.buffer import BufferReadError
@@ -173,8 +174,16 @@ cdef class SentLog:
         return [self.e[i].pn for i in range(self.head, self.tail) if self.e[i].flags & F_LIVE]
 
 
+cdef inline list _handlers(object packet):
+    """The packet's delivery handlers: a typed read for the compiled builder's records, an
+    attribute lookup for any other (aioquic's builder, tests)."""
+    if type(packet) is SentPacket:
+        return (<SentPacket>packet).delivery_handlers
+    return packet.delivery_handlers
+
+
 cdef inline void _call_handlers(object packet, object state) except *:
-    for handler, args in packet.delivery_handlers:
+    for handler, args in _handlers(packet):
         handler(state, *args)
 
 
@@ -340,15 +349,28 @@ cdef class QuicPacketRecovery:
 
     cdef int register_sent(self, object packet, SentLog log) except -1:
         cdef int flags = 0
-        cdef double sent_time = packet.sent_time
-        cdef int64_t sent_bytes = packet.sent_bytes
-        if packet.in_flight:
-            flags |= F_IN_FLIGHT
-        if packet.is_ack_eliciting:
-            flags |= F_ACK_ELICITING
-        if packet.is_crypto_packet:
-            flags |= F_CRYPTO
-        log._append(packet.packet_number, sent_time, sent_bytes, flags, packet)
+        cdef double sent_time
+        cdef int64_t sent_bytes, pn
+        cdef SentPacket sp
+        if type(packet) is SentPacket:
+            sp = <SentPacket>packet
+            sent_time = sp.sent_time
+            sent_bytes = sp.sent_bytes
+            pn = sp.packet_number
+            flags = ((F_IN_FLIGHT if sp.in_flight else 0)
+                     | (F_ACK_ELICITING if sp.is_ack_eliciting else 0)
+                     | (F_CRYPTO if sp.is_crypto_packet else 0))
+        else:
+            sent_time = packet.sent_time
+            sent_bytes = packet.sent_bytes
+            pn = packet.packet_number
+            if packet.in_flight:
+                flags |= F_IN_FLIGHT
+            if packet.is_ack_eliciting:
+                flags |= F_ACK_ELICITING
+            if packet.is_crypto_packet:
+                flags |= F_CRYPTO
+        log._append(pn, sent_time, sent_bytes, flags, packet)
         if flags & F_IN_FLIGHT:
             if (flags & F_ACK_ELICITING) and (self.handshake_confirmed
                                               or not log.is_application_data):
@@ -408,7 +430,7 @@ cdef class QuicPacketRecovery:
                     newly = True
                     self.packets_acked += 1
                     packet = log._take(i)
-                    if packet.delivery_handlers:
+                    if _handlers(packet):
                         _call_handlers(packet, _ACKED)
                 i += 1
         log._trim()
@@ -522,7 +544,7 @@ cdef class QuicPacketRecovery:
         log._trim()
         # The handlers run once the log is consistent (they may queue new data).
         for packet in taken:
-            if packet.delivery_handlers:
+            if _handlers(packet):
                 _call_handlers(packet, _LOST)
         if count:
             if not congestion_event:
@@ -573,7 +595,7 @@ cdef class QuicPacketRecovery:
             taken.append(log._take(i))
         log._trim()
         for packet in taken:
-            if packet.delivery_handlers:
+            if _handlers(packet):
                 _call_handlers(packet, _LOST)
         if expired:
             self._cc.on_expired(expired)

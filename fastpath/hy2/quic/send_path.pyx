@@ -38,7 +38,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilderStop
 from aioquic.quic.rangeset import RangeSet
 from aioquic.tls import Epoch
 
-from fastpath.hy2.quic.quic_builder cimport QuicPacketBuilder
+from fastpath.hy2.quic.quic_builder cimport QuicPacketBuilder, SentPacket
 from fastpath.hy2.quic.packet_protection cimport put_varint as _put_varint
 from fastpath.hy2.quic.stream_send cimport StreamSendBuffer
 from fastpath.hy2.wire.varint cimport varint_size as _varint_size
@@ -382,6 +382,7 @@ def flush_builder(conn, builder, network_path, peer_cid, double now):
     and returns the datagrams for ``network_path``.  qlog, or aioquic's builder: aioquic's."""
     cdef QuicPacketBuilder b
     cdef list datagrams, packets, ret
+    cdef SentPacket sp
     cdef Py_ssize_t total = 0
     cdef bint sent_handshake = False
     if type(builder) is not QuicPacketBuilder or conn._quic_logger is not None:
@@ -392,14 +393,23 @@ def flush_builder(conn, builder, network_path, peer_cid, double now):
         conn._packet_number = b._packet_number
         on_packet_sent = conn._loss.on_packet_sent
         spaces = conn._spaces
+        one_rtt_space = None
         now_obj = now
-        for packet in packets:
-            packet.sent_time = now_obj
-            epoch = packet.epoch
-            on_packet_sent(packet=packet, space=spaces[epoch])
+        for packet in packets:                  # the compiled builder's SentPacket records
+            sp = <SentPacket?>packet
+            sp.sent_time = now_obj
+            epoch = sp.epoch
+            if epoch is _ONE_RTT:
+                # one lookup per call: an Epoch key hashes through Enum.__hash__ in Python
+                if one_rtt_space is None:
+                    one_rtt_space = spaces[epoch]
+                space = one_rtt_space
+            else:
+                space = spaces[epoch]
+            on_packet_sent(packet=sp, space=space)
             if epoch is _HANDSHAKE:
                 sent_handshake = True
-            if packet.is_ack_eliciting and not conn._ack_eliciting_sent_since_receipt:
+            if sp.is_ack_eliciting and not conn._ack_eliciting_sent_since_receipt:
                 conn._close_at = now + conn._idle_timeout()
                 conn._ack_eliciting_sent_since_receipt = True
         if sent_handshake and conn._is_client:
