@@ -193,14 +193,24 @@ def test_the_connection_goes_to_the_address_that_was_checked():
             a = web.Application()
             a.router.add_get("/", handle)
             return a
-        allowed_runner = web.AppRunner(app("allowed"))
-        await allowed_runner.setup()
-        site = web.TCPSite(allowed_runner, ORIGIN_HOST, 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        refused_runner = web.AppRunner(app("refused"))
-        await refused_runner.setup()
-        await web.TCPSite(refused_runner, "127.0.0.1", port).start()
+        # The same port on both addresses: the port the kernel gave ORIGIN_HOST may be held
+        # on 127.0.0.1 by another socket (a client's ephemeral port), so try a few.
+        for attempt in range(20):
+            allowed_runner = web.AppRunner(app("allowed"))
+            await allowed_runner.setup()
+            site = web.TCPSite(allowed_runner, ORIGIN_HOST, 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]
+            refused_runner = web.AppRunner(app("refused"))
+            await refused_runner.setup()
+            try:
+                await web.TCPSite(refused_runner, "127.0.0.1", port).start()
+                break
+            except OSError:
+                await refused_runner.cleanup()
+                await allowed_runner.cleanup()
+        else:
+            raise AssertionError("no port free on both loopback addresses in 20 tries")
 
         class Rebinding(aiohttp.abc.AbstractResolver):
             """Answers differ from lookup to lookup, the refused address first."""

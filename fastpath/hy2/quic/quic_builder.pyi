@@ -17,4 +17,17 @@ class QuicPacketBuilder:
     def start_frame(self, frame_type, capacity = 1, handler = None, handler_args = ...) -> Any: ...
     def start_packet(self, packet_type, crypto) -> Any: ...
 
+class SentPacket:
+    def __init__(self, *args, **kwargs) -> None: ...
+    delivery_handlers: Any
+    epoch: Any
+    in_flight: Any
+    is_ack_eliciting: Any
+    is_crypto_packet: Any
+    packet_number: Any
+    packet_type: Any
+    quic_logger_frames: Any
+    sent_bytes: Any
+    sent_time: Any
+
 def layout_ok() -> Any: ...
