@@ -163,9 +163,16 @@ cdef class ShardWriter:
     # continuous media stream's writes are not segments (a TS viewer's ``segments_served``
     # stays 0, as on m3u-proxy), so the fan-out ring counts through this, not ``add``.
     cdef inline void add_tx(self, uint32_t slot, uint64_t tx, uint64_t now_ns) noexcept nogil:
+        self.add_tx_run(slot, tx, 0, now_ns)
+
+    # ``packets`` datagrams of ``tx`` bytes in all, sent in one call (a UDP_SEGMENT run).
+    cdef inline void add_tx_run(self, uint32_t slot, uint64_t tx, uint64_t packets,
+                                uint64_t now_ns) noexcept nogil:
         cdef fp_slot *s = &self.slots[slot]
         cdef uint32_t owner
         fp_add_u64(&s.tx, tx)
+        if packets:
+            fp_add_u64(&s.tx_packets, packets)
         fp_store_u64(&s.last_active_ns, now_ns)
         owner = s.conn_slot
         if owner:

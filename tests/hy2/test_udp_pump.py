@@ -178,3 +178,127 @@ def test_datagram_from_client_takes_only_the_common_case(tls_files, tmp_path):
     finally:
         loop.run_until_complete(t.stop())
         loop.close()
+
+
+def _gathered_runs(sizes: list[int]) -> int:
+    """How many segmented sends the pump's rule makes of these message sizes, sent in one
+    batch: a run is one size, at most one shorter datagram at its end, at most
+    ``GSO_MAX_SEGMENTS`` (64) datagrams and 65 000 bytes; a run of one is a plain send."""
+    runs, i = 0, 0
+    while i < len(sizes):
+        seg, used, count = sizes[i], sizes[i], 1
+        i += 1
+        while (i < len(sizes) and sizes[i] <= seg and count < 64 and used + sizes[i] <= 65000):
+            used += sizes[i]
+            count += 1
+            i += 1
+            if sizes[i - 1] < seg:
+                break
+        runs += count > 1
+    return runs
+
+
+class BatchTarget:
+    """A plain UDP socket as the destination (no echo), and the client's session pointed at it
+    so that ``datagram_from_client`` takes the compiled path for its messages."""
+
+    def __init__(self, t):
+        self.t = t
+        self.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rx.bind(("127.0.0.1", 0))
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.rx.settimeout(5)
+        self.address = f"127.0.0.1:{self.rx.getsockname()[1]}"
+
+    async def point(self):
+        assert self.t.udp.send(self.address, b"hello")
+        assert await asyncio.get_running_loop().run_in_executor(None, self.rx.recv, 65535) == b"hello"
+        session = self.t.server_session()
+        return session, {session.session_id: session}
+
+    def send_batch(self, sessions, session_id, payloads):
+        from fastpath.hy2.wire.frames import encode_udp_message
+        messages = [encode_udp_message(session_id, 0, 0, 1, self.address, p) for p in payloads]
+        udp_pump.begin_batch()
+        try:
+            took = [udp_pump.datagram_from_client(sessions, m, 0.0) for m in messages]
+        finally:
+            udp_pump.end_batch()
+        return took
+
+    def received(self, n):
+        return [self.rx.recv(65535) for _ in range(n)]
+
+
+def test_one_batch_of_messages_leaves_in_segmented_runs_with_every_boundary_kept(tls_files, tmp_path):
+    """Messages of one batch to one destination leave as UDP_SEGMENT runs (``udp_pump``'s
+    gathering): the target receives the same datagrams, in order, each with its own length,
+    and the session's bytes and packets are counted exactly; with gathering off
+    (``set_gso(False)``) the same messages leave one ``sendto`` each."""
+    import random
+
+    rng = random.Random(12)
+    sizes = ([100] * 10 + [60] + [100] * 3 + [300, 300, 7] + [1] * 70 + [1200] * 60 + [2000] * 3
+             + [rng.randint(1, 1400) for _ in range(40)] + [512] * 64 + [512])
+    payloads = [os.urandom(n) for n in sizes]
+
+    async def main():
+        t = await Setup().start(tls_files, tmp_path, 64)
+        target = BatchTarget(t)
+        session, sessions = await target.point()
+        pump = session.handle
+        slot_before = t.writer.read(pump.slot)
+        try:
+            assert udp_pump.set_gso(True), "this kernel has no UDP_SEGMENT"
+            runs_before = udp_pump.run_stats()
+            assert all(target.send_batch(sessions, session.session_id, payloads))
+            assert target.received(len(payloads)) == payloads
+            gso_sends, gso_datagrams, fallback = (
+                a - b for a, b in zip(udp_pump.run_stats(), runs_before))
+            assert (gso_sends, fallback) == (_gathered_runs(sizes), 0)
+            assert gso_datagrams > len(payloads) // 2
+            record = t.writer.read(pump.slot)
+            assert record["tx"] - slot_before["tx"] == sum(sizes)
+            assert record["tx_packets"] - slot_before["tx_packets"] == len(sizes)
+
+            assert udp_pump.set_gso(False) is False
+            runs_before = udp_pump.run_stats()
+            assert all(target.send_batch(sessions, session.session_id, payloads))
+            assert target.received(len(payloads)) == payloads
+            assert udp_pump.run_stats() == runs_before
+            assert t.writer.read(pump.slot)["tx"] - record["tx"] == sum(sizes)
+        finally:
+            udp_pump.set_gso(True)
+            target.rx.close()
+            await t.stop()
+
+    run(main())
+
+
+def test_a_cap_reached_inside_a_run_lets_one_datagram_past_it_and_no_more(tls_files, tmp_path):
+    """The user's budget counts what a run has gathered but not yet sent: with 1 050 bytes left,
+    twenty 100-byte messages in one batch give the target eleven (the eleventh reaches the cap
+    and goes whole, as a single ``sendto`` would), and the user is cut."""
+    async def main():
+        t = await Setup().start(tls_files, tmp_path, 64)
+        target = BatchTarget(t)
+        session, sessions = await target.point()
+        pump = session.handle
+        [conn] = t.server.connections
+        used = t.writer.read(pump.slot)["tx"] + t.writer.read(pump.slot)["rx"]
+        t.writer.set_budgets({conn.auth_id: used + 1050})
+        try:
+            payloads = [bytes([i]) * 100 for i in range(20)]
+            target.send_batch(sessions, session.session_id, payloads)
+            assert target.received(11) == payloads[:11]
+            target.rx.settimeout(0.3)
+            with pytest.raises(socket.timeout):
+                target.rx.recv(65535)
+            assert t.writer.read(pump.slot)["tx"] + t.writer.read(pump.slot)["rx"] == used + 1100
+            await asyncio.sleep(0.3)
+            assert conn.closed
+        finally:
+            target.rx.close()
+            await t.stop()
+
+    run(main())

@@ -33,30 +33,16 @@ from libc.stdint cimport uint16_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
-from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC, htonl, htons,
-                               in6_addr, inet_ntop, inet_pton, iovec, mmsghdr, msghdr, ntohl,
-                               ntohs, recvmmsg, sendmmsg, sockaddr, sockaddr_in, sockaddr_in6,
-                               sockaddr_storage, socklen_t)
+from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, CMSG_DATA, CMSG_FIRSTHDR, CMSG_LEN,
+                               CMSG_NXTHDR, CMSG_SPACE, GSO_MAX_BYTES, GSO_MAX_SEGMENTS,
+                               MSG_DONTWAIT, MSG_TRUNC, SOL_UDP_, UDP_GRO_, UDP_SEGMENT_,
+                               cmsghdr, getsockopt, htonl, htons, in6_addr, inet_ntop, inet_pton,
+                               iovec, mmsghdr, msghdr, ntohl, ntohs, recvmmsg, sendmmsg, sendmsg,
+                               setsockopt, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_storage,
+                               socklen_t)
 from fastpath.hy2.wire.salamander cimport Salamander, next_salt
 
-cdef extern from "<sys/socket.h>" nogil:
-    cdef struct cmsghdr:
-        size_t cmsg_len
-        int cmsg_level
-        int cmsg_type
-    cmsghdr *CMSG_FIRSTHDR(msghdr *m)
-    cmsghdr *CMSG_NXTHDR(msghdr *m, cmsghdr *c)
-    unsigned char *CMSG_DATA(cmsghdr *c)
-    size_t CMSG_SPACE(size_t n)
-    size_t CMSG_LEN(size_t n)
-    ssize_t sendmsg(int fd, const msghdr *m, int flags)
-    int setsockopt(int fd, int level, int name, const void *val, socklen_t n)
-    int getsockopt(int fd, int level, int name, void *val, socklen_t *n)
-
 cdef enum:
-    SOL_UDP_ = 17                 # linux/udp.h (IPPROTO_UDP)
-    UDP_SEGMENT_ = 103
-    UDP_GRO_ = 104
     RX_SLOTS = 64                 # datagrams (or GRO runs) per recvmmsg
     DELIVER_MAX = 64              # datagrams per on_batch call
     RX_SLOTS_GRO = 32             # fewer but 64 KiB slots when runs arrive coalesced
@@ -66,8 +52,6 @@ cdef enum:
     TX_MSGS = 128                 # messages per sendmmsg
     TX_IOV = 2048                 # datagrams per sendmmsg
     TX_CTRL_WORDS = 4             # 32 bytes per message (UDP_SEGMENT needs 24)
-    GSO_MAX_SEGMENTS = 64
-    GSO_MAX_BYTES = 65000
     SALT = 8
 
 # Counters tests read to see which path ran.

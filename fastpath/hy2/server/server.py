@@ -32,7 +32,8 @@ from fastpath.hy2.quic.relay_pump import RelayPump
 from fastpath.hy2.server.server_session import CLOSE_KICKED, ServerSession
 from fastpath.hy2.quic.stateless_reset import StatelessResetter
 from fastpath.hy2.quic.udp_endpoint import UdpEndpoint, make_endpoint, make_udp_socket
-from fastpath.hy2.server.udp_pump import ClientDatagrams, UdpPump, datagram_from_client
+from fastpath.hy2.server.udp_pump import (ClientDatagrams, UdpPump, begin_batch,
+                                           datagram_from_client, end_batch)
 from fastpath.mesh.paths import split_address
 from fastpath.mesh.egress import target_host
 from fastpath.mesh.wire import RELAY_PREFIX, is_control
@@ -456,6 +457,16 @@ class Hy2Server:
 
     # -- packets in -------------------------------------------------------------------------
     def _on_batch(self, batch: list) -> None:
+        # The clients' UDP messages to targets are gathered into runs while the batch is read
+        # and sent when it is done (``udp_pump.begin_batch``).
+        begin_batch()
+        try:
+            self._receive_batch(batch)
+        finally:
+            end_batch()
+        self._flush()
+
+    def _receive_batch(self, batch: list) -> None:
         now = self.loop.time()
         by_cid = self.by_cid
         touched: dict[ServerConnection, None] = {}      # in order of first packet
@@ -489,7 +500,6 @@ class Hy2Server:
                 log.exception("error handling packets from %s", conn.addr)
             if half_open and conn in half_open and aioquic_seam.handshake_complete(conn.quic):
                 half_open.discard(conn)
-        self._flush()
 
     def _reset_unknown(self, data: bytes, dcid: bytes, addr) -> None:
         """A 1-RTT packet for a connection this process does not hold (its previous process

@@ -35,6 +35,26 @@ cdef extern from "<sys/socket.h>" nogil:
         unsigned int msg_len
     int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, void *timeout)
     int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
+    # Control messages: UDP_SEGMENT (GSO) on sends, UDP_GRO on receives.
+    cdef struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+    cmsghdr *CMSG_FIRSTHDR(msghdr *m)
+    cmsghdr *CMSG_NXTHDR(msghdr *m, cmsghdr *c)
+    unsigned char *CMSG_DATA(cmsghdr *c)
+    size_t CMSG_SPACE(size_t n)
+    size_t CMSG_LEN(size_t n)
+    ssize_t sendmsg(int fd, const msghdr *m, int flags)
+    int setsockopt(int fd, int level, int name, const void *val, socklen_t n)
+    int getsockopt(int fd, int level, int name, void *val, socklen_t *n)
+
+cdef enum:
+    SOL_UDP_ = 17                 # linux/udp.h (IPPROTO_UDP)
+    UDP_SEGMENT_ = 103
+    UDP_GRO_ = 104
+    GSO_MAX_SEGMENTS = 64         # the kernel's UDP_MAX_SEGMENTS on older kernels
+    GSO_MAX_BYTES = 65000         # below the 65 507 bytes of one UDP payload
 
 cdef extern from "<netinet/in.h>" nogil:
     cdef struct in_addr:
