@@ -9,6 +9,8 @@ per echoed packet (the figure that survives a noisy shared machine).
 
     python bench/hy2_udp_relay.py profile [SECONDS] [ENV=VALUE ...]   # py-spy --native
     python bench/hy2_udp_relay.py rate [ENV=VALUE ...]
+
+``HY2_PROFILE_RAW=FILE`` keeps the profile's raw stacks (as ``bench/hy2_profile.py``).
 """
 from __future__ import annotations
 
@@ -182,7 +184,7 @@ def cli(argv: list[str], setup_class, echo_port, show, profile_lines: int) -> No
                 return
             from hy2_profile import summarize
             spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-            raw = Path(d) / "raw.txt"
+            raw = Path(os.environ.get("HY2_PROFILE_RAW") or Path(d) / "raw.txt")
             spy_proc = subprocess.Popen([spy, "record", "--native", "-r", "200", "-d", str(seconds),
                                          "--format", "raw", "-o", str(raw), "-p",
                                          str(setup.worker)], stdout=subprocess.DEVNULL,
