@@ -35,6 +35,7 @@ from libc.string cimport memmove
 
 from fastpath.hy2.quic.quic_cc cimport Controller, Pacer, CC_BRUTAL
 from fastpath.hy2.quic.quic_builder cimport SentPacket
+from fastpath.hy2.quic.stream_send cimport StreamSendBuffer
 from fastpath.hy2.quic.packet_protection cimport read_varint as _varint
 
 from aioquic.buffer import BufferReadError
@@ -183,8 +184,14 @@ cdef inline list _handlers(object packet):
 
 
 cdef inline void _call_handlers(object packet, object state) except *:
+    """Each recorded ``(handler, args)`` as ``handler(state, *args)``; a stream buffer's (one
+    per STREAM frame, most of them) by its typed entry instead."""
+    cdef bint acked = state is _ACKED
     for handler, args in _handlers(packet):
-        handler(state, *args)
+        if type(handler) is StreamSendBuffer:
+            (<StreamSendBuffer>handler).delivered(acked, <tuple>args)
+        else:
+            handler(state, *args)
 
 
 cdef class QuicPacketRecovery:

@@ -352,26 +352,53 @@ def write_application(conn, builder, network_path, double now):
     pacer = conn._loss._pacer
     next_send_time = pacer.next_send_time
     update_after_send = pacer.update_after_send
-    while True:
-        ack_at = space.ack_at
-        if ack_at is None or ack_at >= now:
-            pacing_at = next_send_time(now)
-            if pacing_at is not None:
-                conn._pacing_at = pacing_at
+    datagrams = conn._datagrams_pending
+    # One stream with nothing but data to send (a bulk transfer's case): its sender, its
+    # credit and the connection's, read once for the call instead of once per packet (they
+    # change only when a datagram is received, a timer fires or the application calls,
+    # as above); the connection's credit used is written back at the end.
+    cdef StreamSendBuffer one = None
+    cdef int64_t credit = 0, remote = 0, used = 0, used_before = 0, max_offset
+    queue = conn._streams_queue
+    if len(queue) == 1:
+        stream = queue[0]
+        one = <StreamSendBuffer>stream.sender
+        if stream.receiver.stop_pending or one.reset_pending or stream.is_blocked:
+            one = None
+        else:
+            credit = stream.max_stream_data_remote
+            remote = conn._remote_max_data
+            used = used_before = conn._remote_max_data_used
+    try:
+        while True:
+            ack_at = space.ack_at
+            if ack_at is None or ack_at >= now:
+                pacing_at = next_send_time(now)
+                if pacing_at is not None:
+                    conn._pacing_at = pacing_at
+                    break
+            b.begin_packet(_ONE_RTT_PACKET, crypto)
+            if ack_at is not None and ack_at <= now:
+                _write_ack(conn, b, space, now)
+            if first:
+                _write_limits(conn, b)
+                first = False
+            if datagrams:
+                _write_datagrams(conn, b)
+            if one is None:
+                _write_streams(conn, b)
+            elif not one.buffer_is_empty:
+                max_offset = one.highest_offset + remote - used
+                if credit < max_offset:
+                    max_offset = credit
+                used += one.write_frame(b, max_offset)
+            if b.packet_empty():
                 break
-        b.begin_packet(_ONE_RTT_PACKET, crypto)
-        if ack_at is not None and ack_at <= now:
-            _write_ack(conn, b, space, now)
-        if first:
-            _write_limits(conn, b)
-            first = False
-        if conn._datagrams_pending:
-            _write_datagrams(conn, b)
-        _write_streams(conn, b)
-        if b.packet_empty():
-            break
-        fp_send_fast_packets += 1
-        update_after_send(now)
+            fp_send_fast_packets += 1
+            update_after_send(now)
+    finally:
+        if used != used_before:
+            conn._remote_max_data_used = used
     return None
 
 

@@ -28,12 +28,13 @@ cdef class StreamSendBuffer:
     cdef public bint buffer_is_empty
     cdef public bint is_finished
     cdef public bint reset_pending
-    cdef object _delivery              # the bound on_data_delivery, built once
 
     cdef bint _peek(self, int64_t max_size, int64_t max_offset, int64_t *start, int64_t *stop,
                     bint *fin) noexcept
     cdef int _take(self, int64_t start, int64_t stop, bint fin) except -1
     cdef int _write(self, const uint8_t *data, Py_ssize_t size, bint end) except -1
     cdef int64_t write_frame(self, QuicPacketBuilder builder, int64_t max_offset) except -1
+    cdef int delivered(self, bint acked, tuple frame) except -1
+    cdef int _delivered(self, bint acked, int64_t a, int64_t b, bint fin) except -1
     cdef inline int64_t unacked(self):
         return self._stop - self._start

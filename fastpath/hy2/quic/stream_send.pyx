@@ -140,7 +140,6 @@ cdef class StreamSendBuffer:
         self._sid = -1 if stream_id is None else stream_id
         self.buffer_is_empty = True
         self.is_finished = not writable
-        self._delivery = self.on_data_delivery
 
     def __dealloc__(self):
         PyMem_Free(self._buf)
@@ -286,7 +285,10 @@ cdef class StreamSendBuffer:
             ftype |= STREAM_OFF
         if fin:
             ftype |= STREAM_FIN
-        p = builder.open_frame(ftype, overhead, self._delivery, (start, stop, fin))
+        # The buffer is the frame's delivery handler (``__call__``): the compiled recovery
+        # sees its type and calls ``delivered`` typed, with no bound method or argument
+        # tuple per acknowledged frame; anything else calls it as aioquic's handler.
+        p = builder.open_frame(ftype, overhead, self, (start, stop, fin))
         p = _put_varint(p, <uint64_t>self._sid)
         if start:
             p = _put_varint(p, <uint64_t>start)
@@ -303,12 +305,24 @@ cdef class StreamSendBuffer:
     # -- acknowledgements and losses (called by recovery through the packet's handlers) ------
     def on_data_delivery(self, delivery, start, stop, fin):
         """A frame [start, stop) (with ``fin``) was acknowledged, or lost."""
-        cdef int64_t a = start, b = stop, size
+        self._delivered(delivery is _ACKED, start, stop, fin)
+
+    def __call__(self, delivery, start, stop, fin):
+        """As the delivery handler a packet records for each STREAM frame."""
+        self._delivered(delivery is _ACKED, start, stop, fin)
+
+    cdef int delivered(self, bint acked, tuple frame) except -1:
+        """The handler's call from the compiled recovery: ``frame`` is the recorded
+        ``(start, stop, fin)``."""
+        return self._delivered(acked, <int64_t>frame[0], <int64_t>frame[1], <bint>frame[2])
+
+    cdef int _delivered(self, bint acked, int64_t a, int64_t b, bint fin) except -1:
+        cdef int64_t size
         if fin and b != self._fin:
             raise AssertionError("on_data_delivered() was called with inconsistent fin / stop")
         if self._reset_error_code is not None:
-            return                  # only the reset's delivery matters now
-        if delivery is _ACKED:
+            return 0                # only the reset's delivery matters now
+        if acked:
             if a < self._start:         # already dropped (acknowledged twice): the rest only
                 a = self._start
             if b > a:
@@ -331,6 +345,7 @@ cdef class StreamSendBuffer:
             if fin:
                 self.buffer_is_empty = False
                 self._pending_eof = True
+        return 0
 
     # -- reset ---------------------------------------------------------------------------------
     def reset(self, error_code):
