@@ -77,7 +77,8 @@ def test_bad_webhook_bodies_store_nothing(node, body, words):
 
 
 def r_text(body: dict) -> str:
-    return json.dumps(body)
+    """The answer as text, without its event id: a random UUID, which may hold any digits."""
+    return json.dumps({k: v for k, v in body.items() if k != "event_id"})
 
 
 def test_test_event_reaches_the_receiver_with_headers(node, receiver):
