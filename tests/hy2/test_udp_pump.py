@@ -302,3 +302,28 @@ def test_a_cap_reached_inside_a_run_lets_one_datagram_past_it_and_no_more(tls_fi
             await t.stop()
 
     run(main())
+
+
+def test_a_message_larger_than_a_run_goes_alone_inside_a_batch(tls_files, tmp_path):
+    """A reassembled message can be larger than the run buffer (65 000 bytes): inside a batch it
+    is sent on its own, whole, after what was gathered before it and before what follows."""
+    async def main():
+        t = await Setup().start(tls_files, tmp_path, 64)
+        target = BatchTarget(t)
+        session, _ = await target.point()
+        pump = session.handle
+        payloads = [os.urandom(100), os.urandom(100), os.urandom(65_400), os.urandom(100)]
+        try:
+            udp_pump.begin_batch()
+            try:
+                for p in payloads:
+                    pump.send(target.address, p)
+            finally:
+                udp_pump.end_batch()
+            assert target.received(len(payloads)) == payloads
+            assert t.writer.read(pump.slot)["tx"] == len(b"hello") + sum(map(len, payloads))
+        finally:
+            target.rx.close()
+            await t.stop()
+
+    run(main())

@@ -264,13 +264,21 @@ cdef inline void memcpy_bytes(uint8_t *p, bytes data, Py_ssize_t n) noexcept:
     memcpy(p, PyBytes_AS_STRING(data), n)
 
 
+cdef inline int64_t _max_offset(StreamSendBuffer sender, int64_t credit, int64_t remote,
+                                int64_t used) noexcept:
+    """How far a stream may send: its own credit (``credit``, the peer's MAX_STREAM_DATA) and
+    what is left of the connection's (``remote`` - ``used``) past what it has sent."""
+    cdef int64_t room = sender.highest_offset + remote - used
+    return credit if credit < room else room
+
+
 cdef int _write_streams(conn, QuicPacketBuilder b) except -1:
     """STREAM frames from each stream in service order, each bounded by the packet's room, the
     stream's credit and what is left of the connection's; the streams that sent go to the end
     of the order (round robin, as aioquic)."""
     cdef StreamSendBuffer sender
     cdef int64_t remote = conn._remote_max_data
-    cdef int64_t used = conn._remote_max_data_used, max_offset, credit, raised, total = 0
+    cdef int64_t used = conn._remote_max_data_used, raised, total = 0
     cdef list queue = conn._streams_queue
     cdef list sent = None
     cdef uint8_t *p
@@ -284,11 +292,8 @@ cdef int _write_streams(conn, QuicPacketBuilder b) except -1:
                 break                   # no room left in this packet: the next one
         if sender.buffer_is_empty or stream.is_blocked:
             continue
-        max_offset = sender.highest_offset + remote - used
-        credit = stream.max_stream_data_remote
-        if credit < max_offset:
-            max_offset = credit
-        raised = sender.write_frame(b, max_offset)
+        raised = sender.write_frame(b, _max_offset(sender, stream.max_stream_data_remote,
+                                                   remote, used))
         if raised > 0:
             used += raised
             total += raised
@@ -358,7 +363,7 @@ def write_application(conn, builder, network_path, double now):
     # change only when a datagram is received, a timer fires or the application calls,
     # as above); the connection's credit used is written back at the end.
     cdef StreamSendBuffer one = None
-    cdef int64_t credit = 0, remote = 0, used = 0, used_before = 0, max_offset
+    cdef int64_t credit = 0, remote = 0, used = 0, used_before = 0
     queue = conn._streams_queue
     if len(queue) == 1:
         stream = queue[0]
@@ -388,10 +393,7 @@ def write_application(conn, builder, network_path, double now):
             if one is None:
                 _write_streams(conn, b)
             elif not one.buffer_is_empty:
-                max_offset = one.highest_offset + remote - used
-                if credit < max_offset:
-                    max_offset = credit
-                used += one.write_frame(b, max_offset)
+                used += one.write_frame(b, _max_offset(one, credit, remote, used))
             if b.packet_empty():
                 break
             fp_send_fast_packets += 1

@@ -33,13 +33,13 @@ from libc.stdint cimport uint16_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
-from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, CMSG_DATA, CMSG_FIRSTHDR, CMSG_LEN,
-                               CMSG_NXTHDR, CMSG_SPACE, GSO_MAX_BYTES, GSO_MAX_SEGMENTS,
+from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, CMSG_DATA, CMSG_FIRSTHDR, CMSG_NXTHDR,
+                               GSO_MAX_BYTES, GSO_MAX_SEGMENTS,
                                MSG_DONTWAIT, MSG_TRUNC, SOL_UDP_, UDP_GRO_, UDP_SEGMENT_,
                                cmsghdr, getsockopt, htonl, htons, in6_addr, inet_ntop, inet_pton,
                                iovec, mmsghdr, msghdr, ntohl, ntohs, recvmmsg, sendmmsg, sendmsg,
                                setsockopt, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_storage,
-                               socklen_t)
+                               socklen_t, udp_segment_control)
 from fastpath.hy2.wire.salamander cimport Salamander, next_salt
 
 cdef enum:
@@ -336,8 +336,6 @@ cdef class BatchEndpoint:
         cdef Salamander sal = self._sal
         cdef int extra = SALT if sal is not None else 0
         cdef msghdr *m
-        cdef cmsghdr *c
-        cdef uint16_t seg16
         cdef BatchStats st = self.stats
         if n == 0:
             return
@@ -404,14 +402,7 @@ cdef class BatchEndpoint:
             m.msg_flags = 0
             self._tx_segs[nmsg] = niov - first_iov
             if niov - first_iov > 1:
-                m.msg_control = &self._tx_ctrl[nmsg * TX_CTRL_WORDS]
-                m.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
-                c = CMSG_FIRSTHDR(m)
-                c.cmsg_level = SOL_UDP_
-                c.cmsg_type = UDP_SEGMENT_
-                c.cmsg_len = CMSG_LEN(sizeof(uint16_t))
-                seg16 = <uint16_t>size
-                memcpy(CMSG_DATA(c), &seg16, sizeof(uint16_t))
+                udp_segment_control(m, &self._tx_ctrl[nmsg * TX_CTRL_WORDS], <uint16_t>size)
                 st.gso_messages += 1
             else:
                 m.msg_control = NULL

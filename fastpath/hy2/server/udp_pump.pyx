@@ -36,11 +36,12 @@ from fastpath.shm.counter_table cimport ShardWriter, fp_now_ns
 from fastpath.hy2.wire.udp_relay import MAX_NAMES, literal_ip
 from fastpath.mesh.paths import split_address
 
-from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, CMSG_DATA, CMSG_FIRSTHDR, CMSG_LEN,
-                                 CMSG_SPACE, GSO_MAX_BYTES, GSO_MAX_SEGMENTS, MSG_DONTWAIT,
-                                 SOL_UDP_, UDP_SEGMENT_, cmsghdr, inet_ntop, iovec, ip_sockaddr,
-                                 msghdr, ntohs, recvfrom, sendmsg, sendto, sockaddr,
-                                 sockaddr_in6, sockaddr_storage, sockaddr_text, socklen_t)
+from fastpath.hy2.quic.udp_batch import kernel_features
+from fastpath.hy2.wire.net cimport (AF_INET, AF_INET6, GSO_MAX_BYTES, GSO_MAX_SEGMENTS,
+                                 MSG_DONTWAIT, inet_ntop, iovec, ip_sockaddr, msghdr, ntohs,
+                                 recvfrom, sendmsg, sendto, sockaddr, sockaddr_in6,
+                                 sockaddr_storage, sockaddr_text, socklen_t,
+                                 udp_segment_control)
 
 cdef enum:
     BATCH_C = 64                 # replies read per readiness event
@@ -80,18 +81,15 @@ cdef bint _batching = False
 
 def _kernel_has_gso():
     """A kernel without UDP_SEGMENT would ignore the control message and send the run as one
-    datagram, so it is asked first (Linux 4.18 and later answer the option)."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.getsockopt(SOL_UDP_, UDP_SEGMENT_)
-        return True
-    except OSError:
-        return False
+    datagram, so it is asked first, once (the QUIC endpoint's probe)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        return kernel_features(probe)[0]
 
 
+cdef bint _kernel_gso = _kernel_has_gso()
 # ``FASTPATH_UDP_TARGET_GSO=0``: one ``sendto`` per datagram (the benchmarks' baseline).
 cdef bint _gso = (os.environ.get("FASTPATH_UDP_TARGET_GSO", "1") != "0"
-                  and _kernel_has_gso())  # False too once the kernel refuses UDP_SEGMENT
+                  and _kernel_gso)  # False too once the kernel refuses UDP_SEGMENT
 cdef Py_ssize_t _gso_sends = 0, _gso_datagrams = 0, _fallback_sends = 0
 
 
@@ -113,7 +111,7 @@ def set_gso(bint on):
     ``sendto``, as a baseline; returns whether runs are gathered now."""
     global _gso
     _flush_run()
-    _gso = on and _kernel_has_gso()
+    _gso = on and _kernel_gso
     return _gso
 
 
@@ -133,9 +131,7 @@ cdef void _flush_run() noexcept:
     cdef int count = _run_count, k, packets = 0, err
     cdef msghdr m
     cdef iovec iov
-    cdef cmsghdr *c
-    cdef unsigned long long ctrl[4]  # 32 bytes, aligned: UDP_SEGMENT needs 18
-    cdef uint16_t seg16
+    cdef unsigned long long ctrl[4]  # 32 bytes, aligned: UDP_SEGMENT needs 24
     if pump is None:
         return
     _run_pump = None
@@ -152,15 +148,8 @@ cdef void _flush_run() noexcept:
         m.msg_namelen = t.addr_len
         m.msg_iov = &iov
         m.msg_iovlen = 1
-        m.msg_control = ctrl
-        m.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
         m.msg_flags = 0
-        c = CMSG_FIRSTHDR(&m)
-        c.cmsg_level = SOL_UDP_
-        c.cmsg_type = UDP_SEGMENT_
-        c.cmsg_len = CMSG_LEN(sizeof(uint16_t))
-        seg16 = <uint16_t>seg
-        memcpy(CMSG_DATA(c), &seg16, sizeof(uint16_t))
+        udp_segment_control(&m, ctrl, <uint16_t>seg)
         if sendmsg(t.fd, &m, MSG_DONTWAIT) >= 0:
             sent, packets = used, count
             _gso_sends += 1
@@ -280,7 +269,8 @@ cdef class UdpPump:
             self.owner.budget_spent(self)
 
     cdef void _send_raw(self, _Target t, const unsigned char *payload, size_t n) noexcept:
-        if _batching and _gso and not t.no_gso and n <= 0xFFFF:
+        # A message larger than the run buffer (a reassembled one can be) is sent alone.
+        if _batching and _gso and not t.no_gso and n <= GSO_MAX_BYTES:
             self._gather(t, payload, n)
             return
         _flush_run()                 # what was gathered goes first

@@ -2,7 +2,7 @@
 # (Hysteria 2 server and client side, the proxy inbounds' UDP): the libc declarations, and "ip:port" text written without Python objects.
 from libc.stdint cimport uint16_t, uint32_t
 from libc.stdio cimport snprintf
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
@@ -55,6 +55,20 @@ cdef enum:
     UDP_GRO_ = 104
     GSO_MAX_SEGMENTS = 64         # the kernel's UDP_MAX_SEGMENTS on older kernels
     GSO_MAX_BYTES = 65000         # below the 65 507 bytes of one UDP payload
+
+cdef inline void udp_segment_control(msghdr *m, void *space, uint16_t size) noexcept nogil:
+    """Attach ``UDP_SEGMENT`` to ``m``: the kernel cuts its payload into datagrams of ``size``
+    bytes (the last may be shorter).  ``space``: at least ``CMSG_SPACE(2)`` bytes (24), aligned
+    for a ``cmsghdr``."""
+    cdef cmsghdr *c
+    m.msg_control = space
+    m.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
+    c = CMSG_FIRSTHDR(m)
+    c.cmsg_level = SOL_UDP_
+    c.cmsg_type = UDP_SEGMENT_
+    c.cmsg_len = CMSG_LEN(sizeof(uint16_t))
+    memcpy(CMSG_DATA(c), &size, sizeof(uint16_t))
+
 
 cdef extern from "<netinet/in.h>" nogil:
     cdef struct in_addr:
