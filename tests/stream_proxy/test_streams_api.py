@@ -304,11 +304,15 @@ def test_openapi_lists_every_route(node):
 
 
 def test_health_uptime_is_the_node_uptime(node):
-    native = node.get("/api/v1/health").json()["uptime"]
-    health = node.get("/health").json()
-    assert abs(health["uptime_seconds"] - native) < 1.0
-    stats = node.get("/stats").json()
-    assert abs(stats["uptime_seconds"] - health["uptime_seconds"]) < 1.0
+    before = node.get("/api/v1/health").json()["uptime"]
+    health = node.get("/health").json()["uptime_seconds"]
+    stats = node.get("/stats").json()["uptime_seconds"]
+    after = node.get("/api/v1/health").json()["uptime"]
+    # The stream-proxy faces give whole seconds (m3u-proxy's integer), each read at its own
+    # instant: the node's uptime at a moment between the two native readings (rounded to the
+    # millisecond), truncated. Two of them can differ by one when a second turns between them.
+    for whole in (health, stats):
+        assert type(whole) is int and int(before - 0.001) <= whole <= after, (before, whole, after)
 
 
 def test_viewer_urls_follow_public_url(tmp_path):
